@@ -1,0 +1,355 @@
+//! HTTP handlers of the control API.
+
+use crate::platform::{DeployEvent, Platform, PlatformError};
+use axum::body::Body;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post, put};
+use axum::{Json, Router};
+use http_body_util::BodyExt;
+use nimbus_runtime::InvokeRequest;
+use nimbus_store::{LogQuery, PutError};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+#[derive(Clone)]
+struct Ctx {
+    platform: Arc<Platform>,
+    token: Arc<str>,
+}
+
+/// An error answered as `{"error": message}`.
+struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+impl From<PlatformError> for ApiError {
+    fn from(e: PlatformError) -> Self {
+        let status = match &e {
+            PlatformError::Invalid(_) => StatusCode::BAD_REQUEST,
+            PlatformError::NotFound(_) => StatusCode::NOT_FOUND,
+            PlatformError::Conflict(_) => StatusCode::CONFLICT,
+            PlatformError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError(status, e.to_string())
+    }
+}
+
+impl From<nimbus_store::StoreError> for ApiError {
+    fn from(e: nimbus_store::StoreError) -> Self {
+        PlatformError::from(e).into()
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// The control API router (paths under `/v1/`), guarded by `admin_token`.
+pub fn router(platform: Arc<Platform>, admin_token: &str) -> Router {
+    let ctx = Ctx { platform, token: admin_token.into() };
+    let protected = Router::new()
+        .route("/v1/status", get(status))
+        .route("/v1/components/{hash}", put(upload_component).head(component_exists))
+        .route("/v1/apps", get(list_apps))
+        .route("/v1/apps/{app}", get(get_app).delete(delete_app))
+        .route("/v1/apps/{app}/revisions", get(list_revisions).post(deploy))
+        .route("/v1/apps/{app}/rollback", post(rollback))
+        .route("/v1/apps/{app}/functions", get(list_functions))
+        .route("/v1/apps/{app}/functions/{function}/invoke", any(invoke_root))
+        .route("/v1/apps/{app}/functions/{function}/invoke/{*path}", any(invoke_path))
+        .route("/v1/apps/{app}/invocations", get(list_invocations))
+        .route("/v1/apps/{app}/logs", get(logs))
+        .layer(middleware::from_fn_with_state(ctx.clone(), require_token));
+    Router::new()
+        .route("/v1/health", get(|| async { Json(json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") })) }))
+        .merge(protected)
+        .fallback(|req: Request| async move {
+            ApiError(StatusCode::NOT_FOUND, format!("no control API endpoint {} {}", req.method(), req.uri().path()))
+        })
+        .with_state(ctx)
+}
+
+async fn require_token(State(ctx): State<Ctx>, req: Request, next: Next) -> Response {
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if !constant_time_eq(given.as_bytes(), ctx.token.as_bytes()) {
+        return ApiError(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong admin token: send `Authorization: Bearer TOKEN` (the token is in the server's data dir, file admin-token; the CLI reads it from --data-dir or NIMBUS_TOKEN)".into(),
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn status(State(ctx): State<Ctx>) -> Json<serde_json::Value> {
+    let rt = &ctx.platform.runtime;
+    Json(json!({
+        "in_flight": rt.admission().in_flight(),
+        "waiting": rt.admission().waiting(),
+        "max_in_flight": rt.config().max_in_flight,
+        "loaded_components": rt.loaded_count(),
+        "records_dropped": ctx.platform.records.dropped(),
+    }))
+}
+
+fn check_hash(hash: &str) -> ApiResult<()> {
+    if nimbus_core::names::is_sha256_hex(hash) {
+        Ok(())
+    } else {
+        Err(ApiError(StatusCode::BAD_REQUEST, format!("{hash:?} is not a SHA-256 hex digest (64 lowercase hex digits)")))
+    }
+}
+
+async fn component_exists(State(ctx): State<Ctx>, Path(hash): Path<String>) -> StatusCode {
+    if nimbus_core::names::is_sha256_hex(&hash) && ctx.platform.components.contains(&hash) {
+        StatusCode::OK
+    } else {
+        StatusCode::NOT_FOUND
+    }
+}
+
+async fn upload_component(State(ctx): State<Ctx>, Path(hash): Path<String>, body: Body) -> ApiResult<Json<serde_json::Value>> {
+    check_hash(&hash)?;
+    let limit = ctx.platform.max_component_bytes;
+    let stream = body.into_data_stream();
+    let size = ctx.platform.components.put_stream(&hash, limit, stream).await.map_err(|e| {
+        let status = match &e {
+            PutError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            PutError::HashMismatch { .. } | PutError::Body(_) => StatusCode::BAD_REQUEST,
+            PutError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError(status, e.to_string())
+    })?;
+    Ok(Json(json!({ "hash": hash, "size": size })))
+}
+
+#[derive(Serialize)]
+struct AppSummary {
+    name: String,
+    active_revision: Option<i64>,
+    host: Option<String>,
+    functions: usize,
+    routes: usize,
+    updated_at_us: i64,
+}
+
+async fn list_apps(State(ctx): State<Ctx>) -> ApiResult<Json<Vec<AppSummary>>> {
+    let table = ctx.platform.gateway.table();
+    let rows = ctx.platform.store.apps().await?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|a| {
+                let active = table.app(&a.name);
+                AppSummary {
+                    functions: active.map_or(0, |x| x.spec.functions.len()),
+                    routes: active.map_or(0, |x| x.spec.routes.len()),
+                    host: active.and_then(|x| x.spec.host.clone()),
+                    name: a.name,
+                    active_revision: a.active_revision,
+                    updated_at_us: a.updated_at_us,
+                }
+            })
+            .collect(),
+    ))
+}
+
+async fn get_app(State(ctx): State<Ctx>, Path(app): Path<String>) -> ApiResult<Json<serde_json::Value>> {
+    let row = ctx.platform.store.app(&app).await?;
+    let spec = match row.active_revision {
+        Some(n) => Some(ctx.platform.store.revision(&app, n).await?.spec),
+        None => None,
+    };
+    Ok(Json(json!({ "name": row.name, "active_revision": row.active_revision, "spec": spec })))
+}
+
+async fn delete_app(State(ctx): State<Ctx>, Path(app): Path<String>) -> ApiResult<StatusCode> {
+    ctx.platform.delete(&app).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize)]
+struct RevisionSummary {
+    number: i64,
+    active: bool,
+    created_at_us: i64,
+    functions: Vec<String>,
+    routes: usize,
+}
+
+async fn list_revisions(State(ctx): State<Ctx>, Path(app): Path<String>) -> ApiResult<Json<Vec<RevisionSummary>>> {
+    let row = ctx.platform.store.app(&app).await?;
+    let revs = ctx.platform.store.revisions(&app).await?;
+    Ok(Json(
+        revs.into_iter()
+            .map(|r| RevisionSummary {
+                active: Some(r.number) == row.active_revision,
+                number: r.number,
+                created_at_us: r.created_at_us,
+                functions: r.spec.functions.keys().cloned().collect(),
+                routes: r.spec.routes.len(),
+            })
+            .collect(),
+    ))
+}
+
+#[derive(Deserialize)]
+struct DeployBody {
+    manifest: String,
+    components: BTreeMap<String, String>,
+}
+
+/// Validates synchronously (400 on a bad request), then streams
+/// [`DeployEvent`]s as JSON lines while compiling and activating.
+async fn deploy(State(ctx): State<Ctx>, Path(app): Path<String>, Json(body): Json<DeployBody>) -> ApiResult<Response> {
+    let spec = ctx.platform.validate(&app, &body.manifest, &body.components)?;
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    let platform = ctx.platform.clone();
+    tokio::spawn(async move {
+        if let Err(e) = platform.deploy(spec, body.manifest, tx.clone()).await {
+            let _ = tx.send(DeployEvent::Error { message: e.to_string() }).await;
+        }
+    });
+    let lines = tokio_stream_lines(rx);
+    let mut resp = Response::new(Body::from_stream(lines));
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
+    Ok(resp)
+}
+
+fn tokio_stream_lines(
+    rx: tokio::sync::mpsc::Receiver<DeployEvent>,
+) -> impl futures::Stream<Item = Result<bytes::Bytes, std::convert::Infallible>> {
+    futures::stream::unfold(rx, |mut rx| async move {
+        let ev = rx.recv().await?;
+        let mut line = serde_json::to_vec(&ev).expect("events serialize");
+        line.push(b'\n');
+        Some((Ok(bytes::Bytes::from(line)), rx))
+    })
+}
+
+#[derive(Deserialize, Default)]
+struct RollbackBody {
+    revision: Option<i64>,
+}
+
+async fn rollback(State(ctx): State<Ctx>, Path(app): Path<String>, body: Option<Json<RollbackBody>>) -> ApiResult<Json<serde_json::Value>> {
+    let target = body.map(|Json(b)| b).unwrap_or_default().revision;
+    let revision = ctx.platform.rollback(&app, target).await?;
+    Ok(Json(json!({ "app": app, "active_revision": revision })))
+}
+
+async fn list_functions(State(ctx): State<Ctx>, Path(app): Path<String>) -> ApiResult<Json<serde_json::Value>> {
+    let table = ctx.platform.gateway.table();
+    let active = table.app(&app).ok_or_else(|| {
+        ApiError(StatusCode::NOT_FOUND, format!("app {app:?} is not deployed: see `nimbus apps`"))
+    })?;
+    let functions: Vec<_> = active
+        .spec
+        .functions
+        .iter()
+        .map(|(name, f)| {
+            let routes: Vec<_> = active
+                .spec
+                .routes
+                .iter()
+                .filter(|r| &r.function == name)
+                .map(|r| json!({ "path": r.path, "methods": r.methods }))
+                .collect();
+            json!({
+                "name": name,
+                "component": f.component,
+                "limits": f.limits,
+                "env": f.env.keys().collect::<Vec<_>>(),
+                "allowed_outbound_hosts": f.allowed_outbound_hosts,
+                "routes": routes,
+                "in_flight": active.functions.get(name).map_or(0, |x| x.in_flight()),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "app": app, "revision": active.revision, "host": active.spec.host, "functions": functions })))
+}
+
+async fn invoke_root(State(ctx): State<Ctx>, Path((app, function)): Path<(String, String)>, req: Request) -> Response {
+    invoke(ctx, app, function, String::new(), req).await
+}
+
+async fn invoke_path(State(ctx): State<Ctx>, Path((app, function, path)): Path<(String, String, String)>, req: Request) -> Response {
+    invoke(ctx, app, function, path, req).await
+}
+
+/// Calls a function directly, bypassing routes: the request (method,
+/// headers, body, query) is passed on with the path after `/invoke`.
+async fn invoke(ctx: Ctx, app: String, function: String, path: String, req: Request) -> Response {
+    let table = ctx.platform.gateway.table();
+    let Some(f) = table.app(&app).and_then(|a| a.functions.get(&function)).cloned() else {
+        return ApiError(StatusCode::NOT_FOUND, format!("no function {app}/{function} is deployed: see `nimbus functions {app}`")).into_response();
+    };
+    let (mut parts, body) = req.into_parts();
+    parts.headers.remove(header::AUTHORIZATION);
+    let query = parts.uri.query().map(|q| format!("?{q}")).unwrap_or_default();
+    let uri = format!("/{path}{query}");
+    parts.uri = match uri.parse() {
+        Ok(u) => u,
+        Err(e) => return ApiError(StatusCode::BAD_REQUEST, format!("invalid path {uri:?}: {e}")).into_response(),
+    };
+    let body = body.map_err(|e| wasmtime_wasi_http::Error::InternalError(Some(e.to_string())));
+    let req = http::Request::from_parts(parts, body);
+    let meta = InvokeRequest { trigger: "invoke", route: None, params: Vec::new() };
+    let resp = ctx.platform.runtime.invoke(&f, req, meta).await;
+    let mut resp = resp.map(Body::new);
+    if let Ok(v) = HeaderValue::from_str(&f.revision.to_string()) {
+        resp.headers_mut().insert("nimbus-revision", v);
+    }
+    resp
+}
+
+#[derive(Deserialize)]
+struct InvocationsQuery {
+    function: Option<String>,
+    limit: Option<i64>,
+}
+
+async fn list_invocations(
+    State(ctx): State<Ctx>,
+    Path(app): Path<String>,
+    Query(q): Query<InvocationsQuery>,
+) -> ApiResult<Json<Vec<nimbus_store::InvocationRow>>> {
+    let limit = q.limit.unwrap_or(50).clamp(1, 1000);
+    Ok(Json(ctx.platform.store.invocations(&app, q.function.as_deref(), limit).await?))
+}
+
+#[derive(Deserialize)]
+struct LogsQuery {
+    function: Option<String>,
+    invocation: Option<String>,
+    after: Option<i64>,
+    since_us: Option<i64>,
+    limit: Option<i64>,
+}
+
+async fn logs(State(ctx): State<Ctx>, Path(app): Path<String>, Query(q): Query<LogsQuery>) -> ApiResult<Json<Vec<nimbus_core::LogEntry>>> {
+    let query = LogQuery {
+        app,
+        function: q.function,
+        invocation: q.invocation,
+        after_seq: q.after.unwrap_or(0),
+        since_us: q.since_us.unwrap_or(0),
+        limit: q.limit.unwrap_or(500).clamp(1, 5000),
+    };
+    Ok(Json(ctx.platform.store.logs(&query).await?))
+}

@@ -1,0 +1,232 @@
+//! Deploy, rollback, delete and restore: the operations that change which
+//! revision of an app serves. All of them are serialised by one lock and end
+//! with one atomic swap of the gateway's route table; validation (manifest,
+//! components, compilation, route collisions) happens before anything is
+//! written, so a failed deploy leaves the active revision serving.
+
+use nimbus_core::{AppSpec, Manifest};
+use nimbus_gateway::{ActiveApp, Gateway, RouteTable};
+use nimbus_runtime::{LoadSource, Runtime};
+use nimbus_store::{ComponentStore, RecordWriter, Store, StoreError};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tokio::sync::{Mutex, mpsc};
+
+/// An operation failed; the message says why and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum PlatformError {
+    /// The request is wrong (bad manifest, missing component, bad code...).
+    #[error("{0}")]
+    Invalid(String),
+    /// The thing does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// It collides with what is deployed.
+    #[error("{0}")]
+    Conflict(String),
+    /// Nimbus itself failed.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for PlatformError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(m) => PlatformError::NotFound(m),
+            other => PlatformError::Internal(other.to_string()),
+        }
+    }
+}
+
+/// Progress of a deploy, streamed to the client as JSON lines.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum DeployEvent {
+    /// Compiling or loading functions starts.
+    Started {
+        /// Number of functions.
+        total: usize,
+    },
+    /// One function is ready.
+    Function {
+        /// Function name.
+        name: String,
+        /// 1-based position.
+        index: usize,
+        /// Number of functions.
+        total: usize,
+        /// "compiled in N ms", "loaded (compile cache)"...
+        status: String,
+        /// Whether it was compiled now.
+        compiled: bool,
+    },
+    /// The new revision is active.
+    Activated {
+        /// Revision number.
+        revision: i64,
+    },
+    /// The deploy failed; the old revision keeps serving.
+    Error {
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// The running platform: store, runtime and gateway, and the operations on them.
+pub struct Platform {
+    /// SQL store.
+    pub store: Store,
+    /// Component files.
+    pub components: ComponentStore,
+    /// The function runner.
+    pub runtime: Arc<Runtime>,
+    /// The data plane.
+    pub gateway: Arc<Gateway>,
+    /// Invocation record writer.
+    pub records: RecordWriter,
+    /// Largest component upload accepted, in bytes.
+    pub max_component_bytes: u64,
+    lock: Mutex<()>,
+}
+
+impl Platform {
+    /// Wires the parts together.
+    pub fn new(
+        store: Store,
+        components: ComponentStore,
+        gateway: Arc<Gateway>,
+        records: RecordWriter,
+        max_component_bytes: u64,
+    ) -> Arc<Platform> {
+        Arc::new(Platform { store, components, runtime: gateway.runtime().clone(), gateway, records, max_component_bytes, lock: Mutex::new(()) })
+    }
+
+    /// Brings every app back at its active revision (at start-up). An app
+    /// that cannot load is logged and skipped; the others serve.
+    pub async fn restore(&self) -> Result<usize, PlatformError> {
+        let _guard = self.lock.lock().await;
+        let mut apps = Vec::new();
+        for rev in self.store.active_revisions().await? {
+            let mut ok = true;
+            for (name, f) in &rev.spec.functions {
+                if let Err(e) = self.runtime.load(&f.component).await {
+                    tracing::error!(app = %rev.app, function = %name, error = %e, "cannot load function; app not restored");
+                    ok = false;
+                    break;
+                }
+            }
+            if ok {
+                apps.push(Arc::new(ActiveApp::new(rev.spec, rev.number)));
+            }
+        }
+        let n = apps.len();
+        let table = RouteTable::build(apps).map_err(|e| PlatformError::Internal(format!("stored routes collide: {e}")))?;
+        self.gateway.swap(table);
+        Ok(n)
+    }
+
+    /// Checks a deploy request before anything runs: the manifest, and that
+    /// every function's component was uploaded and fits the platform limits.
+    pub fn validate(&self, app: &str, manifest: &str, components: &BTreeMap<String, String>) -> Result<AppSpec, PlatformError> {
+        let parsed = Manifest::parse(manifest).map_err(|e| PlatformError::Invalid(e.to_string()))?;
+        if parsed.name() != app {
+            return Err(PlatformError::Invalid(format!(
+                "the manifest is for app {:?} but was sent to app {app:?}",
+                parsed.name()
+            )));
+        }
+        for (name, hash) in components {
+            if !nimbus_core::names::is_sha256_hex(hash) {
+                return Err(PlatformError::Invalid(format!("function {name:?}: {hash:?} is not a SHA-256 hex digest")));
+            }
+            if !self.components.contains(hash) {
+                return Err(PlatformError::Invalid(format!(
+                    "function {name:?}: component {hash} was not uploaded; upload it first (PUT /v1/components/{hash})"
+                )));
+            }
+        }
+        let spec = parsed.to_spec(components).map_err(|e| PlatformError::Invalid(e.to_string()))?;
+        for (name, f) in &spec.functions {
+            self.runtime.check_limits(name, &f.limits).map_err(|e| PlatformError::Invalid(e.to_string()))?;
+        }
+        Ok(spec)
+    }
+
+    /// Deploys a validated spec as a new revision, reporting progress.
+    /// On any error the previous revision keeps serving.
+    pub async fn deploy(&self, spec: AppSpec, manifest: String, progress: mpsc::Sender<DeployEvent>) -> Result<i64, PlatformError> {
+        let _guard = self.lock.lock().await;
+        let total = spec.functions.len();
+        let _ = progress.send(DeployEvent::Started { total }).await;
+        for (i, (name, f)) in spec.functions.iter().enumerate() {
+            let (_, source) = self
+                .runtime
+                .load(&f.component)
+                .await
+                .map_err(|e| PlatformError::Invalid(format!("function {name:?}: {e}")))?;
+            let _ = progress
+                .send(DeployEvent::Function {
+                    name: name.clone(),
+                    index: i + 1,
+                    total,
+                    status: source.describe(),
+                    compiled: matches!(source, LoadSource::Compiled(_)),
+                })
+                .await;
+        }
+        let current = self.gateway.table();
+        // Check collisions with the other apps before writing anything.
+        current
+            .with_app(Arc::new(ActiveApp::new(spec.clone(), 0)))
+            .map_err(|e| PlatformError::Conflict(e.to_string()))?;
+        let revision = self.store.create_and_activate_revision(&spec, &manifest).await?;
+        let table = current
+            .with_app(Arc::new(ActiveApp::new(spec, revision)))
+            .map_err(|e| PlatformError::Internal(e.to_string()))?;
+        self.gateway.swap(table);
+        let _ = progress.send(DeployEvent::Activated { revision }).await;
+        Ok(revision)
+    }
+
+    /// Re-activates `target`, or else the revision before the active one.
+    pub async fn rollback(&self, app: &str, target: Option<i64>) -> Result<i64, PlatformError> {
+        let _guard = self.lock.lock().await;
+        let row = self.store.app(app).await?;
+        let active = row.active_revision.unwrap_or(0);
+        let target = match target {
+            Some(t) => t,
+            None => self
+                .store
+                .revisions(app)
+                .await?
+                .into_iter()
+                .map(|r| r.number)
+                .find(|&n| n < active)
+                .ok_or_else(|| PlatformError::NotFound(format!("app {app:?} has no revision before {active} to roll back to")))?,
+        };
+        let rev = self.store.revision(app, target).await?;
+        for (name, f) in &rev.spec.functions {
+            self.runtime
+                .load(&f.component)
+                .await
+                .map_err(|e| PlatformError::Internal(format!("revision {target}, function {name:?}: {e}")))?;
+        }
+        let table = self
+            .gateway
+            .table()
+            .with_app(Arc::new(ActiveApp::new(rev.spec, target)))
+            .map_err(|e| PlatformError::Conflict(format!("revision {target} cannot be activated: {e}")))?;
+        self.store.activate_revision(app, target).await?;
+        self.gateway.swap(table);
+        Ok(target)
+    }
+
+    /// Removes an app, its routes and its revisions.
+    pub async fn delete(&self, app: &str) -> Result<(), PlatformError> {
+        let _guard = self.lock.lock().await;
+        self.store.delete_app(app).await?;
+        self.gateway.swap(self.gateway.table().without_app(app));
+        Ok(())
+    }
+}

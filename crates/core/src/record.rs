@@ -1,0 +1,100 @@
+//! What the platform remembers about each invocation.
+
+use serde::{Deserialize, Serialize};
+
+/// How an invocation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The guest produced a response (whatever its status).
+    Ok,
+    /// The guest trapped or panicked.
+    Trap,
+    /// The guest hit its memory limit.
+    MemoryLimit,
+    /// The guest ran past its time limit and was stopped.
+    Timeout,
+    /// The platform could not run the guest (e.g. its code failed to load).
+    Error,
+}
+
+impl Outcome {
+    /// Stable lowercase name, as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Trap => "trap",
+            Outcome::MemoryLimit => "memory_limit",
+            Outcome::Timeout => "timeout",
+            Outcome::Error => "error",
+        }
+    }
+
+    /// Parses [`Outcome::as_str`]'s output.
+    pub fn parse(s: &str) -> Option<Outcome> {
+        Some(match s {
+            "ok" => Outcome::Ok,
+            "trap" => Outcome::Trap,
+            "memory_limit" => Outcome::MemoryLimit,
+            "timeout" => Outcome::Timeout,
+            "error" => Outcome::Error,
+            _ => return None,
+        })
+    }
+}
+
+/// One finished invocation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvocationRecord {
+    /// Invocation id (UUIDv7, time-ordered).
+    pub id: String,
+    /// App name.
+    pub app: String,
+    /// Function name.
+    pub function: String,
+    /// Revision that served it.
+    pub revision: i64,
+    /// What started it: `http` or `invoke` (direct call through the control API).
+    pub trigger: String,
+    /// Request method.
+    pub method: String,
+    /// Request path and query.
+    pub path: String,
+    /// Start, in microseconds since the Unix epoch.
+    pub started_at_us: i64,
+    /// Duration until the guest finished, in microseconds.
+    pub duration_us: i64,
+    /// HTTP status the client received.
+    pub status: u16,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Error message for a failed invocation.
+    pub error: Option<String>,
+    /// Request body bytes read by the guest.
+    pub bytes_in: u64,
+    /// Response body bytes sent.
+    pub bytes_out: u64,
+    /// Captured stdout (bounded).
+    pub stdout: String,
+    /// Captured stderr (bounded).
+    pub stderr: String,
+}
+
+/// One block of guest output, as `nimbus logs` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogEntry {
+    /// Position in the log; entries after a `seq` are newer.
+    pub seq: i64,
+    /// Invocation that wrote it.
+    pub invocation_id: String,
+    /// App name.
+    pub app: String,
+    /// Function name.
+    pub function: String,
+    /// Time the invocation started, microseconds since the Unix epoch.
+    pub at_us: i64,
+    /// `stdout` or `stderr`.
+    pub stream: String,
+    /// The text written.
+    pub text: String,
+}

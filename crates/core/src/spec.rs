@@ -1,0 +1,89 @@
+//! The resolved, immutable description of one app revision, as stored and
+//! activated by the server. It is produced from a [`crate::Manifest`] once
+//! every function's component has been uploaded and named by its hash.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Resource limits of one function. Defaults live in [`Limits::default`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Linear memory a single instance may grow to, in MiB; growing past it traps.
+    pub memory_mb: u32,
+    /// Wall-clock limit for a whole invocation, response body included, in ms.
+    pub timeout_ms: u64,
+    /// Wall-clock limit until the response head (status and headers), in ms.
+    pub first_byte_timeout_ms: u64,
+    /// Invocations of this function that may run at once on a node.
+    pub max_concurrency: u32,
+}
+
+impl Limits {
+    /// Default memory limit (MiB).
+    pub const DEFAULT_MEMORY_MB: u32 = 128;
+    /// Default total timeout (ms).
+    pub const DEFAULT_TIMEOUT_MS: u64 = 30_000;
+    /// Default concurrency per function.
+    pub const DEFAULT_MAX_CONCURRENCY: u32 = 100;
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            memory_mb: Self::DEFAULT_MEMORY_MB,
+            timeout_ms: Self::DEFAULT_TIMEOUT_MS,
+            first_byte_timeout_ms: Self::DEFAULT_TIMEOUT_MS,
+            max_concurrency: Self::DEFAULT_MAX_CONCURRENCY,
+        }
+    }
+}
+
+/// One function of a revision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionSpec {
+    /// SHA-256 (hex) of the component's bytes: its name in the component store.
+    pub component: String,
+    /// Enforced limits.
+    pub limits: Limits,
+    /// Environment variables the guest sees.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Hosts the guest may call over outbound HTTP (`host`, `host:port`,
+    /// `*.domain`, or `*`); everything else is denied.
+    #[serde(default)]
+    pub allowed_outbound_hosts: Vec<String>,
+}
+
+/// One HTTP route of a revision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteSpec {
+    /// Path pattern as the user wrote it (validated).
+    pub path: String,
+    /// Uppercase methods; empty means any method.
+    #[serde(default)]
+    pub methods: Vec<String>,
+    /// Name of the function serving it.
+    pub function: String,
+}
+
+/// Everything a revision of an app consists of.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppSpec {
+    /// App name.
+    pub name: String,
+    /// If set, the app's routes answer only requests for this host name.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Functions by name.
+    pub functions: BTreeMap<String, FunctionSpec>,
+    /// HTTP routes.
+    #[serde(default)]
+    pub routes: Vec<RouteSpec>,
+}
+
+impl AppSpec {
+    /// Whether two method lists can match the same request.
+    pub fn methods_overlap(a: &[String], b: &[String]) -> bool {
+        a.is_empty() || b.is_empty() || a.iter().any(|m| b.contains(m))
+    }
+}

@@ -1,0 +1,140 @@
+//! The data plane.
+//!
+//! One request: accept (hyper) → look up the route in the current
+//! [`RouteTable`] snapshot → admission, a fresh instance and the guest call
+//! in [`nimbus_runtime::Runtime::invoke`] → the guest's body streamed back.
+//! Paths under `/v1/` go to the control router instead.
+//!
+//! Invariant: a request holds one table snapshot (an `Arc`) from lookup to
+//! the end, so it is served entirely by one revision even if a deploy swaps
+//! the table meanwhile.
+
+mod routes;
+
+pub use routes::{ActiveApp, Lookup, RouteConflict, RouteTable, Target};
+
+use arc_swap::ArcSwap;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::Either;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use nimbus_runtime::{InvokeRequest, ResponseBody, Runtime};
+use std::convert::Infallible;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tower::ServiceExt;
+
+/// Routes requests to functions.
+pub struct Gateway {
+    table: ArcSwap<RouteTable>,
+    runtime: Arc<Runtime>,
+}
+
+impl Gateway {
+    /// A gateway with no routes.
+    pub fn new(runtime: Arc<Runtime>) -> Arc<Gateway> {
+        Arc::new(Gateway { table: ArcSwap::from_pointee(RouteTable::default()), runtime })
+    }
+
+    /// The current route table.
+    pub fn table(&self) -> Arc<RouteTable> {
+        self.table.load_full()
+    }
+
+    /// Atomically replaces the route table.
+    pub fn swap(&self, table: RouteTable) {
+        self.table.store(Arc::new(table));
+    }
+
+    /// The runtime requests are dispatched to.
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.runtime
+    }
+
+    /// Serves one request through the route table.
+    pub async fn handle(&self, req: Request<Incoming>) -> Response<ResponseBody> {
+        let table = self.table.load_full();
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| req.uri().host())
+            .map(|h| h.rsplit_once(':').map_or(h, |(name, port)| if port.bytes().all(|b| b.is_ascii_digit()) { name } else { h }).to_ascii_lowercase());
+        match table.lookup(host.as_deref(), req.method(), req.uri().path()) {
+            Lookup::Found { target, params } => {
+                let meta = InvokeRequest { trigger: "http", route: Some(target.pattern.to_string()), params };
+                let function = target.function.clone();
+                self.runtime.invoke(&function, req, meta).await
+            }
+            Lookup::MethodNotAllowed(allowed) => {
+                let list: Vec<&str> = allowed.iter().map(|m| m.as_str()).collect();
+                let mut resp = nimbus_runtime::text_response(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    format!("{} is not allowed on {}: use {}", req.method(), req.uri().path(), list.join(", ")),
+                );
+                if let Ok(v) = HeaderValue::from_str(&list.join(", ")) {
+                    resp.headers_mut().insert(header::ALLOW, v);
+                }
+                resp
+            }
+            Lookup::NotFound => nimbus_runtime::text_response(
+                StatusCode::NOT_FOUND,
+                format!("no route for {} {}: see `nimbus functions APP` for the routes deployed", req.method(), req.uri().path()),
+            ),
+        }
+    }
+}
+
+/// Body of every response the server sends.
+pub type ServerBody = Either<ResponseBody, axum::body::Body>;
+
+fn is_control(path: &str) -> bool {
+    path == "/v1" || path.starts_with("/v1/")
+}
+
+/// Accepts connections until `shutdown` resolves, sending `/v1/...` to
+/// `control` and everything else through the gateway.
+pub async fn serve(
+    listener: TcpListener,
+    gateway: Arc<Gateway>,
+    control: axum::Router,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> std::io::Result<()> {
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(s) => s,
+                Err(e) => {
+                    // Out of file descriptors and similar: back off, keep serving.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => return Ok(()),
+        };
+        let _ = stream.set_nodelay(true);
+        let gateway = gateway.clone();
+        let control = control.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let gateway = gateway.clone();
+                let control = control.clone();
+                async move {
+                    let resp: Response<ServerBody> = if is_control(req.uri().path()) {
+                        let resp = control.oneshot(req).await.unwrap_or_else(|never: Infallible| match never {});
+                        resp.map(Either::Right)
+                    } else {
+                        gateway.handle(req).await.map(Either::Left)
+                    };
+                    Ok::<_, Infallible>(resp)
+                }
+            });
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            if let Err(e) = builder.serve_connection(TokioIo::new(stream), service).await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+}

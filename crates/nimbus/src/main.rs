@@ -1,0 +1,162 @@
+//! `nimbus`: run the platform (`nimbus up`) or drive one (every other
+//! command talks to a server's control API, local or remote).
+
+mod client;
+mod up;
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Nimbus: a self-hosted serverless platform for WebAssembly functions.
+#[derive(Parser)]
+#[command(name = "nimbus", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// How the CLI finds a server.
+#[derive(Args, Clone)]
+pub struct Target {
+    /// Server URL [default: the one recorded in the data dir, else http://127.0.0.1:8080]
+    #[arg(long, env = "NIMBUS_SERVER", global = true)]
+    server: Option<String>,
+    /// Admin token [default: read from the data dir's admin-token file]
+    #[arg(long, env = "NIMBUS_TOKEN", global = true, hide_env_values = true)]
+    token: Option<String>,
+    /// Data dir of a local server, where its URL and admin token are found
+    #[arg(long, env = "NIMBUS_DATA_DIR", default_value = ".nimbus", global = true)]
+    data_dir: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a Nimbus server
+    Up(up::UpArgs),
+    /// Build, upload and activate an app (a directory with nimbus.toml, or the file)
+    Deploy {
+        /// App directory or manifest path
+        #[arg(default_value = ".")]
+        path: PathBuf,
+        /// Skip the functions' build commands
+        #[arg(long)]
+        no_build: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Call a function directly (APP/FUNCTION), bypassing routes
+    Invoke {
+        /// APP/FUNCTION
+        function: String,
+        /// Request body
+        #[arg(long, short = 'd', conflicts_with = "data_file")]
+        data: Option<String>,
+        /// Read the request body from a file
+        #[arg(long)]
+        data_file: Option<PathBuf>,
+        /// HTTP method [default: POST with a body, else GET]
+        #[arg(long, short = 'X')]
+        method: Option<String>,
+        /// Path (and query) the function sees
+        #[arg(long, default_value = "/")]
+        path: String,
+        /// Extra request header, "Name: value" (repeatable)
+        #[arg(long = "header", short = 'H')]
+        headers: Vec<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// List apps
+    Apps {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// List an app's functions and routes (active revision)
+    Functions {
+        /// App name
+        app: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// List an app's revisions
+    Revisions {
+        /// App name
+        app: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Re-activate the previous revision (or --to N)
+    Rollback {
+        /// App name
+        app: String,
+        /// Revision to activate
+        #[arg(long)]
+        to: Option<i64>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Delete an app and all its revisions
+    Delete {
+        /// App name
+        app: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Show what functions wrote to stdout/stderr
+    Logs {
+        /// App name
+        app: String,
+        /// Only this function
+        function: Option<String>,
+        /// Keep printing new entries
+        #[arg(long, short = 'f')]
+        follow: bool,
+        /// Only this invocation
+        #[arg(long)]
+        invocation: Option<String>,
+        /// Only entries newer than this (e.g. 10m, 2h)
+        #[arg(long)]
+        since: Option<humantime::Duration>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// List recent invocations of an app (or one function)
+    Invocations {
+        /// App name
+        app: String,
+        /// Only this function
+        function: Option<String>,
+        /// How many
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Up(args) => up::run(args).await,
+            Command::Deploy { path, no_build, target } => client::deploy(&target, &path, !no_build).await,
+            Command::Invoke { function, data, data_file, method, path, headers, target } => {
+                client::invoke(&target, &function, data, data_file, method, &path, &headers).await
+            }
+            Command::Apps { target } => client::apps(&target).await,
+            Command::Functions { app, target } => client::functions(&target, &app).await,
+            Command::Revisions { app, target } => client::revisions(&target, &app).await,
+            Command::Rollback { app, to, target } => client::rollback(&target, &app, to).await,
+            Command::Delete { app, target } => client::delete(&target, &app).await,
+            Command::Logs { app, function, follow, invocation, since, target } => {
+                client::logs(&target, &app, function, follow, invocation, since.map(Into::into)).await
+            }
+            Command::Invocations { app, function, limit, target } => client::invocations(&target, &app, function, limit).await,
+        }
+    });
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,142 @@
+//! `nimbus up`: wire store, runtime, gateway and control API, and serve.
+
+use anyhow::{Context, Result};
+use clap::Args;
+use nimbus_control::Platform;
+use nimbus_gateway::Gateway;
+use nimbus_runtime::{Runtime, RuntimeConfig};
+use nimbus_store::{ComponentStore, RecordWriter, RecordWriterConfig, Store};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Server settings. Limits are in memory, time and counts, never hosts.
+#[derive(Args)]
+pub struct UpArgs {
+    /// Address to listen on (port 0 picks a free port)
+    #[arg(long, default_value = "127.0.0.1:8080", env = "NIMBUS_LISTEN")]
+    listen: String,
+    /// Where state lives (SQLite database, components, compile cache, admin token)
+    #[arg(long, default_value = ".nimbus", env = "NIMBUS_DATA_DIR")]
+    data_dir: PathBuf,
+    /// Compile cache directory [default: DATA_DIR/cache]
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+    /// Invocations in flight at once, platform-wide
+    #[arg(long, default_value_t = 1000)]
+    max_in_flight: u32,
+    /// Requests that may wait for capacity at once (beyond: 429)
+    #[arg(long, default_value_t = 1000)]
+    admission_queue: usize,
+    /// How long a request may wait for capacity before a 429, in ms
+    #[arg(long, default_value_t = 5000)]
+    admission_timeout_ms: u64,
+    /// Largest memory_mb a function may ask for
+    #[arg(long, default_value_t = 1024)]
+    max_memory_mb: u32,
+    /// Largest component upload, in MiB
+    #[arg(long, default_value_t = 64)]
+    max_component_mb: u64,
+    /// Compiled components kept in memory (LRU)
+    #[arg(long, default_value_t = 1000)]
+    loaded_capacity: usize,
+    /// Bytes of stdout and of stderr kept per invocation, in KiB
+    #[arg(long, default_value_t = 64)]
+    log_limit_kb: usize,
+    /// Invocation records and log entries kept (older ones are pruned)
+    #[arg(long, default_value_t = 100_000)]
+    keep_records: i64,
+}
+
+/// Reads the admin token from the data dir, creating it on first start.
+fn admin_token(data_dir: &Path) -> Result<String> {
+    let path = data_dir.join("admin-token");
+    if let Ok(t) = std::fs::read_to_string(&path) {
+        let t = t.trim().to_string();
+        if !t.is_empty() {
+            return Ok(t);
+        }
+    }
+    let bytes: [u8; 32] = rand::random();
+    let token = format!("nimbus_{}", hex::encode(bytes));
+    let tmp = data_dir.join("admin-token.tmp");
+    std::fs::write(&tmp, &token).with_context(|| format!("writing {}", tmp.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
+    }
+    std::fs::rename(&tmp, &path)?;
+    Ok(token)
+}
+
+pub async fn run(args: UpArgs) -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn,wasmtime=warn,cranelift=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let data_dir = args.data_dir.clone();
+    std::fs::create_dir_all(&data_dir).with_context(|| format!("creating data dir {}", data_dir.display()))?;
+    let token = admin_token(&data_dir)?;
+    let store = Store::open_embedded(&data_dir).await.context("opening the embedded store")?;
+    let components = ComponentStore::open(&data_dir)?;
+    let records = RecordWriter::spawn(
+        store.clone(),
+        RecordWriterConfig { keep_invocations: args.keep_records, keep_log_entries: args.keep_records, ..Default::default() },
+    );
+    let sink_writer = records.clone();
+    let runtime = Runtime::new(
+        RuntimeConfig {
+            cache_dir: args.cache_dir.clone().unwrap_or_else(|| data_dir.join("cache")),
+            max_memory_mb: args.max_memory_mb,
+            max_in_flight: args.max_in_flight,
+            admission_queue: args.admission_queue,
+            admission_timeout: Duration::from_millis(args.admission_timeout_ms),
+            loaded_capacity: args.loaded_capacity,
+            log_limit_bytes: args.log_limit_kb * 1024,
+            ..Default::default()
+        },
+        components.clone(),
+        Arc::new(move |r| sink_writer.submit(r)),
+    )?;
+    let gateway = Gateway::new(runtime.clone());
+    let platform = Platform::new(store, components, gateway.clone(), records.clone(), args.max_component_mb << 20);
+    let restored = platform.restore().await?;
+    let control = nimbus_control::router(platform.clone(), &token);
+
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}: is another server using it? pick another with --listen", args.listen))?;
+    let addr = listener.local_addr()?;
+    let url = format!("http://{addr}");
+    let info = data_dir.join("server.json");
+    std::fs::write(&info, serde_json::json!({ "url": url, "pid": std::process::id() }).to_string())?;
+    tracing::info!(%url, data_dir = %data_dir.display(), apps = restored, "Nimbus is up");
+    println!("Nimbus listening on {url} (data dir {}, {restored} app(s) restored)", data_dir.display());
+
+    nimbus_gateway::serve(listener, gateway, control, shutdown_signal()).await?;
+    tracing::info!("shutting down: waiting for in-flight invocations");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while runtime.admission().in_flight() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    records.flush().await;
+    let _ = std::fs::remove_file(&info);
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

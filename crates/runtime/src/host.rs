@@ -1,0 +1,181 @@
+//! The per-invocation store state: WASI contexts, the memory limiter, the
+//! deadline, and the outbound HTTP policy.
+
+use crate::capture::Capture;
+use http_body_util::BodyExt;
+use std::sync::Arc;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{RequestOptions, WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+
+/// Store data of one invocation. Built fresh for every request and dropped
+/// with the instance.
+pub struct Host {
+    pub(crate) wasi: WasiCtx,
+    pub(crate) http: WasiHttpCtx,
+    pub(crate) table: ResourceTable,
+    pub(crate) outbound: OutboundPolicy,
+    pub(crate) limiter: Limiter,
+}
+
+impl WasiView for Host {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl WasiHttpView for Host {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.outbound }
+    }
+}
+
+/// Enforces the function's memory limit; remembers whether it was hit so the
+/// resulting trap can be reported as what it is.
+pub(crate) struct Limiter {
+    pub(crate) max_bytes: usize,
+    pub(crate) hit: bool,
+}
+
+/// Most table elements an instance may grow a table to.
+const MAX_TABLE_ELEMENTS: usize = 1_000_000;
+
+impl wasmtime::ResourceLimiter for Limiter {
+    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.max_bytes {
+            self.hit = true;
+            return Err(wasmtime::format_err!(
+                "memory limit exceeded: the guest tried to grow its memory from {} to {} bytes, over its limit of {} MiB (raise memory_mb in nimbus.toml if it really needs more)",
+                current,
+                desired,
+                self.max_bytes >> 20
+            ));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+}
+
+/// One `allowed_outbound_hosts` entry, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowedHost {
+    scheme: Option<String>,
+    /// Lowercase host; `*` for any, or `*.suffix`.
+    host: String,
+    /// `None` means any port.
+    port: Option<u16>,
+}
+
+impl AllowedHost {
+    /// Parses an entry already checked by the manifest validation.
+    pub fn parse(entry: &str) -> AllowedHost {
+        let (scheme, rest) = match entry.split_once("://") {
+            Some((s, r)) => (Some(s.to_ascii_lowercase()), r),
+            None => (None, entry),
+        };
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((h, p)) if !h.is_empty() => (h, p.parse().ok()),
+            _ => (rest, None),
+        };
+        AllowedHost { scheme, host: host.to_ascii_lowercase(), port }
+    }
+
+    fn matches(&self, scheme: &str, host: &str, port: u16) -> bool {
+        if self.scheme.as_deref().is_some_and(|s| s != scheme) {
+            return false;
+        }
+        if self.port.is_some_and(|p| p != port) {
+            return false;
+        }
+        if self.host == "*" {
+            return true;
+        }
+        match self.host.strip_prefix("*.") {
+            Some(suffix) => host.len() > suffix.len() && host.ends_with(suffix) && host[..host.len() - suffix.len()].ends_with('.'),
+            None => self.host == host,
+        }
+    }
+}
+
+/// Decides whether a guest may send an outbound request.
+pub(crate) struct OutboundPolicy {
+    pub(crate) allowed: Arc<[AllowedHost]>,
+    pub(crate) stderr: Capture,
+}
+
+impl OutboundPolicy {
+    fn allows(&self, uri: &http::Uri) -> bool {
+        let scheme = uri.scheme_str().unwrap_or("https").to_ascii_lowercase();
+        let Some(host) = uri.host() else { return false };
+        let host = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+        let port = uri.port_u16().unwrap_or(if scheme == "http" { 80 } else { 443 });
+        self.allowed.iter().any(|a| a.matches(&scheme, &host, port))
+    }
+}
+
+type SendResult = wasmtime_wasi_http::Result<(
+    http::Response<WasiBody>,
+    Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+)>;
+
+impl WasiHttpHooks for OutboundPolicy {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        fut: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+    ) -> Box<dyn Future<Output = SendResult> + Send> {
+        drop(fut);
+        if !self.allows(request.uri()) {
+            self.stderr.write(
+                format!(
+                    "[nimbus: outbound request to {} denied: add its host to allowed_outbound_hosts in nimbus.toml]\n",
+                    request.uri()
+                )
+                .as_bytes(),
+            );
+            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+        }
+        Box::new(async move {
+            let (res, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            Ok((
+                res.map(BodyExt::boxed_unsync),
+                Box::new(io) as Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(entries: &[&str]) -> OutboundPolicy {
+        OutboundPolicy { allowed: entries.iter().map(|e| AllowedHost::parse(e)).collect(), stderr: Capture::new(10) }
+    }
+
+    fn allows(p: &OutboundPolicy, uri: &str) -> bool {
+        p.allows(&uri.parse().unwrap())
+    }
+
+    #[test]
+    fn outbound_matching() {
+        let p = policy(&[]);
+        assert!(!allows(&p, "https://example.com/"));
+        let p = policy(&["example.com", "*.example.org", "127.0.0.1:8080", "http://plain.test"]);
+        assert!(allows(&p, "https://example.com/x"));
+        assert!(allows(&p, "http://EXAMPLE.com:81/x"));
+        assert!(!allows(&p, "https://evil-example.com/"));
+        assert!(allows(&p, "https://a.example.org/"));
+        assert!(!allows(&p, "https://example.org/"));
+        assert!(!allows(&p, "https://aexample.org/"));
+        assert!(allows(&p, "http://127.0.0.1:8080/hello"));
+        assert!(!allows(&p, "http://127.0.0.1:8081/hello"));
+        assert!(allows(&p, "http://plain.test/"));
+        assert!(!allows(&p, "https://plain.test/"));
+        assert!(allows(&policy(&["*"]), "https://anything.test:9/"));
+    }
+}

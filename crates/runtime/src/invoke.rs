@@ -1,0 +1,416 @@
+//! One invocation: admission, a fresh instance, the guest's handler, the
+//! response streamed back, and the invocation record.
+
+use crate::admission::Throttled;
+use crate::capture::Capture;
+use crate::host::{AllowedHost, Host, Limiter, OutboundPolicy};
+use crate::{RecordSink, Runtime};
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode, header};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use nimbus_core::{FunctionSpec, InvocationRecord, Limits, Outcome};
+use parking_lot::Mutex;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+use wasmtime::Store;
+use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
+
+/// Body of every response the runtime produces (guest or error).
+pub type ResponseBody = HyperOutgoingBody;
+
+/// Header carrying the invocation id on every response.
+pub const INVOCATION_ID_HEADER: &str = "nimbus-invocation-id";
+
+/// One function of one active revision, ready to be invoked.
+pub struct Function {
+    /// App name.
+    pub app: String,
+    /// Function name.
+    pub name: String,
+    /// Revision it belongs to.
+    pub revision: i64,
+    /// Component hash.
+    pub component: String,
+    /// Limits.
+    pub limits: Limits,
+    env: Vec<(String, String)>,
+    allowed: Arc<[AllowedHost]>,
+    concurrency: Arc<Semaphore>,
+}
+
+impl Function {
+    /// Prepares a function from its spec.
+    pub fn new(app: &str, name: &str, revision: i64, spec: &FunctionSpec) -> Function {
+        Function {
+            app: app.to_string(),
+            name: name.to_string(),
+            revision,
+            component: spec.component.clone(),
+            limits: spec.limits,
+            env: spec.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            allowed: spec.allowed_outbound_hosts.iter().map(|h| AllowedHost::parse(h)).collect(),
+            concurrency: Arc::new(Semaphore::new(spec.limits.max_concurrency as usize)),
+        }
+    }
+
+    /// Invocations of this function running now.
+    pub fn in_flight(&self) -> usize {
+        self.limits.max_concurrency as usize - self.concurrency.available_permits()
+    }
+}
+
+/// Routing facts passed to the guest as `nimbus-*` request headers.
+#[derive(Debug, Default, Clone)]
+pub struct InvokeRequest {
+    /// `http` (through a route) or `invoke` (direct call).
+    pub trigger: &'static str,
+    /// The route pattern that matched, if any.
+    pub route: Option<String>,
+    /// Path parameters.
+    pub params: Vec<(String, String)>,
+}
+
+struct End {
+    duration: Duration,
+    outcome: Outcome,
+    error: Option<String>,
+}
+
+/// Shared by the guest task and the response body; the record is emitted
+/// when both are done (the last `Arc` drops).
+struct Tracker {
+    id: String,
+    app: String,
+    function: String,
+    revision: i64,
+    trigger: &'static str,
+    method: String,
+    path: String,
+    started_at_us: i64,
+    start: Instant,
+    status: AtomicU16,
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+    end: Mutex<Option<End>>,
+    stdout: Capture,
+    stderr: Capture,
+    sink: RecordSink,
+}
+
+impl Tracker {
+    fn finish(&self, outcome: Outcome, error: Option<String>) {
+        let mut end = self.end.lock();
+        if end.is_none() {
+            *end = Some(End { duration: self.start.elapsed(), outcome, error });
+        }
+    }
+}
+
+impl Drop for Tracker {
+    fn drop(&mut self) {
+        let end = self.end.lock().take().unwrap_or(End { duration: self.start.elapsed(), outcome: Outcome::Ok, error: None });
+        (self.sink)(InvocationRecord {
+            id: std::mem::take(&mut self.id),
+            app: std::mem::take(&mut self.app),
+            function: std::mem::take(&mut self.function),
+            revision: self.revision,
+            trigger: self.trigger.to_string(),
+            method: std::mem::take(&mut self.method),
+            path: std::mem::take(&mut self.path),
+            started_at_us: self.started_at_us,
+            duration_us: end.duration.as_micros() as i64,
+            status: self.status.load(Ordering::Relaxed),
+            outcome: end.outcome,
+            error: end.error,
+            bytes_in: self.bytes_in.load(Ordering::Relaxed),
+            bytes_out: self.bytes_out.load(Ordering::Relaxed),
+            stdout: self.stdout.text(),
+            stderr: self.stderr.text(),
+        });
+    }
+}
+
+/// Counts the bytes flowing through a body into the tracker; holds the
+/// tracker alive until the body is finished or dropped.
+struct Counted<B> {
+    inner: B,
+    tracker: Arc<Tracker>,
+    outbound: bool,
+}
+
+impl<B> Body for Counted<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<wasmtime_wasi_http::Error>,
+{
+    type Data = Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    let counter = if this.outbound { &this.tracker.bytes_out } else { &this.tracker.bytes_in };
+                    counter.fetch_add(data.len() as u64, Ordering::Relaxed);
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A plain-text response Nimbus writes itself (errors, throttling).
+pub fn text_response(status: StatusCode, message: String) -> Response<ResponseBody> {
+    let mut resp = Response::new(
+        http_body_util::Full::new(Bytes::from(message + "\n")).map_err(|never| match never {}).boxed_unsync(),
+    );
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp
+}
+
+fn with_id(mut resp: Response<ResponseBody>, id: &str) -> Response<ResponseBody> {
+    if let Ok(v) = HeaderValue::from_str(id) {
+        resp.headers_mut().insert(HeaderName::from_static(INVOCATION_ID_HEADER), v);
+    }
+    resp
+}
+
+/// What the guest task reports when it ends.
+struct TaskEnd {
+    outcome: Outcome,
+    error: Option<String>,
+}
+
+fn describe_error(e: &wasmtime::Error) -> String {
+    // The first line of the chain names the trap; wasm backtraces follow on
+    // later lines and stay in the server log.
+    let full = format!("{e:#}");
+    let first = full.lines().next().unwrap_or("").trim().to_string();
+    let root = e.root_cause().to_string();
+    if first.contains(&root) { first } else { format!("{first}: {root}") }
+}
+
+impl Runtime {
+    /// Runs `req` on a fresh instance of `f` and returns the response to send.
+    ///
+    /// Never fails: throttling, load errors, traps and timeouts become
+    /// 429/503/500/504 responses with a clear message. Every response carries
+    /// the `nimbus-invocation-id` header; every admitted invocation produces
+    /// one record in the sink.
+    pub async fn invoke<B>(self: &Arc<Self>, f: &Arc<Function>, req: Request<B>, meta: InvokeRequest) -> Response<ResponseBody>
+    where
+        B: Body<Data = Bytes> + Unpin + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        let id = uuid::Uuid::now_v7().to_string();
+        let qualified = format!("{}/{}", f.app, f.name);
+
+        let permit = match self.admission.admit(&f.concurrency).await {
+            Ok(p) => p,
+            Err(why) => {
+                let wait = self.admission.wait_timeout();
+                let why = match why {
+                    Throttled::QueueFull => "too many requests are already waiting".to_string(),
+                    Throttled::WaitTimedOut => format!("no capacity freed up within {} ms", wait.as_millis()),
+                };
+                let mut resp = text_response(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    format!(
+                        "function {qualified} is at its concurrency limit ({} per function, {} platform-wide) and {why}: retry later",
+                        f.limits.max_concurrency, self.config.max_in_flight
+                    ),
+                );
+                let retry = wait.as_secs().max(1).to_string();
+                resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_str(&retry).expect("digits"));
+                return with_id(resp, &id);
+            }
+        };
+
+        let loaded = match self.load(&f.component).await {
+            Ok((l, _)) => l,
+            Err(e) => {
+                tracing::error!(function = %qualified, error = %e, "cannot load function");
+                return with_id(
+                    text_response(StatusCode::SERVICE_UNAVAILABLE, format!("function {qualified} cannot be loaded: {e}")),
+                    &id,
+                );
+            }
+        };
+
+        let (mut parts, body) = req.into_parts();
+        let stdout = Capture::new(self.config.log_limit_bytes);
+        let stderr = Capture::new(self.config.log_limit_bytes);
+        let tracker = Arc::new(Tracker {
+            id: id.clone(),
+            app: f.app.clone(),
+            function: f.name.clone(),
+            revision: f.revision,
+            trigger: meta.trigger,
+            method: parts.method.to_string(),
+            path: parts.uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_default(),
+            started_at_us: nimbus_store::now_us(),
+            start: Instant::now(),
+            status: AtomicU16::new(0),
+            bytes_in: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+            end: Mutex::new(None),
+            stdout: stdout.clone(),
+            stderr: stderr.clone(),
+            sink: self.sink.clone(),
+        });
+
+        // Headers the guest can trust: clients cannot set nimbus-* themselves.
+        let forged: Vec<HeaderName> = parts.headers.keys().filter(|k| k.as_str().starts_with("nimbus-")).cloned().collect();
+        for k in forged {
+            parts.headers.remove(k);
+        }
+        let mut add = |name: String, value: &str| {
+            if let (Ok(n), Ok(v)) = (HeaderName::try_from(name), HeaderValue::from_str(value)) {
+                parts.headers.append(n, v);
+            }
+        };
+        add(INVOCATION_ID_HEADER.into(), &id);
+        add("nimbus-app".into(), &f.app);
+        add("nimbus-function".into(), &f.name);
+        if let Some(route) = &meta.route {
+            add("nimbus-route".into(), route);
+        }
+        for (k, v) in &meta.params {
+            add(format!("nimbus-param-{}", k.to_ascii_lowercase()), v);
+        }
+        if !parts.headers.contains_key(header::HOST) && parts.uri.authority().is_none() {
+            parts.headers.insert(header::HOST, HeaderValue::from_static("localhost"));
+        }
+        let req = Request::from_parts(parts, Counted { inner: body, tracker: tracker.clone(), outbound: false });
+
+        let timeout = Duration::from_millis(f.limits.timeout_ms);
+        let first_byte = Duration::from_millis(f.limits.first_byte_timeout_ms);
+        let deadline = Instant::now() + timeout;
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.stdout(stdout).stderr(stderr.clone()).envs(&f.env);
+        let mut store = Store::new(
+            &self.engine,
+            Host {
+                wasi: wasi.build(),
+                http: WasiHttpCtx::new(),
+                table: wasmtime::component::ResourceTable::new(),
+                outbound: OutboundPolicy { allowed: f.allowed.clone(), stderr },
+                limiter: Limiter { max_bytes: (f.limits.memory_mb as usize) << 20, hit: false },
+            },
+        );
+        store.limiter(|h| &mut h.limiter);
+        store.epoch_deadline_async_yield_and_update(1);
+        store.set_epoch_deadline(1);
+
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let setup = (|| {
+            let req = store.data_mut().http().new_incoming_request(Scheme::Http, req)?;
+            let out = store.data_mut().http().new_response_outparam(tx)?;
+            Ok::<_, wasmtime::Error>((req, out))
+        })();
+        let (wreq, out) = match setup {
+            Ok(x) => x,
+            Err(e) => {
+                let msg = format!("request rejected before reaching {qualified}: {}", describe_error(&e));
+                tracker.finish(Outcome::Error, Some(msg.clone()));
+                tracker.status.store(400, Ordering::Relaxed);
+                return with_id(text_response(StatusCode::BAD_REQUEST, msg), &id);
+            }
+        };
+
+        let task_tracker = tracker.clone();
+        let limits = f.limits;
+        let task = tokio::spawn(async move {
+            let _permit = permit;
+            let run = async {
+                let proxy = loaded.pre.instantiate_async(&mut store).await?;
+                proxy.wasi_http_incoming_handler().call_handle(&mut store, wreq, out).await
+            };
+            let result = tokio::time::timeout_at(deadline.into(), run).await;
+            let end = match result {
+                Ok(Ok(())) => TaskEnd { outcome: Outcome::Ok, error: None },
+                Err(_) => TaskEnd {
+                    outcome: Outcome::Timeout,
+                    error: Some(format!("timed out: still running after its timeout_ms of {} ms, so it was stopped", limits.timeout_ms)),
+                },
+                Ok(Err(e)) if store.data().limiter.hit => TaskEnd {
+                    outcome: Outcome::MemoryLimit,
+                    error: Some(format!("exceeded its memory limit of {} MiB and was stopped ({})", limits.memory_mb, describe_error(&e))),
+                },
+                Ok(Err(e)) => TaskEnd { outcome: Outcome::Trap, error: Some(format!("trapped: {}", describe_error(&e))) },
+            };
+            // The instance and all its resources go away here, before the record.
+            drop(store);
+            task_tracker.finish(end.outcome, end.error.clone());
+            end
+        });
+
+        let head = tokio::time::timeout(first_byte, rx).await;
+        let resp = match head {
+            Ok(Ok(Ok(resp))) => {
+                tracker.status.store(resp.status().as_u16(), Ordering::Relaxed);
+                resp.map(|body| Counted { inner: body, tracker: tracker.clone(), outbound: true }.boxed_unsync())
+            }
+            Ok(Ok(Err(code))) => {
+                let msg = format!("function {qualified} answered with an error instead of a response: {code:?}");
+                tracker.status.store(502, Ordering::Relaxed);
+                text_response(StatusCode::BAD_GATEWAY, msg)
+            }
+            Ok(Err(_)) => {
+                // The guest ended without setting a response.
+                let end = match task.await {
+                    Ok(end) => end,
+                    Err(e) => TaskEnd { outcome: Outcome::Error, error: Some(format!("invocation task failed: {e}")) },
+                };
+                let (status, msg) = match end.outcome {
+                    Outcome::Timeout => (StatusCode::GATEWAY_TIMEOUT, end.error.unwrap_or_default()),
+                    Outcome::Ok => (StatusCode::INTERNAL_SERVER_ERROR, "returned without sending a response".to_string()),
+                    _ => (StatusCode::INTERNAL_SERVER_ERROR, end.error.unwrap_or_default()),
+                };
+                if end.outcome == Outcome::Ok {
+                    tracker.finish(Outcome::Error, Some(msg.clone()));
+                }
+                tracker.status.store(status.as_u16(), Ordering::Relaxed);
+                text_response(
+                    status,
+                    format!(
+                        "function {qualified} {msg} (invocation {id}; see `nimbus logs {} {} --invocation {id}`)",
+                        f.app, f.name
+                    ),
+                )
+            }
+            Err(_) => {
+                task.abort();
+                let msg = format!(
+                    "did not start its response within its first_byte_timeout_ms of {} ms, so it was stopped",
+                    f.limits.first_byte_timeout_ms
+                );
+                tracker.finish(Outcome::Timeout, Some(msg.clone()));
+                tracker.status.store(504, Ordering::Relaxed);
+                text_response(StatusCode::GATEWAY_TIMEOUT, format!("function {qualified} {msg} (invocation {id})"))
+            }
+        };
+        with_id(resp, &id)
+    }
+}

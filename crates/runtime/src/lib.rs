@@ -1,0 +1,224 @@
+//! The Nimbus runtime: runs functions, one fresh sandbox per invocation.
+//!
+//! # Isolation model
+//! A function is a WebAssembly component exporting
+//! `wasi:http/incoming-handler`. It is compiled once (native code cached on
+//! disk, keyed by component hash and engine configuration), pre-linked once
+//! into an `InstancePre`, and then **every invocation gets a brand-new
+//! instance in a brand-new `Store`**, dropped when the invocation ends.
+//! Nothing a guest does survives into the next request.
+//!
+//! # Cost model
+//! * Instances come from wasmtime's pooling allocator: memory slots are
+//!   reserved up front and reused, linear memories are initialised by
+//!   copy-on-write from the component's data image, and a few MiB of each
+//!   slot stay resident between uses, so instantiating costs microseconds
+//!   and no syscalls on the common path.
+//! * An idle function costs only its cached native code on disk; pre-linked
+//!   components live in a bounded LRU ([`RuntimeConfig::loaded_capacity`]).
+//!   No thread or instance exists per function.
+//! * One background thread ticks the engine's epoch every millisecond;
+//!   guests yield to the async executor at each tick, which is how timeouts
+//!   stop an infinite loop and how a busy guest never starves others.
+//!
+//! # Limits
+//! * memory: a per-store [`wasmtime::ResourceLimiter`] traps a guest that
+//!   grows past its `memory_mb`; the pool's slot size caps every function.
+//! * time: `first_byte_timeout_ms` bounds the wait for the response head,
+//!   `timeout_ms` the whole invocation; past either the instance is dropped.
+//! * concurrency: [`Admission`] (platform-wide and per-function, bounded wait).
+
+mod admission;
+mod cache;
+mod capture;
+mod host;
+mod invoke;
+
+pub use admission::{Admission, Permit, Throttled};
+pub use cache::{LoadSource, Loaded};
+pub use capture::Capture;
+pub use host::AllowedHost;
+pub use invoke::{Function, INVOCATION_ID_HEADER, InvokeRequest, ResponseBody, text_response};
+
+use cache::CodeCache;
+use host::Host;
+use nimbus_core::InvocationRecord;
+use nimbus_store::ComponentStore;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use wasmtime::component::Linker;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// Errors preparing a function to run.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The bytes are not a valid component.
+    #[error("invalid component: {0}")]
+    InvalidComponent(String),
+    /// The component imports something Nimbus does not provide.
+    #[error("the component cannot be linked: {0} (Nimbus provides the wasi:http/proxy world plus wasi:cli, wasi:filesystem, wasi:sockets, wasi:random and wasi:clocks 0.2)")]
+    Link(String),
+    /// The component does not export the HTTP handler.
+    #[error("the component does not export wasi:http/incoming-handler@0.2: {0}")]
+    NotAHandler(String),
+    /// A limit asked for exceeds what the platform allows.
+    #[error("{0}")]
+    Limit(String),
+    /// The component bytes could not be read.
+    #[error(transparent)]
+    Store(#[from] nimbus_store::StoreError),
+    /// Setting up the engine or cache failed.
+    #[error("{0}")]
+    Io(String),
+}
+
+/// Where finished invocation records go.
+pub type RecordSink = Arc<dyn Fn(InvocationRecord) + Send + Sync>;
+
+/// Engine and pool settings. Defaults are in [`RuntimeConfig::default`].
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Directory of the native-code cache.
+    pub cache_dir: PathBuf,
+    /// Largest `memory_mb` any function may ask for (the pool's slot size).
+    pub max_memory_mb: u32,
+    /// Invocations in flight platform-wide (and instance slots in the pool).
+    pub max_in_flight: u32,
+    /// Requests that may wait for capacity at once.
+    pub admission_queue: usize,
+    /// How long a request may wait for capacity before a 429.
+    pub admission_timeout: Duration,
+    /// Pre-linked components kept in memory.
+    pub loaded_capacity: usize,
+    /// Bytes of stdout and of stderr kept per invocation.
+    pub log_limit_bytes: usize,
+    /// Bytes of each memory/table slot kept resident between instances.
+    pub keep_resident_bytes: usize,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            cache_dir: PathBuf::from(".nimbus/cache"),
+            max_memory_mb: 1024,
+            max_in_flight: 1000,
+            admission_queue: 1000,
+            admission_timeout: Duration::from_secs(5),
+            loaded_capacity: 1000,
+            log_limit_bytes: 64 * 1024,
+            keep_resident_bytes: 4 << 20,
+        }
+    }
+}
+
+/// The function runner. Create one per process and share it in an `Arc`.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<Host>,
+    cache: CodeCache,
+    components: ComponentStore,
+    admission: Admission,
+    config: RuntimeConfig,
+    sink: RecordSink,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Runtime {
+    /// Builds the engine (pooling allocator, epoch interruption), the linker
+    /// with every WASI 0.2 interface, and starts the epoch ticker.
+    pub fn new(config: RuntimeConfig, components: ComponentStore, sink: RecordSink) -> Result<Arc<Runtime>, RuntimeError> {
+        let slots = config.max_in_flight.max(1);
+        let mut pool = PoolingAllocationConfig::new();
+        pool.total_component_instances(slots)
+            .total_core_instances(slots.saturating_mul(4))
+            .total_memories(slots.saturating_mul(2))
+            .total_tables(slots.saturating_mul(4))
+            .total_stacks(slots)
+            .max_memory_size((config.max_memory_mb as usize) << 20)
+            .linear_memory_keep_resident(config.keep_resident_bytes)
+            .table_keep_resident(config.keep_resident_bytes);
+        let mut wasm = Config::new();
+        wasm.epoch_interruption(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&wasm).map_err(|e| {
+            RuntimeError::Io(format!(
+                "cannot create the wasm engine ({e:#}); if virtual memory is limited (ulimit -v), lower --max-in-flight or --max-memory-mb"
+            ))
+        })?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| RuntimeError::Io(format!("{e:#}")))?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(|e| RuntimeError::Io(format!("{e:#}")))?;
+        let cache = CodeCache::new(&engine, &config.cache_dir, config.loaded_capacity)?;
+        let admission = Admission::new(slots as usize, config.admission_queue, config.admission_timeout);
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        {
+            let engine = engine.clone();
+            let stop = ticker_stop.clone();
+            std::thread::Builder::new()
+                .name("nimbus-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(Duration::from_millis(1));
+                        engine.increment_epoch();
+                    }
+                })
+                .map_err(|e| RuntimeError::Io(format!("starting the epoch thread: {e}")))?;
+        }
+        Ok(Arc::new(Runtime { engine, linker, cache, components, admission, config, sink, ticker_stop }))
+    }
+
+    /// The runtime's configuration.
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.config
+    }
+
+    /// Admission state (in-flight and waiting counts).
+    pub fn admission(&self) -> &Admission {
+        &self.admission
+    }
+
+    /// Pre-linked components currently in memory.
+    pub fn loaded_count(&self) -> usize {
+        self.cache.len()
+    }
+
+    /// Checks limits a function asks for against the platform's.
+    pub fn check_limits(&self, function: &str, limits: &nimbus_core::Limits) -> Result<(), RuntimeError> {
+        if limits.memory_mb > self.config.max_memory_mb {
+            return Err(RuntimeError::Limit(format!(
+                "function {function:?} asks for memory_mb = {}, above this server's limit of {} MiB: lower it, or start the server with a larger --max-memory-mb",
+                limits.memory_mb, self.config.max_memory_mb
+            )));
+        }
+        Ok(())
+    }
+
+    /// Makes the component with this hash ready to instantiate: from memory,
+    /// the disk cache, or by compiling it (on a blocking thread). Fails with
+    /// a clear error if it is not a valid `wasi:http` handler component.
+    pub async fn load(self: &Arc<Self>, hash: &str) -> Result<(Arc<Loaded>, LoadSource), RuntimeError> {
+        if let Some(l) = self.cache.get(hash) {
+            return Ok((l, LoadSource::Memory));
+        }
+        let this = self.clone();
+        let hash = hash.to_string();
+        tokio::task::spawn_blocking(move || {
+            let path = this.components.path(&hash);
+            this.cache.load_blocking(&this.engine, &this.linker, &hash, || {
+                std::fs::read(&path).map_err(|e| {
+                    RuntimeError::Io(format!("reading component {}: {e}; deploy the app again to re-upload it", path.display()))
+                })
+            })
+        })
+        .await
+        .map_err(|e| RuntimeError::Io(format!("compile task failed: {e}")))?
+    }
+}

@@ -1,0 +1,348 @@
+//! Invocation records and guest logs, written in batches off the hot path.
+
+use crate::{Result, Store};
+use nimbus_core::{InvocationRecord, LogEntry, Outcome};
+use sqlx::Row;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// Retention and buffering of the record writer.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordWriterConfig {
+    /// Records waiting to be written before new ones are dropped (and counted).
+    pub queue_capacity: usize,
+    /// Invocation records kept; older ones are pruned.
+    pub keep_invocations: i64,
+    /// Log entries kept; older ones are pruned.
+    pub keep_log_entries: i64,
+}
+
+impl Default for RecordWriterConfig {
+    fn default() -> Self {
+        RecordWriterConfig { queue_capacity: 65_536, keep_invocations: 100_000, keep_log_entries: 100_000 }
+    }
+}
+
+enum Msg {
+    Record(Box<InvocationRecord>),
+    Flush(oneshot::Sender<()>),
+}
+
+/// Sends records to the background writer. Cheap to clone; never blocks.
+#[derive(Clone)]
+pub struct RecordWriter {
+    tx: mpsc::Sender<Msg>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl RecordWriter {
+    /// Starts the writer task on the current tokio runtime.
+    pub fn spawn(store: Store, config: RecordWriterConfig) -> RecordWriter {
+        let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
+        tokio::spawn(run(store, config, rx));
+        RecordWriter { tx, dropped: Arc::new(AtomicU64::new(0)) }
+    }
+
+    /// Queues a record. If the writer is `queue_capacity` records behind,
+    /// the record is dropped and counted rather than slowing the caller.
+    pub fn submit(&self, record: InvocationRecord) {
+        if self.tx.try_send(Msg::Record(Box::new(record))).is_err() {
+            let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            if n.is_power_of_two() {
+                tracing::warn!(dropped = n, "invocation record writer is behind; records dropped");
+            }
+        }
+    }
+
+    /// Records dropped because the writer was behind.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Waits until every record submitted before this call is written.
+    pub async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Msg::Flush(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+async fn run(store: Store, config: RecordWriterConfig, mut rx: mpsc::Receiver<Msg>) {
+    let mut buf = Vec::with_capacity(1024);
+    let mut written_since_prune = 0usize;
+    while rx.recv_many(&mut buf, 1024).await > 0 {
+        let mut records = Vec::with_capacity(buf.len());
+        let mut flushes = Vec::new();
+        for msg in buf.drain(..) {
+            match msg {
+                Msg::Record(r) => records.push(r),
+                Msg::Flush(tx) => flushes.push(tx),
+            }
+        }
+        if !records.is_empty() {
+            // A failing disk must not take the server down; retry once, then drop.
+            let mut attempt = 0;
+            while let Err(e) = store.insert_records(&records).await {
+                attempt += 1;
+                tracing::error!(error = %e, records = records.len(), attempt, "writing invocation records failed");
+                if attempt >= 2 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            written_since_prune += records.len();
+            if written_since_prune >= 10_000 {
+                written_since_prune = 0;
+                if let Err(e) = store.prune_records(config.keep_invocations, config.keep_log_entries).await {
+                    tracing::error!(error = %e, "pruning invocation records failed");
+                }
+            }
+        }
+        for f in flushes {
+            let _ = f.send(());
+        }
+    }
+}
+
+/// A stored invocation (without its logs).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct InvocationRow {
+    /// Invocation id.
+    pub id: String,
+    /// App name.
+    pub app: String,
+    /// Function name.
+    pub function: String,
+    /// Revision that served it.
+    pub revision: i64,
+    /// `http` or `invoke`.
+    pub trigger: String,
+    /// Request method.
+    pub method: String,
+    /// Request path.
+    pub path: String,
+    /// Start (µs since epoch).
+    pub started_at_us: i64,
+    /// Duration (µs).
+    pub duration_us: i64,
+    /// HTTP status answered.
+    pub status: u16,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Error, if it failed.
+    pub error: Option<String>,
+    /// Request bytes.
+    pub bytes_in: u64,
+    /// Response bytes.
+    pub bytes_out: u64,
+}
+
+/// Which log entries to read.
+#[derive(Debug, Clone, Default)]
+pub struct LogQuery {
+    /// App name.
+    pub app: String,
+    /// Only this function.
+    pub function: Option<String>,
+    /// Only this invocation.
+    pub invocation: Option<String>,
+    /// Only entries with `seq` greater than this.
+    pub after_seq: i64,
+    /// Only entries at or after this time (µs since epoch).
+    pub since_us: i64,
+    /// At most this many (oldest first).
+    pub limit: i64,
+}
+
+impl Store {
+    /// Writes records and their logs in one transaction.
+    pub async fn insert_records(&self, records: &[Box<InvocationRecord>]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for r in records {
+            sqlx::query(
+                "INSERT INTO invocations (id, app, function, revision, trigger, method, path, started_at,
+                    duration_us, status, outcome, error, bytes_in, bytes_out)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+                 ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(&r.id)
+            .bind(&r.app)
+            .bind(&r.function)
+            .bind(r.revision)
+            .bind(&r.trigger)
+            .bind(&r.method)
+            .bind(&r.path)
+            .bind(r.started_at_us)
+            .bind(r.duration_us)
+            .bind(i64::from(r.status))
+            .bind(r.outcome.as_str())
+            .bind(&r.error)
+            .bind(r.bytes_in as i64)
+            .bind(r.bytes_out as i64)
+            .execute(&mut *tx)
+            .await?;
+            for (stream, text) in [("stdout", &r.stdout), ("stderr", &r.stderr)] {
+                if text.is_empty() {
+                    continue;
+                }
+                sqlx::query(
+                    "INSERT INTO logs (invocation_id, app, function, at, stream, text) VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(&r.id)
+                .bind(&r.app)
+                .bind(&r.function)
+                .bind(r.started_at_us)
+                .bind(stream)
+                .bind(text)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Deletes all but the newest `keep_invocations` records and `keep_logs` log entries.
+    pub async fn prune_records(&self, keep_invocations: i64, keep_logs: i64) -> Result<()> {
+        sqlx::query(
+            "DELETE FROM invocations WHERE started_at <= (
+                SELECT started_at FROM invocations ORDER BY started_at DESC LIMIT 1 OFFSET $1)",
+        )
+        .bind(keep_invocations)
+        .execute(&self.pool)
+        .await?;
+        sqlx::query("DELETE FROM logs WHERE seq <= (SELECT MAX(seq) FROM logs) - $1")
+            .bind(keep_logs)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Newest invocations of an app (optionally one function), newest first.
+    pub async fn invocations(&self, app: &str, function: Option<&str>, limit: i64) -> Result<Vec<InvocationRow>> {
+        let rows = sqlx::query(
+            "SELECT id, app, function, revision, trigger, method, path, started_at, duration_us, status,
+                    outcome, error, bytes_in, bytes_out
+             FROM invocations WHERE app = $1 AND ($2 IS NULL OR function = $2)
+             ORDER BY started_at DESC LIMIT $3",
+        )
+        .bind(app)
+        .bind(function)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let outcome: String = row.try_get("outcome")?;
+                Ok(InvocationRow {
+                    id: row.try_get("id")?,
+                    app: row.try_get("app")?,
+                    function: row.try_get("function")?,
+                    revision: row.try_get("revision")?,
+                    trigger: row.try_get("trigger")?,
+                    method: row.try_get("method")?,
+                    path: row.try_get("path")?,
+                    started_at_us: row.try_get("started_at")?,
+                    duration_us: row.try_get("duration_us")?,
+                    status: row.try_get::<i64, _>("status")? as u16,
+                    outcome: Outcome::parse(&outcome)
+                        .ok_or_else(|| crate::StoreError::Corrupt(format!("unknown outcome {outcome:?}")))?,
+                    error: row.try_get("error")?,
+                    bytes_in: row.try_get::<i64, _>("bytes_in")? as u64,
+                    bytes_out: row.try_get::<i64, _>("bytes_out")? as u64,
+                })
+            })
+            .collect()
+    }
+
+    /// Log entries matching `q`, oldest first.
+    pub async fn logs(&self, q: &LogQuery) -> Result<Vec<LogEntry>> {
+        let rows = sqlx::query(
+            "SELECT seq, invocation_id, app, function, at, stream, text FROM logs
+             WHERE app = $1 AND seq > $2 AND at >= $3
+               AND ($4 IS NULL OR function = $4) AND ($5 IS NULL OR invocation_id = $5)
+             ORDER BY seq LIMIT $6",
+        )
+        .bind(&q.app)
+        .bind(q.after_seq)
+        .bind(q.since_us)
+        .bind(&q.function)
+        .bind(&q.invocation)
+        .bind(q.limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(LogEntry {
+                    seq: row.try_get("seq")?,
+                    invocation_id: row.try_get("invocation_id")?,
+                    app: row.try_get("app")?,
+                    function: row.try_get("function")?,
+                    at_us: row.try_get("at")?,
+                    stream: row.try_get("stream")?,
+                    text: row.try_get("text")?,
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(i: usize, function: &str) -> InvocationRecord {
+        InvocationRecord {
+            id: format!("inv-{i:05}"),
+            app: "a".into(),
+            function: function.into(),
+            revision: 1,
+            trigger: "http".into(),
+            method: "GET".into(),
+            path: "/".into(),
+            started_at_us: 1_000 + i as i64,
+            duration_us: 10,
+            status: 200,
+            outcome: Outcome::Ok,
+            error: None,
+            bytes_in: 0,
+            bytes_out: 5,
+            stdout: format!("line {i}\n"),
+            stderr: String::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn writer_batches_and_queries() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_embedded(dir.path()).await.unwrap();
+        let writer = RecordWriter::spawn(store.clone(), RecordWriterConfig::default());
+        for i in 0..50 {
+            writer.submit(record(i, if i % 2 == 0 { "even" } else { "odd" }));
+        }
+        writer.flush().await;
+        assert_eq!(store.invocations("a", None, 100).await.unwrap().len(), 50);
+        let odd = store.invocations("a", Some("odd"), 100).await.unwrap();
+        assert_eq!(odd.len(), 25);
+        assert_eq!(odd[0].id, "inv-00049", "newest first");
+        let logs = store
+            .logs(&LogQuery { app: "a".into(), function: Some("even".into()), limit: 10, ..Default::default() })
+            .await
+            .unwrap();
+        assert_eq!(logs.len(), 10);
+        assert_eq!(logs[0].text, "line 0\n");
+        let after = store
+            .logs(&LogQuery { app: "a".into(), after_seq: logs[9].seq, limit: 1000, ..Default::default() })
+            .await
+            .unwrap();
+        assert_eq!(after.len(), 50 - 19);
+        store.prune_records(10, 5).await.unwrap();
+        assert_eq!(store.invocations("a", None, 100).await.unwrap().len(), 10);
+        let all = store.logs(&LogQuery { app: "a".into(), limit: 100, ..Default::default() }).await.unwrap();
+        assert_eq!(all.len(), 5);
+        assert_eq!(writer.dropped(), 0);
+    }
+}
