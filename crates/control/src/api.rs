@@ -53,25 +53,47 @@ type ApiResult<T> = Result<T, ApiError>;
 
 /// The control API router (paths under `/v1/`), guarded by `admin_token`.
 pub fn router(platform: Arc<Platform>, admin_token: &str) -> Router {
-    let ctx = Ctx { platform, token: admin_token.into() };
+    let ctx = Ctx {
+        platform,
+        token: admin_token.into(),
+    };
     let protected = Router::new()
         .route("/v1/status", get(status))
-        .route("/v1/components/{hash}", put(upload_component).head(component_exists))
+        .route(
+            "/v1/components/{hash}",
+            put(upload_component).head(component_exists),
+        )
         .route("/v1/apps", get(list_apps))
         .route("/v1/apps/{app}", get(get_app).delete(delete_app))
         .route("/v1/apps/{app}/revisions", get(list_revisions).post(deploy))
         .route("/v1/apps/{app}/rollback", post(rollback))
         .route("/v1/apps/{app}/functions", get(list_functions))
-        .route("/v1/apps/{app}/functions/{function}/invoke", any(invoke_root))
-        .route("/v1/apps/{app}/functions/{function}/invoke/{*path}", any(invoke_path))
+        .route(
+            "/v1/apps/{app}/functions/{function}/invoke",
+            any(invoke_root),
+        )
+        .route(
+            "/v1/apps/{app}/functions/{function}/invoke/{*path}",
+            any(invoke_path),
+        )
         .route("/v1/apps/{app}/invocations", get(list_invocations))
         .route("/v1/apps/{app}/logs", get(logs))
         .layer(middleware::from_fn_with_state(ctx.clone(), require_token));
     Router::new()
-        .route("/v1/health", get(|| async { Json(json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") })) }))
+        .route(
+            "/v1/health",
+            get(|| async { Json(json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") })) }),
+        )
         .merge(protected)
         .fallback(|req: Request| async move {
-            ApiError(StatusCode::NOT_FOUND, format!("no control API endpoint {} {}", req.method(), req.uri().path()))
+            ApiError(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "no control API endpoint {} {}",
+                    req.method(),
+                    req.uri().path()
+                ),
+            )
         })
         .with_state(ctx)
 }
@@ -112,7 +134,10 @@ fn check_hash(hash: &str) -> ApiResult<()> {
     if nimbus_core::names::is_sha256_hex(hash) {
         Ok(())
     } else {
-        Err(ApiError(StatusCode::BAD_REQUEST, format!("{hash:?} is not a SHA-256 hex digest (64 lowercase hex digits)")))
+        Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("{hash:?} is not a SHA-256 hex digest (64 lowercase hex digits)"),
+        ))
     }
 }
 
@@ -124,18 +149,27 @@ async fn component_exists(State(ctx): State<Ctx>, Path(hash): Path<String>) -> S
     }
 }
 
-async fn upload_component(State(ctx): State<Ctx>, Path(hash): Path<String>, body: Body) -> ApiResult<Json<serde_json::Value>> {
+async fn upload_component(
+    State(ctx): State<Ctx>,
+    Path(hash): Path<String>,
+    body: Body,
+) -> ApiResult<Json<serde_json::Value>> {
     check_hash(&hash)?;
     let limit = ctx.platform.max_component_bytes;
     let stream = body.into_data_stream();
-    let size = ctx.platform.components.put_stream(&hash, limit, stream).await.map_err(|e| {
-        let status = match &e {
-            PutError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            PutError::HashMismatch { .. } | PutError::Body(_) => StatusCode::BAD_REQUEST,
-            PutError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        ApiError(status, e.to_string())
-    })?;
+    let size = ctx
+        .platform
+        .components
+        .put_stream(&hash, limit, stream)
+        .await
+        .map_err(|e| {
+            let status = match &e {
+                PutError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+                PutError::HashMismatch { .. } | PutError::Body(_) => StatusCode::BAD_REQUEST,
+                PutError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            ApiError(status, e.to_string())
+        })?;
     Ok(Json(json!({ "hash": hash, "size": size })))
 }
 
@@ -169,13 +203,18 @@ async fn list_apps(State(ctx): State<Ctx>) -> ApiResult<Json<Vec<AppSummary>>> {
     ))
 }
 
-async fn get_app(State(ctx): State<Ctx>, Path(app): Path<String>) -> ApiResult<Json<serde_json::Value>> {
+async fn get_app(
+    State(ctx): State<Ctx>,
+    Path(app): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
     let row = ctx.platform.store.app(&app).await?;
     let spec = match row.active_revision {
         Some(n) => Some(ctx.platform.store.revision(&app, n).await?.spec),
         None => None,
     };
-    Ok(Json(json!({ "name": row.name, "active_revision": row.active_revision, "spec": spec })))
+    Ok(Json(
+        json!({ "name": row.name, "active_revision": row.active_revision, "spec": spec }),
+    ))
 }
 
 async fn delete_app(State(ctx): State<Ctx>, Path(app): Path<String>) -> ApiResult<StatusCode> {
@@ -192,7 +231,10 @@ struct RevisionSummary {
     routes: usize,
 }
 
-async fn list_revisions(State(ctx): State<Ctx>, Path(app): Path<String>) -> ApiResult<Json<Vec<RevisionSummary>>> {
+async fn list_revisions(
+    State(ctx): State<Ctx>,
+    Path(app): Path<String>,
+) -> ApiResult<Json<Vec<RevisionSummary>>> {
     let row = ctx.platform.store.app(&app).await?;
     let revs = ctx.platform.store.revisions(&app).await?;
     Ok(Json(
@@ -216,18 +258,31 @@ struct DeployBody {
 
 /// Validates synchronously (400 on a bad request), then streams
 /// [`DeployEvent`]s as JSON lines while compiling and activating.
-async fn deploy(State(ctx): State<Ctx>, Path(app): Path<String>, Json(body): Json<DeployBody>) -> ApiResult<Response> {
-    let spec = ctx.platform.validate(&app, &body.manifest, &body.components)?;
+async fn deploy(
+    State(ctx): State<Ctx>,
+    Path(app): Path<String>,
+    Json(body): Json<DeployBody>,
+) -> ApiResult<Response> {
+    let spec = ctx
+        .platform
+        .validate(&app, &body.manifest, &body.components)?;
     let (tx, rx) = tokio::sync::mpsc::channel(16);
     let platform = ctx.platform.clone();
     tokio::spawn(async move {
         if let Err(e) = platform.deploy(spec, body.manifest, tx.clone()).await {
-            let _ = tx.send(DeployEvent::Error { message: e.to_string() }).await;
+            let _ = tx
+                .send(DeployEvent::Error {
+                    message: e.to_string(),
+                })
+                .await;
         }
     });
     let lines = tokio_stream_lines(rx);
     let mut resp = Response::new(Body::from_stream(lines));
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-ndjson"),
+    );
     Ok(resp)
 }
 
@@ -247,16 +302,26 @@ struct RollbackBody {
     revision: Option<i64>,
 }
 
-async fn rollback(State(ctx): State<Ctx>, Path(app): Path<String>, body: Option<Json<RollbackBody>>) -> ApiResult<Json<serde_json::Value>> {
+async fn rollback(
+    State(ctx): State<Ctx>,
+    Path(app): Path<String>,
+    body: Option<Json<RollbackBody>>,
+) -> ApiResult<Json<serde_json::Value>> {
     let target = body.map(|Json(b)| b).unwrap_or_default().revision;
     let revision = ctx.platform.rollback(&app, target).await?;
     Ok(Json(json!({ "app": app, "active_revision": revision })))
 }
 
-async fn list_functions(State(ctx): State<Ctx>, Path(app): Path<String>) -> ApiResult<Json<serde_json::Value>> {
+async fn list_functions(
+    State(ctx): State<Ctx>,
+    Path(app): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
     let table = ctx.platform.gateway.table();
     let active = table.app(&app).ok_or_else(|| {
-        ApiError(StatusCode::NOT_FOUND, format!("app {app:?} is not deployed: see `nimbus apps`"))
+        ApiError(
+            StatusCode::NOT_FOUND,
+            format!("app {app:?} is not deployed: see `nimbus apps`"),
+        )
     })?;
     let functions: Vec<_> = active
         .spec
@@ -281,14 +346,24 @@ async fn list_functions(State(ctx): State<Ctx>, Path(app): Path<String>) -> ApiR
             })
         })
         .collect();
-    Ok(Json(json!({ "app": app, "revision": active.revision, "host": active.spec.host, "functions": functions })))
+    Ok(Json(
+        json!({ "app": app, "revision": active.revision, "host": active.spec.host, "functions": functions }),
+    ))
 }
 
-async fn invoke_root(State(ctx): State<Ctx>, Path((app, function)): Path<(String, String)>, req: Request) -> Response {
+async fn invoke_root(
+    State(ctx): State<Ctx>,
+    Path((app, function)): Path<(String, String)>,
+    req: Request,
+) -> Response {
     invoke(ctx, app, function, String::new(), req).await
 }
 
-async fn invoke_path(State(ctx): State<Ctx>, Path((app, function, path)): Path<(String, String, String)>, req: Request) -> Response {
+async fn invoke_path(
+    State(ctx): State<Ctx>,
+    Path((app, function, path)): Path<(String, String, String)>,
+    req: Request,
+) -> Response {
     invoke(ctx, app, function, path, req).await
 }
 
@@ -296,20 +371,42 @@ async fn invoke_path(State(ctx): State<Ctx>, Path((app, function, path)): Path<(
 /// headers, body, query) is passed on with the path after `/invoke`.
 async fn invoke(ctx: Ctx, app: String, function: String, path: String, req: Request) -> Response {
     let table = ctx.platform.gateway.table();
-    let Some(f) = table.app(&app).and_then(|a| a.functions.get(&function)).cloned() else {
-        return ApiError(StatusCode::NOT_FOUND, format!("no function {app}/{function} is deployed: see `nimbus functions {app}`")).into_response();
+    let Some(f) = table
+        .app(&app)
+        .and_then(|a| a.functions.get(&function))
+        .cloned()
+    else {
+        return ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no function {app}/{function} is deployed: see `nimbus functions {app}`"),
+        )
+        .into_response();
     };
     let (mut parts, body) = req.into_parts();
     parts.headers.remove(header::AUTHORIZATION);
-    let query = parts.uri.query().map(|q| format!("?{q}")).unwrap_or_default();
+    let query = parts
+        .uri
+        .query()
+        .map(|q| format!("?{q}"))
+        .unwrap_or_default();
     let uri = format!("/{path}{query}");
     parts.uri = match uri.parse() {
         Ok(u) => u,
-        Err(e) => return ApiError(StatusCode::BAD_REQUEST, format!("invalid path {uri:?}: {e}")).into_response(),
+        Err(e) => {
+            return ApiError(
+                StatusCode::BAD_REQUEST,
+                format!("invalid path {uri:?}: {e}"),
+            )
+            .into_response();
+        }
     };
     let body = body.map_err(|e| wasmtime_wasi_http::Error::InternalError(Some(e.to_string())));
     let req = http::Request::from_parts(parts, body);
-    let meta = InvokeRequest { trigger: "invoke", route: None, params: Vec::new() };
+    let meta = InvokeRequest {
+        trigger: "invoke",
+        route: None,
+        params: Vec::new(),
+    };
     let resp = ctx.platform.runtime.invoke(&f, req, meta).await;
     let mut resp = resp.map(Body::new);
     if let Ok(v) = HeaderValue::from_str(&f.revision.to_string()) {
@@ -330,7 +427,12 @@ async fn list_invocations(
     Query(q): Query<InvocationsQuery>,
 ) -> ApiResult<Json<Vec<nimbus_store::InvocationRow>>> {
     let limit = q.limit.unwrap_or(50).clamp(1, 1000);
-    Ok(Json(ctx.platform.store.invocations(&app, q.function.as_deref(), limit).await?))
+    Ok(Json(
+        ctx.platform
+            .store
+            .invocations(&app, q.function.as_deref(), limit)
+            .await?,
+    ))
 }
 
 #[derive(Deserialize)]
@@ -342,7 +444,11 @@ struct LogsQuery {
     limit: Option<i64>,
 }
 
-async fn logs(State(ctx): State<Ctx>, Path(app): Path<String>, Query(q): Query<LogsQuery>) -> ApiResult<Json<Vec<nimbus_core::LogEntry>>> {
+async fn logs(
+    State(ctx): State<Ctx>,
+    Path(app): Path<String>,
+    Query(q): Query<LogsQuery>,
+) -> ApiResult<Json<Vec<nimbus_core::LogEntry>>> {
     let query = LogQuery {
         app,
         function: q.function,

@@ -99,7 +99,15 @@ impl Platform {
         records: RecordWriter,
         max_component_bytes: u64,
     ) -> Arc<Platform> {
-        Arc::new(Platform { store, components, runtime: gateway.runtime().clone(), gateway, records, max_component_bytes, lock: Mutex::new(()) })
+        Arc::new(Platform {
+            store,
+            components,
+            runtime: gateway.runtime().clone(),
+            gateway,
+            records,
+            max_component_bytes,
+            lock: Mutex::new(()),
+        })
     }
 
     /// Brings every app back at its active revision (at start-up). An app
@@ -121,15 +129,22 @@ impl Platform {
             }
         }
         let n = apps.len();
-        let table = RouteTable::build(apps).map_err(|e| PlatformError::Internal(format!("stored routes collide: {e}")))?;
+        let table = RouteTable::build(apps)
+            .map_err(|e| PlatformError::Internal(format!("stored routes collide: {e}")))?;
         self.gateway.swap(table);
         Ok(n)
     }
 
     /// Checks a deploy request before anything runs: the manifest, and that
     /// every function's component was uploaded and fits the platform limits.
-    pub fn validate(&self, app: &str, manifest: &str, components: &BTreeMap<String, String>) -> Result<AppSpec, PlatformError> {
-        let parsed = Manifest::parse(manifest).map_err(|e| PlatformError::Invalid(e.to_string()))?;
+    pub fn validate(
+        &self,
+        app: &str,
+        manifest: &str,
+        components: &BTreeMap<String, String>,
+    ) -> Result<AppSpec, PlatformError> {
+        let parsed =
+            Manifest::parse(manifest).map_err(|e| PlatformError::Invalid(e.to_string()))?;
         if parsed.name() != app {
             return Err(PlatformError::Invalid(format!(
                 "the manifest is for app {:?} but was sent to app {app:?}",
@@ -138,7 +153,9 @@ impl Platform {
         }
         for (name, hash) in components {
             if !nimbus_core::names::is_sha256_hex(hash) {
-                return Err(PlatformError::Invalid(format!("function {name:?}: {hash:?} is not a SHA-256 hex digest")));
+                return Err(PlatformError::Invalid(format!(
+                    "function {name:?}: {hash:?} is not a SHA-256 hex digest"
+                )));
             }
             if !self.components.contains(hash) {
                 return Err(PlatformError::Invalid(format!(
@@ -146,16 +163,25 @@ impl Platform {
                 )));
             }
         }
-        let spec = parsed.to_spec(components).map_err(|e| PlatformError::Invalid(e.to_string()))?;
+        let spec = parsed
+            .to_spec(components)
+            .map_err(|e| PlatformError::Invalid(e.to_string()))?;
         for (name, f) in &spec.functions {
-            self.runtime.check_limits(name, &f.limits).map_err(|e| PlatformError::Invalid(e.to_string()))?;
+            self.runtime
+                .check_limits(name, &f.limits)
+                .map_err(|e| PlatformError::Invalid(e.to_string()))?;
         }
         Ok(spec)
     }
 
     /// Deploys a validated spec as a new revision, reporting progress.
     /// On any error the previous revision keeps serving.
-    pub async fn deploy(&self, spec: AppSpec, manifest: String, progress: mpsc::Sender<DeployEvent>) -> Result<i64, PlatformError> {
+    pub async fn deploy(
+        &self,
+        spec: AppSpec,
+        manifest: String,
+        progress: mpsc::Sender<DeployEvent>,
+    ) -> Result<i64, PlatformError> {
         let _guard = self.lock.lock().await;
         let total = spec.functions.len();
         let _ = progress.send(DeployEvent::Started { total }).await;
@@ -180,7 +206,10 @@ impl Platform {
         current
             .with_app(Arc::new(ActiveApp::new(spec.clone(), 0)))
             .map_err(|e| PlatformError::Conflict(e.to_string()))?;
-        let revision = self.store.create_and_activate_revision(&spec, &manifest).await?;
+        let revision = self
+            .store
+            .create_and_activate_revision(&spec, &manifest)
+            .await?;
         let table = current
             .with_app(Arc::new(ActiveApp::new(spec, revision)))
             .map_err(|e| PlatformError::Internal(e.to_string()))?;
@@ -203,20 +232,25 @@ impl Platform {
                 .into_iter()
                 .map(|r| r.number)
                 .find(|&n| n < active)
-                .ok_or_else(|| PlatformError::NotFound(format!("app {app:?} has no revision before {active} to roll back to")))?,
+                .ok_or_else(|| {
+                    PlatformError::NotFound(format!(
+                        "app {app:?} has no revision before {active} to roll back to"
+                    ))
+                })?,
         };
         let rev = self.store.revision(app, target).await?;
         for (name, f) in &rev.spec.functions {
-            self.runtime
-                .load(&f.component)
-                .await
-                .map_err(|e| PlatformError::Internal(format!("revision {target}, function {name:?}: {e}")))?;
+            self.runtime.load(&f.component).await.map_err(|e| {
+                PlatformError::Internal(format!("revision {target}, function {name:?}: {e}"))
+            })?;
         }
         let table = self
             .gateway
             .table()
             .with_app(Arc::new(ActiveApp::new(rev.spec, target)))
-            .map_err(|e| PlatformError::Conflict(format!("revision {target} cannot be activated: {e}")))?;
+            .map_err(|e| {
+                PlatformError::Conflict(format!("revision {target} cannot be activated: {e}"))
+            })?;
         self.store.activate_revision(app, target).await?;
         self.gateway.swap(table);
         Ok(target)

@@ -165,14 +165,18 @@ impl Manifest {
             if !valid {
                 return Err(at(
                     host.span(),
-                    format!("app host {h:?} is not a host name (letters, digits, '-', '.', optional :port)"),
+                    format!(
+                        "app host {h:?} is not a host name (letters, digits, '-', '.', optional :port)"
+                    ),
                 ));
             }
         }
         if self.functions.is_empty() {
             return Err(ManifestError {
                 line: None,
-                message: "the app defines no functions: add a [functions.NAME] table with a component".into(),
+                message:
+                    "the app defines no functions: add a [functions.NAME] table with a component"
+                        .into(),
             });
         }
         for (name, f) in &self.functions {
@@ -181,7 +185,9 @@ impl Manifest {
             check_name("function", name).map_err(|e| at(span.clone(), e))?;
             let err = |m: String| at(span.clone(), format!("function {name:?}: {m}"));
             if f.component.trim().is_empty() {
-                return Err(err("`component` is empty: give the path of the .wasm file".into()));
+                return Err(err(
+                    "`component` is empty: give the path of the .wasm file".into()
+                ));
             }
             let l = f.limits();
             if l.memory_mb == 0 || l.memory_mb > MAX_MEMORY_MB {
@@ -287,23 +293,26 @@ impl Manifest {
                 let t = t.get_ref();
                 RouteSpec {
                     path: t.route.clone(),
-                    methods: t
-                        .methods
-                        .iter()
-                        .map(|m| m.to_ascii_uppercase())
-                        .fold(Vec::new(), |mut v, m| {
+                    methods: t.methods.iter().map(|m| m.to_ascii_uppercase()).fold(
+                        Vec::new(),
+                        |mut v, m| {
                             if !v.contains(&m) {
                                 v.push(m);
                             }
                             v
-                        }),
+                        },
+                    ),
                     function: t.function.clone(),
                 }
             })
             .collect();
         Ok(AppSpec {
             name: self.name().to_string(),
-            host: self.app.host.as_ref().map(|h| h.get_ref().to_ascii_lowercase()),
+            host: self
+                .app
+                .host
+                .as_ref()
+                .map(|h| h.get_ref().to_ascii_lowercase()),
             functions,
             routes,
         })
@@ -326,7 +335,8 @@ pub fn check_outbound_host(entry: &str) -> Result<(), String> {
         None => (host, None),
     };
     let host_ok = !h.is_empty()
-        && h.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+        && h.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
     let port_ok = port.is_none_or(|p| p == "*" || p.parse::<u16>().is_ok());
     if host_ok && port_ok {
         Ok(())
@@ -383,7 +393,10 @@ function = "echo"
         assert_eq!(spec.routes.len(), 3);
         assert_eq!(spec.routes[0].methods, vec!["GET"]);
         assert_eq!(spec.functions["echo"].env["A"], "1");
-        assert_eq!(spec.functions["hello"].limits.timeout_ms, Limits::DEFAULT_TIMEOUT_MS);
+        assert_eq!(
+            spec.functions["hello"].limits.timeout_ms,
+            Limits::DEFAULT_TIMEOUT_MS
+        );
     }
 
     fn err(src: &str) -> ManifestError {
@@ -392,7 +405,9 @@ function = "echo"
 
     #[test]
     fn unknown_function_names_the_line() {
-        let e = err("[app]\nname = \"a\"\n[functions.f]\ncomponent = \"f.wasm\"\n[[triggers.http]]\nroute = \"/x\"\nfunction = \"nope\"\n");
+        let e = err(
+            "[app]\nname = \"a\"\n[functions.f]\ncomponent = \"f.wasm\"\n[[triggers.http]]\nroute = \"/x\"\nfunction = \"nope\"\n",
+        );
         assert_eq!(e.line, Some(5), "{e}");
         assert!(e.to_string().contains("points at function \"nope\""), "{e}");
         assert!(e.to_string().starts_with("nimbus.toml line 5: "), "{e}");
@@ -413,7 +428,9 @@ function = "echo"
 
     #[test]
     fn duplicate_routes_are_rejected() {
-        let e = err("[app]\nname = \"a\"\n[functions.f]\ncomponent = \"f.wasm\"\n[[triggers.http]]\nroute = \"/x/{a}\"\nfunction = \"f\"\n[[triggers.http]]\nroute = \"/x/{a}\"\nmethods = [\"GET\"]\nfunction = \"f\"\n");
+        let e = err(
+            "[app]\nname = \"a\"\n[functions.f]\ncomponent = \"f.wasm\"\n[[triggers.http]]\nroute = \"/x/{a}\"\nfunction = \"f\"\n[[triggers.http]]\nroute = \"/x/{a}\"\nmethods = [\"GET\"]\nfunction = \"f\"\n",
+        );
         assert!(e.message.contains("duplicates the route on line 5"), "{e}");
         assert_eq!(e.line, Some(8));
     }
@@ -421,17 +438,51 @@ function = "echo"
     #[test]
     fn limits_are_checked() {
         let base = "[app]\nname = \"a\"\n[functions.f]\ncomponent = \"f.wasm\"\n";
-        assert!(err(&format!("{base}memory_mb = 0\n")).message.contains("memory_mb = 0"));
-        assert!(err(&format!("{base}timeout_ms = 10\nfirst_byte_timeout_ms = 20\n")).message.contains("first_byte_timeout_ms"));
-        assert!(err(&format!("{base}max_concurrency = 0\n")).message.contains("max_concurrency"));
-        assert!(err(&format!("{base}allowed_outbound_hosts = [\"a b\"]\n")).message.contains("allowed_outbound_hosts"));
-        assert!(err("[app]\nname = \"a\"\n").message.contains("no functions"));
-        assert!(err("[app]\nname = \"Bad\"\n[functions.f]\ncomponent = \"f.wasm\"\n").message.contains("app name"));
+        assert!(
+            err(&format!("{base}memory_mb = 0\n"))
+                .message
+                .contains("memory_mb = 0")
+        );
+        assert!(
+            err(&format!(
+                "{base}timeout_ms = 10\nfirst_byte_timeout_ms = 20\n"
+            ))
+            .message
+            .contains("first_byte_timeout_ms")
+        );
+        assert!(
+            err(&format!("{base}max_concurrency = 0\n"))
+                .message
+                .contains("max_concurrency")
+        );
+        assert!(
+            err(&format!("{base}allowed_outbound_hosts = [\"a b\"]\n"))
+                .message
+                .contains("allowed_outbound_hosts")
+        );
+        assert!(
+            err("[app]\nname = \"a\"\n")
+                .message
+                .contains("no functions")
+        );
+        assert!(
+            err("[app]\nname = \"Bad\"\n[functions.f]\ncomponent = \"f.wasm\"\n")
+                .message
+                .contains("app name")
+        );
     }
 
     #[test]
     fn outbound_host_entries() {
-        for ok in ["*", "a.com", "a.com:80", "*.a.com", "https://a.com", "127.0.0.1:8080", "a.com:*"] {
+        for ok in [
+            "*",
+            "a.com",
+            "a.com:80",
+            "*.a.com",
+            "https://a.com",
+            "127.0.0.1:8080",
+            "a.com:*",
+        ] {
             assert!(check_outbound_host(ok).is_ok(), "{ok}");
         }
         for bad in ["", "a b", "a.com:x", "http://"] {

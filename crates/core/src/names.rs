@@ -24,7 +24,9 @@ pub fn check_name(kind: &str, name: &str) -> Result<(), String> {
 
 /// Checks a component content hash: 64 lowercase hex digits (SHA-256).
 pub fn is_sha256_hex(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 #[cfg(test)]

@@ -133,25 +133,49 @@ mod tests {
         assert_eq!(p.wildcard.as_deref(), Some("path"));
         let p = parse_pattern("/files/{*rest}").unwrap();
         assert_eq!(p.normalized, "/files/{*rest}");
-        assert!(parse_pattern("/a/*/b").unwrap_err().contains("last segment"));
+        assert!(
+            parse_pattern("/a/*/b")
+                .unwrap_err()
+                .contains("last segment")
+        );
     }
 
     #[test]
     fn rejects_bad_patterns() {
-        assert!(parse_pattern("hello").unwrap_err().contains("start with '/'"));
+        assert!(
+            parse_pattern("hello")
+                .unwrap_err()
+                .contains("start with '/'")
+        );
         assert!(parse_pattern("/v1/apps").unwrap_err().contains("reserves"));
         assert!(parse_pattern("/v1").is_err());
         assert!(parse_pattern("/v10").is_ok());
-        assert!(parse_pattern("/a//b").unwrap_err().contains("empty segment"));
-        assert!(parse_pattern("/a/x{id}").unwrap_err().contains("whole segment"));
+        assert!(
+            parse_pattern("/a//b")
+                .unwrap_err()
+                .contains("empty segment")
+        );
+        assert!(
+            parse_pattern("/a/x{id}")
+                .unwrap_err()
+                .contains("whole segment")
+        );
         assert!(parse_pattern("/a/{id}/{id}").unwrap_err().contains("twice"));
-        assert!(parse_pattern("/a/{i-d}").unwrap_err().contains("parameter name"));
+        assert!(
+            parse_pattern("/a/{i-d}")
+                .unwrap_err()
+                .contains("parameter name")
+        );
         assert!(parse_pattern("/a?b").is_err());
     }
 
     #[test]
     fn methods() {
         assert_eq!(normalize_method("get").unwrap(), "GET");
-        assert!(normalize_method("FETCH").unwrap_err().contains("not an HTTP method"));
+        assert!(
+            normalize_method("FETCH")
+                .unwrap_err()
+                .contains("not an HTTP method")
+        );
     }
 }

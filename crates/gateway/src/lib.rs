@@ -33,7 +33,10 @@ pub struct Gateway {
 impl Gateway {
     /// A gateway with no routes.
     pub fn new(runtime: Arc<Runtime>) -> Arc<Gateway> {
-        Arc::new(Gateway { table: ArcSwap::from_pointee(RouteTable::default()), runtime })
+        Arc::new(Gateway {
+            table: ArcSwap::from_pointee(RouteTable::default()),
+            runtime,
+        })
     }
 
     /// The current route table.
@@ -59,10 +62,24 @@ impl Gateway {
             .get(header::HOST)
             .and_then(|h| h.to_str().ok())
             .or_else(|| req.uri().host())
-            .map(|h| h.rsplit_once(':').map_or(h, |(name, port)| if port.bytes().all(|b| b.is_ascii_digit()) { name } else { h }).to_ascii_lowercase());
+            .map(|h| {
+                h.rsplit_once(':')
+                    .map_or(h, |(name, port)| {
+                        if port.bytes().all(|b| b.is_ascii_digit()) {
+                            name
+                        } else {
+                            h
+                        }
+                    })
+                    .to_ascii_lowercase()
+            });
         match table.lookup(host.as_deref(), req.method(), req.uri().path()) {
             Lookup::Found { target, params } => {
-                let meta = InvokeRequest { trigger: "http", route: Some(target.pattern.to_string()), params };
+                let meta = InvokeRequest {
+                    trigger: "http",
+                    route: Some(target.pattern.to_string()),
+                    params,
+                };
                 let function = target.function.clone();
                 self.runtime.invoke(&function, req, meta).await
             }
@@ -70,7 +87,12 @@ impl Gateway {
                 let list: Vec<&str> = allowed.iter().map(|m| m.as_str()).collect();
                 let mut resp = nimbus_runtime::text_response(
                     StatusCode::METHOD_NOT_ALLOWED,
-                    format!("{} is not allowed on {}: use {}", req.method(), req.uri().path(), list.join(", ")),
+                    format!(
+                        "{} is not allowed on {}: use {}",
+                        req.method(),
+                        req.uri().path(),
+                        list.join(", ")
+                    ),
                 );
                 if let Ok(v) = HeaderValue::from_str(&list.join(", ")) {
                     resp.headers_mut().insert(header::ALLOW, v);
@@ -79,7 +101,11 @@ impl Gateway {
             }
             Lookup::NotFound => nimbus_runtime::text_response(
                 StatusCode::NOT_FOUND,
-                format!("no route for {} {}: see `nimbus functions APP` for the routes deployed", req.method(), req.uri().path()),
+                format!(
+                    "no route for {} {}: see `nimbus functions APP` for the routes deployed",
+                    req.method(),
+                    req.uri().path()
+                ),
             ),
         }
     }
@@ -123,7 +149,10 @@ pub async fn serve(
                 let control = control.clone();
                 async move {
                     let resp: Response<ServerBody> = if is_control(req.uri().path()) {
-                        let resp = control.oneshot(req).await.unwrap_or_else(|never: Infallible| match never {});
+                        let resp = control
+                            .oneshot(req)
+                            .await
+                            .unwrap_or_else(|never: Infallible| match never {});
                         resp.map(Either::Right)
                     } else {
                         gateway.handle(req).await.map(Either::Left)
@@ -132,7 +161,10 @@ pub async fn serve(
                 }
             });
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            if let Err(e) = builder.serve_connection(TokioIo::new(stream), service).await {
+            if let Err(e) = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
         });

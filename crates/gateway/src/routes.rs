@@ -25,9 +25,18 @@ impl ActiveApp {
         let functions = spec
             .functions
             .iter()
-            .map(|(name, f)| (name.clone(), Arc::new(Function::new(&spec.name, name, revision, f))))
+            .map(|(name, f)| {
+                (
+                    name.clone(),
+                    Arc::new(Function::new(&spec.name, name, revision, f)),
+                )
+            })
             .collect();
-        ActiveApp { spec, revision, functions }
+        ActiveApp {
+            spec,
+            revision,
+            functions,
+        }
     }
 }
 
@@ -78,7 +87,10 @@ pub struct RouteTable {
 }
 
 fn methods_of(names: &[String]) -> Vec<Method> {
-    names.iter().filter_map(|m| Method::from_bytes(m.as_bytes()).ok()).collect()
+    names
+        .iter()
+        .filter_map(|m| Method::from_bytes(m.as_bytes()).ok())
+        .collect()
 }
 
 fn overlap(a: &[Method], b: &[Method]) -> bool {
@@ -88,7 +100,9 @@ fn overlap(a: &[Method], b: &[Method]) -> bool {
 impl RouteTable {
     /// Builds a table from active apps; refuses routes of two apps that
     /// collide (same or ambiguous path on the same host).
-    pub fn build(apps: impl IntoIterator<Item = Arc<ActiveApp>>) -> Result<RouteTable, RouteConflict> {
+    pub fn build(
+        apps: impl IntoIterator<Item = Arc<ActiveApp>>,
+    ) -> Result<RouteTable, RouteConflict> {
         let mut table = RouteTable::default();
         for app in apps {
             table.apps.insert(app.spec.name.clone(), app);
@@ -101,12 +115,21 @@ impl RouteTable {
             for route in &app.spec.routes {
                 let pattern = parse_pattern(&route.path).map_err(RouteConflict)?;
                 let function = app.functions.get(&route.function).cloned().ok_or_else(|| {
-                    RouteConflict(format!("route {:?} points at unknown function {:?}", route.path, route.function))
+                    RouteConflict(format!(
+                        "route {:?} points at unknown function {:?}",
+                        route.path, route.function
+                    ))
                 })?;
-                let target = Target { methods: methods_of(&route.methods), pattern: route.path.as_str().into(), function };
+                let target = Target {
+                    methods: methods_of(&route.methods),
+                    pattern: route.path.as_str().into(),
+                    function,
+                };
                 if let Some(&i) = hr.by_pattern.get(&pattern.normalized) {
                     let group = &mut hr.groups[i];
-                    if let Some(other) = group.iter().find(|t| t.function.app != app.spec.name || overlap(&t.methods, &target.methods)) {
+                    if let Some(other) = group.iter().find(|t| {
+                        t.function.app != app.spec.name || overlap(&t.methods, &target.methods)
+                    }) {
                         return Err(conflict(app, &route.path, other));
                     }
                     group.push(target);
@@ -126,7 +149,9 @@ impl RouteTable {
                         "route {:?} of app {:?} cannot be added: {} ({e}); make the paths distinct",
                         route.path,
                         app.spec.name,
-                        other.map(|o| format!("it is ambiguous with {o}")).unwrap_or_else(|| "it is ambiguous with another route".into())
+                        other
+                            .map(|o| format!("it is ambiguous with {o}"))
+                            .unwrap_or_else(|| "it is ambiguous with another route".into())
                     )));
                 }
                 hr.by_pattern.insert(pattern.normalized, i);
@@ -138,7 +163,12 @@ impl RouteTable {
 
     /// A new table with `app` added or replaced.
     pub fn with_app(&self, app: Arc<ActiveApp>) -> Result<RouteTable, RouteConflict> {
-        let mut apps: Vec<Arc<ActiveApp>> = self.apps.values().filter(|a| a.spec.name != app.spec.name).cloned().collect();
+        let mut apps: Vec<Arc<ActiveApp>> = self
+            .apps
+            .values()
+            .filter(|a| a.spec.name != app.spec.name)
+            .cloned()
+            .collect();
         apps.push(app);
         RouteTable::build(apps)
     }
@@ -159,24 +189,41 @@ impl RouteTable {
     pub fn lookup(&self, host: Option<&str>, method: &Method, path: &str) -> Lookup<'_> {
         let mut allowed = Vec::new();
         let host_router = host.and_then(|h| self.hosts.get(h));
-        for hr in host_router.into_iter().chain(std::iter::once(&self.default)) {
+        for hr in host_router
+            .into_iter()
+            .chain(std::iter::once(&self.default))
+        {
             let Ok(m) = hr.router.at(path) else { continue };
             let group = &hr.groups[*m.value];
-            if let Some(target) = group.iter().find(|t| t.methods.is_empty() || t.methods.contains(method)) {
-                let params = m.params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            if let Some(target) = group
+                .iter()
+                .find(|t| t.methods.is_empty() || t.methods.contains(method))
+            {
+                let params = m
+                    .params
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect();
                 return Lookup::Found { target, params };
             }
             for t in group {
                 allowed.extend(t.methods.iter().cloned());
             }
         }
-        if allowed.is_empty() { Lookup::NotFound } else { Lookup::MethodNotAllowed(allowed) }
+        if allowed.is_empty() {
+            Lookup::NotFound
+        } else {
+            Lookup::MethodNotAllowed(allowed)
+        }
     }
 }
 
 fn conflict(app: &ActiveApp, path: &str, other: &Target) -> RouteConflict {
     if other.function.app == app.spec.name {
-        RouteConflict(format!("route {path:?} is declared twice in app {:?} for the same method", app.spec.name))
+        RouteConflict(format!(
+            "route {path:?} is declared twice in app {:?} for the same method",
+            app.spec.name
+        ))
     } else {
         RouteConflict(format!(
             "route {path:?} of app {:?} collides with route {:?} of app {:?}: choose another path, or bind one app to a host name ([app] host = ...)",
@@ -191,7 +238,12 @@ mod tests {
     use nimbus_core::{FunctionSpec, Limits, RouteSpec};
 
     fn app(name: &str, host: Option<&str>, routes: &[(&str, &[&str])]) -> Arc<ActiveApp> {
-        let f = FunctionSpec { component: "0".repeat(64), limits: Limits::default(), env: Default::default(), allowed_outbound_hosts: vec![] };
+        let f = FunctionSpec {
+            component: "0".repeat(64),
+            limits: Limits::default(),
+            env: Default::default(),
+            allowed_outbound_hosts: vec![],
+        };
         Arc::new(ActiveApp::new(
             AppSpec {
                 name: name.into(),
@@ -199,14 +251,23 @@ mod tests {
                 functions: [("f".to_string(), f)].into(),
                 routes: routes
                     .iter()
-                    .map(|(p, ms)| RouteSpec { path: p.to_string(), methods: ms.iter().map(|m| m.to_string()).collect(), function: "f".into() })
+                    .map(|(p, ms)| RouteSpec {
+                        path: p.to_string(),
+                        methods: ms.iter().map(|m| m.to_string()).collect(),
+                        function: "f".into(),
+                    })
                     .collect(),
             },
             1,
         ))
     }
 
-    fn found(t: &RouteTable, host: Option<&str>, method: Method, path: &str) -> Option<(String, Vec<(String, String)>)> {
+    fn found(
+        t: &RouteTable,
+        host: Option<&str>,
+        method: Method,
+        path: &str,
+    ) -> Option<(String, Vec<(String, String)>)> {
         match t.lookup(host, &method, path) {
             Lookup::Found { target, params } => Some((target.function.app.clone(), params)),
             _ => None,
@@ -215,34 +276,75 @@ mod tests {
 
     #[test]
     fn routes_params_and_wildcards() {
-        let t = RouteTable::build([app("a", None, &[("/hello", &[]), ("/games/{id}/moves", &["POST"]), ("/static/*", &["GET"])])]).unwrap();
+        let t = RouteTable::build([app(
+            "a",
+            None,
+            &[
+                ("/hello", &[]),
+                ("/games/{id}/moves", &["POST"]),
+                ("/static/*", &["GET"]),
+            ],
+        )])
+        .unwrap();
         assert_eq!(found(&t, None, Method::GET, "/hello").unwrap().0, "a");
         let (_, params) = found(&t, None, Method::POST, "/games/42/moves").unwrap();
         assert_eq!(params, vec![("id".to_string(), "42".to_string())]);
         let (_, params) = found(&t, None, Method::GET, "/static/css/site.css").unwrap();
-        assert_eq!(params, vec![("path".to_string(), "css/site.css".to_string())]);
-        assert!(matches!(t.lookup(None, &Method::GET, "/games/42/moves"), Lookup::MethodNotAllowed(m) if m == vec![Method::POST]));
-        assert!(matches!(t.lookup(None, &Method::GET, "/nope"), Lookup::NotFound));
+        assert_eq!(
+            params,
+            vec![("path".to_string(), "css/site.css".to_string())]
+        );
+        assert!(
+            matches!(t.lookup(None, &Method::GET, "/games/42/moves"), Lookup::MethodNotAllowed(m) if m == vec![Method::POST])
+        );
+        assert!(matches!(
+            t.lookup(None, &Method::GET, "/nope"),
+            Lookup::NotFound
+        ));
     }
 
     #[test]
     fn apps_cannot_collide() {
-        let err = RouteTable::build([app("a", None, &[("/x", &[])]), app("b", None, &[("/x", &["GET"])])]).err().unwrap();
-        assert!(err.0.contains("collides with route \"/x\" of app \"a\""), "{err}");
-        let err = RouteTable::build([app("a", None, &[("/x/{id}", &[])]), app("b", None, &[("/x/{name}", &[])])]).err().unwrap();
+        let err = RouteTable::build([
+            app("a", None, &[("/x", &[])]),
+            app("b", None, &[("/x", &["GET"])]),
+        ])
+        .err()
+        .unwrap();
+        assert!(
+            err.0.contains("collides with route \"/x\" of app \"a\""),
+            "{err}"
+        );
+        let err = RouteTable::build([
+            app("a", None, &[("/x/{id}", &[])]),
+            app("b", None, &[("/x/{name}", &[])]),
+        ])
+        .err()
+        .unwrap();
         assert!(err.0.contains("ambiguous"), "{err}");
         // Host-bound apps live in their own space.
-        let t = RouteTable::build([app("a", None, &[("/x", &[])]), app("b", Some("b.test"), &[("/x", &[])])]).unwrap();
+        let t = RouteTable::build([
+            app("a", None, &[("/x", &[])]),
+            app("b", Some("b.test"), &[("/x", &[])]),
+        ])
+        .unwrap();
         assert_eq!(found(&t, Some("b.test"), Method::GET, "/x").unwrap().0, "b");
-        assert_eq!(found(&t, Some("other.test"), Method::GET, "/x").unwrap().0, "a");
+        assert_eq!(
+            found(&t, Some("other.test"), Method::GET, "/x").unwrap().0,
+            "a"
+        );
         assert_eq!(found(&t, None, Method::GET, "/x").unwrap().0, "a");
     }
 
     #[test]
     fn same_path_different_methods_in_one_app() {
-        let t = RouteTable::build([app("a", None, &[("/x", &["GET"]), ("/x", &["POST"])])]).unwrap();
+        let t =
+            RouteTable::build([app("a", None, &[("/x", &["GET"]), ("/x", &["POST"])])]).unwrap();
         assert!(found(&t, None, Method::POST, "/x").is_some());
-        assert!(matches!(t.lookup(None, &Method::PUT, "/x"), Lookup::MethodNotAllowed(_)));
+        assert!(matches!(
+            t.lookup(None, &Method::PUT, "/x"),
+            Lookup::MethodNotAllowed(_)
+        ));
         let t2 = t.with_app(app("b", None, &[("/y", &[])])).unwrap();
         assert!(found(&t2, None, Method::GET, "/y").is_some());
         assert!(found(&t2.without_app("b"), None, Method::GET, "/y").is_none());

@@ -40,15 +40,26 @@ impl Api {
                 })?,
         };
         let http = reqwest::Client::builder().build()?;
-        Ok(Api { base: base.trim_end_matches('/').to_string(), token, http })
+        Ok(Api {
+            base: base.trim_end_matches('/').to_string(),
+            token,
+            http,
+        })
     }
 
     fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        self.http.request(method, format!("{}{path}", self.base)).bearer_auth(&self.token)
+        self.http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
     }
 
     async fn send(&self, rb: reqwest::RequestBuilder) -> Result<reqwest::Response> {
-        let resp = rb.send().await.with_context(|| format!("cannot reach the Nimbus server at {} (is `nimbus up` running? use --server)", self.base))?;
+        let resp = rb.send().await.with_context(|| {
+            format!(
+                "cannot reach the Nimbus server at {} (is `nimbus up` running? use --server)",
+                self.base
+            )
+        })?;
         if resp.status().is_success() {
             return Ok(resp);
         }
@@ -62,7 +73,11 @@ impl Api {
     }
 
     async fn get_json(&self, path: &str) -> Result<Value> {
-        Ok(self.send(self.req(reqwest::Method::GET, path)).await?.json().await?)
+        Ok(self
+            .send(self.req(reqwest::Method::GET, path))
+            .await?
+            .json()
+            .await?)
     }
 }
 
@@ -79,29 +94,56 @@ fn sha256_file(path: &Path) -> Result<(String, u64)> {
 }
 
 pub async fn deploy(target: &Target, path: &Path, build: bool) -> Result<()> {
-    let manifest_path: PathBuf = if path.is_dir() { path.join("nimbus.toml") } else { path.to_path_buf() };
-    let dir = manifest_path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
-    let text = std::fs::read_to_string(&manifest_path)
-        .with_context(|| format!("cannot read {} (deploy takes an app directory containing nimbus.toml)", manifest_path.display()))?;
-    let manifest = Manifest::parse(&text).map_err(|e| anyhow!("{}: {e}", manifest_path.display()))?;
+    let manifest_path: PathBuf = if path.is_dir() {
+        path.join("nimbus.toml")
+    } else {
+        path.to_path_buf()
+    };
+    let dir = manifest_path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let dir = if dir.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        dir
+    };
+    let text = std::fs::read_to_string(&manifest_path).with_context(|| {
+        format!(
+            "cannot read {} (deploy takes an app directory containing nimbus.toml)",
+            manifest_path.display()
+        )
+    })?;
+    let manifest =
+        Manifest::parse(&text).map_err(|e| anyhow!("{}: {e}", manifest_path.display()))?;
     let api = Api::new(target)?;
 
     if build {
         let mut done: Vec<&str> = Vec::new();
         for f in manifest.functions.values() {
-            let Some(cmd) = f.get_ref().build.as_deref() else { continue };
+            let Some(cmd) = f.get_ref().build.as_deref() else {
+                continue;
+            };
             if done.contains(&cmd) {
                 continue;
             }
             done.push(cmd);
             let spinner = ProgressBar::new_spinner().with_message(format!("building: {cmd}"));
             spinner.enable_steady_tick(Duration::from_millis(100));
-            let out = tokio::process::Command::new("sh").arg("-c").arg(cmd).current_dir(&dir).output().await?;
+            let out = tokio::process::Command::new("sh")
+                .arg("-c")
+                .arg(cmd)
+                .current_dir(&dir)
+                .output()
+                .await?;
             spinner.finish_and_clear();
             if !out.status.success() {
                 std::io::stderr().write_all(&out.stderr)?;
-                bail!("build command `{cmd}` failed ({}) in {}", out.status, dir.display());
+                bail!(
+                    "build command `{cmd}` failed ({}) in {}",
+                    out.status,
+                    dir.display()
+                );
             }
             eprintln!("built: {cmd}");
         }
@@ -114,9 +156,19 @@ pub async fn deploy(target: &Target, path: &Path, build: bool) -> Result<()> {
         let (hash, size) = sha256_file(&wasm).with_context(|| {
             format!("function {name:?}: cannot read component {} (build it first, or fix `component` in nimbus.toml)", wasm.display())
         })?;
-        let exists = api.req(reqwest::Method::HEAD, &format!("/v1/components/{hash}")).send().await;
-        let exists = exists.with_context(|| format!("cannot reach the Nimbus server at {}", api.base))?.status().is_success();
-        if !exists && !uploads.iter().any(|(h, _, _): &(String, PathBuf, u64)| *h == hash) {
+        let exists = api
+            .req(reqwest::Method::HEAD, &format!("/v1/components/{hash}"))
+            .send()
+            .await;
+        let exists = exists
+            .with_context(|| format!("cannot reach the Nimbus server at {}", api.base))?
+            .status()
+            .is_success();
+        if !exists
+            && !uploads
+                .iter()
+                .any(|(h, _, _): &(String, PathBuf, u64)| *h == hash)
+        {
             uploads.push((hash.clone(), wasm, size));
         }
         hashes.insert(name.clone(), hash);
@@ -125,10 +177,15 @@ pub async fn deploy(target: &Target, path: &Path, build: bool) -> Result<()> {
     if !uploads.is_empty() {
         let total: u64 = uploads.iter().map(|u| u.2).sum();
         let bar = ProgressBar::new(total).with_style(
-            ProgressStyle::with_template("uploading {bar:30} {bytes}/{total_bytes} {msg}").expect("template"),
+            ProgressStyle::with_template("uploading {bar:30} {bytes}/{total_bytes} {msg}")
+                .expect("template"),
         );
         for (hash, wasm, _) in &uploads {
-            bar.set_message(wasm.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+            bar.set_message(
+                wasm.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+            );
             let file = tokio::fs::File::open(wasm).await?;
             let b = bar.clone();
             let stream = tokio_util::io::ReaderStream::new(file).inspect(move |c| {
@@ -136,9 +193,12 @@ pub async fn deploy(target: &Target, path: &Path, build: bool) -> Result<()> {
                     b.inc(c.len() as u64);
                 }
             });
-            api.send(api.req(reqwest::Method::PUT, &format!("/v1/components/{hash}")).body(reqwest::Body::wrap_stream(stream)))
-                .await
-                .with_context(|| format!("uploading {}", wasm.display()))?;
+            api.send(
+                api.req(reqwest::Method::PUT, &format!("/v1/components/{hash}"))
+                    .body(reqwest::Body::wrap_stream(stream)),
+            )
+            .await
+            .with_context(|| format!("uploading {}", wasm.display()))?;
         }
         bar.finish_and_clear();
         eprintln!("uploaded {} component(s), {} bytes", uploads.len(), total);
@@ -146,9 +206,15 @@ pub async fn deploy(target: &Target, path: &Path, build: bool) -> Result<()> {
 
     let app = manifest.name().to_string();
     let body = serde_json::json!({ "manifest": text, "components": hashes });
-    let resp = api.send(api.req(reqwest::Method::POST, &format!("/v1/apps/{app}/revisions")).json(&body)).await?;
-    let bar = ProgressBar::new(manifest.functions.len() as u64)
-        .with_style(ProgressStyle::with_template("compiling {bar:30} {pos}/{len} {msg}").expect("template"));
+    let resp = api
+        .send(
+            api.req(reqwest::Method::POST, &format!("/v1/apps/{app}/revisions"))
+                .json(&body),
+        )
+        .await?;
+    let bar = ProgressBar::new(manifest.functions.len() as u64).with_style(
+        ProgressStyle::with_template("compiling {bar:30} {pos}/{len} {msg}").expect("template"),
+    );
     let mut stream = resp.bytes_stream();
     let mut buf = Vec::new();
     let mut revision = None;
@@ -160,23 +226,38 @@ pub async fn deploy(target: &Target, path: &Path, build: bool) -> Result<()> {
             match ev["event"].as_str() {
                 Some("function") => {
                     bar.set_position(ev["index"].as_u64().unwrap_or(0));
-                    bar.println(format!("  {}: {}", ev["name"].as_str().unwrap_or("?"), ev["status"].as_str().unwrap_or("")));
+                    bar.suspend(|| {
+                        eprintln!(
+                            "  {}: {}",
+                            ev["name"].as_str().unwrap_or("?"),
+                            ev["status"].as_str().unwrap_or("")
+                        )
+                    });
                 }
                 Some("activated") => revision = ev["revision"].as_i64(),
                 Some("error") => {
                     bar.abandon();
-                    bail!("deploy of {app} failed, the previous revision keeps serving: {}", ev["message"].as_str().unwrap_or("?"));
+                    bail!(
+                        "deploy of {app} failed, the previous revision keeps serving: {}",
+                        ev["message"].as_str().unwrap_or("?")
+                    );
                 }
                 _ => {}
             }
         }
     }
     bar.finish_and_clear();
-    let revision = revision.ok_or_else(|| anyhow!("the server ended the deploy without activating it; see the server log"))?;
+    let revision = revision.ok_or_else(|| {
+        anyhow!("the server ended the deploy without activating it; see the server log")
+    })?;
     println!("deployed {app} revision {revision} at {}", api.base);
     for r in manifest.triggers.http.iter() {
         let r = r.get_ref();
-        let methods = if r.methods.is_empty() { "ANY".to_string() } else { r.methods.join(",") };
+        let methods = if r.methods.is_empty() {
+            "ANY".to_string()
+        } else {
+            r.methods.join(",")
+        };
         println!("  {methods:<8} {}{}  -> {}", api.base, r.route, r.function);
     }
     Ok(())
@@ -191,36 +272,64 @@ pub async fn invoke(
     path: &str,
     headers: &[String],
 ) -> Result<()> {
-    let (app, func) = function.split_once('/').ok_or_else(|| anyhow!("name the function as APP/FUNCTION, e.g. demo/echo"))?;
+    let (app, func) = function
+        .split_once('/')
+        .ok_or_else(|| anyhow!("name the function as APP/FUNCTION, e.g. demo/echo"))?;
     let api = Api::new(target)?;
     let body: Option<Vec<u8>> = match (data, data_file) {
         (Some(d), _) => Some(d.into_bytes()),
-        (None, Some(f)) => Some(std::fs::read(&f).with_context(|| format!("reading {}", f.display()))?),
+        (None, Some(f)) => {
+            Some(std::fs::read(&f).with_context(|| format!("reading {}", f.display()))?)
+        }
         _ => None,
     };
     let method = match method {
-        Some(m) => reqwest::Method::from_bytes(m.to_ascii_uppercase().as_bytes()).map_err(|_| anyhow!("{m:?} is not an HTTP method"))?,
+        Some(m) => reqwest::Method::from_bytes(m.to_ascii_uppercase().as_bytes())
+            .map_err(|_| anyhow!("{m:?} is not an HTTP method"))?,
         None if body.is_some() => reqwest::Method::POST,
         None => reqwest::Method::GET,
     };
-    let path = if path.starts_with('/') { path.to_string() } else { format!("/{path}") };
-    let mut rb = api.req(method, &format!("/v1/apps/{app}/functions/{func}/invoke{path}"));
+    // The control API passes the rest of its path on: /invoke -> "/", /invoke/x -> "/x".
+    let path = match path.trim_start_matches('/') {
+        "" => String::new(),
+        rest => format!("/{rest}"),
+    };
+    let mut rb = api.req(
+        method,
+        &format!("/v1/apps/{app}/functions/{func}/invoke{path}"),
+    );
     for h in headers {
-        let (k, v) = h.split_once(':').ok_or_else(|| anyhow!("header {h:?} must look like \"Name: value\""))?;
+        let (k, v) = h
+            .split_once(':')
+            .ok_or_else(|| anyhow!("header {h:?} must look like \"Name: value\""))?;
         rb = rb.header(k.trim(), v.trim());
     }
     if let Some(b) = body {
         rb = rb.body(b);
     }
     let start = Instant::now();
-    let resp = rb.send().await.with_context(|| format!("cannot reach the Nimbus server at {}", api.base))?;
+    let resp = rb
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the Nimbus server at {}", api.base))?;
     let status = resp.status();
-    if status == reqwest::StatusCode::UNAUTHORIZED || (status == reqwest::StatusCode::NOT_FOUND && resp.headers().get("nimbus-invocation-id").is_none()) {
+    if status == reqwest::StatusCode::UNAUTHORIZED
+        || (status == reqwest::StatusCode::NOT_FOUND
+            && resp.headers().get("nimbus-invocation-id").is_none())
+    {
         let text = resp.text().await.unwrap_or_default();
-        let msg = serde_json::from_str::<Value>(&text).ok().and_then(|v| v["error"].as_str().map(String::from)).unwrap_or(text);
+        let msg = serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(String::from))
+            .unwrap_or(text);
         bail!("{msg} (HTTP {status})");
     }
-    let id = resp.headers().get("nimbus-invocation-id").and_then(|v| v.to_str().ok()).unwrap_or("-").to_string();
+    let id = resp
+        .headers()
+        .get("nimbus-invocation-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+        .to_string();
     let mut out = std::io::stdout();
     writeln!(out, "HTTP {status}")?;
     for (k, v) in resp.headers() {
@@ -240,7 +349,11 @@ pub async fn invoke(
     if !ends_with_newline {
         writeln!(out)?;
     }
-    eprintln!("-- {} in {:.1} ms (invocation {id})", status.as_u16(), start.elapsed().as_secs_f64() * 1000.0);
+    eprintln!(
+        "-- {} in {:.1} ms (invocation {id})",
+        status.as_u16(),
+        start.elapsed().as_secs_f64() * 1000.0
+    );
     if !status.is_success() {
         std::process::exit(2);
     }
@@ -255,14 +368,20 @@ pub async fn apps(target: &Target) -> Result<()> {
         println!("no apps deployed: try `nimbus deploy examples/demo`");
         return Ok(());
     }
-    println!("{:<24} {:>8} {:>9} {:>6}  {:<20} UPDATED", "APP", "REVISION", "FUNCTIONS", "ROUTES", "HOST");
+    println!(
+        "{:<24} {:>8} {:>9} {:>6}  {:<20} UPDATED",
+        "APP", "REVISION", "FUNCTIONS", "ROUTES", "HOST"
+    );
     for a in apps {
         println!(
             "{:<24} {:>8} {:>9} {:>6}  {:<20} {}",
             a["name"].as_str().unwrap_or(""),
-            a["active_revision"].as_i64().map(|n| n.to_string()).unwrap_or("-".into()),
-            a["functions"],
-            a["routes"],
+            a["active_revision"]
+                .as_i64()
+                .map(|n| n.to_string())
+                .unwrap_or("-".into()),
+            a["functions"].as_u64().unwrap_or(0),
+            a["routes"].as_u64().unwrap_or(0),
             a["host"].as_str().unwrap_or("*"),
             format_time(a["updated_at_us"].as_i64().unwrap_or(0))
         );
@@ -283,14 +402,28 @@ pub async fn functions(target: &Target, app: &str) -> Result<()> {
             l["timeout_ms"],
             l["first_byte_timeout_ms"],
             l["max_concurrency"],
-            &f["component"].as_str().unwrap_or("")[..12.min(f["component"].as_str().unwrap_or("").len())]
+            &f["component"].as_str().unwrap_or("")
+                [..12.min(f["component"].as_str().unwrap_or("").len())]
         );
         for r in f["routes"].as_array().cloned().unwrap_or_default() {
-            let methods: Vec<String> = r["methods"].as_array().cloned().unwrap_or_default().iter().filter_map(|m| m.as_str().map(String::from)).collect();
-            let methods = if methods.is_empty() { "ANY".to_string() } else { methods.join(",") };
+            let methods: Vec<String> = r["methods"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|m| m.as_str().map(String::from))
+                .collect();
+            let methods = if methods.is_empty() {
+                "ANY".to_string()
+            } else {
+                methods.join(",")
+            };
             println!("    {methods:<8} {}", r["path"].as_str().unwrap_or(""));
         }
-        let hosts = f["allowed_outbound_hosts"].as_array().map(|a| a.len()).unwrap_or(0);
+        let hosts = f["allowed_outbound_hosts"]
+            .as_array()
+            .map(|a| a.len())
+            .unwrap_or(0);
         if hosts > 0 {
             println!("    outbound: {}", f["allowed_outbound_hosts"]);
         }
@@ -301,13 +434,26 @@ pub async fn functions(target: &Target, app: &str) -> Result<()> {
 pub async fn revisions(target: &Target, app: &str) -> Result<()> {
     let api = Api::new(target)?;
     let v = api.get_json(&format!("/v1/apps/{app}/revisions")).await?;
-    println!("{:>8}  {:<6}  {:<24}  FUNCTIONS", "REVISION", "ACTIVE", "CREATED");
+    println!(
+        "{:>8}  {:<6}  {:<24}  FUNCTIONS",
+        "REVISION", "ACTIVE", "CREATED"
+    );
     for r in v.as_array().cloned().unwrap_or_default() {
-        let fns: Vec<String> = r["functions"].as_array().cloned().unwrap_or_default().iter().filter_map(|f| f.as_str().map(String::from)).collect();
+        let fns: Vec<String> = r["functions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|f| f.as_str().map(String::from))
+            .collect();
         println!(
             "{:>8}  {:<6}  {:<24}  {}",
             r["number"],
-            if r["active"].as_bool() == Some(true) { "*" } else { "" },
+            if r["active"].as_bool() == Some(true) {
+                "*"
+            } else {
+                ""
+            },
             format_time(r["created_at_us"].as_i64().unwrap_or(0)),
             fns.join(", ")
         );
@@ -318,14 +464,22 @@ pub async fn revisions(target: &Target, app: &str) -> Result<()> {
 pub async fn rollback(target: &Target, app: &str, to: Option<i64>) -> Result<()> {
     let api = Api::new(target)?;
     let body = serde_json::json!({ "revision": to });
-    let v: Value = api.send(api.req(reqwest::Method::POST, &format!("/v1/apps/{app}/rollback")).json(&body)).await?.json().await?;
+    let v: Value = api
+        .send(
+            api.req(reqwest::Method::POST, &format!("/v1/apps/{app}/rollback"))
+                .json(&body),
+        )
+        .await?
+        .json()
+        .await?;
     println!("{app}: revision {} is active", v["active_revision"]);
     Ok(())
 }
 
 pub async fn delete(target: &Target, app: &str) -> Result<()> {
     let api = Api::new(target)?;
-    api.send(api.req(reqwest::Method::DELETE, &format!("/v1/apps/{app}"))).await?;
+    api.send(api.req(reqwest::Method::DELETE, &format!("/v1/apps/{app}")))
+        .await?;
     println!("deleted {app}");
     Ok(())
 }
@@ -378,14 +532,22 @@ pub async fn logs(
     }
 }
 
-pub async fn invocations(target: &Target, app: &str, function: Option<String>, limit: i64) -> Result<()> {
+pub async fn invocations(
+    target: &Target,
+    app: &str,
+    function: Option<String>,
+    limit: i64,
+) -> Result<()> {
     let api = Api::new(target)?;
     let mut q = format!("/v1/apps/{app}/invocations?limit={limit}");
     if let Some(f) = &function {
         q.push_str(&format!("&function={f}"));
     }
     let v = api.get_json(&q).await?;
-    println!("{:<36}  {:<24}  {:<12} {:>6} {:>10}  {:<12} PATH", "INVOCATION", "STARTED", "FUNCTION", "STATUS", "DURATION", "OUTCOME");
+    println!(
+        "{:<36}  {:<24}  {:<12} {:>6} {:>10}  {:<12} PATH",
+        "INVOCATION", "STARTED", "FUNCTION", "STATUS", "DURATION", "OUTCOME"
+    );
     for i in v.as_array().cloned().unwrap_or_default() {
         println!(
             "{:<36}  {:<24}  {:<12} {:>6} {:>8.2}ms  {:<12} {} {}",

@@ -25,7 +25,12 @@ pub struct Target {
     #[arg(long, env = "NIMBUS_TOKEN", global = true, hide_env_values = true)]
     token: Option<String>,
     /// Data dir of a local server, where its URL and admin token are found
-    #[arg(long, env = "NIMBUS_DATA_DIR", default_value = ".nimbus", global = true)]
+    #[arg(
+        long,
+        env = "NIMBUS_DATA_DIR",
+        default_value = ".nimbus",
+        global = true
+    )]
     data_dir: PathBuf,
 }
 
@@ -136,23 +141,56 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Up(args) => up::run(args).await,
-            Command::Deploy { path, no_build, target } => client::deploy(&target, &path, !no_build).await,
-            Command::Invoke { function, data, data_file, method, path, headers, target } => {
-                client::invoke(&target, &function, data, data_file, method, &path, &headers).await
-            }
+            Command::Deploy {
+                path,
+                no_build,
+                target,
+            } => client::deploy(&target, &path, !no_build).await,
+            Command::Invoke {
+                function,
+                data,
+                data_file,
+                method,
+                path,
+                headers,
+                target,
+            } => client::invoke(&target, &function, data, data_file, method, &path, &headers).await,
             Command::Apps { target } => client::apps(&target).await,
             Command::Functions { app, target } => client::functions(&target, &app).await,
             Command::Revisions { app, target } => client::revisions(&target, &app).await,
             Command::Rollback { app, to, target } => client::rollback(&target, &app, to).await,
             Command::Delete { app, target } => client::delete(&target, &app).await,
-            Command::Logs { app, function, follow, invocation, since, target } => {
-                client::logs(&target, &app, function, follow, invocation, since.map(Into::into)).await
+            Command::Logs {
+                app,
+                function,
+                follow,
+                invocation,
+                since,
+                target,
+            } => {
+                client::logs(
+                    &target,
+                    &app,
+                    function,
+                    follow,
+                    invocation,
+                    since.map(Into::into),
+                )
+                .await
             }
-            Command::Invocations { app, function, limit, target } => client::invocations(&target, &app, function, limit).await,
+            Command::Invocations {
+                app,
+                function,
+                limit,
+                target,
+            } => client::invocations(&target, &app, function, limit).await,
         }
     });
     if let Err(e) = result {

@@ -73,23 +73,34 @@ fn admin_token(data_dir: &Path) -> Result<String> {
 pub async fn run(args: UpArgs) -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn,wasmtime=warn,cranelift=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn,wasmtime=warn,cranelift=warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
     let data_dir = args.data_dir.clone();
-    std::fs::create_dir_all(&data_dir).with_context(|| format!("creating data dir {}", data_dir.display()))?;
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating data dir {}", data_dir.display()))?;
     let token = admin_token(&data_dir)?;
-    let store = Store::open_embedded(&data_dir).await.context("opening the embedded store")?;
+    let store = Store::open_embedded(&data_dir)
+        .await
+        .context("opening the embedded store")?;
     let components = ComponentStore::open(&data_dir)?;
     let records = RecordWriter::spawn(
         store.clone(),
-        RecordWriterConfig { keep_invocations: args.keep_records, keep_log_entries: args.keep_records, ..Default::default() },
+        RecordWriterConfig {
+            keep_invocations: args.keep_records,
+            keep_log_entries: args.keep_records,
+            ..Default::default()
+        },
     );
     let sink_writer = records.clone();
     let runtime = Runtime::new(
         RuntimeConfig {
-            cache_dir: args.cache_dir.clone().unwrap_or_else(|| data_dir.join("cache")),
+            cache_dir: args
+                .cache_dir
+                .clone()
+                .unwrap_or_else(|| data_dir.join("cache")),
             max_memory_mb: args.max_memory_mb,
             max_in_flight: args.max_in_flight,
             admission_queue: args.admission_queue,
@@ -102,19 +113,36 @@ pub async fn run(args: UpArgs) -> Result<()> {
         Arc::new(move |r| sink_writer.submit(r)),
     )?;
     let gateway = Gateway::new(runtime.clone());
-    let platform = Platform::new(store, components, gateway.clone(), records.clone(), args.max_component_mb << 20);
+    let platform = Platform::new(
+        store,
+        components,
+        gateway.clone(),
+        records.clone(),
+        args.max_component_mb << 20,
+    );
     let restored = platform.restore().await?;
     let control = nimbus_control::router(platform.clone(), &token);
 
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
-        .with_context(|| format!("cannot listen on {}: is another server using it? pick another with --listen", args.listen))?;
+        .with_context(|| {
+            format!(
+                "cannot listen on {}: is another server using it? pick another with --listen",
+                args.listen
+            )
+        })?;
     let addr = listener.local_addr()?;
     let url = format!("http://{addr}");
     let info = data_dir.join("server.json");
-    std::fs::write(&info, serde_json::json!({ "url": url, "pid": std::process::id() }).to_string())?;
+    std::fs::write(
+        &info,
+        serde_json::json!({ "url": url, "pid": std::process::id() }).to_string(),
+    )?;
     tracing::info!(%url, data_dir = %data_dir.display(), apps = restored, "Nimbus is up");
-    println!("Nimbus listening on {url} (data dir {}, {restored} app(s) restored)", data_dir.display());
+    println!(
+        "Nimbus listening on {url} (data dir {}, {restored} app(s) restored)",
+        data_dir.display()
+    );
 
     nimbus_gateway::serve(listener, gateway, control, shutdown_signal()).await?;
     tracing::info!("shutting down: waiting for in-flight invocations");
@@ -131,7 +159,8 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("signal handler");
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},

@@ -48,7 +48,13 @@ impl Admission {
     /// `limit` in-flight invocations platform-wide; at most `max_waiting`
     /// requests wait up to `wait_timeout` for capacity.
     pub fn new(limit: usize, max_waiting: usize, wait_timeout: Duration) -> Admission {
-        Admission { global: Arc::new(Semaphore::new(limit)), limit, waiting: AtomicUsize::new(0), max_waiting, wait_timeout }
+        Admission {
+            global: Arc::new(Semaphore::new(limit)),
+            limit,
+            waiting: AtomicUsize::new(0),
+            max_waiting,
+            wait_timeout,
+        }
     }
 
     /// The configured wait timeout (used to compute `Retry-After`).
@@ -71,7 +77,10 @@ impl Admission {
         let f = match function.clone().try_acquire_owned() {
             Ok(f) => {
                 if let Ok(g) = self.global.clone().try_acquire_owned() {
-                    return Ok(Permit { _function: f, _global: g });
+                    return Ok(Permit {
+                        _function: f,
+                        _global: g,
+                    });
                 }
                 Some(f)
             }
@@ -85,12 +94,26 @@ impl Admission {
         let wait = async {
             let f = match f {
                 Some(f) => f,
-                None => function.clone().acquire_owned().await.expect("semaphores are never closed"),
+                None => function
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .expect("semaphores are never closed"),
             };
-            let g = self.global.clone().acquire_owned().await.expect("semaphores are never closed");
-            Permit { _function: f, _global: g }
+            let g = self
+                .global
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("semaphores are never closed");
+            Permit {
+                _function: f,
+                _global: g,
+            }
         };
-        tokio::time::timeout(self.wait_timeout, wait).await.map_err(|_| Throttled::WaitTimedOut)
+        tokio::time::timeout(self.wait_timeout, wait)
+            .await
+            .map_err(|_| Throttled::WaitTimedOut)
     }
 }
 

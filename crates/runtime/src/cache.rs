@@ -2,8 +2,8 @@
 //! hash and engine configuration, and a bounded in-memory LRU of pre-linked
 //! components ready to instantiate.
 
-use crate::host::Host;
 use crate::RuntimeError;
+use crate::host::Host;
 use std::hash::{Hash, Hasher};
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
@@ -49,14 +49,22 @@ pub(crate) struct CodeCache {
 }
 
 impl CodeCache {
-    pub(crate) fn new(engine: &Engine, dir: &Path, capacity: usize) -> Result<CodeCache, RuntimeError> {
-        std::fs::create_dir_all(dir).map_err(|e| RuntimeError::Io(format!("creating compile cache {}: {e}", dir.display())))?;
+    pub(crate) fn new(
+        engine: &Engine,
+        dir: &Path,
+        capacity: usize,
+    ) -> Result<CodeCache, RuntimeError> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            RuntimeError::Io(format!("creating compile cache {}: {e}", dir.display()))
+        })?;
         let mut h = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut h);
         Ok(CodeCache {
             dir: dir.to_path_buf(),
             engine_key: format!("{:016x}", h.finish()),
-            lru: parking_lot::Mutex::new(lru::LruCache::new(NonZeroUsize::new(capacity.max(1)).unwrap())),
+            lru: parking_lot::Mutex::new(lru::LruCache::new(
+                NonZeroUsize::new(capacity.max(1)).unwrap(),
+            )),
         })
     }
 
@@ -85,7 +93,11 @@ impl CodeCache {
         // SAFETY: the artifact was written by `Component::serialize` of an
         // engine with the same compatibility hash (it is in the file name),
         // into a directory only Nimbus writes; wasmtime re-checks the header.
-        let cached = if path.is_file() { unsafe { Component::deserialize_file(engine, &path) }.ok() } else { None };
+        let cached = if path.is_file() {
+            unsafe { Component::deserialize_file(engine, &path) }.ok()
+        } else {
+            None
+        };
         let component = match cached {
             Some(c) => c,
             None => {
@@ -94,8 +106,13 @@ impl CodeCache {
                 let component = compile(engine, &bytes)?;
                 source = LoadSource::Compiled(start.elapsed());
                 if let Ok(art) = component.serialize() {
-                    let tmp = self.dir.join(format!(".{hash}-{}.tmp", uuid::Uuid::now_v7()));
-                    if std::fs::write(&tmp, art).and_then(|_| std::fs::rename(&tmp, &path)).is_err() {
+                    let tmp = self
+                        .dir
+                        .join(format!(".{hash}-{}.tmp", uuid::Uuid::now_v7()));
+                    if std::fs::write(&tmp, art)
+                        .and_then(|_| std::fs::rename(&tmp, &path))
+                        .is_err()
+                    {
                         let _ = std::fs::remove_file(&tmp);
                         tracing::warn!(path = %path.display(), "could not write compile cache entry");
                     }
@@ -106,10 +123,11 @@ impl CodeCache {
         let pre = linker
             .instantiate_pre(&component)
             .map_err(|e| RuntimeError::Link(format!("{e:#}")))?;
-        let pre = ProxyPre::new(pre).map_err(|e| {
-            RuntimeError::NotAHandler(format!("{e:#}"))
-        })?;
-        let loaded = Arc::new(Loaded { hash: hash.to_string(), pre });
+        let pre = ProxyPre::new(pre).map_err(|e| RuntimeError::NotAHandler(format!("{e:#}")))?;
+        let loaded = Arc::new(Loaded {
+            hash: hash.to_string(),
+            pre,
+        });
         self.lru.lock().put(hash.to_string(), loaded.clone());
         Ok((loaded, source))
     }

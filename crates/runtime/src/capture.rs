@@ -25,7 +25,13 @@ struct Buf {
 impl Capture {
     /// A capture keeping at most `limit` bytes.
     pub fn new(limit: usize) -> Capture {
-        Capture { inner: Arc::new(Mutex::new(Buf { bytes: Vec::new(), limit, dropped: 0 })) }
+        Capture {
+            inner: Arc::new(Mutex::new(Buf {
+                bytes: Vec::new(),
+                limit,
+                dropped: 0,
+            })),
+        }
     }
 
     /// Appends bytes, dropping what exceeds the limit.
@@ -45,7 +51,10 @@ impl Capture {
             if !s.ends_with('\n') && !s.is_empty() {
                 s.push('\n');
             }
-            s.push_str(&format!("[nimbus: {} more bytes dropped: the log limit is {} bytes per stream]\n", b.dropped, b.limit));
+            s.push_str(&format!(
+                "[nimbus: {} more bytes dropped: the log limit is {} bytes per stream]\n",
+                b.dropped, b.limit
+            ));
         }
         s
     }
@@ -85,7 +94,11 @@ impl Pollable for Capture {
 }
 
 impl AsyncWrite for Capture {
-    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Capture::write(&self, buf);
         Poll::Ready(Ok(buf.len()))
     }
@@ -106,7 +119,10 @@ mod tests {
         let c = Capture::new(5);
         c.write(b"abc");
         c.write(b"defgh");
-        assert_eq!(c.text(), "abcde\n[nimbus: 3 more bytes dropped: the log limit is 5 bytes per stream]\n");
+        assert_eq!(
+            c.text(),
+            "abcde\n[nimbus: 3 more bytes dropped: the log limit is 5 bytes per stream]\n"
+        );
         let c = Capture::new(10);
         c.write(b"hi\n");
         assert_eq!(c.text(), "hi\n");

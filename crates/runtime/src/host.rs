@@ -6,7 +6,9 @@ use http_body_util::BodyExt;
 use std::sync::Arc;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
-use wasmtime_wasi_http::{RequestOptions, WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+use wasmtime_wasi_http::{
+    RequestOptions, WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView,
+};
 
 /// Store data of one invocation. Built fresh for every request and dropped
 /// with the instance.
@@ -20,13 +22,20 @@ pub struct Host {
 
 impl WasiView for Host {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
 impl WasiHttpView for Host {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.outbound }
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.outbound,
+        }
     }
 }
 
@@ -41,7 +50,12 @@ pub(crate) struct Limiter {
 const MAX_TABLE_ELEMENTS: usize = 1_000_000;
 
 impl wasmtime::ResourceLimiter for Limiter {
-    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.max_bytes {
             self.hit = true;
             return Err(wasmtime::format_err!(
@@ -54,7 +68,12 @@ impl wasmtime::ResourceLimiter for Limiter {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= MAX_TABLE_ELEMENTS)
     }
 }
@@ -80,7 +99,11 @@ impl AllowedHost {
             Some((h, p)) if !h.is_empty() => (h, p.parse().ok()),
             _ => (rest, None),
         };
-        AllowedHost { scheme, host: host.to_ascii_lowercase(), port }
+        AllowedHost {
+            scheme,
+            host: host.to_ascii_lowercase(),
+            port,
+        }
     }
 
     fn matches(&self, scheme: &str, host: &str, port: u16) -> bool {
@@ -94,7 +117,11 @@ impl AllowedHost {
             return true;
         }
         match self.host.strip_prefix("*.") {
-            Some(suffix) => host.len() > suffix.len() && host.ends_with(suffix) && host[..host.len() - suffix.len()].ends_with('.'),
+            Some(suffix) => {
+                host.len() > suffix.len()
+                    && host.ends_with(suffix)
+                    && host[..host.len() - suffix.len()].ends_with('.')
+            }
             None => self.host == host,
         }
     }
@@ -110,8 +137,13 @@ impl OutboundPolicy {
     fn allows(&self, uri: &http::Uri) -> bool {
         let scheme = uri.scheme_str().unwrap_or("https").to_ascii_lowercase();
         let Some(host) = uri.host() else { return false };
-        let host = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
-        let port = uri.port_u16().unwrap_or(if scheme == "http" { 80 } else { 443 });
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase();
+        let port = uri
+            .port_u16()
+            .unwrap_or(if scheme == "http" { 80 } else { 443 });
         self.allowed.iter().any(|a| a.matches(&scheme, &host, port))
     }
 }
@@ -154,7 +186,10 @@ mod tests {
     use super::*;
 
     fn policy(entries: &[&str]) -> OutboundPolicy {
-        OutboundPolicy { allowed: entries.iter().map(|e| AllowedHost::parse(e)).collect(), stderr: Capture::new(10) }
+        OutboundPolicy {
+            allowed: entries.iter().map(|e| AllowedHost::parse(e)).collect(),
+            stderr: Capture::new(10),
+        }
     }
 
     fn allows(p: &OutboundPolicy, uri: &str) -> bool {
@@ -165,7 +200,12 @@ mod tests {
     fn outbound_matching() {
         let p = policy(&[]);
         assert!(!allows(&p, "https://example.com/"));
-        let p = policy(&["example.com", "*.example.org", "127.0.0.1:8080", "http://plain.test"]);
+        let p = policy(&[
+            "example.com",
+            "*.example.org",
+            "127.0.0.1:8080",
+            "http://plain.test",
+        ]);
         assert!(allows(&p, "https://example.com/x"));
         assert!(allows(&p, "http://EXAMPLE.com:81/x"));
         assert!(!allows(&p, "https://evil-example.com/"));

@@ -55,8 +55,16 @@ impl Function {
             revision,
             component: spec.component.clone(),
             limits: spec.limits,
-            env: spec.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-            allowed: spec.allowed_outbound_hosts.iter().map(|h| AllowedHost::parse(h)).collect(),
+            env: spec
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            allowed: spec
+                .allowed_outbound_hosts
+                .iter()
+                .map(|h| AllowedHost::parse(h))
+                .collect(),
             concurrency: Arc::new(Semaphore::new(spec.limits.max_concurrency as usize)),
         }
     }
@@ -109,14 +117,31 @@ impl Tracker {
     fn finish(&self, outcome: Outcome, error: Option<String>) {
         let mut end = self.end.lock();
         if end.is_none() {
-            *end = Some(End { duration: self.start.elapsed(), outcome, error });
+            *end = Some(End {
+                duration: self.start.elapsed(),
+                outcome,
+                error,
+            });
         }
+    }
+}
+
+impl Tracker {
+    fn failed(&self) -> bool {
+        self.end
+            .lock()
+            .as_ref()
+            .is_some_and(|e| e.outcome != Outcome::Ok)
     }
 }
 
 impl Drop for Tracker {
     fn drop(&mut self) {
-        let end = self.end.lock().take().unwrap_or(End { duration: self.start.elapsed(), outcome: Outcome::Ok, error: None });
+        let end = self.end.lock().take().unwrap_or(End {
+            duration: self.start.elapsed(),
+            outcome: Outcome::Ok,
+            error: None,
+        });
         (self.sink)(InvocationRecord {
             id: std::mem::take(&mut self.id),
             app: std::mem::take(&mut self.app),
@@ -154,24 +179,45 @@ where
     type Data = Bytes;
     type Error = wasmtime_wasi_http::Error;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
-                    let counter = if this.outbound { &this.tracker.bytes_out } else { &this.tracker.bytes_in };
+                    let counter = if this.outbound {
+                        &this.tracker.bytes_out
+                    } else {
+                        &this.tracker.bytes_in
+                    };
                     counter.fetch_add(data.len() as u64, Ordering::Relaxed);
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
-            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Ready(None) => {
+                // A guest stopped mid-response must not look like a complete
+                // response: fail the body so the connection is aborted.
+                if this.outbound && this.tracker.failed() {
+                    let why = this
+                        .tracker
+                        .end
+                        .lock()
+                        .as_ref()
+                        .and_then(|e| e.error.clone());
+                    return Poll::Ready(Some(Err(wasmtime_wasi_http::Error::InternalError(why))));
+                }
+                Poll::Ready(None)
+            }
             Poll::Pending => Poll::Pending,
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        // Let a failed invocation reach `poll_frame`, which reports it.
+        self.inner.is_end_stream() && !(self.outbound && self.tracker.failed())
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -182,16 +228,22 @@ where
 /// A plain-text response Nimbus writes itself (errors, throttling).
 pub fn text_response(status: StatusCode, message: String) -> Response<ResponseBody> {
     let mut resp = Response::new(
-        http_body_util::Full::new(Bytes::from(message + "\n")).map_err(|never| match never {}).boxed_unsync(),
+        http_body_util::Full::new(Bytes::from(message + "\n"))
+            .map_err(|never| match never {})
+            .boxed_unsync(),
     );
     *resp.status_mut() = status;
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     resp
 }
 
 fn with_id(mut resp: Response<ResponseBody>, id: &str) -> Response<ResponseBody> {
     if let Ok(v) = HeaderValue::from_str(id) {
-        resp.headers_mut().insert(HeaderName::from_static(INVOCATION_ID_HEADER), v);
+        resp.headers_mut()
+            .insert(HeaderName::from_static(INVOCATION_ID_HEADER), v);
     }
     resp
 }
@@ -203,12 +255,9 @@ struct TaskEnd {
 }
 
 fn describe_error(e: &wasmtime::Error) -> String {
-    // The first line of the chain names the trap; wasm backtraces follow on
-    // later lines and stay in the server log.
-    let full = format!("{e:#}");
-    let first = full.lines().next().unwrap_or("").trim().to_string();
-    let root = e.root_cause().to_string();
-    if first.contains(&root) { first } else { format!("{first}: {root}") }
+    // The root cause names the trap or the limit; the wasm backtrace that
+    // wraps it is for the server log, not the client.
+    e.root_cause().to_string()
 }
 
 impl Runtime {
@@ -218,7 +267,12 @@ impl Runtime {
     /// 429/503/500/504 responses with a clear message. Every response carries
     /// the `nimbus-invocation-id` header; every admitted invocation produces
     /// one record in the sink.
-    pub async fn invoke<B>(self: &Arc<Self>, f: &Arc<Function>, req: Request<B>, meta: InvokeRequest) -> Response<ResponseBody>
+    pub async fn invoke<B>(
+        self: &Arc<Self>,
+        f: &Arc<Function>,
+        req: Request<B>,
+        meta: InvokeRequest,
+    ) -> Response<ResponseBody>
     where
         B: Body<Data = Bytes> + Unpin + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
@@ -232,7 +286,9 @@ impl Runtime {
                 let wait = self.admission.wait_timeout();
                 let why = match why {
                     Throttled::QueueFull => "too many requests are already waiting".to_string(),
-                    Throttled::WaitTimedOut => format!("no capacity freed up within {} ms", wait.as_millis()),
+                    Throttled::WaitTimedOut => {
+                        format!("no capacity freed up within {} ms", wait.as_millis())
+                    }
                 };
                 let mut resp = text_response(
                     StatusCode::TOO_MANY_REQUESTS,
@@ -242,7 +298,10 @@ impl Runtime {
                     ),
                 );
                 let retry = wait.as_secs().max(1).to_string();
-                resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_str(&retry).expect("digits"));
+                resp.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from_str(&retry).expect("digits"),
+                );
                 return with_id(resp, &id);
             }
         };
@@ -252,7 +311,10 @@ impl Runtime {
             Err(e) => {
                 tracing::error!(function = %qualified, error = %e, "cannot load function");
                 return with_id(
-                    text_response(StatusCode::SERVICE_UNAVAILABLE, format!("function {qualified} cannot be loaded: {e}")),
+                    text_response(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!("function {qualified} cannot be loaded: {e}"),
+                    ),
                     &id,
                 );
             }
@@ -268,7 +330,11 @@ impl Runtime {
             revision: f.revision,
             trigger: meta.trigger,
             method: parts.method.to_string(),
-            path: parts.uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_default(),
+            path: parts
+                .uri
+                .path_and_query()
+                .map(|p| p.as_str().to_string())
+                .unwrap_or_default(),
             started_at_us: nimbus_store::now_us(),
             start: Instant::now(),
             status: AtomicU16::new(0),
@@ -281,7 +347,12 @@ impl Runtime {
         });
 
         // Headers the guest can trust: clients cannot set nimbus-* themselves.
-        let forged: Vec<HeaderName> = parts.headers.keys().filter(|k| k.as_str().starts_with("nimbus-")).cloned().collect();
+        let forged: Vec<HeaderName> = parts
+            .headers
+            .keys()
+            .filter(|k| k.as_str().starts_with("nimbus-"))
+            .cloned()
+            .collect();
         for k in forged {
             parts.headers.remove(k);
         }
@@ -300,9 +371,18 @@ impl Runtime {
             add(format!("nimbus-param-{}", k.to_ascii_lowercase()), v);
         }
         if !parts.headers.contains_key(header::HOST) && parts.uri.authority().is_none() {
-            parts.headers.insert(header::HOST, HeaderValue::from_static("localhost"));
+            parts
+                .headers
+                .insert(header::HOST, HeaderValue::from_static("localhost"));
         }
-        let req = Request::from_parts(parts, Counted { inner: body, tracker: tracker.clone(), outbound: false });
+        let req = Request::from_parts(
+            parts,
+            Counted {
+                inner: body,
+                tracker: tracker.clone(),
+                outbound: false,
+            },
+        );
 
         let timeout = Duration::from_millis(f.limits.timeout_ms);
         let first_byte = Duration::from_millis(f.limits.first_byte_timeout_ms);
@@ -315,8 +395,14 @@ impl Runtime {
                 wasi: wasi.build(),
                 http: WasiHttpCtx::new(),
                 table: wasmtime::component::ResourceTable::new(),
-                outbound: OutboundPolicy { allowed: f.allowed.clone(), stderr },
-                limiter: Limiter { max_bytes: (f.limits.memory_mb as usize) << 20, hit: false },
+                outbound: OutboundPolicy {
+                    allowed: f.allowed.clone(),
+                    stderr,
+                },
+                limiter: Limiter {
+                    max_bytes: (f.limits.memory_mb as usize) << 20,
+                    hit: false,
+                },
             },
         );
         store.limiter(|h| &mut h.limiter);
@@ -325,14 +411,20 @@ impl Runtime {
 
         let (tx, rx) = tokio::sync::oneshot::channel();
         let setup = (|| {
-            let req = store.data_mut().http().new_incoming_request(Scheme::Http, req)?;
+            let req = store
+                .data_mut()
+                .http()
+                .new_incoming_request(Scheme::Http, req)?;
             let out = store.data_mut().http().new_response_outparam(tx)?;
             Ok::<_, wasmtime::Error>((req, out))
         })();
         let (wreq, out) = match setup {
             Ok(x) => x,
             Err(e) => {
-                let msg = format!("request rejected before reaching {qualified}: {}", describe_error(&e));
+                let msg = format!(
+                    "request rejected before reaching {qualified}: {}",
+                    describe_error(&e)
+                );
                 tracker.finish(Outcome::Error, Some(msg.clone()));
                 tracker.status.store(400, Ordering::Relaxed);
                 return with_id(text_response(StatusCode::BAD_REQUEST, msg), &id);
@@ -345,35 +437,62 @@ impl Runtime {
             let _permit = permit;
             let run = async {
                 let proxy = loaded.pre.instantiate_async(&mut store).await?;
-                proxy.wasi_http_incoming_handler().call_handle(&mut store, wreq, out).await
+                proxy
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut store, wreq, out)
+                    .await
             };
             let result = tokio::time::timeout_at(deadline.into(), run).await;
             let end = match result {
-                Ok(Ok(())) => TaskEnd { outcome: Outcome::Ok, error: None },
+                Ok(Ok(())) => TaskEnd {
+                    outcome: Outcome::Ok,
+                    error: None,
+                },
                 Err(_) => TaskEnd {
                     outcome: Outcome::Timeout,
-                    error: Some(format!("timed out: still running after its timeout_ms of {} ms, so it was stopped", limits.timeout_ms)),
+                    error: Some(format!(
+                        "timed out: still running after its timeout_ms of {} ms, so it was stopped",
+                        limits.timeout_ms
+                    )),
                 },
                 Ok(Err(e)) if store.data().limiter.hit => TaskEnd {
                     outcome: Outcome::MemoryLimit,
-                    error: Some(format!("exceeded its memory limit of {} MiB and was stopped ({})", limits.memory_mb, describe_error(&e))),
+                    error: Some(format!("was stopped: {}", describe_error(&e))),
                 },
-                Ok(Err(e)) => TaskEnd { outcome: Outcome::Trap, error: Some(format!("trapped: {}", describe_error(&e))) },
+                Ok(Err(e)) => TaskEnd {
+                    outcome: Outcome::Trap,
+                    error: Some(format!(
+                        "trapped ({}); a Rust panic ends this way, its message is in the logs",
+                        describe_error(&e)
+                    )),
+                },
             };
-            // The instance and all its resources go away here, before the record.
-            drop(store);
+            // Record the end first: the response body, which ends when the
+            // store (and the guest's half of the body) drops, checks it.
             task_tracker.finish(end.outcome, end.error.clone());
+            drop(store);
             end
         });
 
         let head = tokio::time::timeout(first_byte, rx).await;
         let resp = match head {
             Ok(Ok(Ok(resp))) => {
-                tracker.status.store(resp.status().as_u16(), Ordering::Relaxed);
-                resp.map(|body| Counted { inner: body, tracker: tracker.clone(), outbound: true }.boxed_unsync())
+                tracker
+                    .status
+                    .store(resp.status().as_u16(), Ordering::Relaxed);
+                resp.map(|body| {
+                    Counted {
+                        inner: body,
+                        tracker: tracker.clone(),
+                        outbound: true,
+                    }
+                    .boxed_unsync()
+                })
             }
             Ok(Ok(Err(code))) => {
-                let msg = format!("function {qualified} answered with an error instead of a response: {code:?}");
+                let msg = format!(
+                    "function {qualified} answered with an error instead of a response: {code:?}"
+                );
                 tracker.status.store(502, Ordering::Relaxed);
                 text_response(StatusCode::BAD_GATEWAY, msg)
             }
@@ -381,12 +500,23 @@ impl Runtime {
                 // The guest ended without setting a response.
                 let end = match task.await {
                     Ok(end) => end,
-                    Err(e) => TaskEnd { outcome: Outcome::Error, error: Some(format!("invocation task failed: {e}")) },
+                    Err(e) => TaskEnd {
+                        outcome: Outcome::Error,
+                        error: Some(format!("invocation task failed: {e}")),
+                    },
                 };
                 let (status, msg) = match end.outcome {
-                    Outcome::Timeout => (StatusCode::GATEWAY_TIMEOUT, end.error.unwrap_or_default()),
-                    Outcome::Ok => (StatusCode::INTERNAL_SERVER_ERROR, "returned without sending a response".to_string()),
-                    _ => (StatusCode::INTERNAL_SERVER_ERROR, end.error.unwrap_or_default()),
+                    Outcome::Timeout => {
+                        (StatusCode::GATEWAY_TIMEOUT, end.error.unwrap_or_default())
+                    }
+                    Outcome::Ok => (
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "returned without sending a response".to_string(),
+                    ),
+                    _ => (
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        end.error.unwrap_or_default(),
+                    ),
                 };
                 if end.outcome == Outcome::Ok {
                     tracker.finish(Outcome::Error, Some(msg.clone()));
@@ -408,7 +538,10 @@ impl Runtime {
                 );
                 tracker.finish(Outcome::Timeout, Some(msg.clone()));
                 tracker.status.store(504, Ordering::Relaxed);
-                text_response(StatusCode::GATEWAY_TIMEOUT, format!("function {qualified} {msg} (invocation {id})"))
+                text_response(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    format!("function {qualified} {msg} (invocation {id})"),
+                )
             }
         };
         with_id(resp, &id)

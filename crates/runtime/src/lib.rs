@@ -58,7 +58,9 @@ pub enum RuntimeError {
     #[error("invalid component: {0}")]
     InvalidComponent(String),
     /// The component imports something Nimbus does not provide.
-    #[error("the component cannot be linked: {0} (Nimbus provides the wasi:http/proxy world plus wasi:cli, wasi:filesystem, wasi:sockets, wasi:random and wasi:clocks 0.2)")]
+    #[error(
+        "the component cannot be linked: {0} (Nimbus provides the wasi:http/proxy world plus wasi:cli, wasi:filesystem, wasi:sockets, wasi:random and wasi:clocks 0.2)"
+    )]
     Link(String),
     /// The component does not export the HTTP handler.
     #[error("the component does not export wasi:http/incoming-handler@0.2: {0}")]
@@ -134,7 +136,11 @@ impl Drop for Runtime {
 impl Runtime {
     /// Builds the engine (pooling allocator, epoch interruption), the linker
     /// with every WASI 0.2 interface, and starts the epoch ticker.
-    pub fn new(config: RuntimeConfig, components: ComponentStore, sink: RecordSink) -> Result<Arc<Runtime>, RuntimeError> {
+    pub fn new(
+        config: RuntimeConfig,
+        components: ComponentStore,
+        sink: RecordSink,
+    ) -> Result<Arc<Runtime>, RuntimeError> {
         let slots = config.max_in_flight.max(1);
         let mut pool = PoolingAllocationConfig::new();
         pool.total_component_instances(slots)
@@ -154,10 +160,16 @@ impl Runtime {
             ))
         })?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| RuntimeError::Io(format!("{e:#}")))?;
-        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(|e| RuntimeError::Io(format!("{e:#}")))?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| RuntimeError::Io(format!("{e:#}")))?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .map_err(|e| RuntimeError::Io(format!("{e:#}")))?;
         let cache = CodeCache::new(&engine, &config.cache_dir, config.loaded_capacity)?;
-        let admission = Admission::new(slots as usize, config.admission_queue, config.admission_timeout);
+        let admission = Admission::new(
+            slots as usize,
+            config.admission_queue,
+            config.admission_timeout,
+        );
         let ticker_stop = Arc::new(AtomicBool::new(false));
         {
             let engine = engine.clone();
@@ -172,7 +184,16 @@ impl Runtime {
                 })
                 .map_err(|e| RuntimeError::Io(format!("starting the epoch thread: {e}")))?;
         }
-        Ok(Arc::new(Runtime { engine, linker, cache, components, admission, config, sink, ticker_stop }))
+        Ok(Arc::new(Runtime {
+            engine,
+            linker,
+            cache,
+            components,
+            admission,
+            config,
+            sink,
+            ticker_stop,
+        }))
     }
 
     /// The runtime's configuration.
@@ -191,7 +212,11 @@ impl Runtime {
     }
 
     /// Checks limits a function asks for against the platform's.
-    pub fn check_limits(&self, function: &str, limits: &nimbus_core::Limits) -> Result<(), RuntimeError> {
+    pub fn check_limits(
+        &self,
+        function: &str,
+        limits: &nimbus_core::Limits,
+    ) -> Result<(), RuntimeError> {
         if limits.memory_mb > self.config.max_memory_mb {
             return Err(RuntimeError::Limit(format!(
                 "function {function:?} asks for memory_mb = {}, above this server's limit of {} MiB: lower it, or start the server with a larger --max-memory-mb",
@@ -204,7 +229,10 @@ impl Runtime {
     /// Makes the component with this hash ready to instantiate: from memory,
     /// the disk cache, or by compiling it (on a blocking thread). Fails with
     /// a clear error if it is not a valid `wasi:http` handler component.
-    pub async fn load(self: &Arc<Self>, hash: &str) -> Result<(Arc<Loaded>, LoadSource), RuntimeError> {
+    pub async fn load(
+        self: &Arc<Self>,
+        hash: &str,
+    ) -> Result<(Arc<Loaded>, LoadSource), RuntimeError> {
         if let Some(l) = self.cache.get(hash) {
             return Ok((l, LoadSource::Memory));
         }
@@ -212,11 +240,15 @@ impl Runtime {
         let hash = hash.to_string();
         tokio::task::spawn_blocking(move || {
             let path = this.components.path(&hash);
-            this.cache.load_blocking(&this.engine, &this.linker, &hash, || {
-                std::fs::read(&path).map_err(|e| {
-                    RuntimeError::Io(format!("reading component {}: {e}; deploy the app again to re-upload it", path.display()))
+            this.cache
+                .load_blocking(&this.engine, &this.linker, &hash, || {
+                    std::fs::read(&path).map_err(|e| {
+                        RuntimeError::Io(format!(
+                            "reading component {}: {e}; deploy the app again to re-upload it",
+                            path.display()
+                        ))
+                    })
                 })
-            })
         })
         .await
         .map_err(|e| RuntimeError::Io(format!("compile task failed: {e}")))?

@@ -59,7 +59,11 @@ fn app_from(row: &sqlx::sqlite::SqliteRow) -> Result<AppRow> {
 impl Store {
     /// Stores a new revision of `spec.name` and makes it active, in one
     /// transaction. Returns the new revision number.
-    pub async fn create_and_activate_revision(&self, spec: &AppSpec, manifest: &str) -> Result<i64> {
+    pub async fn create_and_activate_revision(
+        &self,
+        spec: &AppSpec,
+        manifest: &str,
+    ) -> Result<i64> {
         let now = now_us();
         let spec_json = serde_json::to_string(spec).expect("AppSpec serializes");
         let mut tx = self.pool.begin().await?;
@@ -71,10 +75,11 @@ impl Store {
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        let next: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(number), 0) + 1 FROM revisions WHERE app = $1")
-            .bind(&spec.name)
-            .fetch_one(&mut *tx)
-            .await?;
+        let next: i64 =
+            sqlx::query_scalar("SELECT COALESCE(MAX(number), 0) + 1 FROM revisions WHERE app = $1")
+                .bind(&spec.name)
+                .fetch_one(&mut *tx)
+                .await?;
         sqlx::query("INSERT INTO revisions (app, number, spec, manifest, created_at) VALUES ($1, $2, $3, $4, $5)")
             .bind(&spec.name)
             .bind(next)
@@ -114,29 +119,41 @@ impl Store {
 
     /// All apps, by name.
     pub async fn apps(&self) -> Result<Vec<AppRow>> {
-        let rows = sqlx::query("SELECT name, active_revision, created_at, updated_at FROM apps ORDER BY name")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT name, active_revision, created_at, updated_at FROM apps ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(app_from).collect()
     }
 
     /// One app.
     pub async fn app(&self, name: &str) -> Result<AppRow> {
-        let row = sqlx::query("SELECT name, active_revision, created_at, updated_at FROM apps WHERE name = $1")
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(format!("no app named {name:?}: see `nimbus apps`")))?;
+        let row = sqlx::query(
+            "SELECT name, active_revision, created_at, updated_at FROM apps WHERE name = $1",
+        )
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("no app named {name:?}: see `nimbus apps`")))?;
         app_from(&row)
     }
 
     /// Deletes an app with all its revisions.
     pub async fn delete_app(&self, name: &str) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("DELETE FROM revisions WHERE app = $1").bind(name).execute(&mut *tx).await?;
-        let done = sqlx::query("DELETE FROM apps WHERE name = $1").bind(name).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM revisions WHERE app = $1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        let done = sqlx::query("DELETE FROM apps WHERE name = $1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
         if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound(format!("no app named {name:?}: see `nimbus apps`")));
+            return Err(StoreError::NotFound(format!(
+                "no app named {name:?}: see `nimbus apps`"
+            )));
         }
         tx.commit().await?;
         Ok(())
@@ -205,16 +222,37 @@ mod tests {
     async fn revisions_are_numbered_and_activated() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open_embedded(dir.path()).await.unwrap();
-        assert_eq!(store.create_and_activate_revision(&spec("a", "1"), "m1").await.unwrap(), 1);
-        assert_eq!(store.create_and_activate_revision(&spec("a", "2"), "m2").await.unwrap(), 2);
-        assert_eq!(store.create_and_activate_revision(&spec("b", "3"), "m3").await.unwrap(), 1);
+        assert_eq!(
+            store
+                .create_and_activate_revision(&spec("a", "1"), "m1")
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            store
+                .create_and_activate_revision(&spec("a", "2"), "m2")
+                .await
+                .unwrap(),
+            2
+        );
+        assert_eq!(
+            store
+                .create_and_activate_revision(&spec("b", "3"), "m3")
+                .await
+                .unwrap(),
+            1
+        );
         assert_eq!(store.app("a").await.unwrap().active_revision, Some(2));
         store.activate_revision("a", 1).await.unwrap();
         let active = store.active_revisions().await.unwrap();
         assert_eq!(active.len(), 2);
         assert_eq!(active[0].number, 1);
         assert_eq!(active[0].spec, spec("a", "1"));
-        assert!(matches!(store.activate_revision("a", 9).await, Err(StoreError::NotFound(_))));
+        assert!(matches!(
+            store.activate_revision("a", 9).await,
+            Err(StoreError::NotFound(_))
+        ));
         assert_eq!(store.revisions("a").await.unwrap().len(), 2);
         drop(store);
         // State survives reopening.

@@ -11,7 +11,9 @@ use tokio::io::AsyncWriteExt;
 #[derive(Debug, thiserror::Error)]
 pub enum PutError {
     /// The body was larger than allowed.
-    #[error("component is larger than the upload limit of {limit} bytes: build it in release mode, or raise the server's --max-component-mb")]
+    #[error(
+        "component is larger than the upload limit of {limit} bytes: build it in release mode, or raise the server's --max-component-mb"
+    )]
     TooLarge {
         /// The limit in bytes.
         limit: u64,
@@ -45,7 +47,8 @@ impl ComponentStore {
         let root = data_dir.join("components");
         let tmp = data_dir.join("tmp");
         for d in [&root, &tmp] {
-            std::fs::create_dir_all(d).map_err(StoreError::io(format!("creating {}", d.display())))?;
+            std::fs::create_dir_all(d)
+                .map_err(StoreError::io(format!("creating {}", d.display())))?;
         }
         Ok(ComponentStore { root, tmp })
     }
@@ -53,7 +56,10 @@ impl ComponentStore {
     /// Where the component with this hash lives (whether or not it exists).
     /// `hash` must be validated hex: it becomes part of a path.
     pub fn path(&self, hash: &str) -> PathBuf {
-        assert!(nimbus_core::names::is_sha256_hex(hash), "component hash must be validated");
+        assert!(
+            nimbus_core::names::is_sha256_hex(hash),
+            "component hash must be validated"
+        );
         self.root.join(&hash[..2]).join(format!("{hash}.wasm"))
     }
 
@@ -67,9 +73,14 @@ impl ComponentStore {
         let path = self.path(hash);
         tokio::fs::read(&path).await.map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
-                StoreError::NotFound(format!("component {hash} is not stored: upload it again with `nimbus deploy`"))
+                StoreError::NotFound(format!(
+                    "component {hash} is not stored: upload it again with `nimbus deploy`"
+                ))
             } else {
-                StoreError::Io { context: format!("reading {}", path.display()), source: e }
+                StoreError::Io {
+                    context: format!("reading {}", path.display()),
+                    source: e,
+                }
             }
         })
     }
@@ -77,7 +88,12 @@ impl ComponentStore {
     /// Streams a component to disk, checking its size and hash. It becomes
     /// visible only complete and verified (temp file, fsync, rename).
     /// Returns the number of bytes stored.
-    pub async fn put_stream<S, E>(&self, expected: &str, limit: u64, mut body: S) -> Result<u64, PutError>
+    pub async fn put_stream<S, E>(
+        &self,
+        expected: &str,
+        limit: u64,
+        mut body: S,
+    ) -> Result<u64, PutError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
@@ -97,19 +113,31 @@ impl ComponentStore {
                     return Err(PutError::TooLarge { limit });
                 }
                 hasher.update(&chunk);
-                file.write_all(&chunk).await.map_err(StoreError::io("writing upload"))?;
+                file.write_all(&chunk)
+                    .await
+                    .map_err(StoreError::io("writing upload"))?;
             }
             let actual = hex::encode(hasher.finalize());
             if actual != expected {
-                return Err(PutError::HashMismatch { expected: expected.to_string(), actual });
+                return Err(PutError::HashMismatch {
+                    expected: expected.to_string(),
+                    actual,
+                });
             }
-            file.sync_all().await.map_err(StoreError::io("syncing upload"))?;
+            file.sync_all()
+                .await
+                .map_err(StoreError::io("syncing upload"))?;
             drop(file);
             let dir = final_path.parent().expect("component path has a parent");
-            tokio::fs::create_dir_all(dir).await.map_err(StoreError::io(format!("creating {}", dir.display())))?;
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(StoreError::io(format!("creating {}", dir.display())))?;
             tokio::fs::rename(&tmp_path, &final_path)
                 .await
-                .map_err(StoreError::io(format!("moving upload to {}", final_path.display())))?;
+                .map_err(StoreError::io(format!(
+                    "moving upload to {}",
+                    final_path.display()
+                )))?;
             if let Ok(d) = std::fs::File::open(dir) {
                 let _ = d.sync_all();
             }
@@ -128,7 +156,12 @@ mod tests {
     use super::*;
 
     fn chunks(parts: &[&'static [u8]]) -> impl Stream<Item = Result<Bytes, String>> + Unpin {
-        futures::stream::iter(parts.iter().map(|p| Ok(Bytes::from_static(p))).collect::<Vec<_>>())
+        futures::stream::iter(
+            parts
+                .iter()
+                .map(|p| Ok(Bytes::from_static(p)))
+                .collect::<Vec<_>>(),
+        )
     }
 
     #[tokio::test]
@@ -137,17 +170,29 @@ mod tests {
         let store = ComponentStore::open(dir.path()).unwrap();
         let hash = hex::encode(Sha256::digest(b"hello world"));
         assert!(!store.contains(&hash));
-        let n = store.put_stream(&hash, 100, chunks(&[b"hello ", b"world"])).await.unwrap();
+        let n = store
+            .put_stream(&hash, 100, chunks(&[b"hello ", b"world"]))
+            .await
+            .unwrap();
         assert_eq!(n, 11);
         assert_eq!(store.read(&hash).await.unwrap(), b"hello world");
 
         let other = hex::encode(Sha256::digest(b"x"));
-        let e = store.put_stream(&other, 100, chunks(&[b"y"])).await.unwrap_err();
+        let e = store
+            .put_stream(&other, 100, chunks(&[b"y"]))
+            .await
+            .unwrap_err();
         assert!(matches!(e, PutError::HashMismatch { .. }), "{e}");
         assert!(!store.contains(&other));
-        let e = store.put_stream(&other, 3, chunks(&[b"xx", b"xx"])).await.unwrap_err();
+        let e = store
+            .put_stream(&other, 3, chunks(&[b"xx", b"xx"]))
+            .await
+            .unwrap_err();
         assert!(e.to_string().contains("upload limit of 3 bytes"), "{e}");
         // Nothing partial is left behind.
-        assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0
+        );
     }
 }

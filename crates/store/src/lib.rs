@@ -22,8 +22,8 @@ pub use apps::{AppRow, RevisionRow};
 pub use components::{ComponentStore, PutError};
 pub use records::{InvocationRow, LogQuery, RecordWriter, RecordWriterConfig};
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -81,8 +81,10 @@ impl Store {
     /// Opens (creating if needed) the embedded SQLite database in `data_dir`
     /// and brings its schema up to date.
     pub async fn open_embedded(data_dir: &Path) -> Result<Store> {
-        std::fs::create_dir_all(data_dir)
-            .map_err(StoreError::io(format!("creating data dir {}", data_dir.display())))?;
+        std::fs::create_dir_all(data_dir).map_err(StoreError::io(format!(
+            "creating data dir {}",
+            data_dir.display()
+        )))?;
         let path: PathBuf = data_dir.join("nimbus.db");
         let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
             .create_if_missing(true)

@@ -21,7 +21,11 @@ pub struct RecordWriterConfig {
 
 impl Default for RecordWriterConfig {
     fn default() -> Self {
-        RecordWriterConfig { queue_capacity: 65_536, keep_invocations: 100_000, keep_log_entries: 100_000 }
+        RecordWriterConfig {
+            queue_capacity: 65_536,
+            keep_invocations: 100_000,
+            keep_log_entries: 100_000,
+        }
     }
 }
 
@@ -42,7 +46,10 @@ impl RecordWriter {
     pub fn spawn(store: Store, config: RecordWriterConfig) -> RecordWriter {
         let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
         tokio::spawn(run(store, config, rx));
-        RecordWriter { tx, dropped: Arc::new(AtomicU64::new(0)) }
+        RecordWriter {
+            tx,
+            dropped: Arc::new(AtomicU64::new(0)),
+        }
     }
 
     /// Queues a record. If the writer is `queue_capacity` records behind,
@@ -51,7 +58,10 @@ impl RecordWriter {
         if self.tx.try_send(Msg::Record(Box::new(record))).is_err() {
             let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             if n.is_power_of_two() {
-                tracing::warn!(dropped = n, "invocation record writer is behind; records dropped");
+                tracing::warn!(
+                    dropped = n,
+                    "invocation record writer is behind; records dropped"
+                );
             }
         }
     }
@@ -96,7 +106,10 @@ async fn run(store: Store, config: RecordWriterConfig, mut rx: mpsc::Receiver<Ms
             written_since_prune += records.len();
             if written_since_prune >= 10_000 {
                 written_since_prune = 0;
-                if let Err(e) = store.prune_records(config.keep_invocations, config.keep_log_entries).await {
+                if let Err(e) = store
+                    .prune_records(config.keep_invocations, config.keep_log_entries)
+                    .await
+                {
                     tracing::error!(error = %e, "pruning invocation records failed");
                 }
             }
@@ -222,7 +235,12 @@ impl Store {
     }
 
     /// Newest invocations of an app (optionally one function), newest first.
-    pub async fn invocations(&self, app: &str, function: Option<&str>, limit: i64) -> Result<Vec<InvocationRow>> {
+    pub async fn invocations(
+        &self,
+        app: &str,
+        function: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<InvocationRow>> {
         let rows = sqlx::query(
             "SELECT id, app, function, revision, trigger, method, path, started_at, duration_us, status,
                     outcome, error, bytes_in, bytes_out
@@ -248,8 +266,9 @@ impl Store {
                     started_at_us: row.try_get("started_at")?,
                     duration_us: row.try_get("duration_us")?,
                     status: row.try_get::<i64, _>("status")? as u16,
-                    outcome: Outcome::parse(&outcome)
-                        .ok_or_else(|| crate::StoreError::Corrupt(format!("unknown outcome {outcome:?}")))?,
+                    outcome: Outcome::parse(&outcome).ok_or_else(|| {
+                        crate::StoreError::Corrupt(format!("unknown outcome {outcome:?}"))
+                    })?,
                     error: row.try_get("error")?,
                     bytes_in: row.try_get::<i64, _>("bytes_in")? as u64,
                     bytes_out: row.try_get::<i64, _>("bytes_out")? as u64,
@@ -329,19 +348,36 @@ mod tests {
         assert_eq!(odd.len(), 25);
         assert_eq!(odd[0].id, "inv-00049", "newest first");
         let logs = store
-            .logs(&LogQuery { app: "a".into(), function: Some("even".into()), limit: 10, ..Default::default() })
+            .logs(&LogQuery {
+                app: "a".into(),
+                function: Some("even".into()),
+                limit: 10,
+                ..Default::default()
+            })
             .await
             .unwrap();
         assert_eq!(logs.len(), 10);
         assert_eq!(logs[0].text, "line 0\n");
         let after = store
-            .logs(&LogQuery { app: "a".into(), after_seq: logs[9].seq, limit: 1000, ..Default::default() })
+            .logs(&LogQuery {
+                app: "a".into(),
+                after_seq: logs[9].seq,
+                limit: 1000,
+                ..Default::default()
+            })
             .await
             .unwrap();
         assert_eq!(after.len(), 50 - 19);
         store.prune_records(10, 5).await.unwrap();
         assert_eq!(store.invocations("a", None, 100).await.unwrap().len(), 10);
-        let all = store.logs(&LogQuery { app: "a".into(), limit: 100, ..Default::default() }).await.unwrap();
+        let all = store
+            .logs(&LogQuery {
+                app: "a".into(),
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
         assert_eq!(all.len(), 5);
         assert_eq!(writer.dropped(), 0);
     }

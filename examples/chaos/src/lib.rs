@@ -14,7 +14,9 @@
 
 use std::io::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
-use wasi::http::types::{Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam};
+use wasi::http::types::{
+    Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam,
+};
 
 struct Chaos;
 
@@ -29,7 +31,9 @@ fn query<'a>(path: &'a str, key: &str) -> Option<&'a str> {
 }
 
 fn num(path: &str, key: &str, default: u64) -> u64 {
-    query(path, key).and_then(|v| v.parse().ok()).unwrap_or(default)
+    query(path, key)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn respond(out: ResponseOutparam, status: u16, text: &str) {
@@ -50,7 +54,14 @@ fn sleep_ms(ms: u64) {
 impl wasi::exports::http::incoming_handler::Guest for Chaos {
     fn handle(request: IncomingRequest, out: ResponseOutparam) {
         let path = request.path_with_query().unwrap_or_default();
-        let action = path.split('?').next().unwrap_or("").rsplit('/').next().unwrap_or("").to_string();
+        let action = path
+            .split('?')
+            .next()
+            .unwrap_or("")
+            .rsplit('/')
+            .next()
+            .unwrap_or("")
+            .to_string();
         match action.as_str() {
             "loop" => {
                 let mut x: u64 = 0;

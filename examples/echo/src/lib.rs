@@ -4,7 +4,9 @@
 //! back, chunk by chunk, never holding it whole.
 
 use std::io::Write as _;
-use wasi::http::types::{Fields, IncomingBody, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam};
+use wasi::http::types::{
+    Fields, IncomingBody, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam,
+};
 
 struct Echo;
 
@@ -45,7 +47,11 @@ impl wasi::exports::http::incoming_handler::Guest for Echo {
         let mut content_type = b"application/octet-stream".to_vec();
         for (name, value) in request.headers().entries() {
             if let Some(p) = name.strip_prefix("nimbus-param-") {
-                params.push(format!("{}:{}", json_string(p), json_string(&String::from_utf8_lossy(&value))));
+                params.push(format!(
+                    "{}:{}",
+                    json_string(p),
+                    json_string(&String::from_utf8_lossy(&value))
+                ));
             }
             if name == "content-type" {
                 content_type = value;
@@ -62,7 +68,9 @@ impl wasi::exports::http::incoming_handler::Guest for Echo {
                 params.join(","),
                 json_string(&greeting)
             );
-            let headers = Fields::from_list(&[("content-type".to_string(), b"application/json".to_vec())]).unwrap();
+            let headers =
+                Fields::from_list(&[("content-type".to_string(), b"application/json".to_vec())])
+                    .unwrap();
             let resp = OutgoingResponse::new(headers);
             let body = resp.body().unwrap();
             ResponseOutparam::set(response_out, Ok(resp));

@@ -4,7 +4,10 @@
 
 use std::io::{Read as _, Write as _};
 use wasi::http::outgoing_handler;
-use wasi::http::types::{Fields, IncomingRequest, OutgoingBody, OutgoingRequest, OutgoingResponse, ResponseOutparam, Scheme};
+use wasi::http::types::{
+    Fields, IncomingRequest, OutgoingBody, OutgoingRequest, OutgoingResponse, ResponseOutparam,
+    Scheme,
+};
 
 struct Fetch;
 
@@ -33,12 +36,16 @@ fn fetch(url: &str) -> Result<(u16, Vec<u8>), String> {
     };
     let req = OutgoingRequest::new(Fields::new());
     req.set_scheme(Some(&scheme)).map_err(|_| "bad scheme")?;
-    req.set_authority(Some(authority)).map_err(|_| "bad authority")?;
-    req.set_path_with_query(Some(path)).map_err(|_| "bad path")?;
+    req.set_authority(Some(authority))
+        .map_err(|_| "bad authority")?;
+    req.set_path_with_query(Some(path))
+        .map_err(|_| "bad path")?;
     let future = outgoing_handler::handle(req, None).map_err(|e| format!("{e:?}"))?;
     let resp = loop {
         if let Some(r) = future.get() {
-            break r.map_err(|_| "response already taken".to_string())?.map_err(|e| format!("{e:?}"))?;
+            break r
+                .map_err(|_| "response already taken".to_string())?
+                .map_err(|e| format!("{e:?}"))?;
         }
         future.subscribe().block();
     };

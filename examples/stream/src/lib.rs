@@ -6,7 +6,9 @@
 //!   response needs no large guest memory.
 
 use std::io::Write as _;
-use wasi::http::types::{Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam};
+use wasi::http::types::{
+    Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam,
+};
 
 struct Stream;
 
@@ -23,7 +25,10 @@ impl wasi::exports::http::incoming_handler::Guest for Stream {
         let path = request.path_with_query().unwrap_or_default();
         if let Some(n) = query(&path, "bytes") {
             let headers = Fields::from_list(&[
-                ("content-type".to_string(), b"application/octet-stream".to_vec()),
+                (
+                    "content-type".to_string(),
+                    b"application/octet-stream".to_vec(),
+                ),
                 ("content-length".to_string(), n.to_string().into_bytes()),
             ])
             .unwrap();
@@ -54,7 +59,9 @@ impl wasi::exports::http::incoming_handler::Guest for Stream {
         ResponseOutparam::set(response_out, Ok(resp));
         let mut out = body.write().unwrap();
         for i in 1..=count {
-            write!(out, "data: tick {i}\n\n").unwrap();
+            // One write per event, so each event leaves in one chunk.
+            out.write_all(format!("data: tick {i}\n\n").as_bytes())
+                .unwrap();
             out.flush().unwrap();
             if i < count {
                 std::thread::sleep(std::time::Duration::from_millis(interval));

@@ -1,0 +1,217 @@
+//! Test harness: builds the example guests once, starts real `nimbus up`
+//! processes on ephemeral ports, writes app manifests, runs the real CLI.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// Directory holding the example guests built for wasm32-wasip2.
+pub fn guests() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
+            .arg(examples.join("Cargo.toml"))
+            .status()
+            .expect("running cargo to build the example guests");
+        assert!(status.success(), "building example guests failed (is the wasm32-wasip2 target installed? `rustup target add wasm32-wasip2`)");
+        examples.join("target/wasm32-wasip2/release").canonicalize().unwrap()
+    })
+}
+
+/// Absolute path of one example guest.
+pub fn wasm(name: &str) -> PathBuf {
+    guests().join(format!("{name}.wasm"))
+}
+
+/// Compile cache shared by every test server, so each guest compiles once.
+pub fn shared_cache() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("nimbus-test-cache")
+}
+
+/// A running `nimbus up`.
+pub struct Server {
+    child: Option<Child>,
+    pub url: String,
+    pub data_dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    pub http: reqwest::Client,
+    args: Vec<String>,
+}
+
+impl Server {
+    /// Starts a server on a fresh data dir with extra `nimbus up` arguments.
+    pub fn start(args: &[&str]) -> Server {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut s = Server::start_in(tmp.path(), args);
+        s._tmp = Some(tmp);
+        s
+    }
+
+    /// Starts a server on an existing data dir.
+    pub fn start_in(data_dir: &Path, args: &[&str]) -> Server {
+        guests();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_nimbus"))
+            .arg("up")
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .arg("--cache-dir")
+            .arg(shared_cache())
+            .args(["--max-in-flight", "100"])
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting nimbus up");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("nimbus up did not print its URL: {line:?}"))
+            .to_string();
+        Server {
+            child: Some(child),
+            url,
+            data_dir: data_dir.to_path_buf(),
+            _tmp: None,
+            http: reqwest::Client::new(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    /// Stops the server gracefully (SIGTERM) and waits for it.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+            for _ in 0..200 {
+                if child.try_wait().unwrap().is_some() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Runs the CLI against this server; returns its output.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_nimbus"))
+            .args(args)
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .env_remove("NIMBUS_SERVER")
+            .env_remove("NIMBUS_TOKEN")
+            .output()
+            .expect("running the nimbus CLI")
+    }
+
+    /// Runs the CLI and asserts it succeeded; returns stdout + stderr.
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "nimbus {args:?} failed:\n{text}");
+        text
+    }
+
+    /// Runs the CLI and asserts it failed; returns stdout + stderr.
+    pub fn cli_err(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            !out.status.success(),
+            "nimbus {args:?} should have failed:\n{text}"
+        );
+        text
+    }
+
+    /// Deploys the app in `dir` and asserts success.
+    pub fn deploy(&self, dir: &Path) -> String {
+        self.cli_ok(&["deploy", dir.to_str().unwrap()])
+    }
+
+    /// The admin token.
+    pub fn token(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("admin-token")).unwrap()
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get_text(&self, path: &str) -> (u16, String) {
+        let r = self.get(path).await;
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+
+    /// GET on the control API with the admin token, as JSON.
+    pub async fn api(&self, path: &str) -> serde_json::Value {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(self.token())
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "GET {path}: {}", r.status());
+        r.json().await.unwrap()
+    }
+
+    /// Polls the logs of `app` until `needle` shows up (records are written in the background).
+    pub async fn wait_for_log(&self, app: &str, extra: &[&str], needle: &str) -> String {
+        let mut args = vec!["logs", app];
+        args.extend_from_slice(extra);
+        for _ in 0..100 {
+            let out = self.cli_ok(&args);
+            if out.contains(needle) {
+                return out;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "{needle:?} never appeared in `nimbus logs {app}`:\n{}",
+            self.cli_ok(&args)
+        );
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Writes an app directory with this manifest; `@WASM@` stands for the
+/// directory of the built example guests.
+pub fn app_dir(manifest: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let text = manifest.replace("@WASM@", guests().to_str().unwrap());
+    std::fs::write(dir.path().join("nimbus.toml"), text).unwrap();
+    dir
+}

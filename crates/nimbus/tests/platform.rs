@@ -1,0 +1,700 @@
+//! End-to-end tests: real `nimbus up` processes, real guests from
+//! `examples/`, real HTTP, the real CLI.
+
+mod common;
+
+use common::{Server, app_dir};
+use std::time::{Duration, Instant};
+
+const BASIC: &str = r#"
+[app]
+name = "basic"
+
+[functions.hello]
+component = "@WASM@/hello.wasm"
+memory_mb = 16
+
+[functions.echo]
+component = "@WASM@/echo.wasm"
+env = { GREETING = "hi there" }
+
+[functions.chaos]
+component = "@WASM@/chaos.wasm"
+memory_mb = 16
+timeout_ms = 1000
+
+[[triggers.http]]
+route = "/hello"
+methods = ["GET"]
+function = "hello"
+
+[[triggers.http]]
+route = "/echo/{name}"
+function = "echo"
+
+[[triggers.http]]
+route = "/files/{*path}"
+methods = ["GET"]
+function = "echo"
+
+[[triggers.http]]
+route = "/chaos/*"
+function = "chaos"
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn routes_params_and_methods() {
+    let server = Server::start(&[]);
+    let app = app_dir(BASIC);
+    let out = server.deploy(app.path());
+    assert!(out.contains("deployed basic revision 1"), "{out}");
+
+    let (status, body) = server.get_text("/hello").await;
+    assert_eq!((status, body.as_str()), (200, "hello"));
+
+    let r = server
+        .http
+        .get(format!("{}/echo/bob?x=1", server.url))
+        .header("nimbus-param-evil", "forged")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().contains_key("nimbus-invocation-id"));
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["path"], "/echo/bob?x=1");
+    assert_eq!(
+        v["params"],
+        serde_json::json!({ "name": "bob" }),
+        "client-sent nimbus-* headers must be stripped"
+    );
+    assert_eq!(v["greeting"], "hi there");
+
+    let v: serde_json::Value = server.get("/files/a/b/c.txt").await.json().await.unwrap();
+    assert_eq!(v["params"]["path"], "a/b/c.txt");
+
+    let r = server
+        .http
+        .post(format!("{}/hello", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["allow"], "GET");
+    let (status, body) = server.get_text("/nowhere").await;
+    assert_eq!(status, 404);
+    assert!(body.contains("no route for GET /nowhere"), "{body}");
+
+    // A fresh instance per request: a guest's global counter never survives.
+    for _ in 0..3 {
+        assert_eq!(
+            server.get_text("/chaos/count").await,
+            (200, "1".to_string())
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cli_invoke_lists_and_logs() {
+    let server = Server::start(&[]);
+    let app = app_dir(BASIC);
+    server.deploy(app.path());
+
+    let out = server.cli_ok(&["invoke", "basic/echo", "--data", r#"{"x":1}"#]);
+    assert!(out.contains("HTTP 200 OK"), "{out}");
+    assert!(out.contains(r#"{"x":1}"#), "{out}");
+    assert!(out.contains("nimbus-invocation-id:"), "{out}");
+    let out = server.cli_ok(&["invoke", "basic/echo", "--path", "/echo/zed"]);
+    assert!(out.contains(r#""path":"/echo/zed""#), "{out}");
+
+    let out = server.cli_ok(&["apps"]);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("basic") && l.contains(" 1 ")),
+        "{out}"
+    );
+    let out = server.cli_ok(&["functions", "basic"]);
+    assert!(
+        out.contains("/echo/{name}")
+            && out.contains("/files/{*path}")
+            && out.contains("memory 16 MiB"),
+        "{out}"
+    );
+    let out = server.cli_ok(&["revisions", "basic"]);
+    assert!(out.contains("hello"), "{out}");
+
+    let out = server
+        .wait_for_log("basic", &["echo"], "echo: POST /")
+        .await;
+    assert!(out.contains("stderr | echo: streamed 7 bytes"), "{out}");
+    let err = server.cli_err(&["invoke", "basic/nope"]);
+    assert!(err.contains("no function basic/nope is deployed"), "{err}");
+    let err = server.cli_err(&["functions", "ghost"]);
+    assert!(err.contains("not deployed"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rollback_restores_the_previous_revision() {
+    let server = Server::start(&[]);
+    let v1 = app_dir(
+        r#"
+[app]
+name = "roll"
+[functions.main]
+component = "@WASM@/hello.wasm"
+[[triggers.http]]
+route = "/v"
+function = "main"
+"#,
+    );
+    let v2 = app_dir(
+        r#"
+[app]
+name = "roll"
+[functions.main]
+component = "@WASM@/echo.wasm"
+[[triggers.http]]
+route = "/v"
+function = "main"
+[[triggers.http]]
+route = "/only-in-v2"
+function = "main"
+"#,
+    );
+    server.deploy(v1.path());
+    assert_eq!(server.get_text("/v").await.1, "hello");
+    let out = server.deploy(v2.path());
+    assert!(out.contains("revision 2"), "{out}");
+    assert!(server.get_text("/v").await.1.contains("\"method\":\"GET\""));
+    assert_eq!(server.get_text("/only-in-v2").await.0, 200);
+
+    let out = server.cli_ok(&["rollback", "roll"]);
+    assert!(out.contains("revision 1 is active"), "{out}");
+    assert_eq!(server.get_text("/v").await.1, "hello");
+    assert_eq!(
+        server.get_text("/only-in-v2").await.0,
+        404,
+        "a revision's routes go with it"
+    );
+    let out = server.cli_ok(&["revisions", "roll"]);
+    let active: Vec<&str> = out.lines().filter(|l| l.contains('*')).collect();
+    assert_eq!(active.len(), 1, "{out}");
+    assert!(active[0].trim_start().starts_with('1'), "{out}");
+    let err = server.cli_err(&["rollback", "roll"]);
+    assert!(err.contains("no revision before 1"), "{err}");
+    server.cli_ok(&["rollback", "roll", "--to", "2"]);
+    assert_eq!(server.get_text("/only-in-v2").await.0, 200);
+
+    // Redeploying unchanged code does not compile again.
+    let out = server.deploy(v1.path());
+    assert!(
+        out.contains("revision 3") && !out.contains("compiled in"),
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn invalid_deploys_leave_the_old_revision_serving() {
+    let server = Server::start(&[]);
+    let good = app_dir(
+        r#"
+[app]
+name = "keep"
+[functions.main]
+component = "@WASM@/hello.wasm"
+[[triggers.http]]
+route = "/keep"
+function = "main"
+"#,
+    );
+    server.deploy(good.path());
+
+    let check_old =
+        || async { assert_eq!(server.get_text("/keep").await, (200, "hello".to_string())) };
+
+    // Unknown function in a route: named with its line, nothing uploaded.
+    let bad = app_dir(
+        "[app]\nname = \"keep\"\n[functions.main]\ncomponent = \"@WASM@/hello.wasm\"\n\n[[triggers.http]]\nroute = \"/keep\"\nfunction = \"mian\"\n",
+    );
+    let err = server.cli_err(&["deploy", bad.path().to_str().unwrap()]);
+    assert!(
+        err.contains("line 6") && err.contains("points at function \"mian\""),
+        "{err}"
+    );
+    check_old().await;
+
+    // Not WebAssembly at all.
+    let bad = app_dir(
+        "[app]\nname = \"keep\"\n[functions.main]\ncomponent = \"junk.wasm\"\n[[triggers.http]]\nroute = \"/keep\"\nfunction = \"main\"\n",
+    );
+    std::fs::write(bad.path().join("junk.wasm"), b"this is not wasm").unwrap();
+    let err = server.cli_err(&["deploy", bad.path().to_str().unwrap()]);
+    assert!(err.contains("not WebAssembly"), "{err}");
+    check_old().await;
+
+    // A core module, not a component.
+    std::fs::write(bad.path().join("junk.wasm"), b"\0asm\x01\0\0\0").unwrap();
+    let err = server.cli_err(&["deploy", bad.path().to_str().unwrap()]);
+    assert!(
+        err.contains("core WebAssembly module, not a component"),
+        "{err}"
+    );
+    check_old().await;
+
+    // A valid component that is not an HTTP handler.
+    let bad = app_dir(
+        "[app]\nname = \"keep\"\n[functions.main]\ncomponent = \"@WASM@/not-http.wasm\"\n[[triggers.http]]\nroute = \"/keep\"\nfunction = \"main\"\n",
+    );
+    let err = server.cli_err(&["deploy", bad.path().to_str().unwrap()]);
+    assert!(
+        err.contains("does not export wasi:http/incoming-handler"),
+        "{err}"
+    );
+    check_old().await;
+
+    // A memory limit above the platform's.
+    let bad = app_dir(
+        "[app]\nname = \"keep\"\n[functions.main]\ncomponent = \"@WASM@/hello.wasm\"\nmemory_mb = 4000\n",
+    );
+    let err = server.cli_err(&["deploy", bad.path().to_str().unwrap()]);
+    assert!(err.contains("above this server's limit"), "{err}");
+    check_old().await;
+
+    // Routes colliding with another app.
+    let other = app_dir(
+        "[app]\nname = \"other\"\n[functions.main]\ncomponent = \"@WASM@/echo.wasm\"\n[[triggers.http]]\nroute = \"/keep\"\nfunction = \"main\"\n",
+    );
+    let err = server.cli_err(&["deploy", other.path().to_str().unwrap()]);
+    assert!(
+        err.contains("collides with route \"/keep\" of app \"keep\""),
+        "{err}"
+    );
+    check_old().await;
+    let err = server.cli_err(&["functions", "other"]);
+    assert!(err.contains("not deployed"), "{err}");
+
+    let out = server.cli_ok(&["revisions", "keep"]);
+    assert_eq!(
+        out.lines().count(),
+        2,
+        "only the good revision exists:\n{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn restart_brings_apps_back_without_recompiling() {
+    let data = tempfile::tempdir().unwrap();
+    let mut server = Server::start_in(data.path(), &[]);
+    let app = app_dir(BASIC);
+    server.deploy(app.path());
+    server.cli_ok(&["rollback", "basic", "--to", "1"]);
+    server.stop();
+
+    let server = Server::start_in(data.path(), &[]);
+    assert_eq!(server.get_text("/hello").await, (200, "hello".to_string()));
+    let v: serde_json::Value = server.get("/echo/x").await.json().await.unwrap();
+    assert_eq!(v["params"]["name"], "x");
+    let apps = server.api("/v1/apps").await;
+    assert_eq!(apps[0]["active_revision"], 1);
+
+    // A new data dir sharing the compile cache loads native code from disk.
+    let fresh = Server::start(&[]);
+    let out = fresh.deploy(app.path());
+    assert!(
+        out.contains("loaded (compile cache)") && !out.contains("compiled in"),
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn infinite_loop_is_stopped_while_others_keep_serving() {
+    let server = Server::start(&[]);
+    let app = app_dir(BASIC);
+    server.deploy(app.path());
+
+    let looping = {
+        let http = server.http.clone();
+        let url = format!("{}/chaos/loop", server.url);
+        tokio::spawn(async move {
+            let start = Instant::now();
+            let r = http.get(url).send().await.unwrap();
+            (
+                r.status().as_u16(),
+                r.text().await.unwrap(),
+                start.elapsed(),
+            )
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // While one guest spins, others are served.
+    for _ in 0..20 {
+        assert_eq!(server.get_text("/hello").await, (200, "hello".to_string()));
+    }
+    let (status, body, took) = looping.await.unwrap();
+    assert_eq!(status, 504, "{body}");
+    assert!(
+        body.contains("within its first_byte_timeout_ms of 1000 ms"),
+        "{body}"
+    );
+    assert!(
+        took >= Duration::from_millis(1000) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+
+    // The record says what happened.
+    for _ in 0..50 {
+        let inv = server
+            .api("/v1/apps/basic/invocations?function=chaos")
+            .await;
+        if let Some(i) = inv.as_array().unwrap().first() {
+            assert_eq!(i["outcome"], "timeout");
+            assert_eq!(i["status"], 504);
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no invocation record for the loop");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn memory_bomb_and_trap_fail_alone() {
+    let server = Server::start(&[]);
+    let app = app_dir(BASIC);
+    server.deploy(app.path());
+
+    let (status, body) = server.get_text("/chaos/alloc").await;
+    assert_eq!(status, 500, "{body}");
+    assert!(
+        body.contains("memory limit exceeded") && body.contains("limit of 16 MiB"),
+        "{body}"
+    );
+    // Within the limit it works.
+    assert_eq!(
+        server.get_text("/chaos/alloc?mb=4").await,
+        (200, "allocated 4 MiB".to_string())
+    );
+
+    let r = server.get("/chaos/panic").await;
+    assert_eq!(r.status(), 500);
+    let id = r.headers()["nimbus-invocation-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let body = r.text().await.unwrap();
+    assert!(body.contains(&id) && body.contains("trapped"), "{body}");
+    let logs = server
+        .wait_for_log(
+            "basic",
+            &["chaos", "--invocation", &id],
+            "chaos asked to panic",
+        )
+        .await;
+    assert!(logs.contains("chaos: about to panic"), "{logs}");
+
+    let (status, body) = server.get_text("/chaos/noresponse").await;
+    assert_eq!(status, 500);
+    assert!(
+        body.contains("returned without sending a response"),
+        "{body}"
+    );
+
+    assert_eq!(server.get_text("/hello").await, (200, "hello".to_string()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn first_byte_and_total_timeouts_are_distinct() {
+    let server = Server::start(&[]);
+    let app = app_dir(
+        r#"
+[app]
+name = "slow"
+[functions.chaos]
+component = "@WASM@/chaos.wasm"
+first_byte_timeout_ms = 300
+timeout_ms = 1500
+[[triggers.http]]
+route = "/{action}"
+function = "chaos"
+"#,
+    );
+    server.deploy(app.path());
+    let start = Instant::now();
+    let (status, body) = server.get_text("/slowhead?ms=1000").await;
+    assert_eq!(status, 504, "{body}");
+    assert!(body.contains("first_byte_timeout_ms of 300 ms"), "{body}");
+    assert!(start.elapsed() < Duration::from_millis(1000));
+    // Head at once, body within the total limit: fine.
+    assert_eq!(
+        server.get_text("/slowbody?ms=500").await,
+        (200, "head sent\nbody done\n".to_string())
+    );
+    // Head at once, body past the total limit: the response is cut, not completed.
+    let r = server.get("/slowbody?ms=5000").await;
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.text().await.is_err(),
+        "a response cut by the timeout must not look complete"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrency_limit_waits_then_throttles() {
+    let server = Server::start(&["--admission-timeout-ms", "300", "--admission-queue", "10"]);
+    let app = app_dir(
+        r#"
+[app]
+name = "busy"
+[functions.chaos]
+component = "@WASM@/chaos.wasm"
+max_concurrency = 1
+[[triggers.http]]
+route = "/{action}"
+function = "chaos"
+"#,
+    );
+    server.deploy(app.path());
+    let slow = {
+        let http = server.http.clone();
+        let url = format!("{}/sleep?ms=1500", server.url);
+        tokio::spawn(async move { http.get(url).send().await.unwrap().status().as_u16() })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = server.get("/count").await;
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()["retry-after"], "1");
+    let body = r.text().await.unwrap();
+    assert!(body.contains("concurrency limit (1 per function"), "{body}");
+    assert_eq!(slow.await.unwrap(), 200);
+
+    // A request that fits within the wait bound is queued, not refused.
+    let short = {
+        let http = server.http.clone();
+        let url = format!("{}/sleep?ms=100", server.url);
+        tokio::spawn(async move { http.get(url).send().await.unwrap().status().as_u16() })
+    };
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    assert_eq!(server.get_text("/count").await, (200, "1".to_string()));
+    assert_eq!(short.await.unwrap(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn outbound_http_only_to_allowed_hosts() {
+    let server = Server::start(&[]);
+    let port = server.url.rsplit(':').next().unwrap().to_string();
+    let app = app_dir(&format!(
+        r#"
+[app]
+name = "net"
+[functions.hello]
+component = "@WASM@/hello.wasm"
+[functions.closed]
+component = "@WASM@/fetch.wasm"
+[functions.open]
+component = "@WASM@/fetch.wasm"
+allowed_outbound_hosts = ["127.0.0.1:{port}"]
+[[triggers.http]]
+route = "/hello"
+function = "hello"
+[[triggers.http]]
+route = "/closed"
+function = "closed"
+[[triggers.http]]
+route = "/open"
+function = "open"
+"#
+    ));
+    server.deploy(app.path());
+    let target = format!("{}/hello", server.url);
+    let (status, body) = server.get_text(&format!("/closed?url={target}")).await;
+    assert_eq!(status, 502);
+    assert!(body.contains("HttpRequestDenied"), "{body}");
+    server
+        .wait_for_log(
+            "net",
+            &["closed"],
+            "denied: add its host to allowed_outbound_hosts",
+        )
+        .await;
+    assert_eq!(
+        server.get_text(&format!("/open?url={target}")).await,
+        (200, "hello".to_string())
+    );
+    let (status, body) = server.get_text("/open?url=http://127.0.0.2:9/").await;
+    assert_eq!(status, 502);
+    assert!(body.contains("HttpRequestDenied"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bodies_stream_both_ways() {
+    let server = Server::start(&[]);
+    let app = app_dir(
+        r#"
+[app]
+name = "big"
+[functions.echo]
+component = "@WASM@/echo.wasm"
+memory_mb = 8
+[functions.stream]
+component = "@WASM@/stream.wasm"
+memory_mb = 8
+[[triggers.http]]
+route = "/echo/{name}"
+function = "echo"
+[[triggers.http]]
+route = "/stream"
+function = "stream"
+"#,
+    );
+    server.deploy(app.path());
+
+    // 24 MiB through a guest limited to 8 MiB of memory: it must stream.
+    let data: Vec<u8> = (0..24u32 << 20)
+        .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
+        .collect();
+    let r = server
+        .http
+        .post(format!("{}/echo/big", server.url))
+        .body(data.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let back = r.bytes().await.unwrap();
+    assert_eq!(back.len(), data.len());
+    assert!(back[..] == data[..], "echoed bytes differ");
+
+    let r = server.get("/stream?bytes=67108864").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap().len(), 64 << 20);
+
+    // Server-sent events arrive one by one, while the guest is still running.
+    let mut r = server.get("/stream?count=3&interval_ms=400").await;
+    assert_eq!(r.headers()["content-type"], "text/event-stream");
+    let mut seen = Vec::new();
+    while !seen.ends_with(b"\n\n") {
+        seen.extend_from_slice(&r.chunk().await.unwrap().unwrap());
+    }
+    let t = Instant::now();
+    assert_eq!(
+        &seen[..],
+        b"data: tick 1\n\n",
+        "the first event arrives alone"
+    );
+    let mut rest = Vec::new();
+    while let Some(c) = r.chunk().await.unwrap() {
+        rest.extend_from_slice(&c);
+    }
+    assert_eq!(rest, b"data: tick 2\n\ndata: tick 3\n\n");
+    assert!(
+        t.elapsed() >= Duration::from_millis(600),
+        "later events came after the first"
+    );
+
+    let inv = server.api("/v1/apps/big/invocations?function=echo").await;
+    assert_eq!(inv[0]["bytes_in"], 24 << 20);
+    assert_eq!(inv[0]["bytes_out"], 24 << 20);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn control_api_requires_the_admin_token_and_checks_uploads() {
+    let server = Server::start(&["--max-component-mb", "1"]);
+    let r = server
+        .http
+        .get(format!("{}/v1/apps", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = server
+        .http
+        .get(format!("{}/v1/apps", server.url))
+        .bearer_auth("wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = server
+        .http
+        .get(format!("{}/v1/health", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    let hash = "0".repeat(64);
+    let put = |body: Vec<u8>| {
+        server
+            .http
+            .put(format!("{}/v1/components/{hash}", server.url))
+            .bearer_auth(server.token())
+            .body(body)
+            .send()
+    };
+    let r = put(b"abc".to_vec()).await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("expected SHA-256"));
+    let r = put(vec![0u8; 2 << 20]).await.unwrap();
+    assert_eq!(r.status(), 413);
+    assert!(r.text().await.unwrap().contains("--max-component-mb"));
+    let r = server
+        .http
+        .put(format!("{}/v1/components/..%2Fx", server.url))
+        .bearer_auth(server.token())
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+
+    // A deploy naming a component that was never uploaded is refused.
+    let r = server
+        .http
+        .post(format!("{}/v1/apps/x/revisions", server.url))
+        .bearer_auth(server.token())
+        .json(&serde_json::json!({
+            "manifest": "[app]\nname = \"x\"\n[functions.f]\ncomponent = \"f.wasm\"\n",
+            "components": { "f": "1".repeat(64) }
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("was not uploaded"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn apps_can_be_bound_to_a_host_and_deleted() {
+    let server = Server::start(&[]);
+    let a = app_dir(
+        "[app]\nname = \"plain\"\n[functions.f]\ncomponent = \"@WASM@/hello.wasm\"\n[[triggers.http]]\nroute = \"/same\"\nfunction = \"f\"\n",
+    );
+    let b = app_dir(
+        "[app]\nname = \"hosted\"\nhost = \"api.example.test\"\n[functions.f]\ncomponent = \"@WASM@/echo.wasm\"\n[[triggers.http]]\nroute = \"/same\"\nfunction = \"f\"\n",
+    );
+    server.deploy(a.path());
+    server.deploy(b.path());
+    assert_eq!(server.get_text("/same").await.1, "hello");
+    let r = server
+        .http
+        .get(format!("{}/same", server.url))
+        .header("host", "api.example.test")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.text().await.unwrap().contains("\"method\":\"GET\""));
+    server.cli_ok(&["delete", "hosted"]);
+    let r = server
+        .http
+        .get(format!("{}/same", server.url))
+        .header("host", "api.example.test")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.text().await.unwrap(), "hello");
+    assert!(
+        server
+            .cli_ok(&["apps"])
+            .lines()
+            .all(|l| !l.starts_with("hosted"))
+    );
+}
