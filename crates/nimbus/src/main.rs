@@ -140,6 +140,14 @@ enum Command {
 }
 
 fn main() {
+    // Library backtraces (std::backtrace::Backtrace::capture) would be taken
+    // for every error wasmtime builds internally, even ones it discards when
+    // an instance is dropped; that costs microseconds per request. Panics
+    // still honour RUST_BACKTRACE. Set RUST_LIB_BACKTRACE=1 to debug.
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+        // SAFETY: no other thread exists yet.
+        unsafe { std::env::set_var("RUST_LIB_BACKTRACE", "0") };
+    }
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -43,6 +43,10 @@ pub struct UpArgs {
     /// Bytes of stdout and of stderr kept per invocation, in KiB
     #[arg(long, default_value_t = 64)]
     log_limit_kb: usize,
+    /// KiB of each pooled memory and table slot kept resident between
+    /// instances (faster reuse, more resident memory)
+    #[arg(long, default_value_t = 4096)]
+    keep_resident_kb: usize,
     /// Invocation records and log entries kept (older ones are pruned)
     #[arg(long, default_value_t = 100_000)]
     keep_records: i64,
@@ -107,7 +111,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
             admission_timeout: Duration::from_millis(args.admission_timeout_ms),
             loaded_capacity: args.loaded_capacity,
             log_limit_bytes: args.log_limit_kb * 1024,
-            ..Default::default()
+            keep_resident_bytes: args.keep_resident_kb * 1024,
         },
         components.clone(),
         Arc::new(move |r| sink_writer.submit(r)),

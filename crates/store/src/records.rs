@@ -2,7 +2,7 @@
 
 use crate::{Result, Store};
 use nimbus_core::{InvocationRecord, LogEntry, Outcome};
-use sqlx::Row;
+use sqlx::{QueryBuilder, Row};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -84,6 +84,17 @@ async fn run(store: Store, config: RecordWriterConfig, mut rx: mpsc::Receiver<Ms
     let mut buf = Vec::with_capacity(1024);
     let mut written_since_prune = 0usize;
     while rx.recv_many(&mut buf, 1024).await > 0 {
+        // Let a batch build up: one transaction per ~20 ms under load, not
+        // one per record (each statement is a round trip to SQLite's thread).
+        if buf.len() < 1024 && !buf.iter().any(|m| matches!(m, Msg::Flush(_))) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            while buf.len() < 4096 {
+                match rx.try_recv() {
+                    Ok(m) => buf.push(m),
+                    Err(_) => break,
+                }
+            }
+        }
         let mut records = Vec::with_capacity(buf.len());
         let mut flushes = Vec::new();
         for msg in buf.drain(..) {
@@ -171,48 +182,52 @@ pub struct LogQuery {
 }
 
 impl Store {
-    /// Writes records and their logs in one transaction.
+    /// Writes records and their logs in one transaction, as multi-row
+    /// inserts: one statement per few hundred rows, not one per row.
     pub async fn insert_records(&self, records: &[Box<InvocationRecord>]) -> Result<()> {
+        // 14 parameters per row stays far below SQLite's and PostgreSQL's limits.
+        const ROWS_PER_STATEMENT: usize = 500;
         let mut tx = self.pool.begin().await?;
-        for r in records {
-            sqlx::query(
+        for chunk in records.chunks(ROWS_PER_STATEMENT) {
+            let mut q = QueryBuilder::new(
                 "INSERT INTO invocations (id, app, function, revision, trigger, method, path, started_at,
-                    duration_us, status, outcome, error, bytes_in, bytes_out)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
-                 ON CONFLICT (id) DO NOTHING",
-            )
-            .bind(&r.id)
-            .bind(&r.app)
-            .bind(&r.function)
-            .bind(r.revision)
-            .bind(&r.trigger)
-            .bind(&r.method)
-            .bind(&r.path)
-            .bind(r.started_at_us)
-            .bind(r.duration_us)
-            .bind(i64::from(r.status))
-            .bind(r.outcome.as_str())
-            .bind(&r.error)
-            .bind(r.bytes_in as i64)
-            .bind(r.bytes_out as i64)
-            .execute(&mut *tx)
-            .await?;
-            for (stream, text) in [("stdout", &r.stdout), ("stderr", &r.stderr)] {
-                if text.is_empty() {
-                    continue;
-                }
-                sqlx::query(
-                    "INSERT INTO logs (invocation_id, app, function, at, stream, text) VALUES ($1, $2, $3, $4, $5, $6)",
-                )
-                .bind(&r.id)
-                .bind(&r.app)
-                .bind(&r.function)
-                .bind(r.started_at_us)
-                .bind(stream)
-                .bind(text)
-                .execute(&mut *tx)
-                .await?;
-            }
+                    duration_us, status, outcome, error, bytes_in, bytes_out) ",
+            );
+            q.push_values(chunk, |mut b, r| {
+                b.push_bind(&r.id)
+                    .push_bind(&r.app)
+                    .push_bind(&r.function)
+                    .push_bind(r.revision)
+                    .push_bind(&r.trigger)
+                    .push_bind(&r.method)
+                    .push_bind(&r.path)
+                    .push_bind(r.started_at_us)
+                    .push_bind(r.duration_us)
+                    .push_bind(i64::from(r.status))
+                    .push_bind(r.outcome.as_str())
+                    .push_bind(&r.error)
+                    .push_bind(r.bytes_in as i64)
+                    .push_bind(r.bytes_out as i64);
+            });
+            q.push(" ON CONFLICT (id) DO NOTHING");
+            q.build().execute(&mut *tx).await?;
+        }
+        let logs: Vec<(&InvocationRecord, &str, &String)> = records
+            .iter()
+            .flat_map(|r| [(&**r, "stdout", &r.stdout), (&**r, "stderr", &r.stderr)])
+            .filter(|(_, _, text)| !text.is_empty())
+            .collect();
+        for chunk in logs.chunks(ROWS_PER_STATEMENT) {
+            let mut q = QueryBuilder::new("INSERT INTO logs (invocation_id, app, function, at, stream, text) ");
+            q.push_values(chunk, |mut b, (r, stream, text)| {
+                b.push_bind(&r.id)
+                    .push_bind(&r.app)
+                    .push_bind(&r.function)
+                    .push_bind(r.started_at_us)
+                    .push_bind(*stream)
+                    .push_bind(*text);
+            });
+            q.build().execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
