@@ -7,8 +7,10 @@
 #   bench/http.sh [DURATION_SECONDS]        (default 10)
 #
 # Needs: wrk (apt), wasmtime 48.0.8 (WASMTIME=path, else installed with
-# `cargo install` into ~/.cache/nimbus-bench, ~30 min once). The server is
-# pinned to CPU 1 and wrk to CPU 0 so both servers get the same single core.
+# `cargo install` into ~/.cache/nimbus-bench, ~30 min once). Two layouts:
+# "pinned" (server on CPU 1, wrk on CPU 0: each server gets one core) and
+# "shared" (no pinning: server and wrk share both cores). Every server runs
+# with RUST_LIB_BACKTRACE=0 (Nimbus sets it for itself anyway).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dur=${1:-10}
@@ -35,8 +37,7 @@ cargo build --release --target wasm32-wasip2 --manifest-path examples/Cargo.toml
 nimbus=$root/target/release/nimbus
 hello=$root/examples/target/wasm32-wasip2/release/hello.wasm
 
-server_cpu="taskset -c 1"
-load_cpu="taskset -c 0"
+export RUST_LIB_BACKTRACE=0
 
 wait_http() { for _ in $(seq 200); do curl -fs "$1" >/dev/null 2>&1 && return 0; sleep 0.05; done; echo "server at $1 did not answer" >&2; return 1; }
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
@@ -55,9 +56,9 @@ load() {
   echo "$rps $p50 $p99 ${errs:-0}"
 }
 
-declare -A RPS P50 P99 RSS
+declare -A RPS P50 P99 RSS UNC COMP CACHED LOADED STATUS
 run_case() { # name url pid
-  local name=$1 url=$2 pid=$3
+  local name=$layout-$1 url=$2 pid=$3
   curl -fs "$url" >/dev/null
   for c in 1 32; do
     read -r rps p50 p99 errs < <(load "$url" "$c")
@@ -67,6 +68,7 @@ run_case() { # name url pid
   RSS[$name]="$(rss_kb "$pid") KiB (peak $(hwm_kb "$pid") KiB)"
 }
 
+measure() {
 # --- wasmtime serve, fresh instance per request (its default for WASIp2)
 $server_cpu "$WASMTIME" serve -S cli=y --addr 127.0.0.1:18081 "$hello" >/dev/null 2>&1 &
 pid=$!; wait_http http://127.0.0.1:18081/hello
@@ -101,36 +103,49 @@ first_response_ms() { # data_dir cache_dir port -> ms from deploy start to first
   t1=$(date +%s%N)
   echo $(( (t1 - t0) / 1000000 ))
 }
-$server_cpu "$nimbus" up --listen 127.0.0.1:18083 --data-dir "$work/d1" --cache-dir "$work/cache" >/dev/null 2>&1 &
+$server_cpu "$nimbus" up --listen 127.0.0.1:18083 --data-dir "$work/$layout-d1" --cache-dir "$work/$layout-cache" >/dev/null 2>&1 &
 pid=$!; wait_http http://127.0.0.1:18083/v1/health
-uncached=$(first_response_ms "$work/d1" "$work/cache" 18083)
-compile=$(grep -o 'compiled in [0-9]* ms' "$work/deploy.txt" || echo "?")
+UNC[$layout]=$(first_response_ms "$work/$layout-d1" "$work/$layout-cache" 18083)
+COMP[$layout]=$(grep -o 'compiled in [0-9]* ms' "$work/deploy.txt" || echo "?")
 kill $pid; wait $pid 2>/dev/null || true
-$server_cpu "$nimbus" up --listen 127.0.0.1:18083 --data-dir "$work/d2" --cache-dir "$work/cache" >/dev/null 2>&1 &
+$server_cpu "$nimbus" up --listen 127.0.0.1:18083 --data-dir "$work/$layout-d2" --cache-dir "$work/$layout-cache" >/dev/null 2>&1 &
 pid=$!; wait_http http://127.0.0.1:18083/v1/health
-cached=$(first_response_ms "$work/d2" "$work/cache" 18083)
-loaded=$(grep -o 'loaded ([a-z ]*)' "$work/deploy.txt" || echo "?")
+CACHED[$layout]=$(first_response_ms "$work/$layout-d2" "$work/$layout-cache" 18083)
+LOADED[$layout]=$(grep -o 'loaded ([a-z ]*)' "$work/deploy.txt" || echo "?")
 
 # --- Nimbus: full gateway on the same server
 run_case nimbus "http://127.0.0.1:18083/hello" $pid
-records=$(curl -fs -H "Authorization: Bearer $(cat "$work/d2/admin-token")" http://127.0.0.1:18083/v1/status)
+STATUS[$layout]=$(curl -fs -H "Authorization: Bearer $(cat "$work/$layout-d2/admin-token")" http://127.0.0.1:18083/v1/status)
 kill $pid; wait $pid 2>/dev/null || true
 
+}
+
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+for layout in pinned shared; do
+  if [ $layout = pinned ]; then server_cpu="taskset -c 1"; load_cpu="taskset -c 0"; else server_cpu=""; load_cpu=""; fi
+  measure
+done
+
 echo
-echo "## HTTP hello, ${dur}s per cell, server on 1 pinned core, wrk on the other ($(date -u +%F))"
-echo
-echo "| server | conns | req/s | p50 | p99 | Nimbus ÷ this (req/s) |"
-echo "|---|---|---|---|---|---|"
-for name in nimbus wasmtime wasmtime-reuse; do
-  for c in 1 32; do
-    echo "| $name | $c | ${RPS[$name,$c]} | ${P50[$name,$c]} | ${P99[$name,$c]} | $(ratio "${RPS[nimbus,$c]}" "${RPS[$name,$c]}") |"
+echo "## HTTP hello, ${dur}s per cell ($(date -u +%F), $(nproc) cores)"
+for layout in pinned shared; do
+  echo
+  echo "### $layout"
+  echo
+  echo "| server | conns | req/s | p50 | p99 | Nimbus ÷ this (req/s) |"
+  echo "|---|---|---|---|---|---|"
+  for name in nimbus wasmtime wasmtime-reuse; do
+    for c in 1 32; do
+      k=$layout-$name
+      echo "| $name | $c | ${RPS[$k,$c]} | ${P50[$k,$c]} | ${P99[$k,$c]} | $(ratio "${RPS[$layout-nimbus,$c]}" "${RPS[$k,$c]}") |"
+    done
   done
+  echo
+  echo "| server | RSS after load |"
+  echo "|---|---|"
+  for name in nimbus wasmtime wasmtime-reuse; do echo "| $name | ${RSS[$layout-$name]} |"; done
 done
 echo
-echo "| server | RSS after load |"
-echo "|---|---|"
-for name in nimbus wasmtime wasmtime-reuse; do echo "| $name | ${RSS[$name]} |"; done
-echo
-echo "Deploy -> first response: uncached ${uncached} ms ($compile), cached ${cached} ms ($loaded)."
-echo "Nimbus status after load: $records"
+for layout in pinned shared; do
+  echo "$layout: deploy -> first response: uncached ${UNC[$layout]} ms (${COMP[$layout]}), cached ${CACHED[$layout]} ms (${LOADED[$layout]}); Nimbus status after load: ${STATUS[$layout]}"
+done
