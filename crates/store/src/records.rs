@@ -218,7 +218,9 @@ impl Store {
             .filter(|(_, _, text)| !text.is_empty())
             .collect();
         for chunk in logs.chunks(ROWS_PER_STATEMENT) {
-            let mut q = QueryBuilder::new("INSERT INTO logs (invocation_id, app, function, at, stream, text) ");
+            let mut q = QueryBuilder::new(
+                "INSERT INTO logs (invocation_id, app, function, at, stream, text) ",
+            );
             q.push_values(chunk, |mut b, (r, stream, text)| {
                 b.push_bind(&r.id)
                     .push_bind(&r.app)
