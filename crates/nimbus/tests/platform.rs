@@ -698,3 +698,20 @@ async fn apps_can_be_bound_to_a_host_and_deleted() {
             .all(|l| !l.starts_with("hosted"))
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn evicted_functions_reload_from_the_compile_cache() {
+    // Room for one pre-linked component: the two functions evict each other.
+    let server = Server::start(&["--loaded-capacity", "1"]);
+    let app = app_dir(BASIC);
+    server.deploy(app.path());
+    for _ in 0..3 {
+        assert_eq!(server.get_text("/hello").await, (200, "hello".to_string()));
+        assert_eq!(
+            server.get_text("/chaos/count").await,
+            (200, "1".to_string())
+        );
+    }
+    let status = server.api("/v1/status").await;
+    assert_eq!(status["loaded_components"], 1);
+}

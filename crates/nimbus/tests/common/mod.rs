@@ -117,30 +117,28 @@ impl Server {
             .expect("running the nimbus CLI")
     }
 
-    /// Runs the CLI and asserts it succeeded; returns stdout + stderr.
-    pub fn cli_ok(&self, args: &[&str]) -> String {
+    /// Runs the CLI; returns whether it succeeded and its stdout + stderr.
+    fn cli_text(&self, args: &[&str]) -> (bool, String) {
         let out = self.cli(args);
         let text = format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        assert!(out.status.success(), "nimbus {args:?} failed:\n{text}");
+        (out.status.success(), text)
+    }
+
+    /// Runs the CLI and asserts it succeeded; returns stdout + stderr.
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let (ok, text) = self.cli_text(args);
+        assert!(ok, "nimbus {args:?} failed:\n{text}");
         text
     }
 
     /// Runs the CLI and asserts it failed; returns stdout + stderr.
     pub fn cli_err(&self, args: &[&str]) -> String {
-        let out = self.cli(args);
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(
-            !out.status.success(),
-            "nimbus {args:?} should have failed:\n{text}"
-        );
+        let (ok, text) = self.cli_text(args);
+        assert!(!ok, "nimbus {args:?} should have failed:\n{text}");
         text
     }
 
