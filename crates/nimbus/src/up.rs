@@ -47,6 +47,9 @@ pub struct UpArgs {
     /// instances (faster reuse, more resident memory)
     #[arg(long, default_value_t = 4096)]
     keep_resident_kb: usize,
+    /// Unused instance slots kept warm for reuse (each keeps its dirtied pages resident)
+    #[arg(long, default_value_t = 16)]
+    warm_slots: u32,
     /// Invocation records and log entries kept (older ones are pruned)
     #[arg(long, default_value_t = 100_000)]
     keep_records: i64,
@@ -112,6 +115,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
             loaded_capacity: args.loaded_capacity,
             log_limit_bytes: args.log_limit_kb * 1024,
             keep_resident_bytes: args.keep_resident_kb * 1024,
+            warm_slots: args.warm_slots,
         },
         components.clone(),
         Arc::new(move |r| sink_writer.submit(r)),

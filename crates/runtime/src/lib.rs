@@ -98,6 +98,8 @@ pub struct RuntimeConfig {
     pub log_limit_bytes: usize,
     /// Bytes of each memory/table slot kept resident between instances.
     pub keep_resident_bytes: usize,
+    /// Unused pool slots kept warm (resident) for reuse.
+    pub warm_slots: u32,
 }
 
 impl Default for RuntimeConfig {
@@ -111,6 +113,7 @@ impl Default for RuntimeConfig {
             loaded_capacity: 1000,
             log_limit_bytes: 64 * 1024,
             keep_resident_bytes: 4 << 20,
+            warm_slots: 16,
         }
     }
 }
@@ -149,6 +152,9 @@ impl Runtime {
             .total_tables(slots.saturating_mul(4))
             .total_stacks(slots)
             .max_memory_size((config.max_memory_mb as usize) << 20)
+            // Slots of dropped instances stay warm (their pages resident) for
+            // fast reuse; bound how many, or RSS grows with the pool size.
+            .max_unused_warm_slots(config.warm_slots)
             .linear_memory_keep_resident(config.keep_resident_bytes)
             .table_keep_resident(config.keep_resident_bytes);
         let mut wasm = Config::new();

@@ -186,6 +186,8 @@ impl Store {
     /// inserts: one statement per few hundred rows, not one per row.
     pub async fn insert_records(&self, records: &[Box<InvocationRecord>]) -> Result<()> {
         // 14 parameters per row stays far below SQLite's and PostgreSQL's limits.
+        // Statements are not cached (`persistent(false)`): each batch size is a
+        // different statement, and caching them all costs tens of MiB.
         const ROWS_PER_STATEMENT: usize = 500;
         let mut tx = self.pool.begin().await?;
         for chunk in records.chunks(ROWS_PER_STATEMENT) {
@@ -210,7 +212,7 @@ impl Store {
                     .push_bind(r.bytes_out as i64);
             });
             q.push(" ON CONFLICT (id) DO NOTHING");
-            q.build().execute(&mut *tx).await?;
+            q.build().persistent(false).execute(&mut *tx).await?;
         }
         let logs: Vec<(&InvocationRecord, &str, &String)> = records
             .iter()
@@ -229,7 +231,7 @@ impl Store {
                     .push_bind(*stream)
                     .push_bind(*text);
             });
-            q.build().execute(&mut *tx).await?;
+            q.build().persistent(false).execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
