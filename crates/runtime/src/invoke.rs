@@ -16,9 +16,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, oneshot};
 use wasmtime::Store;
 use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi_http::p2::bindings::http::types::ErrorCode;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
@@ -127,6 +128,14 @@ impl Tracker {
 }
 
 impl Tracker {
+    /// Overrides how the invocation ended (the guest's own end said "ok").
+    fn set_end(&self, outcome: Outcome, error: Option<String>) {
+        if let Some(end) = self.end.lock().as_mut() {
+            end.outcome = outcome;
+            end.error = error;
+        }
+    }
+
     fn failed(&self) -> bool {
         self.end
             .lock()
@@ -222,6 +231,76 @@ where
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+type GuestFuture = Pin<Box<dyn Future<Output = TaskEnd> + Send>>;
+
+/// The response body of a guest that may still be running: polls the guest
+/// (so it makes progress on this task) and the body it produces. The body
+/// ends only once the guest has, so the record and the failure check see
+/// how it ended.
+struct GuestBody {
+    guest: Option<GuestFuture>,
+    inner: Counted<ResponseBody>,
+    inner_done: bool,
+}
+
+impl Body for GuestBody {
+    type Data = Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        if let Some(guest) = this.guest.as_mut() {
+            if guest.as_mut().poll(cx).is_ready() {
+                this.guest = None;
+            }
+        }
+        if !this.inner_done {
+            match Pin::new(&mut this.inner).poll_frame(cx) {
+                Poll::Ready(None) => this.inner_done = true,
+                other => return other,
+            }
+        }
+        if this.guest.is_some() {
+            // The body is complete but the guest still runs; it wakes us.
+            return Poll::Pending;
+        }
+        // The guest ended after its body did: report a failure it ended with.
+        if this.inner.tracker.failed() {
+            let why = this
+                .inner
+                .tracker
+                .end
+                .lock()
+                .as_ref()
+                .and_then(|e| e.error.clone());
+            return Poll::Ready(Some(Err(wasmtime_wasi_http::Error::InternalError(why))));
+        }
+        Poll::Ready(None)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.guest.is_none() && self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for GuestBody {
+    fn drop(&mut self) {
+        if self.guest.take().is_some() {
+            self.inner.tracker.finish(
+                Outcome::Error,
+                Some("the client went away before the response was complete".into()),
+            );
+        }
     }
 }
 
@@ -433,7 +512,11 @@ impl Runtime {
 
         let task_tracker = tracker.clone();
         let limits = f.limits;
-        let task = tokio::spawn(async move {
+        // The guest runs inside this request's own task (no spawn, no
+        // cross-thread wake-up): first until it sends the response head,
+        // then as part of the response body, which polls it along with the
+        // body it produces. Dropping either drops the instance.
+        let guest = async move {
             let _permit = permit;
             let run = async {
                 let proxy = loaded.pre.instantiate_async(&mut store).await?;
@@ -472,39 +555,74 @@ impl Runtime {
             task_tracker.finish(end.outcome, end.error.clone());
             drop(store);
             end
-        });
+        };
+        let mut guest: GuestFuture = Box::pin(guest);
+        let mut rx = rx;
 
-        let head = tokio::time::timeout(first_byte, rx).await;
+        enum First {
+            Head(Result<Result<Response<ResponseBody>, ErrorCode>, oneshot::error::RecvError>),
+            Ended(TaskEnd),
+        }
+        let first = tokio::time::timeout(first_byte, async {
+            tokio::select! {
+                biased;
+                head = &mut rx => First::Head(head),
+                end = &mut guest => First::Ended(end),
+            }
+        })
+        .await;
+        let (head, guest) = match first {
+            Ok(First::Head(Ok(head))) => (Ok(head), Some(guest)),
+            Ok(First::Head(Err(_))) => (Err(guest.await), None),
+            Ok(First::Ended(end)) => match rx.try_recv() {
+                Ok(head) => (Ok(head), None),
+                Err(_) => (Err(end), None),
+            },
+            Err(_) => {
+                drop(guest);
+                let msg = format!(
+                    "did not start its response within its first_byte_timeout_ms of {} ms, so it was stopped",
+                    f.limits.first_byte_timeout_ms
+                );
+                tracker.finish(Outcome::Timeout, Some(msg.clone()));
+                tracker.status.store(504, Ordering::Relaxed);
+                let resp = text_response(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    format!("function {qualified} {msg} (invocation {id})"),
+                );
+                return with_id(resp, &id);
+            }
+        };
         let resp = match head {
-            Ok(Ok(Ok(resp))) => {
+            Ok(Ok(resp)) => {
                 tracker
                     .status
                     .store(resp.status().as_u16(), Ordering::Relaxed);
-                resp.map(|body| {
-                    Counted {
-                        inner: body,
-                        tracker: tracker.clone(),
-                        outbound: true,
+                let tracker = tracker.clone();
+                resp.map(move |body| {
+                    GuestBody {
+                        guest,
+                        inner: Counted {
+                            inner: body,
+                            tracker,
+                            outbound: true,
+                        },
+                        inner_done: false,
                     }
                     .boxed_unsync()
                 })
             }
-            Ok(Ok(Err(code))) => {
+            Ok(Err(code)) => {
+                drop(guest);
                 let msg = format!(
                     "function {qualified} answered with an error instead of a response: {code:?}"
                 );
+                tracker.finish(Outcome::Error, Some(msg.clone()));
                 tracker.status.store(502, Ordering::Relaxed);
                 text_response(StatusCode::BAD_GATEWAY, msg)
             }
-            Ok(Err(_)) => {
+            Err(end) => {
                 // The guest ended without setting a response.
-                let end = match task.await {
-                    Ok(end) => end,
-                    Err(e) => TaskEnd {
-                        outcome: Outcome::Error,
-                        error: Some(format!("invocation task failed: {e}")),
-                    },
-                };
                 let (status, msg) = match end.outcome {
                     Outcome::Timeout => {
                         (StatusCode::GATEWAY_TIMEOUT, end.error.unwrap_or_default())
@@ -519,7 +637,7 @@ impl Runtime {
                     ),
                 };
                 if end.outcome == Outcome::Ok {
-                    tracker.finish(Outcome::Error, Some(msg.clone()));
+                    tracker.set_end(Outcome::Error, Some(msg.clone()));
                 }
                 tracker.status.store(status.as_u16(), Ordering::Relaxed);
                 text_response(
@@ -528,19 +646,6 @@ impl Runtime {
                         "function {qualified} {msg} (invocation {id}; see `nimbus logs {} {} --invocation {id}`)",
                         f.app, f.name
                     ),
-                )
-            }
-            Err(_) => {
-                task.abort();
-                let msg = format!(
-                    "did not start its response within its first_byte_timeout_ms of {} ms, so it was stopped",
-                    f.limits.first_byte_timeout_ms
-                );
-                tracker.finish(Outcome::Timeout, Some(msg.clone()));
-                tracker.status.store(504, Ordering::Relaxed);
-                text_response(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    format!("function {qualified} {msg} (invocation {id})"),
                 )
             }
         };
