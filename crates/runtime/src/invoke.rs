@@ -255,10 +255,10 @@ impl Body for GuestBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;
-        if let Some(guest) = this.guest.as_mut() {
-            if guest.as_mut().poll(cx).is_ready() {
-                this.guest = None;
-            }
+        if let Some(guest) = this.guest.as_mut()
+            && guest.as_mut().poll(cx).is_ready()
+        {
+            this.guest = None;
         }
         if !this.inner_done {
             match Pin::new(&mut this.inner).poll_frame(cx) {
