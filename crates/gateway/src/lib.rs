@@ -17,7 +17,7 @@ use arc_swap::ArcSwap;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::Either;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use nimbus_runtime::{InvokeRequest, ResponseBody, Runtime};
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -111,6 +111,9 @@ impl Gateway {
     }
 }
 
+/// How long a client may take to send a request head.
+const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Body of every response the server sends.
 pub type ServerBody = Either<ResponseBody, axum::body::Body>;
 
@@ -160,7 +163,12 @@ pub async fn serve(
                     Ok::<_, Infallible>(resp)
                 }
             });
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            // A client that never finishes its request head is dropped.
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT);
             if let Err(e) = builder
                 .serve_connection(TokioIo::new(stream), service)
                 .await

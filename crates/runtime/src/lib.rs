@@ -128,6 +128,7 @@ pub struct Runtime {
     config: RuntimeConfig,
     sink: RecordSink,
     ticker_stop: Arc<AtomicBool>,
+    loading: parking_lot::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Drop for Runtime {
@@ -199,6 +200,7 @@ impl Runtime {
             config,
             sink,
             ticker_stop,
+            loading: Default::default(),
         }))
     }
 
@@ -242,6 +244,27 @@ impl Runtime {
         if let Some(l) = self.cache.get(hash) {
             return Ok((l, LoadSource::Memory));
         }
+        // One load per component at a time: concurrent first requests for a
+        // cold function wait for it instead of compiling it again each.
+        let gate = self
+            .loading
+            .lock()
+            .entry(hash.to_string())
+            .or_default()
+            .clone();
+        let _loading = gate.lock().await;
+        if let Some(l) = self.cache.get(hash) {
+            return Ok((l, LoadSource::Memory));
+        }
+        let result = self.load_uncached(hash).await;
+        self.loading.lock().remove(hash);
+        result
+    }
+
+    async fn load_uncached(
+        self: &Arc<Self>,
+        hash: &str,
+    ) -> Result<(Arc<Loaded>, LoadSource), RuntimeError> {
         let this = self.clone();
         let hash = hash.to_string();
         tokio::task::spawn_blocking(move || {
