@@ -142,6 +142,13 @@ impl Tracker {
             .as_ref()
             .is_some_and(|e| e.outcome != Outcome::Ok)
     }
+
+    /// The error a response body must end with if the invocation failed.
+    fn failure(&self) -> Option<wasmtime_wasi_http::Error> {
+        let end = self.end.lock();
+        let end = end.as_ref().filter(|e| e.outcome != Outcome::Ok)?;
+        Some(wasmtime_wasi_http::Error::InternalError(end.error.clone()))
+    }
 }
 
 impl Drop for Tracker {
@@ -209,16 +216,10 @@ where
             Poll::Ready(None) => {
                 // A guest stopped mid-response must not look like a complete
                 // response: fail the body so the connection is aborted.
-                if this.outbound && this.tracker.failed() {
-                    let why = this
-                        .tracker
-                        .end
-                        .lock()
-                        .as_ref()
-                        .and_then(|e| e.error.clone());
-                    return Poll::Ready(Some(Err(wasmtime_wasi_http::Error::InternalError(why))));
+                match this.tracker.failure() {
+                    Some(err) if this.outbound => Poll::Ready(Some(Err(err))),
+                    _ => Poll::Ready(None),
                 }
-                Poll::Ready(None)
             }
             Poll::Pending => Poll::Pending,
         }
@@ -271,17 +272,7 @@ impl Body for GuestBody {
             return Poll::Pending;
         }
         // The guest ended after its body did: report a failure it ended with.
-        if this.inner.tracker.failed() {
-            let why = this
-                .inner
-                .tracker
-                .end
-                .lock()
-                .as_ref()
-                .and_then(|e| e.error.clone());
-            return Poll::Ready(Some(Err(wasmtime_wasi_http::Error::InternalError(why))));
-        }
-        Poll::Ready(None)
+        Poll::Ready(this.inner.tracker.failure().map(Err))
     }
 
     fn is_end_stream(&self) -> bool {
