@@ -181,16 +181,35 @@ pub struct LogQuery {
     pub limit: i64,
 }
 
+/// Largest multi-row insert (14 parameters a row stays far below SQLite's
+/// and PostgreSQL's limits).
+const MAX_ROWS_PER_STATEMENT: usize = 64;
+
+/// Splits rows into statements of 64, 32, 16, ... 1 rows. Every size is one
+/// statement text, prepared once and cached: seven shapes per table, instead
+/// of a new (large) statement to parse or cache for every batch size.
+fn batches<T>(mut rows: &[T]) -> impl Iterator<Item = &[T]> {
+    std::iter::from_fn(move || {
+        if rows.is_empty() {
+            return None;
+        }
+        let n = if rows.len() >= MAX_ROWS_PER_STATEMENT {
+            MAX_ROWS_PER_STATEMENT
+        } else {
+            1 << rows.len().ilog2()
+        };
+        let (head, tail) = rows.split_at(n);
+        rows = tail;
+        Some(head)
+    })
+}
+
 impl Store {
     /// Writes records and their logs in one transaction, as multi-row
     /// inserts: one statement per few hundred rows, not one per row.
     pub async fn insert_records(&self, records: &[Box<InvocationRecord>]) -> Result<()> {
-        // 14 parameters per row stays far below SQLite's and PostgreSQL's limits.
-        // Statements are not cached (`persistent(false)`): each batch size is a
-        // different statement, and caching them all costs tens of MiB.
-        const ROWS_PER_STATEMENT: usize = 500;
         let mut tx = self.pool.begin().await?;
-        for chunk in records.chunks(ROWS_PER_STATEMENT) {
+        for chunk in batches(records) {
             let mut q = QueryBuilder::new(
                 "INSERT INTO invocations (id, app, function, revision, trigger, method, path, started_at,
                     duration_us, status, outcome, error, bytes_in, bytes_out) ",
@@ -212,14 +231,14 @@ impl Store {
                     .push_bind(r.bytes_out as i64);
             });
             q.push(" ON CONFLICT (id) DO NOTHING");
-            q.build().persistent(false).execute(&mut *tx).await?;
+            q.build().execute(&mut *tx).await?;
         }
         let logs: Vec<(&InvocationRecord, &str, &String)> = records
             .iter()
             .flat_map(|r| [(&**r, "stdout", &r.stdout), (&**r, "stderr", &r.stderr)])
             .filter(|(_, _, text)| !text.is_empty())
             .collect();
-        for chunk in logs.chunks(ROWS_PER_STATEMENT) {
+        for chunk in batches(&logs) {
             let mut q = QueryBuilder::new(
                 "INSERT INTO logs (invocation_id, app, function, at, stream, text) ",
             );
@@ -231,7 +250,7 @@ impl Store {
                     .push_bind(*stream)
                     .push_bind(*text);
             });
-            q.build().persistent(false).execute(&mut *tx).await?;
+            q.build().execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -351,6 +370,16 @@ mod tests {
             stdout: format!("line {i}\n"),
             stderr: String::new(),
         }
+    }
+
+    #[test]
+    fn batch_sizes() {
+        let sizes = |n: usize| batches(&vec![0u8; n]).map(|b| b.len()).collect::<Vec<_>>();
+        assert_eq!(sizes(0), Vec::<usize>::new());
+        assert_eq!(sizes(1), vec![1]);
+        assert_eq!(sizes(7), vec![4, 2, 1]);
+        assert_eq!(sizes(64), vec![64]);
+        assert_eq!(sizes(200), vec![64, 64, 64, 8]);
     }
 
     #[tokio::test]
