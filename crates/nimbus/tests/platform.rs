@@ -723,3 +723,26 @@ async fn evicted_functions_reload_from_the_compile_cache() {
     let status = server.api("/v1/status").await;
     assert_eq!(status["loaded_components"], 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_demo_app_deploys_and_serves() {
+    let server = Server::start(&[]);
+    let demo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/demo");
+    // Runs the manifest's build commands, as a user's `nimbus deploy` does.
+    let out = server.deploy(&demo);
+    assert!(out.contains("deployed demo revision 1"), "{out}");
+    assert_eq!(server.get_text("/hello").await, (200, "hello".to_string()));
+    let v: serde_json::Value = server.get("/echo/you").await.json().await.unwrap();
+    assert_eq!(v["params"]["name"], "you");
+    assert_eq!(v["greeting"], "hello from Nimbus");
+    let (status, body) = server.get_text("/clock?count=2&interval_ms=10").await;
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "data: tick 1\n\ndata: tick 2\n\n")
+    );
+    let hello = format!("{}/hello", server.url);
+    assert_eq!(
+        server.get_text(&format!("/fetch?url={hello}")).await,
+        (200, "hello".to_string())
+    );
+}
