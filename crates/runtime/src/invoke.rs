@@ -213,21 +213,13 @@ where
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
-            Poll::Ready(None) => {
-                // A guest stopped mid-response must not look like a complete
-                // response: fail the body so the connection is aborted.
-                match this.tracker.failure() {
-                    Some(err) if this.outbound => Poll::Ready(Some(Err(err))),
-                    _ => Poll::Ready(None),
-                }
-            }
+            Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        // Let a failed invocation reach `poll_frame`, which reports it.
-        self.inner.is_end_stream() && !(self.outbound && self.tracker.failed())
+        self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -271,12 +263,14 @@ impl Body for GuestBody {
             // The body is complete but the guest still runs; it wakes us.
             return Poll::Pending;
         }
-        // The guest ended after its body did: report a failure it ended with.
+        // Guest and body are done. A guest stopped mid-response must not look
+        // like a complete response: fail the body so the connection aborts.
         Poll::Ready(this.inner.tracker.failure().map(Err))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.guest.is_none() && self.inner.is_end_stream()
+        // A failed invocation must reach `poll_frame`, which reports it.
+        self.guest.is_none() && self.inner.is_end_stream() && !self.inner.tracker.failed()
     }
 
     fn size_hint(&self) -> SizeHint {
