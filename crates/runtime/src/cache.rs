@@ -138,7 +138,7 @@ impl CodeCache {
 }
 
 fn compile(engine: &Engine, bytes: &[u8]) -> Result<Component, RuntimeError> {
-    if wasmparser_is_core_module(bytes) {
+    if is_core_module(bytes) {
         return Err(RuntimeError::InvalidComponent(
             "this is a core WebAssembly module, not a component: build for the wasm32-wasip2 target, or wrap it with `wasm-tools component new`".into(),
         ));
@@ -152,6 +152,6 @@ fn compile(engine: &Engine, bytes: &[u8]) -> Result<Component, RuntimeError> {
 }
 
 /// A core module has version 1 and layer 0 in its preamble; a component has layer 1.
-fn wasmparser_is_core_module(bytes: &[u8]) -> bool {
+fn is_core_module(bytes: &[u8]) -> bool {
     bytes.len() >= 8 && bytes.starts_with(b"\0asm") && bytes[4..8] == [1, 0, 0, 0]
 }

@@ -76,6 +76,13 @@ impl Function {
     }
 }
 
+/// Shows `app/function`.
+impl std::fmt::Display for Function {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.app, self.name)
+    }
+}
+
 /// Routing facts passed to the guest as `nimbus-*` request headers.
 #[derive(Debug, Default, Clone)]
 pub struct InvokeRequest {
@@ -125,9 +132,7 @@ impl Tracker {
             });
         }
     }
-}
 
-impl Tracker {
     /// Overrides how the invocation ended (the guest's own end said "ok").
     fn set_end(&self, outcome: Outcome, error: Option<String>) {
         if let Some(end) = self.end.lock().as_mut() {
@@ -342,7 +347,8 @@ impl Runtime {
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
         let id = uuid::Uuid::now_v7().to_string();
-        let qualified = format!("{}/{}", f.app, f.name);
+        // Named in error messages only; formatting it costs nothing until then.
+        let qualified: &Function = f;
 
         let permit = match self.admission.admit(&f.concurrency).await {
             Ok(p) => p,
