@@ -2,8 +2,9 @@
 //! activated by the server. It is produced from a [`crate::Manifest`] once
 //! every function's component has been uploaded and named by its hash.
 
+use crate::events::{QueueSpec, QueueTriggerSpec, RetryPolicy, ScheduleSpec, SubscriptionSpec};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Resource limits of one function. Defaults live in [`Limits::default`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,6 +53,9 @@ pub struct FunctionSpec {
     /// `*.domain`, or `*`); everything else is denied.
     #[serde(default)]
     pub allowed_outbound_hosts: Vec<String>,
+    /// Retries of its async invocations.
+    #[serde(default)]
+    pub retry: RetryPolicy,
 }
 
 /// One HTTP route of a revision.
@@ -79,6 +83,21 @@ pub struct AppSpec {
     /// HTTP routes.
     #[serde(default)]
     pub routes: Vec<RouteSpec>,
+    /// Queues by name.
+    #[serde(default)]
+    pub queues: BTreeMap<String, QueueSpec>,
+    /// Topic names.
+    #[serde(default)]
+    pub topics: BTreeSet<String>,
+    /// Queue consumers.
+    #[serde(default)]
+    pub queue_triggers: Vec<QueueTriggerSpec>,
+    /// Topic subscriptions.
+    #[serde(default)]
+    pub subscriptions: Vec<SubscriptionSpec>,
+    /// Schedules.
+    #[serde(default)]
+    pub schedules: Vec<ScheduleSpec>,
 }
 
 impl AppSpec {
