@@ -74,6 +74,12 @@ pub struct InvocationRecord {
     pub bytes_in: u64,
     /// Response body bytes sent.
     pub bytes_out: u64,
+    /// Event delivered, when an event triggered it (its CloudEvents `id`).
+    #[serde(default)]
+    pub event_id: Option<String>,
+    /// Attempt number of that event (1-based; 0 for plain requests).
+    #[serde(default)]
+    pub attempt: u32,
     /// Captured stdout (bounded).
     pub stdout: String,
     /// Captured stderr (bounded).

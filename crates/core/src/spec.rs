@@ -71,7 +71,7 @@ pub struct RouteSpec {
 }
 
 /// Everything a revision of an app consists of.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppSpec {
     /// App name.
     pub name: String,

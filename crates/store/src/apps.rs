@@ -211,10 +211,11 @@ mod tests {
                     limits: Limits::default(),
                     env: Default::default(),
                     allowed_outbound_hosts: vec![],
+                    retry: Default::default(),
                 },
             )]
             .into(),
-            routes: vec![],
+            ..Default::default()
         }
     }
 

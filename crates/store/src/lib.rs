@@ -16,10 +16,14 @@
 
 mod apps;
 mod components;
+mod events;
 mod records;
 
 pub use apps::{AppRow, RevisionRow};
 pub use components::{ComponentStore, PutError};
+pub use events::{
+    ChannelDepth, Enqueued, EventOp, EventResult, Leased, MessageRow, NewMessage, Settlement,
+};
 pub use records::{InvocationRow, LogQuery, RecordWriter, RecordWriterConfig};
 
 use sqlx::SqlitePool;

@@ -162,6 +162,10 @@ pub struct InvocationRow {
     pub bytes_in: u64,
     /// Response bytes.
     pub bytes_out: u64,
+    /// Event delivered, for event-triggered invocations.
+    pub event_id: Option<String>,
+    /// Attempt number of that event (0 for plain requests).
+    pub attempt: u32,
 }
 
 /// Which log entries to read.
@@ -181,14 +185,14 @@ pub struct LogQuery {
     pub limit: i64,
 }
 
-/// Largest multi-row insert (14 parameters a row stays far below SQLite's
+/// Largest multi-row insert (16 parameters a row stays far below SQLite's
 /// and PostgreSQL's limits).
 const MAX_ROWS_PER_STATEMENT: usize = 64;
 
 /// Splits rows into statements of 64, 32, 16, ... 1 rows. Every size is one
 /// statement text, prepared once and cached: seven shapes per table, instead
 /// of a new (large) statement to parse or cache for every batch size.
-fn batches<T>(mut rows: &[T]) -> impl Iterator<Item = &[T]> {
+pub(crate) fn batches<T>(mut rows: &[T]) -> impl Iterator<Item = &[T]> {
     std::iter::from_fn(move || {
         if rows.is_empty() {
             return None;
@@ -212,7 +216,7 @@ impl Store {
         for chunk in batches(records) {
             let mut q = QueryBuilder::new(
                 "INSERT INTO invocations (id, app, function, revision, trigger, method, path, started_at,
-                    duration_us, status, outcome, error, bytes_in, bytes_out) ",
+                    duration_us, status, outcome, error, bytes_in, bytes_out, event_id, attempt) ",
             );
             q.push_values(chunk, |mut b, r| {
                 b.push_bind(&r.id)
@@ -228,7 +232,9 @@ impl Store {
                     .push_bind(r.outcome.as_str())
                     .push_bind(&r.error)
                     .push_bind(r.bytes_in as i64)
-                    .push_bind(r.bytes_out as i64);
+                    .push_bind(r.bytes_out as i64)
+                    .push_bind(&r.event_id)
+                    .push_bind(i64::from(r.attempt));
             });
             q.push(" ON CONFLICT (id) DO NOTHING");
             q.build().execute(&mut *tx).await?;
@@ -272,21 +278,25 @@ impl Store {
         Ok(())
     }
 
-    /// Newest invocations of an app (optionally one function), newest first.
+    /// Newest invocations of an app (optionally of one function, or the
+    /// attempts of one event), newest first.
     pub async fn invocations(
         &self,
         app: &str,
         function: Option<&str>,
+        event: Option<&str>,
         limit: i64,
     ) -> Result<Vec<InvocationRow>> {
         let rows = sqlx::query(
             "SELECT id, app, function, revision, trigger, method, path, started_at, duration_us, status,
-                    outcome, error, bytes_in, bytes_out
+                    outcome, error, bytes_in, bytes_out, event_id, attempt
              FROM invocations WHERE app = $1 AND ($2 IS NULL OR function = $2)
-             ORDER BY started_at DESC LIMIT $3",
+               AND ($3 IS NULL OR event_id = $3)
+             ORDER BY started_at DESC LIMIT $4",
         )
         .bind(app)
         .bind(function)
+        .bind(event)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
@@ -310,6 +320,8 @@ impl Store {
                     error: row.try_get("error")?,
                     bytes_in: row.try_get::<i64, _>("bytes_in")? as u64,
                     bytes_out: row.try_get::<i64, _>("bytes_out")? as u64,
+                    event_id: row.try_get("event_id")?,
+                    attempt: row.try_get::<i64, _>("attempt")? as u32,
                 })
             })
             .collect()
@@ -367,6 +379,8 @@ mod tests {
             error: None,
             bytes_in: 0,
             bytes_out: 5,
+            event_id: None,
+            attempt: 0,
             stdout: format!("line {i}\n"),
             stderr: String::new(),
         }
@@ -391,8 +405,14 @@ mod tests {
             writer.submit(record(i, if i % 2 == 0 { "even" } else { "odd" }));
         }
         writer.flush().await;
-        assert_eq!(store.invocations("a", None, 100).await.unwrap().len(), 50);
-        let odd = store.invocations("a", Some("odd"), 100).await.unwrap();
+        assert_eq!(
+            store.invocations("a", None, None, 100).await.unwrap().len(),
+            50
+        );
+        let odd = store
+            .invocations("a", Some("odd"), None, 100)
+            .await
+            .unwrap();
         assert_eq!(odd.len(), 25);
         assert_eq!(odd[0].id, "inv-00049", "newest first");
         let logs = store
@@ -417,7 +437,10 @@ mod tests {
             .unwrap();
         assert_eq!(after.len(), 50 - 19);
         store.prune_records(10, 5).await.unwrap();
-        assert_eq!(store.invocations("a", None, 100).await.unwrap().len(), 10);
+        assert_eq!(
+            store.invocations("a", None, None, 100).await.unwrap().len(),
+            10
+        );
         let all = store
             .logs(&LogQuery {
                 app: "a".into(),
