@@ -11,7 +11,8 @@
 
 mod routes;
 
-pub use routes::{ActiveApp, Lookup, RouteConflict, RouteTable, Target};
+pub use nimbus_runtime::ActiveApp;
+pub use routes::{Lookup, RouteConflict, RouteTable, Target};
 
 use arc_swap::ArcSwap;
 use http::{HeaderValue, Request, Response, StatusCode, header};

@@ -72,6 +72,28 @@ impl Admission {
         self.waiting.load(Ordering::Relaxed)
     }
 
+    /// Takes a permit of `function` and one of the platform, waiting as long
+    /// as it takes. For event deliveries: their consumer bounds how many
+    /// wait, and the event itself waits durably in its queue meanwhile, so
+    /// a flood of events queues up instead of exceeding the limits.
+    pub async fn admit_patient(&self, function: &Arc<Semaphore>) -> Permit {
+        let f = function
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("semaphores are never closed");
+        let g = self
+            .global
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("semaphores are never closed");
+        Permit {
+            _function: f,
+            _global: g,
+        }
+    }
+
     /// Takes a permit of `function` and one of the platform, waiting a bounded time.
     pub async fn admit(&self, function: &Arc<Semaphore>) -> Result<Permit, Throttled> {
         let f = match function.clone().try_acquire_owned() {

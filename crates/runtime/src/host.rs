@@ -18,6 +18,7 @@ pub struct Host {
     pub(crate) table: ResourceTable,
     pub(crate) outbound: OutboundPolicy,
     pub(crate) limiter: Limiter,
+    pub(crate) events: crate::events::EventsBinding,
 }
 
 impl WasiView for Host {

@@ -3,6 +3,7 @@
 
 use crate::admission::Throttled;
 use crate::capture::Capture;
+use crate::events::EventsBinding;
 use crate::host::{AllowedHost, Host, Limiter, OutboundPolicy};
 use crate::{RecordSink, Runtime};
 use bytes::Bytes;
@@ -44,6 +45,7 @@ pub struct Function {
     pub limits: Limits,
     env: Vec<(String, String)>,
     allowed: Arc<[AllowedHost]>,
+    app_name: Arc<str>,
     concurrency: Arc<Semaphore>,
 }
 
@@ -67,6 +69,7 @@ impl Function {
                 .map(|h| AllowedHost::parse(h))
                 .collect(),
             concurrency: Arc::new(Semaphore::new(spec.limits.max_concurrency as usize)),
+            app_name: Arc::from(app),
         }
     }
 
@@ -86,12 +89,27 @@ impl std::fmt::Display for Function {
 /// Routing facts passed to the guest as `nimbus-*` request headers.
 #[derive(Debug, Default, Clone)]
 pub struct InvokeRequest {
-    /// `http` (through a route) or `invoke` (direct call).
+    /// `http` (through a route), `invoke` (direct call), or the event
+    /// trigger: `queue`, `topic`, `schedule`, `async`.
     pub trigger: &'static str,
     /// The route pattern that matched, if any.
     pub route: Option<String>,
     /// Path parameters.
     pub params: Vec<(String, String)>,
+    /// The event delivered, for event triggers.
+    pub event: Option<EventMeta>,
+    /// Wait for capacity as long as it takes instead of answering 429
+    /// (event deliveries, whose event waits durably meanwhile).
+    pub patient: bool,
+}
+
+/// The event an invocation delivers.
+#[derive(Debug, Clone)]
+pub struct EventMeta {
+    /// Event id (CloudEvents `id`).
+    pub id: String,
+    /// Attempt number, 1-based.
+    pub attempt: u32,
 }
 
 struct End {
@@ -110,6 +128,8 @@ struct Tracker {
     trigger: &'static str,
     method: String,
     path: String,
+    event_id: Option<String>,
+    attempt: u32,
     started_at_us: i64,
     start: Instant,
     status: AtomicU16,
@@ -178,6 +198,8 @@ impl Drop for Tracker {
             error: end.error,
             bytes_in: self.bytes_in.load(Ordering::Relaxed),
             bytes_out: self.bytes_out.load(Ordering::Relaxed),
+            event_id: self.event_id.take(),
+            attempt: self.attempt,
             stdout: self.stdout.text(),
             stderr: self.stderr.text(),
         });
@@ -350,7 +372,12 @@ impl Runtime {
         // Named in error messages only; formatting it costs nothing until then.
         let qualified: &Function = f;
 
-        let permit = match self.admission.admit(&f.concurrency).await {
+        let admitted = if meta.patient {
+            Ok(self.admission.admit_patient(&f.concurrency).await)
+        } else {
+            self.admission.admit(&f.concurrency).await
+        };
+        let permit = match admitted {
             Ok(p) => p,
             Err(why) => {
                 let wait = self.admission.wait_timeout();
@@ -405,6 +432,8 @@ impl Runtime {
                 .path_and_query()
                 .map(|p| p.as_str().to_string())
                 .unwrap_or_default(),
+            event_id: meta.event.as_ref().map(|e| e.id.clone()),
+            attempt: meta.event.as_ref().map_or(0, |e| e.attempt),
             started_at_us: nimbus_store::now_us(),
             start: Instant::now(),
             status: AtomicU16::new(0),
@@ -434,6 +463,10 @@ impl Runtime {
         add(INVOCATION_ID_HEADER.into(), &id);
         add("nimbus-app".into(), &f.app);
         add("nimbus-function".into(), &f.name);
+        add("nimbus-trigger".into(), meta.trigger);
+        if let Some(e) = &meta.event {
+            add("nimbus-attempt".into(), &e.attempt.to_string());
+        }
         if let Some(route) = &meta.route {
             add("nimbus-route".into(), route);
         }
@@ -472,6 +505,10 @@ impl Runtime {
                 limiter: Limiter {
                     max_bytes: (f.limits.memory_mb as usize) << 20,
                     hit: false,
+                },
+                events: EventsBinding {
+                    app: f.app_name.clone(),
+                    producer: self.producer.get().cloned(),
                 },
             },
         );

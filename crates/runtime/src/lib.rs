@@ -29,16 +29,22 @@
 //! * concurrency: [`Admission`] (platform-wide and per-function, bounded wait).
 
 mod admission;
+mod app;
 mod cache;
 mod capture;
+mod events;
 mod host;
 mod invoke;
 
 pub use admission::{Admission, Permit, Throttled};
+pub use app::ActiveApp;
 pub use cache::{LoadSource, Loaded};
 pub use capture::Capture;
+pub use events::{EventProducer, GuestMessage, ProduceError};
 pub use host::AllowedHost;
-pub use invoke::{Function, INVOCATION_ID_HEADER, InvokeRequest, ResponseBody, text_response};
+pub use invoke::{
+    EventMeta, Function, INVOCATION_ID_HEADER, InvokeRequest, ResponseBody, text_response,
+};
 
 use cache::CodeCache;
 use host::Host;
@@ -59,7 +65,7 @@ pub enum RuntimeError {
     InvalidComponent(String),
     /// The component imports something Nimbus does not provide.
     #[error(
-        "the component cannot be linked: {0} (Nimbus provides the wasi:http/proxy world plus wasi:cli, wasi:filesystem, wasi:sockets, wasi:random and wasi:clocks 0.2)"
+        "the component cannot be linked: {0} (Nimbus provides the wasi:http/proxy world plus wasi:cli, wasi:filesystem, wasi:sockets, wasi:random and wasi:clocks 0.2, and nimbus:events/producer@0.1.0)"
     )]
     Link(String),
     /// The component does not export the HTTP handler.
@@ -128,6 +134,7 @@ pub struct Runtime {
     config: RuntimeConfig,
     sink: RecordSink,
     ticker_stop: Arc<AtomicBool>,
+    pub(crate) producer: std::sync::OnceLock<Arc<dyn EventProducer>>,
     loading: parking_lot::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
@@ -171,6 +178,7 @@ impl Runtime {
             .map_err(|e| RuntimeError::Io(format!("{e:#}")))?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
             .map_err(|e| RuntimeError::Io(format!("{e:#}")))?;
+        events::add_to_linker(&mut linker).map_err(|e| RuntimeError::Io(format!("{e:#}")))?;
         let cache = CodeCache::new(&engine, &config.cache_dir, config.loaded_capacity)?;
         let admission = Admission::new(
             slots as usize,
@@ -200,8 +208,16 @@ impl Runtime {
             config,
             sink,
             ticker_stop,
+            producer: Default::default(),
             loading: Default::default(),
         }))
+    }
+
+    /// Connects the `nimbus:events/producer` interface to the events
+    /// engine. Set once, at start-up; before that, guests' sends fail with
+    /// `unavailable`.
+    pub fn set_event_producer(&self, producer: Arc<dyn EventProducer>) {
+        let _ = self.producer.set(producer);
     }
 
     /// The runtime's configuration.

@@ -1,0 +1,255 @@
+//! Consumers: one task per channel with a consumer. It leases batches of
+//! ready messages and delivers each to its function as an HTTP request in
+//! CloudEvents binary mode (the headers were fixed when the message was
+//! stored). A 2xx response acknowledges; anything else, a trap or a timeout
+//! is a failure, retried with exponential backoff and jitter until the
+//! policy's last attempt, then dead-lettered.
+//!
+//! Bounds: at most `max_concurrency` deliveries of a channel run at once
+//! (and each still takes the function's and the platform's admission
+//! permits, waiting for them); at most `batch_size` more are leased ahead.
+//! Everything else waits in the database.
+
+use crate::writer::Writer;
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Request};
+use http_body_util::{BodyExt, Full};
+use nimbus_core::events::{Consumer, RetryPolicy};
+use nimbus_runtime::{EventMeta, Function, InvokeRequest, Runtime};
+use nimbus_store::{EventOp, EventResult, Leased, Settlement, Store, now_us};
+use rand::Rng;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+/// A running consumer.
+pub(crate) struct ConsumerHandle {
+    pub(crate) consumer: Consumer,
+    pub(crate) function: Arc<Function>,
+    pub(crate) notify: Arc<Notify>,
+    stop: CancellationToken,
+}
+
+impl Drop for ConsumerHandle {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// Extra lease time beyond the function's timeout, for the settlement to land.
+const LEASE_SLACK_MS: u64 = 30_000;
+/// How long an idle consumer sleeps before looking again (lease expiries,
+/// messages stored by another node).
+const IDLE_POLL: Duration = Duration::from_secs(1);
+/// Most of a failed response's body quoted in the error.
+const ERROR_BODY_LIMIT: usize = 512;
+
+struct Ctx {
+    app: String,
+    channel: String,
+    trigger: &'static str,
+    consumer: Consumer,
+    function: Arc<Function>,
+    runtime: Arc<Runtime>,
+    writer: Writer,
+    notify: Arc<Notify>,
+    running: Arc<Semaphore>,
+}
+
+pub(crate) fn start(
+    app: &str,
+    consumer: Consumer,
+    function: Arc<Function>,
+    runtime: Arc<Runtime>,
+    store: Store,
+    writer: Writer,
+) -> ConsumerHandle {
+    let notify = Arc::new(Notify::new());
+    let stop = CancellationToken::new();
+    let ctx = Arc::new(Ctx {
+        app: app.to_string(),
+        channel: consumer.channel.to_string(),
+        trigger: consumer.channel.trigger(),
+        running: Arc::new(Semaphore::new(consumer.max_concurrency.max(1) as usize)),
+        consumer: consumer.clone(),
+        function: function.clone(),
+        runtime,
+        writer,
+        notify: notify.clone(),
+    });
+    tokio::spawn(run(ctx, store, stop.clone()));
+    ConsumerHandle {
+        consumer,
+        function,
+        notify,
+        stop,
+    }
+}
+
+async fn run(ctx: Arc<Ctx>, store: Store, stop: CancellationToken) {
+    let batch = ctx.consumer.batch_size.max(1);
+    // Leased but unfinished deliveries: running ones plus one batch ahead.
+    let outstanding = Arc::new(Semaphore::new(
+        ctx.consumer.max_concurrency.max(1) as usize + batch as usize,
+    ));
+    let lease_ms = ctx.function.limits.timeout_ms + LEASE_SLACK_MS;
+    loop {
+        let permits = tokio::select! {
+            p = outstanding.clone().acquire_many_owned(batch) => p.expect("never closed"),
+            _ = stop.cancelled() => return,
+        };
+        let leased = ctx
+            .writer
+            .call(EventOp::Lease {
+                app: ctx.app.clone(),
+                channel: ctx.channel.clone(),
+                function: ctx.function.name.clone(),
+                max: batch,
+                lease_ms,
+            })
+            .await;
+        let leased = match leased {
+            Ok(EventResult::Leased(l)) => l,
+            Ok(other) => unreachable!("lease answered {other:?}"),
+            Err(e) => {
+                tracing::error!(app = %ctx.app, channel = %ctx.channel, error = %e, "leasing messages failed");
+                drop(permits);
+                tokio::select! {
+                    _ = tokio::time::sleep(IDLE_POLL) => continue,
+                    _ = stop.cancelled() => return,
+                }
+            }
+        };
+        let got = leased.len();
+        let mut permits = permits;
+        for msg in leased {
+            let permit = permits.split(1).expect("one permit per leased message");
+            let ctx = ctx.clone();
+            tokio::spawn(async move {
+                deliver(&ctx, msg).await;
+                drop(permit);
+            });
+        }
+        drop(permits);
+        if got == batch as usize {
+            continue;
+        }
+        // Drained for now: sleep until a send, a settlement, the next retry
+        // becomes due, or the idle poll.
+        let wake = match store.next_available(&ctx.app, &ctx.channel).await {
+            Ok(Some(at)) if at > now_us() => {
+                Duration::from_micros((at - now_us()).max(0) as u64).min(IDLE_POLL)
+            }
+            _ => IDLE_POLL,
+        };
+        tokio::select! {
+            _ = ctx.notify.notified() => {}
+            _ = tokio::time::sleep(wake) => {}
+            _ = stop.cancelled() => return,
+        }
+    }
+}
+
+/// The delay before attempt `next`: the policy's backoff with "equal
+/// jitter" (between half and all of it), so retries of a burst spread out.
+fn jittered(policy: &RetryPolicy, next: u32) -> Duration {
+    let d = policy.backoff(next).as_micros() as u64;
+    let half = d / 2;
+    Duration::from_micros(half + rand::rng().random_range(0..=d - half))
+}
+
+fn request(msg: &Leased) -> Request<Full<Bytes>> {
+    let mut req = Request::new(Full::new(Bytes::from(msg.body.clone())));
+    *req.method_mut() =
+        http::Method::from_bytes(msg.method.as_bytes()).unwrap_or(http::Method::POST);
+    *req.uri_mut() = msg
+        .path
+        .parse()
+        .unwrap_or_else(|_| http::Uri::from_static("/"));
+    let headers = req.headers_mut();
+    for (k, v) in &msg.headers {
+        if let (Ok(k), Ok(v)) = (HeaderName::try_from(k.as_str()), HeaderValue::from_str(v)) {
+            headers.append(k, v);
+        }
+    }
+    req
+}
+
+async fn deliver(ctx: &Ctx, msg: Leased) {
+    let policy = ctx.consumer.retry;
+    let settlement = if msg.attempt > policy.max_attempts {
+        // Its lease ran out (or its node died) during the last attempt.
+        Settlement::Dead {
+            error: format!(
+                "attempt {} of {} did not finish (its lease ran out)",
+                msg.attempt - 1,
+                policy.max_attempts
+            ),
+        }
+    } else {
+        let _running = ctx.running.acquire().await.expect("never closed");
+        match attempt(ctx, &msg).await {
+            Ok(()) => Settlement::Succeeded,
+            Err(error) if msg.attempt >= policy.max_attempts => Settlement::Dead {
+                error: format!(
+                    "attempt {} of {}: {error}",
+                    msg.attempt, policy.max_attempts
+                ),
+            },
+            Err(error) => Settlement::Retry {
+                at_us: now_us() + jittered(&policy, msg.attempt + 1).as_micros() as i64,
+                error: format!(
+                    "attempt {} of {}: {error}",
+                    msg.attempt, policy.max_attempts
+                ),
+            },
+        }
+    };
+    if let Settlement::Dead { error } = &settlement {
+        tracing::warn!(app = %ctx.app, channel = %ctx.channel, event = %msg.id, %error, "event dead-lettered");
+    }
+    // A settlement may unblock the next message of a FIFO group, and a
+    // retry must be looked at when it becomes due: wake the consumer.
+    let wake = msg.group_key.is_some() || !matches!(settlement, Settlement::Succeeded);
+    ctx.writer
+        .submit(EventOp::Settle(vec![(msg.seq, settlement)]))
+        .await;
+    if wake {
+        ctx.notify.notify_one();
+    }
+}
+
+/// One delivery; `Err` says why it failed.
+async fn attempt(ctx: &Ctx, msg: &Leased) -> Result<(), String> {
+    let meta = InvokeRequest {
+        trigger: ctx.trigger,
+        route: None,
+        params: Vec::new(),
+        event: Some(EventMeta {
+            id: msg.id.clone(),
+            attempt: msg.attempt,
+        }),
+        patient: true,
+    };
+    let resp = ctx.runtime.invoke(&ctx.function, request(msg), meta).await;
+    let status = resp.status();
+    let body = resp.into_body().collect().await;
+    match body {
+        Err(e) => Err(format!(
+            "the function failed while sending its response ({e})"
+        )),
+        Ok(_) if status.is_success() => Ok(()),
+        Ok(body) => {
+            let bytes = body.to_bytes();
+            let text = String::from_utf8_lossy(&bytes[..bytes.len().min(ERROR_BODY_LIMIT)]);
+            Err(format!("the function answered {status}: {}", text.trim()))
+        }
+    }
+}
+
+/// Whether two consumers deliver the same way (a redeploy that changes
+/// neither keeps its consumer task).
+pub(crate) fn same(h: &ConsumerHandle, c: &Consumer, f: &Arc<Function>) -> bool {
+    h.consumer == *c && Arc::ptr_eq(&h.function, f)
+}

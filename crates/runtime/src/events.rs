@@ -1,0 +1,77 @@
+//! The `nimbus:events/producer` host interface (see `wit/events.wit`):
+//! guests send messages to their app's queues and topics with no network
+//! hop. The runtime only carries the call; an [`EventProducer`] (the events
+//! engine) stores the message.
+
+use crate::host::Host;
+use futures::future::BoxFuture;
+use std::sync::Arc;
+
+wasmtime::component::bindgen!({
+    path: "../../wit/events.wit",
+    world: "host",
+    imports: { default: async },
+});
+
+pub use nimbus::events::producer::{Error as ProduceError, Message as GuestMessage};
+
+/// Stores what guests send. Implemented by the events engine.
+pub trait EventProducer: Send + Sync {
+    /// Sends `msg` to queue `queue` of `app`; the message id.
+    fn send(
+        &self,
+        app: &str,
+        queue: &str,
+        msg: GuestMessage,
+    ) -> BoxFuture<'static, Result<String, ProduceError>>;
+    /// Publishes `msg` to topic `topic` of `app`; the copies' ids.
+    fn publish(
+        &self,
+        app: &str,
+        topic: &str,
+        msg: GuestMessage,
+    ) -> BoxFuture<'static, Result<Vec<String>, ProduceError>>;
+}
+
+/// What a guest's calls are bound to: its app and the producer.
+#[derive(Clone)]
+pub(crate) struct EventsBinding {
+    pub(crate) app: Arc<str>,
+    pub(crate) producer: Option<Arc<dyn EventProducer>>,
+}
+
+fn unavailable() -> ProduceError {
+    ProduceError::Unavailable("this Nimbus server has no events engine".into())
+}
+
+impl nimbus::events::producer::Host for Host {
+    async fn send(&mut self, queue: String, message: GuestMessage) -> Result<String, ProduceError> {
+        let b = &self.events;
+        match &b.producer {
+            Some(p) => p.send(&b.app, &queue, message).await,
+            None => Err(unavailable()),
+        }
+    }
+
+    async fn publish(
+        &mut self,
+        topic: String,
+        message: GuestMessage,
+    ) -> Result<Vec<String>, ProduceError> {
+        let b = &self.events;
+        match &b.producer {
+            Some(p) => p.publish(&b.app, &topic, message).await,
+            None => Err(unavailable()),
+        }
+    }
+}
+
+/// Adds the interface to a linker.
+pub(crate) fn add_to_linker(
+    linker: &mut wasmtime::component::Linker<Host>,
+) -> wasmtime::Result<()> {
+    nimbus::events::producer::add_to_linker::<Host, wasmtime::component::HasSelf<Host>>(
+        linker,
+        |h| h,
+    )
+}
