@@ -1,5 +1,6 @@
 //! HTTP handlers of the control API.
 
+use crate::events_api;
 use crate::platform::{DeployEvent, Platform, PlatformError};
 use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
@@ -17,13 +18,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 #[derive(Clone)]
-struct Ctx {
-    platform: Arc<Platform>,
+pub(crate) struct Ctx {
+    pub(crate) platform: Arc<Platform>,
     token: Arc<str>,
 }
 
 /// An error answered as `{"error": message}`.
-struct ApiError(StatusCode, String);
+pub(crate) struct ApiError(pub(crate) StatusCode, pub(crate) String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -49,7 +50,7 @@ impl From<nimbus_store::StoreError> for ApiError {
     }
 }
 
-type ApiResult<T> = Result<T, ApiError>;
+pub(crate) type ApiResult<T> = Result<T, ApiError>;
 
 /// The control API router (paths under `/v1/`), guarded by `admin_token`.
 pub fn router(platform: Arc<Platform>, admin_token: &str) -> Router {
@@ -77,6 +78,36 @@ pub fn router(platform: Arc<Platform>, admin_token: &str) -> Router {
             any(invoke_path),
         )
         .route("/v1/apps/{app}/invocations", get(list_invocations))
+        .route(
+            "/v1/apps/{app}/invocations/{id}",
+            get(events_api::get_invocation),
+        )
+        .route("/v1/apps/{app}/events", get(events_api::list_events))
+        .route("/v1/apps/{app}/queues", get(events_api::depths))
+        .route(
+            "/v1/apps/{app}/queues/{queue}/messages",
+            post(events_api::send),
+        )
+        .route(
+            "/v1/apps/{app}/topics/{topic}/messages",
+            post(events_api::publish),
+        )
+        .route(
+            "/v1/apps/{app}/functions/{function}/dlq",
+            get(events_api::dlq_list),
+        )
+        .route(
+            "/v1/apps/{app}/functions/{function}/dlq/redrive",
+            post(events_api::dlq_redrive),
+        )
+        .route(
+            "/v1/apps/{app}/functions/{function}/dlq/purge",
+            post(events_api::dlq_purge),
+        )
+        .route(
+            "/v1/apps/{app}/functions/{function}/dlq/{id}",
+            get(events_api::dlq_show),
+        )
         .route("/v1/apps/{app}/logs", get(logs))
         .layer(middleware::from_fn_with_state(ctx.clone(), require_token));
     Router::new()
@@ -127,6 +158,7 @@ async fn status(State(ctx): State<Ctx>) -> Json<serde_json::Value> {
         "max_in_flight": rt.config().max_in_flight,
         "loaded_components": rt.loaded_count(),
         "records_dropped": ctx.platform.records.dropped(),
+        "max_message_bytes": ctx.platform.events.max_message_bytes(),
     }))
 }
 
@@ -400,12 +432,17 @@ async fn invoke(ctx: Ctx, app: String, function: String, path: String, req: Requ
             .into_response();
         }
     };
+    if nimbus_gateway::asynchronous::wants_async(&parts.headers) {
+        let req = http::Request::from_parts(parts, body);
+        return nimbus_gateway::asynchronous::accept(&ctx.platform.events, &f, req)
+            .await
+            .map(Body::new);
+    }
     let body = body.map_err(|e| wasmtime_wasi_http::Error::InternalError(Some(e.to_string())));
     let req = http::Request::from_parts(parts, body);
     let meta = InvokeRequest {
         trigger: "invoke",
-        route: None,
-        params: Vec::new(),
+        ..Default::default()
     };
     let resp = ctx.platform.runtime.invoke(&f, req, meta).await;
     let mut resp = resp.map(Body::new);
@@ -430,7 +467,7 @@ async fn list_invocations(
     Ok(Json(
         ctx.platform
             .store
-            .invocations(&app, q.function.as_deref(), limit)
+            .invocations(&app, q.function.as_deref(), None, limit)
             .await?,
     ))
 }

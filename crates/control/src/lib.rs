@@ -6,6 +6,7 @@
 //! message that says what to do.
 
 mod api;
+mod events_api;
 mod platform;
 
 pub use api::router;

@@ -5,6 +5,7 @@
 //! written, so a failed deploy leaves the active revision serving.
 
 use nimbus_core::{AppSpec, Manifest};
+use nimbus_events::Events;
 use nimbus_gateway::{ActiveApp, Gateway, RouteTable};
 use nimbus_runtime::{LoadSource, Runtime};
 use nimbus_store::{ComponentStore, RecordWriter, Store, StoreError};
@@ -85,6 +86,8 @@ pub struct Platform {
     pub gateway: Arc<Gateway>,
     /// Invocation record writer.
     pub records: RecordWriter,
+    /// Queues, topics, schedules, async invocations.
+    pub events: Arc<Events>,
     /// Largest component upload accepted, in bytes.
     pub max_component_bytes: u64,
     lock: Mutex<()>,
@@ -103,11 +106,19 @@ impl Platform {
             store,
             components,
             runtime: gateway.runtime().clone(),
+            events: gateway.events().clone(),
             gateway,
             records,
             max_component_bytes,
             lock: Mutex::new(()),
         })
+    }
+
+    /// Makes `table` the serving one: routes, and the event consumers and
+    /// schedules of every active app.
+    fn activate(&self, table: RouteTable) {
+        self.events.sync(table.apps().cloned());
+        self.gateway.swap(table);
     }
 
     /// Brings every app back at its active revision (at start-up). An app
@@ -131,7 +142,7 @@ impl Platform {
         let n = apps.len();
         let table = RouteTable::build(apps)
             .map_err(|e| PlatformError::Internal(format!("stored routes collide: {e}")))?;
-        self.gateway.swap(table);
+        self.activate(table);
         Ok(n)
     }
 
@@ -213,7 +224,7 @@ impl Platform {
         let table = current
             .with_app(Arc::new(ActiveApp::new(spec, revision)))
             .map_err(|e| PlatformError::Internal(e.to_string()))?;
-        self.gateway.swap(table);
+        self.activate(table);
         let _ = progress.send(DeployEvent::Activated { revision }).await;
         Ok(revision)
     }
@@ -252,7 +263,7 @@ impl Platform {
                 PlatformError::Conflict(format!("revision {target} cannot be activated: {e}"))
             })?;
         self.store.activate_revision(app, target).await?;
-        self.gateway.swap(table);
+        self.activate(table);
         Ok(target)
     }
 
@@ -260,7 +271,8 @@ impl Platform {
     pub async fn delete(&self, app: &str) -> Result<(), PlatformError> {
         let _guard = self.lock.lock().await;
         self.store.delete_app(app).await?;
-        self.gateway.swap(self.gateway.table().without_app(app));
+        self.activate(self.gateway.table().without_app(app));
+        self.store.delete_app_events(app).await?;
         Ok(())
     }
 }

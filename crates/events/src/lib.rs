@@ -519,6 +519,19 @@ impl Events {
         }
     }
 
+    /// Stops every consumer and schedule (at shutdown): no new deliveries
+    /// start; running ones finish and settle.
+    pub fn stop_consumers(&self) {
+        self.shared.consumers.lock().clear();
+        self.schedules.lock().clear();
+    }
+
+    /// Waits until every write submitted so far (settlements included) is
+    /// committed.
+    pub async fn flush(&self) {
+        let _ = self.shared.writer.call(EventOp::Settle(Vec::new())).await;
+    }
+
     /// Sends a message to a queue of an app.
     pub async fn send(&self, app: &str, queue: &str, msg: Outgoing) -> Result<Receipt, EventError> {
         self.shared.send(app, queue, msg).await
@@ -635,7 +648,7 @@ async fn maintain(shared: std::sync::Weak<Shared>, stop: CancellationToken) {
             }
             Err(e) => tracing::error!(error = %e, "expiring leases failed"),
         }
-        if ticks % 60 == 0 {
+        if ticks.is_multiple_of(60) {
             let before = now_us() - shared.config.keep_succeeded.as_micros() as i64;
             if let Err(e) = shared.store.prune_messages(before).await {
                 tracing::error!(error = %e, "pruning messages failed");

@@ -3,12 +3,15 @@
 //! One request: accept (hyper) → look up the route in the current
 //! [`RouteTable`] snapshot → admission, a fresh instance and the guest call
 //! in [`nimbus_runtime::Runtime::invoke`] → the guest's body streamed back.
-//! Paths under `/v1/` go to the control router instead.
+//! Paths under `/v1/` go to the control router instead. A request with
+//! `Prefer: respond-async` is stored as an event instead and answered 202
+//! ([`asynchronous`]).
 //!
 //! Invariant: a request holds one table snapshot (an `Arc`) from lookup to
 //! the end, so it is served entirely by one revision even if a deploy swaps
 //! the table meanwhile.
 
+pub mod asynchronous;
 mod routes;
 
 pub use nimbus_runtime::ActiveApp;
@@ -19,6 +22,7 @@ use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::Either;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use nimbus_events::Events;
 use nimbus_runtime::{InvokeRequest, ResponseBody, Runtime};
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -29,15 +33,22 @@ use tower::ServiceExt;
 pub struct Gateway {
     table: ArcSwap<RouteTable>,
     runtime: Arc<Runtime>,
+    events: Arc<Events>,
 }
 
 impl Gateway {
     /// A gateway with no routes.
-    pub fn new(runtime: Arc<Runtime>) -> Arc<Gateway> {
+    pub fn new(runtime: Arc<Runtime>, events: Arc<Events>) -> Arc<Gateway> {
         Arc::new(Gateway {
             table: ArcSwap::from_pointee(RouteTable::default()),
             runtime,
+            events,
         })
+    }
+
+    /// The events engine (async invocations).
+    pub fn events(&self) -> &Arc<Events> {
+        &self.events
     }
 
     /// The current route table.
@@ -76,12 +87,16 @@ impl Gateway {
             });
         match table.lookup(host.as_deref(), req.method(), req.uri().path()) {
             Lookup::Found { target, params } => {
+                let function = target.function.clone();
+                if asynchronous::wants_async(req.headers()) {
+                    return asynchronous::accept(&self.events, &function, req).await;
+                }
                 let meta = InvokeRequest {
                     trigger: "http",
                     route: Some(target.pattern.to_string()),
                     params,
+                    ..Default::default()
                 };
-                let function = target.function.clone();
                 self.runtime.invoke(&function, req, meta).await
             }
             Lookup::MethodNotAllowed(allowed) => {

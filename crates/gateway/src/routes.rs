@@ -3,7 +3,6 @@
 //! swaps it in whole, so a request sees exactly one revision of each app.
 
 use http::Method;
-use nimbus_core::AppSpec;
 use nimbus_core::route::parse_pattern;
 use nimbus_runtime::{ActiveApp, Function};
 use std::collections::{BTreeMap, HashMap};
@@ -148,7 +147,12 @@ impl RouteTable {
             .expect("removing an app cannot create a conflict")
     }
 
-    /// The active revision of an app.
+    /// Every active app.
+    pub fn apps(&self) -> impl Iterator<Item = &Arc<ActiveApp>> {
+        self.apps.values()
+    }
+
+    /// One active app.
     pub fn app(&self, name: &str) -> Option<&Arc<ActiveApp>> {
         self.apps.get(name)
     }
@@ -204,6 +208,7 @@ fn conflict(app: &ActiveApp, path: &str, other: &Target) -> RouteConflict {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nimbus_core::AppSpec;
     use nimbus_core::{FunctionSpec, Limits, RouteSpec};
 
     fn app(name: &str, host: Option<&str>, routes: &[(&str, &[&str])]) -> Arc<ActiveApp> {
@@ -212,6 +217,7 @@ mod tests {
             limits: Limits::default(),
             env: Default::default(),
             allowed_outbound_hosts: vec![],
+            retry: Default::default(),
         };
         Arc::new(ActiveApp::new(
             AppSpec {
@@ -226,6 +232,7 @@ mod tests {
                         function: "f".into(),
                     })
                     .collect(),
+                ..Default::default()
             },
             1,
         ))

@@ -3,6 +3,7 @@
 use anyhow::{Context, Result};
 use clap::Args;
 use nimbus_control::Platform;
+use nimbus_events::{Events, EventsConfig};
 use nimbus_gateway::Gateway;
 use nimbus_runtime::{Runtime, RuntimeConfig};
 use nimbus_store::{ComponentStore, RecordWriter, RecordWriterConfig, Store};
@@ -53,6 +54,13 @@ pub struct UpArgs {
     /// Invocation records and log entries kept (older ones are pruned)
     #[arg(long, default_value_t = 100_000)]
     keep_records: i64,
+    /// Largest event payload (queue message, topic message, async
+    /// invocation body), in KiB; a queue may set a lower limit
+    #[arg(long, default_value_t = 1024)]
+    max_message_kb: u64,
+    /// How long succeeded events are kept for status queries, in seconds
+    #[arg(long, default_value_t = 3600)]
+    keep_events_secs: u64,
 }
 
 /// Reads the admin token from the data dir, creating it on first start.
@@ -120,7 +128,16 @@ pub async fn run(args: UpArgs) -> Result<()> {
         components.clone(),
         Arc::new(move |r| sink_writer.submit(r)),
     )?;
-    let gateway = Gateway::new(runtime.clone());
+    let events = Events::start(
+        store.clone(),
+        runtime.clone(),
+        EventsConfig {
+            max_message_bytes: args.max_message_kb * 1024,
+            keep_succeeded: Duration::from_secs(args.keep_events_secs),
+        },
+    )
+    .await?;
+    let gateway = Gateway::new(runtime.clone(), events.clone());
     let platform = Platform::new(
         store,
         components,
@@ -154,10 +171,12 @@ pub async fn run(args: UpArgs) -> Result<()> {
 
     nimbus_gateway::serve(listener, gateway, control, shutdown_signal()).await?;
     tracing::info!("shutting down: waiting for in-flight invocations");
+    events.stop_consumers();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while runtime.admission().in_flight() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    events.flush().await;
     records.flush().await;
     let _ = std::fs::remove_file(&info);
     Ok(())

@@ -208,6 +208,32 @@ pub(crate) fn batches<T>(mut rows: &[T]) -> impl Iterator<Item = &[T]> {
     })
 }
 
+const INVOCATION_COLUMNS: &str = "id, app, function, revision, trigger, method, path, started_at,
+    duration_us, status, outcome, error, bytes_in, bytes_out, event_id, attempt";
+
+fn invocation_row(row: &sqlx::sqlite::SqliteRow) -> Result<InvocationRow> {
+    let outcome: String = row.try_get("outcome")?;
+    Ok(InvocationRow {
+        id: row.try_get("id")?,
+        app: row.try_get("app")?,
+        function: row.try_get("function")?,
+        revision: row.try_get("revision")?,
+        trigger: row.try_get("trigger")?,
+        method: row.try_get("method")?,
+        path: row.try_get("path")?,
+        started_at_us: row.try_get("started_at")?,
+        duration_us: row.try_get("duration_us")?,
+        status: row.try_get::<i64, _>("status")? as u16,
+        outcome: Outcome::parse(&outcome)
+            .ok_or_else(|| crate::StoreError::Corrupt(format!("unknown outcome {outcome:?}")))?,
+        error: row.try_get("error")?,
+        bytes_in: row.try_get::<i64, _>("bytes_in")? as u64,
+        bytes_out: row.try_get::<i64, _>("bytes_out")? as u64,
+        event_id: row.try_get("event_id")?,
+        attempt: row.try_get::<i64, _>("attempt")? as u32,
+    })
+}
+
 impl Store {
     /// Writes records and their logs in one transaction, as multi-row
     /// inserts: one statement per few hundred rows, not one per row.
@@ -287,44 +313,31 @@ impl Store {
         event: Option<&str>,
         limit: i64,
     ) -> Result<Vec<InvocationRow>> {
-        let rows = sqlx::query(
-            "SELECT id, app, function, revision, trigger, method, path, started_at, duration_us, status,
-                    outcome, error, bytes_in, bytes_out, event_id, attempt
+        let rows = sqlx::query(&format!(
+            "SELECT {INVOCATION_COLUMNS}
              FROM invocations WHERE app = $1 AND ($2 IS NULL OR function = $2)
                AND ($3 IS NULL OR event_id = $3)
-             ORDER BY started_at DESC LIMIT $4",
-        )
+             ORDER BY started_at DESC LIMIT $4"
+        ))
         .bind(app)
         .bind(function)
         .bind(event)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                let outcome: String = row.try_get("outcome")?;
-                Ok(InvocationRow {
-                    id: row.try_get("id")?,
-                    app: row.try_get("app")?,
-                    function: row.try_get("function")?,
-                    revision: row.try_get("revision")?,
-                    trigger: row.try_get("trigger")?,
-                    method: row.try_get("method")?,
-                    path: row.try_get("path")?,
-                    started_at_us: row.try_get("started_at")?,
-                    duration_us: row.try_get("duration_us")?,
-                    status: row.try_get::<i64, _>("status")? as u16,
-                    outcome: Outcome::parse(&outcome).ok_or_else(|| {
-                        crate::StoreError::Corrupt(format!("unknown outcome {outcome:?}"))
-                    })?,
-                    error: row.try_get("error")?,
-                    bytes_in: row.try_get::<i64, _>("bytes_in")? as u64,
-                    bytes_out: row.try_get::<i64, _>("bytes_out")? as u64,
-                    event_id: row.try_get("event_id")?,
-                    attempt: row.try_get::<i64, _>("attempt")? as u32,
-                })
-            })
-            .collect()
+        rows.iter().map(invocation_row).collect()
+    }
+
+    /// One invocation of an app.
+    pub async fn invocation(&self, app: &str, id: &str) -> Result<Option<InvocationRow>> {
+        let row = sqlx::query(&format!(
+            "SELECT {INVOCATION_COLUMNS} FROM invocations WHERE app = $1 AND id = $2"
+        ))
+        .bind(app)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(invocation_row).transpose()
     }
 
     /// Log entries matching `q`, oldest first.

@@ -1,0 +1,300 @@
+//! Control API for events: send to queues, publish to topics, queue depths,
+//! event status with its attempts, and dead-letter queues.
+
+use crate::api::{ApiError, ApiResult, Ctx};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use base64::Engine as _;
+use nimbus_events::{EventError, Outgoing};
+use nimbus_store::MessageRow;
+use serde::Deserialize;
+use serde_json::json;
+
+impl From<EventError> for ApiError {
+    fn from(e: EventError) -> Self {
+        let status = match &e {
+            EventError::NotFound(_) => StatusCode::NOT_FOUND,
+            EventError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            EventError::Invalid(_) => StatusCode::BAD_REQUEST,
+            EventError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        ApiError(status, e.to_string())
+    }
+}
+
+fn too_large(ctx: &Ctx, len: usize) -> ApiResult<()> {
+    let limit = ctx.platform.events.max_message_bytes();
+    if len as u64 > limit {
+        return Err(ApiError(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the message is {len} bytes, over this server's limit of {limit} bytes (--max-message-kb)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `POST /v1/apps/{app}/queues/{queue}/messages`: the body is the payload;
+/// `content-type`, `ce-*`, `idempotency-key` and `nimbus-message-group`
+/// headers describe it. 202 once it is stored.
+pub(crate) async fn send(
+    State(ctx): State<Ctx>,
+    Path((app, queue)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<impl IntoResponse> {
+    too_large(&ctx, body.len())?;
+    let msg = Outgoing::from_headers(&headers, body.to_vec())?;
+    let r = ctx.platform.events.send(&app, &queue, msg).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "id": r.id, "duplicate": r.duplicate })),
+    ))
+}
+
+/// `POST /v1/apps/{app}/topics/{topic}/messages`: one copy per subscriber.
+pub(crate) async fn publish(
+    State(ctx): State<Ctx>,
+    Path((app, topic)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<impl IntoResponse> {
+    too_large(&ctx, body.len())?;
+    let msg = Outgoing::from_headers(&headers, body.to_vec())?;
+    let copies = ctx.platform.events.publish(&app, &topic, msg).await?;
+    let ids: Vec<_> = copies.into_iter().map(|r| r.id).collect();
+    Ok((StatusCode::ACCEPTED, Json(json!({ "ids": ids }))))
+}
+
+/// `GET /v1/apps/{app}/queues`: every channel with unfinished messages or a
+/// consumer, with its depth by state.
+pub(crate) async fn depths(
+    State(ctx): State<Ctx>,
+    Path(app): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let table = ctx.platform.gateway.table();
+    let active = table.app(&app).cloned();
+    let mut depths = ctx.platform.events.store().channel_depths(&app).await?;
+    let mut out = Vec::new();
+    let consumers = active
+        .as_ref()
+        .map(|a| a.spec.consumers())
+        .unwrap_or_default();
+    for c in &consumers {
+        let name = c.channel.to_string();
+        let d = match depths.iter().position(|d| d.channel == name) {
+            Some(i) => depths.remove(i),
+            None => nimbus_store::ChannelDepth {
+                channel: name,
+                ..Default::default()
+            },
+        };
+        out.push(json!({
+            "channel": d.channel, "function": c.function,
+            "queued": d.queued, "running": d.running, "failed": d.failed, "dead": d.dead,
+        }));
+    }
+    // Queues without a consumer, and channels of a previous revision.
+    if let Some(a) = &active {
+        for q in a.spec.queues.keys() {
+            let name = format!("queue:{q}");
+            if out.iter().any(|o| o["channel"] == name) {
+                continue;
+            }
+            let d = match depths.iter().position(|d| d.channel == name) {
+                Some(i) => depths.remove(i),
+                None => nimbus_store::ChannelDepth {
+                    channel: name,
+                    ..Default::default()
+                },
+            };
+            out.push(json!({
+                "channel": d.channel, "function": null,
+                "queued": d.queued, "running": d.running, "failed": d.failed, "dead": d.dead,
+            }));
+        }
+    }
+    for d in depths {
+        out.push(json!({
+            "channel": d.channel, "function": null,
+            "queued": d.queued, "running": d.running, "failed": d.failed, "dead": d.dead,
+        }));
+    }
+    Ok(Json(json!({ "app": app, "channels": out })))
+}
+
+fn with_body(row: &MessageRow, body: Vec<u8>) -> serde_json::Value {
+    let mut v = serde_json::to_value(row).expect("serializable");
+    match String::from_utf8(body) {
+        Ok(text) => v["body"] = json!(text),
+        Err(e) => {
+            v["body_base64"] = json!(base64::engine::general_purpose::STANDARD.encode(e.as_bytes()))
+        }
+    }
+    v
+}
+
+/// `GET /v1/apps/{app}/invocations/{id}`: an event with its state and
+/// attempts, or a plain invocation.
+pub(crate) async fn get_invocation(
+    State(ctx): State<Ctx>,
+    Path((app, id)): Path<(String, String)>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let store = ctx.platform.events.store();
+    let attempts = store.invocations(&app, None, Some(&id), 1000).await?;
+    match store.message(&app, &id).await {
+        Ok(row) => {
+            let body = store.message_body(&app, &id).await?;
+            let mut v = with_body(&row, body);
+            v["kind"] = json!("event");
+            v["invocations"] = json!(attempts);
+            Ok(Json(v))
+        }
+        Err(nimbus_store::StoreError::NotFound(_)) => {
+            let inv = store
+                .invocation(&app, &id)
+                .await?
+                .ok_or_else(|| {
+                    ApiError(
+                        StatusCode::NOT_FOUND,
+                        format!("app {app:?} has no invocation or event {id:?} (records are kept for a limited time)"),
+                    )
+                })?;
+            let mut v = serde_json::to_value(inv).expect("serializable");
+            v["kind"] = json!("invocation");
+            Ok(Json(v))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct EventsQuery {
+    function: Option<String>,
+    state: Option<String>,
+    after: Option<String>,
+    limit: Option<i64>,
+}
+
+const STATES: [&str; 5] = ["queued", "running", "failed", "succeeded", "dead"];
+
+fn check_state(s: &str) -> ApiResult<()> {
+    if STATES.contains(&s) {
+        Ok(())
+    } else {
+        Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("unknown state {s:?}: use one of {}", STATES.join(", ")),
+        ))
+    }
+}
+
+/// `GET /v1/apps/{app}/events?state=&function=&after=&limit=`.
+pub(crate) async fn list_events(
+    State(ctx): State<Ctx>,
+    Path(app): Path<String>,
+    Query(q): Query<EventsQuery>,
+) -> ApiResult<Json<Vec<MessageRow>>> {
+    let state = q.state.as_deref().unwrap_or("queued");
+    check_state(state)?;
+    let limit = q.limit.unwrap_or(50).clamp(1, 1000);
+    Ok(Json(
+        ctx.platform
+            .events
+            .store()
+            .messages_in_state(
+                &app,
+                q.function.as_deref(),
+                state,
+                q.after.as_deref(),
+                limit,
+            )
+            .await?,
+    ))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct PageQuery {
+    after: Option<String>,
+    limit: Option<i64>,
+}
+
+/// `GET /v1/apps/{app}/functions/{function}/dlq`.
+pub(crate) async fn dlq_list(
+    State(ctx): State<Ctx>,
+    Path((app, function)): Path<(String, String)>,
+    Query(q): Query<PageQuery>,
+) -> ApiResult<Json<Vec<MessageRow>>> {
+    let limit = q.limit.unwrap_or(50).clamp(1, 1000);
+    Ok(Json(
+        ctx.platform
+            .events
+            .store()
+            .messages_in_state(&app, Some(&function), "dead", q.after.as_deref(), limit)
+            .await?,
+    ))
+}
+
+/// `GET /v1/apps/{app}/functions/{function}/dlq/{id}`: with its body.
+pub(crate) async fn dlq_show(
+    State(ctx): State<Ctx>,
+    Path((app, function, id)): Path<(String, String, String)>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let store = ctx.platform.events.store();
+    let row = store.message(&app, &id).await?;
+    if row.state != "dead" || row.function.as_deref() != Some(function.as_str()) {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!(
+                "event {id:?} is not in the dead-letter queue of {app}/{function} (it is {})",
+                row.state
+            ),
+        ));
+    }
+    let body = store.message_body(&app, &id).await?;
+    let mut v = with_body(&row, body);
+    v["invocations"] = json!(store.invocations(&app, None, Some(&id), 1000).await?);
+    Ok(Json(v))
+}
+
+#[derive(Deserialize, Default)]
+pub(crate) struct IdsBody {
+    ids: Option<Vec<String>>,
+}
+
+/// `POST /v1/apps/{app}/functions/{function}/dlq/redrive` `{"ids": [...]}`
+/// (all when absent): back to their queues with a fresh attempt count.
+pub(crate) async fn dlq_redrive(
+    State(ctx): State<Ctx>,
+    Path((app, function)): Path<(String, String)>,
+    body: Option<Json<IdsBody>>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let ids = body.and_then(|Json(b)| b.ids);
+    let n = ctx
+        .platform
+        .events
+        .redrive(&app, &function, ids.as_deref())
+        .await?;
+    Ok(Json(json!({ "redriven": n })))
+}
+
+/// `POST /v1/apps/{app}/functions/{function}/dlq/purge` `{"ids": [...]}`
+/// (all when absent): deleted for good.
+pub(crate) async fn dlq_purge(
+    State(ctx): State<Ctx>,
+    Path((app, function)): Path<(String, String)>,
+    body: Option<Json<IdsBody>>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let ids = body.and_then(|Json(b)| b.ids);
+    let n = ctx
+        .platform
+        .events
+        .store()
+        .purge_dead(&app, &function, ids.as_deref())
+        .await?;
+    Ok(Json(json!({ "purged": n })))
+}
