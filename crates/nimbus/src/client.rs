@@ -12,14 +12,14 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-struct Api {
+pub(crate) struct Api {
     base: String,
     token: String,
     http: reqwest::Client,
 }
 
 impl Api {
-    fn new(target: &Target) -> Result<Api> {
+    pub(crate) fn new(target: &Target) -> Result<Api> {
         let base = match &target.server {
             Some(s) => s.clone(),
             None => std::fs::read_to_string(target.data_dir.join("server.json"))
@@ -47,13 +47,13 @@ impl Api {
         })
     }
 
-    fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+    pub(crate) fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         self.http
             .request(method, format!("{}{path}", self.base))
             .bearer_auth(&self.token)
     }
 
-    async fn send(&self, rb: reqwest::RequestBuilder) -> Result<reqwest::Response> {
+    pub(crate) async fn send(&self, rb: reqwest::RequestBuilder) -> Result<reqwest::Response> {
         let resp = rb.send().await.with_context(|| {
             format!(
                 "cannot reach the Nimbus server at {} (is `nimbus up` running? use --server)",
@@ -72,7 +72,7 @@ impl Api {
         bail!("{msg} (HTTP {status})")
     }
 
-    async fn get_json(&self, path: &str) -> Result<Value> {
+    pub(crate) async fn get_json(&self, path: &str) -> Result<Value> {
         Ok(self
             .send(self.req(reqwest::Method::GET, path))
             .await?
@@ -81,7 +81,7 @@ impl Api {
     }
 }
 
-fn format_time(us: i64) -> String {
+pub(crate) fn format_time(us: i64) -> String {
     let t = UNIX_EPOCH + Duration::from_micros(us.max(0) as u64);
     humantime::format_rfc3339_millis(t).to_string()
 }
@@ -545,21 +545,25 @@ pub async fn invocations(
     }
     let v = api.get_json(&q).await?;
     println!(
-        "{:<36}  {:<24}  {:<12} {:>6} {:>10}  {:<12} PATH",
-        "INVOCATION", "STARTED", "FUNCTION", "STATUS", "DURATION", "OUTCOME"
+        "{:<36}  {:<24}  {:<12} {:<8} {:>6} {:>10}  {:<12} PATH",
+        "INVOCATION", "STARTED", "FUNCTION", "TRIGGER", "STATUS", "DURATION", "OUTCOME"
     );
     for i in v.as_array().cloned().unwrap_or_default() {
         println!(
-            "{:<36}  {:<24}  {:<12} {:>6} {:>8.2}ms  {:<12} {} {}",
+            "{:<36}  {:<24}  {:<12} {:<8} {:>6} {:>8.2}ms  {:<12} {} {}",
             i["id"].as_str().unwrap_or(""),
             format_time(i["started_at_us"].as_i64().unwrap_or(0)),
             i["function"].as_str().unwrap_or(""),
+            i["trigger"].as_str().unwrap_or(""),
             i["status"],
             i["duration_us"].as_f64().unwrap_or(0.0) / 1000.0,
             i["outcome"].as_str().unwrap_or(""),
             i["method"].as_str().unwrap_or(""),
             i["path"].as_str().unwrap_or("")
         );
+        if let Some(e) = i["event_id"].as_str() {
+            println!("    event {e}, attempt {}", i["attempt"]);
+        }
         if let Some(e) = i["error"].as_str() {
             println!("    {e}");
         }

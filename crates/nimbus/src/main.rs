@@ -2,6 +2,7 @@
 //! command talks to a server's control API, local or remote).
 
 mod client;
+mod events_cli;
 mod up;
 
 use clap::{Args, Parser, Subcommand};
@@ -68,6 +69,31 @@ enum Command {
         /// Extra request header, "Name: value" (repeatable)
         #[arg(long = "header", short = 'H')]
         headers: Vec<String>,
+        /// Invoke asynchronously: answered 202 with an event id once stored;
+        /// the function runs later, with retries
+        #[arg(long = "async")]
+        asynchronous: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Send to queues, show their depth
+    Queue {
+        #[command(subcommand)]
+        command: events_cli::QueueCommand,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Publish to topics
+    Topic {
+        #[command(subcommand)]
+        command: events_cli::TopicCommand,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Dead-letter queues: list, show, redrive, purge
+    Dlq {
+        #[command(subcommand)]
+        command: events_cli::DlqCommand,
         #[command(flatten)]
         target: Target,
     },
@@ -125,15 +151,22 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
-    /// List recent invocations of an app (or one function)
+    /// List recent invocations of an app (APP, APP/FUNCTION), events in a
+    /// state (--state), or one invocation or event with its attempts (--id)
     Invocations {
-        /// App name
+        /// App name, or APP/FUNCTION
         app: String,
         /// Only this function
         function: Option<String>,
         /// How many
         #[arg(long, default_value_t = 20)]
         limit: i64,
+        /// Show this invocation or event (async, queue, topic, schedule) and its attempts
+        #[arg(long, conflicts_with = "state")]
+        id: Option<String>,
+        /// List events in this state: queued, running, failed, succeeded, dead
+        #[arg(long)]
+        state: Option<String>,
         #[command(flatten)]
         target: Target,
     },
@@ -167,9 +200,18 @@ fn main() {
                 data_file,
                 method,
                 path,
-                headers,
+                mut headers,
+                asynchronous,
                 target,
-            } => client::invoke(&target, &function, data, data_file, method, &path, &headers).await,
+            } => {
+                if asynchronous {
+                    headers.push("Prefer: respond-async".into());
+                }
+                client::invoke(&target, &function, data, data_file, method, &path, &headers).await
+            }
+            Command::Queue { command, target } => events_cli::queue(&target, command).await,
+            Command::Topic { command, target } => events_cli::topic(&target, command).await,
+            Command::Dlq { command, target } => events_cli::dlq(&target, command).await,
             Command::Apps { target } => client::apps(&target).await,
             Command::Functions { app, target } => client::functions(&target, &app).await,
             Command::Revisions { app, target } => client::revisions(&target, &app).await,
@@ -197,8 +239,29 @@ fn main() {
                 app,
                 function,
                 limit,
+                id,
+                state,
                 target,
-            } => client::invocations(&target, &app, function, limit).await,
+            } => {
+                let (app, function) = match app.split_once('/') {
+                    Some((a, f)) => (a.to_string(), Some(f.to_string())),
+                    None => (app, function),
+                };
+                match (id, state) {
+                    (Some(id), _) => events_cli::invocation(&target, &app, &id).await,
+                    (None, Some(state)) => {
+                        events_cli::events_in_state(
+                            &target,
+                            &app,
+                            function.as_deref(),
+                            &state,
+                            limit,
+                        )
+                        .await
+                    }
+                    (None, None) => client::invocations(&target, &app, function, limit).await,
+                }
+            }
         }
     });
     if let Err(e) = result {

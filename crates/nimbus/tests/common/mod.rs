@@ -213,3 +213,110 @@ pub fn app_dir(manifest: &str) -> tempfile::TempDir {
     std::fs::write(dir.path().join("nimbus.toml"), text).unwrap();
     dir
 }
+
+/// An HTTP endpoint in the test process that records what guests POST to
+/// it (the `consumer` example's `RELAY_URL` reports): the outside world a
+/// function has side effects on.
+pub struct Relay {
+    pub url: String,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+}
+
+impl Relay {
+    pub async fn start() -> Relay {
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let store = seen.clone();
+        let app = axum::Router::new().route(
+            "/r",
+            axum::routing::post(move |body: axum::body::Bytes| {
+                let store = store.clone();
+                async move {
+                    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                    store.lock().unwrap().push(v);
+                    "ok"
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/r", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Relay { url, seen }
+    }
+
+    /// Every report so far, in arrival order.
+    pub fn seen(&self) -> Vec<serde_json::Value> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+
+    /// Waits until `pred` holds for the reports, or panics after `secs`.
+    pub async fn wait_until(
+        &self,
+        secs: u64,
+        what: &str,
+        pred: impl Fn(&[serde_json::Value]) -> bool,
+    ) -> Vec<serde_json::Value> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            let seen = self.seen();
+            if pred(&seen) {
+                return seen;
+            }
+            if std::time::Instant::now() > deadline {
+                panic!("timed out waiting for {what}; reports so far: {seen:#?}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Server {
+    /// POST on the control API with the admin token.
+    pub async fn api_post(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Response {
+        let mut rb = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(self.token())
+            .body(body);
+        for (k, v) in headers {
+            rb = rb.header(*k, *v);
+        }
+        rb.send().await.unwrap()
+    }
+
+    /// Polls `GET path` until `pred` holds for its JSON, or panics after `secs`.
+    pub async fn api_wait(
+        &self,
+        path: &str,
+        secs: u64,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            let v = self.api(path).await;
+            if pred(&v) {
+                return v;
+            }
+            if std::time::Instant::now() > deadline {
+                panic!("timed out polling {path}; last answer: {v:#}");
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Kills the server at once (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
