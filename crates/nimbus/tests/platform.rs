@@ -745,4 +745,14 @@ async fn the_demo_app_deploys_and_serves() {
         server.get_text(&format!("/fetch?url={hello}")).await,
         (200, "hello".to_string())
     );
+    // The demo's events: a topic copy lands in the jobs queue, the worker logs it.
+    let out = server.cli_ok(&["topic", "publish", "demo/news", "extra!"]);
+    let id = out.trim().to_string();
+    server
+        .wait_for_log(
+            "demo",
+            &["worker"],
+            &format!("dev.nimbus.topic.message {id} attempt 1"),
+        )
+        .await;
 }

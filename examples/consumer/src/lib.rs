@@ -11,7 +11,8 @@
 //!   through the `nimbus:events/producer` host interface (no network hop).
 //! * `PUBLISH_TOPIC=name`: publish the payload to that topic, likewise.
 //!
-//! Otherwise it answers 200 `ok`, which acknowledges the event.
+//! Otherwise it answers 200 `ok`, which acknowledges the event. Every
+//! delivery prints one line (type, id, attempt, size) to stdout.
 
 use std::io::{Read as _, Write as _};
 use wasi::http::outgoing_handler;
@@ -124,6 +125,13 @@ impl wasi::exports::http::incoming_handler::Guest for Consumer {
             .and_then(|a| a.parse().ok())
             .unwrap_or(0);
         let body = read_body(&request);
+        // One line per delivery in `nimbus logs`.
+        println!(
+            "{} {} attempt {attempt}: {} bytes",
+            header(&request, "ce-type").unwrap_or_default(),
+            id,
+            body.len()
+        );
         let env: std::collections::HashMap<String, String> = std::env::vars().collect();
         if let Some(url) = env.get("RELAY_URL") {
             let report = format!(

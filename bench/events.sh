@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Events throughput: async invocations of the hello component, from accepted
+# (202, stored durably in SQLite) to processed (delivered to the function as
+# a CloudEvent, acknowledged, settled), side by side with synchronous
+# invocations of the same function in the same run.
+#
+#   bench/events.sh [DURATION_SECONDS] [CONNECTIONS]     (default 10 32)
+#
+# Needs: wrk (apt). The data dir is on disk (under target/), WAL mode,
+# synchronous=NORMAL: a process crash loses nothing committed.
+#
+# Phases:
+#   sync   wrk POST /hello                          -> req/s answered 200
+#   async  wrk POST /hello, Prefer: respond-async   -> accepted/s (202), then
+#          wait until the async channel is empty: events/s = accepted / (time
+#          from the first send to the last event settled)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+dur=${1:-10}
+conns=${2:-32}
+root=$(pwd)
+mkdir -p target
+work=$(mktemp -d "$root/target/bench-events.XXXXXX")
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+
+command -v wrk >/dev/null || { apt-get install -y wrk >/dev/null || { apt-get update >/dev/null && apt-get install -y wrk >/dev/null; }; }
+rustup target add wasm32-wasip2 >/dev/null 2>&1 || true
+cargo build --release -p nimbus >&2
+cargo build --release --target wasm32-wasip2 --manifest-path examples/Cargo.toml >&2
+nimbus=$root/target/release/nimbus
+hello=$root/examples/target/wasm32-wasip2/release/hello.wasm
+export RUST_LIB_BACKTRACE=0
+
+"$nimbus" up --listen 127.0.0.1:0 --data-dir "$work/data" > "$work/up.log" 2>&1 &
+pid=$!
+for _ in $(seq 200); do grep -q "listening on" "$work/up.log" 2>/dev/null && break; sleep 0.05; done
+url=$(grep -o 'http://[0-9.:]*' "$work/up.log" | head -1)
+token=$(cat "$work/data/admin-token")
+mkdir -p "$work/app"
+cat > "$work/app/nimbus.toml" <<TOML
+[app]
+name = "bench"
+
+[functions.hello]
+component = "$hello"
+max_concurrency = 64
+
+[[triggers.http]]
+route = "/hello"
+function = "hello"
+TOML
+"$nimbus" deploy "$work/app" --data-dir "$work/data" >&2
+
+depth() { # unfinished async events
+  curl -fs -H "authorization: Bearer $token" "$url/v1/apps/bench/queues" |
+    python3 -c 'import json,sys; d=json.load(sys.stdin); print(sum(c["queued"]+c["running"]+c["failed"] for c in d["channels"] if c["channel"]=="async:hello"))'
+}
+
+cat > "$work/async.lua" <<'LUA'
+wrk.method = "POST"
+wrk.body = "{\"event\":\"bench\"}"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Prefer"] = "respond-async"
+LUA
+cat > "$work/sync.lua" <<'LUA'
+wrk.method = "POST"
+wrk.body = "{\"event\":\"bench\"}"
+wrk.headers["Content-Type"] = "application/json"
+LUA
+
+echo "warm-up" >&2
+wrk -t2 -c"$conns" -d2s -s "$work/sync.lua" "$url/hello" > /dev/null
+
+wrk -t2 -c"$conns" -d"${dur}s" -s "$work/sync.lua" "$url/hello" > "$work/sync.txt"
+sync_rps=$(awk '/Requests\/sec/ {print $2}' "$work/sync.txt")
+sync_err=$(awk '/Non-2xx/ {print $5}' "$work/sync.txt")
+
+t0=$(date +%s.%N)
+wrk -t2 -c"$conns" -d"${dur}s" --latency -s "$work/async.lua" "$url/hello" > "$work/async.txt"
+t_load=$(date +%s.%N)
+left_at_end=$(depth)
+while [ "$(depth)" != "0" ]; do sleep 0.05; done
+t1=$(date +%s.%N)
+accepted=$(awk '/requests in/ {print $1}' "$work/async.txt")
+async_err=$(awk '/Non-2xx/ {print $5}' "$work/async.txt")
+accept_rps=$(awk '/Requests\/sec/ {print $2}' "$work/async.txt")
+p50=$(awk '$1=="50%" {print $2}' "$work/async.txt")
+p99=$(awk '$1=="99%" {print $2}' "$work/async.txt")
+succeeded=$(curl -fs -H "authorization: Bearer $token" "$url/v1/status" >/dev/null; echo ok)
+
+python3 - "$sync_rps" "$accepted" "$t0" "$t_load" "$t1" "$left_at_end" "$accept_rps" "$p50" "$p99" "${sync_err:-0}" "${async_err:-0}" "$conns" "$dur" <<'PY'
+import sys
+sync_rps, accepted, t0, tl, t1, left, acc_rps, p50, p99, serr, aerr, conns, dur = sys.argv[1:]
+accepted = int(accepted); t0, tl, t1 = float(t0), float(tl), float(t1)
+total = t1 - t0
+events = accepted / total
+print(f"connections {conns}, {dur}s of load per phase")
+print(f"sync   POST /hello: {float(sync_rps):>9.0f} req/s  (non-2xx: {serr})")
+print(f"async  accepted:    {float(acc_rps):>9.0f} /s   202 latency p50 {p50} p99 {p99}  (non-2xx: {aerr})")
+print(f"async  processed:   {events:>9.0f} events/s  ({accepted} events, first send -> last settled {total:.2f}s; {left} still queued when the load stopped, drained in {t1-tl:.2f}s)")
+print(f"ratio  events/s vs sync req/s: {events/float(sync_rps):.2f}")
+PY
+kill $pid
