@@ -39,9 +39,10 @@ impl Drop for ConsumerHandle {
 
 /// Extra lease time beyond the function's timeout, for the settlement to land.
 const LEASE_SLACK_MS: u64 = 30_000;
-/// How long an idle consumer sleeps before looking again (lease expiries,
-/// messages stored by another node).
-const IDLE_POLL: Duration = Duration::from_secs(1);
+/// After a failed lease, wait this long before trying again.
+const ERROR_BACKOFF: Duration = Duration::from_secs(1);
+/// Longest sleep until a known due time (then the consumer looks again).
+const MAX_SLEEP: Duration = Duration::from_secs(3600);
 /// Most of a failed response's body quoted in the error.
 const ERROR_BODY_LIMIT: usize = 512;
 
@@ -99,6 +100,9 @@ async fn run(ctx: Arc<Ctx>, store: Store, stop: CancellationToken) {
             p = outstanding.clone().acquire_many_owned(batch) => p.expect("never closed"),
             _ = stop.cancelled() => return,
         };
+        // Whatever was ready before this instant and is not leased now is
+        // held back by its FIFO group (see the wake-up below).
+        let lease_started = now_us();
         let leased = ctx
             .writer
             .call(EventOp::Lease {
@@ -116,7 +120,7 @@ async fn run(ctx: Arc<Ctx>, store: Store, stop: CancellationToken) {
                 tracing::error!(app = %ctx.app, channel = %ctx.channel, error = %e, "leasing messages failed");
                 drop(permits);
                 tokio::select! {
-                    _ = tokio::time::sleep(IDLE_POLL) => continue,
+                    _ = tokio::time::sleep(ERROR_BACKOFF) => continue,
                     _ = stop.cancelled() => return,
                 }
             }
@@ -135,13 +139,22 @@ async fn run(ctx: Arc<Ctx>, store: Store, stop: CancellationToken) {
         if got == batch as usize {
             continue;
         }
-        // Drained for now: sleep until a send, a settlement, the next retry
-        // becomes due, or the idle poll.
-        let wake = match store.next_available(&ctx.app, &ctx.channel).await {
-            Ok(Some(at)) if at > now_us() => {
-                Duration::from_micros((at - now_us()).max(0) as u64).min(IDLE_POLL)
+        // Drained for now. An idle consumer costs nothing: it sleeps until
+        // notified (a send, a settlement, a redrive, an expired lease, a
+        // schedule tick: every source of work on this node notifies), or
+        // until its next retry is due. Messages that are ready but not
+        // leased belong to a FIFO group whose head is unfinished; its
+        // settlement notifies.
+        let wake = match store
+            .next_available(&ctx.app, &ctx.channel, lease_started)
+            .await
+        {
+            Ok(Some(at)) => Duration::from_micros((at - now_us()).max(0) as u64).min(MAX_SLEEP),
+            Ok(None) => MAX_SLEEP,
+            Err(e) => {
+                tracing::error!(app = %ctx.app, channel = %ctx.channel, error = %e, "reading the next due message failed");
+                ERROR_BACKOFF
             }
-            _ => IDLE_POLL,
         };
         tokio::select! {
             _ = ctx.notify.notified() => {}

@@ -444,14 +444,23 @@ impl Store {
         Ok(out)
     }
 
-    /// When the next waiting message of a channel becomes ready (µs), if any.
-    pub async fn next_available(&self, app: &str, channel: &str) -> Result<Option<i64>> {
+    /// When the next waiting message of a channel that was not ready at
+    /// `after_us` (a retry in its backoff) becomes ready (µs), if any.
+    /// Messages ready before `after_us` but still waiting are held back by
+    /// their FIFO group, not by time.
+    pub async fn next_available(
+        &self,
+        app: &str,
+        channel: &str,
+        after_us: i64,
+    ) -> Result<Option<i64>> {
         Ok(sqlx::query_scalar(
             "SELECT MIN(available_at) FROM messages
-             WHERE app = $1 AND channel = $2 AND state IN ('queued', 'failed')",
+             WHERE app = $1 AND channel = $2 AND state IN ('queued', 'failed') AND available_at > $3",
         )
         .bind(app)
         .bind(channel)
+        .bind(after_us)
         .fetch_one(&self.pool)
         .await?)
     }
@@ -743,7 +752,14 @@ mod tests {
         // m1 waits for its retry; the others come next.
         let l2 = lease_ids(&store, "queue:q", 10).await;
         assert_eq!(l2.len(), 3);
-        assert!(store.next_available("a", "queue:q").await.unwrap().unwrap() > now_us());
+        assert!(
+            store
+                .next_available("a", "queue:q", now_us())
+                .await
+                .unwrap()
+                .unwrap()
+                > now_us()
+        );
         settle_one(&store, l2[0].seq, Settlement::Dead { error: "x".into() }).await;
         let dead = store
             .messages_in_state("a", Some("f"), "dead", None, 10)
@@ -760,6 +776,37 @@ mod tests {
         let back = lease_ids(&store, "queue:q", 10).await;
         assert_eq!(back.len(), 3);
         assert!(back.iter().all(|m| m.attempt == 1));
+    }
+
+    #[tokio::test]
+    async fn an_expired_lease_puts_the_message_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_embedded(dir.path()).await.unwrap();
+        store
+            .apply_events(&[EventOp::Enqueue(vec![msg("m", "queue:q", None)])])
+            .await
+            .unwrap();
+        let leased = store
+            .apply_events(&[EventOp::Lease {
+                app: "a".into(),
+                channel: "queue:q".into(),
+                function: "f".into(),
+                max: 1,
+                lease_ms: 0,
+            }])
+            .await
+            .unwrap();
+        assert!(matches!(&leased[0], EventResult::Leased(l) if l.len() == 1));
+        assert!(
+            lease_ids(&store, "queue:q", 1).await.is_empty(),
+            "leased: invisible"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        assert_eq!(store.expire_leases().await.unwrap(), 1);
+        let again = lease_ids(&store, "queue:q", 1).await;
+        assert_eq!(again[0].attempt, 2, "the lost attempt counts");
+        let row = store.message("a", "m").await.unwrap();
+        assert_eq!(row.state, "running");
     }
 
     #[tokio::test]
