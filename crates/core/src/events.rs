@@ -109,6 +109,11 @@ pub struct QueueTriggerSpec {
     pub max_concurrency: u32,
     /// Retries and dead letters.
     pub retry: RetryPolicy,
+    /// How long a delivered message stays invisible (leased) before it is
+    /// delivered again if not settled, in ms (`None`: the function's
+    /// `timeout_ms` plus 30 s).
+    #[serde(default)]
+    pub visibility_timeout_ms: Option<u64>,
 }
 
 /// Where a topic subscription delivers its copy.
@@ -283,6 +288,8 @@ pub struct Consumer {
     pub max_concurrency: u32,
     /// Retries and dead letters.
     pub retry: RetryPolicy,
+    /// Lease length, in ms (`None`: the function's `timeout_ms` plus 30 s).
+    pub visibility_timeout_ms: Option<u64>,
 }
 
 impl AppSpec {
@@ -296,6 +303,7 @@ impl AppSpec {
                 batch_size: 32,
                 max_concurrency: f.limits.max_concurrency,
                 retry: f.retry,
+                visibility_timeout_ms: None,
             });
         }
         for t in &self.queue_triggers {
@@ -305,6 +313,7 @@ impl AppSpec {
                 batch_size: t.batch_size,
                 max_concurrency: t.max_concurrency,
                 retry: t.retry,
+                visibility_timeout_ms: t.visibility_timeout_ms,
             });
         }
         for s in &self.subscriptions {
@@ -318,6 +327,7 @@ impl AppSpec {
                     batch_size: 32,
                     max_concurrency: s.max_concurrency,
                     retry: s.retry,
+                    visibility_timeout_ms: None,
                 });
             }
         }
@@ -328,6 +338,7 @@ impl AppSpec {
                 batch_size: 1,
                 max_concurrency: 1,
                 retry: s.retry,
+                visibility_timeout_ms: None,
             });
         }
         out

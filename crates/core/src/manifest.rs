@@ -217,6 +217,9 @@ pub struct QueueTrigger {
     /// Longest retry delay.
     #[serde(default)]
     pub max_backoff: Option<String>,
+    /// Lease length of a delivery (`"2m"`; default: the function's timeout + 30s).
+    #[serde(default)]
+    pub visibility_timeout: Option<String>,
 }
 
 /// One `[[triggers.topic]]` entry: a subscription.
@@ -544,12 +547,28 @@ impl Manifest {
             if max_concurrency == 0 {
                 return Err(err("max_concurrency must be at least 1".into()));
             }
+            let visibility_timeout_ms = match &t.visibility_timeout {
+                Some(v) => {
+                    let ms = parse_duration("visibility_timeout", v)
+                        .map_err(err)?
+                        .as_millis() as u64;
+                    let timeout = self.functions[&t.function].get_ref().limits().timeout_ms;
+                    if ms <= timeout {
+                        return Err(err(format!(
+                            "visibility_timeout = {v:?} must be longer than the function's timeout_ms ({timeout} ms), or a slow delivery would be handed out twice"
+                        )));
+                    }
+                    Some(ms)
+                }
+                None => None,
+            };
             queue_triggers.push(QueueTriggerSpec {
                 queue: t.queue.clone(),
                 function: t.function.clone(),
                 batch_size,
                 max_concurrency,
                 retry: retry_of(t.max_attempts, &t.backoff, &t.max_backoff).map_err(err)?,
+                visibility_timeout_ms,
             });
         }
         let mut subscriptions: Vec<SubscriptionSpec> = Vec::new();
@@ -916,6 +935,7 @@ batch_size = 5
 max_attempts = 2
 backoff = "10ms"
 max_backoff = "1s"
+visibility_timeout = "2m"
 
 [[triggers.topic]]
 topic = "scores"
@@ -952,6 +972,7 @@ function = "worker"
         assert_eq!((q.batch_size, q.max_concurrency), (5, 8));
         assert_eq!(q.retry.max_attempts, 2);
         assert_eq!(q.retry.max_backoff_ms, 1_000);
+        assert_eq!(q.visibility_timeout_ms, Some(120_000));
         assert_eq!(spec.subscriptions.len(), 2);
         assert_eq!(spec.schedules[0].name, "tick");
         assert_eq!(spec.schedules[1].when, When::Every(2_000));
@@ -993,6 +1014,14 @@ function = "worker"
         ));
         assert!(
             e.message.contains("exactly one of `function` or `queue`"),
+            "{e}"
+        );
+        let e = err(&format!(
+            "{base}[queues.q]\n[[triggers.queue]]\nqueue = \"q\"\nfunction = \"f\"\nvisibility_timeout = \"5s\"\n"
+        ));
+        assert!(
+            e.message
+                .contains("must be longer than the function's timeout_ms"),
             "{e}"
         );
         let e = err(&format!("{base}retry = {{ max_attempts = 0 }}\n"));

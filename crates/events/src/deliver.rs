@@ -94,7 +94,10 @@ async fn run(ctx: Arc<Ctx>, store: Store, stop: CancellationToken) {
     let outstanding = Arc::new(Semaphore::new(
         ctx.consumer.max_concurrency.max(1) as usize + batch as usize,
     ));
-    let lease_ms = ctx.function.limits.timeout_ms + LEASE_SLACK_MS;
+    let lease_ms = ctx
+        .consumer
+        .visibility_timeout_ms
+        .unwrap_or(ctx.function.limits.timeout_ms + LEASE_SLACK_MS);
     loop {
         let permits = tokio::select! {
             p = outstanding.clone().acquire_many_owned(batch) => p.expect("never closed"),

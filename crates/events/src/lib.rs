@@ -238,19 +238,34 @@ impl Shared {
         for (k, v) in msg.extensions {
             headers.push((format!("ce-{k}"), v));
         }
-        let dedup = self
-            .apps
-            .load()
-            .get(app)
-            .and_then(|a| match channel {
-                Channel::Queue(q) => a.spec.queues.get(q).map(|q| q.dedup_window_ms),
+        let apps = self.apps.load();
+        let spec = apps.get(app).map(|a| &a.spec);
+        let dedup = spec
+            .and_then(|s| match channel {
+                Channel::Queue(q) => s.queues.get(q).map(|q| q.dedup_window_ms),
                 _ => None,
             })
             .unwrap_or(nimbus_core::events::QueueSpec::DEFAULT_DEDUP_WINDOW_MS);
+        let function = match channel {
+            Channel::Async(f) | Channel::Topic { function: f, .. } => Some(f.clone()),
+            Channel::Queue(q) => spec.and_then(|s| {
+                s.queue_triggers
+                    .iter()
+                    .find(|t| &t.queue == q)
+                    .map(|t| t.function.clone())
+            }),
+            Channel::Schedule(n) => spec.and_then(|s| {
+                s.schedules
+                    .iter()
+                    .find(|t| &t.name == n)
+                    .map(|t| t.function.clone())
+            }),
+        };
         NewMessage {
             id,
             app: app.to_string(),
             channel: channel.to_string(),
+            function,
             group_key: msg.group,
             idempotency: msg
                 .idempotency_key

@@ -544,6 +544,28 @@ pub async fn invocations(
         q.push_str(&format!("&function={f}"));
     }
     let v = api.get_json(&q).await?;
+    // Events not finished yet have no record: show them first, with their state.
+    let mut pending = Vec::new();
+    for state in ["running", "failed", "queued"] {
+        let mut q = format!("/v1/apps/{app}/events?state={state}&limit={limit}");
+        if let Some(f) = &function {
+            q.push_str(&format!("&function={f}"));
+        }
+        pending.extend(
+            api.get_json(&q)
+                .await?
+                .as_array()
+                .cloned()
+                .unwrap_or_default(),
+        );
+    }
+    if !pending.is_empty() {
+        println!("EVENTS NOT FINISHED (`nimbus invocations {app} --id ID` for one)");
+        for e in &pending {
+            crate::events_cli::print_event(e);
+        }
+        println!();
+    }
     println!(
         "{:<36}  {:<24}  {:<12} {:<8} {:>6} {:>10}  {:<12} PATH",
         "INVOCATION", "STARTED", "FUNCTION", "TRIGGER", "STATUS", "DURATION", "OUTCOME"

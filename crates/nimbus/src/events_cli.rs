@@ -180,7 +180,7 @@ pub async fn topic(target: &Target, cmd: TopicCommand) -> Result<()> {
     Ok(())
 }
 
-fn print_event(e: &Value) {
+pub(crate) fn print_event(e: &Value) {
     println!(
         "{:<36}  {:<9} attempts {:<3} {:<24} {}",
         e["id"].as_str().unwrap_or(""),

@@ -24,6 +24,8 @@ pub struct NewMessage {
     pub app: String,
     /// Channel it waits in (see `nimbus_core::events::Channel`).
     pub channel: String,
+    /// Function expected to consume it (the one that does is recorded at lease).
+    pub function: Option<String>,
     /// FIFO group: messages of one group are delivered one at a time, in order.
     pub group_key: Option<String>,
     /// Idempotency key and until when (µs) a second send with it is dropped.
@@ -263,13 +265,14 @@ async fn enqueue(
     }
     for chunk in batches(&plain) {
         let mut q = QueryBuilder::new(
-            "INSERT INTO messages (id, app, channel, state, attempts, available_at, group_key,
-                method, path, headers, body, created_at, updated_at) ",
+            "INSERT INTO messages (id, app, channel, function, state, attempts, available_at,
+                group_key, method, path, headers, body, created_at, updated_at) ",
         );
         q.push_values(chunk, |mut b, m| {
             b.push_bind(&m.id)
                 .push_bind(&m.app)
                 .push_bind(&m.channel)
+                .push_bind(&m.function)
                 .push_bind("queued")
                 .push_bind(0i64)
                 .push_bind(m.available_at_us)
@@ -687,6 +690,7 @@ mod tests {
             id: id.into(),
             app: "a".into(),
             channel: channel.into(),
+            function: None,
             group_key: group.map(String::from),
             idempotency: None,
             method: "POST".into(),
