@@ -6,6 +6,7 @@
 //! SQL. Parsing and validation are pure functions, so the CLI (before upload)
 //! and the server (before activation) run exactly the same checks.
 
+pub mod data;
 pub mod events;
 pub mod manifest;
 pub mod names;

@@ -25,6 +25,7 @@
 //! kinds `queue`, `topic` and `schedule` (see [`crate::events`] for queues,
 //! topics and their triggers).
 
+use crate::data::{CollectionSpec, KvSpec, parse_index_field};
 use crate::events::{
     QueueSpec, QueueTriggerSpec, RetryPolicy, ScheduleSpec, SubscriptionSpec, SubscriptionTarget,
     When, parse_cron, parse_duration, parse_timezone,
@@ -65,9 +66,36 @@ pub struct Manifest {
     /// `[topics.NAME]` tables.
     #[serde(default)]
     pub topics: BTreeMap<String, Spanned<TopicManifest>>,
+    /// `[kv.NAME]` tables.
+    #[serde(default)]
+    pub kv: BTreeMap<String, Spanned<KvManifest>>,
+    /// `[collections.NAME]` tables.
+    #[serde(default)]
+    pub collections: BTreeMap<String, Spanned<CollectionManifest>>,
+    /// `[variables]`: app-wide configuration.
+    #[serde(default)]
+    pub variables: BTreeMap<String, String>,
     /// `[triggers]` tables, by kind.
     #[serde(default)]
     pub triggers: Triggers,
+}
+
+/// A `[kv.NAME]` table.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KvManifest {
+    /// Largest value, in KiB.
+    #[serde(default)]
+    pub max_value_kb: Option<u64>,
+}
+
+/// A `[collections.NAME]` table.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CollectionManifest {
+    /// Indexes: lists of field paths, `-` first for descending.
+    #[serde(default)]
+    pub indexes: Vec<Vec<String>>,
 }
 
 /// A `[queues.NAME]` table.
@@ -174,6 +202,15 @@ pub struct FunctionManifest {
     /// Retries of async invocations.
     #[serde(default)]
     pub retry: RetryManifest,
+    /// Key-value stores it may open.
+    #[serde(default)]
+    pub kv: Vec<String>,
+    /// Collections it may use.
+    #[serde(default)]
+    pub collections: Vec<String>,
+    /// Its own configuration variables.
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
 }
 
 /// The `[triggers]` table.
@@ -458,7 +495,81 @@ impl Manifest {
                 .map_err(|e| at(f.span(), format!("function {name:?}: retry: {e}")))?;
         }
         self.event_parts(src)?;
+        self.data_parts(src)?;
         Ok(())
+    }
+
+    /// Checks and resolves KV stores, collections and grants.
+    fn data_parts(
+        &self,
+        src: &str,
+    ) -> Result<(BTreeMap<String, KvSpec>, BTreeMap<String, CollectionSpec>), ManifestError> {
+        let at = |span: Range<usize>, message: String| ManifestError {
+            line: Some(line_of(src, span)),
+            message,
+        };
+        let mut kv = BTreeMap::new();
+        for (name, k) in &self.kv {
+            check_name("kv store", name).map_err(|e| at(k.span(), e))?;
+            let max_value_bytes = match k.get_ref().max_value_kb {
+                Some(0) => {
+                    return Err(at(
+                        k.span(),
+                        format!("kv store {name:?}: max_value_kb must be at least 1"),
+                    ));
+                }
+                Some(kb) => Some(kb.saturating_mul(1024)),
+                None => None,
+            };
+            kv.insert(name.clone(), KvSpec { max_value_bytes });
+        }
+        let mut collections = BTreeMap::new();
+        for (name, c) in &self.collections {
+            let err = |m: String| at(c.span(), format!("collection {name:?}: {m}"));
+            check_name("collection", name).map_err(|e| at(c.span(), e))?;
+            let mut indexes = Vec::new();
+            for fields in &c.get_ref().indexes {
+                if fields.is_empty() || fields.len() > 8 {
+                    return Err(err("an index has 1 to 8 fields".into()));
+                }
+                let parsed = fields
+                    .iter()
+                    .map(|f| parse_index_field(f))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(err)?;
+                indexes.push(parsed);
+            }
+            collections.insert(name.clone(), CollectionSpec { indexes });
+        }
+        for key in self.variables.keys() {
+            check_config_key(key).map_err(|e| ManifestError {
+                line: None,
+                message: format!("[variables]: {e}"),
+            })?;
+        }
+        for (fname, f) in &self.functions {
+            let span = f.span();
+            let f = f.get_ref();
+            let err = |m: String| at(span.clone(), format!("function {fname:?}: {m}"));
+            for s in &f.kv {
+                if !kv.contains_key(s) {
+                    return Err(err(format!(
+                        "kv store {s:?} is not declared: add a [kv.{s}] table"
+                    )));
+                }
+            }
+            for c in &f.collections {
+                if !collections.contains_key(c) {
+                    return Err(err(format!(
+                        "collection {c:?} is not declared: add a [collections.{c}] table"
+                    )));
+                }
+            }
+            for key in f.config.keys() {
+                check_config_key(key).map_err(|e| err(format!("config: {e}")))?;
+            }
+        }
+        Ok((kv, collections))
     }
 
     fn function_known(&self, f: &str) -> Result<(), String> {
@@ -695,11 +806,15 @@ impl Manifest {
                         line: None,
                         message: format!("function {name:?}: retry: {message}"),
                     })?,
+                    kv: f.kv.clone(),
+                    collections: f.collections.clone(),
+                    config: f.config.clone(),
                 },
             );
         }
         // Validated at parse time; spans are not needed again.
         let events = self.event_parts("")?;
+        let (kv, collections) = self.data_parts("")?;
         let routes = self
             .triggers
             .http
@@ -735,7 +850,27 @@ impl Manifest {
             queue_triggers: events.queue_triggers,
             subscriptions: events.subscriptions,
             schedules: events.schedules,
+            kv,
+            collections,
+            variables: self.variables.clone(),
         })
+    }
+}
+
+/// Checks a configuration variable or secret name: 1-128 characters among
+/// letters, digits, `_`, `-` and `.`.
+pub fn check_config_key(key: &str) -> Result<(), String> {
+    let ok = !key.is_empty()
+        && key.len() <= 128
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "variable name {key:?} is invalid: use 1-128 letters, digits, '_', '-' or '.'"
+        ))
     }
 }
 

@@ -2,6 +2,7 @@
 //! activated by the server. It is produced from a [`crate::Manifest`] once
 //! every function's component has been uploaded and named by its hash.
 
+use crate::data::{CollectionSpec, KvSpec};
 use crate::events::{QueueSpec, QueueTriggerSpec, RetryPolicy, ScheduleSpec, SubscriptionSpec};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -40,7 +41,7 @@ impl Default for Limits {
 }
 
 /// One function of a revision.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FunctionSpec {
     /// SHA-256 (hex) of the component's bytes: its name in the component store.
     pub component: String,
@@ -56,6 +57,15 @@ pub struct FunctionSpec {
     /// Retries of its async invocations.
     #[serde(default)]
     pub retry: RetryPolicy,
+    /// Key-value stores it may open.
+    #[serde(default)]
+    pub kv: Vec<String>,
+    /// Document collections it may use.
+    #[serde(default)]
+    pub collections: Vec<String>,
+    /// Its own configuration variables (over the app's).
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
 }
 
 /// One HTTP route of a revision.
@@ -98,6 +108,15 @@ pub struct AppSpec {
     /// Schedules.
     #[serde(default)]
     pub schedules: Vec<ScheduleSpec>,
+    /// Key-value stores by name.
+    #[serde(default)]
+    pub kv: BTreeMap<String, KvSpec>,
+    /// Document collections by name.
+    #[serde(default)]
+    pub collections: BTreeMap<String, CollectionSpec>,
+    /// App-wide configuration variables.
+    #[serde(default)]
+    pub variables: BTreeMap<String, String>,
 }
 
 impl AppSpec {

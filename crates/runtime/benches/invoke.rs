@@ -78,7 +78,7 @@ fn main() {
             },
             env: Default::default(),
             allowed_outbound_hosts: vec![],
-            retry: Default::default(),
+            ..Default::default()
         };
         let f = Arc::new(Function::new("bench", "hello", 1, &spec));
         for _ in 0..2000 {

@@ -211,7 +211,7 @@ mod tests {
                     limits: Limits::default(),
                     env: Default::default(),
                     allowed_outbound_hosts: vec![],
-                    retry: Default::default(),
+                    ..Default::default()
                 },
             )]
             .into(),

@@ -16,14 +16,18 @@
 
 mod apps;
 mod components;
+mod docs;
 mod events;
+mod kv;
 mod records;
 
 pub use apps::{AppRow, RevisionRow};
 pub use components::{ComponentStore, PutError};
+pub use docs::{DocError, DocQuery, Document, Op};
 pub use events::{
     ChannelDepth, Enqueued, EventOp, EventResult, Leased, MessageRow, NewMessage, Settlement,
 };
+pub use kv::{ConfigRow, KeyPage, KvError};
 pub use records::{InvocationRow, LogQuery, RecordWriter, RecordWriterConfig};
 
 use sqlx::SqlitePool;

@@ -1,0 +1,124 @@
+//! Data services in a manifest and a revision: key-value stores, document
+//! collections with their indexes, and configuration variables.
+//!
+//! ```toml
+//! [kv.sessions]
+//! max_value_kb = 64               # optional, below the server's limit
+//!
+//! [collections.leaderboard]
+//! indexes = [["-score"], ["player", "-finished_at"]]   # "-": descending
+//!
+//! [variables]                     # app-wide configuration (wasi:config)
+//! greeting = "hello"
+//!
+//! [functions.api]
+//! component = "api.wasm"
+//! kv = ["sessions"]               # stores it may open
+//! collections = ["leaderboard"]   # collections it may use
+//! config = { greeting = "hi" }    # its own variables, over the app's
+//! ```
+
+use serde::{Deserialize, Serialize};
+
+/// A key-value store of an app.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvSpec {
+    /// Largest value, in bytes (`None`: the server's limit).
+    #[serde(default)]
+    pub max_value_bytes: Option<u64>,
+}
+
+/// One field of an index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexField {
+    /// Dotted path in the document (`score`, `player.name`).
+    pub path: String,
+    /// Descending order.
+    pub desc: bool,
+}
+
+/// A document collection of an app.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CollectionSpec {
+    /// Indexes, each a list of fields.
+    #[serde(default)]
+    pub indexes: Vec<Vec<IndexField>>,
+}
+
+/// Longest key of a key-value store, in bytes.
+pub const MAX_KEY_BYTES: usize = 256;
+/// Longest document id, in bytes.
+pub const MAX_DOC_ID_BYTES: usize = 256;
+/// Longest field path.
+pub const MAX_FIELD_PATH: usize = 128;
+
+/// Checks a document field path: dot-separated names of letters, digits,
+/// `_` and `-`.
+pub fn check_field_path(path: &str) -> Result<(), String> {
+    let ok = !path.is_empty()
+        && path.len() <= MAX_FIELD_PATH
+        && path.split('.').all(|seg| {
+            !seg.is_empty()
+                && seg
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "field {path:?} is not a field path: use dot-separated names of letters, digits, '_' and '-' (e.g. \"score\", \"player.name\")"
+        ))
+    }
+}
+
+/// Parses an index field as written in a manifest (`"-score"` is descending).
+pub fn parse_index_field(s: &str) -> Result<IndexField, String> {
+    let (path, desc) = match s.strip_prefix('-') {
+        Some(p) => (p, true),
+        None => (s, false),
+    };
+    check_field_path(path)?;
+    Ok(IndexField {
+        path: path.to_string(),
+        desc,
+    })
+}
+
+/// Checks a key-value key.
+pub fn check_kv_key(key: &str) -> Result<(), String> {
+    if key.is_empty() || key.len() > MAX_KEY_BYTES {
+        return Err(format!(
+            "key of {} bytes is out of range: keys are 1-{MAX_KEY_BYTES} bytes",
+            key.len()
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a document id.
+pub fn check_doc_id(id: &str) -> Result<(), String> {
+    if id.is_empty() || id.len() > MAX_DOC_ID_BYTES || id.contains('/') {
+        return Err(format!(
+            "document id {id:?} is invalid: ids are 1-{MAX_DOC_ID_BYTES} bytes without '/'"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_and_fields() {
+        assert!(check_field_path("score").is_ok());
+        assert!(check_field_path("player.name").is_ok());
+        assert!(check_field_path("a..b").is_err());
+        assert!(check_field_path("x'); DROP").is_err());
+        let f = parse_index_field("-score").unwrap();
+        assert!(f.desc && f.path == "score");
+        assert!(check_kv_key(&"k".repeat(257)).is_err());
+        assert!(check_doc_id("a/b").is_err());
+    }
+}

@@ -1,0 +1,589 @@
+//! JSON document collections on SQLite's JSON functions.
+//!
+//! A document is a JSON object with an id, a version (1 on creation, +1 on
+//! every write) and created/updated times. Writes are single statements:
+//! optimistic concurrency is a `WHERE version = $n`, a merge patch is
+//! `json_patch` (RFC 7396). Queries filter and order on
+//! `json_extract(body, '$.path')`; the manifest's indexes are expression
+//! indexes on exactly those expressions, so the planner uses them.
+//! Field paths are validated (`nimbus_core::data::check_field_path`) before
+//! they are written into SQL text; values are always bound.
+
+use crate::{Result, Store, StoreError, now_us};
+use nimbus_core::data::{IndexField, check_field_path};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use sqlx::{QueryBuilder, Row, Sqlite};
+
+/// Why a document operation was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum DocError {
+    /// The expected version did not match.
+    #[error("{0}")]
+    Conflict(String),
+    /// The document or query is malformed.
+    #[error("{0}")]
+    Invalid(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for DocError {
+    fn from(e: sqlx::Error) -> Self {
+        DocError::Store(e.into())
+    }
+}
+
+/// A stored document.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Document {
+    /// Id.
+    pub id: String,
+    /// The JSON object.
+    pub body: Value,
+    /// 1 when created, +1 on every write.
+    pub version: i64,
+    /// µs since the epoch.
+    pub created_at_us: i64,
+    /// µs since the epoch.
+    pub updated_at_us: i64,
+}
+
+/// A comparison in a query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// `==`
+    Eq,
+    /// `!=`
+    Ne,
+    /// `<`
+    Lt,
+    /// `<=`
+    Le,
+    /// `>`
+    Gt,
+    /// `>=`
+    Ge,
+    /// `in` (a list)
+    In,
+}
+
+/// A parsed query.
+#[derive(Debug, Clone, Default)]
+pub struct DocQuery {
+    /// Filters, all of which must hold.
+    pub filters: Vec<(String, Op, Value)>,
+    /// Order, then by id.
+    pub order_by: Vec<IndexField>,
+    /// Page size.
+    pub limit: u32,
+    /// Documents skipped (from the cursor).
+    pub offset: u64,
+}
+
+/// Most documents a query page returns.
+pub const MAX_PAGE: u32 = 1000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QueryJson {
+    #[serde(default, rename = "where")]
+    filters: Vec<(String, String, Value)>,
+    #[serde(default)]
+    order_by: Vec<(String, String)>,
+    #[serde(default)]
+    limit: Option<u32>,
+    #[serde(default)]
+    cursor: Option<String>,
+}
+
+impl DocQuery {
+    /// Parses the JSON query language (see `wit/data/data.wit`).
+    pub fn parse(json: &str) -> Result<DocQuery, DocError> {
+        let q: QueryJson = serde_json::from_str(json).map_err(|e| {
+            DocError::Invalid(format!(
+                "the query is not valid ({e}): write {{\"where\": [[\"field\", \"==\", value]], \"order_by\": [[\"field\", \"desc\"]], \"limit\": 10, \"cursor\": \"...\"}}"
+            ))
+        })?;
+        let mut out = DocQuery {
+            limit: q.limit.unwrap_or(100).clamp(1, MAX_PAGE),
+            ..Default::default()
+        };
+        for (path, op, value) in q.filters {
+            check_field_path(&path).map_err(DocError::Invalid)?;
+            let op = match op.as_str() {
+                "==" | "=" => Op::Eq,
+                "!=" => Op::Ne,
+                "<" => Op::Lt,
+                "<=" => Op::Le,
+                ">" => Op::Gt,
+                ">=" => Op::Ge,
+                "in" => Op::In,
+                other => {
+                    return Err(DocError::Invalid(format!(
+                        "unknown operator {other:?}: use ==, !=, <, <=, >, >= or in"
+                    )));
+                }
+            };
+            match (&op, &value) {
+                (Op::In, Value::Array(items)) => {
+                    if items.is_empty() || items.len() > 100 {
+                        return Err(DocError::Invalid(
+                            "`in` takes a list of 1 to 100 values".into(),
+                        ));
+                    }
+                    if items
+                        .iter()
+                        .any(|v| v.is_array() || v.is_object() || v.is_null())
+                    {
+                        return Err(DocError::Invalid(
+                            "`in` takes numbers, strings or booleans".into(),
+                        ));
+                    }
+                }
+                (Op::In, _) => return Err(DocError::Invalid("`in` takes a list".into())),
+                (_, Value::Array(_) | Value::Object(_)) => {
+                    return Err(DocError::Invalid(format!(
+                        "field {path:?} is compared with a list or object: compare with a number, string, boolean or null"
+                    )));
+                }
+                (Op::Eq | Op::Ne, _) => {}
+                (_, Value::Null) => {
+                    return Err(DocError::Invalid(
+                        "null can only be compared with == or !=".into(),
+                    ));
+                }
+                _ => {}
+            }
+            out.filters.push((path, op, value));
+        }
+        for (path, dir) in q.order_by {
+            check_field_path(&path).map_err(DocError::Invalid)?;
+            let desc = match dir.to_ascii_lowercase().as_str() {
+                "asc" => false,
+                "desc" => true,
+                other => {
+                    return Err(DocError::Invalid(format!(
+                        "order {other:?} is unknown: use \"asc\" or \"desc\""
+                    )));
+                }
+            };
+            out.order_by.push(IndexField { path, desc });
+        }
+        if let Some(c) = q.cursor {
+            out.offset = c
+                .strip_prefix("o")
+                .and_then(|n| n.parse().ok())
+                .ok_or_else(|| {
+                    DocError::Invalid(format!("cursor {c:?} is not one this server gave"))
+                })?;
+        }
+        Ok(out)
+    }
+}
+
+fn expr(path: &str) -> String {
+    // The path was checked: letters, digits, '_', '-' and dots only.
+    format!("json_extract(body, '$.\"{}\"')", path.replace('.', "\".\""))
+}
+
+fn bind_scalar(q: &mut QueryBuilder<'_, Sqlite>, v: &Value) {
+    match v {
+        Value::Bool(b) => q.push_bind(i64::from(*b)),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => q.push_bind(i),
+            None => q.push_bind(n.as_f64().unwrap_or(0.0)),
+        },
+        Value::String(s) => q.push_bind(s.clone()),
+        _ => q.push("NULL"),
+    };
+}
+
+fn document(row: &sqlx::sqlite::SqliteRow) -> Result<Document, DocError> {
+    let body: String = row.try_get("body")?;
+    Ok(Document {
+        id: row.try_get("id")?,
+        body: serde_json::from_str(&body)
+            .map_err(|e| StoreError::Corrupt(format!("document body: {e}")))?,
+        version: row.try_get("version")?,
+        created_at_us: row.try_get("created_at")?,
+        updated_at_us: row.try_get("updated_at")?,
+    })
+}
+
+fn object(json: &str) -> Result<String, DocError> {
+    match serde_json::from_str::<Value>(json) {
+        Ok(v @ Value::Object(_)) => Ok(v.to_string()),
+        Ok(_) => Err(DocError::Invalid("a document must be a JSON object".into())),
+        Err(e) => Err(DocError::Invalid(format!(
+            "the document is not valid JSON: {e}"
+        ))),
+    }
+}
+
+const DOC_COLUMNS: &str = "id, body, version, created_at, updated_at";
+
+impl Store {
+    /// Creates the expression indexes a collection declares (idempotent).
+    pub async fn ensure_doc_indexes(&self, indexes: &[Vec<IndexField>]) -> Result<()> {
+        for fields in indexes {
+            let cols: Vec<String> = fields
+                .iter()
+                .map(|f| {
+                    check_field_path(&f.path).map_err(StoreError::Corrupt)?;
+                    Ok(format!(
+                        "{}{}",
+                        expr(&f.path),
+                        if f.desc { " DESC" } else { "" }
+                    ))
+                })
+                .collect::<Result<_>>()?;
+            let name = hex::encode(&Sha256::digest(cols.join(",").as_bytes())[..8]);
+            sqlx::query(&format!(
+                "CREATE INDEX IF NOT EXISTS docs_ix_{name} ON docs (app, collection, {}, id)",
+                cols.join(", ")
+            ))
+            .execute(&self.pool)
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// A document.
+    pub async fn doc_get(
+        &self,
+        app: &str,
+        coll: &str,
+        id: &str,
+    ) -> Result<Option<Document>, DocError> {
+        let row = sqlx::query(&format!(
+            "SELECT {DOC_COLUMNS} FROM docs WHERE app = $1 AND collection = $2 AND id = $3"
+        ))
+        .bind(app)
+        .bind(coll)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(document).transpose()
+    }
+
+    /// Creates or replaces a document. `expected`: `Some(0)` only if absent,
+    /// `Some(v)` only if at version `v`.
+    pub async fn doc_put(
+        &self,
+        app: &str,
+        coll: &str,
+        id: &str,
+        json: &str,
+        expected: Option<i64>,
+    ) -> Result<Document, DocError> {
+        let body = object(json)?;
+        let now = now_us();
+        let row = match expected {
+            None => sqlx::query(&format!(
+                "INSERT INTO docs (app, collection, id, body, version, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, 1, $5, $5)
+                 ON CONFLICT (app, collection, id) DO UPDATE
+                 SET body = excluded.body, version = docs.version + 1, updated_at = excluded.updated_at
+                 RETURNING {DOC_COLUMNS}"
+            ))
+            .bind(app)
+            .bind(coll)
+            .bind(id)
+            .bind(&body)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?,
+            Some(0) => sqlx::query(&format!(
+                "INSERT INTO docs (app, collection, id, body, version, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, 1, $5, $5)
+                 ON CONFLICT (app, collection, id) DO NOTHING
+                 RETURNING {DOC_COLUMNS}"
+            ))
+            .bind(app)
+            .bind(coll)
+            .bind(id)
+            .bind(&body)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?,
+            Some(v) => sqlx::query(&format!(
+                "UPDATE docs SET body = $4, version = version + 1, updated_at = $5
+                 WHERE app = $1 AND collection = $2 AND id = $3 AND version = $6
+                 RETURNING {DOC_COLUMNS}"
+            ))
+            .bind(app)
+            .bind(coll)
+            .bind(id)
+            .bind(&body)
+            .bind(now)
+            .bind(v)
+            .fetch_optional(&self.pool)
+            .await?,
+        };
+        match row {
+            Some(r) => document(&r),
+            None => Err(self.conflict(app, coll, id, expected).await),
+        }
+    }
+
+    async fn conflict(&self, app: &str, coll: &str, id: &str, expected: Option<i64>) -> DocError {
+        let current = match self.doc_get(app, coll, id).await {
+            Ok(d) => d.map(|d| d.version),
+            Err(e) => return e,
+        };
+        DocError::Conflict(match (expected, current) {
+            (Some(0), Some(v)) => format!(
+                "document {coll}/{id} already exists (version {v}); read it and write with its version, or omit the expected version to replace it"
+            ),
+            (Some(e), Some(v)) => format!(
+                "document {coll}/{id} is at version {v}, not {e}: someone else wrote it; read it again and retry"
+            ),
+            (Some(e), None) => {
+                format!("document {coll}/{id} does not exist (expected version {e})")
+            }
+            (None, _) => format!("document {coll}/{id} could not be written"),
+        })
+    }
+
+    /// Merges `json` into a document (RFC 7396), creating it if absent and
+    /// no version is expected.
+    pub async fn doc_patch(
+        &self,
+        app: &str,
+        coll: &str,
+        id: &str,
+        json: &str,
+        expected: Option<i64>,
+    ) -> Result<Document, DocError> {
+        let patch = object(json)?;
+        let now = now_us();
+        let row = match expected {
+            None => {
+                sqlx::query(&format!(
+                    "INSERT INTO docs (app, collection, id, body, version, created_at, updated_at)
+                 VALUES ($1, $2, $3, json_patch('{{}}', $4), 1, $5, $5)
+                 ON CONFLICT (app, collection, id) DO UPDATE
+                 SET body = json_patch(docs.body, $4), version = docs.version + 1,
+                     updated_at = excluded.updated_at
+                 RETURNING {DOC_COLUMNS}"
+                ))
+                .bind(app)
+                .bind(coll)
+                .bind(id)
+                .bind(&patch)
+                .bind(now)
+                .fetch_optional(&self.pool)
+                .await?
+            }
+            Some(v) => {
+                sqlx::query(&format!(
+                "UPDATE docs SET body = json_patch(body, $4), version = version + 1, updated_at = $5
+                 WHERE app = $1 AND collection = $2 AND id = $3 AND version = $6
+                 RETURNING {DOC_COLUMNS}"
+            ))
+                .bind(app)
+                .bind(coll)
+                .bind(id)
+                .bind(&patch)
+                .bind(now)
+                .bind(v)
+                .fetch_optional(&self.pool)
+                .await?
+            }
+        };
+        match row {
+            Some(r) => document(&r),
+            None => Err(self.conflict(app, coll, id, expected).await),
+        }
+    }
+
+    /// Deletes a document; whether it existed.
+    pub async fn doc_delete(&self, app: &str, coll: &str, id: &str) -> Result<bool, DocError> {
+        Ok(
+            sqlx::query("DELETE FROM docs WHERE app = $1 AND collection = $2 AND id = $3")
+                .bind(app)
+                .bind(coll)
+                .bind(id)
+                .execute(&self.pool)
+                .await?
+                .rows_affected()
+                == 1,
+        )
+    }
+
+    /// Runs a query; the page and the cursor of the next one.
+    pub async fn doc_query(
+        &self,
+        app: &str,
+        coll: &str,
+        q: &DocQuery,
+    ) -> Result<(Vec<Document>, Option<String>), DocError> {
+        let mut b = QueryBuilder::new(format!("SELECT {DOC_COLUMNS} FROM docs WHERE app = "));
+        b.push_bind(app.to_string())
+            .push(" AND collection = ")
+            .push_bind(coll.to_string());
+        for (path, op, value) in &q.filters {
+            b.push(" AND ").push(expr(path));
+            match (op, value) {
+                (Op::Eq, Value::Null) => {
+                    b.push(" IS NULL");
+                }
+                (Op::Ne, Value::Null) => {
+                    b.push(" IS NOT NULL");
+                }
+                (Op::In, Value::Array(items)) => {
+                    b.push(" IN (");
+                    for (i, v) in items.iter().enumerate() {
+                        if i > 0 {
+                            b.push(", ");
+                        }
+                        bind_scalar(&mut b, v);
+                    }
+                    b.push(")");
+                }
+                (op, v) => {
+                    b.push(match op {
+                        Op::Eq => " = ",
+                        Op::Ne => " != ",
+                        Op::Lt => " < ",
+                        Op::Le => " <= ",
+                        Op::Gt => " > ",
+                        Op::Ge => " >= ",
+                        Op::In => unreachable!("checked at parse"),
+                    });
+                    bind_scalar(&mut b, v);
+                }
+            }
+        }
+        b.push(" ORDER BY ");
+        for f in &q.order_by {
+            b.push(expr(&f.path))
+                .push(if f.desc { " DESC, " } else { ", " });
+        }
+        b.push("id LIMIT ")
+            .push_bind(i64::from(q.limit) + 1)
+            .push(" OFFSET ")
+            .push_bind(q.offset as i64);
+        let rows = b.build().fetch_all(&self.pool).await?;
+        let mut docs = rows.iter().map(document).collect::<Result<Vec<_>, _>>()?;
+        let more = docs.len() > q.limit as usize;
+        docs.truncate(q.limit as usize);
+        let cursor = more.then(|| format!("o{}", q.offset + q.limit as u64));
+        Ok((docs, cursor))
+    }
+
+    /// The query plan SQLite picks (for tests and diagnostics).
+    pub async fn doc_query_plan(&self, app: &str, coll: &str, q: &DocQuery) -> Result<String> {
+        let mut b = QueryBuilder::new("EXPLAIN QUERY PLAN SELECT id FROM docs WHERE app = ");
+        b.push_bind(app.to_string())
+            .push(" AND collection = ")
+            .push_bind(coll.to_string())
+            .push(" ORDER BY ");
+        for f in &q.order_by {
+            b.push(expr(&f.path))
+                .push(if f.desc { " DESC, " } else { ", " });
+        }
+        b.push("id LIMIT 10");
+        let rows = b.build().fetch_all(&self.pool).await?;
+        let mut out = Vec::new();
+        for r in rows {
+            out.push(r.try_get::<String, _>("detail")?);
+        }
+        Ok(out.join("\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn documents_and_queries() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open_embedded(dir.path()).await.unwrap();
+        let d = s
+            .doc_put("a", "c", "1", r#"{"score": 5, "p": {"n": "x"}}"#, None)
+            .await
+            .unwrap();
+        assert_eq!(d.version, 1);
+        let d = s
+            .doc_put("a", "c", "1", r#"{"score": 7}"#, Some(1))
+            .await
+            .unwrap();
+        assert_eq!(d.version, 2);
+        let e = s
+            .doc_put("a", "c", "1", r#"{"score": 8}"#, Some(1))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, DocError::Conflict(ref m) if m.contains("version 2, not 1")),
+            "{e}"
+        );
+        let e = s
+            .doc_put("a", "c", "1", r#"{}"#, Some(0))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, DocError::Conflict(_)));
+        let d = s
+            .doc_patch("a", "c", "1", r#"{"name": "bo", "score": null}"#, None)
+            .await
+            .unwrap();
+        assert_eq!(d.body, serde_json::json!({"name": "bo"}));
+        assert_eq!(d.version, 3);
+        assert!(s.doc_put("a", "c", "x", "[1]", None).await.is_err());
+        for i in 0..30 {
+            s.doc_put(
+                "a",
+                "lb",
+                &format!("{i:02}"),
+                &format!(
+                    r#"{{"score": {}, "team": "{}"}}"#,
+                    i * 3 % 31,
+                    if i % 2 == 0 { "red" } else { "blue" }
+                ),
+                None,
+            )
+            .await
+            .unwrap();
+        }
+        s.ensure_doc_indexes(&[vec![IndexField {
+            path: "score".into(),
+            desc: true,
+        }]])
+        .await
+        .unwrap();
+        let q = DocQuery::parse(r#"{"where": [["team", "==", "red"], ["score", ">=", 10]], "order_by": [["score", "desc"]], "limit": 3}"#).unwrap();
+        let (page, cursor) = s.doc_query("a", "lb", &q).await.unwrap();
+        let scores: Vec<i64> = page
+            .iter()
+            .map(|d| d.body["score"].as_i64().unwrap())
+            .collect();
+        assert_eq!(scores.len(), 3);
+        assert!(scores.windows(2).all(|w| w[0] >= w[1]));
+        assert!(page.iter().all(|d| d.body["team"] == "red"));
+        let mut q2 = q.clone();
+        q2.offset = DocQuery::parse(&format!(r#"{{"cursor": "{}"}}"#, cursor.unwrap()))
+            .unwrap()
+            .offset;
+        let (page2, _) = s.doc_query("a", "lb", &q2).await.unwrap();
+        assert!(page2[0].body["score"].as_i64().unwrap() <= scores[2]);
+        let q = DocQuery::parse(r#"{"where": [["team", "in", ["blue"]]]}"#).unwrap();
+        assert_eq!(s.doc_query("a", "lb", &q).await.unwrap().0.len(), 15);
+        let plan = s
+            .doc_query_plan(
+                "a",
+                "lb",
+                &DocQuery::parse(r#"{"order_by": [["score", "desc"]]}"#).unwrap(),
+            )
+            .await
+            .unwrap();
+        assert!(plan.contains("docs_ix_"), "the index is used: {plan}");
+        assert!(DocQuery::parse(r#"{"where": [["x", "~", 1]]}"#).is_err());
+        assert!(DocQuery::parse(r#"{"where": [["x'--", "==", 1]]}"#).is_err());
+        assert!(s.doc_delete("a", "c", "1").await.unwrap());
+        assert!(s.doc_get("a", "c", "1").await.unwrap().is_none());
+    }
+}
