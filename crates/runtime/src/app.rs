@@ -1,6 +1,7 @@
 //! An app at its active revision, with its functions ready to invoke.
 
-use crate::Function;
+use crate::{ConfigSnapshot, DataGrants, Function};
+use nimbus_core::FunctionSpec;
 use nimbus_core::AppSpec;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -22,10 +23,19 @@ impl ActiveApp {
             .functions
             .iter()
             .map(|(name, f)| {
-                (
-                    name.clone(),
-                    Arc::new(Function::new(&spec.name, name, revision, f)),
-                )
+                let grants = DataGrants {
+                    kv_declared: spec
+                        .kv
+                        .iter()
+                        .map(|(n, k)| (n.clone(), k.max_value_bytes))
+                        .collect(),
+                    kv: f.kv.clone(),
+                    collections_declared: spec.collections.keys().cloned().collect(),
+                    collections: f.collections.clone(),
+                };
+                let function = Function::new(&spec.name, name, revision, f).with_grants(grants);
+                function.set_config(manifest_config(&spec, f));
+                (name.clone(), Arc::new(function))
             })
             .collect();
         ActiveApp {
@@ -33,5 +43,16 @@ impl ActiveApp {
             revision,
             functions,
         }
+    }
+}
+
+/// A function's configuration from the manifest alone: the app's
+/// `[variables]`, overridden by the function's `config`.
+pub fn manifest_config(spec: &AppSpec, f: &FunctionSpec) -> ConfigSnapshot {
+    let mut vars = spec.variables.clone();
+    vars.extend(f.config.iter().map(|(k, v)| (k.clone(), v.clone())));
+    ConfigSnapshot {
+        vars: vars.into_iter().collect(),
+        secrets: Vec::new(),
     }
 }

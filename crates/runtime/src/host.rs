@@ -19,6 +19,7 @@ pub struct Host {
     pub(crate) outbound: OutboundPolicy,
     pub(crate) limiter: Limiter,
     pub(crate) events: crate::events::EventsBinding,
+    pub(crate) data: crate::data::DataBinding,
 }
 
 impl WasiView for Host {

@@ -3,6 +3,7 @@
 
 use crate::admission::Throttled;
 use crate::capture::Capture;
+use crate::data::{ConfigSnapshot, DataBinding, DataGrants};
 use crate::events::EventsBinding;
 use crate::host::{AllowedHost, Host, Limiter, OutboundPolicy};
 use crate::{RecordSink, Runtime};
@@ -47,6 +48,8 @@ pub struct Function {
     allowed: Arc<[AllowedHost]>,
     app_name: Arc<str>,
     concurrency: Arc<Semaphore>,
+    grants: Arc<DataGrants>,
+    config: arc_swap::ArcSwap<ConfigSnapshot>,
 }
 
 impl Function {
@@ -70,7 +73,26 @@ impl Function {
                 .collect(),
             concurrency: Arc::new(Semaphore::new(spec.limits.max_concurrency as usize)),
             app_name: Arc::from(app),
+            grants: Arc::default(),
+            config: arc_swap::ArcSwap::from_pointee(ConfigSnapshot::default()),
         }
+    }
+
+    /// Sets what data the function may reach.
+    pub fn with_grants(mut self, grants: DataGrants) -> Function {
+        self.grants = Arc::new(grants);
+        self
+    }
+
+    /// Replaces the configuration new invocations see (atomically: an
+    /// invocation sees one snapshot from start to end).
+    pub fn set_config(&self, config: ConfigSnapshot) {
+        self.config.store(Arc::new(config));
+    }
+
+    /// The configuration new invocations see.
+    pub fn config(&self) -> Arc<ConfigSnapshot> {
+        self.config.load_full()
     }
 
     /// Invocations of this function running now.
@@ -138,6 +160,7 @@ struct Tracker {
     end: Mutex<Option<End>>,
     stdout: Capture,
     stderr: Capture,
+    config: Arc<ConfigSnapshot>,
     sink: RecordSink,
 }
 
@@ -176,6 +199,15 @@ impl Tracker {
     }
 }
 
+impl Tracker {
+    /// Guest output with every secret value replaced: secrets never reach
+    /// the logs, even if a guest prints them.
+    fn redacted(&self, mut text: String) -> String {
+        self.config.redact(&mut text);
+        text
+    }
+}
+
 impl Drop for Tracker {
     fn drop(&mut self) {
         let end = self.end.lock().take().unwrap_or(End {
@@ -200,8 +232,8 @@ impl Drop for Tracker {
             bytes_out: self.bytes_out.load(Ordering::Relaxed),
             event_id: self.event_id.take(),
             attempt: self.attempt,
-            stdout: self.stdout.text(),
-            stderr: self.stderr.text(),
+            stdout: self.redacted(self.stdout.text()),
+            stderr: self.redacted(self.stderr.text()),
         });
     }
 }
@@ -418,6 +450,7 @@ impl Runtime {
         };
 
         let (mut parts, body) = req.into_parts();
+        let config = f.config.load_full();
         let stdout = Capture::new(self.config.log_limit_bytes);
         let stderr = Capture::new(self.config.log_limit_bytes);
         let tracker = Arc::new(Tracker {
@@ -442,6 +475,7 @@ impl Runtime {
             end: Mutex::new(None),
             stdout: stdout.clone(),
             stderr: stderr.clone(),
+            config: config.clone(),
             sink: self.sink.clone(),
         });
 
@@ -509,6 +543,12 @@ impl Runtime {
                 events: EventsBinding {
                     app: f.app_name.clone(),
                     producer: self.producer.get().cloned(),
+                },
+                data: DataBinding {
+                    app: f.app_name.clone(),
+                    grants: f.grants.clone(),
+                    config,
+                    store: self.data_store.get().cloned(),
                 },
             },
         );

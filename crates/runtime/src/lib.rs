@@ -32,14 +32,16 @@ mod admission;
 mod app;
 mod cache;
 mod capture;
+mod data;
 mod events;
 mod host;
 mod invoke;
 
 pub use admission::{Admission, Permit, Throttled};
-pub use app::ActiveApp;
+pub use app::{ActiveApp, manifest_config};
 pub use cache::{LoadSource, Loaded};
 pub use capture::Capture;
+pub use data::{ConfigSnapshot, DataGrants};
 pub use events::{EventProducer, GuestMessage, ProduceError};
 pub use host::AllowedHost;
 pub use invoke::{
@@ -65,7 +67,7 @@ pub enum RuntimeError {
     InvalidComponent(String),
     /// The component imports something Nimbus does not provide.
     #[error(
-        "the component cannot be linked: {0} (Nimbus provides the wasi:http/proxy world plus wasi:cli, wasi:filesystem, wasi:sockets, wasi:random and wasi:clocks 0.2, and nimbus:events/producer@0.1.0)"
+        "the component cannot be linked: {0} (Nimbus provides the wasi:http/proxy world plus wasi:cli, wasi:filesystem, wasi:sockets, wasi:random and wasi:clocks 0.2, wasi:keyvalue@0.2.0-draft, wasi:config@0.2.0-rc.1, nimbus:events@0.1.0 and nimbus:data@0.1.0)"
     )]
     Link(String),
     /// The component does not export the HTTP handler.
@@ -135,6 +137,7 @@ pub struct Runtime {
     sink: RecordSink,
     ticker_stop: Arc<AtomicBool>,
     pub(crate) producer: std::sync::OnceLock<Arc<dyn EventProducer>>,
+    pub(crate) data_store: std::sync::OnceLock<(nimbus_store::Store, u64)>,
     loading: parking_lot::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
@@ -179,6 +182,7 @@ impl Runtime {
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
             .map_err(|e| RuntimeError::Io(format!("{e:#}")))?;
         events::add_to_linker(&mut linker).map_err(|e| RuntimeError::Io(format!("{e:#}")))?;
+        data::add_to_linker(&mut linker).map_err(|e| RuntimeError::Io(format!("{e:#}")))?;
         let cache = CodeCache::new(&engine, &config.cache_dir, config.loaded_capacity)?;
         let admission = Admission::new(
             slots as usize,
@@ -209,6 +213,7 @@ impl Runtime {
             sink,
             ticker_stop,
             producer: Default::default(),
+            data_store: Default::default(),
             loading: Default::default(),
         }))
     }
@@ -218,6 +223,13 @@ impl Runtime {
     /// `unavailable`.
     pub fn set_event_producer(&self, producer: Arc<dyn EventProducer>) {
         let _ = self.producer.set(producer);
+    }
+
+    /// Connects the data interfaces (`wasi:keyvalue`, `nimbus:data`) to the
+    /// store, with the largest value or document accepted. Set once, at
+    /// start-up; before that, guests' data calls fail.
+    pub fn set_data_store(&self, store: nimbus_store::Store, max_value_bytes: u64) {
+        let _ = self.data_store.set((store, max_value_bytes));
     }
 
     /// The runtime's configuration.
