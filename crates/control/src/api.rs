@@ -1,5 +1,6 @@
 //! HTTP handlers of the control API.
 
+use crate::data_api;
 use crate::events_api;
 use crate::platform::{DeployEvent, Platform, PlatformError};
 use axum::body::Body;
@@ -83,6 +84,35 @@ pub fn router(platform: Arc<Platform>, admin_token: &str) -> Router {
             get(events_api::get_invocation),
         )
         .route("/v1/apps/{app}/events", get(events_api::list_events))
+        .route("/v1/apps/{app}/kv/{store}", get(data_api::kv_list))
+        .route(
+            "/v1/apps/{app}/kv/{store}/{*key}",
+            get(data_api::kv_get)
+                .put(data_api::kv_put)
+                .delete(data_api::kv_delete)
+                .post(data_api::kv_op),
+        )
+        .route("/v1/apps/{app}/docs/{coll}", post(data_api::doc_bulk))
+        .route(
+            "/v1/apps/{app}/docs/{coll}/_query",
+            post(data_api::doc_query),
+        )
+        .route(
+            "/v1/apps/{app}/docs/{coll}/{id}",
+            get(data_api::doc_get)
+                .put(data_api::doc_put)
+                .patch(data_api::doc_patch)
+                .delete(data_api::doc_delete),
+        )
+        .route("/v1/apps/{app}/config", get(data_api::config_list))
+        .route(
+            "/v1/apps/{app}/config/{key}",
+            put(data_api::config_put).delete(data_api::config_delete),
+        )
+        .route(
+            "/v1/apps/{app}/secrets/{key}",
+            put(data_api::secret_put).delete(data_api::config_delete),
+        )
         .route("/v1/apps/{app}/queues", get(events_api::depths))
         .route(
             "/v1/apps/{app}/queues/{queue}/messages",

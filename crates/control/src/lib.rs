@@ -6,8 +6,11 @@
 //! message that says what to do.
 
 mod api;
+mod data_api;
 mod events_api;
 mod platform;
+mod secrets;
 
 pub use api::router;
 pub use platform::{DeployEvent, Platform, PlatformError};
+pub use secrets::Sealer;

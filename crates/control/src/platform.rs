@@ -4,9 +4,11 @@
 //! components, compilation, route collisions) happens before anything is
 //! written, so a failed deploy leaves the active revision serving.
 
+use crate::secrets::Sealer;
 use nimbus_core::{AppSpec, Manifest};
 use nimbus_events::Events;
 use nimbus_gateway::{ActiveApp, Gateway, RouteTable};
+use nimbus_runtime::{ConfigSnapshot, manifest_config};
 use nimbus_runtime::{LoadSource, Runtime};
 use nimbus_store::{ComponentStore, RecordWriter, Store, StoreError};
 use serde::Serialize;
@@ -88,6 +90,10 @@ pub struct Platform {
     pub records: RecordWriter,
     /// Queues, topics, schedules, async invocations.
     pub events: Arc<Events>,
+    /// Seals secrets at rest.
+    pub sealer: Sealer,
+    /// Largest KV value or document accepted, in bytes.
+    pub max_value_bytes: u64,
     /// Largest component upload accepted, in bytes.
     pub max_component_bytes: u64,
     lock: Mutex<()>,
@@ -101,6 +107,8 @@ impl Platform {
         gateway: Arc<Gateway>,
         records: RecordWriter,
         max_component_bytes: u64,
+        sealer: Sealer,
+        max_value_bytes: u64,
     ) -> Arc<Platform> {
         Arc::new(Platform {
             store,
@@ -110,8 +118,104 @@ impl Platform {
             gateway,
             records,
             max_component_bytes,
+            sealer,
+            max_value_bytes,
             lock: Mutex::new(()),
         })
+    }
+
+    /// Readies an app's data before it serves: its collections' indexes,
+    /// and every function's configuration (manifest, then stored values
+    /// and secrets).
+    async fn prepare(&self, app: &ActiveApp) -> Result<(), PlatformError> {
+        for c in app.spec.collections.values() {
+            self.store.ensure_doc_indexes(&c.indexes).await?;
+        }
+        self.apply_config(app).await
+    }
+
+    /// Computes and installs each function's configuration: the app's
+    /// manifest `[variables]`, the function's manifest `config`, values set
+    /// with `nimbus config set` (app-wide, then for the function), and
+    /// secrets likewise. New invocations see the new snapshot at once.
+    async fn apply_config(&self, app: &ActiveApp) -> Result<(), PlatformError> {
+        let rows = self.store.config_rows(&app.spec.name).await?;
+        for (name, f) in &app.functions {
+            let Some(fspec) = app.spec.functions.get(name) else {
+                continue;
+            };
+            let mut vars: BTreeMap<String, String> =
+                manifest_config(&app.spec, fspec).vars.into_iter().collect();
+            let mut secrets = Vec::new();
+            for scope in ["", name.as_str()] {
+                for row in rows.iter().filter(|r| r.function == scope) {
+                    let value = if row.secret {
+                        let v = self.sealer.open(&row.value).map_err(|e| {
+                            PlatformError::Internal(format!("secret {:?}: {e}", row.key))
+                        })?;
+                        secrets.push(v.clone());
+                        v
+                    } else {
+                        row.value.clone()
+                    };
+                    vars.insert(row.key.clone(), value);
+                }
+            }
+            f.set_config(ConfigSnapshot {
+                vars: vars.into_iter().collect(),
+                secrets,
+            });
+        }
+        Ok(())
+    }
+
+    /// Sets (`Some`) or removes (`None`) a configuration value or secret of
+    /// an app (or one of its functions), and applies it to new invocations
+    /// at once — no new revision.
+    pub async fn set_config(
+        &self,
+        app: &str,
+        function: Option<&str>,
+        key: &str,
+        value: Option<&str>,
+        secret: bool,
+    ) -> Result<bool, PlatformError> {
+        let _guard = self.lock.lock().await;
+        nimbus_core::manifest::check_config_key(key).map_err(PlatformError::Invalid)?;
+        self.store.app(app).await?;
+        let table = self.gateway.table();
+        let active = table.app(app).cloned();
+        if let (Some(f), Some(a)) = (function, &active)
+            && !a.functions.contains_key(f)
+        {
+            return Err(PlatformError::NotFound(format!(
+                "app {app:?} has no function {f:?}"
+            )));
+        }
+        let scope = function.unwrap_or("");
+        let changed = match value {
+            Some(v) => {
+                if v.len() > 64 * 1024 {
+                    return Err(PlatformError::Invalid(
+                        "a configuration value is at most 64 KiB".into(),
+                    ));
+                }
+                let stored = if secret {
+                    self.sealer.seal(v)
+                } else {
+                    v.to_string()
+                };
+                self.store
+                    .config_set(app, scope, key, &stored, secret)
+                    .await?;
+                true
+            }
+            None => self.store.config_unset(app, scope, key).await?,
+        };
+        if let Some(a) = active {
+            self.apply_config(&a).await?;
+        }
+        Ok(changed)
     }
 
     /// Makes `table` the serving one: routes, and the event consumers and
@@ -136,7 +240,12 @@ impl Platform {
                 }
             }
             if ok {
-                apps.push(Arc::new(ActiveApp::new(rev.spec, rev.number)));
+                let app = Arc::new(ActiveApp::new(rev.spec, rev.number));
+                if let Err(e) = self.prepare(&app).await {
+                    tracing::error!(app = %rev.app, error = %e, "cannot prepare app data; app not restored");
+                    continue;
+                }
+                apps.push(app);
             }
         }
         let n = apps.len();
@@ -217,12 +326,18 @@ impl Platform {
         current
             .with_app(Arc::new(ActiveApp::new(spec.clone(), 0)))
             .map_err(|e| PlatformError::Conflict(e.to_string()))?;
+        // Indexes first: a deploy that cannot create them changes nothing.
+        for c in spec.collections.values() {
+            self.store.ensure_doc_indexes(&c.indexes).await?;
+        }
         let revision = self
             .store
             .create_and_activate_revision(&spec, &manifest)
             .await?;
+        let active = Arc::new(ActiveApp::new(spec, revision));
+        self.prepare(&active).await?;
         let table = current
-            .with_app(Arc::new(ActiveApp::new(spec, revision)))
+            .with_app(active)
             .map_err(|e| PlatformError::Internal(e.to_string()))?;
         self.activate(table);
         let _ = progress.send(DeployEvent::Activated { revision }).await;
@@ -255,13 +370,11 @@ impl Platform {
                 PlatformError::Internal(format!("revision {target}, function {name:?}: {e}"))
             })?;
         }
-        let table = self
-            .gateway
-            .table()
-            .with_app(Arc::new(ActiveApp::new(rev.spec, target)))
-            .map_err(|e| {
-                PlatformError::Conflict(format!("revision {target} cannot be activated: {e}"))
-            })?;
+        let active = Arc::new(ActiveApp::new(rev.spec, target));
+        self.prepare(&active).await?;
+        let table = self.gateway.table().with_app(active).map_err(|e| {
+            PlatformError::Conflict(format!("revision {target} cannot be activated: {e}"))
+        })?;
         self.store.activate_revision(app, target).await?;
         self.activate(table);
         Ok(target)
@@ -273,6 +386,7 @@ impl Platform {
         self.store.delete_app(app).await?;
         self.activate(self.gateway.table().without_app(app));
         self.store.delete_app_events(app).await?;
+        self.store.delete_app_data(app).await?;
         Ok(())
     }
 }

@@ -98,9 +98,9 @@ pub fn check_kv_key(key: &str) -> Result<(), String> {
 
 /// Checks a document id.
 pub fn check_doc_id(id: &str) -> Result<(), String> {
-    if id.is_empty() || id.len() > MAX_DOC_ID_BYTES || id.contains('/') {
+    if id.is_empty() || id.len() > MAX_DOC_ID_BYTES || id.contains('/') || id.starts_with('_') {
         return Err(format!(
-            "document id {id:?} is invalid: ids are 1-{MAX_DOC_ID_BYTES} bytes without '/'"
+            "document id {id:?} is invalid: ids are 1-{MAX_DOC_ID_BYTES} bytes, without '/', not starting with '_'"
         ));
     }
     Ok(())

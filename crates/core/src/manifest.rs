@@ -336,6 +336,9 @@ struct EventParts {
     schedules: Vec<ScheduleSpec>,
 }
 
+/// KV stores and collections of a manifest, resolved.
+type DataParts = (BTreeMap<String, KvSpec>, BTreeMap<String, CollectionSpec>);
+
 /// Smallest `every` period of a schedule.
 pub const MIN_SCHEDULE_PERIOD_MS: u64 = 1_000;
 
@@ -500,10 +503,7 @@ impl Manifest {
     }
 
     /// Checks and resolves KV stores, collections and grants.
-    fn data_parts(
-        &self,
-        src: &str,
-    ) -> Result<(BTreeMap<String, KvSpec>, BTreeMap<String, CollectionSpec>), ManifestError> {
+    fn data_parts(&self, src: &str) -> Result<DataParts, ManifestError> {
         let at = |span: Range<usize>, message: String| ManifestError {
             line: Some(line_of(src, span)),
             message,

@@ -2,6 +2,7 @@
 //! command talks to a server's control API, local or remote).
 
 mod client;
+mod data_cli;
 mod events_cli;
 mod up;
 
@@ -87,6 +88,34 @@ enum Command {
     Topic {
         #[command(subcommand)]
         command: events_cli::TopicCommand,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Key-value stores: get, set, del, ls, incr
+    Kv {
+        #[command(subcommand)]
+        command: data_cli::KvCommand,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Document collections: get, put, patch, del, query, import
+    Docs {
+        #[command(subcommand)]
+        command: data_cli::DocsCommand,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Configuration variables (wasi:config): ls, set, unset
+    Config {
+        #[command(subcommand)]
+        command: data_cli::ConfigCommand,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Secrets (encrypted at rest, never shown): ls, set, unset
+    Secrets {
+        #[command(subcommand)]
+        command: data_cli::SecretsCommand,
         #[command(flatten)]
         target: Target,
     },
@@ -212,6 +241,10 @@ fn main() {
             Command::Queue { command, target } => events_cli::queue(&target, command).await,
             Command::Topic { command, target } => events_cli::topic(&target, command).await,
             Command::Dlq { command, target } => events_cli::dlq(&target, command).await,
+            Command::Kv { command, target } => data_cli::kv(&target, command).await,
+            Command::Docs { command, target } => data_cli::docs(&target, command).await,
+            Command::Config { command, target } => data_cli::config(&target, command).await,
+            Command::Secrets { command, target } => data_cli::secrets(&target, command).await,
             Command::Apps { target } => client::apps(&target).await,
             Command::Functions { app, target } => client::functions(&target, &app).await,
             Command::Revisions { app, target } => client::revisions(&target, &app).await,

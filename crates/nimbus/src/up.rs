@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result};
 use clap::Args;
-use nimbus_control::Platform;
+use nimbus_control::{Platform, Sealer};
 use nimbus_events::{Events, EventsConfig};
 use nimbus_gateway::Gateway;
 use nimbus_runtime::{Runtime, RuntimeConfig};
@@ -61,6 +61,31 @@ pub struct UpArgs {
     /// How long succeeded events are kept for status queries, in seconds
     #[arg(long, default_value_t = 3600)]
     keep_events_secs: u64,
+    /// Largest KV value or JSON document, in KiB; a KV store may set a lower limit
+    #[arg(long, default_value_t = 1024)]
+    max_value_kb: u64,
+}
+
+/// The key that seals secrets: `NIMBUS_SECRET_KEY` (64 hex digits), else
+/// the data dir's `secret-key` file, created on first start.
+fn secret_key(data_dir: &Path) -> Result<Sealer> {
+    if let Ok(k) = std::env::var("NIMBUS_SECRET_KEY") {
+        return Sealer::from_hex(&k).map_err(|e| anyhow::anyhow!("NIMBUS_SECRET_KEY: {e}"));
+    }
+    let path = data_dir.join("secret-key");
+    if let Ok(k) = std::fs::read_to_string(&path) {
+        return Sealer::from_hex(&k).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()));
+    }
+    let key: [u8; 32] = rand::random();
+    let tmp = data_dir.join("secret-key.tmp");
+    std::fs::write(&tmp, hex::encode(key)).with_context(|| format!("writing {}", tmp.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
+    }
+    std::fs::rename(&tmp, &path)?;
+    Ok(Sealer::new(key))
 }
 
 /// Reads the admin token from the data dir, creating it on first start.
@@ -137,6 +162,21 @@ pub async fn run(args: UpArgs) -> Result<()> {
         },
     )
     .await?;
+    let max_value_bytes = args.max_value_kb * 1024;
+    runtime.set_data_store(store.clone(), max_value_bytes);
+    {
+        // Expired KV values are invisible at once; this reclaims their space.
+        let store = store.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                if let Err(e) = store.purge_expired_kv().await {
+                    tracing::error!(error = %e, "purging expired KV values failed");
+                }
+            }
+        });
+    }
+    let sealer = secret_key(&data_dir)?;
     let gateway = Gateway::new(runtime.clone(), events.clone());
     let platform = Platform::new(
         store,
@@ -144,6 +184,8 @@ pub async fn run(args: UpArgs) -> Result<()> {
         gateway.clone(),
         records.clone(),
         args.max_component_mb << 20,
+        sealer,
+        max_value_bytes,
     );
     let restored = platform.restore().await?;
     let control = nimbus_control::router(platform.clone(), &token);

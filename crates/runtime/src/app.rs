@@ -1,8 +1,8 @@
 //! An app at its active revision, with its functions ready to invoke.
 
 use crate::{ConfigSnapshot, DataGrants, Function};
-use nimbus_core::FunctionSpec;
 use nimbus_core::AppSpec;
+use nimbus_core::FunctionSpec;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 

@@ -135,7 +135,10 @@ fn bucket<'a>(h: &'a Host, r: &Resource<Bucket>) -> wasmtime::Result<&'a Bucket>
 }
 
 impl kv::Host for Host {
-    async fn open(&mut self, identifier: String) -> wasmtime::Result<Result<Resource<Bucket>, kv::Error>> {
+    async fn open(
+        &mut self,
+        identifier: String,
+    ) -> wasmtime::Result<Result<Resource<Bucket>, kv::Error>> {
         match self.data.open(&identifier) {
             Ok(b) => Ok(Ok(self.table.push(b)?)),
             Err(e) => Ok(Err(e)),
@@ -170,25 +173,44 @@ impl kv::HostBucket for Host {
         let name = bk.name.clone();
         let d = &self.data;
         Ok(match d.db() {
-            Ok(db) => db.kv_set(&d.app, &name, &key, &value, None).await.map_err(store_err),
+            Ok(db) => db
+                .kv_set(&d.app, &name, &key, &value, None)
+                .await
+                .map_err(store_err),
             Err(e) => Err(e),
         })
     }
 
-    async fn delete(&mut self, b: Resource<Bucket>, key: String) -> wasmtime::Result<Result<(), kv::Error>> {
+    async fn delete(
+        &mut self,
+        b: Resource<Bucket>,
+        key: String,
+    ) -> wasmtime::Result<Result<(), kv::Error>> {
         let name = bucket(self, &b)?.name.clone();
         let d = &self.data;
         Ok(match d.db() {
-            Ok(db) => db.kv_delete(&d.app, &name, &key).await.map(|_| ()).map_err(store_err),
+            Ok(db) => db
+                .kv_delete(&d.app, &name, &key)
+                .await
+                .map(|_| ())
+                .map_err(store_err),
             Err(e) => Err(e),
         })
     }
 
-    async fn exists(&mut self, b: Resource<Bucket>, key: String) -> wasmtime::Result<Result<bool, kv::Error>> {
+    async fn exists(
+        &mut self,
+        b: Resource<Bucket>,
+        key: String,
+    ) -> wasmtime::Result<Result<bool, kv::Error>> {
         let name = bucket(self, &b)?.name.clone();
         let d = &self.data;
         Ok(match d.db() {
-            Ok(db) => db.kv_get(&d.app, &name, &key).await.map(|v| v.is_some()).map_err(store_err),
+            Ok(db) => db
+                .kv_get(&d.app, &name, &key)
+                .await
+                .map(|v| v.is_some())
+                .map_err(store_err),
             Err(e) => Err(e),
         })
     }
@@ -211,7 +233,11 @@ impl kv::HostBucket for Host {
         let mut skipped = 0u64;
         // Walk pages of keys to the cursor; stores are listed rarely.
         loop {
-            let want = if skipped < skip { ((skip - skipped).min(PAGE as u64)) as u32 } else { PAGE };
+            let want = if skipped < skip {
+                ((skip - skipped).min(PAGE as u64)) as u32
+            } else {
+                PAGE
+            };
             let page = match db.kv_list(&d.app, &name, "", after.as_deref(), want).await {
                 Ok(p) => p,
                 Err(e) => return Ok(Err(store_err(e))),
@@ -220,7 +246,10 @@ impl kv::HostBucket for Host {
                 skipped += page.keys.len() as u64;
                 after = page.keys.last().cloned();
                 if page.cursor.is_none() {
-                    return Ok(Ok(kv::KeyResponse { keys: Vec::new(), cursor: None }));
+                    return Ok(Ok(kv::KeyResponse {
+                        keys: Vec::new(),
+                        cursor: None,
+                    }));
                 }
                 continue;
             }
@@ -370,7 +399,13 @@ impl kv_extras::Host for Host {
         }
         Ok(match d.db() {
             Ok(db) => db
-                .kv_list(&d.app, &store, &prefix, cursor.as_deref(), limit.clamp(1, 1000))
+                .kv_list(
+                    &d.app,
+                    &store,
+                    &prefix,
+                    cursor.as_deref(),
+                    limit.clamp(1, 1000),
+                )
                 .await
                 .map(|p| (p.keys, p.cursor))
                 .map_err(store_err),
@@ -422,7 +457,12 @@ fn doc_err(e: DocError) -> docs_wit::Error {
 }
 
 impl DataBinding {
-    fn docs(&self, coll: &str, id: Option<&str>, json_len: usize) -> Result<&Store, docs_wit::Error> {
+    fn docs(
+        &self,
+        coll: &str,
+        id: Option<&str>,
+        json_len: usize,
+    ) -> Result<&Store, docs_wit::Error> {
         self.collection(coll)?;
         if let Some(id) = id {
             nimbus_core::data::check_doc_id(id).map_err(docs_wit::Error::Invalid)?;
@@ -467,7 +507,13 @@ impl docs_wit::Host for Host {
         let d = &self.data;
         Ok(match d.docs(&collection, Some(&id), json.len()) {
             Ok(db) => db
-                .doc_put(&d.app, &collection, &id, &json, expected_version.map(|v| v as i64))
+                .doc_put(
+                    &d.app,
+                    &collection,
+                    &id,
+                    &json,
+                    expected_version.map(|v| v as i64),
+                )
                 .await
                 .map(doc_out)
                 .map_err(doc_err),
@@ -485,7 +531,13 @@ impl docs_wit::Host for Host {
         let d = &self.data;
         Ok(match d.docs(&collection, Some(&id), json.len()) {
             Ok(db) => db
-                .doc_patch(&d.app, &collection, &id, &json, expected_version.map(|v| v as i64))
+                .doc_patch(
+                    &d.app,
+                    &collection,
+                    &id,
+                    &json,
+                    expected_version.map(|v| v as i64),
+                )
                 .await
                 .map(doc_out)
                 .map_err(doc_err),
@@ -500,7 +552,10 @@ impl docs_wit::Host for Host {
     ) -> wasmtime::Result<Result<bool, docs_wit::Error>> {
         let d = &self.data;
         Ok(match d.docs(&collection, Some(&id), 0) {
-            Ok(db) => db.doc_delete(&d.app, &collection, &id).await.map_err(doc_err),
+            Ok(db) => db
+                .doc_delete(&d.app, &collection, &id)
+                .await
+                .map_err(doc_err),
             Err(e) => Err(e),
         })
     }
@@ -522,13 +577,18 @@ impl docs_wit::Host for Host {
         Ok(db
             .doc_query(&d.app, &collection, &q)
             .await
-            .map(|(docs, cursor)| serde_json::json!({ "documents": docs, "cursor": cursor }).to_string())
+            .map(|(docs, cursor)| {
+                serde_json::json!({ "documents": docs, "cursor": cursor }).to_string()
+            })
             .map_err(doc_err))
     }
 }
 
 impl config_wit::Host for Host {
-    async fn get(&mut self, key: String) -> wasmtime::Result<Result<Option<String>, config_wit::Error>> {
+    async fn get(
+        &mut self,
+        key: String,
+    ) -> wasmtime::Result<Result<Option<String>, config_wit::Error>> {
         let vars = &self.data.config.vars;
         Ok(Ok(vars
             .binary_search_by(|(k, _)| k.as_str().cmp(&key))
@@ -536,13 +596,17 @@ impl config_wit::Host for Host {
             .map(|i| vars[i].1.clone())))
     }
 
-    async fn get_all(&mut self) -> wasmtime::Result<Result<Vec<(String, String)>, config_wit::Error>> {
+    async fn get_all(
+        &mut self,
+    ) -> wasmtime::Result<Result<Vec<(String, String)>, config_wit::Error>> {
         Ok(Ok(self.data.config.vars.clone()))
     }
 }
 
 /// Adds every data interface to a linker.
-pub(crate) fn add_to_linker(linker: &mut wasmtime::component::Linker<Host>) -> wasmtime::Result<()> {
+pub(crate) fn add_to_linker(
+    linker: &mut wasmtime::component::Linker<Host>,
+) -> wasmtime::Result<()> {
     type Data = wasmtime::component::HasSelf<Host>;
     kv::add_to_linker::<Host, Data>(linker, |h| h)?;
     atomics::add_to_linker::<Host, Data>(linker, |h| h)?;

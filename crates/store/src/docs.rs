@@ -400,6 +400,35 @@ impl Store {
         }
     }
 
+    /// Creates or replaces many documents in one transaction; how many.
+    pub async fn doc_put_many(
+        &self,
+        app: &str,
+        coll: &str,
+        docs: &[(String, String)],
+    ) -> Result<usize, DocError> {
+        let mut tx = self.pool.begin().await?;
+        let now = now_us();
+        for (id, json) in docs {
+            let body = object(json)?;
+            sqlx::query(
+                "INSERT INTO docs (app, collection, id, body, version, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, 1, $5, $5)
+                 ON CONFLICT (app, collection, id) DO UPDATE
+                 SET body = excluded.body, version = docs.version + 1, updated_at = excluded.updated_at",
+            )
+            .bind(app)
+            .bind(coll)
+            .bind(id)
+            .bind(&body)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(docs.len())
+    }
+
     /// Deletes a document; whether it existed.
     pub async fn doc_delete(&self, app: &str, coll: &str, id: &str) -> Result<bool, DocError> {
         Ok(
