@@ -745,6 +745,26 @@ async fn the_demo_app_deploys_and_serves() {
         server.get_text(&format!("/fetch?url={hello}")).await,
         (200, "hello".to_string())
     );
+    // The demo's data: a counter, configuration, a leaderboard query.
+    let r = server
+        .http
+        .post(format!("{}/incr/counters/visits", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.text().await.unwrap(), "1");
+    assert_eq!(
+        server.get_text("/config/greeting").await,
+        (200, "hello from wasi:config".to_string())
+    );
+    let r = server
+        .http
+        .post(format!("{}/query/scores", server.url))
+        .body(r#"{"order_by": [["score", "desc"]], "limit": 10}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
     // The demo's events: a topic copy lands in the jobs queue, the worker logs it.
     let out = server.cli_ok(&["topic", "publish", "demo/news", "extra!"]);
     let id = out.trim().to_string();
