@@ -464,7 +464,7 @@ async fn invoke(ctx: Ctx, app: String, function: String, path: String, req: Requ
     };
     if nimbus_gateway::asynchronous::wants_async(&parts.headers) {
         let req = http::Request::from_parts(parts, body);
-        return nimbus_gateway::asynchronous::accept(&ctx.platform.events, &f, req)
+        return nimbus_gateway::asynchronous::accept(&ctx.platform.events, &f, req, None, &[])
             .await
             .map(Body::new);
     }

@@ -28,7 +28,9 @@ impl From<DocError> for ApiError {
 impl From<KvError> for ApiError {
     fn from(e: KvError) -> Self {
         match e {
-            KvError::NotANumber(_) => ApiError(StatusCode::CONFLICT, e.to_string()),
+            KvError::NotANumber(_) | KvError::Overflow(_) => {
+                ApiError(StatusCode::CONFLICT, e.to_string())
+            }
             KvError::Store(e) => e.into(),
         }
     }
@@ -100,7 +102,7 @@ pub(crate) async fn kv_put(
                     )
                 })?
                 .as_millis()
-                .max(1) as u64,
+                .clamp(1, u64::MAX as u128) as u64,
         ),
         None => None,
     };
@@ -303,7 +305,14 @@ pub(crate) async fn doc_patch(
     let d = ctx
         .platform
         .store
-        .doc_patch(&app, &coll, &id, &body, expected)
+        .doc_patch(
+            &app,
+            &coll,
+            &id,
+            &body,
+            expected,
+            ctx.platform.max_value_bytes,
+        )
         .await?;
     Ok(with_etag(d))
 }

@@ -16,6 +16,15 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio::sync::{Mutex, mpsc};
 
+/// Installs computed snapshots into an app's functions.
+fn install_config(app: &ActiveApp, mut snapshots: BTreeMap<String, ConfigSnapshot>) {
+    for (name, f) in &app.functions {
+        if let Some(snap) = snapshots.remove(name) {
+            f.set_config(snap);
+        }
+    }
+}
+
 /// An operation failed; the message says why and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum PlatformError {
@@ -139,13 +148,22 @@ impl Platform {
     /// with `nimbus config set` (app-wide, then for the function), and
     /// secrets likewise. New invocations see the new snapshot at once.
     async fn apply_config(&self, app: &ActiveApp) -> Result<(), PlatformError> {
-        let rows = self.store.config_rows(&app.spec.name).await?;
-        for (name, f) in &app.functions {
-            let Some(fspec) = app.spec.functions.get(name) else {
-                continue;
-            };
+        let snapshots = self.config_snapshots(&app.spec).await?;
+        install_config(app, snapshots);
+        Ok(())
+    }
+
+    /// Each function's configuration snapshot for a spec (fails if a stored
+    /// secret cannot be opened), without installing anything.
+    async fn config_snapshots(
+        &self,
+        spec: &AppSpec,
+    ) -> Result<BTreeMap<String, ConfigSnapshot>, PlatformError> {
+        let rows = self.store.config_rows(&spec.name).await?;
+        let mut out = BTreeMap::new();
+        for (name, fspec) in &spec.functions {
             let mut vars: BTreeMap<String, String> =
-                manifest_config(&app.spec, fspec).vars.into_iter().collect();
+                manifest_config(spec, fspec).vars.into_iter().collect();
             let mut secrets = Vec::new();
             for scope in ["", name.as_str()] {
                 for row in rows.iter().filter(|r| r.function == scope) {
@@ -161,12 +179,15 @@ impl Platform {
                     vars.insert(row.key.clone(), value);
                 }
             }
-            f.set_config(ConfigSnapshot {
-                vars: vars.into_iter().collect(),
-                secrets,
-            });
+            out.insert(
+                name.clone(),
+                ConfigSnapshot {
+                    vars: vars.into_iter().collect(),
+                    secrets,
+                },
+            );
         }
-        Ok(())
+        Ok(out)
     }
 
     /// Sets (`Some`) or removes (`None`) a configuration value or secret of
@@ -326,16 +347,18 @@ impl Platform {
         current
             .with_app(Arc::new(ActiveApp::new(spec.clone(), 0)))
             .map_err(|e| PlatformError::Conflict(e.to_string()))?;
-        // Indexes first: a deploy that cannot create them changes nothing.
+        // Indexes and configuration first: a deploy that cannot prepare
+        // them changes nothing.
         for c in spec.collections.values() {
             self.store.ensure_doc_indexes(&c.indexes).await?;
         }
+        let config = self.config_snapshots(&spec).await?;
         let revision = self
             .store
             .create_and_activate_revision(&spec, &manifest)
             .await?;
         let active = Arc::new(ActiveApp::new(spec, revision));
-        self.prepare(&active).await?;
+        install_config(&active, config);
         let table = current
             .with_app(active)
             .map_err(|e| PlatformError::Internal(e.to_string()))?;

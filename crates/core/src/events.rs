@@ -190,26 +190,52 @@ pub fn parse_duration(what: &str, s: &str) -> Result<Duration, String> {
     })
 }
 
-impl ScheduleSpec {
-    /// The first tick strictly after `after_ms` (Unix ms), or `None` if the
-    /// expression never matches again.
-    pub fn next_tick_after(&self, after_ms: i64) -> Option<i64> {
-        match &self.when {
-            When::Every(period) => {
-                let p = (*period).max(1) as i64;
-                Some((after_ms.div_euclid(p) + 1) * p)
-            }
-            When::Cron(expr) => {
-                let cron = parse_cron(expr).ok()?;
-                let tz = match &self.timezone {
-                    Some(t) => parse_timezone(t).ok()?,
-                    None => chrono_tz::UTC,
-                };
-                let after = chrono::DateTime::from_timestamp_millis(after_ms)?.with_timezone(&tz);
+/// A schedule's tick rule, parsed once.
+pub enum Ticker {
+    /// A fixed period (ms), aligned on the epoch.
+    Every(i64),
+    /// A cron expression in a time zone.
+    Cron(Box<croner::Cron>, chrono_tz::Tz),
+}
+
+impl Ticker {
+    /// The first tick strictly after `after_ms` (Unix ms), or `None` if
+    /// there is none.
+    pub fn next_after(&self, after_ms: i64) -> Option<i64> {
+        match self {
+            Ticker::Every(p) => Some((after_ms.div_euclid(*p) + 1) * p),
+            Ticker::Cron(cron, tz) => {
+                // Cron ticks fall on whole seconds: search from the second
+                // containing `after_ms` (exclusive), so ticks stay aligned.
+                let after =
+                    chrono::DateTime::from_timestamp_millis(after_ms.div_euclid(1000) * 1000)?
+                        .with_timezone(tz);
                 let next = cron.find_next_occurrence(&after, false).ok()?;
                 Some(next.timestamp_millis())
             }
         }
+    }
+}
+
+impl ScheduleSpec {
+    /// The parsed tick rule (`None` only for a spec that failed validation).
+    pub fn ticker(&self) -> Option<Ticker> {
+        Some(match &self.when {
+            When::Every(period) => Ticker::Every((*period).max(1) as i64),
+            When::Cron(expr) => {
+                let tz = match &self.timezone {
+                    Some(t) => parse_timezone(t).ok()?,
+                    None => chrono_tz::UTC,
+                };
+                Ticker::Cron(Box::new(parse_cron(expr).ok()?), tz)
+            }
+        })
+    }
+
+    /// The first tick strictly after `after_ms` (Unix ms), or `None` if the
+    /// expression never matches again.
+    pub fn next_tick_after(&self, after_ms: i64) -> Option<i64> {
+        self.ticker()?.next_after(after_ms)
     }
 }
 
@@ -422,6 +448,12 @@ mod tests {
         );
         let secs = schedule(When::Cron("*/2 * * * * *".into()), None);
         assert_eq!(secs.next_tick_after(1_000), Some(2_000));
+        assert_eq!(
+            secs.next_tick_after(1_500),
+            Some(2_000),
+            "aligned on seconds"
+        );
+        assert_eq!(secs.next_tick_after(2_000), Some(4_000));
         assert!(parse_cron("61 * * * *").is_err());
         assert!(parse_cron("every day").is_err());
         assert!(parse_timezone("Mars/Olympus").is_err());

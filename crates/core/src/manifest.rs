@@ -341,6 +341,8 @@ type DataParts = (BTreeMap<String, KvSpec>, BTreeMap<String, CollectionSpec>);
 
 /// Smallest `every` period of a schedule.
 pub const MIN_SCHEDULE_PERIOD_MS: u64 = 1_000;
+/// Largest `every` period of a schedule.
+pub const MAX_SCHEDULE_PERIOD_MS: u64 = 366 * 86_400_000;
 
 /// One `[[triggers.http]]` entry.
 #[derive(Debug, Clone, Deserialize)]

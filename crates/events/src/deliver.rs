@@ -21,6 +21,7 @@ use rand::Rng;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Notify, Semaphore};
+
 use tokio_util::sync::CancellationToken;
 
 /// A running consumer.
@@ -55,9 +56,11 @@ struct Ctx {
     runtime: Arc<Runtime>,
     writer: Writer,
     notify: Arc<Notify>,
-    running: Arc<Semaphore>,
 }
 
+/// Starts a consumer. `notify` belongs to the channel, not to this
+/// consumer: it outlives redeploys, so deliveries still running for a
+/// replaced consumer wake its successor.
 pub(crate) fn start(
     app: &str,
     consumer: Consumer,
@@ -65,14 +68,13 @@ pub(crate) fn start(
     runtime: Arc<Runtime>,
     store: Store,
     writer: Writer,
+    notify: Arc<Notify>,
 ) -> ConsumerHandle {
-    let notify = Arc::new(Notify::new());
     let stop = CancellationToken::new();
     let ctx = Arc::new(Ctx {
         app: app.to_string(),
         channel: consumer.channel.to_string(),
         trigger: consumer.channel.trigger(),
-        running: Arc::new(Semaphore::new(consumer.max_concurrency.max(1) as usize)),
         consumer: consumer.clone(),
         function: function.clone(),
         runtime,
@@ -90,19 +92,26 @@ pub(crate) fn start(
 
 async fn run(ctx: Arc<Ctx>, store: Store, stop: CancellationToken) {
     let batch = ctx.consumer.batch_size.max(1);
-    // Leased but unfinished deliveries: running ones plus one batch ahead.
-    let outstanding = Arc::new(Semaphore::new(
-        ctx.consumer.max_concurrency.max(1) as usize + batch as usize,
-    ));
+    // Leased but unfinished deliveries: never more than can run at once, so
+    // a leased message starts at once (its lease is not spent waiting here).
+    let outstanding = Arc::new(Semaphore::new(ctx.consumer.max_concurrency.max(1) as usize));
     let lease_ms = ctx
         .consumer
         .visibility_timeout_ms
         .unwrap_or(ctx.function.limits.timeout_ms + LEASE_SLACK_MS);
     loop {
-        let permits = tokio::select! {
-            p = outstanding.clone().acquire_many_owned(batch) => p.expect("never closed"),
+        let mut permits = tokio::select! {
+            p = outstanding.clone().acquire_owned() => p.expect("never closed"),
             _ = stop.cancelled() => return,
         };
+        // Up to a batch: whatever else is free now.
+        while permits.num_permits() < batch as usize {
+            match outstanding.clone().try_acquire_owned() {
+                Ok(p) => permits.merge(p),
+                Err(_) => break,
+            }
+        }
+        let max = permits.num_permits() as u32;
         // Whatever was ready before this instant and is not leased now is
         // held back by its FIFO group (see the wake-up below).
         let lease_started = now_us();
@@ -112,7 +121,7 @@ async fn run(ctx: Arc<Ctx>, store: Store, stop: CancellationToken) {
                 app: ctx.app.clone(),
                 channel: ctx.channel.clone(),
                 function: ctx.function.name.clone(),
-                max: batch,
+                max,
                 lease_ms,
             })
             .await;
@@ -139,7 +148,7 @@ async fn run(ctx: Arc<Ctx>, store: Store, stop: CancellationToken) {
             });
         }
         drop(permits);
-        if got == batch as usize {
+        if got == max as usize {
             continue;
         }
         // Drained for now. An idle consumer costs nothing: it sleeps until
@@ -204,22 +213,25 @@ async fn deliver(ctx: &Ctx, msg: Leased) {
             ),
         }
     } else {
-        let _running = ctx.running.acquire().await.expect("never closed");
         match attempt(ctx, &msg).await {
             Ok(()) => Settlement::Succeeded,
-            Err(error) if msg.attempt >= policy.max_attempts => Settlement::Dead {
-                error: format!(
+            Err(mut error) => {
+                // The function's answer may quote a secret: keep it out of
+                // the store and the server log.
+                ctx.function.config().redact(&mut error);
+                let error = format!(
                     "attempt {} of {}: {error}",
                     msg.attempt, policy.max_attempts
-                ),
-            },
-            Err(error) => Settlement::Retry {
-                at_us: now_us() + jittered(&policy, msg.attempt + 1).as_micros() as i64,
-                error: format!(
-                    "attempt {} of {}: {error}",
-                    msg.attempt, policy.max_attempts
-                ),
-            },
+                );
+                if msg.attempt >= policy.max_attempts {
+                    Settlement::Dead { error }
+                } else {
+                    Settlement::Retry {
+                        at_us: now_us() + jittered(&policy, msg.attempt + 1).as_micros() as i64,
+                        error,
+                    }
+                }
+            }
         }
     };
     if let Settlement::Dead { error } = &settlement {
@@ -229,7 +241,7 @@ async fn deliver(ctx: &Ctx, msg: Leased) {
     // retry must be looked at when it becomes due: wake the consumer.
     let wake = msg.group_key.is_some() || !matches!(settlement, Settlement::Succeeded);
     ctx.writer
-        .submit(EventOp::Settle(vec![(msg.seq, settlement)]))
+        .submit(EventOp::Settle(vec![(msg.seq, msg.attempt, settlement)]))
         .await;
     if wake {
         ctx.notify.notify_one();
@@ -240,8 +252,22 @@ async fn deliver(ctx: &Ctx, msg: Leased) {
 async fn attempt(ctx: &Ctx, msg: &Leased) -> Result<(), String> {
     let meta = InvokeRequest {
         trigger: ctx.trigger,
-        route: None,
-        params: Vec::new(),
+        // An async invocation through a route keeps the route and its
+        // parameters as pseudo-headers (`:route`, `:param:NAME`), which are
+        // never sent as headers.
+        route: msg
+            .headers
+            .iter()
+            .find(|(k, _)| k == ":route")
+            .map(|(_, v)| v.clone()),
+        params: msg
+            .headers
+            .iter()
+            .filter_map(|(k, v)| {
+                k.strip_prefix(":param:")
+                    .map(|n| (n.to_string(), v.clone()))
+            })
+            .collect(),
         event: Some(EventMeta {
             id: msg.id.clone(),
             attempt: msg.attempt,

@@ -163,6 +163,20 @@ impl Outgoing {
     }
 }
 
+/// The request an async invocation stores.
+pub struct AsyncRequest<'a> {
+    /// Method.
+    pub method: &'a str,
+    /// Path and query.
+    pub path: &'a str,
+    /// Headers (hop-by-hop, `prefer`, `ce-*` and `nimbus-*` are dropped).
+    pub headers: &'a HeaderMap,
+    /// The route pattern that matched, if it came through one.
+    pub route: Option<&'a str>,
+    /// Its path parameters.
+    pub params: &'a [(String, String)],
+}
+
 /// A stored message.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Receipt {
@@ -181,6 +195,8 @@ pub(crate) struct Shared {
     config: EventsConfig,
     apps: ArcSwap<HashMap<String, Arc<ActiveApp>>>,
     consumers: Mutex<HashMap<(String, String), ConsumerHandle>>,
+    /// One wake-up per channel, kept across consumer replacements.
+    notifiers: Mutex<HashMap<(String, String), Arc<tokio::sync::Notify>>>,
 }
 
 fn rfc3339(t: SystemTime) -> String {
@@ -280,12 +296,12 @@ impl Shared {
 
     /// Wakes the consumer of a channel, if it has one on this node.
     pub(crate) fn notify(&self, app: &str, channel: &Channel) {
-        if let Some(h) = self
-            .consumers
+        if let Some(n) = self
+            .notifiers
             .lock()
             .get(&(app.to_string(), channel.to_string()))
         {
-            h.notify.notify_one();
+            n.notify_one();
         }
     }
 
@@ -466,6 +482,7 @@ impl Events {
             config,
             apps: ArcSwap::from_pointee(HashMap::new()),
             consumers: Mutex::new(HashMap::new()),
+            notifiers: Mutex::new(HashMap::new()),
         });
         let stop = CancellationToken::new();
         tokio::spawn(maintain(Arc::downgrade(&shared), stop.clone()));
@@ -512,6 +529,13 @@ impl Events {
                 if consumers.contains_key(&key) {
                     continue;
                 }
+                let notify = self
+                    .shared
+                    .notifiers
+                    .lock()
+                    .entry(key.clone())
+                    .or_default()
+                    .clone();
                 let h = deliver::start(
                     &key.0,
                     c,
@@ -519,6 +543,7 @@ impl Events {
                     self.shared.runtime.clone(),
                     self.shared.store.clone(),
                     self.shared.writer.clone(),
+                    notify,
                 );
                 consumers.insert(key, h);
             }
@@ -572,14 +597,26 @@ impl Events {
     pub async fn invoke_async(
         &self,
         f: &Function,
-        method: &str,
-        path: &str,
-        headers: &HeaderMap,
+        req: AsyncRequest<'_>,
         body: Vec<u8>,
     ) -> Result<Receipt, EventError> {
+        let AsyncRequest {
+            method,
+            path,
+            headers,
+            route,
+            params,
+        } = req;
         self.shared
             .size_check(None, "an async invocation", body.len())?;
         let mut kept = Vec::new();
+        // Kept as pseudo-headers (never sent as headers) for the delivery.
+        if let Some(r) = route {
+            kept.push((":route".to_string(), r.to_string()));
+        }
+        for (k, v) in params {
+            kept.push((format!(":param:{k}"), v.clone()));
+        }
         let mut msg = Outgoing {
             body,
             ..Default::default()

@@ -39,13 +39,24 @@ fn latest_due(spec: &ScheduleSpec, last: i64, now: i64) -> Option<i64> {
         let t = now.div_euclid(p) * p;
         return (t > last).then_some(t);
     }
+    // Only the latest missed tick fires, so the walk can start a day back
+    // (at most 86,400 steps for a per-second cron); a rarer cron whose last
+    // tick is older than that is walked from `last`, which is few steps.
+    const DAY_MS: i64 = 86_400_000;
+    let recent = walk(spec, last.max(now - DAY_MS), now);
+    if recent.is_some() || last >= now - DAY_MS {
+        return recent;
+    }
+    walk(spec, last, now)
+}
+
+/// The last tick in `(from, now]`, walking at most 100,000 ticks.
+fn walk(spec: &ScheduleSpec, from: i64, now: i64) -> Option<i64> {
+    let ticker = spec.ticker()?;
     let mut due = None;
-    let mut t = last;
-    // Bounded walk: cron ticks are at least a second apart, so this is at
-    // most a day of one-second ticks after a day of downtime; beyond the
-    // bound, fire for the last tick found (still once).
+    let mut t = from;
     for _ in 0..100_000 {
-        match spec.next_tick_after(t) {
+        match ticker.next_after(t) {
             Some(n) if n <= now => {
                 due = Some(n);
                 t = n;
@@ -95,7 +106,11 @@ async fn run(app: String, spec: ScheduleSpec, shared: Arc<Shared>, stop: Cancell
             match writer.call(op).await {
                 Ok(_) => shared.notify(&app, &channel),
                 Err(e) => {
-                    tracing::error!(%app, schedule = %spec.name, error = %e, "firing a schedule tick failed");
+                    tracing::error!(%app, schedule = %spec.name, error = %e, "firing a schedule tick failed; retrying in 1 s");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = stop.cancelled() => return,
+                    }
                 }
             }
             continue;
@@ -129,5 +144,24 @@ mod tests {
         assert_eq!(latest_due(&s, 10_000, 10_500), None);
         assert_eq!(latest_due(&s, 10_000, 11_000), Some(11_000));
         assert_eq!(latest_due(&s, 10_000, 95_400), Some(95_000));
+        let cron = ScheduleSpec {
+            when: When::Cron("* * * * * *".into()),
+            ..s.clone()
+        };
+        // Two days down with a per-second cron: one catch-up, the latest tick.
+        let now = 1_767_225_600_000;
+        assert_eq!(
+            latest_due(&cron, now - 2 * 86_400_000, now + 500),
+            Some(now)
+        );
+        let weekly = ScheduleSpec {
+            when: When::Cron("0 0 * * 1".into()),
+            ..s
+        };
+        // 2026-01-01 is a Thursday; the Monday before is 2025-12-29.
+        assert_eq!(
+            latest_due(&weekly, now - 30 * 86_400_000, now),
+            Some(now - 3 * 86_400_000)
+        );
     }
 }

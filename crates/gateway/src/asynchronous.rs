@@ -6,7 +6,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 use http_body::Body;
 use http_body_util::{BodyExt, Limited};
-use nimbus_events::{EventError, Events};
+use nimbus_events::{AsyncRequest, EventError, Events};
 use nimbus_runtime::{Function, INVOCATION_ID_HEADER, ResponseBody, text_response};
 
 /// Whether the client asked for an async invocation.
@@ -25,6 +25,8 @@ pub async fn accept<B>(
     events: &Events,
     f: &Function,
     req: http::Request<B>,
+    route: Option<&str>,
+    params: &[(String, String)],
 ) -> Response<ResponseBody>
 where
     B: Body<Data = Bytes>,
@@ -56,16 +58,14 @@ where
         .path_and_query()
         .map_or("/", |p| p.as_str())
         .to_string();
-    match events
-        .invoke_async(
-            f,
-            parts.method.as_str(),
-            &path,
-            &parts.headers,
-            body.to_vec(),
-        )
-        .await
-    {
+    let stored = AsyncRequest {
+        method: parts.method.as_str(),
+        path: &path,
+        headers: &parts.headers,
+        route,
+        params,
+    };
+    match events.invoke_async(f, stored, body.to_vec()).await {
         Ok(receipt) => {
             let json = serde_json::json!({
                 "id": receipt.id,

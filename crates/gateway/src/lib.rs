@@ -89,7 +89,14 @@ impl Gateway {
             Lookup::Found { target, params } => {
                 let function = target.function.clone();
                 if asynchronous::wants_async(req.headers()) {
-                    return asynchronous::accept(&self.events, &function, req).await;
+                    return asynchronous::accept(
+                        &self.events,
+                        &function,
+                        req,
+                        Some(&target.pattern),
+                        &params,
+                    )
+                    .await;
                 }
                 let meta = InvokeRequest {
                     trigger: "http",

@@ -77,15 +77,30 @@ fn secret_key(data_dir: &Path) -> Result<Sealer> {
         return Sealer::from_hex(&k).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()));
     }
     let key: [u8; 32] = rand::random();
-    let tmp = data_dir.join("secret-key.tmp");
-    std::fs::write(&tmp, hex::encode(key)).with_context(|| format!("writing {}", tmp.display()))?;
+    write_private(&path, hex::encode(key).as_bytes())?;
+    Ok(Sealer::new(key))
+}
+
+/// Writes a file only its owner can read (created with mode 0600, never
+/// readable by others even for a moment), via a temporary file and a rename.
+fn write_private(path: &Path, contents: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
     #[cfg(unix)]
     {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
     }
-    std::fs::rename(&tmp, &path)?;
-    Ok(Sealer::new(key))
+    let mut f = opts
+        .open(&tmp)
+        .with_context(|| format!("creating {}", tmp.display()))?;
+    f.write_all(contents)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
 }
 
 /// Reads the admin token from the data dir, creating it on first start.
@@ -99,14 +114,7 @@ fn admin_token(data_dir: &Path) -> Result<String> {
     }
     let bytes: [u8; 32] = rand::random();
     let token = format!("nimbus_{}", hex::encode(bytes));
-    let tmp = data_dir.join("admin-token.tmp");
-    std::fs::write(&tmp, &token).with_context(|| format!("writing {}", tmp.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
-    }
-    std::fs::rename(&tmp, &path)?;
+    write_private(&path, token.as_bytes())?;
     Ok(token)
 }
 

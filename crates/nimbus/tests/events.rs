@@ -127,14 +127,15 @@ backoff = "30ms"
 
     // Async through a gateway route, with `Prefer: respond-async`.
     let app2 = app_dir(&format!(
-        "{}\n[[triggers.http]]\nroute = \"/later\"\nfunction = \"flaky\"\n",
+        "{}\n[[triggers.http]]\nroute = \"/later/{{id}}\"\nfunction = \"flaky\"\n",
         std::fs::read_to_string(app.path().join("nimbus.toml")).unwrap()
     ));
     server.deploy(app2.path());
     let r = server
         .http
-        .post(format!("{}/later", server.url))
+        .post(format!("{}/later/42", server.url))
         .header("prefer", "respond-async")
+        .header("authorization", "Bearer user-credential")
         .body("via-route")
         .send()
         .await

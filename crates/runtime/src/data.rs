@@ -286,9 +286,7 @@ impl atomics::Host for Host {
         let delta = i64::try_from(delta).unwrap_or(i64::MAX);
         Ok(match db.kv_increment(&d.app, &name, &key, delta).await {
             Ok(v) => Ok(v.max(0) as u64),
-            Err(KvError::NotANumber(k)) => Err(kv_err(format!(
-                "the value of key {k:?} is not a decimal integer, so it cannot be incremented"
-            ))),
+            Err(e @ (KvError::NotANumber(_) | KvError::Overflow(_))) => Err(kv_err(e.to_string())),
             Err(e) => Err(store_err(e)),
         })
     }
@@ -537,6 +535,7 @@ impl docs_wit::Host for Host {
                     &id,
                     &json,
                     expected_version.map(|v| v as i64),
+                    d.store.as_ref().map_or(u64::MAX, |(_, l)| *l),
                 )
                 .await
                 .map(doc_out)

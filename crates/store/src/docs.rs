@@ -85,6 +85,8 @@ pub struct DocQuery {
 
 /// Most documents a query page returns.
 pub const MAX_PAGE: u32 = 1000;
+/// Largest offset a cursor may carry.
+const MAX_OFFSET: u64 = 1 << 40;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -175,7 +177,8 @@ impl DocQuery {
         if let Some(c) = q.cursor {
             out.offset = c
                 .strip_prefix("o")
-                .and_then(|n| n.parse().ok())
+                .and_then(|n| n.parse::<u64>().ok())
+                .filter(|n| *n <= MAX_OFFSET)
                 .ok_or_else(|| {
                     DocError::Invalid(format!("cursor {c:?} is not one this server gave"))
                 })?;
@@ -349,7 +352,8 @@ impl Store {
     }
 
     /// Merges `json` into a document (RFC 7396), creating it if absent and
-    /// no version is expected.
+    /// no version is expected. The merged document must stay within
+    /// `max_bytes`.
     pub async fn doc_patch(
         &self,
         app: &str,
@@ -357,46 +361,69 @@ impl Store {
         id: &str,
         json: &str,
         expected: Option<i64>,
+        max_bytes: u64,
     ) -> Result<Document, DocError> {
         let patch = object(json)?;
         let now = now_us();
+        let max = i64::try_from(max_bytes).unwrap_or(i64::MAX);
         let row = match expected {
             None => {
                 sqlx::query(&format!(
                     "INSERT INTO docs (app, collection, id, body, version, created_at, updated_at)
-                 VALUES ($1, $2, $3, json_patch('{{}}', $4), 1, $5, $5)
-                 ON CONFLICT (app, collection, id) DO UPDATE
-                 SET body = json_patch(docs.body, $4), version = docs.version + 1,
-                     updated_at = excluded.updated_at
-                 RETURNING {DOC_COLUMNS}"
+                     VALUES ($1, $2, $3, json_patch('{{}}', $4), 1, $5, $5)
+                     ON CONFLICT (app, collection, id) DO UPDATE
+                     SET body = json_patch(docs.body, $4), version = docs.version + 1,
+                         updated_at = excluded.updated_at
+                     WHERE length(json_patch(docs.body, $4)) <= $6
+                     RETURNING {DOC_COLUMNS}"
                 ))
                 .bind(app)
                 .bind(coll)
                 .bind(id)
                 .bind(&patch)
                 .bind(now)
+                .bind(max)
                 .fetch_optional(&self.pool)
                 .await?
             }
             Some(v) => {
                 sqlx::query(&format!(
-                "UPDATE docs SET body = json_patch(body, $4), version = version + 1, updated_at = $5
-                 WHERE app = $1 AND collection = $2 AND id = $3 AND version = $6
-                 RETURNING {DOC_COLUMNS}"
-            ))
+                    "UPDATE docs SET body = json_patch(body, $4), version = version + 1, updated_at = $5
+                     WHERE app = $1 AND collection = $2 AND id = $3 AND version = $6
+                       AND length(json_patch(body, $4)) <= $7
+                     RETURNING {DOC_COLUMNS}"
+                ))
                 .bind(app)
                 .bind(coll)
                 .bind(id)
                 .bind(&patch)
                 .bind(now)
                 .bind(v)
+                .bind(max)
                 .fetch_optional(&self.pool)
                 .await?
             }
         };
         match row {
             Some(r) => document(&r),
-            None => Err(self.conflict(app, coll, id, expected).await),
+            None => {
+                let merged: Option<i64> = sqlx::query_scalar(
+                    "SELECT length(json_patch(body, $4)) FROM docs
+                     WHERE app = $1 AND collection = $2 AND id = $3",
+                )
+                .bind(app)
+                .bind(coll)
+                .bind(id)
+                .bind(&patch)
+                .fetch_optional(&self.pool)
+                .await?;
+                match merged {
+                    Some(n) if n > max => Err(DocError::Invalid(format!(
+                        "the patched document would be {n} bytes, over the limit of {max} bytes"
+                    ))),
+                    _ => Err(self.conflict(app, coll, id, expected).await),
+                }
+            }
         }
     }
 
@@ -500,7 +527,7 @@ impl Store {
         let mut docs = rows.iter().map(document).collect::<Result<Vec<_>, _>>()?;
         let more = docs.len() > q.limit as usize;
         docs.truncate(q.limit as usize);
-        let cursor = more.then(|| format!("o{}", q.offset + q.limit as u64));
+        let cursor = more.then(|| format!("o{}", q.offset.saturating_add(q.limit as u64)));
         Ok((docs, cursor))
     }
 
@@ -557,9 +584,31 @@ mod tests {
             .unwrap_err();
         assert!(matches!(e, DocError::Conflict(_)));
         let d = s
-            .doc_patch("a", "c", "1", r#"{"name": "bo", "score": null}"#, None)
+            .doc_patch(
+                "a",
+                "c",
+                "1",
+                r#"{"name": "bo", "score": null}"#,
+                None,
+                1 << 20,
+            )
             .await
             .unwrap();
+        let e = s
+            .doc_patch(
+                "a",
+                "c",
+                "1",
+                r#"{"pad": "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}"#,
+                None,
+                40,
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, DocError::Invalid(ref m) if m.contains("over the limit")),
+            "{e}"
+        );
         assert_eq!(d.body, serde_json::json!({"name": "bo"}));
         assert_eq!(d.version, 3);
         assert!(s.doc_put("a", "c", "x", "[1]", None).await.is_err());
@@ -611,6 +660,8 @@ mod tests {
             .unwrap();
         assert!(plan.contains("docs_ix_"), "the index is used: {plan}");
         assert!(DocQuery::parse(r#"{"where": [["x", "~", 1]]}"#).is_err());
+        assert!(DocQuery::parse(r#"{"cursor": "o18446744073709551615"}"#).is_err());
+        assert!(DocQuery::parse(r#"{"cursor": "o18446744073709551615"}"#).is_err());
         assert!(DocQuery::parse(r#"{"where": [["x'--", "==", 1]]}"#).is_err());
         assert!(s.doc_delete("a", "c", "1").await.unwrap());
         assert!(s.doc_get("a", "c", "1").await.unwrap().is_none());

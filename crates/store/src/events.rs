@@ -114,8 +114,10 @@ pub enum EventOp {
         /// Lease length.
         lease_ms: u64,
     },
-    /// Settle deliveries, by row number.
-    Settle(Vec<(i64, Settlement)>),
+    /// Settle deliveries: row number, the attempt that was leased (a
+    /// settlement of an attempt whose lease ran out and was re-leased is
+    /// ignored), and how it ended.
+    Settle(Vec<(i64, u32, Settlement)>),
     /// Fire a schedule's tick: store `message` unless the tick already fired.
     FireTick {
         /// App.
@@ -215,7 +217,18 @@ fn message_row(row: &sqlx::sqlite::SqliteRow) -> Result<MessageRow> {
         last_error: row.try_get("last_error")?,
         method: row.try_get("method")?,
         path: row.try_get("path")?,
-        headers: headers_of(&row.try_get::<String, _>("headers")?)?,
+        headers: headers_of(&row.try_get::<String, _>("headers")?)?
+            .into_iter()
+            .filter(|(k, _)| !k.starts_with(':'))
+            .map(|(k, v)| {
+                // Shown by the API: never a caller's credentials.
+                let secret = matches!(
+                    k.as_str(),
+                    "authorization" | "proxy-authorization" | "cookie" | "x-api-key"
+                );
+                (k, if secret { "[redacted]".to_string() } else { v })
+            })
+            .collect(),
         body_bytes: row.try_get::<i64, _>("body_bytes")? as u64,
         created_at_us: row.try_get("created_at")?,
         updated_at_us: row.try_get("updated_at")?,
@@ -343,53 +356,62 @@ async fn lease(
 
 async fn settle(
     tx: &mut Transaction<'static, Sqlite>,
-    settlements: &[(i64, Settlement)],
+    settlements: &[(i64, u32, Settlement)],
     now: i64,
 ) -> Result<()> {
-    let done: Vec<i64> = settlements
+    let done: Vec<(i64, u32)> = settlements
         .iter()
-        .filter(|(_, s)| matches!(s, Settlement::Succeeded))
-        .map(|(seq, _)| *seq)
+        .filter(|(_, _, s)| matches!(s, Settlement::Succeeded))
+        .map(|(seq, attempt, _)| (*seq, *attempt))
         .collect();
     for chunk in batches(&done) {
         let mut q = QueryBuilder::new(
             "UPDATE messages SET state = 'succeeded', lease_until = NULL, last_error = NULL, updated_at = ",
         );
         q.push_bind(now)
-            .push(" WHERE state = 'running' AND seq IN (");
+            .push(" WHERE state = 'running' AND (seq, attempts) IN (VALUES ");
         let mut sep = q.separated(", ");
-        for seq in chunk {
-            sep.push_bind(*seq);
+        for (seq, attempt) in chunk {
+            sep.push("(")
+                .push_bind_unseparated(*seq)
+                .push_unseparated(", ")
+                .push_bind_unseparated(i64::from(*attempt))
+                .push_unseparated(")");
         }
         q.push(")");
         q.build().execute(&mut **tx).await?;
     }
-    for (seq, s) in settlements {
+    for (seq, attempt, s) in settlements {
+        let attempt = i64::from(*attempt);
         let q = match s {
             Settlement::Succeeded => continue,
             Settlement::Retry { at_us, error } => sqlx::query(
                 "UPDATE messages SET state = 'failed', lease_until = NULL, available_at = $2,
-                    last_error = $3, updated_at = $4 WHERE seq = $1 AND state = 'running'",
+                    last_error = $3, updated_at = $4
+                 WHERE seq = $1 AND state = 'running' AND attempts = $5",
             )
             .bind(seq)
             .bind(at_us)
             .bind(error)
-            .bind(now),
+            .bind(now)
+            .bind(attempt),
             Settlement::Dead { error } => sqlx::query(
                 "UPDATE messages SET state = 'dead', lease_until = NULL, last_error = $2,
-                    updated_at = $3 WHERE seq = $1 AND state = 'running'",
+                    updated_at = $3 WHERE seq = $1 AND state = 'running' AND attempts = $4",
             )
             .bind(seq)
             .bind(error)
-            .bind(now),
+            .bind(now)
+            .bind(attempt),
             Settlement::Release => sqlx::query(
                 "UPDATE messages SET state = 'queued', lease_until = NULL,
                     attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END,
                     available_at = $2, updated_at = $2
-                 WHERE seq = $1 AND state = 'running'",
+                 WHERE seq = $1 AND state = 'running' AND attempts = $3",
             )
             .bind(seq)
-            .bind(now),
+            .bind(now)
+            .bind(attempt),
         };
         q.execute(&mut **tx).await?;
     }
@@ -720,8 +742,13 @@ mod tests {
     }
 
     async fn settle_one(store: &Store, seq: i64, s: Settlement) {
+        let attempt: i64 = sqlx::query_scalar("SELECT attempts FROM messages WHERE seq = $1")
+            .bind(seq)
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
         store
-            .apply_events(&[EventOp::Settle(vec![(seq, s)])])
+            .apply_events(&[EventOp::Settle(vec![(seq, attempt as u32, s)])])
             .await
             .unwrap();
     }
@@ -775,6 +802,21 @@ mod tests {
         let again = lease_ids(&store, "queue:q", 10).await;
         assert_eq!(again.len(), 1);
         assert_eq!(again[0].attempt, 1, "redrive resets attempts");
+        // A settlement for an attempt that is no longer the leased one is ignored.
+        store
+            .apply_events(&[EventOp::Settle(vec![(
+                again[0].seq,
+                7,
+                Settlement::Dead {
+                    error: "late".into(),
+                },
+            )])])
+            .await
+            .unwrap();
+        assert_eq!(
+            store.message("a", &again[0].id).await.unwrap().state,
+            "running"
+        );
         // Crash recovery: running messages go back, their attempt uncounted.
         assert_eq!(store.release_all_leases().await.unwrap(), 3);
         let back = lease_ids(&store, "queue:q", 10).await;

@@ -14,6 +14,9 @@ pub enum KvError {
     /// The stored value is not a decimal integer (increment).
     #[error("the value of key {0:?} is not an integer, so it cannot be incremented")]
     NotANumber(String),
+    /// The result would not fit in a signed 64-bit integer.
+    #[error("incrementing key {0:?} would overflow a 64-bit integer; nothing was changed")]
+    Overflow(String),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -90,7 +93,13 @@ impl Store {
         .bind(store)
         .bind(key)
         .bind(value)
-        .bind(ttl_ms.map(|t| now + t as i64 * 1000))
+        // A TTL too long to represent means: never expires.
+        .bind(ttl_ms.and_then(|t| {
+            i64::try_from(t)
+                .ok()
+                .and_then(|t| t.checked_mul(1000))
+                .and_then(|t| now.checked_add(t))
+        }))
         .bind(now)
         .execute(&self.pool)
         .await?;
@@ -174,7 +183,10 @@ impl Store {
              WHERE (kv.expires_at IS NOT NULL AND kv.expires_at <= $5)
                 OR (length(kv.value) BETWEEN 1 AND 20
                     AND CAST(kv.value AS TEXT) NOT GLOB '*[^0-9-]*'
-                    AND CAST(CAST(CAST(kv.value AS TEXT) AS INTEGER) AS TEXT) = CAST(kv.value AS TEXT))
+                    AND CAST(CAST(CAST(kv.value AS TEXT) AS INTEGER) AS TEXT) = CAST(kv.value AS TEXT)
+                    AND CASE WHEN $4 >= 0
+                             THEN CAST(CAST(kv.value AS TEXT) AS INTEGER) <= 9223372036854775807 - $4
+                             ELSE CAST(CAST(kv.value AS TEXT) AS INTEGER) >= -9223372036854775808 - $4 END)
              RETURNING CAST(value AS TEXT)",
         )
         .bind(app)
@@ -188,7 +200,19 @@ impl Store {
             Some(v) => v
                 .parse()
                 .map_err(|_| StoreError::Corrupt(format!("counter {key:?} holds {v:?}")).into()),
-            None => Err(KvError::NotANumber(key.to_string())),
+            None => {
+                // Refused: either not a number, or the sum would overflow.
+                let current = self.kv_get(app, store, key).await?;
+                let numeric = current
+                    .as_deref()
+                    .and_then(|v| std::str::from_utf8(v).ok())
+                    .is_some_and(|v| v.parse::<i64>().is_ok());
+                Err(if numeric {
+                    KvError::Overflow(key.to_string())
+                } else {
+                    KvError::NotANumber(key.to_string())
+                })
+            }
         }
     }
 
@@ -357,6 +381,25 @@ mod tests {
             s.kv_increment("a", "s", "k1", 1).await,
             Err(KvError::NotANumber(_))
         ));
+        assert_eq!(
+            s.kv_increment("a", "s", "big", i64::MAX).await.unwrap(),
+            i64::MAX
+        );
+        assert!(matches!(
+            s.kv_increment("a", "s", "big", 1).await,
+            Err(KvError::Overflow(_))
+        ));
+        assert_eq!(
+            s.kv_increment("a", "s", "big", -1).await.unwrap(),
+            i64::MAX - 1
+        );
+        s.kv_set("a", "s", "forever", b"x", Some(u64::MAX))
+            .await
+            .unwrap();
+        assert_eq!(
+            s.kv_get("a", "s", "forever").await.unwrap(),
+            Some(b"x".to_vec())
+        );
         // CAS
         assert!(
             s.kv_compare_and_swap("a", "s", "c", None, b"1")

@@ -135,13 +135,15 @@ impl wasi::exports::http::incoming_handler::Guest for Consumer {
         let env: std::collections::HashMap<String, String> = std::env::vars().collect();
         if let Some(url) = env.get("RELAY_URL") {
             let report = format!(
-                "{{\"id\":{},\"type\":{},\"source\":{},\"attempt\":{attempt},\"group\":{},\"function\":{},\"path\":{},\"body\":{}}}",
+                "{{\"id\":{},\"type\":{},\"source\":{},\"attempt\":{attempt},\"group\":{},\"function\":{},\"path\":{},\"route\":{},\"param_id\":{},\"body\":{}}}",
                 json_string(&id),
                 json_string(&header(&request, "ce-type").unwrap_or_default()),
                 json_string(&header(&request, "ce-source").unwrap_or_default()),
                 json_string(&header(&request, "ce-partitionkey").unwrap_or_default()),
                 json_string(&header(&request, "nimbus-function").unwrap_or_default()),
                 json_string(&request.path_with_query().unwrap_or_default()),
+                json_string(&header(&request, "nimbus-route").unwrap_or_default()),
+                json_string(&header(&request, "nimbus-param-id").unwrap_or_default()),
                 json_string(&String::from_utf8_lossy(&body)),
             );
             if let Err(e) = post(url, report.as_bytes()) {
