@@ -422,7 +422,11 @@ impl Store {
     /// Runs a batch of event operations in one transaction; one result per
     /// operation, in order. If anything fails, nothing is applied.
     pub async fn apply_events(&self, ops: &[EventOp]) -> Result<Vec<EventResult>> {
-        let mut tx = self.pool.begin().await?;
+        // IMMEDIATE: the batch may read (idempotency keys) before it writes;
+        // a deferred transaction would then fail with SQLITE_BUSY_SNAPSHOT,
+        // unretried, if another connection committed in between. Taking the
+        // write lock first makes it wait (busy timeout) instead.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let now = now_us();
         let mut out = Vec::with_capacity(ops.len());
         for op in ops {
