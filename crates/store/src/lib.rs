@@ -15,6 +15,7 @@
 //! and rows, and the callers give them meaning.
 
 mod apps;
+mod blobs;
 mod components;
 mod docs;
 mod events;
@@ -22,6 +23,7 @@ mod kv;
 mod records;
 
 pub use apps::{AppRow, RevisionRow};
+pub use blobs::{BlobError, BlobFiles, BlobInfo};
 pub use components::{ComponentStore, PutError};
 pub use docs::{DocError, DocQuery, Document, Op};
 pub use events::{
