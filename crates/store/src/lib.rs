@@ -20,6 +20,7 @@ mod components;
 mod docs;
 mod events;
 mod kv;
+mod objects;
 mod records;
 
 pub use apps::{AppRow, RevisionRow};
@@ -30,6 +31,7 @@ pub use events::{
     ChannelDepth, Enqueued, EventOp, EventResult, Leased, MessageRow, NewMessage, Settlement,
 };
 pub use kv::{ConfigRow, KeyPage, KvError};
+pub use objects::{ObjectRow, PartRow, UploadRow};
 pub use records::{InvocationRow, LogQuery, RecordWriter, RecordWriterConfig};
 
 use sqlx::SqlitePool;

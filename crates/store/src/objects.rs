@@ -1,0 +1,415 @@
+//! Object storage metadata: buckets (owned by one app each), objects,
+//! multipart uploads and their parts, and S3 access keys. Bodies are files
+//! ([`crate::BlobFiles`]); a row points at a complete, durable file.
+
+use crate::{Result, Store, StoreError, now_us};
+use sqlx::Row;
+
+/// An object's metadata.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ObjectRow {
+    /// Bucket.
+    pub bucket: String,
+    /// Key.
+    pub key: String,
+    /// Body file id.
+    pub file: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// ETag, without quotes.
+    pub etag: String,
+    /// Media type.
+    pub content_type: Option<String>,
+    /// User metadata (`x-amz-meta-*`), name → value.
+    pub metadata: Vec<(String, String)>,
+    /// µs since the epoch.
+    pub last_modified_us: i64,
+}
+
+/// A part of a multipart upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartRow {
+    /// 1-10000.
+    pub part_number: i64,
+    /// Body file id.
+    pub file: String,
+    /// Size.
+    pub size: u64,
+    /// ETag (MD5 hex).
+    pub etag: String,
+}
+
+/// A multipart upload in progress.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadRow {
+    /// Upload id.
+    pub id: String,
+    /// Bucket.
+    pub bucket: String,
+    /// Key.
+    pub key: String,
+    /// Media type of the object to be.
+    pub content_type: Option<String>,
+    /// Its user metadata.
+    pub metadata: Vec<(String, String)>,
+}
+
+fn meta_json(m: &[(String, String)]) -> String {
+    serde_json::to_string(m).expect("strings serialize")
+}
+
+fn meta_of(s: &str) -> Result<Vec<(String, String)>> {
+    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("object metadata: {e}")))
+}
+
+fn object(row: &sqlx::sqlite::SqliteRow) -> Result<ObjectRow> {
+    Ok(ObjectRow {
+        bucket: row.try_get("bucket")?,
+        key: row.try_get("key")?,
+        file: row.try_get("file")?,
+        size: row.try_get::<i64, _>("size")? as u64,
+        etag: row.try_get("etag")?,
+        content_type: row.try_get("content_type")?,
+        metadata: meta_of(&row.try_get::<String, _>("metadata")?)?,
+        last_modified_us: row.try_get("last_modified")?,
+    })
+}
+
+const OBJECT_COLUMNS: &str = "bucket, key, file, size, etag, content_type, metadata, last_modified";
+
+impl Store {
+    /// Creates a bucket for `app`. `Err(owner)` if the name is taken.
+    pub async fn create_bucket(&self, name: &str, app: &str) -> Result<Result<(), String>> {
+        let done = sqlx::query(
+            "INSERT INTO buckets (name, app, created_at) VALUES ($1, $2, $3)
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(app)
+        .bind(now_us())
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            == 1;
+        if done {
+            return Ok(Ok(()));
+        }
+        Ok(Err(self.bucket_owner(name).await?.unwrap_or_default()))
+    }
+
+    /// The app owning a bucket.
+    pub async fn bucket_owner(&self, name: &str) -> Result<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT app FROM buckets WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Buckets of an app, with their creation times (µs).
+    pub async fn buckets(&self, app: &str) -> Result<Vec<(String, i64)>> {
+        let rows = sqlx::query("SELECT name, created_at FROM buckets WHERE app = $1 ORDER BY name")
+            .bind(app)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("name")?, r.try_get("created_at")?)))
+            .collect()
+    }
+
+    /// Deletes an empty bucket; `false` if it still holds objects.
+    pub async fn delete_bucket(&self, name: &str) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let used: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM objects WHERE bucket = $1 LIMIT 1")
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if used.is_some() {
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM buckets WHERE name = $1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Records an object (replacing one with the same key); the replaced
+    /// body's file, to delete once this is committed.
+    pub async fn put_object(&self, o: &ObjectRow) -> Result<Option<String>> {
+        let mut tx = self.pool.begin().await?;
+        let old: Option<String> =
+            sqlx::query_scalar("SELECT file FROM objects WHERE bucket = $1 AND key = $2")
+                .bind(&o.bucket)
+                .bind(&o.key)
+                .fetch_optional(&mut *tx)
+                .await?;
+        sqlx::query(
+            "INSERT INTO objects (bucket, key, file, size, etag, content_type, metadata, last_modified)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT (bucket, key) DO UPDATE SET file = excluded.file, size = excluded.size,
+                etag = excluded.etag, content_type = excluded.content_type,
+                metadata = excluded.metadata, last_modified = excluded.last_modified",
+        )
+        .bind(&o.bucket)
+        .bind(&o.key)
+        .bind(&o.file)
+        .bind(o.size as i64)
+        .bind(&o.etag)
+        .bind(&o.content_type)
+        .bind(meta_json(&o.metadata))
+        .bind(o.last_modified_us)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(old.filter(|f| *f != o.file))
+    }
+
+    /// An object's metadata.
+    pub async fn object(&self, bucket: &str, key: &str) -> Result<Option<ObjectRow>> {
+        let row = sqlx::query(&format!(
+            "SELECT {OBJECT_COLUMNS} FROM objects WHERE bucket = $1 AND key = $2"
+        ))
+        .bind(bucket)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(object).transpose()
+    }
+
+    /// Deletes an object; its body's file, to delete once committed.
+    pub async fn delete_object(&self, bucket: &str, key: &str) -> Result<Option<String>> {
+        Ok(
+            sqlx::query_scalar("DELETE FROM objects WHERE bucket = $1 AND key = $2 RETURNING file")
+                .bind(bucket)
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Objects of a bucket with keys starting with `prefix`, after
+    /// `start_after`, in key order, at most `limit`.
+    pub async fn list_objects(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        start_after: &str,
+        limit: u32,
+    ) -> Result<Vec<ObjectRow>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {OBJECT_COLUMNS} FROM objects
+             WHERE bucket = $1 AND key >= $2 AND key < $3 AND key > $4
+             ORDER BY key LIMIT $5"
+        ))
+        .bind(bucket)
+        .bind(prefix)
+        .bind(format!("{prefix}\u{10FFFF}"))
+        .bind(start_after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(object).collect()
+    }
+
+    /// Starts a multipart upload.
+    pub async fn create_upload(&self, u: &UploadRow) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO uploads (id, bucket, key, content_type, metadata, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&u.id)
+        .bind(&u.bucket)
+        .bind(&u.key)
+        .bind(&u.content_type)
+        .bind(meta_json(&u.metadata))
+        .bind(now_us())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// A multipart upload.
+    pub async fn upload(&self, id: &str) -> Result<Option<UploadRow>> {
+        let row = sqlx::query(
+            "SELECT id, bucket, key, content_type, metadata FROM uploads WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(UploadRow {
+                id: r.try_get("id")?,
+                bucket: r.try_get("bucket")?,
+                key: r.try_get("key")?,
+                content_type: r.try_get("content_type")?,
+                metadata: meta_of(&r.try_get::<String, _>("metadata")?)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Records a part (replacing one with the same number); the replaced
+    /// part's file.
+    pub async fn put_part(&self, upload: &str, p: &PartRow) -> Result<Option<String>> {
+        let mut tx = self.pool.begin().await?;
+        let old: Option<String> = sqlx::query_scalar(
+            "SELECT file FROM upload_parts WHERE upload_id = $1 AND part_number = $2",
+        )
+        .bind(upload)
+        .bind(p.part_number)
+        .fetch_optional(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO upload_parts (upload_id, part_number, file, size, etag)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (upload_id, part_number) DO UPDATE SET file = excluded.file,
+                size = excluded.size, etag = excluded.etag",
+        )
+        .bind(upload)
+        .bind(p.part_number)
+        .bind(&p.file)
+        .bind(p.size as i64)
+        .bind(&p.etag)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(old.filter(|f| *f != p.file))
+    }
+
+    /// The parts of an upload, by number.
+    pub async fn parts(&self, upload: &str) -> Result<Vec<PartRow>> {
+        let rows = sqlx::query(
+            "SELECT part_number, file, size, etag FROM upload_parts WHERE upload_id = $1
+             ORDER BY part_number",
+        )
+        .bind(upload)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(PartRow {
+                    part_number: r.try_get("part_number")?,
+                    file: r.try_get("file")?,
+                    size: r.try_get::<i64, _>("size")? as u64,
+                    etag: r.try_get("etag")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Forgets an upload and its parts; their files, to delete.
+    pub async fn delete_upload(&self, upload: &str) -> Result<Vec<String>> {
+        let mut tx = self.pool.begin().await?;
+        let files: Vec<String> =
+            sqlx::query_scalar("DELETE FROM upload_parts WHERE upload_id = $1 RETURNING file")
+                .bind(upload)
+                .fetch_all(&mut *tx)
+                .await?;
+        sqlx::query("DELETE FROM uploads WHERE id = $1")
+            .bind(upload)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(files)
+    }
+
+    /// Stores an S3 access key of an app (the secret sealed by the caller).
+    pub async fn insert_s3_key(
+        &self,
+        access_key: &str,
+        app: &str,
+        sealed_secret: &str,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO s3_keys (access_key, app, secret, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(access_key)
+        .bind(app)
+        .bind(sealed_secret)
+        .bind(now_us())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The app and sealed secret of an access key.
+    pub async fn s3_key(&self, access_key: &str) -> Result<Option<(String, String)>> {
+        let row = sqlx::query("SELECT app, secret FROM s3_keys WHERE access_key = $1")
+            .bind(access_key)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| Ok((r.try_get("app")?, r.try_get("secret")?)))
+            .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obj(key: &str, file: &str) -> ObjectRow {
+        ObjectRow {
+            bucket: "b".into(),
+            key: key.into(),
+            file: file.into(),
+            size: 1,
+            etag: "e".into(),
+            content_type: None,
+            metadata: vec![("a".into(), "1".into())],
+            last_modified_us: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn buckets_objects_parts() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open_embedded(dir.path()).await.unwrap();
+        assert_eq!(s.create_bucket("b", "app1").await.unwrap(), Ok(()));
+        assert_eq!(
+            s.create_bucket("b", "app2").await.unwrap(),
+            Err("app1".into())
+        );
+        assert_eq!(s.put_object(&obj("k", "f1")).await.unwrap(), None);
+        assert_eq!(
+            s.put_object(&obj("k", "f2")).await.unwrap(),
+            Some("f1".into())
+        );
+        s.put_object(&obj("dir/x", "f3")).await.unwrap();
+        let l = s.list_objects("b", "dir/", "", 10).await.unwrap();
+        assert_eq!(l.len(), 1);
+        assert_eq!(l[0].metadata, vec![("a".to_string(), "1".to_string())]);
+        assert!(!s.delete_bucket("b").await.unwrap(), "not empty");
+        assert_eq!(s.delete_object("b", "k").await.unwrap(), Some("f2".into()));
+        let u = UploadRow {
+            id: "u1".into(),
+            bucket: "b".into(),
+            key: "big".into(),
+            content_type: None,
+            metadata: vec![],
+        };
+        s.create_upload(&u).await.unwrap();
+        let part = |n, f: &str| PartRow {
+            part_number: n,
+            file: f.into(),
+            size: 5,
+            etag: "x".into(),
+        };
+        assert_eq!(s.put_part("u1", &part(2, "p2")).await.unwrap(), None);
+        assert_eq!(s.put_part("u1", &part(1, "p1")).await.unwrap(), None);
+        assert_eq!(
+            s.put_part("u1", &part(1, "p1b")).await.unwrap(),
+            Some("p1".into())
+        );
+        let parts = s.parts("u1").await.unwrap();
+        assert_eq!(
+            parts.iter().map(|p| p.file.as_str()).collect::<Vec<_>>(),
+            ["p1b", "p2"]
+        );
+        assert_eq!(s.delete_upload("u1").await.unwrap().len(), 2);
+        assert!(s.upload("u1").await.unwrap().is_none());
+    }
+}
