@@ -1,0 +1,422 @@
+//! Object storage behind the S3 API.
+//!
+//! `s3s` does the protocol (routing, XML, SigV4 and presigned URLs); this
+//! crate is the storage behind it: bodies on disk ([`BlobFiles`]: streamed,
+//! fsynced, renamed into place), metadata in the store. Every bucket belongs
+//! to one app; an access key belongs to one app and reaches only its
+//! buckets ([`Access`]).
+//!
+//! Work in progress: buckets and single-part objects (put, get with range,
+//! head, delete, list v2). Multipart, copy, delete-multiple, list v1,
+//! conditional requests and storage events come next.
+
+use nimbus_store::{BlobFiles, ObjectRow, Store};
+use s3s::auth::{Credentials, S3Auth, SecretKey};
+use s3s::dto::*;
+use s3s::path::S3Path;
+use s3s::{S3, S3Request, S3Response, S3Result, s3_error};
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+/// Opens a sealed secret (the control plane's sealer).
+pub type Unseal = Arc<dyn Fn(&str) -> Result<String, String> + Send + Sync>;
+
+/// The S3 storage of the platform.
+#[derive(Clone)]
+pub struct Objects {
+    store: Store,
+    blobs: BlobFiles,
+    max_object_bytes: u64,
+}
+
+impl Objects {
+    /// Storage on `store` and `blobs`, objects up to `max_object_bytes`.
+    pub fn new(store: Store, blobs: BlobFiles, max_object_bytes: u64) -> Objects {
+        Objects {
+            store,
+            blobs,
+            max_object_bytes,
+        }
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> s3s::S3Error {
+    s3_error!(InternalError, "{e}")
+}
+
+fn timestamp(us: i64) -> Timestamp {
+    Timestamp::from(UNIX_EPOCH + Duration::from_micros(us.max(0) as u64))
+}
+
+/// Checks an object key: 1-1024 bytes, no NUL. Keys are data in SQL and
+/// never paths: bodies are stored under generated ids.
+fn check_key(key: &str) -> S3Result<()> {
+    if key.is_empty() || key.len() > 1024 || key.contains('\0') {
+        return Err(s3_error!(
+            KeyTooLongError,
+            "object keys are 1-1024 bytes without NUL"
+        ));
+    }
+    Ok(())
+}
+
+#[async_trait::async_trait]
+impl S3 for Objects {
+    async fn list_buckets(
+        &self,
+        req: S3Request<ListBucketsInput>,
+    ) -> S3Result<S3Response<ListBucketsOutput>> {
+        let app = app_of(&req.extensions)?;
+        let buckets = self
+            .store
+            .buckets(&app)
+            .await
+            .map_err(internal)?
+            .into_iter()
+            .map(|(name, created)| Bucket {
+                name: Some(name),
+                creation_date: Some(timestamp(created)),
+                ..Default::default()
+            })
+            .collect();
+        Ok(S3Response::new(ListBucketsOutput {
+            buckets: Some(buckets),
+            ..Default::default()
+        }))
+    }
+
+    async fn create_bucket(
+        &self,
+        req: S3Request<CreateBucketInput>,
+    ) -> S3Result<S3Response<CreateBucketOutput>> {
+        let app = app_of(&req.extensions)?;
+        let name = req.input.bucket;
+        match self
+            .store
+            .create_bucket(&name, &app)
+            .await
+            .map_err(internal)?
+        {
+            Ok(()) => Ok(S3Response::new(CreateBucketOutput {
+                location: Some(format!("/{name}")),
+                ..Default::default()
+            })),
+            Err(owner) if owner == app => Err(s3_error!(BucketAlreadyOwnedByYou)),
+            Err(_) => Err(s3_error!(BucketAlreadyExists)),
+        }
+    }
+
+    async fn head_bucket(
+        &self,
+        _req: S3Request<HeadBucketInput>,
+    ) -> S3Result<S3Response<HeadBucketOutput>> {
+        // Access has checked that the bucket exists and is the caller's.
+        Ok(S3Response::new(HeadBucketOutput::default()))
+    }
+
+    async fn delete_bucket(
+        &self,
+        req: S3Request<DeleteBucketInput>,
+    ) -> S3Result<S3Response<DeleteBucketOutput>> {
+        if !self
+            .store
+            .delete_bucket(&req.input.bucket)
+            .await
+            .map_err(internal)?
+        {
+            return Err(s3_error!(BucketNotEmpty));
+        }
+        Ok(S3Response::new(DeleteBucketOutput::default()))
+    }
+
+    async fn put_object(
+        &self,
+        req: S3Request<PutObjectInput>,
+    ) -> S3Result<S3Response<PutObjectOutput>> {
+        let input = req.input;
+        check_key(&input.key)?;
+        let Some(body) = input.body else {
+            return Err(s3_error!(IncompleteBody));
+        };
+        let stored = self
+            .blobs
+            .put_stream(self.max_object_bytes, body)
+            .await
+            .map_err(|e| match e {
+                nimbus_store::BlobError::TooLarge(_) => s3_error!(EntityTooLarge, "{e}"),
+                nimbus_store::BlobError::Body(_) => s3_error!(IncompleteBody, "{e}"),
+                other => internal(other),
+            })?;
+        let mut metadata: Vec<(String, String)> =
+            input.metadata.unwrap_or_default().into_iter().collect();
+        metadata.sort();
+        let row = ObjectRow {
+            bucket: input.bucket,
+            key: input.key,
+            file: stored.file.clone(),
+            size: stored.size,
+            etag: stored.md5.clone(),
+            content_type: input.content_type,
+            metadata,
+            last_modified_us: nimbus_store::now_us(),
+        };
+        match self.store.put_object(&row).await {
+            Ok(Some(old)) => self.blobs.delete(&old).await,
+            Ok(None) => {}
+            Err(e) => {
+                self.blobs.delete(&stored.file).await;
+                return Err(internal(e));
+            }
+        }
+        Ok(S3Response::new(PutObjectOutput {
+            e_tag: Some(ETag::Strong(stored.md5)),
+            ..Default::default()
+        }))
+    }
+
+    async fn get_object(
+        &self,
+        req: S3Request<GetObjectInput>,
+    ) -> S3Result<S3Response<GetObjectOutput>> {
+        let input = req.input;
+        let row = self
+            .store
+            .object(&input.bucket, &input.key)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| s3_error!(NoSuchKey))?;
+        let (start, end) = match input.range {
+            None => (0, row.size),
+            Some(r) => {
+                let r = r.check(row.size).map_err(|_| s3_error!(InvalidRange))?;
+                (r.start, r.end)
+            }
+        };
+        let len = end - start;
+        let file = self
+            .blobs
+            .open_range(&row.file, start)
+            .await
+            .map_err(internal)?;
+        let body = tokio_util::io::ReaderStream::with_capacity(
+            tokio::io::AsyncReadExt::take(file, len),
+            64 * 1024,
+        );
+        let content_range = (len != row.size || start != 0)
+            .then(|| format!("bytes {start}-{}/{}", end.saturating_sub(1), row.size));
+        Ok(S3Response::new(GetObjectOutput {
+            body: Some(StreamingBlob::wrap(body)),
+            content_length: Some(len as i64),
+            content_range,
+            content_type: row.content_type,
+            e_tag: Some(ETag::Strong(row.etag)),
+            last_modified: Some(timestamp(row.last_modified_us)),
+            metadata: Some(row.metadata.into_iter().collect()),
+            accept_ranges: Some("bytes".into()),
+            ..Default::default()
+        }))
+    }
+
+    async fn head_object(
+        &self,
+        req: S3Request<HeadObjectInput>,
+    ) -> S3Result<S3Response<HeadObjectOutput>> {
+        let input = req.input;
+        let row = self
+            .store
+            .object(&input.bucket, &input.key)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| s3_error!(NoSuchKey))?;
+        Ok(S3Response::new(HeadObjectOutput {
+            content_length: Some(row.size as i64),
+            content_type: row.content_type,
+            e_tag: Some(ETag::Strong(row.etag)),
+            last_modified: Some(timestamp(row.last_modified_us)),
+            metadata: Some(row.metadata.into_iter().collect()),
+            accept_ranges: Some("bytes".into()),
+            ..Default::default()
+        }))
+    }
+
+    async fn delete_object(
+        &self,
+        req: S3Request<DeleteObjectInput>,
+    ) -> S3Result<S3Response<DeleteObjectOutput>> {
+        let input = req.input;
+        if let Some(file) = self
+            .store
+            .delete_object(&input.bucket, &input.key)
+            .await
+            .map_err(internal)?
+        {
+            self.blobs.delete(&file).await;
+        }
+        Ok(S3Response::new(DeleteObjectOutput::default()))
+    }
+
+    async fn list_objects_v2(
+        &self,
+        req: S3Request<ListObjectsV2Input>,
+    ) -> S3Result<S3Response<ListObjectsV2Output>> {
+        let input = req.input;
+        let prefix = input.prefix.clone().unwrap_or_default();
+        let max = input.max_keys.unwrap_or(1000).clamp(1, 1000) as usize;
+        let mut after = input
+            .continuation_token
+            .clone()
+            .or(input.start_after.clone())
+            .unwrap_or_default();
+        let delimiter = input.delimiter.clone().filter(|d| !d.is_empty());
+        let mut contents = Vec::new();
+        let mut prefixes: Vec<String> = Vec::new();
+        let mut truncated = false;
+        'pages: loop {
+            let page = self
+                .store
+                .list_objects(&input.bucket, &prefix, &after, 1000)
+                .await
+                .map_err(internal)?;
+            if page.is_empty() {
+                break;
+            }
+            for o in page {
+                if contents.len() + prefixes.len() >= max {
+                    truncated = true;
+                    break 'pages;
+                }
+                after = o.key.clone();
+                if let Some(d) = &delimiter
+                    && let Some(i) = o.key[prefix.len()..].find(d.as_str())
+                {
+                    let common = o.key[..prefix.len() + i + d.len()].to_string();
+                    // Skip the rest of this common prefix.
+                    after = format!("{common}\u{10FFFF}");
+                    if prefixes.last() != Some(&common) {
+                        prefixes.push(common);
+                    }
+                    continue 'pages;
+                }
+                contents.push(Object {
+                    key: Some(o.key),
+                    size: Some(o.size as i64),
+                    e_tag: Some(ETag::Strong(o.etag)),
+                    last_modified: Some(timestamp(o.last_modified_us)),
+                    ..Default::default()
+                });
+            }
+        }
+        let count = (contents.len() + prefixes.len()) as i32;
+        Ok(S3Response::new(ListObjectsV2Output {
+            name: Some(input.bucket),
+            prefix: input.prefix,
+            delimiter: input.delimiter,
+            max_keys: Some(max as i32),
+            key_count: Some(count),
+            is_truncated: Some(truncated),
+            next_continuation_token: truncated.then_some(after),
+            continuation_token: input.continuation_token,
+            start_after: input.start_after,
+            contents: Some(contents),
+            common_prefixes: Some(
+                prefixes
+                    .into_iter()
+                    .map(|p| CommonPrefix { prefix: Some(p) })
+                    .collect(),
+            ),
+            ..Default::default()
+        }))
+    }
+}
+
+/// The app an authenticated request acts for (set by [`Access`]).
+#[derive(Clone)]
+struct AppId(String);
+
+fn app_of(ext: &http::Extensions) -> S3Result<String> {
+    ext.get::<AppId>().map(|a| a.0.clone()).ok_or_else(|| {
+        s3_error!(
+            AccessDenied,
+            "sign requests with a key from `nimbus keys create --s3`"
+        )
+    })
+}
+
+/// Access keys issued per app: their secrets verify SigV4 signatures.
+pub struct Keys {
+    store: Store,
+    unseal: Unseal,
+}
+
+impl Keys {
+    /// Keys stored in `store`, their secrets opened with `unseal`.
+    pub fn new(store: Store, unseal: Unseal) -> Keys {
+        Keys { store, unseal }
+    }
+}
+
+#[async_trait::async_trait]
+impl S3Auth for Keys {
+    async fn get_secret_key(&self, access_key: &str) -> S3Result<SecretKey> {
+        let (_, sealed) = self
+            .store
+            .s3_key(access_key)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| s3_error!(InvalidAccessKeyId))?;
+        let secret = (self.unseal)(&sealed).map_err(internal)?;
+        Ok(SecretKey::from(secret))
+    }
+}
+
+/// Who may touch what: a signed request acts for its key's app, and
+/// reaches only that app's buckets (403 otherwise, 404 for a bucket that
+/// does not exist).
+pub struct Access {
+    store: Store,
+}
+
+impl Access {
+    /// Access checks against `store`.
+    pub fn new(store: Store) -> Access {
+        Access { store }
+    }
+}
+
+#[async_trait::async_trait]
+impl s3s::access::S3Access for Access {
+    async fn check(&self, cx: &mut s3s::access::S3AccessContext<'_>) -> S3Result<()> {
+        let Some(Credentials { access_key, .. }) = cx.credentials() else {
+            return Err(s3_error!(
+                AccessDenied,
+                "anonymous access is not allowed: sign requests with a key from `nimbus keys create --s3`"
+            ));
+        };
+        let (app, _) = self
+            .store
+            .s3_key(access_key)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| s3_error!(InvalidAccessKeyId))?;
+        let bucket = match cx.s3_path() {
+            S3Path::Root => None,
+            S3Path::Bucket { bucket } | S3Path::Object { bucket, .. } => Some(bucket.to_string()),
+        };
+        if let Some(b) = bucket
+            && cx.s3_op().name() != "CreateBucket"
+        {
+            match self.store.bucket_owner(&b).await.map_err(internal)? {
+                None => return Err(s3_error!(NoSuchBucket)),
+                Some(owner) if owner != app => {
+                    return Err(s3_error!(
+                        AccessDenied,
+                        "bucket {b:?} belongs to another app"
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        cx.extensions_mut().insert(AppId(app));
+        Ok(())
+    }
+}
