@@ -104,6 +104,7 @@ pub fn router(platform: Arc<Platform>, admin_token: &str) -> Router {
                 .patch(data_api::doc_patch)
                 .delete(data_api::doc_delete),
         )
+        .route("/v1/apps/{app}/keys/s3", post(data_api::create_s3_key))
         .route("/v1/apps/{app}/config", get(data_api::config_list))
         .route(
             "/v1/apps/{app}/config/{key}",

@@ -453,3 +453,29 @@ pub(crate) async fn secret_put(
 ) -> ApiResult<Json<Value>> {
     set(&ctx, &app, &key, q.function.as_deref(), Some(&body), true).await
 }
+
+/// `POST /v1/apps/{app}/keys/s3`: a new S3 access key for the app's
+/// buckets. The secret is shown once, in this answer, and stored sealed.
+pub(crate) async fn create_s3_key(
+    State(ctx): State<Ctx>,
+    Path(app): Path<String>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    ctx.platform.store.app(&app).await?;
+    const UPPER: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    const ANY: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let pick = |alphabet: &[u8], n: usize| -> String {
+        (0..n)
+            .map(|_| alphabet[rand::random_range(0..alphabet.len())] as char)
+            .collect()
+    };
+    let access_key = format!("NK{}", pick(UPPER, 18));
+    let secret = pick(ANY, 40);
+    ctx.platform
+        .store
+        .insert_s3_key(&access_key, &app, &ctx.platform.sealer.seal(&secret))
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "app": app, "access_key": access_key, "secret_key": secret })),
+    ))
+}

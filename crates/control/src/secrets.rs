@@ -7,6 +7,7 @@ use chacha20poly1305::aead::{Aead, KeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 
 /// Seals and opens secret values.
+#[derive(Clone)]
 pub struct Sealer {
     cipher: ChaCha20Poly1305,
 }

@@ -64,6 +64,12 @@ pub struct UpArgs {
     /// Largest KV value or JSON document, in KiB; a KV store may set a lower limit
     #[arg(long, default_value_t = 1024)]
     max_value_kb: u64,
+    /// Address of the S3-compatible object storage endpoint (off if unset)
+    #[arg(long, env = "NIMBUS_S3_LISTEN")]
+    s3_listen: Option<String>,
+    /// Largest object, in MiB (multipart uploads included)
+    #[arg(long, default_value_t = 5 * 1024)]
+    max_object_mb: u64,
 }
 
 /// The key that seals secrets: `NIMBUS_SECRET_KEY` (64 hex digits), else
@@ -185,6 +191,33 @@ pub async fn run(args: UpArgs) -> Result<()> {
         });
     }
     let sealer = secret_key(&data_dir)?;
+    let s3_url = match &args.s3_listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+                format!("cannot listen for S3 on {addr}: pick another with --s3-listen")
+            })?;
+            let url = format!("http://{}", listener.local_addr()?);
+            let objects = nimbus_objects::Objects::new(
+                store.clone(),
+                nimbus_store::BlobFiles::open(&data_dir)?,
+                args.max_object_mb << 20,
+            );
+            let unsealer = sealer.clone();
+            let service = nimbus_objects::service(
+                objects,
+                std::sync::Arc::new(move |s: &str| unsealer.open(s)),
+            );
+            tokio::spawn(async move {
+                if let Err(e) =
+                    nimbus_objects::serve(listener, service, std::future::pending()).await
+                {
+                    tracing::error!(error = %e, "the S3 endpoint stopped");
+                }
+            });
+            Some(url)
+        }
+        None => None,
+    };
     let gateway = Gateway::new(runtime.clone(), events.clone());
     let platform = Platform::new(
         store,
@@ -211,12 +244,16 @@ pub async fn run(args: UpArgs) -> Result<()> {
     let info = data_dir.join("server.json");
     std::fs::write(
         &info,
-        serde_json::json!({ "url": url, "pid": std::process::id() }).to_string(),
+        serde_json::json!({ "url": url, "s3_url": s3_url, "pid": std::process::id() }).to_string(),
     )?;
     tracing::info!(%url, data_dir = %data_dir.display(), apps = restored, "Nimbus is up");
     println!(
-        "Nimbus listening on {url} (data dir {}, {restored} app(s) restored)",
-        data_dir.display()
+        "Nimbus listening on {url} (data dir {}, {restored} app(s) restored){}",
+        data_dir.display(),
+        s3_url
+            .as_ref()
+            .map(|u| format!("; S3 endpoint on {u}"))
+            .unwrap_or_default()
     );
 
     nimbus_gateway::serve(listener, gateway, control, shutdown_signal()).await?;

@@ -420,3 +420,44 @@ impl s3s::access::S3Access for Access {
         Ok(())
     }
 }
+
+/// The S3 HTTP service: storage, per-app keys (SigV4) and access checks.
+/// Path-style addressing (`http://host:port/bucket/key`).
+pub fn service(objects: Objects, unseal: Unseal) -> s3s::service::S3Service {
+    let store = objects.store.clone();
+    let mut b = s3s::service::S3ServiceBuilder::new(objects);
+    b.set_auth(Keys::new(store.clone(), unseal));
+    b.set_access(Access::new(store));
+    b.build()
+}
+
+/// Serves the S3 API on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    service: s3s::service::S3Service,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "S3 accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => return Ok(()),
+        };
+        let _ = stream.set_nodelay(true);
+        let service = service.clone();
+        tokio::spawn(async move {
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            if let Err(e) = builder.serve_connection(TokioIo::new(stream), service).await {
+                tracing::debug!(error = %e, "S3 connection ended with an error");
+            }
+        });
+    }
+}
