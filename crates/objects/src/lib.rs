@@ -6,9 +6,9 @@
 //! to one app; an access key belongs to one app and reaches only its
 //! buckets ([`Access`]).
 //!
-//! Work in progress: buckets and single-part objects (put, get with range,
-//! head, delete, list v2). Multipart, copy, delete-multiple, list v1,
-//! conditional requests and storage events come next.
+//! Work in progress: buckets, objects (put, get with range, head, delete,
+//! delete-multiple, copy, list v1 and v2) and multipart uploads. Conditional
+//! requests, storage events and the guest interface come next.
 
 use nimbus_store::{BlobFiles, ObjectRow, Store};
 use s3s::auth::{Credentials, S3Auth, SecretKey};
@@ -38,6 +38,51 @@ impl Objects {
             max_object_bytes,
         }
     }
+}
+
+impl Objects {
+    /// Records an object whose body is `file`; deletes the body it replaces
+    /// (or `file` itself if recording fails).
+    async fn commit(&self, row: ObjectRow, file: &str) -> S3Result<()> {
+        match self.store.put_object(&row).await {
+            Ok(Some(old)) => {
+                self.blobs.delete(&old).await;
+                Ok(())
+            }
+            Ok(None) => Ok(()),
+            Err(e) => {
+                self.blobs.delete(file).await;
+                Err(internal(e))
+            }
+        }
+    }
+
+    /// A multipart upload of this bucket and key.
+    async fn upload_of(
+        &self,
+        id: &str,
+        bucket: &str,
+        key: &str,
+    ) -> S3Result<nimbus_store::UploadRow> {
+        match self.store.upload(id).await.map_err(internal)? {
+            Some(u) if u.bucket == bucket && u.key == key => Ok(u),
+            _ => Err(s3_error!(NoSuchUpload)),
+        }
+    }
+}
+
+fn hex_decode(s: &str) -> Vec<u8> {
+    (0..s.len() / 2)
+        .filter_map(|i| u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect()
+}
+
+fn md5_hex(bytes: &[u8]) -> String {
+    use md5::{Digest, Md5};
+    Md5::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn internal(e: impl std::fmt::Display) -> s3s::S3Error {
@@ -160,14 +205,7 @@ impl S3 for Objects {
             metadata,
             last_modified_us: nimbus_store::now_us(),
         };
-        match self.store.put_object(&row).await {
-            Ok(Some(old)) => self.blobs.delete(&old).await,
-            Ok(None) => {}
-            Err(e) => {
-                self.blobs.delete(&stored.file).await;
-                return Err(internal(e));
-            }
-        }
+        self.commit(row, &stored.file).await?;
         Ok(S3Response::new(PutObjectOutput {
             e_tag: Some(ETag::Strong(stored.md5)),
             ..Default::default()
@@ -253,6 +291,333 @@ impl S3 for Objects {
             self.blobs.delete(&file).await;
         }
         Ok(S3Response::new(DeleteObjectOutput::default()))
+    }
+
+    async fn delete_objects(
+        &self,
+        req: S3Request<DeleteObjectsInput>,
+    ) -> S3Result<S3Response<DeleteObjectsOutput>> {
+        let input = req.input;
+        let mut deleted = Vec::new();
+        for o in input.delete.objects {
+            if let Some(file) = self
+                .store
+                .delete_object(&input.bucket, &o.key)
+                .await
+                .map_err(internal)?
+            {
+                self.blobs.delete(&file).await;
+            }
+            deleted.push(DeletedObject {
+                key: Some(o.key),
+                ..Default::default()
+            });
+        }
+        let quiet = input.delete.quiet.unwrap_or(false);
+        Ok(S3Response::new(DeleteObjectsOutput {
+            deleted: (!quiet).then_some(deleted),
+            ..Default::default()
+        }))
+    }
+
+    async fn copy_object(
+        &self,
+        req: S3Request<CopyObjectInput>,
+    ) -> S3Result<S3Response<CopyObjectOutput>> {
+        let app = app_of(&req.extensions)?;
+        let input = req.input;
+        check_key(&input.key)?;
+        let CopySource::Bucket { bucket, key, .. } = &input.copy_source else {
+            return Err(s3_error!(
+                NotImplemented,
+                "copy from an access point is not supported"
+            ));
+        };
+        // The destination bucket was checked by Access; the source is checked here.
+        match self.store.bucket_owner(bucket).await.map_err(internal)? {
+            None => return Err(s3_error!(NoSuchBucket)),
+            Some(owner) if owner != app => {
+                return Err(s3_error!(
+                    AccessDenied,
+                    "bucket {bucket:?} belongs to another app"
+                ));
+            }
+            Some(_) => {}
+        }
+        let src = self
+            .store
+            .object(bucket, key)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| s3_error!(NoSuchKey))?;
+        let file = self
+            .blobs
+            .open_range(&src.file, 0)
+            .await
+            .map_err(internal)?;
+        let stored = self
+            .blobs
+            .put_stream(
+                u64::MAX,
+                tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024),
+            )
+            .await
+            .map_err(internal)?;
+        let replace = input.metadata_directive.as_ref().map(|d| d.as_str()) == Some("REPLACE");
+        let (content_type, metadata) = if replace {
+            let mut m: Vec<(String, String)> =
+                input.metadata.unwrap_or_default().into_iter().collect();
+            m.sort();
+            (input.content_type, m)
+        } else {
+            (src.content_type.clone(), src.metadata.clone())
+        };
+        let row = ObjectRow {
+            bucket: input.bucket,
+            key: input.key,
+            file: stored.file.clone(),
+            size: stored.size,
+            etag: stored.md5.clone(),
+            content_type,
+            metadata,
+            last_modified_us: nimbus_store::now_us(),
+        };
+        self.commit(row, &stored.file).await?;
+        Ok(S3Response::new(CopyObjectOutput {
+            copy_object_result: Some(CopyObjectResult {
+                e_tag: Some(ETag::Strong(stored.md5)),
+                last_modified: Some(timestamp(nimbus_store::now_us())),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }))
+    }
+
+    async fn list_objects(
+        &self,
+        req: S3Request<ListObjectsInput>,
+    ) -> S3Result<S3Response<ListObjectsOutput>> {
+        let v2 = req.map_input(|i| ListObjectsV2Input {
+            bucket: i.bucket,
+            delimiter: i.delimiter,
+            max_keys: i.max_keys,
+            prefix: i.prefix,
+            start_after: i.marker,
+            ..Default::default()
+        });
+        let out = self.list_objects_v2(v2).await?.output;
+        Ok(S3Response::new(ListObjectsOutput {
+            name: out.name,
+            prefix: out.prefix,
+            delimiter: out.delimiter,
+            max_keys: out.max_keys,
+            is_truncated: out.is_truncated,
+            marker: out.start_after,
+            next_marker: out.next_continuation_token,
+            contents: out.contents,
+            common_prefixes: out.common_prefixes,
+            ..Default::default()
+        }))
+    }
+
+    async fn create_multipart_upload(
+        &self,
+        req: S3Request<CreateMultipartUploadInput>,
+    ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+        let input = req.input;
+        check_key(&input.key)?;
+        let id = uuid::Uuid::now_v7().simple().to_string();
+        let mut metadata: Vec<(String, String)> =
+            input.metadata.unwrap_or_default().into_iter().collect();
+        metadata.sort();
+        self.store
+            .create_upload(&nimbus_store::UploadRow {
+                id: id.clone(),
+                bucket: input.bucket.clone(),
+                key: input.key.clone(),
+                content_type: input.content_type,
+                metadata,
+            })
+            .await
+            .map_err(internal)?;
+        Ok(S3Response::new(CreateMultipartUploadOutput {
+            bucket: Some(input.bucket),
+            key: Some(input.key),
+            upload_id: Some(id),
+            ..Default::default()
+        }))
+    }
+
+    async fn upload_part(
+        &self,
+        req: S3Request<UploadPartInput>,
+    ) -> S3Result<S3Response<UploadPartOutput>> {
+        let input = req.input;
+        let upload = self
+            .upload_of(&input.upload_id, &input.bucket, &input.key)
+            .await?;
+        if !(1..=10_000).contains(&input.part_number) {
+            return Err(s3_error!(InvalidArgument, "part numbers are 1 to 10000"));
+        }
+        let Some(body) = input.body else {
+            return Err(s3_error!(IncompleteBody));
+        };
+        let stored = self
+            .blobs
+            .put_stream(self.max_object_bytes, body)
+            .await
+            .map_err(|e| match e {
+                nimbus_store::BlobError::TooLarge(_) => s3_error!(EntityTooLarge, "{e}"),
+                nimbus_store::BlobError::Body(_) => s3_error!(IncompleteBody, "{e}"),
+                other => internal(other),
+            })?;
+        let part = nimbus_store::PartRow {
+            part_number: i64::from(input.part_number),
+            file: stored.file.clone(),
+            size: stored.size,
+            etag: stored.md5.clone(),
+        };
+        match self.store.put_part(&upload.id, &part).await {
+            Ok(Some(old)) => self.blobs.delete(&old).await,
+            Ok(None) => {}
+            Err(e) => {
+                self.blobs.delete(&stored.file).await;
+                return Err(internal(e));
+            }
+        }
+        Ok(S3Response::new(UploadPartOutput {
+            e_tag: Some(ETag::Strong(stored.md5)),
+            ..Default::default()
+        }))
+    }
+
+    async fn list_parts(
+        &self,
+        req: S3Request<ListPartsInput>,
+    ) -> S3Result<S3Response<ListPartsOutput>> {
+        let input = req.input;
+        let upload = self
+            .upload_of(&input.upload_id, &input.bucket, &input.key)
+            .await?;
+        let marker = i64::from(input.part_number_marker.unwrap_or(0));
+        let max = input.max_parts.unwrap_or(1000).clamp(1, 1000) as usize;
+        let all: Vec<_> = self
+            .store
+            .parts(&upload.id)
+            .await
+            .map_err(internal)?
+            .into_iter()
+            .filter(|p| p.part_number > marker)
+            .collect();
+        let truncated = all.len() > max;
+        let parts: Vec<Part> = all
+            .iter()
+            .take(max)
+            .map(|p| Part {
+                part_number: Some(p.part_number as i32),
+                size: Some(p.size as i64),
+                e_tag: Some(ETag::Strong(p.etag.clone())),
+                ..Default::default()
+            })
+            .collect();
+        Ok(S3Response::new(ListPartsOutput {
+            bucket: Some(input.bucket),
+            key: Some(input.key),
+            upload_id: Some(upload.id),
+            is_truncated: Some(truncated),
+            next_part_number_marker: parts.last().and_then(|p| p.part_number),
+            parts: Some(parts),
+            ..Default::default()
+        }))
+    }
+
+    async fn complete_multipart_upload(
+        &self,
+        req: S3Request<CompleteMultipartUploadInput>,
+    ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+        let input = req.input;
+        let upload = self
+            .upload_of(&input.upload_id, &input.bucket, &input.key)
+            .await?;
+        let stored_parts = self.store.parts(&upload.id).await.map_err(internal)?;
+        let asked = input
+            .multipart_upload
+            .and_then(|m| m.parts)
+            .unwrap_or_default();
+        if asked.is_empty() {
+            return Err(s3_error!(MalformedXML, "name the parts to assemble"));
+        }
+        let mut files = Vec::with_capacity(asked.len());
+        let mut md5s = Vec::with_capacity(asked.len() * 16);
+        let mut last = 0;
+        for p in &asked {
+            let n = i64::from(p.part_number.unwrap_or(0));
+            if n <= last {
+                return Err(s3_error!(InvalidPartOrder));
+            }
+            last = n;
+            let Some(stored) = stored_parts.iter().find(|s| s.part_number == n) else {
+                return Err(s3_error!(InvalidPart, "part {n} was not uploaded"));
+            };
+            if let Some(tag) = &p.e_tag
+                && tag.value() != stored.etag
+            {
+                return Err(s3_error!(
+                    InvalidPart,
+                    "part {n} has ETag {}, not {}",
+                    stored.etag,
+                    tag.value()
+                ));
+            }
+            files.push(stored.file.clone());
+            md5s.extend(hex_decode(&stored.etag));
+        }
+        let joined = self.blobs.concat(&files).await.map_err(internal)?;
+        let etag = format!("{}-{}", md5_hex(&md5s), asked.len());
+        let row = ObjectRow {
+            bucket: upload.bucket.clone(),
+            key: upload.key.clone(),
+            file: joined.file.clone(),
+            size: joined.size,
+            etag: etag.clone(),
+            content_type: upload.content_type.clone(),
+            metadata: upload.metadata.clone(),
+            last_modified_us: nimbus_store::now_us(),
+        };
+        self.commit(row, &joined.file).await?;
+        for f in self
+            .store
+            .delete_upload(&upload.id)
+            .await
+            .map_err(internal)?
+        {
+            self.blobs.delete(&f).await;
+        }
+        Ok(S3Response::new(CompleteMultipartUploadOutput {
+            bucket: Some(upload.bucket),
+            key: Some(upload.key),
+            e_tag: Some(ETag::Strong(etag)),
+            ..Default::default()
+        }))
+    }
+
+    async fn abort_multipart_upload(
+        &self,
+        req: S3Request<AbortMultipartUploadInput>,
+    ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+        let input = req.input;
+        let upload = self
+            .upload_of(&input.upload_id, &input.bucket, &input.key)
+            .await?;
+        for f in self
+            .store
+            .delete_upload(&upload.id)
+            .await
+            .map_err(internal)?
+        {
+            self.blobs.delete(&f).await;
+        }
+        Ok(S3Response::new(AbortMultipartUploadOutput::default()))
     }
 
     async fn list_objects_v2(
@@ -455,7 +820,10 @@ pub async fn serve(
         let service = service.clone();
         tokio::spawn(async move {
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            if let Err(e) = builder.serve_connection(TokioIo::new(stream), service).await {
+            if let Err(e) = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
                 tracing::debug!(error = %e, "S3 connection ended with an error");
             }
         });
