@@ -112,6 +112,13 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Access keys: create
+    Keys {
+        #[command(subcommand)]
+        command: data_cli::KeysCommand,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Secrets (encrypted at rest, never shown): ls, set, unset
     Secrets {
         #[command(subcommand)]
@@ -245,6 +252,7 @@ fn main() {
             Command::Docs { command, target } => data_cli::docs(&target, command).await,
             Command::Config { command, target } => data_cli::config(&target, command).await,
             Command::Secrets { command, target } => data_cli::secrets(&target, command).await,
+            Command::Keys { command, target } => data_cli::keys(&target, command).await,
             Command::Apps { target } => client::apps(&target).await,
             Command::Functions { app, target } => client::functions(&target, &app).await,
             Command::Revisions { app, target } => client::revisions(&target, &app).await,

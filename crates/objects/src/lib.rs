@@ -71,6 +71,35 @@ impl Objects {
     }
 }
 
+/// Whether a condition matches an object's ETag (`*` matches any object).
+fn matches(cond: &ETagCondition, etag: Option<&str>) -> bool {
+    match (cond, etag) {
+        (ETagCondition::Any, e) => e.is_some(),
+        (ETagCondition::ETag(t), Some(e)) => t.value() == e,
+        (ETagCondition::ETag(_), None) => false,
+    }
+}
+
+/// Read preconditions (RFC 9110): If-Match fails with 412, If-None-Match
+/// matching answers 304.
+fn check_read(
+    if_match: &Option<ETagCondition>,
+    if_none_match: &Option<ETagCondition>,
+    etag: &str,
+) -> S3Result<()> {
+    if let Some(c) = if_match
+        && !matches(c, Some(etag))
+    {
+        return Err(s3_error!(PreconditionFailed, "If-Match: the object's ETag is {etag}"));
+    }
+    if let Some(c) = if_none_match
+        && matches(c, Some(etag))
+    {
+        return Err(s3_error!(NotModified));
+    }
+    Ok(())
+}
+
 fn hex_decode(s: &str) -> Vec<u8> {
     (0..s.len() / 2)
         .filter_map(|i| u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok())
@@ -180,6 +209,24 @@ impl S3 for Objects {
     ) -> S3Result<S3Response<PutObjectOutput>> {
         let input = req.input;
         check_key(&input.key)?;
+        if input.if_match.is_some() || input.if_none_match.is_some() {
+            let current = self
+                .store
+                .object(&input.bucket, &input.key)
+                .await
+                .map_err(internal)?
+                .map(|o| o.etag);
+            if let Some(c) = &input.if_match
+                && !matches(c, current.as_deref())
+            {
+                return Err(s3_error!(PreconditionFailed, "If-Match does not match the current object"));
+            }
+            if let Some(c) = &input.if_none_match
+                && matches(c, current.as_deref())
+            {
+                return Err(s3_error!(PreconditionFailed, "If-None-Match: the object exists"));
+            }
+        }
         let Some(body) = input.body else {
             return Err(s3_error!(IncompleteBody));
         };
@@ -223,6 +270,7 @@ impl S3 for Objects {
             .await
             .map_err(internal)?
             .ok_or_else(|| s3_error!(NoSuchKey))?;
+        check_read(&input.if_match, &input.if_none_match, &row.etag)?;
         let (start, end) = match input.range {
             None => (0, row.size),
             Some(r) => {
@@ -266,6 +314,7 @@ impl S3 for Objects {
             .await
             .map_err(internal)?
             .ok_or_else(|| s3_error!(NoSuchKey))?;
+        check_read(&input.if_match, &input.if_none_match, &row.etag)?;
         Ok(S3Response::new(HeadObjectOutput {
             content_length: Some(row.size as i64),
             content_type: row.content_type,
