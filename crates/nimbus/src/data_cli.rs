@@ -443,9 +443,17 @@ pub async fn keys(target: &Target, cmd: KeysCommand) -> Result<()> {
                 .await?
                 .json()
                 .await?;
-            println!("access key id:     {}", v["access_key"].as_str().unwrap_or(""));
-            println!("secret access key: {}", v["secret_key"].as_str().unwrap_or(""));
-            eprintln!("-- the secret is shown only now; use path-style addressing with the S3 endpoint");
+            println!(
+                "access key id:     {}",
+                v["access_key"].as_str().unwrap_or("")
+            );
+            println!(
+                "secret access key: {}",
+                v["secret_key"].as_str().unwrap_or("")
+            );
+            eprintln!(
+                "-- the secret is shown only now; use path-style addressing with the S3 endpoint"
+            );
         }
     }
     Ok(())

@@ -90,7 +90,10 @@ fn check_read(
     if let Some(c) = if_match
         && !matches(c, Some(etag))
     {
-        return Err(s3_error!(PreconditionFailed, "If-Match: the object's ETag is {etag}"));
+        return Err(s3_error!(
+            PreconditionFailed,
+            "If-Match: the object's ETag is {etag}"
+        ));
     }
     if let Some(c) = if_none_match
         && matches(c, Some(etag))
@@ -219,12 +222,18 @@ impl S3 for Objects {
             if let Some(c) = &input.if_match
                 && !matches(c, current.as_deref())
             {
-                return Err(s3_error!(PreconditionFailed, "If-Match does not match the current object"));
+                return Err(s3_error!(
+                    PreconditionFailed,
+                    "If-Match does not match the current object"
+                ));
             }
             if let Some(c) = &input.if_none_match
                 && matches(c, current.as_deref())
             {
-                return Err(s3_error!(PreconditionFailed, "If-None-Match: the object exists"));
+                return Err(s3_error!(
+                    PreconditionFailed,
+                    "If-None-Match: the object exists"
+                ));
             }
         }
         let Some(body) = input.body else {

@@ -1,0 +1,141 @@
+//! Object storage end to end: a real `nimbus up` with its S3 endpoint,
+//! driven by the real boto3 and aws-cli (installed by scripts/test into
+//! target/pyenv).
+
+mod common;
+
+use common::{Server, app_dir};
+use std::path::PathBuf;
+use std::process::Command;
+
+fn pyenv() -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/pyenv/bin");
+    assert!(
+        p.join("python").exists(),
+        "boto3/aws-cli venv missing at {}: run ./scripts/test (it creates it)",
+        p.display()
+    );
+    p
+}
+
+fn s3_url(s: &Server) -> String {
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(s.data_dir.join("server.json")).unwrap())
+            .unwrap();
+    info["s3_url"]
+        .as_str()
+        .expect("the S3 endpoint is on")
+        .to_string()
+}
+
+fn key(s: &Server, app: &str) -> (String, String) {
+    let out = s.cli_ok(&["keys", "create", "--app", app, "--s3"]);
+    let field = |prefix: &str| {
+        out.lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.split_whitespace().last())
+            .unwrap()
+            .to_string()
+    };
+    (field("access key id"), field("secret access key"))
+}
+
+fn app(name: &str) -> tempfile::TempDir {
+    app_dir(&format!(
+        "[app]\nname = \"{name}\"\n[functions.hello]\ncomponent = \"@WASM@/hello.wasm\"\n"
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn boto3_and_aws_cli_against_the_s3_endpoint() {
+    let s = Server::start(&["--s3-listen", "127.0.0.1:0"]);
+    s.deploy(app("photos").path());
+    s.deploy(app("other").path());
+    let (k1, s1) = key(&s, "photos");
+    let (k2, s2) = key(&s, "other");
+    let url = s3_url(&s);
+    let work = tempfile::tempdir().unwrap();
+    let bin = pyenv();
+
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/s3/boto3_suite.py");
+    let out = Command::new(bin.join("python"))
+        .arg(&script)
+        .args([&url, &k1, &s1, &k2, &s2])
+        .arg(work.path())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && text.contains("all ok"),
+        "boto3 suite failed:\n{text}"
+    );
+
+    // aws-cli: mb, cp, ls, sync, presign.
+    let cfg = work.path().join("aws-config");
+    std::fs::write(
+        &cfg,
+        "[default]\nregion = us-east-1\ns3 =\n    addressing_style = path\n",
+    )
+    .unwrap();
+    let aws = |args: &[&str]| {
+        let out = Command::new(bin.join("aws"))
+            .arg("--endpoint-url")
+            .arg(&url)
+            .args(args)
+            .env("AWS_ACCESS_KEY_ID", &k1)
+            .env("AWS_SECRET_ACCESS_KEY", &s1)
+            .env("AWS_CONFIG_FILE", &cfg)
+            .env_remove("AWS_PROFILE")
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "aws {args:?} failed:\n{text}");
+        text
+    };
+    aws(&["s3", "mb", "s3://cli-bucket"]);
+    let src = work.path().join("tree");
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    std::fs::write(src.join("a.txt"), "a").unwrap();
+    std::fs::write(src.join("sub/b.txt"), "b").unwrap();
+    aws(&[
+        "s3",
+        "cp",
+        src.join("a.txt").to_str().unwrap(),
+        "s3://cli-bucket/one/a.txt",
+    ]);
+    aws(&["s3", "sync", src.to_str().unwrap(), "s3://cli-bucket/tree"]);
+    let ls = aws(&["s3", "ls", "s3://cli-bucket/tree/", "--recursive"]);
+    assert!(
+        ls.contains("tree/a.txt") && ls.contains("tree/sub/b.txt"),
+        "{ls}"
+    );
+    let back = work.path().join("back");
+    aws(&["s3", "sync", "s3://cli-bucket/tree", back.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read_to_string(back.join("sub/b.txt")).unwrap(),
+        "b"
+    );
+    let presigned = aws(&[
+        "s3",
+        "presign",
+        "s3://cli-bucket/one/a.txt",
+        "--expires-in",
+        "60",
+    ]);
+    let body = reqwest::get(presigned.trim()).await.unwrap();
+    assert_eq!(body.status(), 200);
+    assert_eq!(body.text().await.unwrap(), "a");
+    let buckets = aws(&["s3", "ls"]);
+    assert!(
+        buckets.contains("cli-bucket") && buckets.contains("photos"),
+        "{buckets}"
+    );
+}
