@@ -139,3 +139,98 @@ async fn boto3_and_aws_cli_against_the_s3_endpoint() {
         "{buckets}"
     );
 }
+
+/// kill -9 during a large upload: after restart the object is absent or
+/// complete, never partial, and no partial file is left behind.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_during_an_upload_never_leaves_a_partial_object() {
+    let data = tempfile::tempdir().unwrap();
+    let mut s = Server::start_in(data.path(), &["--s3-listen", "127.0.0.1:0"]);
+    s.deploy(app("photos").path());
+    let (k, secret) = key(&s, "photos");
+    let url = s3_url(&s);
+    let work = tempfile::tempdir().unwrap();
+    let script = work.path().join("upload.py");
+    std::fs::write(
+        &script,
+        r#"
+import sys, boto3
+from botocore.config import Config
+url, k, s = sys.argv[1:4]
+c = boto3.client("s3", endpoint_url=url, aws_access_key_id=k, aws_secret_access_key=s, region_name="us-east-1",
+                 config=Config(signature_version="s3v4", s3={"addressing_style": "path"}, retries={"max_attempts": 0}))
+c.create_bucket(Bucket="photos")
+path = sys.argv[4]
+with open(path, "wb") as f:
+    f.truncate(300 << 20)
+try:
+    with open(path, "rb") as f:
+        c.put_object(Bucket="photos", Key="huge.bin", Body=f)
+except Exception as e:
+    print("interrupted", type(e).__name__, flush=True)
+"#,
+    )
+    .unwrap();
+    let mut child = Command::new(pyenv().join("python"))
+        .arg(&script)
+        .args([&url, &k, &secret])
+        .arg(work.path().join("huge.bin"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the upload is under way (the temp file grows), then crash.
+    let tmp = data.path().join("objects/tmp");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let growing = std::fs::read_dir(&tmp)
+            .unwrap()
+            .flatten()
+            .any(|e| e.metadata().map(|m| m.len() > (20 << 20)).unwrap_or(false));
+        if growing {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the upload never started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    s.kill();
+    let _ = child.wait();
+
+    let s = Server::start_in(data.path(), &["--s3-listen", "127.0.0.1:0"]);
+    let url = s3_url(&s);
+    let out = Command::new(pyenv().join("python"))
+        .arg("-c")
+        .arg(
+            r#"
+import sys, boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+url, k, s = sys.argv[1:4]
+c = boto3.client("s3", endpoint_url=url, aws_access_key_id=k, aws_secret_access_key=s, region_name="us-east-1",
+                 config=Config(signature_version="s3v4", s3={"addressing_style": "path"}))
+try:
+    h = c.head_object(Bucket="photos", Key="huge.bin")
+    print("complete" if h["ContentLength"] == 300 << 20 else "PARTIAL")
+except ClientError as e:
+    print("absent", e.response["Error"]["Code"])
+"#,
+        )
+        .args([&url, &k, &secret])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("absent") || text.starts_with("complete"),
+        "{text}"
+    );
+    assert!(!text.contains("PARTIAL"));
+    assert_eq!(
+        std::fs::read_dir(data.path().join("objects/tmp"))
+            .unwrap()
+            .count(),
+        0,
+        "the cut-short upload's temp file is gone"
+    );
+}

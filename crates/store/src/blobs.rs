@@ -52,6 +52,12 @@ impl BlobFiles {
         let tmp = root.join("tmp");
         std::fs::create_dir_all(&tmp)
             .map_err(StoreError::io(format!("creating {}", tmp.display())))?;
+        // Uploads cut short by a crash: never visible, now removed.
+        if let Ok(entries) = std::fs::read_dir(&tmp) {
+            for e in entries.flatten() {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
         Ok(BlobFiles { root, tmp })
     }
 
