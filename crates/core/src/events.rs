@@ -149,6 +149,39 @@ pub enum When {
     Every(u64),
 }
 
+/// Runs a function when objects of a bucket are created or deleted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StorageTriggerSpec {
+    /// Bucket (of this app).
+    pub bucket: String,
+    /// On `created` objects.
+    pub created: bool,
+    /// On `deleted` objects.
+    pub deleted: bool,
+    /// Only keys starting with this.
+    #[serde(default)]
+    pub prefix: String,
+    /// Only keys ending with this.
+    #[serde(default)]
+    pub suffix: String,
+    /// Function run.
+    pub function: String,
+    /// Retries and dead letters.
+    pub retry: RetryPolicy,
+}
+
+impl StorageTriggerSpec {
+    /// Whether an event on `key` of `kind` (`created`/`deleted`) is wanted.
+    pub fn wants(&self, kind: &str, key: &str) -> bool {
+        (match kind {
+            "created" => self.created,
+            "deleted" => self.deleted,
+            _ => false,
+        }) && key.starts_with(&self.prefix)
+            && key.ends_with(&self.suffix)
+    }
+}
+
 /// A schedule.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScheduleSpec {
@@ -255,6 +288,13 @@ pub enum Channel {
     },
     /// A schedule's ticks.
     Schedule(String),
+    /// Object events of a bucket for one function.
+    Storage {
+        /// Bucket.
+        bucket: String,
+        /// Function.
+        function: String,
+    },
 }
 
 impl std::fmt::Display for Channel {
@@ -264,6 +304,7 @@ impl std::fmt::Display for Channel {
             Channel::Async(func) => write!(f, "async:{func}"),
             Channel::Topic { topic, function } => write!(f, "topic:{topic}:{function}"),
             Channel::Schedule(s) => write!(f, "schedule:{s}"),
+            Channel::Storage { bucket, function } => write!(f, "storage:{bucket}:{function}"),
         }
     }
 }
@@ -284,6 +325,13 @@ impl FromStr for Channel {
                     function: function.into(),
                 }
             }
+            "storage" => {
+                let (bucket, function) = rest.split_once(':').ok_or_else(bad)?;
+                Channel::Storage {
+                    bucket: bucket.into(),
+                    function: function.into(),
+                }
+            }
             _ => return Err(bad()),
         })
     }
@@ -297,6 +345,7 @@ impl Channel {
             Channel::Async(_) => "async",
             Channel::Topic { .. } => "topic",
             Channel::Schedule(_) => "schedule",
+            Channel::Storage { .. } => "storage",
         }
     }
 }
@@ -356,6 +405,22 @@ impl AppSpec {
                     visibility_timeout_ms: None,
                 });
             }
+        }
+        for t in &self.storage_triggers {
+            out.push(Consumer {
+                channel: Channel::Storage {
+                    bucket: t.bucket.clone(),
+                    function: t.function.clone(),
+                },
+                function: t.function.clone(),
+                batch_size: 32,
+                max_concurrency: self
+                    .functions
+                    .get(&t.function)
+                    .map_or(1, |f| f.limits.max_concurrency),
+                retry: t.retry,
+                visibility_timeout_ms: None,
+            });
         }
         for s in &self.schedules {
             out.push(Consumer {

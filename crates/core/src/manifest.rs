@@ -27,8 +27,8 @@
 
 use crate::data::{CollectionSpec, KvSpec, parse_index_field};
 use crate::events::{
-    QueueSpec, QueueTriggerSpec, RetryPolicy, ScheduleSpec, SubscriptionSpec, SubscriptionTarget,
-    When, parse_cron, parse_duration, parse_timezone,
+    QueueSpec, QueueTriggerSpec, RetryPolicy, ScheduleSpec, StorageTriggerSpec, SubscriptionSpec,
+    SubscriptionTarget, When, parse_cron, parse_duration, parse_timezone,
 };
 use crate::names::check_name;
 use crate::route::{normalize_method, parse_pattern};
@@ -229,6 +229,37 @@ pub struct Triggers {
     /// `[[triggers.schedule]]` entries.
     #[serde(default)]
     pub schedule: Vec<Spanned<ScheduleTrigger>>,
+    /// `[[triggers.storage]]` entries.
+    #[serde(default)]
+    pub storage: Vec<Spanned<StorageTrigger>>,
+}
+
+/// One `[[triggers.storage]]` entry: objects created/deleted in a bucket.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageTrigger {
+    /// Bucket of this app.
+    pub bucket: String,
+    /// `created`, `deleted` (default both).
+    #[serde(default)]
+    pub events: Vec<String>,
+    /// Only keys starting with this.
+    #[serde(default)]
+    pub prefix: String,
+    /// Only keys ending with this.
+    #[serde(default)]
+    pub suffix: String,
+    /// Function run.
+    pub function: String,
+    /// Attempts in all.
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
+    /// First retry delay.
+    #[serde(default)]
+    pub backoff: Option<String>,
+    /// Longest retry delay.
+    #[serde(default)]
+    pub max_backoff: Option<String>,
 }
 
 /// One `[[triggers.queue]]` entry.
@@ -329,6 +360,7 @@ fn retry_of(
 
 /// The parts of a manifest that describe events, resolved.
 struct EventParts {
+    storage: Vec<StorageTriggerSpec>,
     queues: BTreeMap<String, QueueSpec>,
     topics: BTreeSet<String>,
     queue_triggers: Vec<QueueTriggerSpec>,
@@ -773,7 +805,55 @@ impl Manifest {
                 retry: retry_of(t.max_attempts, &t.backoff, &t.max_backoff).map_err(err)?,
             });
         }
+        let mut storage: Vec<StorageTriggerSpec> = Vec::new();
+        for t in &self.triggers.storage {
+            let span = t.span();
+            let t = t.get_ref();
+            let err = |m: String| at(span.clone(), format!("storage trigger: {m}"));
+            self.function_known(&t.function).map_err(err)?;
+            let valid_bucket = (3..=63).contains(&t.bucket.len())
+                && t.bucket
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
+            if !valid_bucket {
+                return Err(err(format!(
+                    "bucket {:?} is not an S3 bucket name (3-63 of a-z, 0-9, '-', '.')",
+                    t.bucket
+                )));
+            }
+            let (mut created, mut deleted) = (t.events.is_empty(), t.events.is_empty());
+            for e in &t.events {
+                match e.as_str() {
+                    "created" => created = true,
+                    "deleted" => deleted = true,
+                    other => {
+                        return Err(err(format!(
+                            "unknown event {other:?}: use \"created\" and/or \"deleted\""
+                        )));
+                    }
+                }
+            }
+            if storage
+                .iter()
+                .any(|s| s.bucket == t.bucket && s.function == t.function)
+            {
+                return Err(err(format!(
+                    "function {:?} already has a trigger on bucket {:?}",
+                    t.function, t.bucket
+                )));
+            }
+            storage.push(StorageTriggerSpec {
+                bucket: t.bucket.clone(),
+                created,
+                deleted,
+                prefix: t.prefix.clone(),
+                suffix: t.suffix.clone(),
+                function: t.function.clone(),
+                retry: retry_of(t.max_attempts, &t.backoff, &t.max_backoff).map_err(err)?,
+            });
+        }
         Ok(EventParts {
+            storage,
             queues,
             topics,
             queue_triggers,
@@ -852,6 +932,7 @@ impl Manifest {
             queue_triggers: events.queue_triggers,
             subscriptions: events.subscriptions,
             schedules: events.schedules,
+            storage_triggers: events.storage,
             kv,
             collections,
             variables: self.variables.clone(),

@@ -3,7 +3,9 @@
 //! every function's component has been uploaded and named by its hash.
 
 use crate::data::{CollectionSpec, KvSpec};
-use crate::events::{QueueSpec, QueueTriggerSpec, RetryPolicy, ScheduleSpec, SubscriptionSpec};
+use crate::events::{
+    QueueSpec, QueueTriggerSpec, RetryPolicy, ScheduleSpec, StorageTriggerSpec, SubscriptionSpec,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -108,6 +110,9 @@ pub struct AppSpec {
     /// Schedules.
     #[serde(default)]
     pub schedules: Vec<ScheduleSpec>,
+    /// Object storage triggers.
+    #[serde(default)]
+    pub storage_triggers: Vec<StorageTriggerSpec>,
     /// Key-value stores by name.
     #[serde(default)]
     pub kv: BTreeMap<String, KvSpec>,

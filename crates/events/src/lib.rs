@@ -177,6 +177,17 @@ pub struct AsyncRequest<'a> {
     pub params: &'a [(String, String)],
 }
 
+/// Percent-encodes what a header value cannot carry (CloudEvents HTTP
+/// binding: non-ASCII, controls, `%` and `"`).
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b' '..=b'~' if b != b'%' && b != b'"' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// A stored message.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Receipt {
@@ -233,6 +244,10 @@ impl Shared {
                 "dev.nimbus.schedule.tick",
                 format!("/apps/{app}/schedules/{s}"),
             ),
+            Channel::Storage { bucket, .. } => (
+                "dev.nimbus.storage.object",
+                format!("/apps/{app}/buckets/{bucket}"),
+            ),
         };
         headers.push(("ce-specversion".into(), "1.0".into()));
         headers.push(("ce-id".into(), id.clone()));
@@ -263,7 +278,9 @@ impl Shared {
             })
             .unwrap_or(nimbus_core::events::QueueSpec::DEFAULT_DEDUP_WINDOW_MS);
         let function = match channel {
-            Channel::Async(f) | Channel::Topic { function: f, .. } => Some(f.clone()),
+            Channel::Async(f)
+            | Channel::Topic { function: f, .. }
+            | Channel::Storage { function: f, .. } => Some(f.clone()),
             Channel::Queue(q) => spec.and_then(|s| {
                 s.queue_triggers
                     .iter()
@@ -655,6 +672,55 @@ impl Events {
             msg,
         );
         Ok(self.shared.store_messages(vec![m]).await?.remove(0))
+    }
+
+    /// An object of `bucket` was `created` or `deleted`: one event per
+    /// matching storage trigger of the app (CloudEvents type
+    /// `dev.nimbus.storage.object.created|deleted`, subject the key, a JSON
+    /// body with bucket, key, size and ETag). Returns how many were stored.
+    pub async fn storage_event(
+        &self,
+        app: &str,
+        bucket: &str,
+        key: &str,
+        kind: &str,
+        size: u64,
+        etag: &str,
+    ) -> Result<usize, EventError> {
+        let Some(active) = self.shared.apps.load().get(app).cloned() else {
+            return Ok(0);
+        };
+        let mut msgs = Vec::new();
+        for t in active
+            .spec
+            .storage_triggers
+            .iter()
+            .filter(|t| t.bucket == bucket && t.wants(kind, key))
+        {
+            let body = serde_json::json!({
+                "bucket": bucket, "key": key, "event": kind, "size": size, "etag": etag,
+            });
+            let msg = Outgoing {
+                body: body.to_string().into_bytes(),
+                content_type: Some("application/json".into()),
+                ce_type: Some(format!("dev.nimbus.storage.object.{kind}")),
+                extensions: vec![("subject".into(), percent_encode(key))],
+                ..Default::default()
+            };
+            let channel = Channel::Storage {
+                bucket: bucket.to_string(),
+                function: t.function.clone(),
+            };
+            msgs.push(
+                self.shared
+                    .message(app, &channel, "POST", "/", Vec::new(), msg),
+            );
+        }
+        let n = msgs.len();
+        if n > 0 {
+            self.shared.store_messages(msgs).await?;
+        }
+        Ok(n)
     }
 
     /// Puts dead-lettered messages of a function (all, or `ids`) back in

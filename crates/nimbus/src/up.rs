@@ -201,6 +201,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
                 store.clone(),
                 nimbus_store::BlobFiles::open(&data_dir)?,
                 args.max_object_mb << 20,
+                Some(events.clone()),
             );
             let unsealer = sealer.clone();
             let service = nimbus_objects::service(

@@ -234,3 +234,98 @@ except ClientError as e:
         "the cut-short upload's temp file is gone"
     );
 }
+
+/// A storage trigger runs a function on objects created and deleted under
+/// a prefix/suffix, through the event system.
+#[tokio::test(flavor = "multi_thread")]
+async fn storage_events_run_functions() {
+    let relay = common::Relay::start().await;
+    let s = Server::start(&["--s3-listen", "127.0.0.1:0"]);
+    let manifest = format!(
+        r#"
+[app]
+name = "pics"
+
+[functions.thumb]
+component = "@WASM@/consumer.wasm"
+env = {{ RELAY_URL = "{}" }}
+allowed_outbound_hosts = ["127.0.0.1:*"]
+
+[[triggers.storage]]
+bucket = "pics-bucket"
+prefix = "img/"
+suffix = ".jpg"
+function = "thumb"
+"#,
+        relay.url
+    );
+    s.deploy(app_dir(&manifest).path());
+    let (k, secret) = key(&s, "pics");
+    let url = s3_url(&s);
+    let out = Command::new(pyenv().join("python"))
+        .arg("-c")
+        .arg(
+            r#"
+import sys, boto3
+from botocore.config import Config
+url, k, s = sys.argv[1:4]
+c = boto3.client("s3", endpoint_url=url, aws_access_key_id=k, aws_secret_access_key=s, region_name="us-east-1",
+                 config=Config(signature_version="s3v4", s3={"addressing_style": "path"}))
+c.create_bucket(Bucket="pics-bucket")
+for key in ["img/a.jpg", "img/b.txt", "other/c.jpg", "img/ü.jpg"]:
+    c.put_object(Bucket="pics-bucket", Key=key, Body=b"12345")
+c.delete_object(Bucket="pics-bucket", Key="img/a.jpg")
+print("done")
+"#,
+        )
+        .args([&url, &k, &secret])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen = relay
+        .wait_until(20, "three storage events", |r| r.len() >= 3)
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let seen = if relay.count() > seen.len() {
+        relay.seen()
+    } else {
+        seen
+    };
+    let mut got: Vec<(String, String)> = seen
+        .iter()
+        .map(|r| {
+            let body: serde_json::Value =
+                serde_json::from_str(r["body"].as_str().unwrap()).unwrap();
+            (
+                r["type"].as_str().unwrap().to_string(),
+                body["key"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            (
+                "dev.nimbus.storage.object.created".to_string(),
+                "img/a.jpg".to_string()
+            ),
+            (
+                "dev.nimbus.storage.object.created".to_string(),
+                "img/ü.jpg".to_string()
+            ),
+            (
+                "dev.nimbus.storage.object.deleted".to_string(),
+                "img/a.jpg".to_string()
+            ),
+        ]
+    );
+    assert!(
+        seen.iter()
+            .all(|r| r["source"] == "/apps/pics/buckets/pics-bucket")
+    );
+}

@@ -27,15 +27,45 @@ pub struct Objects {
     store: Store,
     blobs: BlobFiles,
     max_object_bytes: u64,
+    events: Option<Arc<nimbus_events::Events>>,
 }
 
 impl Objects {
-    /// Storage on `store` and `blobs`, objects up to `max_object_bytes`.
-    pub fn new(store: Store, blobs: BlobFiles, max_object_bytes: u64) -> Objects {
+    /// Storage on `store` and `blobs`, objects up to `max_object_bytes`;
+    /// object changes become storage events through `events`.
+    pub fn new(
+        store: Store,
+        blobs: BlobFiles,
+        max_object_bytes: u64,
+        events: Option<Arc<nimbus_events::Events>>,
+    ) -> Objects {
         Objects {
             store,
             blobs,
             max_object_bytes,
+            events,
+        }
+    }
+
+    /// Emits a storage event (after the change is committed). The object
+    /// operation has succeeded; an event that cannot be stored is logged.
+    async fn notify(
+        &self,
+        ext: &http::Extensions,
+        bucket: &str,
+        key: &str,
+        kind: &str,
+        size: u64,
+        etag: &str,
+    ) {
+        let (Some(events), Ok(app)) = (&self.events, app_of(ext)) else {
+            return;
+        };
+        if let Err(e) = events
+            .storage_event(&app, bucket, key, kind, size, etag)
+            .await
+        {
+            tracing::error!(%app, bucket, key, error = %e, "a storage event could not be stored");
         }
     }
 }
@@ -210,6 +240,7 @@ impl S3 for Objects {
         &self,
         req: S3Request<PutObjectInput>,
     ) -> S3Result<S3Response<PutObjectOutput>> {
+        let ext = req.extensions;
         let input = req.input;
         check_key(&input.key)?;
         if input.if_match.is_some() || input.if_none_match.is_some() {
@@ -261,7 +292,10 @@ impl S3 for Objects {
             metadata,
             last_modified_us: nimbus_store::now_us(),
         };
+        let (bucket, key) = (row.bucket.clone(), row.key.clone());
         self.commit(row, &stored.file).await?;
+        self.notify(&ext, &bucket, &key, "created", stored.size, &stored.md5)
+            .await;
         Ok(S3Response::new(PutObjectOutput {
             e_tag: Some(ETag::Strong(stored.md5)),
             ..Default::default()
@@ -347,6 +381,8 @@ impl S3 for Objects {
             .map_err(internal)?
         {
             self.blobs.delete(&file).await;
+            self.notify(&req.extensions, &input.bucket, &input.key, "deleted", 0, "")
+                .await;
         }
         Ok(S3Response::new(DeleteObjectOutput::default()))
     }
@@ -365,6 +401,8 @@ impl S3 for Objects {
                 .map_err(internal)?
             {
                 self.blobs.delete(&file).await;
+                self.notify(&req.extensions, &input.bucket, &o.key, "deleted", 0, "")
+                    .await;
             }
             deleted.push(DeletedObject {
                 key: Some(o.key),
@@ -440,7 +478,10 @@ impl S3 for Objects {
             metadata,
             last_modified_us: nimbus_store::now_us(),
         };
+        let (b, k) = (row.bucket.clone(), row.key.clone());
         self.commit(row, &stored.file).await?;
+        self.notify(&req.extensions, &b, &k, "created", stored.size, &stored.md5)
+            .await;
         Ok(S3Response::new(CopyObjectOutput {
             copy_object_result: Some(CopyObjectResult {
                 e_tag: Some(ETag::Strong(stored.md5)),
