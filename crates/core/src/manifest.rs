@@ -208,6 +208,9 @@ pub struct FunctionManifest {
     /// Collections it may use.
     #[serde(default)]
     pub collections: Vec<String>,
+    /// Buckets it may use.
+    #[serde(default)]
+    pub buckets: Vec<String>,
     /// Its own configuration variables.
     #[serde(default)]
     pub config: BTreeMap<String, String>,
@@ -890,6 +893,7 @@ impl Manifest {
                     })?,
                     kv: f.kv.clone(),
                     collections: f.collections.clone(),
+                    buckets: f.buckets.clone(),
                     config: f.config.clone(),
                 },
             );

@@ -65,6 +65,9 @@ pub struct FunctionSpec {
     /// Document collections it may use.
     #[serde(default)]
     pub collections: Vec<String>,
+    /// Buckets (of its app) it may read and write.
+    #[serde(default)]
+    pub buckets: Vec<String>,
     /// Its own configuration variables (over the app's).
     #[serde(default)]
     pub config: BTreeMap<String, String>,

@@ -191,6 +191,8 @@ pub async fn run(args: UpArgs) -> Result<()> {
         });
     }
     let sealer = secret_key(&data_dir)?;
+    let blob_files = nimbus_store::BlobFiles::open(&data_dir)?;
+    runtime.set_blob_files(blob_files.clone());
     let s3_url = match &args.s3_listen {
         Some(addr) => {
             let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
@@ -199,7 +201,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
             let url = format!("http://{}", listener.local_addr()?);
             let objects = nimbus_objects::Objects::new(
                 store.clone(),
-                nimbus_store::BlobFiles::open(&data_dir)?,
+                blob_files.clone(),
                 args.max_object_mb << 20,
                 Some(events.clone()),
             );

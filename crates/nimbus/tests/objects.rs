@@ -329,3 +329,100 @@ print("done")
             .all(|r| r["source"] == "/apps/pics/buckets/pics-bucket")
     );
 }
+
+/// Functions read and write objects through nimbus:data/blobs, limited to
+/// the buckets their manifest grants (and their app owns).
+#[tokio::test(flavor = "multi_thread")]
+async fn guests_use_granted_buckets() {
+    let s = Server::start(&["--s3-listen", "127.0.0.1:0"]);
+    let manifest = r#"
+[app]
+name = "files"
+
+[functions.api]
+component = "@WASM@/data.wasm"
+buckets = ["files-main"]
+
+[functions.nogrant]
+component = "@WASM@/data.wasm"
+"#;
+    s.deploy(app_dir(manifest).path());
+    s.deploy(app("stranger").path());
+    let (k, secret) = key(&s, "files");
+    let (k2, secret2) = key(&s, "stranger");
+    let url = s3_url(&s);
+    let py = |code: &str, k: &str, sec: &str| {
+        let out = Command::new(pyenv().join("python"))
+            .arg("-c")
+            .arg(format!(
+                "import sys, boto3\nfrom botocore.config import Config\nc = boto3.client('s3', endpoint_url=sys.argv[1], aws_access_key_id=sys.argv[2], aws_secret_access_key=sys.argv[3], region_name='us-east-1', config=Config(signature_version='s3v4', s3={{'addressing_style': 'path'}}))\n{code}"
+            ))
+            .args([&url, k, sec])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    py(
+        "c.create_bucket(Bucket='files-main'); c.put_object(Bucket='files-main', Key='from-s3.txt', Body=b'hi from s3')",
+        &k,
+        &secret,
+    );
+    py("c.create_bucket(Bucket='stranger-bucket')", &k2, &secret2);
+    assert_eq!(
+        call(&s, "api", "GET", "/blob/files-main/from-s3.txt", "").await,
+        (200, "hi from s3".into())
+    );
+    assert_eq!(
+        call(&s, "api", "PUT", "/blob/files-main/from-guest.txt", "hello")
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        py(
+            "print(c.get_object(Bucket='files-main', Key='from-guest.txt')['Body'].read().decode())",
+            &k,
+            &secret
+        ),
+        "hello"
+    );
+    assert_eq!(
+        call(&s, "api", "GET", "/blobs/files-main?prefix=from-", "").await,
+        (200, "from-guest.txt\nfrom-s3.txt".into())
+    );
+    assert_eq!(
+        call(&s, "api", "DELETE", "/blob/files-main/from-guest.txt", "")
+            .await
+            .1,
+        "true"
+    );
+    let (st, body) = call(&s, "nogrant", "GET", "/blob/files-main/from-s3.txt", "").await;
+    assert_eq!(st, 404);
+    assert!(body.contains("not granted"), "{body}");
+    let (st, body) = call(&s, "api", "GET", "/blob/stranger-bucket/x", "").await;
+    assert_eq!(st, 404);
+    assert!(
+        body.contains("not granted") || body.contains("no bucket"),
+        "{body}"
+    );
+}
+
+async fn call(s: &Server, f: &str, method: &str, path: &str, body: &str) -> (u16, String) {
+    let r = s
+        .http
+        .request(
+            reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+            format!("{}/v1/apps/files/functions/{f}/invoke{path}", s.url),
+        )
+        .bearer_auth(s.token())
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}

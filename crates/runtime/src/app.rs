@@ -32,6 +32,7 @@ impl ActiveApp {
                     kv: f.kv.clone(),
                     collections_declared: spec.collections.keys().cloned().collect(),
                     collections: f.collections.clone(),
+                    buckets: f.buckets.clone(),
                 };
                 let function = Function::new(&spec.name, name, revision, f).with_grants(grants);
                 function.set_config(manifest_config(&spec, f));

@@ -549,6 +549,7 @@ impl Runtime {
                     grants: f.grants.clone(),
                     config,
                     store: self.data_store.get().cloned(),
+                    blobs: self.blob_files.get().cloned(),
                 },
             },
         );

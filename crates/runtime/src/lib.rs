@@ -138,6 +138,7 @@ pub struct Runtime {
     ticker_stop: Arc<AtomicBool>,
     pub(crate) producer: std::sync::OnceLock<Arc<dyn EventProducer>>,
     pub(crate) data_store: std::sync::OnceLock<(nimbus_store::Store, u64)>,
+    pub(crate) blob_files: std::sync::OnceLock<nimbus_store::BlobFiles>,
     loading: parking_lot::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
@@ -214,6 +215,7 @@ impl Runtime {
             ticker_stop,
             producer: Default::default(),
             data_store: Default::default(),
+            blob_files: Default::default(),
             loading: Default::default(),
         }))
     }
@@ -230,6 +232,11 @@ impl Runtime {
     /// start-up; before that, guests' data calls fail.
     pub fn set_data_store(&self, store: nimbus_store::Store, max_value_bytes: u64) {
         let _ = self.data_store.set((store, max_value_bytes));
+    }
+
+    /// Connects the `nimbus:data/blobs` interface to the object bodies.
+    pub fn set_blob_files(&self, files: nimbus_store::BlobFiles) {
+        let _ = self.blob_files.set(files);
     }
 
     /// The runtime's configuration.

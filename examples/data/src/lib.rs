@@ -10,6 +10,8 @@
 //! * `POST /query/COLL` — a query (JSON body), answers the result JSON
 //! * `GET /config/KEY` — a configuration variable
 //! * `GET /print/KEY` — prints a variable to stdout (logs redact secrets)
+//! * `GET|PUT|DELETE /blob/BUCKET/KEY` — an object (nimbus:data/blobs)
+//! * `GET /blobs/BUCKET?prefix=P` — object keys, one per line
 //!
 //! Errors come back as 403 (store not granted), 404 (no such store,
 //! collection, key or variable), 409 (conflict), 400/500 with the message.
@@ -22,7 +24,7 @@ mod bindings {
     });
 }
 
-use bindings::nimbus::data::{documents, kv_extras};
+use bindings::nimbus::data::{blobs, documents, kv_extras};
 use bindings::wasi::config::store as config;
 use bindings::wasi::keyvalue::{atomics, batch, store};
 use std::io::{Read as _, Write as _};
@@ -65,6 +67,14 @@ fn doc_error(e: documents::Error) -> (u16, String) {
         documents::Error::Conflict(m) => (409, m),
         documents::Error::Invalid(m) => (400, m),
         documents::Error::Other(m) => (500, m),
+    }
+}
+
+fn blob_error(e: blobs::Error) -> (u16, String) {
+    match e {
+        blobs::Error::NoSuchBucket(m) => (404, m),
+        blobs::Error::TooLarge(m) => (413, m),
+        blobs::Error::Other(m) => (500, m),
     }
 }
 
@@ -179,6 +189,25 @@ fn handle(req: &IncomingRequest) -> Result<(u16, Vec<u8>), (u16, String)> {
             let v = config::get(k).map_err(|e| (500, format!("{e:?}")))?.unwrap_or_default();
             println!("the value of {k} is {v}");
             Ok((200, b"printed".to_vec()))
+        }
+        (["blob", b, k], Method::Get) => match blobs::get(b, k).map_err(blob_error)? {
+            Some(v) => Ok((200, v)),
+            None => Err((404, format!("no object {k}"))),
+        },
+        (["blob", b, k], Method::Put) => {
+            let body = read_body(req);
+            let info = blobs::put(b, k, &body, Some("application/octet-stream")).map_err(blob_error)?;
+            Ok((200, info.etag.into_bytes()))
+        }
+        (["blob", b, k], Method::Delete) => {
+            let existed = blobs::delete(b, k).map_err(blob_error)?;
+            Ok((200, existed.to_string().into_bytes()))
+        }
+        (["blobs", b], _) => {
+            let list = blobs::list_objects(b, param(query, "prefix").unwrap_or(""), None, 1000)
+                .map_err(blob_error)?;
+            let keys: Vec<String> = list.into_iter().map(|o| o.key).collect();
+            Ok((200, keys.join("\n").into_bytes()))
         }
         _ => Err((404, format!("unknown route {path}"))),
     }
