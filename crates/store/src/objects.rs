@@ -1,6 +1,10 @@
 //! Object storage metadata: buckets (owned by one app each), objects,
 //! multipart uploads and their parts, and S3 access keys. Bodies are files
 //! ([`crate::BlobFiles`]); a row points at a complete, durable file.
+//!
+//! Transactions that read before they write start with `BEGIN IMMEDIATE`:
+//! a deferred one would fail (SQLITE_BUSY_SNAPSHOT, not retried) when a
+//! concurrent writer commits between its read and its write.
 
 use crate::{Result, Store, StoreError, now_us};
 use sqlx::Row;
@@ -120,7 +124,7 @@ impl Store {
 
     /// Deletes an empty bucket; `false` if it still holds objects.
     pub async fn delete_bucket(&self, name: &str) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let used: Option<i64> =
             sqlx::query_scalar("SELECT 1 FROM objects WHERE bucket = $1 LIMIT 1")
                 .bind(name)
@@ -140,7 +144,7 @@ impl Store {
     /// Records an object (replacing one with the same key); the replaced
     /// body's file, to delete once this is committed.
     pub async fn put_object(&self, o: &ObjectRow) -> Result<Option<String>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let old: Option<String> =
             sqlx::query_scalar("SELECT file FROM objects WHERE bucket = $1 AND key = $2")
                 .bind(&o.bucket)
@@ -255,7 +259,7 @@ impl Store {
     /// Records a part (replacing one with the same number); the replaced
     /// part's file.
     pub async fn put_part(&self, upload: &str, p: &PartRow) -> Result<Option<String>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let old: Option<String> = sqlx::query_scalar(
             "SELECT file FROM upload_parts WHERE upload_id = $1 AND part_number = $2",
         )
@@ -303,7 +307,7 @@ impl Store {
 
     /// Forgets an upload and its parts; their files, to delete.
     pub async fn delete_upload(&self, upload: &str) -> Result<Vec<String>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let files: Vec<String> =
             sqlx::query_scalar("DELETE FROM upload_parts WHERE upload_id = $1 RETURNING file")
                 .bind(upload)
