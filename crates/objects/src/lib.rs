@@ -206,7 +206,6 @@ impl S3 for Objects {
         {
             Ok(()) => Ok(S3Response::new(CreateBucketOutput {
                 location: Some(format!("/{name}")),
-                ..Default::default()
             })),
             Err(owner) if owner == app => Err(s3_error!(BucketAlreadyOwnedByYou)),
             Err(_) => Err(s3_error!(BucketAlreadyExists)),
