@@ -7,11 +7,12 @@
 //! [`BlobFiles::sweep`] removes. Memory use is one chunk, whatever the size.
 
 use crate::StoreError;
+use crate::durable::{self, WriteError};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use md5::{Digest, Md5};
 use std::path::{Path, PathBuf};
-use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+use tokio::io::AsyncSeekExt;
 
 /// A stored body.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,52 +72,26 @@ impl BlobFiles {
 
     /// Streams a body to disk; it becomes visible under its id only once
     /// complete and durable.
-    pub async fn put_stream<S, E>(&self, limit: u64, mut body: S) -> Result<BlobInfo, BlobError>
+    pub async fn put_stream<S, E>(&self, limit: u64, body: S) -> Result<BlobInfo, BlobError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
         let id = uuid::Uuid::now_v7().simple().to_string();
         let tmp_path = self.tmp.join(&id);
-        let result = async {
-            let mut file = tokio::fs::File::create(&tmp_path)
-                .await
-                .map_err(StoreError::io(format!("creating {}", tmp_path.display())))?;
-            let mut md5 = Md5::new();
-            let mut size = 0u64;
-            while let Some(chunk) = body.next().await {
-                let chunk = chunk.map_err(|e| BlobError::Body(e.to_string()))?;
-                size += chunk.len() as u64;
-                if size > limit {
-                    return Err(BlobError::TooLarge(limit));
-                }
-                md5.update(&chunk);
-                file.write_all(&chunk)
-                    .await
-                    .map_err(StoreError::io("writing an object body"))?;
-            }
-            file.sync_all()
-                .await
-                .map_err(StoreError::io("syncing an object body"))?;
-            Ok((size, hex::encode(md5.finalize())))
-        }
-        .await;
-        let (size, md5) = match result {
-            Ok(r) => r,
-            Err(e) => {
-                let _ = tokio::fs::remove_file(&tmp_path).await;
-                return Err(e);
-            }
-        };
-        let final_path = self.path(&id);
-        if let Some(dir) = final_path.parent() {
-            tokio::fs::create_dir_all(dir)
-                .await
-                .map_err(StoreError::io(format!("creating {}", dir.display())))?;
-        }
-        tokio::fs::rename(&tmp_path, &final_path)
+        let mut md5 = Md5::new();
+        let size = durable::write_temp(&tmp_path, limit, body, &mut md5)
             .await
-            .map_err(StoreError::io("moving an object body into place"))?;
+            .map_err(|e| match e {
+                WriteError::TooLarge => BlobError::TooLarge(limit),
+                WriteError::Body(m) => BlobError::Body(m),
+                WriteError::Store(e) => BlobError::Store(e),
+            })?;
+        let md5 = hex::encode(md5.finalize());
+        if let Err(e) = durable::publish(&tmp_path, &self.path(&id)).await {
+            durable::discard(&tmp_path).await;
+            return Err(e.into());
+        }
         Ok(BlobInfo {
             file: id,
             size,

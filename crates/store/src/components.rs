@@ -1,11 +1,11 @@
 //! Content-addressed component files.
 
 use crate::StoreError;
+use crate::durable::{self, WriteError};
 use bytes::Bytes;
-use futures::{Stream, StreamExt};
+use futures::Stream;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
-use tokio::io::AsyncWriteExt;
 
 /// Why an upload was refused.
 #[derive(Debug, thiserror::Error)]
@@ -92,7 +92,7 @@ impl ComponentStore {
         &self,
         expected: &str,
         limit: u64,
-        mut body: S,
+        body: S,
     ) -> Result<u64, PutError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
@@ -100,54 +100,27 @@ impl ComponentStore {
     {
         let final_path = self.path(expected);
         let tmp_path = self.tmp.join(format!("upload-{}", uuid::Uuid::now_v7()));
-        let result = async {
-            let mut file = tokio::fs::File::create(&tmp_path)
-                .await
-                .map_err(StoreError::io(format!("creating {}", tmp_path.display())))?;
-            let mut hasher = Sha256::new();
-            let mut size = 0u64;
-            while let Some(chunk) = body.next().await {
-                let chunk = chunk.map_err(|e| PutError::Body(e.to_string()))?;
-                size += chunk.len() as u64;
-                if size > limit {
-                    return Err(PutError::TooLarge { limit });
-                }
-                hasher.update(&chunk);
-                file.write_all(&chunk)
-                    .await
-                    .map_err(StoreError::io("writing upload"))?;
-            }
-            let actual = hex::encode(hasher.finalize());
-            if actual != expected {
-                return Err(PutError::HashMismatch {
-                    expected: expected.to_string(),
-                    actual,
-                });
-            }
-            file.sync_all()
-                .await
-                .map_err(StoreError::io("syncing upload"))?;
-            drop(file);
-            let dir = final_path.parent().expect("component path has a parent");
-            tokio::fs::create_dir_all(dir)
-                .await
-                .map_err(StoreError::io(format!("creating {}", dir.display())))?;
-            tokio::fs::rename(&tmp_path, &final_path)
-                .await
-                .map_err(StoreError::io(format!(
-                    "moving upload to {}",
-                    final_path.display()
-                )))?;
-            if let Ok(d) = std::fs::File::open(dir) {
-                let _ = d.sync_all();
-            }
-            Ok(size)
+        let mut hasher = Sha256::new();
+        let size = durable::write_temp(&tmp_path, limit, body, &mut hasher)
+            .await
+            .map_err(|e| match e {
+                WriteError::TooLarge => PutError::TooLarge { limit },
+                WriteError::Body(m) => PutError::Body(m),
+                WriteError::Store(e) => PutError::Store(e),
+            })?;
+        let actual = hex::encode(hasher.finalize());
+        if actual != expected {
+            durable::discard(&tmp_path).await;
+            return Err(PutError::HashMismatch {
+                expected: expected.to_string(),
+                actual,
+            });
         }
-        .await;
-        if result.is_err() {
-            let _ = tokio::fs::remove_file(&tmp_path).await;
+        if let Err(e) = durable::publish(&tmp_path, &final_path).await {
+            durable::discard(&tmp_path).await;
+            return Err(e.into());
         }
-        result
+        Ok(size)
     }
 }
 

@@ -18,6 +18,7 @@ mod apps;
 mod blobs;
 mod components;
 mod docs;
+mod durable;
 mod events;
 mod kv;
 mod objects;
