@@ -87,6 +87,15 @@ impl Objects {
         }
     }
 
+    /// An object's metadata, or NoSuchKey.
+    async fn object_row(&self, bucket: &str, key: &str) -> S3Result<ObjectRow> {
+        self.store
+            .object(bucket, key)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| s3_error!(NoSuchKey))
+    }
+
     /// A multipart upload of this bucket and key.
     async fn upload_of(
         &self,
@@ -145,6 +154,27 @@ fn md5_hex(bytes: &[u8]) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// An upload body that could not be stored, as S3 says it.
+fn body_error(e: nimbus_store::BlobError) -> s3s::S3Error {
+    match e {
+        nimbus_store::BlobError::TooLarge(_) => s3_error!(EntityTooLarge, "{e}"),
+        nimbus_store::BlobError::Body(_) => s3_error!(IncompleteBody, "{e}"),
+        other => internal(other),
+    }
+}
+
+/// Refuses a bucket that does not exist (404) or belongs to another app (403).
+async fn check_owner(store: &Store, bucket: &str, app: &str) -> S3Result<()> {
+    match store.bucket_owner(bucket).await.map_err(internal)? {
+        None => Err(s3_error!(NoSuchBucket)),
+        Some(owner) if owner != app => Err(s3_error!(
+            AccessDenied,
+            "bucket {bucket:?} belongs to another app"
+        )),
+        Some(_) => Ok(()),
+    }
 }
 
 fn internal(e: impl std::fmt::Display) -> s3s::S3Error {
@@ -273,11 +303,7 @@ impl S3 for Objects {
             .blobs
             .put_stream(self.max_object_bytes, body)
             .await
-            .map_err(|e| match e {
-                nimbus_store::BlobError::TooLarge(_) => s3_error!(EntityTooLarge, "{e}"),
-                nimbus_store::BlobError::Body(_) => s3_error!(IncompleteBody, "{e}"),
-                other => internal(other),
-            })?;
+            .map_err(body_error)?;
         let mut metadata: Vec<(String, String)> =
             input.metadata.unwrap_or_default().into_iter().collect();
         metadata.sort();
@@ -306,12 +332,7 @@ impl S3 for Objects {
         req: S3Request<GetObjectInput>,
     ) -> S3Result<S3Response<GetObjectOutput>> {
         let input = req.input;
-        let row = self
-            .store
-            .object(&input.bucket, &input.key)
-            .await
-            .map_err(internal)?
-            .ok_or_else(|| s3_error!(NoSuchKey))?;
+        let row = self.object_row(&input.bucket, &input.key).await?;
         check_read(&input.if_match, &input.if_none_match, &row.etag)?;
         let (start, end) = match input.range {
             None => (0, row.size),
@@ -350,12 +371,7 @@ impl S3 for Objects {
         req: S3Request<HeadObjectInput>,
     ) -> S3Result<S3Response<HeadObjectOutput>> {
         let input = req.input;
-        let row = self
-            .store
-            .object(&input.bucket, &input.key)
-            .await
-            .map_err(internal)?
-            .ok_or_else(|| s3_error!(NoSuchKey))?;
+        let row = self.object_row(&input.bucket, &input.key).await?;
         check_read(&input.if_match, &input.if_none_match, &row.etag)?;
         Ok(S3Response::new(HeadObjectOutput {
             content_length: Some(row.size as i64),
@@ -429,22 +445,8 @@ impl S3 for Objects {
             ));
         };
         // The destination bucket was checked by Access; the source is checked here.
-        match self.store.bucket_owner(bucket).await.map_err(internal)? {
-            None => return Err(s3_error!(NoSuchBucket)),
-            Some(owner) if owner != app => {
-                return Err(s3_error!(
-                    AccessDenied,
-                    "bucket {bucket:?} belongs to another app"
-                ));
-            }
-            Some(_) => {}
-        }
-        let src = self
-            .store
-            .object(bucket, key)
-            .await
-            .map_err(internal)?
-            .ok_or_else(|| s3_error!(NoSuchKey))?;
+        check_owner(&self.store, bucket, &app).await?;
+        let src = self.object_row(bucket, key).await?;
         let file = self
             .blobs
             .open_range(&src.file, 0)
@@ -564,11 +566,7 @@ impl S3 for Objects {
             .blobs
             .put_stream(self.max_object_bytes, body)
             .await
-            .map_err(|e| match e {
-                nimbus_store::BlobError::TooLarge(_) => s3_error!(EntityTooLarge, "{e}"),
-                nimbus_store::BlobError::Body(_) => s3_error!(IncompleteBody, "{e}"),
-                other => internal(other),
-            })?;
+            .map_err(body_error)?;
         let part = nimbus_store::PartRow {
             part_number: i64::from(input.part_number),
             file: stored.file.clone(),
@@ -868,16 +866,7 @@ impl s3s::access::S3Access for Access {
         if let Some(b) = bucket
             && cx.s3_op().name() != "CreateBucket"
         {
-            match self.store.bucket_owner(&b).await.map_err(internal)? {
-                None => return Err(s3_error!(NoSuchBucket)),
-                Some(owner) if owner != app => {
-                    return Err(s3_error!(
-                        AccessDenied,
-                        "bucket {b:?} belongs to another app"
-                    ));
-                }
-                Some(_) => {}
-            }
+            check_owner(&self.store, &b, &app).await?;
         }
         cx.extensions_mut().insert(AppId(app));
         Ok(())
