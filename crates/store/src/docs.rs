@@ -543,7 +543,14 @@ impl Store {
                 .push(if f.desc { " DESC, " } else { ", " });
         }
         b.push("id LIMIT 10");
-        let rows = b.build().fetch_all(&self.pool).await?;
+        // EXPLAIN compiles no schema check, so a pooled connection that has
+        // not yet seen a newly created index would plan without it. A real
+        // read on the same connection first makes it reload a stale schema.
+        let mut conn = self.pool.acquire().await?;
+        sqlx::query("SELECT 1 FROM docs LIMIT 1")
+            .fetch_optional(&mut *conn)
+            .await?;
+        let rows = b.build().fetch_all(&mut *conn).await?;
         let mut out = Vec::new();
         for r in rows {
             out.push(r.try_get::<String, _>("detail")?);
