@@ -18,6 +18,7 @@
 //! config = { greeting = "hi" }    # its own variables, over the app's
 //! ```
 
+use crate::policy::Access;
 use serde::{Deserialize, Serialize};
 
 /// A key-value store of an app.
@@ -26,6 +27,9 @@ pub struct KvSpec {
     /// Largest value, in bytes (`None`: the server's limit).
     #[serde(default)]
     pub max_value_bytes: Option<u64>,
+    /// Who may use it from clients.
+    #[serde(default)]
+    pub access: Access,
 }
 
 /// One field of an index.
@@ -43,6 +47,12 @@ pub struct CollectionSpec {
     /// Indexes, each a list of fields.
     #[serde(default)]
     pub indexes: Vec<Vec<IndexField>>,
+    /// Who may use it from clients.
+    #[serde(default)]
+    pub access: Access,
+    /// For [`Access::Owner`]: the field holding the owner's subject.
+    #[serde(default)]
+    pub owner_field: Option<String>,
 }
 
 /// Longest key of a key-value store, in bytes.

@@ -10,6 +10,7 @@ pub mod data;
 pub mod events;
 pub mod manifest;
 pub mod names;
+pub mod policy;
 pub mod record;
 pub mod route;
 pub mod spec;

@@ -31,6 +31,7 @@ use crate::events::{
     SubscriptionTarget, When, parse_cron, parse_duration, parse_timezone,
 };
 use crate::names::check_name;
+use crate::policy::{Access, AuthManifest, AuthMode, AuthSpec, PolicyManifest, PolicySpec};
 use crate::route::{normalize_method, parse_pattern};
 use crate::spec::{AppSpec, FunctionSpec, Limits, RouteSpec};
 use serde::Deserialize;
@@ -75,6 +76,15 @@ pub struct Manifest {
     /// `[variables]`: app-wide configuration.
     #[serde(default)]
     pub variables: BTreeMap<String, String>,
+    /// `[auth]`: the app's user pool.
+    #[serde(default)]
+    pub auth: Option<Spanned<AuthManifest>>,
+    /// `[gateway]`: the policy of every route.
+    #[serde(default)]
+    pub gateway: Option<Spanned<PolicyManifest>>,
+    /// `[policies.NAME]`: policies routes may name.
+    #[serde(default)]
+    pub policies: BTreeMap<String, Spanned<PolicyManifest>>,
     /// `[triggers]` tables, by kind.
     #[serde(default)]
     pub triggers: Triggers,
@@ -87,6 +97,9 @@ pub struct KvManifest {
     /// Largest value, in KiB.
     #[serde(default)]
     pub max_value_kb: Option<u64>,
+    /// Client access rule (see [`Access`]).
+    #[serde(default)]
+    pub access: Option<String>,
 }
 
 /// A `[collections.NAME]` table.
@@ -96,6 +109,13 @@ pub struct CollectionManifest {
     /// Indexes: lists of field paths, `-` first for descending.
     #[serde(default)]
     pub indexes: Vec<Vec<String>>,
+    /// Client access rule (see [`Access`]).
+    #[serde(default)]
+    pub access: Option<String>,
+    /// For `access = "owner"`: the field holding the owner's subject
+    /// (default `owner`).
+    #[serde(default)]
+    pub owner_field: Option<String>,
 }
 
 /// A `[queues.NAME]` table.
@@ -379,6 +399,12 @@ pub const MIN_SCHEDULE_PERIOD_MS: u64 = 1_000;
 /// Largest `every` period of a schedule.
 pub const MAX_SCHEDULE_PERIOD_MS: u64 = 366 * 86_400_000;
 
+struct PolicyParts {
+    auth: Option<AuthSpec>,
+    gateway: PolicySpec,
+    policies: BTreeMap<String, PolicySpec>,
+}
+
 /// One `[[triggers.http]]` entry.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -390,6 +416,9 @@ pub struct HttpTrigger {
     pub methods: Vec<String>,
     /// Function serving the route.
     pub function: String,
+    /// A `[policies.NAME]` for this route (default: `[gateway]` alone).
+    #[serde(default)]
+    pub policy: Option<String>,
 }
 
 impl FunctionManifest {
@@ -536,7 +565,85 @@ impl Manifest {
         }
         self.event_parts(src)?;
         self.data_parts(src)?;
+        self.policy_parts(src)?;
         Ok(())
+    }
+
+    /// Checks and resolves the user pool and the gateway policies, and
+    /// checks every route's resolved policy.
+    fn policy_parts(&self, src: &str) -> Result<PolicyParts, ManifestError> {
+        let at = |span: Range<usize>, message: String| ManifestError {
+            line: Some(line_of(src, span)),
+            message,
+        };
+        let auth = match &self.auth {
+            None => None,
+            Some(a) => {
+                let spec = a
+                    .get_ref()
+                    .to_spec()
+                    .map_err(|e| at(a.span(), format!("[auth]: {e}")))?;
+                if let Some(hook) = &spec.reset_hook {
+                    self.function_known(hook)
+                        .map_err(|e| at(a.span(), format!("[auth] reset_hook: {e}")))?;
+                }
+                Some(spec)
+            }
+        };
+        let gateway = match &self.gateway {
+            None => PolicySpec::default(),
+            Some(g) => g
+                .get_ref()
+                .to_spec()
+                .map_err(|e| at(g.span(), format!("[gateway]: {e}")))?,
+        };
+        let mut policies = BTreeMap::new();
+        for (name, p) in &self.policies {
+            check_name("policy", name).map_err(|e| at(p.span(), e))?;
+            let spec = p
+                .get_ref()
+                .to_spec()
+                .map_err(|e| at(p.span(), format!("[policies.{name}]: {e}")))?;
+            policies.insert(name.clone(), spec);
+        }
+        let check = |p: &PolicySpec, span: Range<usize>, what: &str| {
+            let r = p
+                .resolve(&gateway)
+                .map_err(|e| at(span.clone(), format!("{what}: {e}")))?;
+            if r.auth == AuthMode::Jwt && r.issuer.is_none() && auth.is_none() {
+                return Err(at(
+                    span,
+                    format!(
+                        "{what}: auth = \"jwt\" verifies tokens of the app's user pool, which needs an [auth] table (or give the external issuer's jwks_url)"
+                    ),
+                ));
+            }
+            Ok(())
+        };
+        if let Some(g) = &self.gateway {
+            check(&PolicySpec::default(), g.span(), "[gateway]")?;
+        }
+        for (name, p) in &self.policies {
+            check(&policies[name], p.span(), &format!("[policies.{name}]"))?;
+        }
+        for t in &self.triggers.http {
+            if let Some(name) = &t.get_ref().policy
+                && !policies.contains_key(name)
+            {
+                return Err(at(
+                    t.span(),
+                    format!(
+                        "route {:?} names policy {name:?}, which is not declared: add a [policies.{name}] table",
+                        t.get_ref().route
+                    ),
+                ));
+            }
+        }
+        Ok(PolicyParts {
+            auth,
+            gateway,
+            policies,
+        })
     }
 
     /// Checks and resolves KV stores, collections and grants.
@@ -558,7 +665,17 @@ impl Manifest {
                 Some(kb) => Some(kb.saturating_mul(1024)),
                 None => None,
             };
-            kv.insert(name.clone(), KvSpec { max_value_bytes });
+            let access = match &k.get_ref().access {
+                Some(a) => Access::parse(a).map_err(|e| at(k.span(), format!("kv store {name:?}: {e}")))?,
+                None => Access::None,
+            };
+            kv.insert(
+                name.clone(),
+                KvSpec {
+                    max_value_bytes,
+                    access,
+                },
+            );
         }
         let mut collections = BTreeMap::new();
         for (name, c) in &self.collections {
@@ -576,7 +693,29 @@ impl Manifest {
                     .map_err(err)?;
                 indexes.push(parsed);
             }
-            collections.insert(name.clone(), CollectionSpec { indexes });
+            let access = match &c.get_ref().access {
+                Some(a) => Access::parse(a).map_err(err)?,
+                None => Access::None,
+            };
+            let owner_field = match (&c.get_ref().owner_field, access) {
+                (Some(f), Access::Owner) => {
+                    crate::data::check_field_path(f).map_err(err)?;
+                    Some(f.clone())
+                }
+                (Some(_), _) => {
+                    return Err(err("owner_field needs access = \"owner\"".into()));
+                }
+                (None, Access::Owner) => Some("owner".to_string()),
+                (None, _) => None,
+            };
+            collections.insert(
+                name.clone(),
+                CollectionSpec {
+                    indexes,
+                    access,
+                    owner_field,
+                },
+            );
         }
         for key in self.variables.keys() {
             check_config_key(key).map_err(|e| ManifestError {
@@ -901,6 +1040,7 @@ impl Manifest {
         // Validated at parse time; spans are not needed again.
         let events = self.event_parts("")?;
         let (kv, collections) = self.data_parts("")?;
+        let policy = self.policy_parts("")?;
         let routes = self
             .triggers
             .http
@@ -919,6 +1059,7 @@ impl Manifest {
                         },
                     ),
                     function: t.function.clone(),
+                    policy: t.policy.clone(),
                 }
             })
             .collect();
@@ -940,6 +1081,9 @@ impl Manifest {
             kv,
             collections,
             variables: self.variables.clone(),
+            auth: policy.auth,
+            gateway: policy.gateway,
+            policies: policy.policies,
         })
     }
 }
@@ -1248,5 +1392,51 @@ function = "worker"
         );
         let e = err(&format!("{base}retry = {{ max_attempts = 0 }}\n"));
         assert!(e.message.contains("max_attempts"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod policy_tests {
+    use super::*;
+    use crate::policy::{Access, AuthMode};
+
+    const BASE: &str = "[app]\nname = \"demo\"\n[functions.f]\ncomponent = \"f.wasm\"\n";
+
+    #[test]
+    fn policies_resolve_per_route() {
+        let src = format!(
+            "{BASE}[auth]\nreset_hook = \"f\"\n[gateway]\nmax_body_kb = 8\n[policies.players]\nauth = \"jwt\"\nroles = [\"player\"]\nrate_limit = {{ requests = 2, by = \"user\" }}\n[kv.pub]\naccess = \"public-read\"\n[collections.games]\naccess = \"owner\"\nowner_field = \"player\"\n[[triggers.http]]\nroute = \"/a\"\nfunction = \"f\"\npolicy = \"players\"\n[[triggers.http]]\nroute = \"/b\"\nfunction = \"f\"\n"
+        );
+        let m = Manifest::parse(&src).unwrap();
+        let spec = m.to_spec(&[("f".into(), "h".into())].into()).unwrap();
+        let a = spec.route_policy(&spec.routes[0]).unwrap();
+        assert_eq!(a.auth, AuthMode::Jwt);
+        assert_eq!(a.max_body_bytes, Some(8192));
+        let b = spec.route_policy(&spec.routes[1]).unwrap();
+        assert_eq!(b.auth, AuthMode::Public);
+        assert_eq!(spec.kv["pub"].access, Access::PublicRead);
+        assert_eq!(
+            spec.collections["games"].owner_field.as_deref(),
+            Some("player")
+        );
+        assert_eq!(spec.auth.unwrap().reset_hook.as_deref(), Some("f"));
+    }
+
+    #[test]
+    fn policy_errors_are_clear() {
+        let err = |s: String| Manifest::parse(&s).unwrap_err();
+        let e = err(format!(
+            "{BASE}[[triggers.http]]\nroute = \"/a\"\nfunction = \"f\"\npolicy = \"nope\"\n"
+        ));
+        assert!(e.message.contains("[policies.nope]"), "{e}");
+        let e = err(format!("{BASE}[policies.p]\nauth = \"jwt\"\n"));
+        assert!(e.message.contains("[auth] table"), "{e}");
+        assert_eq!(e.line, Some(5));
+        let e = err(format!("{BASE}[gateway]\ndeny = [\"nonsense\"]\n"));
+        assert!(e.message.contains("CIDR"), "{e}");
+        let e = err(format!("{BASE}[auth]\nreset_hook = \"mailer\"\n"));
+        assert!(e.message.contains("mailer"), "{e}");
+        let e = err(format!("{BASE}[collections.c]\naccess = \"friends\"\n"));
+        assert!(e.message.contains("public-read"), "{e}");
     }
 }

@@ -6,6 +6,7 @@ use crate::data::{CollectionSpec, KvSpec};
 use crate::events::{
     QueueSpec, QueueTriggerSpec, RetryPolicy, ScheduleSpec, StorageTriggerSpec, SubscriptionSpec,
 };
+use crate::policy::{AuthSpec, PolicySpec, ResolvedPolicy};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -83,6 +84,9 @@ pub struct RouteSpec {
     pub methods: Vec<String>,
     /// Name of the function serving it.
     pub function: String,
+    /// The named policy it uses over the app's `[gateway]` policy.
+    #[serde(default)]
+    pub policy: Option<String>,
 }
 
 /// Everything a revision of an app consists of.
@@ -125,9 +129,30 @@ pub struct AppSpec {
     /// App-wide configuration variables.
     #[serde(default)]
     pub variables: BTreeMap<String, String>,
+    /// The app's user pool, if it has one.
+    #[serde(default)]
+    pub auth: Option<AuthSpec>,
+    /// The policy of every route.
+    #[serde(default)]
+    pub gateway: PolicySpec,
+    /// Named policies.
+    #[serde(default)]
+    pub policies: BTreeMap<String, PolicySpec>,
 }
 
 impl AppSpec {
+    /// The resolved policy of a route (validated at deploy).
+    pub fn route_policy(&self, route: &RouteSpec) -> Result<ResolvedPolicy, String> {
+        let named = match &route.policy {
+            Some(n) => self
+                .policies
+                .get(n)
+                .ok_or_else(|| format!("policy {n:?} is not declared"))?,
+            None => &PolicySpec::default(),
+        };
+        named.resolve(&self.gateway)
+    }
+
     /// Whether two method lists can match the same request.
     pub fn methods_overlap(a: &[String], b: &[String]) -> bool {
         a.is_empty() || b.is_empty() || a.iter().any(|m| b.contains(m))
