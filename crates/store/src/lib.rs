@@ -20,6 +20,7 @@ mod components;
 mod docs;
 mod durable;
 mod events;
+mod identity;
 mod kv;
 mod objects;
 mod records;
@@ -31,6 +32,7 @@ pub use docs::{DocError, DocQuery, Document, Op};
 pub use events::{
     ChannelDepth, Enqueued, EventOp, EventResult, Leased, MessageRow, NewMessage, Settlement,
 };
+pub use identity::{ApiKeyRow, RefreshUse, SigningKeyRow, UserRow};
 pub use kv::{ConfigRow, KeyPage, KvError};
 pub use objects::{ObjectRow, PartRow, UploadRow};
 pub use records::{InvocationRow, LogQuery, RecordWriter, RecordWriterConfig};
