@@ -9,8 +9,7 @@ mod api;
 mod data_api;
 mod events_api;
 mod platform;
-mod secrets;
 
 pub use api::router;
 pub use platform::{DeployEvent, Platform, PlatformError};
-pub use secrets::Sealer;
+pub use nimbus_identity::Sealer;

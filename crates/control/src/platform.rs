@@ -4,7 +4,7 @@
 //! components, compilation, route collisions) happens before anything is
 //! written, so a failed deploy leaves the active revision serving.
 
-use crate::secrets::Sealer;
+use nimbus_identity::Sealer;
 use nimbus_core::{AppSpec, Manifest};
 use nimbus_events::Events;
 use nimbus_gateway::{ActiveApp, Gateway, RouteTable};

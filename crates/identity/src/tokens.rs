@@ -1,0 +1,464 @@
+//! Access tokens: JWTs signed with each app's Ed25519 keys, their JWKS, and
+//! tokens of external issuers verified through a JWKS URL.
+
+use crate::{IdentityError, Result, Sealer, now_secs};
+use arc_swap::ArcSwap;
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use nimbus_core::policy::ExternalIssuer;
+use nimbus_store::{SigningKeyRow, Store};
+use ring::signature::{Ed25519KeyPair, KeyPair};
+use serde_json::{Map, Value, json};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Longest access token lifetime (see `[auth] access_ttl`): a retired
+/// signing key keeps verifying (and stays in the JWKS) this long.
+pub const MAX_ACCESS_TTL_SECS: u64 = 86_400;
+
+/// Clock skew tolerated on `exp`, in seconds.
+const LEEWAY_SECS: u64 = 2;
+
+/// The verified claims of a token.
+#[derive(Debug, Clone)]
+pub struct Claims {
+    /// `sub`.
+    pub subject: String,
+    /// Every claim.
+    pub all: Map<String, Value>,
+}
+
+impl Claims {
+    /// The `roles` claim (an array of strings), if any.
+    pub fn roles(&self) -> Vec<&str> {
+        self.all
+            .get("roles")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default()
+    }
+
+    /// Checks a policy's requirements: one of `roles` (if any), and each
+    /// claim equal to (or, for an array claim, containing) its value.
+    pub fn satisfies(
+        &self,
+        roles: &[String],
+        claims: &std::collections::BTreeMap<String, String>,
+    ) -> Result<(), String> {
+        if !roles.is_empty() {
+            let mine = self.roles();
+            if !roles.iter().any(|r| mine.contains(&r.as_str())) {
+                return Err(format!(
+                    "the token has none of the roles this route needs ({})",
+                    roles.join(", ")
+                ));
+            }
+        }
+        for (k, want) in claims {
+            let ok = match self.all.get(k) {
+                Some(Value::String(s)) => s == want,
+                Some(Value::Array(a)) => a.iter().any(|v| v.as_str() == Some(want)),
+                Some(Value::Bool(b)) => b.to_string() == *want,
+                Some(Value::Number(n)) => n.to_string() == *want,
+                _ => false,
+            };
+            if !ok {
+                return Err(format!("the token's claim {k:?} is not {want:?}"));
+            }
+        }
+        Ok(())
+    }
+
+    fn from_value(v: Value) -> Result<Claims> {
+        let Value::Object(all) = v else {
+            return Err(unauthorized("the token's claims are not an object"));
+        };
+        let subject = all
+            .get("sub")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| unauthorized("the token has no subject (sub)"))?
+            .to_string();
+        Ok(Claims { subject, all })
+    }
+}
+
+fn unauthorized(m: impl Into<String>) -> IdentityError {
+    IdentityError::Unauthorized(m.into())
+}
+
+fn rejected(e: jsonwebtoken::errors::Error) -> IdentityError {
+    use jsonwebtoken::errors::ErrorKind as K;
+    let why = match e.kind() {
+        K::ExpiredSignature => "the token has expired: refresh it".to_string(),
+        K::InvalidAudience => "the token is for another audience".to_string(),
+        K::InvalidIssuer => "the token is from another issuer".to_string(),
+        K::InvalidSignature => "the token's signature is invalid".to_string(),
+        K::InvalidAlgorithm => "the token's algorithm is not accepted".to_string(),
+        K::MissingRequiredClaim(c) => format!("the token has no {c} claim"),
+        _ => format!("the token is malformed ({e})"),
+    };
+    unauthorized(why)
+}
+
+/// The issuer name of an app's tokens.
+pub fn issuer_of(app: &str) -> String {
+    format!("nimbus:{app}")
+}
+
+struct AppKeys {
+    signing: Option<(String, EncodingKey)>,
+    verify: HashMap<String, DecodingKey>,
+    jwks: Value,
+}
+
+/// Every app's signing keys.
+#[derive(Clone)]
+pub struct Tokens {
+    store: Store,
+    sealer: Sealer,
+    apps: Arc<ArcSwap<HashMap<String, Arc<AppKeys>>>>,
+    /// Serialises key creation.
+    write: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Tokens {
+    /// Loads the keys from the store.
+    pub async fn load(store: Store, sealer: Sealer) -> Result<Tokens> {
+        let t = Tokens {
+            store,
+            sealer,
+            apps: Arc::default(),
+            write: Arc::default(),
+        };
+        t.reload().await?;
+        Ok(t)
+    }
+
+    async fn reload(&self) -> Result<()> {
+        let cutoff = nimbus_store::now_us() - (MAX_ACCESS_TTL_SECS as i64 + 60) * 1_000_000;
+        let rows = self.store.signing_keys(cutoff).await?;
+        let mut by_app: HashMap<String, Vec<SigningKeyRow>> = HashMap::new();
+        for r in rows {
+            by_app.entry(r.app.clone()).or_default().push(r);
+        }
+        let mut apps = HashMap::new();
+        for (app, rows) in by_app {
+            let mut verify = HashMap::new();
+            let mut jwks = Vec::new();
+            let mut signing = None;
+            for r in &rows {
+                let key = DecodingKey::from_ed_components(&r.public_key)
+                    .map_err(|e| IdentityError::Internal(format!("signing key {}: {e}", r.kid)))?;
+                verify.insert(r.kid.clone(), key);
+                jwks.push(json!({
+                    "kty": "OKP", "crv": "Ed25519", "x": r.public_key,
+                    "kid": r.kid, "alg": "EdDSA", "use": "sig",
+                }));
+                if r.retired_at_us.is_none() {
+                    let pkcs8 = self
+                        .sealer
+                        .open(&r.private_key)
+                        .map_err(IdentityError::Internal)?;
+                    let der = STANDARD
+                        .decode(pkcs8)
+                        .map_err(|e| IdentityError::Internal(format!("signing key: {e}")))?;
+                    signing = Some((r.kid.clone(), EncodingKey::from_ed_der(&der)));
+                }
+            }
+            apps.insert(
+                app,
+                Arc::new(AppKeys {
+                    signing,
+                    verify,
+                    jwks: json!({ "keys": jwks }),
+                }),
+            );
+        }
+        self.apps.store(Arc::new(apps));
+        Ok(())
+    }
+
+    /// Creates a new signing key for `app`; the previous one stops signing
+    /// but verifies until the tokens it signed have expired.
+    pub async fn rotate(&self, app: &str) -> Result<String> {
+        let _w = self.write.lock().await;
+        self.new_key(app).await
+    }
+
+    async fn new_key(&self, app: &str) -> Result<String> {
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng)
+            .map_err(|_| IdentityError::Internal("generating a signing key failed".into()))?;
+        let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref())
+            .map_err(|_| IdentityError::Internal("reading a signing key failed".into()))?;
+        let kid = uuid::Uuid::now_v7().simple().to_string();
+        self.store
+            .insert_signing_key(&SigningKeyRow {
+                app: app.to_string(),
+                kid: kid.clone(),
+                private_key: self.sealer.seal(&STANDARD.encode(pkcs8.as_ref())),
+                public_key: URL_SAFE_NO_PAD.encode(pair.public_key().as_ref()),
+                created_at_us: nimbus_store::now_us(),
+                retired_at_us: None,
+            })
+            .await?;
+        self.reload().await?;
+        Ok(kid)
+    }
+
+    /// Makes sure `app` has a signing key.
+    pub async fn ensure(&self, app: &str) -> Result<()> {
+        if self.has_signing_key(app) {
+            return Ok(());
+        }
+        let _w = self.write.lock().await;
+        if !self.has_signing_key(app) {
+            self.new_key(app).await?;
+        }
+        Ok(())
+    }
+
+    fn has_signing_key(&self, app: &str) -> bool {
+        self.apps
+            .load()
+            .get(app)
+            .is_some_and(|k| k.signing.is_some())
+    }
+
+    /// Signs an access token for `subject` of `app`, valid `ttl_secs`, with
+    /// `extra` claims (email, roles).
+    pub async fn issue(
+        &self,
+        app: &str,
+        subject: &str,
+        ttl_secs: u64,
+        extra: Map<String, Value>,
+    ) -> Result<String> {
+        self.ensure(app).await?;
+        let keys = self.apps.load_full();
+        let (kid, key) = keys
+            .get(app)
+            .and_then(|k| k.signing.as_ref())
+            .ok_or_else(|| IdentityError::Internal(format!("app {app:?} has no signing key")))?;
+        let now = now_secs();
+        let mut claims = extra;
+        claims.insert("iss".into(), issuer_of(app).into());
+        claims.insert("aud".into(), app.into());
+        claims.insert("sub".into(), subject.into());
+        claims.insert("iat".into(), now.into());
+        claims.insert("exp".into(), (now + ttl_secs).into());
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(kid.clone());
+        jsonwebtoken::encode(&header, &Value::Object(claims), key)
+            .map_err(|e| IdentityError::Internal(format!("signing a token: {e}")))
+    }
+
+    /// Verifies an access token of `app`'s user pool.
+    pub fn verify(&self, app: &str, token: &str) -> Result<Claims> {
+        let header = jsonwebtoken::decode_header(token).map_err(rejected)?;
+        if header.alg != Algorithm::EdDSA {
+            return Err(unauthorized(format!(
+                "the token is signed with {:?}; this app's tokens use EdDSA",
+                header.alg
+            )));
+        }
+        let keys = self.apps.load();
+        let key = header
+            .kid
+            .as_deref()
+            .and_then(|kid| keys.get(app)?.verify.get(kid))
+            .ok_or_else(|| unauthorized(format!("the token was not signed by app {app:?}")))?;
+        let mut v = Validation::new(Algorithm::EdDSA);
+        v.leeway = LEEWAY_SECS;
+        v.set_audience(&[app]);
+        v.set_issuer(&[issuer_of(app)]);
+        v.set_required_spec_claims(&["exp", "sub", "aud", "iss"]);
+        let data = jsonwebtoken::decode::<Value>(token, key, &v).map_err(rejected)?;
+        Claims::from_value(data.claims)
+    }
+
+    /// The app's public keys as a JWKS document.
+    pub fn jwks(&self, app: &str) -> Value {
+        self.apps
+            .load()
+            .get(app)
+            .map(|k| k.jwks.clone())
+            .unwrap_or_else(|| json!({ "keys": [] }))
+    }
+}
+
+struct Fetched {
+    keys: Vec<(Option<String>, DecodingKey, Option<Algorithm>)>,
+    at: Instant,
+}
+
+/// Keys of external issuers, fetched from their JWKS URLs and cached.
+#[derive(Clone)]
+pub struct ExternalKeys {
+    client: reqwest::Client,
+    cache: Arc<parking_lot::Mutex<HashMap<String, Arc<Fetched>>>>,
+    fetch: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// How long fetched keys are trusted.
+const JWKS_TTL: Duration = Duration::from_secs(600);
+/// Shortest interval between two fetches of one URL (unknown `kid`s).
+const JWKS_REFETCH: Duration = Duration::from_secs(30);
+
+impl Default for ExternalKeys {
+    fn default() -> Self {
+        ExternalKeys {
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .expect("a TLS client builds"),
+            cache: Arc::default(),
+            fetch: Arc::default(),
+        }
+    }
+}
+
+const ASYMMETRIC: [Algorithm; 9] = [
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
+
+impl ExternalKeys {
+    fn cached(&self, url: &str) -> Option<Arc<Fetched>> {
+        self.cache.lock().get(url).cloned()
+    }
+
+    async fn refresh(&self, url: &str, unless_newer_than: Duration) -> Result<Arc<Fetched>> {
+        let _f = self.fetch.lock().await;
+        if let Some(c) = self.cached(url)
+            && c.at.elapsed() < unless_newer_than
+        {
+            return Ok(c);
+        }
+        let unreachable =
+            |e: String| unauthorized(format!("the token issuer's keys at {url} are unavailable: {e}"));
+        let set: JwkSet = self
+            .client
+            .get(url)
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .map_err(|e| unreachable(e.to_string()))?
+            .json()
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        let keys = set
+            .keys
+            .iter()
+            .filter_map(|jwk| {
+                let key = DecodingKey::from_jwk(jwk).ok()?;
+                let alg = jwk
+                    .common
+                    .key_algorithm
+                    .and_then(|a| a.to_string().parse::<Algorithm>().ok());
+                Some((jwk.common.key_id.clone(), key, alg))
+            })
+            .collect();
+        let fetched = Arc::new(Fetched {
+            keys,
+            at: Instant::now(),
+        });
+        self.cache.lock().insert(url.to_string(), fetched.clone());
+        Ok(fetched)
+    }
+
+    /// Verifies a token of an external issuer.
+    pub async fn verify(&self, issuer: &ExternalIssuer, token: &str) -> Result<Claims> {
+        let header = jsonwebtoken::decode_header(token).map_err(rejected)?;
+        if !ASYMMETRIC.contains(&header.alg) {
+            return Err(unauthorized(format!(
+                "the token is signed with {:?}: only public-key algorithms are accepted",
+                header.alg
+            )));
+        }
+        let find = |f: &Fetched| {
+            f.keys
+                .iter()
+                .find(|(kid, _, alg)| {
+                    (header.kid.is_none() || kid.as_deref() == header.kid.as_deref())
+                        && alg.is_none_or(|a| a == header.alg)
+                })
+                .map(|(_, k, _)| k.clone())
+        };
+        let mut key = match self.cached(&issuer.jwks_url) {
+            Some(c) if c.at.elapsed() < JWKS_TTL => find(&c),
+            _ => None,
+        };
+        if key.is_none() {
+            let fresh = self.refresh(&issuer.jwks_url, JWKS_REFETCH).await?;
+            key = find(&fresh);
+        }
+        let key = key.ok_or_else(|| unauthorized("the token's key is not in the issuer's JWKS"))?;
+        let mut v = Validation::new(header.alg);
+        v.leeway = LEEWAY_SECS;
+        match &issuer.audience {
+            Some(a) => v.set_audience(&[a]),
+            None => v.validate_aud = false,
+        }
+        if let Some(i) = &issuer.issuer {
+            v.set_issuer(&[i]);
+        }
+        v.set_required_spec_claims(&["exp", "sub"]);
+        let data = jsonwebtoken::decode::<Value>(token, &key, &v).map_err(rejected)?;
+        Claims::from_value(data.claims)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn issue_verify_rotate() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_embedded(dir.path()).await.unwrap();
+        let sealer = Sealer::new([7; 32]);
+        let t = Tokens::load(store.clone(), sealer.clone()).await.unwrap();
+        let mut extra = Map::new();
+        extra.insert("roles".into(), json!(["player"]));
+        let tok = t.issue("a", "u1", 60, extra.clone()).await.unwrap();
+        let c = t.verify("a", &tok).unwrap();
+        assert_eq!(c.subject, "u1");
+        assert_eq!(c.roles(), ["player"]);
+        assert!(c.satisfies(&["player".into()], &Default::default()).is_ok());
+        assert!(c.satisfies(&["admin".into()], &Default::default()).is_err());
+        // Another app's token does not verify here.
+        let other = t.issue("b", "u1", 60, Map::new()).await.unwrap();
+        assert!(matches!(t.verify("a", &other), Err(IdentityError::Unauthorized(_))));
+        // A tampered payload breaks the signature.
+        let parts: Vec<&str> = tok.split('.').collect();
+        let forged_claims = URL_SAFE_NO_PAD.encode(
+            serde_json::to_vec(&json!({"sub": "admin", "aud": "a", "iss": "nimbus:a", "exp": now_secs() + 60})).unwrap(),
+        );
+        let forged = format!("{}.{}.{}", parts[0], forged_claims, parts[2]);
+        let e = t.verify("a", &forged).unwrap_err().to_string();
+        assert!(e.contains("signature"), "{e}");
+        // Rotation: old tokens still verify, new ones use the new key.
+        let before = t.jwks("a")["keys"].as_array().unwrap().len();
+        let kid = t.rotate("a").await.unwrap();
+        assert!(t.verify("a", &tok).is_ok());
+        let new = t.issue("a", "u1", 60, Map::new()).await.unwrap();
+        assert_eq!(jsonwebtoken::decode_header(&new).unwrap().kid.unwrap(), kid);
+        assert_eq!(t.jwks("a")["keys"].as_array().unwrap().len(), before + 1);
+        // Keys survive a restart.
+        let again = Tokens::load(store, sealer).await.unwrap();
+        assert!(again.verify("a", &tok).is_ok());
+        assert!(again.verify("a", &new).is_ok());
+    }
+}

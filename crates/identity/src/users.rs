@@ -1,0 +1,496 @@
+//! Per-app user pools: accounts with argon2 passwords, sessions made of a
+//! short-lived access token (JWT) and a rotating refresh token.
+
+use crate::{IdentityError, Limiter, Result, Tokens, hash_secret, random_secret};
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use nimbus_core::policy::AuthSpec;
+use nimbus_store::{RefreshUse, Store, UserRow};
+use parking_lot::Mutex;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What a successful sign-up, login or refresh returns.
+#[derive(Debug, Clone, Serialize)]
+pub struct Session {
+    /// The JWT to send as `Authorization: Bearer ...`.
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: &'static str,
+    /// Seconds the access token is valid.
+    pub expires_in: u64,
+    /// Trade it for a new session at `/auth/refresh`; usable once.
+    pub refresh_token: String,
+    /// The user.
+    pub user: UserRow,
+}
+
+/// Longest password accepted, in bytes (argon2 cost stays bounded).
+const MAX_PASSWORD_BYTES: usize = 1024;
+
+struct LoginLimits {
+    spec: (u32, u32),
+    account: Limiter<(String, String)>,
+    ip: Limiter<(String, IpAddr)>,
+}
+
+/// The user pools of every app.
+#[derive(Clone)]
+pub struct Users {
+    store: Store,
+    tokens: Tokens,
+    limits: Arc<Mutex<HashMap<String, Arc<LoginLimits>>>>,
+    /// A valid hash to verify against when the account does not exist, so a
+    /// missing account takes as long as a wrong password.
+    decoy: Arc<str>,
+}
+
+fn argon2() -> argon2::Argon2<'static> {
+    argon2::Argon2::default()
+}
+
+fn hash_password_blocking(password: &str) -> Result<String> {
+    let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>())
+        .map_err(|e| IdentityError::Internal(format!("salt: {e}")))?;
+    Ok(argon2()
+        .hash_password(password.as_bytes(), &salt)
+        .map_err(|e| IdentityError::Internal(format!("hashing a password: {e}")))?
+        .to_string())
+}
+
+async fn hash_password(password: String) -> Result<String> {
+    tokio::task::spawn_blocking(move || hash_password_blocking(&password))
+        .await
+        .map_err(|e| IdentityError::Internal(e.to_string()))?
+}
+
+async fn verify_password(password: String, hash: String) -> bool {
+    tokio::task::spawn_blocking(move || {
+        PasswordHash::new(&hash)
+            .map(|h| argon2().verify_password(password.as_bytes(), &h).is_ok())
+            .unwrap_or(false)
+    })
+    .await
+    .unwrap_or(false)
+}
+
+fn normalize_email(email: &str) -> Result<String> {
+    let e = email.trim().to_lowercase();
+    let valid = e.len() <= 254
+        && e.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty() && !domain.is_empty() && !domain.contains('@')
+        })
+        && !e.chars().any(|c| c.is_whitespace() || c.is_control());
+    if valid {
+        Ok(e)
+    } else {
+        Err(IdentityError::Invalid(format!(
+            "{email:?} is not an email address"
+        )))
+    }
+}
+
+fn check_password(spec: &AuthSpec, password: &str) -> Result<()> {
+    let n = password.chars().count();
+    if n < spec.min_password_length as usize {
+        return Err(IdentityError::Invalid(format!(
+            "the password is too short: use at least {} characters",
+            spec.min_password_length
+        )));
+    }
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(IdentityError::Invalid(format!(
+            "the password is too long: use at most {MAX_PASSWORD_BYTES} bytes"
+        )));
+    }
+    Ok(())
+}
+
+fn too_many(what: &str, wait: Duration) -> IdentityError {
+    IdentityError::TooMany {
+        message: format!(
+            "too many {what}: try again in {} s",
+            wait.as_secs_f64().ceil() as u64
+        ),
+        retry_after: wait,
+    }
+}
+
+impl Users {
+    /// The pools, over the store and the app signing keys.
+    pub fn new(store: Store, tokens: Tokens) -> Users {
+        let decoy = hash_password_blocking("not a real password").expect("argon2 hashes");
+        Users {
+            store,
+            tokens,
+            limits: Arc::default(),
+            decoy: decoy.into(),
+        }
+    }
+
+    /// The signing keys.
+    pub fn tokens(&self) -> &Tokens {
+        &self.tokens
+    }
+
+    fn limits(&self, app: &str, spec: &AuthSpec) -> Arc<LoginLimits> {
+        let want = (spec.login_attempts_per_account, spec.login_attempts_per_ip);
+        let mut map = self.limits.lock();
+        if let Some(l) = map.get(app)
+            && l.spec == want
+        {
+            return l.clone();
+        }
+        let minute = Duration::from_secs(60);
+        let l = Arc::new(LoginLimits {
+            spec: want,
+            account: Limiter::new(want.0, minute, want.0),
+            ip: Limiter::new(want.1, minute, want.1),
+        });
+        map.insert(app.to_string(), l.clone());
+        l
+    }
+
+    /// Forgets full buckets (call periodically).
+    pub fn shrink(&self) {
+        for l in self.limits.lock().values() {
+            l.account.shrink();
+            l.ip.shrink();
+        }
+    }
+
+    fn check_ip(&self, app: &str, spec: &AuthSpec, ip: Option<IpAddr>) -> Result<()> {
+        if let Some(ip) = ip {
+            self.limits(app, spec)
+                .ip
+                .check(&(app.to_string(), ip))
+                .map_err(|w| too_many("sign-in attempts from this address", w))?;
+        }
+        Ok(())
+    }
+
+    async fn session(&self, app: &str, spec: &AuthSpec, user: UserRow) -> Result<Session> {
+        let mut extra = Map::new();
+        extra.insert("email".into(), Value::String(user.email.clone()));
+        extra.insert(
+            "roles".into(),
+            Value::Array(user.roles.iter().cloned().map(Value::String).collect()),
+        );
+        let access_token = self
+            .tokens
+            .issue(app, &user.id, spec.access_ttl_secs, extra)
+            .await?;
+        let refresh_token = random_secret("nimbus_rt_");
+        let expires = nimbus_store::now_us() + (spec.refresh_ttl_secs as i64) * 1_000_000;
+        self.store
+            .insert_refresh_token(&hash_secret(&refresh_token), app, &user.id, expires)
+            .await?;
+        Ok(Session {
+            access_token,
+            token_type: "Bearer",
+            expires_in: spec.access_ttl_secs,
+            refresh_token,
+            user,
+        })
+    }
+
+    /// Creates a user (admins: any time; clients: if the pool allows
+    /// sign-up) and, for clients, signs them in.
+    pub async fn create(
+        &self,
+        app: &str,
+        spec: &AuthSpec,
+        email: &str,
+        password: &str,
+        roles: Vec<String>,
+    ) -> Result<UserRow> {
+        let email = normalize_email(email)?;
+        check_password(spec, password)?;
+        let now = nimbus_store::now_us();
+        let user = UserRow {
+            app: app.to_string(),
+            id: uuid::Uuid::now_v7().to_string(),
+            email: email.clone(),
+            password: hash_password(password.to_string()).await?,
+            roles,
+            created_at_us: now,
+            updated_at_us: now,
+        };
+        if !self.store.insert_user(&user).await? {
+            return Err(IdentityError::Conflict(format!(
+                "{email} is already registered: log in, or reset the password"
+            )));
+        }
+        Ok(user)
+    }
+
+    /// Client sign-up: creates the account and a session.
+    pub async fn signup(
+        &self,
+        app: &str,
+        spec: &AuthSpec,
+        email: &str,
+        password: &str,
+        ip: Option<IpAddr>,
+    ) -> Result<Session> {
+        if !spec.signup {
+            return Err(IdentityError::Forbidden(format!(
+                "app {app:?} does not allow sign-up: an admin creates users (`nimbus users create`)"
+            )));
+        }
+        self.check_ip(app, spec, ip)?;
+        let user = self.create(app, spec, email, password, Vec::new()).await?;
+        self.session(app, spec, user).await
+    }
+
+    /// Checks an email and password and starts a session.
+    pub async fn login(
+        &self,
+        app: &str,
+        spec: &AuthSpec,
+        email: &str,
+        password: &str,
+        ip: Option<IpAddr>,
+    ) -> Result<Session> {
+        let email = normalize_email(email)?;
+        self.check_ip(app, spec, ip)?;
+        self.limits(app, spec)
+            .account
+            .check(&(app.to_string(), email.clone()))
+            .map_err(|w| too_many("sign-in attempts for this account", w))?;
+        let user = self.store.user_by_email(app, &email).await?;
+        let hash = user
+            .as_ref()
+            .map_or_else(|| self.decoy.to_string(), |u| u.password.clone());
+        let ok = verify_password(password.to_string(), hash).await;
+        match user {
+            Some(u) if ok => self.session(app, spec, u).await,
+            _ => Err(IdentityError::Unauthorized(
+                "wrong email or password".into(),
+            )),
+        }
+    }
+
+    /// Trades a refresh token for a new session (the old token is spent).
+    pub async fn refresh(&self, app: &str, spec: &AuthSpec, refresh_token: &str) -> Result<Session> {
+        match self
+            .store
+            .use_refresh_token(app, &hash_secret(refresh_token))
+            .await?
+        {
+            RefreshUse::Rotated(user) => {
+                let u = self.store.user(app, &user).await?.ok_or_else(|| {
+                    IdentityError::Unauthorized("the account no longer exists".into())
+                })?;
+                self.session(app, spec, u).await
+            }
+            RefreshUse::Reused(_) => Err(IdentityError::Unauthorized(
+                "this refresh token was already used or revoked: every session of the account was signed out; log in again".into(),
+            )),
+            RefreshUse::Invalid => Err(IdentityError::Unauthorized(
+                "the refresh token is unknown or expired: log in again".into(),
+            )),
+        }
+    }
+
+    /// Revokes a refresh token (idempotent).
+    pub async fn logout(&self, app: &str, refresh_token: &str) -> Result<()> {
+        self.store
+            .revoke_refresh_token(app, &hash_secret(refresh_token))
+            .await?;
+        Ok(())
+    }
+
+    /// The user `id` of `app`.
+    pub async fn get(&self, app: &str, id: &str) -> Result<UserRow> {
+        self.store
+            .user(app, id)
+            .await?
+            .ok_or_else(|| IdentityError::NotFound(format!("no user {id:?} in app {app:?}")))
+    }
+
+    /// Changes a password after checking the current one; every other
+    /// session ends, and a new one is returned.
+    pub async fn change_password(
+        &self,
+        app: &str,
+        spec: &AuthSpec,
+        id: &str,
+        current: &str,
+        new: &str,
+    ) -> Result<Session> {
+        let user = self.get(app, id).await?;
+        check_password(spec, new)?;
+        if !verify_password(current.to_string(), user.password.clone()).await {
+            return Err(IdentityError::Unauthorized(
+                "the current password is wrong".into(),
+            ));
+        }
+        self.store
+            .set_password(app, id, &hash_password(new.to_string()).await?)
+            .await?;
+        self.session(app, spec, user).await
+    }
+
+    /// Starts a password reset: the user and a one-time token to deliver,
+    /// or `None` if no account has this email.
+    pub async fn request_reset(
+        &self,
+        app: &str,
+        spec: &AuthSpec,
+        email: &str,
+        ip: Option<IpAddr>,
+    ) -> Result<Option<(UserRow, String, u64)>> {
+        let email = normalize_email(email)?;
+        self.check_ip(app, spec, ip)?;
+        let Some(user) = self.store.user_by_email(app, &email).await? else {
+            return Ok(None);
+        };
+        let token = random_secret("nimbus_reset_");
+        let expires_secs = crate::now_secs() + spec.reset_ttl_secs;
+        self.store
+            .insert_reset_token(
+                &hash_secret(&token),
+                app,
+                &user.id,
+                (expires_secs as i64) * 1_000_000,
+            )
+            .await?;
+        Ok(Some((user, token, expires_secs)))
+    }
+
+    /// Sets a new password with a reset token; every session ends.
+    pub async fn confirm_reset(
+        &self,
+        app: &str,
+        spec: &AuthSpec,
+        token: &str,
+        new: &str,
+    ) -> Result<()> {
+        check_password(spec, new)?;
+        let user = self
+            .store
+            .use_reset_token(app, &hash_secret(token))
+            .await?
+            .ok_or_else(|| {
+                IdentityError::Unauthorized(
+                    "the reset token is unknown, used or expired: request a new one".into(),
+                )
+            })?;
+        self.store
+            .set_password(app, &user, &hash_password(new.to_string()).await?)
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes one's own account after checking the password.
+    pub async fn delete_account(&self, app: &str, id: &str, password: &str) -> Result<()> {
+        let user = self.get(app, id).await?;
+        if !verify_password(password.to_string(), user.password).await {
+            return Err(IdentityError::Unauthorized("the password is wrong".into()));
+        }
+        self.store.delete_user(app, id).await?;
+        Ok(())
+    }
+
+    /// Deletes a user (admins).
+    pub async fn delete(&self, app: &str, id: &str) -> Result<()> {
+        if !self.store.delete_user(app, id).await? {
+            return Err(IdentityError::NotFound(format!(
+                "no user {id:?} in app {app:?}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Replaces a user's roles (admins); they appear in the next access token.
+    pub async fn set_roles(&self, app: &str, id: &str, roles: &[String]) -> Result<()> {
+        if roles.iter().any(|r| r.is_empty() || r.len() > 64) {
+            return Err(IdentityError::Invalid(
+                "a role name has 1 to 64 characters".into(),
+            ));
+        }
+        if !self.store.set_roles(app, id, roles).await? {
+            return Err(IdentityError::NotFound(format!(
+                "no user {id:?} in app {app:?}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// A page of users, by email after `after`.
+    pub async fn list(&self, app: &str, after: &str, limit: i64) -> Result<Vec<UserRow>> {
+        Ok(self.store.users(app, after, limit.clamp(1, 1000)).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn pool_flow() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_embedded(dir.path()).await.unwrap();
+        let tokens = Tokens::load(store.clone(), crate::Sealer::new([1; 32]))
+            .await
+            .unwrap();
+        let users = Users::new(store, tokens.clone());
+        let spec = AuthSpec {
+            login_attempts_per_account: 3,
+            ..Default::default()
+        };
+        let ip = Some("127.0.0.1".parse().unwrap());
+        let s = users
+            .signup("a", &spec, "Ann@Example.com", "correct horse", ip)
+            .await
+            .unwrap();
+        assert_eq!(s.user.email, "ann@example.com");
+        assert_eq!(tokens.verify("a", &s.access_token).unwrap().subject, s.user.id);
+        assert!(matches!(
+            users.signup("a", &spec, "ann@example.com", "another one", ip).await,
+            Err(IdentityError::Conflict(_))
+        ));
+        assert!(matches!(
+            users.signup("a", &spec, "bob@example.com", "short", ip).await,
+            Err(IdentityError::Invalid(_))
+        ));
+        assert!(matches!(
+            users.login("a", &spec, "ann@example.com", "wrong", ip).await,
+            Err(IdentityError::Unauthorized(_))
+        ));
+        let s2 = users
+            .login("a", &spec, "ann@example.com", "correct horse", ip)
+            .await
+            .unwrap();
+        let s3 = users.refresh("a", &spec, &s2.refresh_token).await.unwrap();
+        assert!(users.refresh("a", &spec, &s2.refresh_token).await.is_err());
+        // The replay signed every session out, s3's too.
+        assert!(users.refresh("a", &spec, &s3.refresh_token).await.is_err());
+        // The per-account limit (3 a minute) is spent by the third attempt.
+        users
+            .login("a", &spec, "ann@example.com", "correct horse", ip)
+            .await
+            .unwrap();
+        assert!(matches!(
+            users.login("a", &spec, "ann@example.com", "correct horse", ip).await,
+            Err(IdentityError::TooMany { .. })
+        ));
+        let (u, token, _) = users
+            .request_reset("a", &spec, "ann@example.com", ip)
+            .await
+            .unwrap()
+            .unwrap();
+        users
+            .confirm_reset("a", &spec, &token, "battery staple")
+            .await
+            .unwrap();
+        assert!(users.confirm_reset("a", &spec, &token, "again again").await.is_err());
+        assert!(users.request_reset("a", &spec, "nobody@example.com", ip).await.unwrap().is_none());
+        users.delete_account("a", &u.id, "battery staple").await.unwrap();
+        assert!(matches!(users.get("a", &u.id).await, Err(IdentityError::NotFound(_))));
+    }
+}
