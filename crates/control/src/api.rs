@@ -1,14 +1,16 @@
 //! HTTP handlers of the control API.
 
+use crate::auth::{self, Principal};
 use crate::data_api;
 use crate::events_api;
 use crate::platform::{DeployEvent, Platform, PlatformError};
+use crate::users_api;
 use axum::body::Body;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Extension, Path, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::{self, Next};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get, post, put};
+use axum::routing::{any, delete, get, post, put};
 use axum::{Json, Router};
 use http_body_util::BodyExt;
 use nimbus_runtime::InvokeRequest;
@@ -21,7 +23,6 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub(crate) struct Ctx {
     pub(crate) platform: Arc<Platform>,
-    token: Arc<str>,
 }
 
 /// An error answered as `{"error": message}`.
@@ -53,13 +54,50 @@ impl From<nimbus_store::StoreError> for ApiError {
 
 pub(crate) type ApiResult<T> = Result<T, ApiError>;
 
-/// The control API router (paths under `/v1/`), guarded by `admin_token`.
-pub fn router(platform: Arc<Platform>, admin_token: &str) -> Router {
-    let ctx = Ctx {
-        platform,
-        token: admin_token.into(),
-    };
+/// The control API router (paths under `/v1/`). Every request passes
+/// [`auth::authenticate`] first.
+pub fn router(platform: Arc<Platform>) -> Router {
+    let ctx = Ctx { platform };
     let protected = Router::new()
+        .route(
+            "/v1/keys",
+            get(users_api::list_keys).post(users_api::create_key),
+        )
+        .route("/v1/keys/{name}", delete(users_api::revoke_key))
+        .route("/v1/apps/{app}/auth/signup", post(users_api::signup))
+        .route("/v1/apps/{app}/auth/login", post(users_api::login))
+        .route("/v1/apps/{app}/auth/refresh", post(users_api::refresh))
+        .route("/v1/apps/{app}/auth/logout", post(users_api::logout))
+        .route(
+            "/v1/apps/{app}/auth/me",
+            get(users_api::me).delete(users_api::delete_me),
+        )
+        .route(
+            "/v1/apps/{app}/auth/password",
+            post(users_api::change_password),
+        )
+        .route(
+            "/v1/apps/{app}/auth/password-reset",
+            post(users_api::request_reset),
+        )
+        .route(
+            "/v1/apps/{app}/auth/password-reset/confirm",
+            post(users_api::confirm_reset),
+        )
+        .route("/v1/apps/{app}/auth/jwks.json", get(users_api::jwks))
+        .route(
+            "/v1/apps/{app}/auth/rotate-keys",
+            post(users_api::rotate_keys),
+        )
+        .route(
+            "/v1/apps/{app}/users",
+            get(users_api::list_users).post(users_api::create_user),
+        )
+        .route(
+            "/v1/apps/{app}/users/{id}",
+            get(users_api::get_user).delete(users_api::delete_user),
+        )
+        .route("/v1/apps/{app}/users/{id}/roles", put(users_api::set_roles))
         .route("/v1/status", get(status))
         .route(
             "/v1/components/{hash}",
@@ -140,12 +178,11 @@ pub fn router(platform: Arc<Platform>, admin_token: &str) -> Router {
             get(events_api::dlq_show),
         )
         .route("/v1/apps/{app}/logs", get(logs))
-        .layer(middleware::from_fn_with_state(ctx.clone(), require_token));
-    Router::new()
         .route(
             "/v1/health",
             get(|| async { Json(json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") })) }),
-        )
+        );
+    Router::new()
         .merge(protected)
         .fallback(|req: Request| async move {
             ApiError(
@@ -157,28 +194,11 @@ pub fn router(platform: Arc<Platform>, admin_token: &str) -> Router {
                 ),
             )
         })
+        .layer(middleware::from_fn_with_state(
+            ctx.clone(),
+            auth::authenticate,
+        ))
         .with_state(ctx)
-}
-
-async fn require_token(State(ctx): State<Ctx>, req: Request, next: Next) -> Response {
-    let given = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    if !constant_time_eq(given.as_bytes(), ctx.token.as_bytes()) {
-        return ApiError(
-            StatusCode::UNAUTHORIZED,
-            "missing or wrong admin token: send `Authorization: Bearer TOKEN` (the token is in the server's data dir, file admin-token; the CLI reads it from --data-dir or NIMBUS_TOKEN)".into(),
-        )
-        .into_response();
-    }
-    next.run(req).await
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 async fn status(State(ctx): State<Ctx>) -> Json<serde_json::Value> {
@@ -246,11 +266,20 @@ struct AppSummary {
     updated_at_us: i64,
 }
 
-async fn list_apps(State(ctx): State<Ctx>) -> ApiResult<Json<Vec<AppSummary>>> {
+async fn list_apps(
+    State(ctx): State<Ctx>,
+    Extension(principal): Extension<Principal>,
+) -> ApiResult<Json<Vec<AppSummary>>> {
     let table = ctx.platform.gateway.table();
     let rows = ctx.platform.store.apps().await?;
+    // An app-limited key sees its own app only.
+    let only = match &principal {
+        Principal::Key(k) => k.app.clone(),
+        _ => None,
+    };
     Ok(Json(
         rows.into_iter()
+            .filter(|a| only.as_ref().is_none_or(|o| *o == a.name))
             .map(|a| {
                 let active = table.app(&a.name);
                 AppSummary {
@@ -445,6 +474,14 @@ async fn invoke(ctx: Ctx, app: String, function: String, path: String, req: Requ
         )
         .into_response();
     };
+    let caller = match req.extensions().get::<Principal>() {
+        Some(Principal::Key(k)) => Some(nimbus_runtime::Caller {
+            kind: "api_key",
+            subject: k.name.clone(),
+            claims: None,
+        }),
+        _ => None,
+    };
     let (mut parts, body) = req.into_parts();
     parts.headers.remove(header::AUTHORIZATION);
     let query = parts
@@ -465,14 +502,22 @@ async fn invoke(ctx: Ctx, app: String, function: String, path: String, req: Requ
     };
     if nimbus_gateway::asynchronous::wants_async(&parts.headers) {
         let req = http::Request::from_parts(parts, body);
-        return nimbus_gateway::asynchronous::accept(&ctx.platform.events, &f, req, None, &[])
-            .await
-            .map(Body::new);
+        return nimbus_gateway::asynchronous::accept(
+            &ctx.platform.events,
+            &f,
+            req,
+            None,
+            &[],
+            caller.as_ref(),
+        )
+        .await
+        .map(Body::new);
     }
     let body = body.map_err(|e| wasmtime_wasi_http::Error::InternalError(Some(e.to_string())));
     let req = http::Request::from_parts(parts, body);
     let meta = InvokeRequest {
         trigger: "invoke",
+        caller,
         ..Default::default()
     };
     let resp = ctx.platform.runtime.invoke(&f, req, meta).await;

@@ -2,9 +2,10 @@
 //! configuration and secrets of an app.
 
 use crate::api::{ApiError, ApiResult, Ctx};
+use crate::auth::{Grant, Principal, authorize};
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use nimbus_store::{DocError, DocQuery, KvError};
@@ -36,8 +37,17 @@ impl From<KvError> for ApiError {
     }
 }
 
-/// The value limit of a declared store of an active app.
-fn kv_store(ctx: &Ctx, app: &str, store: &str) -> ApiResult<u64> {
+/// The value limit of a declared store of an active app, and what the
+/// caller may do in it (`write`: a write is asked for). Under the `owner`
+/// rule a user reaches only keys under `SUBJECT/`.
+fn kv_store(
+    ctx: &Ctx,
+    principal: &Principal,
+    app: &str,
+    store: &str,
+    key: Option<&str>,
+    write: bool,
+) -> ApiResult<(u64, Grant)> {
     let table = ctx.platform.gateway.table();
     let active = table
         .app(app)
@@ -47,10 +57,28 @@ fn kv_store(ctx: &Ctx, app: &str, store: &str) -> ApiResult<u64> {
             "app {app:?} has no KV store {store:?}: declare it in nimbus.toml as [kv.{store}]"
         ))
     })?;
-    Ok(spec
+    let grant = authorize(
+        principal,
+        app,
+        &format!("KV store {store:?}"),
+        spec.access,
+        write,
+    )?;
+    if let (Some(owner), Some(key)) = (grant.owner(), key)
+        && !key.starts_with(&format!("{owner}/"))
+    {
+        return Err(ApiError(
+            StatusCode::FORBIDDEN,
+            format!(
+                "under the owner rule of {app}/{store}, a user reaches only keys under \"{owner}/\""
+            ),
+        ));
+    }
+    let limit = spec
         .max_value_bytes
         .unwrap_or(u64::MAX)
-        .min(ctx.platform.max_value_bytes))
+        .min(ctx.platform.max_value_bytes);
+    Ok((limit, grant))
 }
 
 fn check_key(key: &str) -> ApiResult<()> {
@@ -60,9 +88,10 @@ fn check_key(key: &str) -> ApiResult<()> {
 /// `GET /v1/apps/{app}/kv/{store}/{*key}`: the raw value.
 pub(crate) async fn kv_get(
     State(ctx): State<Ctx>,
+    Extension(who): Extension<Principal>,
     Path((app, store, key)): Path<(String, String, String)>,
 ) -> ApiResult<Response> {
-    kv_store(&ctx, &app, &store)?;
+    kv_store(&ctx, &who, &app, &store, Some(&key), false)?;
     match ctx.platform.store.kv_get(&app, &store, &key).await? {
         Some(v) => Ok(([(header::CONTENT_TYPE, "application/octet-stream")], v).into_response()),
         None => Err(not_found(format!("no key {key:?} in {app}/{store}"))),
@@ -77,11 +106,12 @@ pub(crate) struct SetQuery {
 /// `PUT /v1/apps/{app}/kv/{store}/{*key}?ttl=30s`: the body is the value.
 pub(crate) async fn kv_put(
     State(ctx): State<Ctx>,
+    Extension(who): Extension<Principal>,
     Path((app, store, key)): Path<(String, String, String)>,
     Query(q): Query<SetQuery>,
     body: Bytes,
 ) -> ApiResult<StatusCode> {
-    let limit = kv_store(&ctx, &app, &store)?;
+    let (limit, _) = kv_store(&ctx, &who, &app, &store, Some(&key), true)?;
     check_key(&key)?;
     if body.len() as u64 > limit {
         return Err(ApiError(
@@ -116,9 +146,10 @@ pub(crate) async fn kv_put(
 /// `DELETE /v1/apps/{app}/kv/{store}/{*key}`.
 pub(crate) async fn kv_delete(
     State(ctx): State<Ctx>,
+    Extension(who): Extension<Principal>,
     Path((app, store, key)): Path<(String, String, String)>,
 ) -> ApiResult<Json<Value>> {
-    kv_store(&ctx, &app, &store)?;
+    kv_store(&ctx, &who, &app, &store, Some(&key), true)?;
     let existed = ctx.platform.store.kv_delete(&app, &store, &key).await?;
     Ok(Json(json!({ "deleted": existed })))
 }
@@ -139,10 +170,11 @@ pub(crate) struct CasBody {
 /// `{"compare_and_swap": {"expected": "old" | null, "value": "new"}}`.
 pub(crate) async fn kv_op(
     State(ctx): State<Ctx>,
+    Extension(who): Extension<Principal>,
     Path((app, store, key)): Path<(String, String, String)>,
     Json(op): Json<KvOp>,
 ) -> ApiResult<Json<Value>> {
-    let limit = kv_store(&ctx, &app, &store)?;
+    let (limit, _) = kv_store(&ctx, &who, &app, &store, Some(&key), true)?;
     check_key(&key)?;
     let db = &ctx.platform.store;
     match (op.increment, op.compare_and_swap) {
@@ -191,17 +223,36 @@ pub(crate) struct ListQuery {
 /// `GET /v1/apps/{app}/kv/{store}?prefix=&after=&limit=`: keys, in order.
 pub(crate) async fn kv_list(
     State(ctx): State<Ctx>,
+    Extension(who): Extension<Principal>,
     Path((app, store)): Path<(String, String)>,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<nimbus_store::KeyPage>> {
-    kv_store(&ctx, &app, &store)?;
+    let (_, grant) = kv_store(&ctx, &who, &app, &store, None, false)?;
+    // Under the owner rule a listing stays within the user's keys.
+    let prefix = match grant.owner() {
+        Some(owner) => {
+            let mine = format!("{owner}/");
+            let asked = q.prefix.clone().unwrap_or_default();
+            if asked.starts_with(&mine) {
+                asked
+            } else if mine.starts_with(&asked) {
+                mine
+            } else {
+                return Err(ApiError(
+                    StatusCode::FORBIDDEN,
+                    format!("under the owner rule of {app}/{store}, list keys under \"{owner}/\""),
+                ));
+            }
+        }
+        None => q.prefix.clone().unwrap_or_default(),
+    };
     Ok(Json(
         ctx.platform
             .store
             .kv_list(
                 &app,
                 &store,
-                q.prefix.as_deref().unwrap_or(""),
+                &prefix,
                 q.after.as_deref(),
                 q.limit.unwrap_or(100).clamp(1, 1000),
             )
@@ -209,17 +260,84 @@ pub(crate) async fn kv_list(
     ))
 }
 
-fn collection(ctx: &Ctx, app: &str, coll: &str) -> ApiResult<()> {
+/// A declared collection of an active app, and what the caller may do in
+/// it: under the `owner` rule, the grant and the owner field.
+fn collection(
+    ctx: &Ctx,
+    principal: &Principal,
+    app: &str,
+    coll: &str,
+    write: bool,
+) -> ApiResult<Owned> {
     let table = ctx.platform.gateway.table();
     let active = table
         .app(app)
         .ok_or_else(|| not_found(format!("app {app:?} is not deployed")))?;
-    if !active.spec.collections.contains_key(coll) {
-        return Err(not_found(format!(
+    let spec = active.spec.collections.get(coll).ok_or_else(|| {
+        not_found(format!(
             "app {app:?} has no collection {coll:?}: declare it in nimbus.toml as [collections.{coll}]"
-        )));
+        ))
+    })?;
+    let grant = authorize(
+        principal,
+        app,
+        &format!("collection {coll:?}"),
+        spec.access,
+        write,
+    )?;
+    Ok(grant.owner().map(|subject| {
+        (
+            subject.to_string(),
+            spec.owner_field.clone().unwrap_or_else(|| "owner".into()),
+        )
+    }))
+}
+
+/// Under the owner rule: the user's subject and the owner field.
+type Owned = Option<(String, String)>;
+
+fn not_yours(coll: &str, id: &str, field: &str) -> ApiError {
+    ApiError(
+        StatusCode::FORBIDDEN,
+        format!("document {coll}/{id} belongs to another user (its {field:?} is not your user id)"),
+    )
+}
+
+/// Under the owner rule, the current document (which must be the user's)
+/// and the version to write against, so a concurrent change conflicts.
+async fn owned_current(
+    ctx: &Ctx,
+    app: &str,
+    coll: &str,
+    id: &str,
+    owned: &Owned,
+    expected: Option<i64>,
+) -> ApiResult<Option<i64>> {
+    let Some((subject, field)) = owned else {
+        return Ok(expected);
+    };
+    let current = ctx.platform.store.doc_get(app, coll, id).await?;
+    let version = match &current {
+        Some(d) => {
+            if field_value(&d.body, field) != Some(&Value::String(subject.clone())) {
+                return Err(not_yours(coll, id, field));
+            }
+            d.version
+        }
+        None => 0,
+    };
+    if expected.is_some_and(|e| e != version) {
+        return Err(ApiError(
+            StatusCode::PRECONDITION_FAILED,
+            format!("document {coll}/{id} is at version {version}, not the expected one"),
+        ));
     }
-    Ok(())
+    Ok(Some(version))
+}
+
+/// The value at a dotted field path.
+fn field_value<'a>(body: &'a Value, path: &str) -> Option<&'a Value> {
+    path.split('.').try_fold(body, |v, k| v.get(k))
 }
 
 fn check_doc(ctx: &Ctx, id: &str, len: usize) -> ApiResult<()> {
@@ -264,11 +382,19 @@ fn with_etag(doc: nimbus_store::Document) -> Response {
 /// `GET /v1/apps/{app}/docs/{coll}/{id}`.
 pub(crate) async fn doc_get(
     State(ctx): State<Ctx>,
+    Extension(who): Extension<Principal>,
     Path((app, coll, id)): Path<(String, String, String)>,
 ) -> ApiResult<Response> {
-    collection(&ctx, &app, &coll)?;
+    let owned = collection(&ctx, &who, &app, &coll, false)?;
     match ctx.platform.store.doc_get(&app, &coll, &id).await? {
-        Some(d) => Ok(with_etag(d)),
+        Some(d) => {
+            if let Some((subject, field)) = &owned
+                && field_value(&d.body, field) != Some(&Value::String(subject.clone()))
+            {
+                return Err(not_yours(&coll, &id, field));
+            }
+            Ok(with_etag(d))
+        }
         None => Err(not_found(format!("no document {coll}/{id} in app {app:?}"))),
     }
 }
@@ -277,13 +403,41 @@ pub(crate) async fn doc_get(
 /// for optimistic concurrency).
 pub(crate) async fn doc_put(
     State(ctx): State<Ctx>,
+    Extension(who): Extension<Principal>,
     Path((app, coll, id)): Path<(String, String, String)>,
     headers: HeaderMap,
     body: String,
 ) -> ApiResult<Response> {
-    collection(&ctx, &app, &coll)?;
+    let owned = collection(&ctx, &who, &app, &coll, true)?;
     check_doc(&ctx, &id, body.len())?;
-    let expected = expected_version(&headers)?;
+    let mut body = body;
+    if let Some((subject, field)) = &owned {
+        // The document must name its writer as owner (set if absent).
+        let mut v: Value = serde_json::from_str(&body).map_err(|e| {
+            ApiError(
+                StatusCode::BAD_REQUEST,
+                format!("the document is not JSON: {e}"),
+            )
+        })?;
+        match field_value(&v, field) {
+            None => {
+                if field.contains('.') {
+                    return Err(ApiError(
+                        StatusCode::BAD_REQUEST,
+                        format!("set the owner field {field:?} to your user id"),
+                    ));
+                }
+                if let Some(o) = v.as_object_mut() {
+                    o.insert(field.clone(), Value::String(subject.clone()));
+                }
+            }
+            Some(Value::String(s)) if s == subject => {}
+            Some(_) => return Err(not_yours(&coll, &id, field)),
+        }
+        body = v.to_string();
+    }
+    let expected =
+        owned_current(&ctx, &app, &coll, &id, &owned, expected_version(&headers)?).await?;
     let d = ctx
         .platform
         .store
@@ -295,13 +449,33 @@ pub(crate) async fn doc_put(
 /// `PATCH /v1/apps/{app}/docs/{coll}/{id}`: a JSON merge patch (RFC 7396).
 pub(crate) async fn doc_patch(
     State(ctx): State<Ctx>,
+    Extension(who): Extension<Principal>,
     Path((app, coll, id)): Path<(String, String, String)>,
     headers: HeaderMap,
     body: String,
 ) -> ApiResult<Response> {
-    collection(&ctx, &app, &coll)?;
+    let owned = collection(&ctx, &who, &app, &coll, true)?;
     check_doc(&ctx, &id, body.len())?;
-    let expected = expected_version(&headers)?;
+    if let Some((subject, field)) = &owned {
+        let patch: Value = serde_json::from_str(&body).map_err(|e| {
+            ApiError(
+                StatusCode::BAD_REQUEST,
+                format!("the patch is not JSON: {e}"),
+            )
+        })?;
+        // A patch may not hand the document to someone else (or drop its owner).
+        let head = field.split('.').next().unwrap_or(field);
+        if patch.get(head).is_some()
+            && field_value(&patch, field) != Some(&Value::String(subject.clone()))
+        {
+            return Err(not_yours(&coll, &id, field));
+        }
+    }
+    let expected =
+        owned_current(&ctx, &app, &coll, &id, &owned, expected_version(&headers)?).await?;
+    if owned.is_some() && expected == Some(0) {
+        return Err(not_found(format!("no document {coll}/{id} in app {app:?}")));
+    }
     let d = ctx
         .platform
         .store
@@ -320,9 +494,11 @@ pub(crate) async fn doc_patch(
 /// `DELETE /v1/apps/{app}/docs/{coll}/{id}`.
 pub(crate) async fn doc_delete(
     State(ctx): State<Ctx>,
+    Extension(who): Extension<Principal>,
     Path((app, coll, id)): Path<(String, String, String)>,
 ) -> ApiResult<Json<Value>> {
-    collection(&ctx, &app, &coll)?;
+    let owned = collection(&ctx, &who, &app, &coll, true)?;
+    owned_current(&ctx, &app, &coll, &id, &owned, None).await?;
     let existed = ctx.platform.store.doc_delete(&app, &coll, &id).await?;
     Ok(Json(json!({ "deleted": existed })))
 }
@@ -336,12 +512,18 @@ pub(crate) struct ExplainQuery {
 /// `?explain=true` adds the query plan).
 pub(crate) async fn doc_query(
     State(ctx): State<Ctx>,
+    Extension(who): Extension<Principal>,
     Path((app, coll)): Path<(String, String)>,
     Query(x): Query<ExplainQuery>,
     body: String,
 ) -> ApiResult<Json<Value>> {
-    collection(&ctx, &app, &coll)?;
-    let q = DocQuery::parse(if body.trim().is_empty() { "{}" } else { &body })?;
+    let owned = collection(&ctx, &who, &app, &coll, false)?;
+    let mut q = DocQuery::parse(if body.trim().is_empty() { "{}" } else { &body })?;
+    // Under the owner rule a query sees the user's documents only.
+    if let Some((subject, field)) = owned {
+        q.filters
+            .push((field, nimbus_store::Op::Eq, Value::String(subject)));
+    }
     let (docs, cursor) = ctx.platform.store.doc_query(&app, &coll, &q).await?;
     let mut out = json!({ "documents": docs, "cursor": cursor });
     if x.explain == Some(true) {
@@ -354,10 +536,18 @@ pub(crate) async fn doc_query(
 /// with an `"id"`: creates or replaces them all in one transaction.
 pub(crate) async fn doc_bulk(
     State(ctx): State<Ctx>,
+    Extension(who): Extension<Principal>,
     Path((app, coll)): Path<(String, String)>,
     Json(docs): Json<Vec<Value>>,
 ) -> ApiResult<Json<Value>> {
-    collection(&ctx, &app, &coll)?;
+    if collection(&ctx, &who, &app, &coll, true)?.is_some() {
+        return Err(ApiError(
+            StatusCode::FORBIDDEN,
+            format!(
+                "bulk writes to {coll:?} (owner rule) need an API key: write documents one at a time"
+            ),
+        ));
+    }
     let mut items = Vec::with_capacity(docs.len());
     for d in docs {
         let id = d["id"]

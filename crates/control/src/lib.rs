@@ -6,10 +6,12 @@
 //! message that says what to do.
 
 mod api;
+mod auth;
 mod data_api;
 mod events_api;
 mod platform;
+mod users_api;
 
 pub use api::router;
-pub use platform::{DeployEvent, Platform, PlatformError};
 pub use nimbus_identity::Sealer;
+pub use platform::{DeployEvent, Platform, PlatformError, PlatformLimits};

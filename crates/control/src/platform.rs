@@ -4,10 +4,10 @@
 //! components, compilation, route collisions) happens before anything is
 //! written, so a failed deploy leaves the active revision serving.
 
-use nimbus_identity::Sealer;
 use nimbus_core::{AppSpec, Manifest};
 use nimbus_events::Events;
 use nimbus_gateway::{ActiveApp, Gateway, RouteTable};
+use nimbus_identity::{ApiKeys, Sealer, Users};
 use nimbus_runtime::{ConfigSnapshot, manifest_config};
 use nimbus_runtime::{LoadSource, Runtime};
 use nimbus_store::{ComponentStore, RecordWriter, Store, StoreError};
@@ -101,11 +101,24 @@ pub struct Platform {
     pub events: Arc<Events>,
     /// Seals secrets at rest.
     pub sealer: Sealer,
+    /// API keys.
+    pub keys: ApiKeys,
+    /// App user pools (and their signing keys).
+    pub users: Users,
     /// Largest KV value or document accepted, in bytes.
     pub max_value_bytes: u64,
     /// Largest component upload accepted, in bytes.
     pub max_component_bytes: u64,
     lock: Mutex<()>,
+}
+
+/// Size limits of what the control plane accepts.
+#[derive(Debug, Clone, Copy)]
+pub struct PlatformLimits {
+    /// Largest component upload, in bytes.
+    pub max_component_bytes: u64,
+    /// Largest KV value or document, in bytes.
+    pub max_value_bytes: u64,
 }
 
 impl Platform {
@@ -115,20 +128,23 @@ impl Platform {
         components: ComponentStore,
         gateway: Arc<Gateway>,
         records: RecordWriter,
-        max_component_bytes: u64,
         sealer: Sealer,
-        max_value_bytes: u64,
+        users: Users,
+        limits: PlatformLimits,
     ) -> Arc<Platform> {
+        let keys = gateway.verifiers().keys.clone();
         Arc::new(Platform {
+            keys,
             store,
             components,
             runtime: gateway.runtime().clone(),
             events: gateway.events().clone(),
             gateway,
             records,
-            max_component_bytes,
+            max_component_bytes: limits.max_component_bytes,
             sealer,
-            max_value_bytes,
+            max_value_bytes: limits.max_value_bytes,
+            users,
             lock: Mutex::new(()),
         })
     }
@@ -139,6 +155,13 @@ impl Platform {
     async fn prepare(&self, app: &ActiveApp) -> Result<(), PlatformError> {
         for c in app.spec.collections.values() {
             self.store.ensure_doc_indexes(&c.indexes).await?;
+        }
+        if app.spec.auth.is_some() {
+            self.users
+                .tokens()
+                .ensure(&app.spec.name)
+                .await
+                .map_err(|e| PlatformError::Internal(format!("signing key: {e}")))?;
         }
         self.apply_config(app).await
     }
@@ -410,6 +433,14 @@ impl Platform {
         self.activate(self.gateway.table().without_app(app));
         self.store.delete_app_events(app).await?;
         self.store.delete_app_data(app).await?;
+        self.store.delete_app_identity(app).await?;
+        let reloaded = async {
+            self.keys.reload().await?;
+            self.users.tokens().reload().await
+        };
+        reloaded
+            .await
+            .map_err(|e| PlatformError::Internal(format!("reloading keys: {e}")))?;
         Ok(())
     }
 }

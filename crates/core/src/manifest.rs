@@ -666,7 +666,9 @@ impl Manifest {
                 None => None,
             };
             let access = match &k.get_ref().access {
-                Some(a) => Access::parse(a).map_err(|e| at(k.span(), format!("kv store {name:?}: {e}")))?,
+                Some(a) => {
+                    Access::parse(a).map_err(|e| at(k.span(), format!("kv store {name:?}: {e}")))?
+                }
                 None => Access::None,
             };
             kv.insert(

@@ -211,7 +211,11 @@ impl PolicySpec {
         let nets = |v: &Option<Vec<String>>, b: &Option<Vec<String>>| {
             v.as_ref()
                 .or(b.as_ref())
-                .map(|l| l.iter().map(|s| parse_net(s)).collect::<Result<Vec<_>, _>>())
+                .map(|l| {
+                    l.iter()
+                        .map(|s| parse_net(s))
+                        .collect::<Result<Vec<_>, _>>()
+                })
                 .unwrap_or(Ok(Vec::new()))
         };
         let p = ResolvedPolicy {
@@ -227,10 +231,7 @@ impl PolicySpec {
                 .clone()
                 .or_else(|| base.claims.clone())
                 .unwrap_or_default(),
-            rate_limit: self
-                .rate_limit
-                .clone()
-                .or_else(|| base.rate_limit.clone()),
+            rate_limit: self.rate_limit.clone().or_else(|| base.rate_limit.clone()),
             cors: self.cors.clone().or_else(|| base.cors.clone()),
             max_body_bytes: self.max_body_bytes.or(base.max_body_bytes),
             allow: nets(&self.allow, &base.allow)?,
@@ -381,8 +382,7 @@ impl PolicyManifest {
             }
             None if self.issuer.is_some() || self.audience.is_some() => {
                 return Err(
-                    "issuer and audience describe an external issuer: give its jwks_url too"
-                        .into(),
+                    "issuer and audience describe an external issuer: give its jwks_url too".into(),
                 );
             }
             None => None,
@@ -687,7 +687,12 @@ mod tests {
         assert!(allow.ip_allowed("10.1.2.3".parse().unwrap()));
         assert!(!allow.ip_allowed("127.0.0.1".parse().unwrap()));
         assert!(PolicySpec::default().resolve(&base).unwrap().deny.len() == 1);
-        assert!(PolicySpec::default().resolve(&PolicySpec::default()).unwrap().is_open());
+        assert!(
+            PolicySpec::default()
+                .resolve(&PolicySpec::default())
+                .unwrap()
+                .is_open()
+        );
     }
 
     #[test]
@@ -729,7 +734,11 @@ mod tests {
             .contains("jwks_url")
         );
         assert!(Access::parse("owner").is_ok());
-        assert!(Access::parse("everyone").unwrap_err().contains("public-read"));
+        assert!(
+            Access::parse("everyone")
+                .unwrap_err()
+                .contains("public-read")
+        );
         assert!(
             AuthManifest {
                 access_ttl: Some("2d".into()),

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Request};
 use http_body_util::{BodyExt, Full};
 use nimbus_core::events::{Consumer, RetryPolicy};
-use nimbus_runtime::{EventMeta, Function, InvokeRequest, Runtime};
+use nimbus_runtime::{Caller, EventMeta, Function, InvokeRequest, Runtime};
 use nimbus_store::{EventOp, EventResult, Leased, Settlement, Store, now_us};
 use rand::Rng;
 use std::sync::Arc;
@@ -248,6 +248,22 @@ async fn deliver(ctx: &Ctx, msg: Leased) {
     }
 }
 
+/// The verified caller an async invocation was accepted for, kept as
+/// `:auth-*` pseudo-headers.
+fn stored_caller(headers: &[(String, String)]) -> Option<Caller> {
+    let get = |k: &str| headers.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let kind = match get(":auth-kind")?.as_str() {
+        "jwt" => "jwt",
+        "api_key" => "api_key",
+        _ => return None,
+    };
+    Some(Caller {
+        kind,
+        subject: get(":auth-subject")?,
+        claims: get(":auth-claims"),
+    })
+}
+
 /// One delivery; `Err` says why it failed.
 async fn attempt(ctx: &Ctx, msg: &Leased) -> Result<(), String> {
     let meta = InvokeRequest {
@@ -273,6 +289,7 @@ async fn attempt(ctx: &Ctx, msg: &Leased) -> Result<(), String> {
             attempt: msg.attempt,
         }),
         patient: true,
+        caller: stored_caller(&msg.headers),
     };
     let resp = ctx.runtime.invoke(&ctx.function, request(msg), meta).await;
     let status = resp.status();

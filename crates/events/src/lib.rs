@@ -30,7 +30,9 @@ use deliver::ConsumerHandle;
 use futures::future::BoxFuture;
 use http::HeaderMap;
 use nimbus_core::events::Channel;
-use nimbus_runtime::{ActiveApp, EventProducer, Function, GuestMessage, ProduceError, Runtime};
+use nimbus_runtime::{
+    ActiveApp, Caller, EventProducer, Function, GuestMessage, ProduceError, Runtime,
+};
 use nimbus_store::{Enqueued, EventOp, EventResult, NewMessage, Store, now_us};
 use parking_lot::Mutex;
 use schedule::ScheduleHandle;
@@ -175,6 +177,8 @@ pub struct AsyncRequest<'a> {
     pub route: Option<&'a str>,
     /// Its path parameters.
     pub params: &'a [(String, String)],
+    /// The caller the route's policy verified.
+    pub caller: Option<&'a Caller>,
 }
 
 /// Percent-encodes what a header value cannot carry (CloudEvents HTTP
@@ -623,6 +627,7 @@ impl Events {
             headers,
             route,
             params,
+            caller,
         } = req;
         self.shared
             .size_check(None, "an async invocation", body.len())?;
@@ -633,6 +638,13 @@ impl Events {
         }
         for (k, v) in params {
             kept.push((format!(":param:{k}"), v.clone()));
+        }
+        if let Some(c) = caller {
+            kept.push((":auth-kind".to_string(), c.kind.to_string()));
+            kept.push((":auth-subject".to_string(), c.subject.clone()));
+            if let Some(claims) = &c.claims {
+                kept.push((":auth-claims".to_string(), claims.clone()));
+            }
         }
         let mut msg = Outgoing {
             body,

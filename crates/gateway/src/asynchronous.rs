@@ -7,7 +7,7 @@ use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 use http_body::Body;
 use http_body_util::{BodyExt, Limited};
 use nimbus_events::{AsyncRequest, EventError, Events};
-use nimbus_runtime::{Function, INVOCATION_ID_HEADER, ResponseBody, text_response};
+use nimbus_runtime::{Caller, Function, INVOCATION_ID_HEADER, ResponseBody, text_response};
 
 /// Whether the client asked for an async invocation.
 pub fn wants_async(headers: &HeaderMap) -> bool {
@@ -27,6 +27,7 @@ pub async fn accept<B>(
     req: http::Request<B>,
     route: Option<&str>,
     params: &[(String, String)],
+    caller: Option<&Caller>,
 ) -> Response<ResponseBody>
 where
     B: Body<Data = Bytes>,
@@ -64,6 +65,7 @@ where
         headers: &parts.headers,
         route,
         params,
+        caller,
     };
     match events.invoke_async(f, stored, body.to_vec()).await {
         Ok(receipt) => {

@@ -12,9 +12,11 @@
 //! the table meanwhile.
 
 pub mod asynchronous;
+pub mod policy;
 mod routes;
 
 pub use nimbus_runtime::ActiveApp;
+pub use policy::Verifiers;
 pub use routes::{Lookup, RouteConflict, RouteTable, Target};
 
 use arc_swap::ArcSwap;
@@ -25,25 +27,49 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use nimbus_events::Events;
 use nimbus_runtime::{InvokeRequest, ResponseBody, Runtime};
 use std::convert::Infallible;
+use std::net::IpAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
-use tower::ServiceExt;
+use tower::{Layer, ServiceExt};
 
 /// Routes requests to functions.
 pub struct Gateway {
     table: ArcSwap<RouteTable>,
     runtime: Arc<Runtime>,
     events: Arc<Events>,
+    verifiers: Verifiers,
 }
+
+/// The client's address, as a request extension for the control router.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub IpAddr);
 
 impl Gateway {
     /// A gateway with no routes.
-    pub fn new(runtime: Arc<Runtime>, events: Arc<Events>) -> Arc<Gateway> {
-        Arc::new(Gateway {
+    pub fn new(runtime: Arc<Runtime>, events: Arc<Events>, verifiers: Verifiers) -> Arc<Gateway> {
+        let gateway = Arc::new(Gateway {
             table: ArcSwap::from_pointee(RouteTable::default()),
             runtime,
             events,
-        })
+            verifiers,
+        });
+        // Rate-limit buckets that are full again carry no information.
+        let weak = Arc::downgrade(&gateway);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+                let Some(g) = weak.upgrade() else { return };
+                for p in g.table().policies() {
+                    p.shrink();
+                }
+            }
+        });
+        gateway
+    }
+
+    /// What verifies API keys and tokens.
+    pub fn verifiers(&self) -> &Verifiers {
+        &self.verifiers
     }
 
     /// The events engine (async invocations).
@@ -66,8 +92,12 @@ impl Gateway {
         &self.runtime
     }
 
-    /// Serves one request through the route table.
-    pub async fn handle(&self, req: Request<Incoming>) -> Response<ResponseBody> {
+    /// Serves one request through the route table; `ip` is the client's.
+    pub async fn handle(
+        &self,
+        req: Request<Incoming>,
+        ip: Option<IpAddr>,
+    ) -> Response<ResponseBody> {
         let table = self.table.load_full();
         let host = req
             .headers()
@@ -85,9 +115,41 @@ impl Gateway {
                     })
                     .to_ascii_lowercase()
             });
+        // A CORS preflight is answered by the route it asks about, if that
+        // route's policy has CORS; otherwise OPTIONS is routed as any method.
+        if let Some(asked) = policy::preflight_method(req.method(), req.headers())
+            && let Lookup::Found { target, .. } =
+                table.lookup(host.as_deref(), &asked, req.uri().path())
+            && let Some(cors) = &target.cors
+        {
+            if let Some(p) = &target.policy
+                && let Err(r) = p.check_ip(ip)
+            {
+                return r.into_response();
+            }
+            let never = tower::service_fn(|_: Request<Incoming>| async {
+                Ok::<_, Infallible>(Response::new(ResponseBody::default()))
+            });
+            return cors
+                .layer(never)
+                .oneshot(req)
+                .await
+                .unwrap_or_else(|never| match never {});
+        }
         match table.lookup(host.as_deref(), req.method(), req.uri().path()) {
             Lookup::Found { target, params } => {
                 let function = target.function.clone();
+                let mut req = req;
+                let mut caller = None;
+                if let Some(p) = &target.policy {
+                    if let Err(r) = p.check_ip(ip) {
+                        return r.into_response();
+                    }
+                    match p.admit(&self.verifiers, req.headers_mut(), ip).await {
+                        Ok(c) => caller = c,
+                        Err(r) => return r.into_response(),
+                    }
+                }
                 if asynchronous::wants_async(req.headers()) {
                     return asynchronous::accept(
                         &self.events,
@@ -95,6 +157,7 @@ impl Gateway {
                         req,
                         Some(&target.pattern),
                         &params,
+                        caller.as_ref(),
                     )
                     .await;
                 }
@@ -102,9 +165,39 @@ impl Gateway {
                     trigger: "http",
                     route: Some(target.pattern.to_string()),
                     params,
+                    caller,
                     ..Default::default()
                 };
-                self.runtime.invoke(&function, req, meta).await
+                let max_body = target.policy.as_ref().and_then(|p| p.spec.max_body_bytes);
+                let runtime = self.runtime.clone();
+                let invoke = tower::service_fn(move |req: Request<Incoming>| {
+                    let runtime = runtime.clone();
+                    let function = function.clone();
+                    let meta = meta.clone();
+                    async move {
+                        let resp = match max_body {
+                            // Content-Length was checked; this catches chunked bodies.
+                            Some(max) => {
+                                let req = req.map(|b| {
+                                    http_body_util::BodyExt::map_err(
+                                        http_body_util::Limited::new(b, max as usize),
+                                        move |_| {
+                                            wasmtime_wasi_http::p2::bindings::http::types::ErrorCode::HttpRequestBodySize(Some(max))
+                                        },
+                                    )
+                                });
+                                runtime.invoke(&function, req, meta).await
+                            }
+                            None => runtime.invoke(&function, req, meta).await,
+                        };
+                        Ok::<_, Infallible>(resp)
+                    }
+                });
+                let resp = match &target.cors {
+                    Some(cors) => cors.layer(invoke).oneshot(req).await,
+                    None => invoke.oneshot(req).await,
+                };
+                resp.unwrap_or_else(|never| match never {})
             }
             Lookup::MethodNotAllowed(allowed) => {
                 let list: Vec<&str> = allowed.iter().map(|m| m.as_str()).collect();
@@ -154,7 +247,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     tokio::pin!(shutdown);
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(s) => s,
                 Err(e) => {
@@ -170,18 +263,20 @@ pub async fn serve(
         let gateway = gateway.clone();
         let control = control.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+            let ip = nimbus_core::policy::canonical_ip(peer.ip());
+            let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
                 let gateway = gateway.clone();
                 let control = control.clone();
                 async move {
                     let resp: Response<ServerBody> = if is_control(req.uri().path()) {
+                        req.extensions_mut().insert(ClientIp(ip));
                         let resp = control
                             .oneshot(req)
                             .await
                             .unwrap_or_else(|never: Infallible| match never {});
                         resp.map(Either::Right)
                     } else {
-                        gateway.handle(req).await.map(Either::Left)
+                        gateway.handle(req, Some(ip)).await.map(Either::Left)
                     };
                     Ok::<_, Infallible>(resp)
                 }

@@ -2,6 +2,7 @@
 //! matcher per host. A table is immutable; a deploy builds a new one and
 //! swaps it in whole, so a request sees exactly one revision of each app.
 
+use crate::policy::{Policy, cors_layer};
 use http::Method;
 use nimbus_core::route::parse_pattern;
 use nimbus_runtime::{ActiveApp, Function};
@@ -17,6 +18,10 @@ pub struct Target {
     pub pattern: Arc<str>,
     /// Function to invoke.
     pub function: Arc<Function>,
+    /// Its policy, unless it lets everyone in unchecked.
+    pub policy: Option<Arc<Policy>>,
+    /// CORS, if its policy has it.
+    pub cors: Option<tower_http::cors::CorsLayer>,
 }
 
 /// Result of a lookup.
@@ -52,6 +57,8 @@ pub struct RouteTable {
     apps: BTreeMap<String, Arc<ActiveApp>>,
     hosts: HashMap<String, HostRouter>,
     default: HostRouter,
+    /// Compiled policies by (app, policy name; `""` for `[gateway]` alone).
+    policies: HashMap<(String, String), Arc<Policy>>,
 }
 
 fn methods_of(names: &[String]) -> Vec<Method> {
@@ -71,9 +78,38 @@ impl RouteTable {
     pub fn build(
         apps: impl IntoIterator<Item = Arc<ActiveApp>>,
     ) -> Result<RouteTable, RouteConflict> {
+        Self::build_after(apps, None)
+    }
+
+    /// Like [`RouteTable::build`], reusing `previous`'s compiled policies
+    /// that did not change (their rate-limit buckets carry over).
+    fn build_after(
+        apps: impl IntoIterator<Item = Arc<ActiveApp>>,
+        previous: Option<&RouteTable>,
+    ) -> Result<RouteTable, RouteConflict> {
         let mut table = RouteTable::default();
         for app in apps {
             table.apps.insert(app.spec.name.clone(), app);
+        }
+        for app in table.apps.values() {
+            for route in &app.spec.routes {
+                let key = (
+                    app.spec.name.clone(),
+                    route.policy.clone().unwrap_or_default(),
+                );
+                if table.policies.contains_key(&key) {
+                    continue;
+                }
+                let spec = app
+                    .spec
+                    .route_policy(route)
+                    .map_err(|e| RouteConflict(format!("route {:?}: policy: {e}", route.path)))?;
+                let policy = match previous.and_then(|p| p.policies.get(&key)) {
+                    Some(old) if old.spec == spec => old.clone(),
+                    _ => Arc::new(Policy::new(&app.spec.name, spec)),
+                };
+                table.policies.insert(key, policy);
+            }
         }
         for app in table.apps.values() {
             let hr = match &app.spec.host {
@@ -88,10 +124,19 @@ impl RouteTable {
                         route.path, route.function
                     ))
                 })?;
+                let policy = table.policies[&(
+                    app.spec.name.clone(),
+                    route.policy.clone().unwrap_or_default(),
+                )]
+                    .clone();
+                let methods = methods_of(&route.methods);
+                let cors = policy.spec.cors.as_ref().map(|c| cors_layer(c, &methods));
                 let target = Target {
-                    methods: methods_of(&route.methods),
+                    methods,
                     pattern: route.path.as_str().into(),
                     function,
+                    policy: (!policy.spec.is_open()).then_some(policy),
+                    cors,
                 };
                 if let Some(&i) = hr.by_pattern.get(&pattern.normalized) {
                     let group = &mut hr.groups[i];
@@ -138,18 +183,26 @@ impl RouteTable {
             .cloned()
             .collect();
         apps.push(app);
-        RouteTable::build(apps)
+        RouteTable::build_after(apps, Some(self))
     }
 
     /// A new table without `app`.
     pub fn without_app(&self, name: &str) -> RouteTable {
-        RouteTable::build(self.apps.values().filter(|a| a.spec.name != name).cloned())
-            .expect("removing an app cannot create a conflict")
+        RouteTable::build_after(
+            self.apps.values().filter(|a| a.spec.name != name).cloned(),
+            Some(self),
+        )
+        .expect("removing an app cannot create a conflict")
     }
 
     /// Every active app.
     pub fn apps(&self) -> impl Iterator<Item = &Arc<ActiveApp>> {
         self.apps.values()
+    }
+
+    /// Every compiled policy.
+    pub fn policies(&self) -> impl Iterator<Item = &Arc<Policy>> {
+        self.policies.values()
     }
 
     /// One active app.
@@ -230,6 +283,7 @@ mod tests {
                         path: p.to_string(),
                         methods: ms.iter().map(|m| m.to_string()).collect(),
                         function: "f".into(),
+                        policy: None,
                     })
                     .collect(),
                 ..Default::default()

@@ -135,7 +135,8 @@ impl ApiKeys {
         Ok(keys)
     }
 
-    async fn reload(&self) -> Result<()> {
+    /// Reloads the active keys from the store.
+    pub async fn reload(&self) -> Result<()> {
         let map = self
             .store
             .api_keys()
@@ -164,12 +165,7 @@ impl ApiKeys {
         }
         let mut name = "admin".to_string();
         let mut n = 1;
-        while self
-            .active
-            .load()
-            .values()
-            .any(|k| k.name == name)
-        {
+        while self.active.load().values().any(|k| k.name == name) {
             n += 1;
             name = format!("admin-{n}");
         }
@@ -225,7 +221,8 @@ impl ApiKeys {
         if !by.allows(app, Scope::Admin) {
             return Err(IdentityError::Forbidden(match app {
                 Some(a) => format!("this key cannot create keys for app {a:?}"),
-                None => "only a platform-wide admin key can create platform-wide keys: pass --app".into(),
+                None => "only a platform-wide admin key can create platform-wide keys: pass --app"
+                    .into(),
             }));
         }
         let secret = random_secret("nimbus_");
@@ -263,11 +260,6 @@ impl ApiKeys {
             )));
         }
         self.store.revoke_api_key(&target.id).await?;
-        self.reload().await
-    }
-
-    /// Forgets an app's keys (the app was deleted).
-    pub async fn forget_app(&self) -> Result<()> {
         self.reload().await
     }
 }

@@ -61,7 +61,10 @@ mod tests {
             l.check(&"a").unwrap();
         }
         let wait = l.check(&"a").unwrap_err();
-        assert!(wait > Duration::ZERO && wait <= Duration::from_millis(100), "{wait:?}");
+        assert!(
+            wait > Duration::ZERO && wait <= Duration::from_millis(100),
+            "{wait:?}"
+        );
         l.check(&"b").unwrap();
         assert_eq!(l.len(), 2);
     }

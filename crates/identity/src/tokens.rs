@@ -138,7 +138,8 @@ impl Tokens {
         Ok(t)
     }
 
-    async fn reload(&self) -> Result<()> {
+    /// Reloads every app's keys from the store.
+    pub async fn reload(&self) -> Result<()> {
         let cutoff = nimbus_store::now_us() - (MAX_ACCESS_TTL_SECS as i64 + 60) * 1_000_000;
         let rows = self.store.signing_keys(cutoff).await?;
         let mut by_app: HashMap<String, Vec<SigningKeyRow>> = HashMap::new();
@@ -346,8 +347,11 @@ impl ExternalKeys {
         {
             return Ok(c);
         }
-        let unreachable =
-            |e: String| unauthorized(format!("the token issuer's keys at {url} are unavailable: {e}"));
+        let unreachable = |e: String| {
+            unauthorized(format!(
+                "the token issuer's keys at {url} are unavailable: {e}"
+            ))
+        };
         let set: JwkSet = self
             .client
             .get(url)
@@ -440,11 +444,17 @@ mod tests {
         assert!(c.satisfies(&["admin".into()], &Default::default()).is_err());
         // Another app's token does not verify here.
         let other = t.issue("b", "u1", 60, Map::new()).await.unwrap();
-        assert!(matches!(t.verify("a", &other), Err(IdentityError::Unauthorized(_))));
+        assert!(matches!(
+            t.verify("a", &other),
+            Err(IdentityError::Unauthorized(_))
+        ));
         // A tampered payload breaks the signature.
         let parts: Vec<&str> = tok.split('.').collect();
         let forged_claims = URL_SAFE_NO_PAD.encode(
-            serde_json::to_vec(&json!({"sub": "admin", "aud": "a", "iss": "nimbus:a", "exp": now_secs() + 60})).unwrap(),
+            serde_json::to_vec(
+                &json!({"sub": "admin", "aud": "a", "iss": "nimbus:a", "exp": now_secs() + 60}),
+            )
+            .unwrap(),
         );
         let forged = format!("{}.{}.{}", parts[0], forged_claims, parts[2]);
         let e = t.verify("a", &forged).unwrap_err().to_string();

@@ -275,7 +275,12 @@ impl Users {
     }
 
     /// Trades a refresh token for a new session (the old token is spent).
-    pub async fn refresh(&self, app: &str, spec: &AuthSpec, refresh_token: &str) -> Result<Session> {
+    pub async fn refresh(
+        &self,
+        app: &str,
+        spec: &AuthSpec,
+        refresh_token: &str,
+    ) -> Result<Session> {
         match self
             .store
             .use_refresh_token(app, &hash_secret(refresh_token))
@@ -449,17 +454,26 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(s.user.email, "ann@example.com");
-        assert_eq!(tokens.verify("a", &s.access_token).unwrap().subject, s.user.id);
+        assert_eq!(
+            tokens.verify("a", &s.access_token).unwrap().subject,
+            s.user.id
+        );
         assert!(matches!(
-            users.signup("a", &spec, "ann@example.com", "another one", ip).await,
+            users
+                .signup("a", &spec, "ann@example.com", "another one", ip)
+                .await,
             Err(IdentityError::Conflict(_))
         ));
         assert!(matches!(
-            users.signup("a", &spec, "bob@example.com", "short", ip).await,
+            users
+                .signup("a", &spec, "bob@example.com", "short", ip)
+                .await,
             Err(IdentityError::Invalid(_))
         ));
         assert!(matches!(
-            users.login("a", &spec, "ann@example.com", "wrong", ip).await,
+            users
+                .login("a", &spec, "ann@example.com", "wrong", ip)
+                .await,
             Err(IdentityError::Unauthorized(_))
         ));
         let s2 = users
@@ -476,7 +490,9 @@ mod tests {
             .await
             .unwrap();
         assert!(matches!(
-            users.login("a", &spec, "ann@example.com", "correct horse", ip).await,
+            users
+                .login("a", &spec, "ann@example.com", "correct horse", ip)
+                .await,
             Err(IdentityError::TooMany { .. })
         ));
         let (u, token, _) = users
@@ -488,9 +504,26 @@ mod tests {
             .confirm_reset("a", &spec, &token, "battery staple")
             .await
             .unwrap();
-        assert!(users.confirm_reset("a", &spec, &token, "again again").await.is_err());
-        assert!(users.request_reset("a", &spec, "nobody@example.com", ip).await.unwrap().is_none());
-        users.delete_account("a", &u.id, "battery staple").await.unwrap();
-        assert!(matches!(users.get("a", &u.id).await, Err(IdentityError::NotFound(_))));
+        assert!(
+            users
+                .confirm_reset("a", &spec, &token, "again again")
+                .await
+                .is_err()
+        );
+        assert!(
+            users
+                .request_reset("a", &spec, "nobody@example.com", ip)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        users
+            .delete_account("a", &u.id, "battery staple")
+            .await
+            .unwrap();
+        assert!(matches!(
+            users.get("a", &u.id).await,
+            Err(IdentityError::NotFound(_))
+        ));
     }
 }

@@ -14,7 +14,7 @@ fn split<'a>(what: &str, s: &'a str) -> Result<(&'a str, &'a str)> {
         .ok_or_else(|| anyhow!("name the {what} as APP/NAME, e.g. demo/scores"))
 }
 
-fn enc(s: &str) -> String {
+pub(crate) fn enc(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
@@ -413,47 +413,6 @@ pub async fn secrets(target: &Target, cmd: SecretsCommand) -> Result<()> {
         SecretsCommand::Unset { app, key, function } => {
             let p = format!("/v1/apps/{app}/secrets/{}{}", enc(&key), scope(&function));
             api.send(api.req(reqwest::Method::DELETE, &p)).await?;
-        }
-    }
-    Ok(())
-}
-
-#[derive(Subcommand)]
-pub enum KeysCommand {
-    /// Create an access key for an app (printed once)
-    Create {
-        /// App the key belongs to
-        #[arg(long)]
-        app: String,
-        /// An S3 key (SigV4 access key id and secret) for the app's buckets
-        #[arg(long)]
-        s3: bool,
-    },
-}
-
-pub async fn keys(target: &Target, cmd: KeysCommand) -> Result<()> {
-    let api = Api::new(target)?;
-    match cmd {
-        KeysCommand::Create { app, s3 } => {
-            if !s3 {
-                return Err(anyhow!("say which kind of key: --s3"));
-            }
-            let v: Value = api
-                .send(api.req(reqwest::Method::POST, &format!("/v1/apps/{app}/keys/s3")))
-                .await?
-                .json()
-                .await?;
-            println!(
-                "access key id:     {}",
-                v["access_key"].as_str().unwrap_or("")
-            );
-            println!(
-                "secret access key: {}",
-                v["secret_key"].as_str().unwrap_or("")
-            );
-            eprintln!(
-                "-- the secret is shown only now; use path-style addressing with the S3 endpoint"
-            );
         }
     }
     Ok(())

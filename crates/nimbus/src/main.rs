@@ -4,6 +4,7 @@
 mod client;
 mod data_cli;
 mod events_cli;
+mod identity_cli;
 mod up;
 
 use clap::{Args, Parser, Subcommand};
@@ -23,7 +24,7 @@ pub struct Target {
     /// Server URL [default: the one recorded in the data dir, else http://127.0.0.1:8080]
     #[arg(long, env = "NIMBUS_SERVER", global = true)]
     server: Option<String>,
-    /// Admin token [default: read from the data dir's admin-token file]
+    /// API key [default: the data dir's admin-token file, the bootstrap admin key]
     #[arg(long, env = "NIMBUS_TOKEN", global = true, hide_env_values = true)]
     token: Option<String>,
     /// Data dir of a local server, where its URL and admin token are found
@@ -112,10 +113,17 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
-    /// Access keys: create
+    /// API keys with scopes, and S3 keys: create, list, revoke
     Keys {
         #[command(subcommand)]
-        command: data_cli::KeysCommand,
+        command: identity_cli::KeysCommand,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Users of an app's pool: list, create, show, delete, roles, rotate-keys
+    Users {
+        #[command(subcommand)]
+        command: identity_cli::UsersCommand,
         #[command(flatten)]
         target: Target,
     },
@@ -252,7 +260,8 @@ fn main() {
             Command::Docs { command, target } => data_cli::docs(&target, command).await,
             Command::Config { command, target } => data_cli::config(&target, command).await,
             Command::Secrets { command, target } => data_cli::secrets(&target, command).await,
-            Command::Keys { command, target } => data_cli::keys(&target, command).await,
+            Command::Keys { command, target } => identity_cli::keys(&target, command).await,
+            Command::Users { command, target } => identity_cli::users(&target, command).await,
             Command::Apps { target } => client::apps(&target).await,
             Command::Functions { app, target } => client::functions(&target, &app).await,
             Command::Revisions { app, target } => client::revisions(&target, &app).await,

@@ -221,18 +221,43 @@ pub async fn run(args: UpArgs) -> Result<()> {
         }
         None => None,
     };
-    let gateway = Gateway::new(runtime.clone(), events.clone());
+    // The data dir's admin token is the platform's first admin key.
+    let keys = nimbus_identity::ApiKeys::load(store.clone()).await?;
+    keys.bootstrap(&token).await?;
+    let tokens = nimbus_identity::Tokens::load(store.clone(), sealer.clone()).await?;
+    let users = nimbus_identity::Users::new(store.clone(), tokens.clone());
+    {
+        let users = users.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                users.shrink();
+            }
+        });
+    }
+    let gateway = Gateway::new(
+        runtime.clone(),
+        events.clone(),
+        nimbus_gateway::Verifiers {
+            keys,
+            tokens,
+            external: Default::default(),
+        },
+    );
     let platform = Platform::new(
         store,
         components,
         gateway.clone(),
         records.clone(),
-        args.max_component_mb << 20,
         sealer,
-        max_value_bytes,
+        users,
+        nimbus_control::PlatformLimits {
+            max_component_bytes: args.max_component_mb << 20,
+            max_value_bytes,
+        },
     );
     let restored = platform.restore().await?;
-    let control = nimbus_control::router(platform.clone(), &token);
+    let control = nimbus_control::router(platform.clone());
 
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await

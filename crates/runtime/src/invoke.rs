@@ -123,6 +123,19 @@ pub struct InvokeRequest {
     /// Wait for capacity as long as it takes instead of answering 429
     /// (event deliveries, whose event waits durably meanwhile).
     pub patient: bool,
+    /// The caller, as the gateway's policy verified it.
+    pub caller: Option<Caller>,
+}
+
+/// A verified caller, passed to the guest as `nimbus-auth-*` headers.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// `jwt` or `api_key`.
+    pub kind: &'static str,
+    /// The token's subject, or the API key's name.
+    pub subject: String,
+    /// The token's claims as JSON (`jwt`).
+    pub claims: Option<String>,
 }
 
 /// The event an invocation delivers.
@@ -506,6 +519,13 @@ impl Runtime {
         }
         for (k, v) in &meta.params {
             add(format!("nimbus-param-{}", k.to_ascii_lowercase()), v);
+        }
+        if let Some(c) = &meta.caller {
+            add("nimbus-auth-kind".into(), c.kind);
+            add("nimbus-auth-subject".into(), &c.subject);
+            if let Some(claims) = &c.claims {
+                add("nimbus-auth-claims".into(), claims);
+            }
         }
         if !parts.headers.contains_key(header::HOST) && parts.uri.authority().is_none() {
             parts

@@ -225,15 +225,14 @@ impl Store {
 
     /// Replaces a user's roles.
     pub async fn set_roles(&self, app: &str, id: &str, roles: &[String]) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE users SET roles = $1, updated_at = $2 WHERE app = $3 AND id = $4",
-        )
-        .bind(serde_json::to_string(roles).expect("strings serialize"))
-        .bind(now_us())
-        .bind(app)
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
+        let done =
+            sqlx::query("UPDATE users SET roles = $1, updated_at = $2 WHERE app = $3 AND id = $4")
+                .bind(serde_json::to_string(roles).expect("strings serialize"))
+                .bind(now_us())
+                .bind(app)
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -466,7 +465,10 @@ mod tests {
         };
         assert!(!s.insert_api_key(&dup).await.unwrap(), "names are unique");
         assert!(s.revoke_api_key("ci").await.unwrap());
-        assert!(s.insert_api_key(&dup).await.unwrap(), "a revoked name is free");
+        assert!(
+            s.insert_api_key(&dup).await.unwrap(),
+            "a revoked name is free"
+        );
         assert_eq!(s.api_keys().await.unwrap().len(), 2);
 
         let u = UserRow {
@@ -479,14 +481,34 @@ mod tests {
             updated_at_us: 1,
         };
         assert!(s.insert_user(&u).await.unwrap());
-        assert!(!s.insert_user(&UserRow { id: "u2".into(), ..u.clone() }).await.unwrap());
-        assert!(s.insert_user(&UserRow { app: "b".into(), ..u.clone() }).await.unwrap());
-        assert_eq!(s.user_by_email("a", "x@y").await.unwrap().unwrap().roles, ["player"]);
+        assert!(
+            !s.insert_user(&UserRow {
+                id: "u2".into(),
+                ..u.clone()
+            })
+            .await
+            .unwrap()
+        );
+        assert!(
+            s.insert_user(&UserRow {
+                app: "b".into(),
+                ..u.clone()
+            })
+            .await
+            .unwrap()
+        );
+        assert_eq!(
+            s.user_by_email("a", "x@y").await.unwrap().unwrap().roles,
+            ["player"]
+        );
 
         let far = now_us() + 10_000_000;
         s.insert_refresh_token("r1", "a", "u1", far).await.unwrap();
         s.insert_refresh_token("r2", "a", "u1", far).await.unwrap();
-        assert_eq!(s.use_refresh_token("b", "r1").await.unwrap(), RefreshUse::Invalid);
+        assert_eq!(
+            s.use_refresh_token("b", "r1").await.unwrap(),
+            RefreshUse::Invalid
+        );
         assert_eq!(
             s.use_refresh_token("a", "r1").await.unwrap(),
             RefreshUse::Rotated("u1".into())
@@ -495,9 +517,16 @@ mod tests {
             s.use_refresh_token("a", "r1").await.unwrap(),
             RefreshUse::Reused("u1".into())
         );
-        assert_eq!(s.use_refresh_token("a", "r2").await.unwrap(), RefreshUse::Reused("u1".into()), "reuse revoked the family");
+        assert_eq!(
+            s.use_refresh_token("a", "r2").await.unwrap(),
+            RefreshUse::Reused("u1".into()),
+            "reuse revoked the family"
+        );
         s.insert_reset_token("t", "a", "u1", far).await.unwrap();
-        assert_eq!(s.use_reset_token("a", "t").await.unwrap().as_deref(), Some("u1"));
+        assert_eq!(
+            s.use_reset_token("a", "t").await.unwrap().as_deref(),
+            Some("u1")
+        );
         assert_eq!(s.use_reset_token("a", "t").await.unwrap(), None);
         assert!(s.delete_user("a", "u1").await.unwrap());
         assert!(s.user("a", "u1").await.unwrap().is_none());

@@ -1,6 +1,7 @@
 //! Echo: `GET` answers a JSON description of the request (method, path,
-//! route parameters Nimbus passed as `nimbus-param-*` headers, a greeting
-//! from the environment); other methods stream the request body straight
+//! route parameters Nimbus passed as `nimbus-param-*` headers, the verified
+//! caller from `nimbus-auth-*` headers, whether credentials reached the
+//! guest, a greeting from the environment); other methods stream the request body straight
 //! back, chunk by chunk, never holding it whole.
 
 use std::io::Write as _;
@@ -44,6 +45,8 @@ impl wasi::exports::http::incoming_handler::Guest for Echo {
         let method = method_name(&request.method());
         let path = request.path_with_query().unwrap_or_default();
         let mut params = Vec::new();
+        let mut auth = Vec::new();
+        let mut credentials = false;
         let mut content_type = b"application/octet-stream".to_vec();
         for (name, value) in request.headers().entries() {
             if let Some(p) = name.strip_prefix("nimbus-param-") {
@@ -52,6 +55,16 @@ impl wasi::exports::http::incoming_handler::Guest for Echo {
                     json_string(p),
                     json_string(&String::from_utf8_lossy(&value))
                 ));
+            }
+            if let Some(a) = name.strip_prefix("nimbus-auth-") {
+                auth.push(format!(
+                    "{}:{}",
+                    json_string(a),
+                    json_string(&String::from_utf8_lossy(&value))
+                ));
+            }
+            if name == "authorization" || name == "x-api-key" {
+                credentials = true;
             }
             if name == "content-type" {
                 content_type = value;
@@ -62,10 +75,12 @@ impl wasi::exports::http::incoming_handler::Guest for Echo {
         if method == "GET" || method == "HEAD" {
             let greeting = std::env::var("GREETING").unwrap_or_else(|_| "hello".into());
             let json = format!(
-                "{{\"method\":{},\"path\":{},\"params\":{{{}}},\"greeting\":{}}}",
+                "{{\"method\":{},\"path\":{},\"params\":{{{}}},\"auth\":{{{}}},\"credentials\":{},\"greeting\":{}}}",
                 json_string(&method),
                 json_string(&path),
                 params.join(","),
+                auth.join(","),
+                credentials,
                 json_string(&greeting)
             );
             let headers =

@@ -1,0 +1,441 @@
+//! Control API for identity: the client-facing user pool endpoints
+//! (`/v1/apps/{app}/auth/...`), user administration, and API keys.
+
+use crate::api::{ApiError, ApiResult, Ctx};
+use crate::auth::Principal;
+use axum::Json;
+use axum::extract::{Extension, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use nimbus_core::policy::AuthSpec;
+use nimbus_gateway::ClientIp;
+use nimbus_identity::{Claims, Scope, Session};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// The user pool settings of a deployed app.
+fn pool(ctx: &Ctx, app: &str) -> ApiResult<AuthSpec> {
+    let table = ctx.platform.gateway.table();
+    let active = table.app(app).ok_or_else(|| {
+        ApiError(
+            StatusCode::NOT_FOUND,
+            format!("app {app:?} is not deployed"),
+        )
+    })?;
+    active.spec.auth.clone().ok_or_else(|| {
+        ApiError(
+            StatusCode::NOT_FOUND,
+            format!("app {app:?} has no user pool: add an [auth] table to its nimbus.toml"),
+        )
+    })
+}
+
+fn ip(ext: &Option<Extension<ClientIp>>) -> Option<IpAddr> {
+    ext.as_ref().map(|Extension(ClientIp(ip))| *ip)
+}
+
+/// The signed-in user of a client request.
+fn user(principal: &Principal, app: &str) -> ApiResult<Arc<Claims>> {
+    match principal {
+        Principal::User(c) => Ok(c.clone()),
+        _ => Err(ApiError(
+            StatusCode::UNAUTHORIZED,
+            format!(
+                "send the user's access token: `Authorization: Bearer ACCESS_TOKEN` (from /v1/apps/{app}/auth/login)"
+            ),
+        )),
+    }
+}
+
+fn session(status: StatusCode, s: Session) -> Response {
+    let mut r = (status, Json(s)).into_response();
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+#[derive(Deserialize)]
+pub(crate) struct Credentials {
+    email: String,
+    password: String,
+}
+
+/// `POST /v1/apps/{app}/auth/signup`.
+pub(crate) async fn signup(
+    State(ctx): State<Ctx>,
+    Path(app): Path<String>,
+    client: Option<Extension<ClientIp>>,
+    Json(c): Json<Credentials>,
+) -> ApiResult<Response> {
+    let spec = pool(&ctx, &app)?;
+    let s = ctx
+        .platform
+        .users
+        .signup(&app, &spec, &c.email, &c.password, ip(&client))
+        .await?;
+    Ok(session(StatusCode::CREATED, s))
+}
+
+/// `POST /v1/apps/{app}/auth/login`.
+pub(crate) async fn login(
+    State(ctx): State<Ctx>,
+    Path(app): Path<String>,
+    client: Option<Extension<ClientIp>>,
+    Json(c): Json<Credentials>,
+) -> ApiResult<Response> {
+    let spec = pool(&ctx, &app)?;
+    let s = ctx
+        .platform
+        .users
+        .login(&app, &spec, &c.email, &c.password, ip(&client))
+        .await?;
+    Ok(session(StatusCode::OK, s))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct RefreshBody {
+    refresh_token: String,
+}
+
+/// `POST /v1/apps/{app}/auth/refresh`.
+pub(crate) async fn refresh(
+    State(ctx): State<Ctx>,
+    Path(app): Path<String>,
+    Json(b): Json<RefreshBody>,
+) -> ApiResult<Response> {
+    let spec = pool(&ctx, &app)?;
+    let s = ctx
+        .platform
+        .users
+        .refresh(&app, &spec, &b.refresh_token)
+        .await?;
+    Ok(session(StatusCode::OK, s))
+}
+
+/// `POST /v1/apps/{app}/auth/logout`: revokes the refresh token.
+pub(crate) async fn logout(
+    State(ctx): State<Ctx>,
+    Path(app): Path<String>,
+    Json(b): Json<RefreshBody>,
+) -> ApiResult<StatusCode> {
+    pool(&ctx, &app)?;
+    ctx.platform.users.logout(&app, &b.refresh_token).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /v1/apps/{app}/auth/me`.
+pub(crate) async fn me(
+    State(ctx): State<Ctx>,
+    Path(app): Path<String>,
+    Extension(principal): Extension<Principal>,
+) -> ApiResult<Response> {
+    let c = user(&principal, &app)?;
+    let u = ctx.platform.users.get(&app, &c.subject).await?;
+    Ok(Json(u).into_response())
+}
+
+#[derive(Deserialize)]
+pub(crate) struct PasswordBody {
+    current_password: String,
+    new_password: String,
+}
+
+/// `POST /v1/apps/{app}/auth/password`: changes the password; every other
+/// session ends and a new one is returned.
+pub(crate) async fn change_password(
+    State(ctx): State<Ctx>,
+    Path(app): Path<String>,
+    Extension(principal): Extension<Principal>,
+    Json(b): Json<PasswordBody>,
+) -> ApiResult<Response> {
+    let c = user(&principal, &app)?;
+    let spec = pool(&ctx, &app)?;
+    let s = ctx
+        .platform
+        .users
+        .change_password(
+            &app,
+            &spec,
+            &c.subject,
+            &b.current_password,
+            &b.new_password,
+        )
+        .await?;
+    Ok(session(StatusCode::OK, s))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ResetRequest {
+    email: String,
+}
+
+/// `POST /v1/apps/{app}/auth/password-reset`: if the account exists, a
+/// one-time token goes to the app's `reset_hook` function as an async
+/// invocation (JSON body). The answer is the same either way.
+pub(crate) async fn request_reset(
+    State(ctx): State<Ctx>,
+    Path(app): Path<String>,
+    client: Option<Extension<ClientIp>>,
+    Json(b): Json<ResetRequest>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let spec = pool(&ctx, &app)?;
+    let Some(hook) = spec.reset_hook.clone() else {
+        return Err(ApiError(
+            StatusCode::NOT_IMPLEMENTED,
+            format!(
+                "app {app:?} has no password-reset delivery: set [auth] reset_hook to a function that sends the token to the user"
+            ),
+        ));
+    };
+    let table = ctx.platform.gateway.table();
+    let function = table
+        .app(&app)
+        .and_then(|a| a.functions.get(&hook))
+        .cloned()
+        .ok_or_else(|| {
+            ApiError(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("reset_hook {hook:?} is not a deployed function of {app:?}"),
+            )
+        })?;
+    if let Some((user, token, expires_at)) = ctx
+        .platform
+        .users
+        .request_reset(&app, &spec, &b.email, ip(&client))
+        .await?
+    {
+        let body = json!({
+            "type": "password_reset",
+            "app": app,
+            "user_id": user.id,
+            "email": user.email,
+            "token": token,
+            "expires_at": expires_at,
+        });
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        let req = nimbus_events::AsyncRequest {
+            method: "POST",
+            path: "/auth/password-reset",
+            headers: &headers,
+            route: None,
+            params: &[],
+            caller: None,
+        };
+        ctx.platform
+            .events
+            .invoke_async(&function, req, body.to_string().into_bytes())
+            .await
+            .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "status": "if the account exists, a reset token was sent" })),
+    ))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ResetConfirm {
+    token: String,
+    new_password: String,
+}
+
+/// `POST /v1/apps/{app}/auth/password-reset/confirm`.
+pub(crate) async fn confirm_reset(
+    State(ctx): State<Ctx>,
+    Path(app): Path<String>,
+    Json(b): Json<ResetConfirm>,
+) -> ApiResult<StatusCode> {
+    let spec = pool(&ctx, &app)?;
+    ctx.platform
+        .users
+        .confirm_reset(&app, &spec, &b.token, &b.new_password)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+pub(crate) struct DeleteBody {
+    password: String,
+}
+
+/// `DELETE /v1/apps/{app}/auth/me` with `{"password": ...}`.
+pub(crate) async fn delete_me(
+    State(ctx): State<Ctx>,
+    Path(app): Path<String>,
+    Extension(principal): Extension<Principal>,
+    Json(b): Json<DeleteBody>,
+) -> ApiResult<StatusCode> {
+    let c = user(&principal, &app)?;
+    ctx.platform
+        .users
+        .delete_account(&app, &c.subject, &b.password)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /v1/apps/{app}/auth/jwks.json`: the public keys of the app's tokens.
+pub(crate) async fn jwks(State(ctx): State<Ctx>, Path(app): Path<String>) -> Response {
+    let mut r = Json(ctx.platform.users.tokens().jwks(&app)).into_response();
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
+    r
+}
+
+/// `POST /v1/apps/{app}/auth/rotate-keys`: a new signing key.
+pub(crate) async fn rotate_keys(
+    State(ctx): State<Ctx>,
+    Path(app): Path<String>,
+) -> ApiResult<Json<Value>> {
+    pool(&ctx, &app)?;
+    let kid = ctx.platform.users.tokens().rotate(&app).await?;
+    Ok(Json(json!({ "app": app, "kid": kid })))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct UsersQuery {
+    after: Option<String>,
+    limit: Option<i64>,
+}
+
+/// `GET /v1/apps/{app}/users?after=EMAIL&limit=N`.
+pub(crate) async fn list_users(
+    State(ctx): State<Ctx>,
+    Path(app): Path<String>,
+    Query(q): Query<UsersQuery>,
+) -> ApiResult<Json<Value>> {
+    pool(&ctx, &app)?;
+    let users = ctx
+        .platform
+        .users
+        .list(
+            &app,
+            q.after.as_deref().unwrap_or(""),
+            q.limit.unwrap_or(100),
+        )
+        .await?;
+    Ok(Json(json!({ "app": app, "users": users })))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct NewUser {
+    email: String,
+    password: String,
+    #[serde(default)]
+    roles: Vec<String>,
+}
+
+/// `POST /v1/apps/{app}/users`: creates a user (sign-up need not be open).
+pub(crate) async fn create_user(
+    State(ctx): State<Ctx>,
+    Path(app): Path<String>,
+    Json(b): Json<NewUser>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let spec = pool(&ctx, &app)?;
+    let u = ctx
+        .platform
+        .users
+        .create(&app, &spec, &b.email, &b.password, b.roles)
+        .await?;
+    Ok((StatusCode::CREATED, Json(json!(u))))
+}
+
+/// `GET /v1/apps/{app}/users/{id}`.
+pub(crate) async fn get_user(
+    State(ctx): State<Ctx>,
+    Path((app, id)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(json!(ctx.platform.users.get(&app, &id).await?)))
+}
+
+/// `DELETE /v1/apps/{app}/users/{id}`.
+pub(crate) async fn delete_user(
+    State(ctx): State<Ctx>,
+    Path((app, id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    ctx.platform.users.delete(&app, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+pub(crate) struct RolesBody {
+    roles: Vec<String>,
+}
+
+/// `PUT /v1/apps/{app}/users/{id}/roles`.
+pub(crate) async fn set_roles(
+    State(ctx): State<Ctx>,
+    Path((app, id)): Path<(String, String)>,
+    Json(b): Json<RolesBody>,
+) -> ApiResult<StatusCode> {
+    ctx.platform.users.set_roles(&app, &id, &b.roles).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn caller_key(principal: &Principal) -> ApiResult<&nimbus_identity::KeyInfo> {
+    match principal {
+        Principal::Key(k) => Ok(k),
+        _ => Err(ApiError(
+            StatusCode::UNAUTHORIZED,
+            "managing keys needs an admin API key".into(),
+        )),
+    }
+}
+
+/// `GET /v1/keys`: the keys the caller can manage.
+pub(crate) async fn list_keys(
+    State(ctx): State<Ctx>,
+    Extension(principal): Extension<Principal>,
+) -> ApiResult<Json<Value>> {
+    let by = caller_key(&principal)?;
+    Ok(Json(json!({ "keys": ctx.platform.keys.list(by).await? })))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct NewKey {
+    name: String,
+    app: Option<String>,
+    scopes: Vec<String>,
+}
+
+/// `POST /v1/keys`: a new key; its secret is in this answer only.
+pub(crate) async fn create_key(
+    State(ctx): State<Ctx>,
+    Extension(principal): Extension<Principal>,
+    Json(b): Json<NewKey>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let by = caller_key(&principal)?;
+    let scopes = b
+        .scopes
+        .iter()
+        .map(|s| Scope::parse(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    if let Some(app) = &b.app {
+        nimbus_core::names::check_name("app", app)
+            .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e))?;
+    }
+    let created = ctx
+        .platform
+        .keys
+        .create(by, &b.name, b.app.as_deref(), &scopes)
+        .await?;
+    Ok((StatusCode::CREATED, Json(json!(created))))
+}
+
+/// `DELETE /v1/keys/{name}`: revokes a key (by name or id).
+pub(crate) async fn revoke_key(
+    State(ctx): State<Ctx>,
+    Extension(principal): Extension<Principal>,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    let by = caller_key(&principal)?;
+    ctx.platform.keys.revoke(by, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
