@@ -1,9 +1,11 @@
 //! The control plane: what changes the platform (deploys, rollbacks) and the
 //! HTTP control API under `/v1/` that the CLI (and later the console) calls.
 //!
-//! Invariant: every route except `GET /v1/health` requires the admin token
-//! (`Authorization: Bearer ...`). Errors are JSON `{"error": "..."}` with a
-//! message that says what to do.
+//! Invariant: every request passes `auth::authenticate`, and every endpoint
+//! is listed in `auth::need` (an API key with a scope on the app, a user
+//! token under a data access rule, or nothing for health and the client
+//! auth endpoints); anything unlisted needs a platform-wide admin key.
+//! Errors are JSON `{"error": "..."}` with a message that says what to do.
 
 mod api;
 mod auth;

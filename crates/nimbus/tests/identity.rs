@@ -509,8 +509,14 @@ async fn users_tokens_and_jwt_routes() {
     let (st, v) = login(&s, "other", "eve@example.com", "eves password").await;
     assert_eq!(st, StatusCode::TOO_MANY_REQUESTS, "{v}");
 
-    // Expired tokens (the other app's live 1 s, plus 2 s of leeway).
-    tokio::time::sleep(Duration::from_millis(3500)).await;
+    // Expired tokens (the other app's live 1 s; 2 s of leeway on top).
+    let payload = tok(&bob).split('.').nth(1).unwrap().to_string();
+    let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+    let expired_at = Duration::from_secs(claims["exp"].as_u64().unwrap() + 3);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    tokio::time::sleep(expired_at.saturating_sub(now) + Duration::from_millis(100)).await;
     let (st, v, _) = call(&s, Method::GET, "/partner", Some(&tok(&bob)), None).await;
     assert_eq!(st, StatusCode::UNAUTHORIZED);
     assert!(v.as_str().unwrap().contains("expired"), "{v}");

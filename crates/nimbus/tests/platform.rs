@@ -765,6 +765,29 @@ async fn the_demo_app_deploys_and_serves() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    // The demo's identity: sign up, then reach the members-only route.
+    assert_eq!(server.get_text("/whoami").await.0, 401);
+    let session: serde_json::Value = server
+        .http
+        .post(format!("{}/v1/apps/demo/auth/signup", server.url))
+        .json(&serde_json::json!({"email": "demo@example.com", "password": "demo password"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let me: serde_json::Value = server
+        .http
+        .get(format!("{}/whoami", server.url))
+        .bearer_auth(session["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["auth"]["subject"], session["user"]["id"]);
     // The demo's events: a topic copy lands in the jobs queue, the worker logs it.
     let out = server.cli_ok(&["topic", "publish", "demo/news", "extra!"]);
     let id = out.trim().to_string();
