@@ -509,6 +509,7 @@ async fn invoke(ctx: Ctx, app: String, function: String, path: String, req: Requ
             None,
             &[],
             caller.as_ref(),
+            None,
         )
         .await
         .map(Body::new);

@@ -85,7 +85,10 @@ fn bearer(req: &Request) -> Option<&str> {
     req.headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|v| {
+            let (scheme, token) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then_some(token)
+        })
         .map(str::trim)
         .filter(|t| !t.is_empty())
 }
@@ -106,6 +109,7 @@ pub(crate) fn unauthorized(message: String) -> Response {
 /// The middleware: finds the principal, checks [`need`], and passes the
 /// principal on as a request extension.
 pub(crate) async fn authenticate(State(ctx): State<Ctx>, mut req: Request, next: Next) -> Response {
+    let required = need(req.method(), req.uri().path());
     let principal = match bearer(&req) {
         None => Principal::Anonymous,
         Some(token) => match ctx.platform.keys.verify(token) {
@@ -119,7 +123,10 @@ pub(crate) async fn authenticate(State(ctx): State<Ctx>, mut req: Request, next:
                     );
                 };
                 match ctx.platform.users.tokens().verify(app, token) {
-                    Ok(c) => Principal::User(Arc::new(c)),
+                    Ok(c) => Principal::User(c),
+                    // A client that sends its (expired) token everywhere can
+                    // still log in and refresh.
+                    Err(_) if required == Need::Nothing => Principal::Anonymous,
                     Err(e) => return unauthorized(e.to_string()),
                 }
             }
@@ -130,7 +137,6 @@ pub(crate) async fn authenticate(State(ctx): State<Ctx>, mut req: Request, next:
             }
         },
     };
-    let required = need(req.method(), req.uri().path());
     let ok = match (&required, &principal) {
         (Need::Nothing | Need::DataRule, _) => true,
         (Need::Key(app, scope), Principal::Key(k)) => k.allows(app.as_deref(), *scope),
@@ -216,6 +222,12 @@ pub(crate) fn authorize(
         }
         Principal::Anonymous => match access {
             Access::PublicRead if !write => Ok(Grant::PublicRead),
+            Access::PublicRead => Err(ApiError(
+                StatusCode::UNAUTHORIZED,
+                format!(
+                    "{what} is read-only for clients (access = \"public-read\"): writes need an API key with the data scope, or a function"
+                ),
+            )),
             Access::None => Err(ApiError(
                 StatusCode::UNAUTHORIZED,
                 format!(

@@ -498,9 +498,32 @@ pub(crate) async fn doc_delete(
     Path((app, coll, id)): Path<(String, String, String)>,
 ) -> ApiResult<Json<Value>> {
     let owned = collection(&ctx, &who, &app, &coll, true)?;
-    owned_current(&ctx, &app, &coll, &id, &owned, None).await?;
-    let existed = ctx.platform.store.doc_delete(&app, &coll, &id).await?;
-    Ok(Json(json!({ "deleted": existed })))
+    if owned.is_none() {
+        let existed = ctx.platform.store.doc_delete(&app, &coll, &id).await?;
+        return Ok(Json(json!({ "deleted": existed })));
+    }
+    // Under the owner rule: delete the version that was checked, so a
+    // document created or replaced meanwhile is not deleted unseen.
+    match owned_current(&ctx, &app, &coll, &id, &owned, None).await? {
+        Some(0) | None => Ok(Json(json!({ "deleted": false }))),
+        Some(version) => {
+            if ctx
+                .platform
+                .store
+                .doc_delete_at(&app, &coll, &id, Some(version))
+                .await?
+            {
+                Ok(Json(json!({ "deleted": true })))
+            } else {
+                Err(ApiError(
+                    StatusCode::PRECONDITION_FAILED,
+                    format!(
+                        "document {coll}/{id} changed while it was being deleted: read it again"
+                    ),
+                ))
+            }
+        }
+    }
 }
 
 #[derive(Deserialize)]

@@ -5,15 +5,56 @@ use crate::api::{ApiError, ApiResult, Ctx};
 use crate::auth::Principal;
 use axum::Json;
 use axum::extract::{Extension, Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt as _;
 use nimbus_core::policy::AuthSpec;
 use nimbus_gateway::ClientIp;
-use nimbus_identity::{Claims, Scope, Session};
+use nimbus_identity::{Claims, IdentityError, Scope, Session};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::net::IpAddr;
 use std::sync::Arc;
+
+/// An error of an endpoint that may be rate-limited: a `429` carries
+/// `Retry-After`.
+pub(crate) enum AuthError {
+    Api(ApiError),
+    Identity(IdentityError),
+}
+
+impl From<ApiError> for AuthError {
+    fn from(e: ApiError) -> Self {
+        AuthError::Api(e)
+    }
+}
+
+impl From<IdentityError> for AuthError {
+    fn from(e: IdentityError) -> Self {
+        AuthError::Identity(e)
+    }
+}
+
+impl IntoResponse for AuthError {
+    fn into_response(self) -> Response {
+        match self {
+            AuthError::Api(e) => e.into_response(),
+            AuthError::Identity(IdentityError::TooMany {
+                message,
+                retry_after,
+            }) => {
+                let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+                let mut r = ApiError(StatusCode::TOO_MANY_REQUESTS, message).into_response();
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+                r
+            }
+            AuthError::Identity(e) => ApiError::from(e).into_response(),
+        }
+    }
+}
+
+type AuthResult<T> = Result<T, AuthError>;
 
 /// The user pool settings of a deployed app.
 fn pool(ctx: &Ctx, app: &str) -> ApiResult<AuthSpec> {
@@ -43,7 +84,7 @@ fn user(principal: &Principal, app: &str) -> ApiResult<Arc<Claims>> {
         _ => Err(ApiError(
             StatusCode::UNAUTHORIZED,
             format!(
-                "send the user's access token: `Authorization: Bearer ACCESS_TOKEN` (from /v1/apps/{app}/auth/login)"
+                "send the user's valid access token (it is missing, expired or invalid): `Authorization: Bearer ACCESS_TOKEN` (from /v1/apps/{app}/auth/login or /refresh)"
             ),
         )),
     }
@@ -68,7 +109,7 @@ pub(crate) async fn signup(
     Path(app): Path<String>,
     client: Option<Extension<ClientIp>>,
     Json(c): Json<Credentials>,
-) -> ApiResult<Response> {
+) -> AuthResult<Response> {
     let spec = pool(&ctx, &app)?;
     let s = ctx
         .platform
@@ -84,7 +125,7 @@ pub(crate) async fn login(
     Path(app): Path<String>,
     client: Option<Extension<ClientIp>>,
     Json(c): Json<Credentials>,
-) -> ApiResult<Response> {
+) -> AuthResult<Response> {
     let spec = pool(&ctx, &app)?;
     let s = ctx
         .platform
@@ -149,7 +190,7 @@ pub(crate) async fn change_password(
     Path(app): Path<String>,
     Extension(principal): Extension<Principal>,
     Json(b): Json<PasswordBody>,
-) -> ApiResult<Response> {
+) -> AuthResult<Response> {
     let c = user(&principal, &app)?;
     let spec = pool(&ctx, &app)?;
     let s = ctx
@@ -171,23 +212,65 @@ pub(crate) struct ResetRequest {
     email: String,
 }
 
+/// Attempts at delivering a reset token, and the pauses between them.
+const RESET_DELIVERY_BACKOFF: [u64; 3] = [0, 1, 5];
+
+/// Calls the reset hook with the token (a JSON body), retrying a few times.
+/// The token is handed over in memory only: it is never stored in clear, so
+/// it does not go through the event store (whose bodies the API shows).
+async fn deliver_reset(ctx: Ctx, function: Arc<nimbus_runtime::Function>, body: String) {
+    for (attempt, pause) in RESET_DELIVERY_BACKOFF.iter().enumerate() {
+        tokio::time::sleep(std::time::Duration::from_secs(*pause)).await;
+        let req = http::Request::post("/auth/password-reset")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(
+                http_body_util::Full::new(bytes::Bytes::from(body.clone())).map_err(
+                    |never: std::convert::Infallible| -> wasmtime_wasi_http::Error {
+                        match never {}
+                    },
+                ),
+            )
+            .expect("a static request is valid");
+        let meta = nimbus_runtime::InvokeRequest {
+            trigger: "auth",
+            patient: true,
+            ..Default::default()
+        };
+        let resp = ctx.platform.runtime.invoke(&function, req, meta).await;
+        let status = resp.status();
+        let done = http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .is_ok();
+        if status.is_success() && done {
+            return;
+        }
+        tracing::warn!(
+            function = %function,
+            %status,
+            attempt = attempt + 1,
+            "the password-reset hook failed"
+        );
+    }
+    tracing::error!(function = %function, "the password-reset hook failed every attempt: the user must ask again");
+}
+
 /// `POST /v1/apps/{app}/auth/password-reset`: if the account exists, a
-/// one-time token goes to the app's `reset_hook` function as an async
-/// invocation (JSON body). The answer is the same either way.
+/// one-time token goes to the app's `reset_hook` function (a `POST` with a
+/// JSON body, retried a few times). The answer is the same either way.
 pub(crate) async fn request_reset(
     State(ctx): State<Ctx>,
     Path(app): Path<String>,
     client: Option<Extension<ClientIp>>,
     Json(b): Json<ResetRequest>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> AuthResult<(StatusCode, Json<Value>)> {
     let spec = pool(&ctx, &app)?;
     let Some(hook) = spec.reset_hook.clone() else {
-        return Err(ApiError(
+        return Err(AuthError::Api(ApiError(
             StatusCode::NOT_IMPLEMENTED,
             format!(
                 "app {app:?} has no password-reset delivery: set [auth] reset_hook to a function that sends the token to the user"
             ),
-        ));
+        )));
     };
     let table = ctx.platform.gateway.table();
     let function = table
@@ -214,24 +297,7 @@ pub(crate) async fn request_reset(
             "token": token,
             "expires_at": expires_at,
         });
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        let req = nimbus_events::AsyncRequest {
-            method: "POST",
-            path: "/auth/password-reset",
-            headers: &headers,
-            route: None,
-            params: &[],
-            caller: None,
-        };
-        ctx.platform
-            .events
-            .invoke_async(&function, req, body.to_string().into_bytes())
-            .await
-            .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+        tokio::spawn(deliver_reset(ctx.clone(), function, body.to_string()));
     }
     Ok((
         StatusCode::ACCEPTED,
@@ -270,11 +336,12 @@ pub(crate) async fn delete_me(
     Path(app): Path<String>,
     Extension(principal): Extension<Principal>,
     Json(b): Json<DeleteBody>,
-) -> ApiResult<StatusCode> {
+) -> AuthResult<StatusCode> {
     let c = user(&principal, &app)?;
+    let spec = pool(&ctx, &app)?;
     ctx.platform
         .users
-        .delete_account(&app, &c.subject, &b.password)
+        .delete_account(&app, &spec, &c.subject, &b.password)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -193,6 +193,19 @@ pub fn canonical_ip(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// The address a rate limit counts a client by: IPv4 addresses as they are,
+/// IPv6 ones by their /64 (one subscriber's network), so rotating through
+/// addresses of one network does not get new buckets.
+pub fn rate_limit_ip(ip: IpAddr) -> IpAddr {
+    match canonical_ip(ip) {
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(std::net::Ipv6Addr::from(bits))
+        }
+        v4 => v4,
+    }
+}
+
 /// Parses a CIDR (`10.0.0.0/8`) or a single address (`192.0.2.7`).
 pub fn parse_net(s: &str) -> Result<IpNet, String> {
     if let Ok(n) = s.parse::<IpNet>() {
@@ -371,8 +384,22 @@ impl PolicyManifest {
         };
         let issuer = match &self.jwks_url {
             Some(url) => {
-                if !(url.starts_with("https://") || url.starts_with("http://")) {
-                    return Err(format!("jwks_url {url:?} must be an http(s) URL"));
+                let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
+                    .iter()
+                    .any(|p| {
+                        url.strip_prefix(p)
+                            .is_some_and(|rest| rest.is_empty() || rest.starts_with([':', '/']))
+                    });
+                if !(url.starts_with("https://") || loopback) {
+                    return Err(format!(
+                        "jwks_url {url:?} must be an https:// URL (http:// only on this machine: 127.0.0.1, localhost, [::1])"
+                    ));
+                }
+                if self.issuer.is_none() && self.audience.is_none() {
+                    return Err(
+                        "an external issuer needs its issuer or audience (or both): without them any token its keys signed, for any client, would pass"
+                            .into(),
+                    );
                 }
                 Some(ExternalIssuer {
                     jwks_url: url.clone(),
@@ -453,6 +480,15 @@ impl PolicyManifest {
                     }
                 }
                 for h in c.headers.iter().chain(&c.expose) {
+                    if h == "*" {
+                        if c.credentials {
+                            return Err(
+                                "cors: credentials cannot be allowed with \"*\" headers: list them"
+                                    .into(),
+                            );
+                        }
+                        continue;
+                    }
                     check_header_name(h).map_err(|e| format!("cors: {e}"))?;
                 }
                 let methods = c
@@ -547,7 +583,8 @@ pub struct AuthSpec {
     pub reset_hook: Option<String>,
     /// Shortest password accepted.
     pub min_password_length: u32,
-    /// Failed logins allowed per account per minute.
+    /// Password checks allowed per account per minute (logins, password
+    /// changes, account deletions).
     pub login_attempts_per_account: u32,
     /// Logins allowed per client IP per minute.
     pub login_attempts_per_ip: u32,
@@ -672,6 +709,14 @@ mod tests {
         assert!(!p.ip_allowed("203.0.113.9".parse().unwrap()));
         assert!(!p.ip_allowed("::ffff:203.0.113.9".parse().unwrap()));
         assert!(p.ip_allowed("198.51.100.1".parse().unwrap()));
+        assert_eq!(
+            rate_limit_ip("2001:db8:1:2:3:4:5:6".parse().unwrap()),
+            rate_limit_ip("2001:db8:1:2:ffff::1".parse().unwrap())
+        );
+        assert_ne!(
+            rate_limit_ip("2001:db8:1:2::1".parse().unwrap()),
+            rate_limit_ip("2001:db8:1:3::1".parse().unwrap())
+        );
         // The default policy alone: rate by user without jwt is refused.
         let by_user = PolicySpec {
             rate_limit: named.rate_limit.clone(),
@@ -732,6 +777,30 @@ mod tests {
                 ..Default::default()
             })
             .contains("jwks_url")
+        );
+        assert!(
+            bad(PolicyManifest {
+                jwks_url: Some("http://issuer.example/jwks".into()),
+                audience: Some("a".into()),
+                ..Default::default()
+            })
+            .contains("https://")
+        );
+        assert!(
+            bad(PolicyManifest {
+                jwks_url: Some("https://issuer.example/jwks".into()),
+                ..Default::default()
+            })
+            .contains("audience")
+        );
+        assert!(
+            PolicyManifest {
+                jwks_url: Some("http://127.0.0.1:8080/jwks".into()),
+                issuer: Some("i".into()),
+                ..Default::default()
+            }
+            .to_spec()
+            .is_ok()
         );
         assert!(Access::parse("owner").is_ok());
         assert!(

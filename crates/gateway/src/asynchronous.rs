@@ -20,7 +20,8 @@ pub fn wants_async(headers: &HeaderMap) -> bool {
 }
 
 /// Stores the request as an async invocation of `f` and answers 202 (or
-/// 413/400/503 saying why it was refused; nothing is stored then).
+/// 413/400/503 saying why it was refused; nothing is stored then). The body
+/// is bounded by the message limit and by `max_body` (the route's policy).
 pub async fn accept<B>(
     events: &Events,
     f: &Function,
@@ -28,13 +29,16 @@ pub async fn accept<B>(
     route: Option<&str>,
     params: &[(String, String)],
     caller: Option<&Caller>,
+    max_body: Option<u64>,
 ) -> Response<ResponseBody>
 where
     B: Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let (parts, body) = req.into_parts();
-    let limit = events.max_message_bytes();
+    let limit = max_body.map_or(events.max_message_bytes(), |m| {
+        m.min(events.max_message_bytes())
+    });
     let body = match Limited::new(body, limit as usize).collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) => {

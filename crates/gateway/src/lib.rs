@@ -92,6 +92,64 @@ impl Gateway {
         &self.runtime
     }
 
+    /// Applies the route's policy, then stores the request as an async
+    /// invocation or invokes the function.
+    async fn serve_route(
+        &self,
+        target: &Target,
+        params: Vec<(String, String)>,
+        mut req: Request<Incoming>,
+        ip: Option<IpAddr>,
+    ) -> Response<ResponseBody> {
+        let mut caller = None;
+        if let Some(p) = &target.policy {
+            if let Err(r) = p.check_ip(ip) {
+                return r.into_response();
+            }
+            match p.admit(&self.verifiers, req.headers_mut(), ip).await {
+                Ok(c) => caller = c,
+                Err(r) => return r.into_response(),
+            }
+        }
+        let max_body = target.policy.as_ref().and_then(|p| p.spec.max_body_bytes);
+        if asynchronous::wants_async(req.headers()) {
+            return asynchronous::accept(
+                &self.events,
+                &target.function,
+                req,
+                Some(&target.pattern),
+                &params,
+                caller.as_ref(),
+                max_body,
+            )
+            .await;
+        }
+        let meta = InvokeRequest {
+            trigger: "http",
+            route: Some(target.pattern.to_string()),
+            params,
+            caller,
+            ..Default::default()
+        };
+        match max_body {
+            // Content-Length was checked; this catches chunked bodies.
+            Some(max) => {
+                let req = req.map(|b| {
+                    http_body_util::BodyExt::map_err(
+                        http_body_util::Limited::new(b, max as usize),
+                        move |_| {
+                            wasmtime_wasi_http::p2::bindings::http::types::ErrorCode::HttpRequestBodySize(
+                                Some(max),
+                            )
+                        },
+                    )
+                });
+                self.runtime.invoke(&target.function, req, meta).await
+            }
+            None => self.runtime.invoke(&target.function, req, meta).await,
+        }
+    }
+
     /// Serves one request through the route table; `ip` is the client's.
     pub async fn handle(
         &self,
@@ -137,68 +195,23 @@ impl Gateway {
                 .unwrap_or_else(|never| match never {});
         }
         match table.lookup(host.as_deref(), req.method(), req.uri().path()) {
-            Lookup::Found { target, params } => {
-                let function = target.function.clone();
-                let mut req = req;
-                let mut caller = None;
-                if let Some(p) = &target.policy {
-                    if let Err(r) = p.check_ip(ip) {
-                        return r.into_response();
-                    }
-                    match p.admit(&self.verifiers, req.headers_mut(), ip).await {
-                        Ok(c) => caller = c,
-                        Err(r) => return r.into_response(),
-                    }
+            Lookup::Found { target, params } => match &target.cors {
+                // Every answer of a CORS route carries its CORS headers,
+                // refusals included, so a browser app can read them.
+                Some(cors) => {
+                    let route = tower::service_fn(|req: Request<Incoming>| {
+                        let params = params.clone();
+                        async move {
+                            Ok::<_, Infallible>(self.serve_route(target, params, req, ip).await)
+                        }
+                    });
+                    cors.layer(route)
+                        .oneshot(req)
+                        .await
+                        .unwrap_or_else(|never| match never {})
                 }
-                if asynchronous::wants_async(req.headers()) {
-                    return asynchronous::accept(
-                        &self.events,
-                        &function,
-                        req,
-                        Some(&target.pattern),
-                        &params,
-                        caller.as_ref(),
-                    )
-                    .await;
-                }
-                let meta = InvokeRequest {
-                    trigger: "http",
-                    route: Some(target.pattern.to_string()),
-                    params,
-                    caller,
-                    ..Default::default()
-                };
-                let max_body = target.policy.as_ref().and_then(|p| p.spec.max_body_bytes);
-                let runtime = self.runtime.clone();
-                let invoke = tower::service_fn(move |req: Request<Incoming>| {
-                    let runtime = runtime.clone();
-                    let function = function.clone();
-                    let meta = meta.clone();
-                    async move {
-                        let resp = match max_body {
-                            // Content-Length was checked; this catches chunked bodies.
-                            Some(max) => {
-                                let req = req.map(|b| {
-                                    http_body_util::BodyExt::map_err(
-                                        http_body_util::Limited::new(b, max as usize),
-                                        move |_| {
-                                            wasmtime_wasi_http::p2::bindings::http::types::ErrorCode::HttpRequestBodySize(Some(max))
-                                        },
-                                    )
-                                });
-                                runtime.invoke(&function, req, meta).await
-                            }
-                            None => runtime.invoke(&function, req, meta).await,
-                        };
-                        Ok::<_, Infallible>(resp)
-                    }
-                });
-                let resp = match &target.cors {
-                    Some(cors) => cors.layer(invoke).oneshot(req).await,
-                    None => invoke.oneshot(req).await,
-                };
-                resp.unwrap_or_else(|never| match never {})
-            }
+                None => self.serve_route(target, params, req, ip).await,
+            },
             Lookup::MethodNotAllowed(allowed) => {
                 let list: Vec<&str> = allowed.iter().map(|m| m.as_str()).collect();
                 let mut resp = nimbus_runtime::text_response(

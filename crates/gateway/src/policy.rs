@@ -238,7 +238,7 @@ impl Policy {
             .is_some_and(|r| r.by == RateKey::Ip)
             && let Some(ip) = ip
         {
-            self.limit(Bucket::Ip(ip))?;
+            self.limit(Bucket::Ip(nimbus_core::policy::rate_limit_ip(ip)))?;
         }
         let caller = match self.spec.auth {
             AuthMode::Public => None,
@@ -309,8 +309,8 @@ impl Policy {
                 headers.remove(header::AUTHORIZATION);
                 Some(Caller {
                     kind: "jwt",
-                    claims: serde_json::to_string(&claims.all).ok(),
-                    subject: claims.subject,
+                    claims: Some(claims.json.clone()),
+                    subject: claims.subject.clone(),
                 })
             }
         };

@@ -163,6 +163,12 @@ impl ApiKeys {
         if self.verify(secret).is_some() {
             return Ok(());
         }
+        let hash = hash_secret(secret);
+        if self.store.api_keys().await?.iter().any(|k| k.hash == hash) {
+            return Err(IdentityError::Conflict(
+                "the bootstrap admin key (DATA_DIR/admin-token) was revoked: use another admin key, or delete that file to have a new admin key made at the next start".into(),
+            ));
+        }
         let mut name = "admin".to_string();
         let mut n = 1;
         while self.active.load().values().any(|k| k.name == name) {
@@ -303,6 +309,9 @@ mod tests {
         ));
         assert_eq!(keys.list(&a_info).await.unwrap().len(), 2);
         keys.revoke(&a_info, "a-deploy").await.unwrap();
+        keys.revoke(&root, "admin").await.unwrap();
+        let e = keys.bootstrap("nimbus_root").await.unwrap_err().to_string();
+        assert!(e.contains("revoked"), "{e}");
         assert!(keys.verify(&d.secret).is_none());
         assert!(keys.verify("").is_none());
         // Survives a restart.

@@ -29,6 +29,54 @@ pub struct Claims {
     pub subject: String,
     /// Every claim.
     pub all: Map<String, Value>,
+    /// Every claim, as JSON text.
+    pub json: String,
+    /// `exp`, in seconds since the epoch.
+    pub expires_at: u64,
+}
+
+/// Tokens verified recently, by their exact text: a token presented again
+/// (a client sends the same one on every request until it expires) skips
+/// the signature check. Entries are dropped once past `exp` + leeway, and
+/// all of them when keys are reloaded.
+struct Verified {
+    cache: parking_lot::Mutex<lru::LruCache<(String, String), Arc<Claims>>>,
+}
+
+/// Tokens remembered per cache.
+const VERIFIED_CAPACITY: usize = 16_384;
+
+impl Default for Verified {
+    fn default() -> Self {
+        Verified {
+            cache: parking_lot::Mutex::new(lru::LruCache::new(
+                std::num::NonZeroUsize::new(VERIFIED_CAPACITY).expect("non-zero"),
+            )),
+        }
+    }
+}
+
+impl Verified {
+    fn get(&self, scope: &str, token: &str) -> Option<Arc<Claims>> {
+        let mut cache = self.cache.lock();
+        let key = (scope.to_string(), token.to_string());
+        let hit = cache.get(&key)?.clone();
+        if now_secs() > hit.expires_at + LEEWAY_SECS {
+            cache.pop(&key);
+            return None;
+        }
+        Some(hit)
+    }
+
+    fn put(&self, scope: &str, token: &str, claims: Arc<Claims>) {
+        self.cache
+            .lock()
+            .put((scope.to_string(), token.to_string()), claims);
+    }
+
+    fn clear(&self) {
+        self.cache.lock().clear();
+    }
 }
 
 impl Claims {
@@ -82,7 +130,14 @@ impl Claims {
             .filter(|s| !s.is_empty())
             .ok_or_else(|| unauthorized("the token has no subject (sub)"))?
             .to_string();
-        Ok(Claims { subject, all })
+        let expires_at = all.get("exp").and_then(Value::as_u64).unwrap_or(0);
+        let json = serde_json::to_string(&all).expect("JSON values serialize");
+        Ok(Claims {
+            subject,
+            all,
+            json,
+            expires_at,
+        })
     }
 }
 
@@ -111,7 +166,9 @@ pub fn issuer_of(app: &str) -> String {
 
 struct AppKeys {
     signing: Option<(String, EncodingKey)>,
-    verify: HashMap<String, DecodingKey>,
+    /// Public keys by `kid`, with when each stops verifying (retired keys:
+    /// the longest token lifetime after their retirement), in seconds.
+    verify: HashMap<String, (DecodingKey, Option<u64>)>,
     jwks: Value,
 }
 
@@ -123,6 +180,7 @@ pub struct Tokens {
     apps: Arc<ArcSwap<HashMap<String, Arc<AppKeys>>>>,
     /// Serialises key creation.
     write: Arc<tokio::sync::Mutex<()>>,
+    verified: Arc<Verified>,
 }
 
 impl Tokens {
@@ -133,6 +191,7 @@ impl Tokens {
             sealer,
             apps: Arc::default(),
             write: Arc::default(),
+            verified: Arc::default(),
         };
         t.reload().await?;
         Ok(t)
@@ -154,7 +213,10 @@ impl Tokens {
             for r in &rows {
                 let key = DecodingKey::from_ed_components(&r.public_key)
                     .map_err(|e| IdentityError::Internal(format!("signing key {}: {e}", r.kid)))?;
-                verify.insert(r.kid.clone(), key);
+                let until = r
+                    .retired_at_us
+                    .map(|at| (at.max(0) as u64) / 1_000_000 + MAX_ACCESS_TTL_SECS);
+                verify.insert(r.kid.clone(), (key, until));
                 jwks.push(json!({
                     "kty": "OKP", "crv": "Ed25519", "x": r.public_key,
                     "kid": r.kid, "alg": "EdDSA", "use": "sig",
@@ -180,6 +242,7 @@ impl Tokens {
             );
         }
         self.apps.store(Arc::new(apps));
+        self.verified.clear();
         Ok(())
     }
 
@@ -259,7 +322,16 @@ impl Tokens {
     }
 
     /// Verifies an access token of `app`'s user pool.
-    pub fn verify(&self, app: &str, token: &str) -> Result<Claims> {
+    pub fn verify(&self, app: &str, token: &str) -> Result<Arc<Claims>> {
+        if let Some(c) = self.verified.get(app, token) {
+            return Ok(c);
+        }
+        let claims = Arc::new(self.verify_signed(app, token)?);
+        self.verified.put(app, token, claims.clone());
+        Ok(claims)
+    }
+
+    fn verify_signed(&self, app: &str, token: &str) -> Result<Claims> {
         let header = jsonwebtoken::decode_header(token).map_err(rejected)?;
         if header.alg != Algorithm::EdDSA {
             return Err(unauthorized(format!(
@@ -268,11 +340,16 @@ impl Tokens {
             )));
         }
         let keys = self.apps.load();
-        let key = header
+        let (key, until) = header
             .kid
             .as_deref()
             .and_then(|kid| keys.get(app)?.verify.get(kid))
             .ok_or_else(|| unauthorized(format!("the token was not signed by app {app:?}")))?;
+        if until.is_some_and(|u| now_secs() > u) {
+            return Err(unauthorized(
+                "the token was signed with a retired key: log in again",
+            ));
+        }
         let mut v = Validation::new(Algorithm::EdDSA);
         v.leeway = LEEWAY_SECS;
         v.set_audience(&[app]);
@@ -303,6 +380,7 @@ pub struct ExternalKeys {
     client: reqwest::Client,
     cache: Arc<parking_lot::Mutex<HashMap<String, Arc<Fetched>>>>,
     fetch: Arc<tokio::sync::Mutex<()>>,
+    verified: Arc<Verified>,
 }
 
 /// How long fetched keys are trusted.
@@ -319,6 +397,7 @@ impl Default for ExternalKeys {
                 .expect("a TLS client builds"),
             cache: Arc::default(),
             fetch: Arc::default(),
+            verified: Arc::default(),
         }
     }
 }
@@ -379,11 +458,30 @@ impl ExternalKeys {
             at: Instant::now(),
         });
         self.cache.lock().insert(url.to_string(), fetched.clone());
+        // Keys the issuer dropped must stop verifying at once.
+        self.verified.clear();
         Ok(fetched)
     }
 
     /// Verifies a token of an external issuer.
-    pub async fn verify(&self, issuer: &ExternalIssuer, token: &str) -> Result<Claims> {
+    pub async fn verify(&self, issuer: &ExternalIssuer, token: &str) -> Result<Arc<Claims>> {
+        // The cache is per issuer, audience and URL: the same token may be
+        // acceptable to one policy and not another.
+        let scope = format!(
+            "{}\n{}\n{}",
+            issuer.jwks_url,
+            issuer.issuer.as_deref().unwrap_or(""),
+            issuer.audience.as_deref().unwrap_or("")
+        );
+        if let Some(c) = self.verified.get(&scope, token) {
+            return Ok(c);
+        }
+        let claims = Arc::new(self.verify_signed(issuer, token).await?);
+        self.verified.put(&scope, token, claims.clone());
+        Ok(claims)
+    }
+
+    async fn verify_signed(&self, issuer: &ExternalIssuer, token: &str) -> Result<Claims> {
         let header = jsonwebtoken::decode_header(token).map_err(rejected)?;
         if !ASYMMETRIC.contains(&header.alg) {
             return Err(unauthorized(format!(
@@ -439,6 +537,11 @@ mod tests {
         let tok = t.issue("a", "u1", 60, extra.clone()).await.unwrap();
         let c = t.verify("a", &tok).unwrap();
         assert_eq!(c.subject, "u1");
+        assert!(
+            Arc::ptr_eq(&c, &t.verify("a", &tok).unwrap()),
+            "a token seen before is not verified again"
+        );
+        assert!(t.verify("b", &tok).is_err(), "the cache is per app");
         assert_eq!(c.roles(), ["player"]);
         assert!(c.satisfies(&["player".into()], &Default::default()).is_ok());
         assert!(c.satisfies(&["admin".into()], &Default::default()).is_err());

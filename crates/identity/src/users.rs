@@ -46,6 +46,9 @@ pub struct Users {
     /// A valid hash to verify against when the account does not exist, so a
     /// missing account takes as long as a wrong password.
     decoy: Arc<str>,
+    /// Bounds the argon2 computations running at once (each uses ~19 MiB
+    /// and a core for tens of ms); others wait their turn.
+    hashing: Arc<tokio::sync::Semaphore>,
 }
 
 fn argon2() -> argon2::Argon2<'static> {
@@ -59,22 +62,6 @@ fn hash_password_blocking(password: &str) -> Result<String> {
         .hash_password(password.as_bytes(), &salt)
         .map_err(|e| IdentityError::Internal(format!("hashing a password: {e}")))?
         .to_string())
-}
-
-async fn hash_password(password: String) -> Result<String> {
-    tokio::task::spawn_blocking(move || hash_password_blocking(&password))
-        .await
-        .map_err(|e| IdentityError::Internal(e.to_string()))?
-}
-
-async fn verify_password(password: String, hash: String) -> bool {
-    tokio::task::spawn_blocking(move || {
-        PasswordHash::new(&hash)
-            .map(|h| argon2().verify_password(password.as_bytes(), &h).is_ok())
-            .unwrap_or(false)
-    })
-    .await
-    .unwrap_or(false)
 }
 
 fn normalize_email(email: &str) -> Result<String> {
@@ -123,17 +110,51 @@ impl Users {
     /// The pools, over the store and the app signing keys.
     pub fn new(store: Store, tokens: Tokens) -> Users {
         let decoy = hash_password_blocking("not a real password").expect("argon2 hashes");
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Users {
             store,
             tokens,
             limits: Arc::default(),
             decoy: decoy.into(),
+            hashing: Arc::new(tokio::sync::Semaphore::new(cores)),
         }
     }
 
     /// The signing keys.
     pub fn tokens(&self) -> &Tokens {
         &self.tokens
+    }
+
+    async fn hash_password(&self, password: String) -> Result<String> {
+        let _permit = self
+            .hashing
+            .acquire()
+            .await
+            .map_err(|e| IdentityError::Internal(e.to_string()))?;
+        tokio::task::spawn_blocking(move || hash_password_blocking(&password))
+            .await
+            .map_err(|e| IdentityError::Internal(e.to_string()))?
+    }
+
+    async fn verify_password(&self, password: String, hash: String) -> bool {
+        let Ok(_permit) = self.hashing.acquire().await else {
+            return false;
+        };
+        tokio::task::spawn_blocking(move || {
+            PasswordHash::new(&hash)
+                .map(|h| argon2().verify_password(password.as_bytes(), &h).is_ok())
+                .unwrap_or(false)
+        })
+        .await
+        .unwrap_or(false)
+    }
+
+    /// Takes a password check from the account's bucket.
+    fn check_account(&self, app: &str, spec: &AuthSpec, email: &str) -> Result<()> {
+        self.limits(app, spec)
+            .account
+            .check(&(app.to_string(), email.to_string()))
+            .map_err(|w| too_many("password attempts for this account", w))
     }
 
     fn limits(&self, app: &str, spec: &AuthSpec) -> Arc<LoginLimits> {
@@ -164,6 +185,7 @@ impl Users {
 
     fn check_ip(&self, app: &str, spec: &AuthSpec, ip: Option<IpAddr>) -> Result<()> {
         if let Some(ip) = ip {
+            let ip = nimbus_core::policy::rate_limit_ip(ip);
             self.limits(app, spec)
                 .ip
                 .check(&(app.to_string(), ip))
@@ -214,7 +236,7 @@ impl Users {
             app: app.to_string(),
             id: uuid::Uuid::now_v7().to_string(),
             email: email.clone(),
-            password: hash_password(password.to_string()).await?,
+            password: self.hash_password(password.to_string()).await?,
             roles,
             created_at_us: now,
             updated_at_us: now,
@@ -257,15 +279,12 @@ impl Users {
     ) -> Result<Session> {
         let email = normalize_email(email)?;
         self.check_ip(app, spec, ip)?;
-        self.limits(app, spec)
-            .account
-            .check(&(app.to_string(), email.clone()))
-            .map_err(|w| too_many("sign-in attempts for this account", w))?;
+        self.check_account(app, spec, &email)?;
         let user = self.store.user_by_email(app, &email).await?;
         let hash = user
             .as_ref()
             .map_or_else(|| self.decoy.to_string(), |u| u.password.clone());
-        let ok = verify_password(password.to_string(), hash).await;
+        let ok = self.verify_password(password.to_string(), hash).await;
         match user {
             Some(u) if ok => self.session(app, spec, u).await,
             _ => Err(IdentityError::Unauthorized(
@@ -293,7 +312,10 @@ impl Users {
                 self.session(app, spec, u).await
             }
             RefreshUse::Reused(_) => Err(IdentityError::Unauthorized(
-                "this refresh token was already used or revoked: every session of the account was signed out; log in again".into(),
+                "this refresh token had already been used, so a copy of it is in other hands: every session of the account was signed out; log in again".into(),
+            )),
+            RefreshUse::JustUsed => Err(IdentityError::Unauthorized(
+                "this refresh token was just used (by another tab, or a retry): use the session that refresh returned, or log in again".into(),
             )),
             RefreshUse::Invalid => Err(IdentityError::Unauthorized(
                 "the refresh token is unknown or expired: log in again".into(),
@@ -329,13 +351,17 @@ impl Users {
     ) -> Result<Session> {
         let user = self.get(app, id).await?;
         check_password(spec, new)?;
-        if !verify_password(current.to_string(), user.password.clone()).await {
+        self.check_account(app, spec, &user.email)?;
+        if !self
+            .verify_password(current.to_string(), user.password.clone())
+            .await
+        {
             return Err(IdentityError::Unauthorized(
                 "the current password is wrong".into(),
             ));
         }
         self.store
-            .set_password(app, id, &hash_password(new.to_string()).await?)
+            .set_password(app, id, &self.hash_password(new.to_string()).await?)
             .await?;
         self.session(app, spec, user).await
     }
@@ -386,15 +412,25 @@ impl Users {
                 )
             })?;
         self.store
-            .set_password(app, &user, &hash_password(new.to_string()).await?)
+            .set_password(app, &user, &self.hash_password(new.to_string()).await?)
             .await?;
         Ok(())
     }
 
     /// Deletes one's own account after checking the password.
-    pub async fn delete_account(&self, app: &str, id: &str, password: &str) -> Result<()> {
+    pub async fn delete_account(
+        &self,
+        app: &str,
+        spec: &AuthSpec,
+        id: &str,
+        password: &str,
+    ) -> Result<()> {
         let user = self.get(app, id).await?;
-        if !verify_password(password.to_string(), user.password).await {
+        self.check_account(app, spec, &user.email)?;
+        if !self
+            .verify_password(password.to_string(), user.password)
+            .await
+        {
             return Err(IdentityError::Unauthorized("the password is wrong".into()));
         }
         self.store.delete_user(app, id).await?;
@@ -518,7 +554,7 @@ mod tests {
                 .is_none()
         );
         users
-            .delete_account("a", &u.id, "battery staple")
+            .delete_account("a", &spec, &u.id, "battery staple")
             .await
             .unwrap();
         assert!(matches!(

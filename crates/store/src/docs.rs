@@ -458,16 +458,28 @@ impl Store {
 
     /// Deletes a document; whether it existed.
     pub async fn doc_delete(&self, app: &str, coll: &str, id: &str) -> Result<bool, DocError> {
-        Ok(
-            sqlx::query("DELETE FROM docs WHERE app = $1 AND collection = $2 AND id = $3")
-                .bind(app)
-                .bind(coll)
-                .bind(id)
-                .execute(&self.pool)
-                .await?
-                .rows_affected()
-                == 1,
+        self.doc_delete_at(app, coll, id, None).await
+    }
+
+    /// Deletes a document if it is at `version` (any version if `None`).
+    pub async fn doc_delete_at(
+        &self,
+        app: &str,
+        coll: &str,
+        id: &str,
+        version: Option<i64>,
+    ) -> Result<bool, DocError> {
+        Ok(sqlx::query(
+            "DELETE FROM docs WHERE app = $1 AND collection = $2 AND id = $3 AND ($4 IS NULL OR version = $4)",
         )
+        .bind(app)
+        .bind(coll)
+        .bind(id)
+        .bind(version)
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            == 1)
     }
 
     /// Runs a query; the page and the cursor of the next one.

@@ -68,12 +68,19 @@ pub struct SigningKeyRow {
 pub enum RefreshUse {
     /// It was valid and is now spent; the user it belongs to.
     Rotated(String),
-    /// It had already been spent or revoked: every token of its user is now
-    /// revoked (a stolen token was replayed, or the user logged out).
+    /// It had been spent by a refresh more than [`REFRESH_GRACE_US`] ago: a
+    /// copy was replayed, so every token of its user is now revoked.
     Reused(String),
-    /// Unknown or expired.
+    /// Spent by a refresh moments ago (two tabs refreshing at once): refused,
+    /// nothing else revoked.
+    JustUsed,
+    /// Unknown, expired, or revoked (logout, password change).
     Invalid,
 }
+
+/// How long after a refresh its spent token is refused without being
+/// treated as a replay.
+pub const REFRESH_GRACE_US: i64 = 10_000_000;
 
 fn user_from(r: &sqlx::sqlite::SqliteRow) -> Result<UserRow> {
     let roles: String = r.try_get("roles")?;
@@ -282,8 +289,9 @@ impl Store {
     pub async fn use_refresh_token(&self, app: &str, hash: &str) -> Result<RefreshUse> {
         let now = now_us();
         let spent: Option<String> = sqlx::query_scalar(
-            "UPDATE refresh_tokens SET revoked_at = $1
-             WHERE hash = $2 AND app = $3 AND revoked_at IS NULL AND expires_at > $1
+            "UPDATE refresh_tokens SET rotated_at = $1
+             WHERE hash = $2 AND app = $3 AND rotated_at IS NULL AND revoked_at IS NULL
+               AND expires_at > $1
              RETURNING user_id",
         )
         .bind(now)
@@ -294,21 +302,26 @@ impl Store {
         if let Some(user) = spent {
             return Ok(RefreshUse::Rotated(user));
         }
-        let replayed: Option<String> = sqlx::query_scalar(
-            "SELECT user_id FROM refresh_tokens WHERE hash = $1 AND app = $2 AND revoked_at IS NOT NULL AND expires_at > $3",
+        let spent = sqlx::query(
+            "SELECT user_id, rotated_at FROM refresh_tokens
+             WHERE hash = $1 AND app = $2 AND rotated_at IS NOT NULL AND revoked_at IS NULL
+               AND expires_at > $3",
         )
         .bind(hash)
         .bind(app)
         .bind(now)
         .fetch_optional(&self.pool)
         .await?;
-        match replayed {
-            Some(user) => {
-                self.revoke_refresh_tokens(app, &user).await?;
-                Ok(RefreshUse::Reused(user))
-            }
-            None => Ok(RefreshUse::Invalid),
+        let Some(row) = spent else {
+            return Ok(RefreshUse::Invalid);
+        };
+        let user: String = row.try_get("user_id")?;
+        let rotated_at: i64 = row.try_get("rotated_at")?;
+        if now - rotated_at <= REFRESH_GRACE_US {
+            return Ok(RefreshUse::JustUsed);
         }
+        self.revoke_refresh_tokens(app, &user).await?;
+        Ok(RefreshUse::Reused(user))
     }
 
     /// Revokes one refresh token of `app`. `false` if it was not active.
@@ -502,9 +515,10 @@ mod tests {
             ["player"]
         );
 
-        let far = now_us() + 10_000_000;
+        let far = now_us() + 100_000_000;
         s.insert_refresh_token("r1", "a", "u1", far).await.unwrap();
         s.insert_refresh_token("r2", "a", "u1", far).await.unwrap();
+        s.insert_refresh_token("r3", "a", "u1", far).await.unwrap();
         assert_eq!(
             s.use_refresh_token("b", "r1").await.unwrap(),
             RefreshUse::Invalid
@@ -515,12 +529,30 @@ mod tests {
         );
         assert_eq!(
             s.use_refresh_token("a", "r1").await.unwrap(),
+            RefreshUse::JustUsed,
+            "a second use moments later is refused, nothing more"
+        );
+        // A logout revokes one token; using it later is no replay.
+        assert!(s.revoke_refresh_token("a", "r3").await.unwrap());
+        assert_eq!(
+            s.use_refresh_token("a", "r3").await.unwrap(),
+            RefreshUse::Invalid
+        );
+        // A use long after the refresh is a replay: the family goes.
+        sqlx::query(
+            "UPDATE refresh_tokens SET rotated_at = rotated_at - 60000000 WHERE hash = 'r1'",
+        )
+        .execute(&s.pool)
+        .await
+        .unwrap();
+        assert_eq!(
+            s.use_refresh_token("a", "r1").await.unwrap(),
             RefreshUse::Reused("u1".into())
         );
         assert_eq!(
             s.use_refresh_token("a", "r2").await.unwrap(),
-            RefreshUse::Reused("u1".into()),
-            "reuse revoked the family"
+            RefreshUse::Invalid,
+            "the replay revoked every token of the user"
         );
         s.insert_reset_token("t", "a", "u1", far).await.unwrap();
         assert_eq!(

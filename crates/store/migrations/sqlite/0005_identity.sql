@@ -32,6 +32,9 @@ CREATE TABLE refresh_tokens (
     user_id    TEXT NOT NULL,
     created_at BIGINT NOT NULL,
     expires_at BIGINT NOT NULL,
+    -- Spent by a refresh (a later use is a replay), or revoked (logout,
+    -- password change, replay detected).
+    rotated_at BIGINT,
     revoked_at BIGINT
 );
 CREATE INDEX refresh_tokens_user ON refresh_tokens (app, user_id);
