@@ -160,10 +160,15 @@ pub async fn deploy(target: &Target, path: &Path, build: bool) -> Result<()> {
             .req(reqwest::Method::HEAD, &format!("/v1/components/{hash}"))
             .send()
             .await;
-        let exists = exists
+        let status = exists
             .with_context(|| format!("cannot reach the Nimbus server at {}", api.base))?
-            .status()
-            .is_success();
+            .status();
+        if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
+            bail!(
+                "the API key cannot deploy: it needs the deploy scope (HTTP {status}); see `nimbus keys create --help`"
+            );
+        }
+        let exists = status.is_success();
         if !exists
             && !uploads
                 .iter()
