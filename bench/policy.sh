@@ -6,8 +6,8 @@
 #   ratelimit    a rate limit by IP, with a quota the load never reaches
 #   jwt+limit    both, the limit counted per user
 #   api_key      auth = "api_key"
-# Each is loaded by wrk -c32 for DURATION seconds; the table gives req/s and
-# the ratio to the public route.
+# Each is loaded by wrk -c32 for DURATION seconds, twice (forward order, then
+# reverse); the table gives the mean req/s and the ratio to the public route.
 #
 #   bench/policy.sh [DURATION_SECONDS]       (default 10)
 #
@@ -100,16 +100,28 @@ load() {
 
 curl -fs "$url/public" >/dev/null
 load /public >/dev/null   # warm-up
-declare -A RPS
-RPS[public]=$(load /public)
-RPS[jwt]=$(load /jwt -H "Authorization: Bearer $token")
-RPS[ratelimit]=$(load /limited)
-RPS[jwt+limit]=$(load /jwt-limited -H "Authorization: Bearer $token")
-RPS[api_key]=$(load /key -H "Authorization: Bearer $key")
+# Two rounds, the second in reverse order, averaged: the machine's drift
+# over the run does not favour the routes measured first.
+routes=(public jwt ratelimit jwt+limit api_key)
+declare -A SUM
+run() {
+  case $1 in
+    public) load /public ;;
+    jwt) load /jwt -H "Authorization: Bearer $token" ;;
+    ratelimit) load /limited ;;
+    jwt+limit) load /jwt-limited -H "Authorization: Bearer $token" ;;
+    api_key) load /key -H "Authorization: Bearer $key" ;;
+  esac
+}
+for r in "${routes[@]}"; do SUM[$r]=$(run "$r"); done
+for ((i=${#routes[@]}-1; i>=0; i--)); do
+  r=${routes[$i]}
+  SUM[$r]=$(awk -v a="${SUM[$r]}" -v b="$(run "$r")" 'BEGIN { print a + b }')
+done
 
 echo
-echo "policy cost on the hello route, wrk -t2 -c32 -d${dur}s, $(nproc) cores"
+echo "policy cost on the hello route, wrk -t2 -c32, 2 x ${dur}s per route (forward, then reverse order), $(nproc) cores"
 printf '%-12s %12s %10s\n' route req/s ratio
-for r in public jwt ratelimit jwt+limit api_key; do
-  awk -v r="$r" -v x="${RPS[$r]}" -v b="${RPS[public]}" 'BEGIN { printf "%-12s %12.0f %10.2f\n", r, x, x / b }'
+for r in "${routes[@]}"; do
+  awk -v r="$r" -v x="${SUM[$r]}" -v b="${SUM[public]}" 'BEGIN { printf "%-12s %12.0f %10.2f\n", r, x / 2, x / b }'
 done
