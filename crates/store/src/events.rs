@@ -659,15 +659,8 @@ impl Store {
 
     /// Deletes every message and schedule state of an app.
     pub async fn delete_app_events(&self, app: &str) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        for table in ["messages", "message_keys", "schedules"] {
-            sqlx::query(&format!("DELETE FROM {table} WHERE app = $1"))
-                .bind(app)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        self.delete_app_rows(app, &["messages", "message_keys", "schedules"])
+            .await
     }
 
     /// The last tick a schedule fired, creating its state at `initial_ms` if

@@ -108,6 +108,24 @@ fn key_from(r: &sqlx::sqlite::SqliteRow) -> Result<ApiKeyRow> {
     })
 }
 
+/// Revokes every live refresh token of a user.
+async fn revoke_user_tokens(
+    conn: &mut sqlx::SqliteConnection,
+    app: &str,
+    user: &str,
+    now: i64,
+) -> Result<u64> {
+    let done = sqlx::query(
+        "UPDATE refresh_tokens SET revoked_at = $1 WHERE app = $2 AND user_id = $3 AND revoked_at IS NULL",
+    )
+    .bind(now)
+    .bind(app)
+    .bind(user)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 const USER_COLUMNS: &str = "app, id, email, password, roles, created_at, updated_at";
 
 impl Store {
@@ -218,14 +236,7 @@ impl Store {
         .bind(id)
         .execute(&mut *tx)
         .await?;
-        sqlx::query(
-            "UPDATE refresh_tokens SET revoked_at = $1 WHERE app = $2 AND user_id = $3 AND revoked_at IS NULL",
-        )
-        .bind(now)
-        .bind(app)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
+        revoke_user_tokens(&mut tx, app, id, now).await?;
         tx.commit().await?;
         Ok(done.rows_affected() == 1)
     }
@@ -339,15 +350,8 @@ impl Store {
 
     /// Revokes every refresh token of a user.
     pub async fn revoke_refresh_tokens(&self, app: &str, user: &str) -> Result<u64> {
-        let done = sqlx::query(
-            "UPDATE refresh_tokens SET revoked_at = $1 WHERE app = $2 AND user_id = $3 AND revoked_at IS NULL",
-        )
-        .bind(now_us())
-        .bind(app)
-        .bind(user)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected())
+        let mut conn = self.pool.acquire().await?;
+        revoke_user_tokens(&mut conn, app, user, now_us()).await
     }
 
     /// Stores a password-reset token's hash.
@@ -435,21 +439,17 @@ impl Store {
 
     /// Deletes an app's users, tokens, signing keys and app-scoped API keys.
     pub async fn delete_app_identity(&self, app: &str) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        for table in [
-            "users",
-            "refresh_tokens",
-            "reset_tokens",
-            "signing_keys",
-            "api_keys",
-        ] {
-            sqlx::query(&format!("DELETE FROM {table} WHERE app = $1"))
-                .bind(app)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        self.delete_app_rows(
+            app,
+            &[
+                "users",
+                "refresh_tokens",
+                "reset_tokens",
+                "signing_keys",
+                "api_keys",
+            ],
+        )
+        .await
     }
 }
 

@@ -276,15 +276,7 @@ impl Store {
 
     /// Deletes every KV value, document and configuration row of an app.
     pub async fn delete_app_data(&self, app: &str) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        for table in ["kv", "docs", "config"] {
-            sqlx::query(&format!("DELETE FROM {table} WHERE app = $1"))
-                .bind(app)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        self.delete_app_rows(app, &["kv", "docs", "config"]).await
     }
 
     /// Sets a configuration value (`function` `""`: app-wide).

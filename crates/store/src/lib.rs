@@ -119,4 +119,18 @@ impl Store {
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
+
+    /// Deletes an app's rows from `tables` (each has an `app` column), in
+    /// one transaction. Table names are constants of this crate.
+    pub(crate) async fn delete_app_rows(&self, app: &str, tables: &[&str]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for table in tables {
+            sqlx::query(&format!("DELETE FROM {table} WHERE app = $1"))
+                .bind(app)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
 }
