@@ -4,6 +4,7 @@ use crate::auth::{self, Principal};
 use crate::data_api;
 use crate::events_api;
 use crate::platform::{DeployEvent, Platform, PlatformError};
+use crate::usage_api;
 use crate::users_api;
 use axum::body::Body;
 use axum::extract::{Extension, Path, Query, Request, State};
@@ -64,6 +65,8 @@ pub fn router(platform: Arc<Platform>) -> Router {
             get(users_api::list_keys).post(users_api::create_key),
         )
         .route("/v1/keys/{name}", delete(users_api::revoke_key))
+        .route("/v1/usage", get(usage_api::platform_usage))
+        .route("/v1/apps/{app}/usage", get(usage_api::app_usage))
         .route("/v1/apps/{app}/auth/signup", post(users_api::signup))
         .route("/v1/apps/{app}/auth/login", post(users_api::login))
         .route("/v1/apps/{app}/auth/refresh", post(users_api::refresh))

@@ -69,14 +69,17 @@ fn need(method: &Method, path: &str) -> Need {
                 | ["queues", _, "messages"]
                 | ["topics", _, "messages"] => key(Scope::Invoke),
                 ["functions", _, "dlq", ..] => read(&app),
-                ["functions"] | ["invocations", ..] | ["events"] | ["logs"] | ["queues"] => {
-                    key(Scope::ReadLogs)
-                }
+                ["functions"]
+                | ["invocations", ..]
+                | ["events"]
+                | ["logs"]
+                | ["queues"]
+                | ["usage"] => key(Scope::ReadLogs),
                 ["config", ..] | ["secrets", ..] => read(&app),
                 _ => key(Scope::Admin),
             }
         }
-        ["v1", "status"] => Need::Key(None, Scope::ReadLogs),
+        ["v1", "status"] | ["v1", "usage"] => Need::Key(None, Scope::ReadLogs),
         _ => Need::Key(None, Scope::Admin),
     }
 }
@@ -318,6 +321,8 @@ mod tests {
         assert_eq!(need(&post, "/v1/apps/a/keys/s3"), k("a", Scope::Data));
         assert_eq!(need(&post, "/v1/apps/a/whatever"), k("a", Scope::Admin));
         assert_eq!(need(&get, "/v1/status"), Need::Key(None, Scope::ReadLogs));
+        assert_eq!(need(&get, "/v1/usage"), Need::Key(None, Scope::ReadLogs));
+        assert_eq!(need(&get, "/v1/apps/a/usage"), k("a", Scope::ReadLogs));
         assert_eq!(need(&get, "/v1/apps"), Need::AnyKey(Scope::ReadLogs));
         assert_eq!(
             need(&Method::PUT, "/v1/components/abc"),

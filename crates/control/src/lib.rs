@@ -12,8 +12,10 @@ mod auth;
 mod data_api;
 mod events_api;
 mod platform;
+mod usage_api;
 mod users_api;
 
 pub use api::router;
 pub use nimbus_identity::Sealer;
-pub use platform::{DeployEvent, Platform, PlatformError, PlatformLimits};
+pub use platform::{DeployEvent, Platform, PlatformError, PlatformSettings};
+pub use usage_api::PriceSheet;

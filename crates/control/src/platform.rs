@@ -105,6 +105,8 @@ pub struct Platform {
     pub keys: ApiKeys,
     /// App user pools (and their signing keys).
     pub users: Users,
+    /// Prices of usage cost estimates.
+    pub prices: crate::PriceSheet,
     /// Largest KV value or document accepted, in bytes.
     pub max_value_bytes: u64,
     /// Largest component upload accepted, in bytes.
@@ -112,9 +114,11 @@ pub struct Platform {
     lock: Mutex<()>,
 }
 
-/// Size limits of what the control plane accepts.
-#[derive(Debug, Clone, Copy)]
-pub struct PlatformLimits {
+/// Limits of what the control plane accepts, and the price sheet.
+#[derive(Debug, Clone)]
+pub struct PlatformSettings {
+    /// Prices of usage cost estimates.
+    pub prices: crate::PriceSheet,
     /// Largest component upload, in bytes.
     pub max_component_bytes: u64,
     /// Largest KV value or document, in bytes.
@@ -130,7 +134,7 @@ impl Platform {
         records: RecordWriter,
         sealer: Sealer,
         users: Users,
-        limits: PlatformLimits,
+        limits: PlatformSettings,
     ) -> Arc<Platform> {
         let keys = gateway.verifiers().keys.clone();
         Arc::new(Platform {
@@ -145,6 +149,7 @@ impl Platform {
             sealer,
             max_value_bytes: limits.max_value_bytes,
             users,
+            prices: limits.prices,
             lock: Mutex::new(()),
         })
     }

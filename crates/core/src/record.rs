@@ -80,6 +80,16 @@ pub struct InvocationRecord {
     /// Attempt number of that event (1-based; 0 for plain requests).
     #[serde(default)]
     pub attempt: u32,
+    /// The function's memory limit (MiB): what an invocation is billed for.
+    #[serde(default)]
+    pub memory_mb: u32,
+    /// The most linear memory the instance had, in bytes.
+    #[serde(default)]
+    pub peak_memory_bytes: u64,
+    /// Whether the function's code had to be loaded (compiled or read from
+    /// the disk cache) for this invocation, rather than found in memory.
+    #[serde(default)]
+    pub cold: bool,
     /// Captured stdout (bounded).
     pub stdout: String,
     /// Captured stderr (bounded).

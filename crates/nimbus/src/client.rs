@@ -597,3 +597,61 @@ pub async fn invocations(
     }
     Ok(())
 }
+
+/// `nimbus usage`: a table of usage and cost per function, day or app.
+pub async fn usage(
+    target: &Target,
+    app: Option<&str>,
+    since: &str,
+    by: &str,
+    json: bool,
+) -> Result<()> {
+    let api = Api::new(target)?;
+    let base = match app {
+        Some(a) => format!("/v1/apps/{a}/usage"),
+        None => "/v1/usage".to_string(),
+    };
+    let v = api
+        .get_json(&format!("{base}?since={since}&by={by}"))
+        .await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    let currency = v["prices"]["currency"].as_str().unwrap_or("");
+    println!(
+        "{:<28} {:>11} {:>7} {:>12} {:>11} {:>10} {:>10} {:>6} {:>12}",
+        by.to_uppercase(),
+        "INVOCATIONS",
+        "ERRORS",
+        "GB-SECONDS",
+        "DURATION",
+        "IN",
+        "OUT",
+        "COLD",
+        format!("COST {currency}")
+    );
+    let rows = v["rows"].as_array().cloned().unwrap_or_default();
+    for r in rows.iter().chain(std::iter::once(&v["total"])) {
+        println!(
+            "{:<28} {:>11} {:>7} {:>12.6} {:>11} {:>10} {:>10} {:>6} {:>12.6}",
+            r["key"].as_str().unwrap_or(""),
+            r["invocations"].as_i64().unwrap_or(0),
+            r["errors"].as_i64().unwrap_or(0),
+            r["gb_seconds"].as_f64().unwrap_or(0.0),
+            format!(
+                "{:.3}s",
+                r["duration_us"].as_i64().unwrap_or(0) as f64 / 1e6
+            ),
+            r["bytes_in"].as_i64().unwrap_or(0),
+            r["bytes_out"].as_i64().unwrap_or(0),
+            r["cold_starts"].as_i64().unwrap_or(0),
+            r["cost"].as_f64().unwrap_or(0.0),
+        );
+    }
+    eprintln!(
+        "-- GB-seconds: memory limit x duration; cost: {} per GB-second + {} per million invocations (the server's price sheet, an estimate)",
+        v["prices"]["per_gb_second"], v["prices"]["per_million_requests"]
+    );
+    Ok(())
+}

@@ -214,6 +214,23 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Usage and a cost estimate: invocations, GB-seconds, bytes, cold starts
+    Usage {
+        /// Only this app
+        #[arg(long)]
+        app: Option<String>,
+        /// How far back (hour granularity)
+        #[arg(long, default_value = "30d")]
+        since: String,
+        /// Group by function, day or app
+        #[arg(long, default_value = "function")]
+        by: String,
+        /// Print the JSON the API returned
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: Target,
+    },
 }
 
 fn main() {
@@ -263,6 +280,13 @@ fn main() {
             Command::Keys { command, target } => identity_cli::keys(&target, command).await,
             Command::Users { command, target } => identity_cli::users(&target, command).await,
             Command::Apps { target } => client::apps(&target).await,
+            Command::Usage {
+                app,
+                since,
+                by,
+                json,
+                target,
+            } => client::usage(&target, app.as_deref(), &since, &by, json).await,
             Command::Functions { app, target } => client::functions(&target, &app).await,
             Command::Revisions { app, target } => client::revisions(&target, &app).await,
             Command::Rollback { app, to, target } => client::rollback(&target, &app, to).await,

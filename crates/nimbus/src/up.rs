@@ -70,6 +70,11 @@ pub struct UpArgs {
     /// Largest object, in MiB (multipart uploads included)
     #[arg(long, default_value_t = 5 * 1024)]
     max_object_mb: u64,
+    /// Price sheet (TOML: currency, per_gb_second, per_million_requests) for
+    /// the cost estimates of `nimbus usage` [default: AWS Lambda's published
+    /// x86 prices, as an example]
+    #[arg(long)]
+    prices: Option<PathBuf>,
 }
 
 /// The key that seals secrets: `NIMBUS_SECRET_KEY` (64 hex digits), else
@@ -221,6 +226,15 @@ pub async fn run(args: UpArgs) -> Result<()> {
         }
         None => None,
     };
+    let prices = match &args.prices {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the price sheet {}", path.display()))?;
+            nimbus_control::PriceSheet::parse(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+        }
+        None => nimbus_control::PriceSheet::default(),
+    };
     // The data dir's admin token is the platform's first admin key.
     let keys = nimbus_identity::ApiKeys::load(store.clone()).await?;
     keys.bootstrap(&token).await?;
@@ -251,9 +265,10 @@ pub async fn run(args: UpArgs) -> Result<()> {
         records.clone(),
         sealer,
         users,
-        nimbus_control::PlatformLimits {
+        nimbus_control::PlatformSettings {
             max_component_bytes: args.max_component_mb << 20,
             max_value_bytes,
+            prices,
         },
     );
     let restored = platform.restore().await?;

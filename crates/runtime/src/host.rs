@@ -46,6 +46,8 @@ impl WasiHttpView for Host {
 pub(crate) struct Limiter {
     pub(crate) max_bytes: usize,
     pub(crate) hit: bool,
+    /// The largest size any memory of the instance reached, in bytes.
+    pub(crate) peak: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Most table elements an instance may grow a table to.
@@ -67,6 +69,8 @@ impl wasmtime::ResourceLimiter for Limiter {
                 self.max_bytes >> 20
             ));
         }
+        self.peak
+            .fetch_max(desired as u64, std::sync::atomic::Ordering::Relaxed);
         Ok(true)
     }
 

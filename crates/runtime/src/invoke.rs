@@ -165,6 +165,9 @@ struct Tracker {
     path: String,
     event_id: Option<String>,
     attempt: u32,
+    memory_mb: u32,
+    peak_memory: Arc<AtomicU64>,
+    cold: bool,
     started_at_us: i64,
     start: Instant,
     status: AtomicU16,
@@ -245,6 +248,9 @@ impl Drop for Tracker {
             bytes_out: self.bytes_out.load(Ordering::Relaxed),
             event_id: self.event_id.take(),
             attempt: self.attempt,
+            memory_mb: self.memory_mb,
+            peak_memory_bytes: self.peak_memory.load(Ordering::Relaxed),
+            cold: self.cold,
             stdout: self.redacted(self.stdout.text()),
             stderr: self.redacted(self.stderr.text()),
         });
@@ -448,8 +454,8 @@ impl Runtime {
             }
         };
 
-        let loaded = match self.load(&f.component).await {
-            Ok((l, _)) => l,
+        let (loaded, cold) = match self.load(&f.component).await {
+            Ok((l, source)) => (l, !matches!(source, crate::LoadSource::Memory)),
             Err(e) => {
                 tracing::error!(function = %qualified, error = %e, "cannot load function");
                 return with_id(
@@ -480,6 +486,9 @@ impl Runtime {
                 .unwrap_or_default(),
             event_id: meta.event.as_ref().map(|e| e.id.clone()),
             attempt: meta.event.as_ref().map_or(0, |e| e.attempt),
+            memory_mb: f.limits.memory_mb,
+            peak_memory: Arc::default(),
+            cold,
             started_at_us: nimbus_store::now_us(),
             start: Instant::now(),
             status: AtomicU16::new(0),
@@ -559,6 +568,7 @@ impl Runtime {
                 limiter: Limiter {
                     max_bytes: (f.limits.memory_mb as usize) << 20,
                     hit: false,
+                    peak: tracker.peak_memory.clone(),
                 },
                 events: EventsBinding {
                     app: f.app_name.clone(),

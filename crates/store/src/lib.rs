@@ -35,7 +35,7 @@ pub use events::{
 pub use identity::{ApiKeyRow, RefreshUse, SigningKeyRow, UserRow};
 pub use kv::{ConfigRow, KeyPage, KvError};
 pub use objects::{ObjectRow, PartRow, UploadRow};
-pub use records::{InvocationRow, LogQuery, RecordWriter, RecordWriterConfig};
+pub use records::{InvocationRow, LogQuery, RecordWriter, RecordWriterConfig, UsageBy, UsageRow};
 
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};

@@ -166,7 +166,48 @@ pub struct InvocationRow {
     pub event_id: Option<String>,
     /// Attempt number of that event (0 for plain requests).
     pub attempt: u32,
+    /// Memory limit (MiB).
+    pub memory_mb: u32,
+    /// Peak linear memory (bytes).
+    pub peak_memory_bytes: u64,
+    /// Whether its code was loaded for it.
+    pub cold: bool,
 }
+
+/// Usage over a period, for one group (a function, a day or an app).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct UsageRow {
+    /// The group: `APP/FUNCTION`, a day (`YYYY-MM-DD`, UTC) or an app.
+    pub key: String,
+    /// Invocations.
+    pub invocations: i64,
+    /// Invocations that failed (trap, timeout, memory limit, platform
+    /// error) or answered a 5xx.
+    pub errors: i64,
+    /// Summed duration, µs.
+    pub duration_us: i64,
+    /// Summed memory limit × duration, MiB·µs (÷ 1024 ÷ 10⁶: GB-seconds).
+    pub mb_us: i64,
+    /// Request bytes.
+    pub bytes_in: i64,
+    /// Response bytes.
+    pub bytes_out: i64,
+    /// Invocations whose code had to be loaded.
+    pub cold_starts: i64,
+}
+
+/// How usage is grouped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UsageBy {
+    /// Per function.
+    Function,
+    /// Per day (UTC).
+    Day,
+    /// Per app.
+    App,
+}
+
+const HOUR_US: i64 = 3_600_000_000;
 
 /// Which log entries to read.
 #[derive(Debug, Clone, Default)]
@@ -209,7 +250,8 @@ pub(crate) fn batches<T>(mut rows: &[T]) -> impl Iterator<Item = &[T]> {
 }
 
 const INVOCATION_COLUMNS: &str = "id, app, function, revision, trigger, method, path, started_at,
-    duration_us, status, outcome, error, bytes_in, bytes_out, event_id, attempt";
+    duration_us, status, outcome, error, bytes_in, bytes_out, event_id, attempt, memory_mb,
+    peak_memory, cold";
 
 fn invocation_row(row: &sqlx::sqlite::SqliteRow) -> Result<InvocationRow> {
     let outcome: String = row.try_get("outcome")?;
@@ -231,6 +273,9 @@ fn invocation_row(row: &sqlx::sqlite::SqliteRow) -> Result<InvocationRow> {
         bytes_out: row.try_get::<i64, _>("bytes_out")? as u64,
         event_id: row.try_get("event_id")?,
         attempt: row.try_get::<i64, _>("attempt")? as u32,
+        memory_mb: row.try_get::<i64, _>("memory_mb")? as u32,
+        peak_memory_bytes: row.try_get::<i64, _>("peak_memory")? as u64,
+        cold: row.try_get::<i64, _>("cold")? != 0,
     })
 }
 
@@ -242,7 +287,8 @@ impl Store {
         for chunk in batches(records) {
             let mut q = QueryBuilder::new(
                 "INSERT INTO invocations (id, app, function, revision, trigger, method, path, started_at,
-                    duration_us, status, outcome, error, bytes_in, bytes_out, event_id, attempt) ",
+                    duration_us, status, outcome, error, bytes_in, bytes_out, event_id, attempt,
+                    memory_mb, peak_memory, cold) ",
             );
             q.push_values(chunk, |mut b, r| {
                 b.push_bind(&r.id)
@@ -260,9 +306,57 @@ impl Store {
                     .push_bind(r.bytes_in as i64)
                     .push_bind(r.bytes_out as i64)
                     .push_bind(&r.event_id)
-                    .push_bind(i64::from(r.attempt));
+                    .push_bind(i64::from(r.attempt))
+                    .push_bind(i64::from(r.memory_mb))
+                    .push_bind(r.peak_memory_bytes as i64)
+                    .push_bind(i64::from(r.cold));
             });
             q.push(" ON CONFLICT (id) DO NOTHING");
+            q.build().execute(&mut *tx).await?;
+        }
+        // The hourly aggregates, summed here first: one upsert per function
+        // and hour in the batch, not one per record.
+        let mut sums: std::collections::BTreeMap<(&str, &str, i64), UsageRow> =
+            std::collections::BTreeMap::new();
+        for r in records {
+            let hour = r.started_at_us - r.started_at_us.rem_euclid(HOUR_US);
+            let u = sums.entry((&r.app, &r.function, hour)).or_default();
+            u.invocations += 1;
+            u.errors += i64::from(r.outcome != Outcome::Ok || r.status >= 500);
+            u.duration_us += r.duration_us;
+            u.mb_us += i64::from(r.memory_mb) * r.duration_us;
+            u.bytes_in += r.bytes_in as i64;
+            u.bytes_out += r.bytes_out as i64;
+            u.cold_starts += i64::from(r.cold);
+        }
+        let sums: Vec<_> = sums.into_iter().collect();
+        for chunk in batches(&sums) {
+            let mut q = QueryBuilder::new(
+                "INSERT INTO usage_hourly (app, function, hour, invocations, errors, duration_us,
+                    mb_us, bytes_in, bytes_out, cold_starts) ",
+            );
+            q.push_values(chunk, |mut b, ((app, function, hour), u)| {
+                b.push_bind(*app)
+                    .push_bind(*function)
+                    .push_bind(*hour)
+                    .push_bind(u.invocations)
+                    .push_bind(u.errors)
+                    .push_bind(u.duration_us)
+                    .push_bind(u.mb_us)
+                    .push_bind(u.bytes_in)
+                    .push_bind(u.bytes_out)
+                    .push_bind(u.cold_starts);
+            });
+            q.push(
+                " ON CONFLICT (app, function, hour) DO UPDATE SET
+                    invocations = usage_hourly.invocations + excluded.invocations,
+                    errors = usage_hourly.errors + excluded.errors,
+                    duration_us = usage_hourly.duration_us + excluded.duration_us,
+                    mb_us = usage_hourly.mb_us + excluded.mb_us,
+                    bytes_in = usage_hourly.bytes_in + excluded.bytes_in,
+                    bytes_out = usage_hourly.bytes_out + excluded.bytes_out,
+                    cold_starts = usage_hourly.cold_starts + excluded.cold_starts",
+            );
             q.build().execute(&mut *tx).await?;
         }
         let logs: Vec<(&InvocationRecord, &str, &String)> = records
@@ -286,6 +380,56 @@ impl Store {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Usage from the hour containing `since_us` on, of one app or all,
+    /// grouped by `by`, largest GB-seconds first.
+    pub async fn usage(
+        &self,
+        app: Option<&str>,
+        since_us: i64,
+        by: UsageBy,
+    ) -> Result<Vec<UsageRow>> {
+        let key = match by {
+            UsageBy::Function => "app || '/' || function",
+            UsageBy::App => "app",
+            // Days are grouped by number; the caller names them.
+            UsageBy::Day => "CAST(hour / 86400000000 AS TEXT)",
+        };
+        let since = since_us - since_us.rem_euclid(HOUR_US);
+        let mut q = QueryBuilder::new(format!(
+            "SELECT {key} AS k, SUM(invocations) AS invocations, SUM(errors) AS errors,
+                SUM(duration_us) AS duration_us, SUM(mb_us) AS mb_us, SUM(bytes_in) AS bytes_in,
+                SUM(bytes_out) AS bytes_out, SUM(cold_starts) AS cold_starts
+             FROM usage_hourly WHERE hour >= "
+        ));
+        q.push_bind(since);
+        if let Some(app) = app {
+            q.push(" AND app = ").push_bind(app.to_string());
+        }
+        q.push(" GROUP BY k ORDER BY SUM(mb_us) DESC, k");
+        let rows = q.build().fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                let mut key: String = r.try_get("k")?;
+                if by == UsageBy::Day {
+                    let day: i64 = key.parse().unwrap_or(0);
+                    let t = std::time::UNIX_EPOCH
+                        + std::time::Duration::from_secs((day.max(0) as u64) * 86_400);
+                    key = humantime::format_rfc3339(t).to_string()[..10].to_string();
+                }
+                Ok(UsageRow {
+                    key,
+                    invocations: r.try_get("invocations")?,
+                    errors: r.try_get("errors")?,
+                    duration_us: r.try_get("duration_us")?,
+                    mb_us: r.try_get("mb_us")?,
+                    bytes_in: r.try_get("bytes_in")?,
+                    bytes_out: r.try_get("bytes_out")?,
+                    cold_starts: r.try_get("cold_starts")?,
+                })
+            })
+            .collect()
     }
 
     /// Deletes all but the newest `keep_invocations` records and `keep_logs` log entries.
@@ -394,6 +538,9 @@ mod tests {
             bytes_out: 5,
             event_id: None,
             attempt: 0,
+            memory_mb: 128,
+            peak_memory_bytes: 1 << 20,
+            cold: i == 0,
             stdout: format!("line {i}\n"),
             stderr: String::new(),
         }
@@ -453,6 +600,38 @@ mod tests {
         assert_eq!(
             store.invocations("a", None, None, 100).await.unwrap().len(),
             10
+        );
+        // Usage survives pruning: it was summed as the records were written.
+        let by_fn = store.usage(Some("a"), 0, UsageBy::Function).await.unwrap();
+        assert_eq!(by_fn.len(), 2);
+        let even = by_fn.iter().find(|u| u.key == "a/even").unwrap();
+        assert_eq!(
+            (
+                even.invocations,
+                even.duration_us,
+                even.mb_us,
+                even.bytes_out,
+                even.cold_starts
+            ),
+            (25, 250, 128 * 250, 125, 1)
+        );
+        let by_day = store.usage(None, 0, UsageBy::Day).await.unwrap();
+        assert_eq!(by_day.len(), 1);
+        assert_eq!(by_day[0].key, "1970-01-01");
+        assert_eq!(by_day[0].invocations, 50);
+        assert!(
+            store
+                .usage(Some("b"), 0, UsageBy::App)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            store
+                .usage(None, HOUR_US, UsageBy::App)
+                .await
+                .unwrap()
+                .is_empty()
         );
         let all = store
             .logs(&LogQuery {

@@ -1,0 +1,166 @@
+//! Control API for metering: usage per function, day or app over a period,
+//! with a cost estimate from the server's price sheet.
+
+use crate::api::{ApiError, ApiResult, Ctx};
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use nimbus_store::{UsageBy, UsageRow};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+/// Prices a cost estimate uses. The defaults are AWS Lambda's published
+/// on-demand prices for x86 in us-east-1 (an example, not a bill).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriceSheet {
+    /// Currency the prices are in.
+    #[serde(default = "PriceSheet::default_currency")]
+    pub currency: String,
+    /// Price of one GB-second (memory limit × duration).
+    #[serde(default = "PriceSheet::default_gb_second")]
+    pub per_gb_second: f64,
+    /// Price of one million invocations.
+    #[serde(default = "PriceSheet::default_million_requests")]
+    pub per_million_requests: f64,
+}
+
+impl PriceSheet {
+    fn default_currency() -> String {
+        "USD".into()
+    }
+    fn default_gb_second() -> f64 {
+        0.000_016_666_7
+    }
+    fn default_million_requests() -> f64 {
+        0.20
+    }
+
+    /// Parses a price sheet (TOML).
+    pub fn parse(text: &str) -> Result<PriceSheet, String> {
+        toml::from_str(text).map_err(|e| {
+            format!("the price sheet is invalid: {e} (keys: currency, per_gb_second, per_million_requests)")
+        })
+    }
+}
+
+impl Default for PriceSheet {
+    fn default() -> Self {
+        PriceSheet {
+            currency: Self::default_currency(),
+            per_gb_second: Self::default_gb_second(),
+            per_million_requests: Self::default_million_requests(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct UsageQuery {
+    /// How far back: a duration (`24h`, `7d`); default 30 days.
+    since: Option<String>,
+    /// `function` (default), `day` or `app`.
+    by: Option<String>,
+}
+
+fn row_json(r: &UsageRow, prices: &PriceSheet) -> Value {
+    let gb_seconds = r.mb_us as f64 / 1024.0 / 1e6;
+    let cost = gb_seconds * prices.per_gb_second
+        + r.invocations as f64 / 1e6 * prices.per_million_requests;
+    json!({
+        "key": r.key,
+        "invocations": r.invocations,
+        "errors": r.errors,
+        "duration_us": r.duration_us,
+        "gb_seconds": gb_seconds,
+        "bytes_in": r.bytes_in,
+        "bytes_out": r.bytes_out,
+        "cold_starts": r.cold_starts,
+        "cost": cost,
+    })
+}
+
+async fn usage(ctx: &Ctx, app: Option<&str>, q: UsageQuery) -> ApiResult<Json<Value>> {
+    let since = match &q.since {
+        Some(s) => humantime::parse_duration(s).map_err(|e| {
+            ApiError(
+                StatusCode::BAD_REQUEST,
+                format!("since = {s:?} is not a duration ({e}): write e.g. 24h, 7d"),
+            )
+        })?,
+        None => std::time::Duration::from_secs(30 * 86_400),
+    };
+    let by = match q.by.as_deref() {
+        None | Some("function") => UsageBy::Function,
+        Some("day") => UsageBy::Day,
+        Some("app") => UsageBy::App,
+        Some(other) => {
+            return Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                format!("by = {other:?} is unknown: use function, day or app"),
+            ));
+        }
+    };
+    let since_us = nimbus_store::now_us() - since.as_micros().min(i64::MAX as u128) as i64;
+    let rows = ctx.platform.store.usage(app, since_us, by).await?;
+    let prices = &ctx.platform.prices;
+    let total = rows.iter().fold(UsageRow::default(), |mut t, r| {
+        t.invocations += r.invocations;
+        t.errors += r.errors;
+        t.duration_us += r.duration_us;
+        t.mb_us += r.mb_us;
+        t.bytes_in += r.bytes_in;
+        t.bytes_out += r.bytes_out;
+        t.cold_starts += r.cold_starts;
+        t
+    });
+    Ok(Json(json!({
+        "app": app,
+        "since_us": since_us,
+        "by": q.by.as_deref().unwrap_or("function"),
+        "prices": prices,
+        "rows": rows.iter().map(|r| row_json(r, prices)).collect::<Vec<_>>(),
+        "total": row_json(&UsageRow { key: "total".into(), ..total }, prices),
+    })))
+}
+
+/// `GET /v1/usage?since=24h&by=function|day|app`: every app.
+pub(crate) async fn platform_usage(
+    State(ctx): State<Ctx>,
+    Query(q): Query<UsageQuery>,
+) -> ApiResult<Json<Value>> {
+    usage(&ctx, None, q).await
+}
+
+/// `GET /v1/apps/{app}/usage?since=24h&by=function|day`.
+pub(crate) async fn app_usage(
+    State(ctx): State<Ctx>,
+    Path(app): Path<String>,
+    Query(q): Query<UsageQuery>,
+) -> ApiResult<Json<Value>> {
+    usage(&ctx, Some(&app), q).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prices_and_costs() {
+        let p = PriceSheet::parse("per_gb_second = 0.00002\n").unwrap();
+        assert_eq!(p.currency, "USD");
+        assert!(
+            PriceSheet::parse("per_gb_secnd = 1")
+                .unwrap_err()
+                .contains("keys")
+        );
+        // 1,000,000 invocations of 1 GB for 1 s each: 1e6 GB-s and 1M requests.
+        let r = UsageRow {
+            invocations: 1_000_000,
+            mb_us: 1024 * 1_000_000 * 1_000_000,
+            ..Default::default()
+        };
+        let v = row_json(&r, &PriceSheet::default());
+        assert!((v["gb_seconds"].as_f64().unwrap() - 1e6).abs() < 1e-6);
+        assert!((v["cost"].as_f64().unwrap() - (16.6667 + 0.20)).abs() < 1e-3);
+    }
+}
