@@ -26,6 +26,12 @@ pub(crate) struct Ctx {
     pub(crate) platform: Arc<Platform>,
 }
 
+impl Ctx {
+    pub(crate) fn new(platform: Arc<Platform>) -> Ctx {
+        Ctx { platform }
+    }
+}
+
 /// An error answered as `{"error": message}`.
 pub(crate) struct ApiError(pub(crate) StatusCode, pub(crate) String);
 
@@ -66,6 +72,7 @@ pub fn router(platform: Arc<Platform>) -> Router {
         )
         .route("/v1/keys/{name}", delete(users_api::revoke_key))
         .route("/v1/usage", get(usage_api::platform_usage))
+        .route("/v1/metrics", get(crate::metrics::scrape))
         .route("/v1/apps/{app}/usage", get(usage_api::app_usage))
         .route("/v1/apps/{app}/auth/signup", post(users_api::signup))
         .route("/v1/apps/{app}/auth/login", post(users_api::login))

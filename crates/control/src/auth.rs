@@ -79,7 +79,7 @@ fn need(method: &Method, path: &str) -> Need {
                 _ => key(Scope::Admin),
             }
         }
-        ["v1", "status"] | ["v1", "usage"] => Need::Key(None, Scope::ReadLogs),
+        ["v1", "status"] | ["v1", "usage"] | ["v1", "metrics"] => Need::Key(None, Scope::ReadLogs),
         _ => Need::Key(None, Scope::Admin),
     }
 }

@@ -11,6 +11,7 @@ mod api;
 mod auth;
 mod data_api;
 mod events_api;
+pub mod metrics;
 mod platform;
 mod usage_api;
 mod users_api;

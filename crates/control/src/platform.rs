@@ -111,6 +111,8 @@ pub struct Platform {
     pub max_value_bytes: u64,
     /// Largest component upload accepted, in bytes.
     pub max_component_bytes: u64,
+    /// Renders `/v1/metrics` (`None`: metrics are off).
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     lock: Mutex<()>,
 }
 
@@ -119,6 +121,8 @@ pub struct Platform {
 pub struct PlatformSettings {
     /// Prices of usage cost estimates.
     pub prices: crate::PriceSheet,
+    /// The metrics recorder's handle (`None`: metrics are off).
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// Largest component upload, in bytes.
     pub max_component_bytes: u64,
     /// Largest KV value or document, in bytes.
@@ -150,6 +154,7 @@ impl Platform {
             max_value_bytes: limits.max_value_bytes,
             users,
             prices: limits.prices,
+            metrics: limits.metrics,
             lock: Mutex::new(()),
         })
     }

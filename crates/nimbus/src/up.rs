@@ -75,6 +75,13 @@ pub struct UpArgs {
     /// x86 prices, as an example]
     #[arg(long)]
     prices: Option<PathBuf>,
+    /// Turn Prometheus metrics off (`/v1/metrics` answers 404)
+    #[arg(long)]
+    no_metrics: bool,
+    /// Also serve `GET /metrics` without authentication on this address
+    /// (for a Prometheus on the monitoring network; off if unset)
+    #[arg(long, env = "NIMBUS_METRICS_LISTEN")]
+    metrics_listen: Option<String>,
 }
 
 /// The key that seals secrets: `NIMBUS_SECRET_KEY` (64 hex digits), else
@@ -154,6 +161,12 @@ pub async fn run(args: UpArgs) -> Result<()> {
         },
     );
     let sink_writer = records.clone();
+    let metering = !args.no_metrics;
+    let metrics_handle = if metering {
+        Some(nimbus_control::metrics::install().map_err(|e| anyhow::anyhow!(e))?)
+    } else {
+        None
+    };
     let runtime = Runtime::new(
         RuntimeConfig {
             cache_dir: args
@@ -170,7 +183,12 @@ pub async fn run(args: UpArgs) -> Result<()> {
             warm_slots: args.warm_slots,
         },
         components.clone(),
-        Arc::new(move |r| sink_writer.submit(r)),
+        Arc::new(move |r| {
+            if metering {
+                nimbus_control::metrics::observe(&r);
+            }
+            sink_writer.submit(r)
+        }),
     )?;
     let events = Events::start(
         store.clone(),
@@ -269,10 +287,27 @@ pub async fn run(args: UpArgs) -> Result<()> {
             max_component_bytes: args.max_component_mb << 20,
             max_value_bytes,
             prices,
+            metrics: metrics_handle,
         },
     );
     let restored = platform.restore().await?;
     let control = nimbus_control::router(platform.clone());
+    let metrics_url = match &args.metrics_listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+                format!("cannot listen for metrics on {addr}: pick another with --metrics-listen")
+            })?;
+            let url = format!("http://{}/metrics", listener.local_addr()?);
+            let router = nimbus_control::metrics::router(platform.clone());
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, router).await {
+                    tracing::error!(error = %e, "the metrics listener stopped");
+                }
+            });
+            Some(url)
+        }
+        None => None,
+    };
 
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
@@ -287,7 +322,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
     let info = data_dir.join("server.json");
     std::fs::write(
         &info,
-        serde_json::json!({ "url": url, "s3_url": s3_url, "pid": std::process::id() }).to_string(),
+        serde_json::json!({ "url": url, "s3_url": s3_url, "metrics_url": metrics_url, "pid": std::process::id() }).to_string(),
     )?;
     tracing::info!(%url, data_dir = %data_dir.display(), apps = restored, "Nimbus is up");
     println!(

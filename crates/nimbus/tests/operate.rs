@@ -21,6 +21,8 @@ memory_mb = 32
 component = "@WASM@/chaos.wasm"
 memory_mb = 64
 
+[queues.backlog]
+
 [[triggers.http]]
 route = "/hello"
 function = "hello"
@@ -130,4 +132,117 @@ async fn usage_matches_a_known_workload() {
     );
     let bad = s.cli_err(&["usage", "--by", "week"]);
     assert!(bad.contains("function, day or app"), "{bad}");
+}
+
+/// Scrapes `/v1/metrics` and parses it with a Prometheus parser.
+async fn scrape(s: &Server) -> prometheus_parse::Scrape {
+    let r = s
+        .http
+        .get(format!("{}/v1/metrics", s.url))
+        .bearer_auth(s.token())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    let lines = text.lines().map(|l| Ok(l.to_string()));
+    prometheus_parse::Scrape::parse(lines).expect("the metrics parse")
+}
+
+/// The value of a sample with these labels (counters and gauges), or the
+/// count of a histogram.
+fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match &s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => *v,
+            prometheus_parse::Value::Histogram(h) => h.last().map_or(0.0, |b| b.count),
+            prometheus_parse::Value::Summary(_) => 0.0,
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn prometheus_metrics_move() {
+    let s = Server::start(&["--metrics-listen", "127.0.0.1:0"]);
+    let dir = app_dir(APP);
+    s.deploy(dir.path());
+    for _ in 0..5 {
+        assert_eq!(s.get_text("/hello").await.0, 200);
+    }
+    assert_eq!(s.get_text("/chaos/panic").await.0, 500);
+    for i in 0..3 {
+        let r = s
+            .api_post(
+                "/v1/apps/metered/queues/backlog/messages",
+                &[],
+                format!("m{i}"),
+            )
+            .await;
+        assert_eq!(r.status(), 202);
+    }
+    s.api_wait("/v1/apps/metered/invocations", 20, |v| {
+        v.as_array().unwrap().len() == 6
+    })
+    .await;
+    let m = scrape(&s).await;
+    let hello = [("app", "metered"), ("function", "hello")];
+    let chaos = [("app", "metered"), ("function", "chaos")];
+    assert_eq!(value(&m, "nimbus_invocations_total", &hello), 5.0);
+    assert_eq!(
+        value(
+            &m,
+            "nimbus_invocations_total",
+            &[("function", "chaos"), ("outcome", "trap")]
+        ),
+        1.0
+    );
+    assert_eq!(value(&m, "nimbus_invocation_errors_total", &chaos), 1.0);
+    assert_eq!(value(&m, "nimbus_invocation_errors_total", &hello), 0.0);
+    assert_eq!(value(&m, "nimbus_invocation_duration_seconds", &hello), 5.0);
+    assert_eq!(
+        value(
+            &m,
+            "nimbus_queue_messages",
+            &[("channel", "queue:backlog"), ("state", "queued")]
+        ),
+        3.0
+    );
+    assert!(
+        value(
+            &m,
+            "nimbus_queue_oldest_age_seconds",
+            &[("channel", "queue:backlog")]
+        ) >= 0.0
+    );
+    assert_eq!(value(&m, "nimbus_function_in_flight", &hello), 0.0);
+
+    // Counters move.
+    for _ in 0..4 {
+        s.get_text("/hello").await;
+    }
+    s.api_wait("/v1/apps/metered/invocations", 20, |v| {
+        v.as_array().unwrap().len() == 10
+    })
+    .await;
+    let m = scrape(&s).await;
+    assert_eq!(value(&m, "nimbus_invocations_total", &hello), 9.0);
+    assert_eq!(value(&m, "nimbus_invocation_duration_seconds", &hello), 9.0);
+
+    // The unauthenticated listener serves the same; the API needs a key.
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(s.data_dir.join("server.json")).unwrap())
+            .unwrap();
+    let text = reqwest::get(info["metrics_url"].as_str().unwrap())
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("nimbus_invocations_total"));
+    assert_eq!(s.get_text("/v1/metrics").await.0, 401);
 }

@@ -431,6 +431,12 @@ impl Runtime {
         let permit = match admitted {
             Ok(p) => p,
             Err(why) => {
+                metrics::counter!(
+                    "nimbus_throttled_total",
+                    "app" => f.app_name.to_string(),
+                    "function" => f.name.clone()
+                )
+                .increment(1);
                 let wait = self.admission.wait_timeout();
                 let why = match why {
                     Throttled::QueueFull => "too many requests are already waiting".to_string(),

@@ -192,6 +192,9 @@ pub struct ChannelDepth {
     pub failed: u64,
     /// Dead-lettered.
     pub dead: u64,
+    /// When the oldest message still waiting for delivery (queued or
+    /// failed) was sent, µs since the epoch.
+    pub oldest_waiting_us: Option<i64>,
 }
 
 fn headers_json(h: &[(String, String)]) -> String {
@@ -628,7 +631,7 @@ impl Store {
     /// Unfinished messages of an app, per channel and state.
     pub async fn channel_depths(&self, app: &str) -> Result<Vec<ChannelDepth>> {
         let rows = sqlx::query(
-            "SELECT channel, state, COUNT(*) AS n FROM messages
+            "SELECT channel, state, COUNT(*) AS n, MIN(created_at) AS oldest FROM messages
              WHERE app = $1 AND state IN ('queued', 'running', 'failed', 'dead')
              GROUP BY channel, state ORDER BY channel",
         )
@@ -652,6 +655,10 @@ impl Store {
                 "running" => d.running = n,
                 "failed" => d.failed = n,
                 _ => d.dead = n,
+            }
+            if state == "queued" || state == "failed" {
+                let oldest: i64 = row.try_get("oldest")?;
+                d.oldest_waiting_us = Some(d.oldest_waiting_us.map_or(oldest, |o| o.min(oldest)));
             }
         }
         Ok(out)
