@@ -73,6 +73,15 @@ pub fn router(platform: Arc<Platform>) -> Router {
         .route("/v1/keys/{name}", delete(users_api::revoke_key))
         .route("/v1/usage", get(usage_api::platform_usage))
         .route("/v1/metrics", get(crate::metrics::scrape))
+        .route("/v1/invocations/{id}", get(crate::replay_api::find))
+        .route(
+            "/v1/apps/{app}/invocations/{id}/input",
+            get(crate::replay_api::input),
+        )
+        .route(
+            "/v1/apps/{app}/invocations/{id}/replay",
+            post(crate::replay_api::replay),
+        )
         .route("/v1/apps/{app}/usage", get(usage_api::app_usage))
         .route("/v1/apps/{app}/auth/signup", post(users_api::signup))
         .route("/v1/apps/{app}/auth/login", post(users_api::login))
@@ -566,6 +575,7 @@ struct LogsQuery {
     after: Option<i64>,
     since_us: Option<i64>,
     limit: Option<i64>,
+    grep: Option<String>,
 }
 
 async fn logs(
@@ -579,6 +589,7 @@ async fn logs(
         invocation: q.invocation,
         after_seq: q.after.unwrap_or(0),
         since_us: q.since_us.unwrap_or(0),
+        grep: q.grep.filter(|g| !g.is_empty()),
         limit: q.limit.unwrap_or(500).clamp(1, 5000),
     };
     Ok(Json(ctx.platform.store.logs(&query).await?))

@@ -54,7 +54,7 @@ fn need(method: &Method, path: &str) -> Need {
         ["v1", "health"] => Need::Nothing,
         ["v1", "keys", ..] => Need::AnyKey(Scope::Admin),
         ["v1", "components", ..] => Need::AnyKey(Scope::Deploy),
-        ["v1", "apps"] => Need::AnyKey(Scope::ReadLogs),
+        ["v1", "apps"] | ["v1", "invocations", _] => Need::AnyKey(Scope::ReadLogs),
         ["v1", "apps", app] | ["v1", "apps", app, "revisions" | "rollback"] => read(app),
         ["v1", "apps", app, rest @ ..] => {
             let app = app.to_string();
@@ -65,6 +65,7 @@ fn need(method: &Method, path: &str) -> Need {
                 ["users", ..] => key(Scope::Users),
                 ["kv", ..] | ["docs", ..] => Need::DataRule,
                 ["keys", "s3"] => key(Scope::Data),
+                ["invocations", _, "replay"] => key(Scope::Invoke),
                 ["functions", _, "invoke", ..]
                 | ["queues", _, "messages"]
                 | ["topics", _, "messages"] => key(Scope::Invoke),
@@ -323,6 +324,18 @@ mod tests {
         assert_eq!(need(&get, "/v1/status"), Need::Key(None, Scope::ReadLogs));
         assert_eq!(need(&get, "/v1/usage"), Need::Key(None, Scope::ReadLogs));
         assert_eq!(need(&get, "/v1/apps/a/usage"), k("a", Scope::ReadLogs));
+        assert_eq!(
+            need(&post, "/v1/apps/a/invocations/i/replay"),
+            k("a", Scope::Invoke)
+        );
+        assert_eq!(
+            need(&get, "/v1/apps/a/invocations/i/input"),
+            k("a", Scope::ReadLogs)
+        );
+        assert_eq!(
+            need(&get, "/v1/invocations/i"),
+            Need::AnyKey(Scope::ReadLogs)
+        );
         assert_eq!(need(&get, "/v1/apps"), Need::AnyKey(Scope::ReadLogs));
         assert_eq!(
             need(&Method::PUT, "/v1/components/abc"),

@@ -13,6 +13,7 @@ mod data_api;
 mod events_api;
 pub mod metrics;
 mod platform;
+mod replay_api;
 mod usage_api;
 mod users_api;
 

@@ -176,6 +176,39 @@ impl Platform {
         self.apply_config(app).await
     }
 
+    /// A function of an app at a revision (`None`: the active one), ready
+    /// to invoke with its configuration, for replays.
+    pub async fn function_at(
+        &self,
+        app: &str,
+        revision: Option<i64>,
+        function: &str,
+    ) -> Result<Arc<nimbus_runtime::Function>, PlatformError> {
+        let table = self.gateway.table();
+        let active = table.app(app);
+        let at = match (revision, active) {
+            (None, Some(a)) => a.clone(),
+            (Some(n), Some(a)) if a.revision == n => a.clone(),
+            (None, None) => {
+                return Err(PlatformError::NotFound(format!(
+                    "app {app:?} is not deployed: pass a revision"
+                )));
+            }
+            (Some(n), _) => {
+                let rev = self.store.revision(app, n).await?;
+                let at = Arc::new(ActiveApp::new(rev.spec, n));
+                self.apply_config(&at).await?;
+                at
+            }
+        };
+        at.functions.get(function).cloned().ok_or_else(|| {
+            PlatformError::NotFound(format!(
+                "revision {} of app {app:?} has no function {function:?}",
+                at.revision
+            ))
+        })
+    }
+
     /// Computes and installs each function's configuration: the app's
     /// manifest `[variables]`, the function's manifest `config`, values set
     /// with `nimbus config set` (app-wide, then for the function), and

@@ -16,5 +16,5 @@ pub mod route;
 pub mod spec;
 
 pub use manifest::{Manifest, ManifestError};
-pub use record::{InvocationRecord, LogEntry, Outcome};
+pub use record::{InvocationRecord, LogEntry, Outcome, StoredInput};
 pub use spec::{AppSpec, FunctionSpec, Limits, RouteSpec};

@@ -90,10 +90,39 @@ pub struct InvocationRecord {
     /// the disk cache) for this invocation, rather than found in memory.
     #[serde(default)]
     pub cold: bool,
+    /// The request, kept for failed invocations so they can be replayed.
+    #[serde(default)]
+    pub input: Option<Box<StoredInput>>,
     /// Captured stdout (bounded).
     pub stdout: String,
     /// Captured stderr (bounded).
     pub stderr: String,
+}
+
+/// The request of a failed invocation, as kept for replay: credentials
+/// removed, the app's secret values redacted, the body bounded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredInput {
+    /// Method.
+    pub method: String,
+    /// Path and query.
+    pub path: String,
+    /// Headers, without credentials (`authorization`, `cookie`,
+    /// `proxy-authorization`, `x-api-key`) or `nimbus-*` ones.
+    pub headers: Vec<(String, String)>,
+    /// The body the guest read, up to the server's limit.
+    pub body: Vec<u8>,
+    /// Whether `body` is the whole body (the guest read it all, within the
+    /// limit).
+    pub complete: bool,
+}
+
+/// Request headers never kept for replay.
+pub fn is_credential_header(name: &str) -> bool {
+    matches!(
+        name,
+        "authorization" | "cookie" | "proxy-authorization" | "x-api-key"
+    ) || name.starts_with("nimbus-")
 }
 
 /// One block of guest output, as `nimbus logs` shows it.

@@ -489,14 +489,32 @@ pub async fn delete(target: &Target, app: &str) -> Result<()> {
     Ok(())
 }
 
+/// Which log lines `nimbus logs` prints.
+pub struct LogFilter {
+    /// Only this function.
+    pub function: Option<String>,
+    /// Only this invocation.
+    pub invocation: Option<String>,
+    /// Only entries newer than this.
+    pub since: Option<Duration>,
+    /// Only lines containing this (case-insensitive).
+    pub grep: Option<String>,
+}
+
 pub async fn logs(
     target: &Target,
     app: &str,
-    function: Option<String>,
+    filter: LogFilter,
     follow: bool,
-    invocation: Option<String>,
-    since: Option<Duration>,
+    json: bool,
 ) -> Result<()> {
+    let LogFilter {
+        function,
+        invocation,
+        since,
+        grep,
+    } = filter;
+    let needle = grep.as_ref().map(|g| g.to_lowercase());
     let api = Api::new(target)?;
     let since_us = since
         .map(|d| SystemTime::now().checked_sub(d).unwrap_or(UNIX_EPOCH))
@@ -511,6 +529,9 @@ pub async fn logs(
         if let Some(i) = &invocation {
             q.push_str(&format!("&invocation={i}"));
         }
+        if let Some(g) = &grep {
+            q.push_str(&format!("&grep={}", crate::data_cli::enc(g)));
+        }
         let entries = api.get_json(&q).await?;
         let entries = entries.as_array().cloned().unwrap_or_default();
         for e in &entries {
@@ -524,7 +545,25 @@ pub async fn logs(
                 e["stream"].as_str().unwrap_or("")
             );
             for line in e["text"].as_str().unwrap_or("").lines() {
-                println!("{prefix} | {line}");
+                if needle
+                    .as_ref()
+                    .is_some_and(|n| !line.to_lowercase().contains(n))
+                {
+                    continue;
+                }
+                if json {
+                    let v = serde_json::json!({
+                        "time": format_time(e["at_us"].as_i64().unwrap_or(0)),
+                        "app": app,
+                        "function": e["function"],
+                        "invocation_id": e["invocation_id"],
+                        "stream": e["stream"],
+                        "line": line,
+                    });
+                    println!("{v}");
+                } else {
+                    println!("{prefix} | {line}");
+                }
             }
         }
         if entries.len() == 1000 {

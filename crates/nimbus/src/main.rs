@@ -5,6 +5,7 @@ mod client;
 mod data_cli;
 mod events_cli;
 mod identity_cli;
+mod replay_cli;
 mod up;
 
 use clap::{Args, Parser, Subcommand};
@@ -192,6 +193,12 @@ enum Command {
         /// Only entries newer than this (e.g. 10m, 2h)
         #[arg(long)]
         since: Option<humantime::Duration>,
+        /// Only lines containing this text (case-insensitive)
+        #[arg(long)]
+        grep: Option<String>,
+        /// One JSON object per line (time, app, function, invocation, stream, line)
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         target: Target,
     },
@@ -211,6 +218,23 @@ enum Command {
         /// List events in this state: queued, running, failed, succeeded, dead
         #[arg(long)]
         state: Option<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Run a failed invocation again, on the server (--revision) or on this
+    /// machine against a locally built component (--local), and compare
+    Replay {
+        /// Invocation id (from `nimbus invocations` or a response's nimbus-invocation-id)
+        id: String,
+        /// Its app [default: looked up on the server]
+        #[arg(long)]
+        app: Option<String>,
+        /// Revision to run against [default: the active one]
+        #[arg(long)]
+        revision: Option<i64>,
+        /// A component built on this machine to run instead (in-process)
+        #[arg(long)]
+        local: Option<std::path::PathBuf>,
         #[command(flatten)]
         target: Target,
     },
@@ -280,6 +304,13 @@ fn main() {
             Command::Keys { command, target } => identity_cli::keys(&target, command).await,
             Command::Users { command, target } => identity_cli::users(&target, command).await,
             Command::Apps { target } => client::apps(&target).await,
+            Command::Replay {
+                id,
+                app,
+                revision,
+                local,
+                target,
+            } => replay_cli::replay(&target, &id, app, revision, local.as_deref()).await,
             Command::Usage {
                 app,
                 since,
@@ -297,17 +328,17 @@ fn main() {
                 follow,
                 invocation,
                 since,
+                grep,
+                json,
                 target,
             } => {
-                client::logs(
-                    &target,
-                    &app,
+                let filter = client::LogFilter {
                     function,
-                    follow,
                     invocation,
-                    since.map(Into::into),
-                )
-                .await
+                    since: since.map(Into::into),
+                    grep,
+                };
+                client::logs(&target, &app, filter, follow, json).await
             }
             Command::Invocations {
                 app,

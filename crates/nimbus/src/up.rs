@@ -54,6 +54,19 @@ pub struct UpArgs {
     /// Invocation records and log entries kept (older ones are pruned)
     #[arg(long, default_value_t = 100_000)]
     keep_records: i64,
+    /// Request body kept for replaying a failed invocation, in KiB
+    /// (credentials and secret values are never kept)
+    #[arg(long, default_value_t = 256)]
+    replay_body_kb: usize,
+    /// Platform log lines on stderr: `text`, or `json` (one object per line)
+    #[arg(long, default_value = "text", env = "NIMBUS_LOG_FORMAT")]
+    log_format: String,
+    /// Guest log entries older than this are pruned
+    #[arg(long, default_value = "7d")]
+    keep_logs_for: humantime::Duration,
+    /// Guest log text kept, in MiB (the oldest entries go first)
+    #[arg(long, default_value_t = 1024)]
+    keep_logs_mb: i64,
     /// Largest event payload (queue message, topic message, async
     /// invocation body), in KiB; a queue may set a lower limit
     #[arg(long, default_value_t = 1024)]
@@ -137,13 +150,17 @@ fn admin_token(data_dir: &Path) -> Result<String> {
 }
 
 pub async fn run(args: UpArgs) -> Result<()> {
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "info,sqlx=warn,wasmtime=warn,cranelift=warn".into()),
         )
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match args.log_format.as_str() {
+        "json" => logs.json().init(),
+        "text" => logs.init(),
+        other => anyhow::bail!("--log-format {other:?} is unknown: use text or json"),
+    }
     let data_dir = args.data_dir.clone();
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating data dir {}", data_dir.display()))?;
@@ -157,6 +174,8 @@ pub async fn run(args: UpArgs) -> Result<()> {
         RecordWriterConfig {
             keep_invocations: args.keep_records,
             keep_log_entries: args.keep_records,
+            keep_logs_for: args.keep_logs_for.into(),
+            keep_log_bytes: args.keep_logs_mb.saturating_mul(1 << 20),
             ..Default::default()
         },
     );
@@ -181,6 +200,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
             log_limit_bytes: args.log_limit_kb * 1024,
             keep_resident_bytes: args.keep_resident_kb * 1024,
             warm_slots: args.warm_slots,
+            replay_body_bytes: args.replay_body_kb * 1024,
         },
         components.clone(),
         Arc::new(move |r| {

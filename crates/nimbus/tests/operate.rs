@@ -246,3 +246,162 @@ async fn prometheus_metrics_move() {
     assert!(text.contains("nimbus_invocations_total"));
     assert_eq!(s.get_text("/v1/metrics").await.0, 401);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_grep_and_json() {
+    let s = Server::start(&[]);
+    let dir = app_dir(APP);
+    s.deploy(dir.path());
+    for word in ["alpha", "beta", "ALPHA2"] {
+        let r = s
+            .http
+            .post(format!("{}/echo?word={word}", s.url))
+            .body("x")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let out = s.wait_for_log("metered", &["echo"], "word=beta").await;
+    assert!(out.contains("word=alpha"), "{out}");
+    let out = s.cli_ok(&["logs", "metered", "echo", "--grep", "Alpha"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines.len(),
+        2,
+        "case-insensitive, only matching lines: {out}"
+    );
+    assert!(lines.iter().all(|l| l.to_lowercase().contains("alpha")));
+    let out = s.cli_ok(&["logs", "metered", "--json", "--grep", "word=beta"]);
+    let v: Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(v["function"], "echo");
+    assert_eq!(v["stream"], "stdout");
+    assert!(v["line"].as_str().unwrap().contains("word=beta"));
+    assert!(!v["invocation_id"].as_str().unwrap().is_empty());
+    let out = s.cli_ok(&["logs", "metered", "--grep", "100%_not_there"]);
+    assert!(out.trim().is_empty(), "{out}");
+}
+
+const BROKEN: &str = r#"
+[app]
+name = "replayed"
+
+[functions.api]
+component = "@WASM@/chaos.wasm"
+memory_mb = 32
+
+[[triggers.http]]
+route = "/api/{*what}"
+function = "api"
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replay_reproduces_a_failure_and_checks_a_fix() {
+    let s = Server::start(&[]);
+    let broken = app_dir(BROKEN);
+    s.deploy(broken.path());
+    let set = std::process::Command::new(env!("CARGO_BIN_EXE_nimbus"))
+        .args([
+            "secrets",
+            "set",
+            "replayed",
+            "token",
+            "s3cr3t-value-123",
+            "--data-dir",
+        ])
+        .arg(&s.data_dir)
+        .output()
+        .unwrap();
+    assert!(
+        set.status.success(),
+        "{}",
+        String::from_utf8_lossy(&set.stderr)
+    );
+    let r = s
+        .http
+        .post(format!("{}/api/parse?case=7", s.url))
+        .header("authorization", "Bearer user-credential")
+        .header("x-trace-me", "yes")
+        .body("payload with s3cr3t-value-123 inside")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 500);
+    let id = r.headers()["nimbus-invocation-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    s.api_wait("/v1/apps/replayed/invocations", 20, |v| {
+        v.as_array().unwrap().iter().any(|r| r["outcome"] == "trap")
+    })
+    .await;
+
+    // The kept input: no credentials, no secret values.
+    let kept = s
+        .api(&format!("/v1/apps/replayed/invocations/{id}/input"))
+        .await;
+    let input = &kept["input"];
+    assert_eq!(input["method"], "POST");
+    assert_eq!(input["path"], "/api/parse?case=7");
+    assert_eq!(input["complete"], true);
+    let headers = input["headers"].to_string();
+    assert!(
+        headers.contains("x-trace-me") && !headers.to_lowercase().contains("authorization"),
+        "{headers}"
+    );
+    let body = String::from_utf8(
+        base64::Engine::decode(
+            &base64::engine::general_purpose::STANDARD,
+            input["body_base64"].as_str().unwrap(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        !body.contains("s3cr3t-value-123") && body.starts_with("payload with"),
+        "{body}"
+    );
+
+    // Replayed against the same revision, it fails the same way.
+    let out = s.cli_ok(&["replay", &id]);
+    assert!(
+        out.contains("original (revision 1): HTTP 500 trap"),
+        "{out}"
+    );
+    assert!(out.contains("replay   (revision 1"), "{out}");
+    assert_eq!(out.matches("HTTP 500 trap").count(), 2, "{out}");
+
+    // A fixed revision (here: a function that echoes instead of panicking).
+    let fixed = app_dir(&BROKEN.replace("chaos.wasm", "echo.wasm"));
+    s.deploy(fixed.path());
+    let out = s.cli_ok(&["replay", &id, "--app", "replayed"]);
+    assert!(out.contains("replay   (revision 2"), "{out}");
+    assert!(out.contains("HTTP 200 ok"), "{out}");
+    assert!(out.contains("body   | payload with"), "{out}");
+    let out = s.cli_ok(&["replay", &id, "--revision", "1"]);
+    assert_eq!(out.matches("HTTP 500 trap").count(), 2, "{out}");
+
+    // On this machine, against locally built components.
+    let local_fix = common::wasm("echo");
+    let out = s.cli_ok(&["replay", &id, "--local", local_fix.to_str().unwrap()]);
+    assert!(
+        out.contains("original (revision 1, on the server): HTTP 500 trap"),
+        "{out}"
+    );
+    assert!(
+        out.contains("replay   (local") && out.contains("HTTP 200 ok"),
+        "{out}"
+    );
+    let local_bug = common::wasm("chaos");
+    let out = s.cli_ok(&["replay", &id, "--local", local_bug.to_str().unwrap()]);
+    assert_eq!(out.matches("HTTP 500 trap").count(), 2, "{out}");
+
+    // Successful invocations keep nothing.
+    let ok = s.http.get(format!("{}/api/x", s.url)).send().await.unwrap();
+    let ok_id = ok.headers()["nimbus-invocation-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let err = s.cli_err(&["replay", &ok_id, "--app", "replayed"]);
+    assert!(err.contains("only failed invocations"), "{err}");
+}

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode, header};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
-use nimbus_core::{FunctionSpec, InvocationRecord, Limits, Outcome};
+use nimbus_core::{FunctionSpec, InvocationRecord, Limits, Outcome, StoredInput};
 use parking_lot::Mutex;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -168,6 +168,14 @@ struct Tracker {
     memory_mb: u32,
     peak_memory: Arc<AtomicU64>,
     cold: bool,
+    /// Request headers, kept for replay if it fails (credentials are
+    /// dropped then).
+    headers: http::HeaderMap,
+    /// The start of the request body, likewise.
+    input: Mutex<Vec<u8>>,
+    input_limit: usize,
+    /// Whether the body was read to its end within `input_limit`.
+    input_complete: std::sync::atomic::AtomicBool,
     started_at_us: i64,
     start: Instant,
     status: AtomicU16,
@@ -216,6 +224,34 @@ impl Tracker {
 }
 
 impl Tracker {
+    /// The request as kept for replay, secret values redacted.
+    fn stored_input(&mut self) -> Box<StoredInput> {
+        let mut body = std::mem::take(self.input.get_mut());
+        if let Ok(mut text) = String::from_utf8(body.clone()) {
+            self.config.redact(&mut text);
+            body = text.into_bytes();
+        }
+        let headers = self
+            .headers
+            .iter()
+            .filter(|(k, _)| !nimbus_core::record::is_credential_header(k.as_str()))
+            .map(|(k, v)| {
+                let mut v = String::from_utf8_lossy(v.as_bytes()).into_owned();
+                self.config.redact(&mut v);
+                (k.to_string(), v)
+            })
+            .collect();
+        let mut path = self.path.clone();
+        self.config.redact(&mut path);
+        Box::new(StoredInput {
+            method: self.method.clone(),
+            path,
+            headers,
+            body,
+            complete: self.input_complete.load(Ordering::Relaxed),
+        })
+    }
+
     /// Guest output with every secret value replaced: secrets never reach
     /// the logs, even if a guest prints them.
     fn redacted(&self, mut text: String) -> String {
@@ -231,6 +267,9 @@ impl Drop for Tracker {
             outcome: Outcome::Ok,
             error: None,
         });
+        let status = self.status.load(Ordering::Relaxed);
+        let failed = end.outcome != Outcome::Ok || status >= 500;
+        let input = failed.then(|| self.stored_input());
         (self.sink)(InvocationRecord {
             id: std::mem::take(&mut self.id),
             app: std::mem::take(&mut self.app),
@@ -251,6 +290,7 @@ impl Drop for Tracker {
             memory_mb: self.memory_mb,
             peak_memory_bytes: self.peak_memory.load(Ordering::Relaxed),
             cold: self.cold,
+            input,
             stdout: self.redacted(self.stdout.text()),
             stderr: self.redacted(self.stderr.text()),
         });
@@ -281,17 +321,30 @@ where
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
-                    let counter = if this.outbound {
-                        &this.tracker.bytes_out
+                    let t = &this.tracker;
+                    if this.outbound {
+                        t.bytes_out.fetch_add(data.len() as u64, Ordering::Relaxed);
                     } else {
-                        &this.tracker.bytes_in
-                    };
-                    counter.fetch_add(data.len() as u64, Ordering::Relaxed);
+                        let seen = t.bytes_in.fetch_add(data.len() as u64, Ordering::Relaxed);
+                        // Kept for replay, up to the limit.
+                        if (seen as usize) < t.input_limit {
+                            let room = t.input_limit - seen as usize;
+                            t.input
+                                .lock()
+                                .extend_from_slice(&data[..data.len().min(room)]);
+                        }
+                    }
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
-            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Ready(None) => {
+                let t = &this.tracker;
+                if !this.outbound && t.bytes_in.load(Ordering::Relaxed) as usize <= t.input_limit {
+                    t.input_complete.store(true, Ordering::Relaxed);
+                }
+                Poll::Ready(None)
+            }
             Poll::Pending => Poll::Pending,
         }
     }
@@ -463,7 +516,7 @@ impl Runtime {
         let (loaded, cold) = match self.load(&f.component).await {
             Ok((l, source)) => (l, !matches!(source, crate::LoadSource::Memory)),
             Err(e) => {
-                tracing::error!(function = %qualified, error = %e, "cannot load function");
+                tracing::error!(function = %qualified, invocation = %id, error = %e, "cannot load function");
                 return with_id(
                     text_response(
                         StatusCode::SERVICE_UNAVAILABLE,
@@ -495,6 +548,10 @@ impl Runtime {
             memory_mb: f.limits.memory_mb,
             peak_memory: Arc::default(),
             cold,
+            headers: parts.headers.clone(),
+            input: Mutex::new(Vec::new()),
+            input_limit: self.config.replay_body_bytes,
+            input_complete: std::sync::atomic::AtomicBool::new(false),
             started_at_us: nimbus_store::now_us(),
             start: Instant::now(),
             status: AtomicU16::new(0),

@@ -108,6 +108,9 @@ pub struct RuntimeConfig {
     pub keep_resident_bytes: usize,
     /// Unused pool slots kept warm (resident) for reuse.
     pub warm_slots: u32,
+    /// Request body bytes kept for replaying a failed invocation (0: none;
+    /// its method, path and headers are kept anyway).
+    pub replay_body_bytes: usize,
 }
 
 impl Default for RuntimeConfig {
@@ -122,6 +125,7 @@ impl Default for RuntimeConfig {
             log_limit_bytes: 64 * 1024,
             keep_resident_bytes: 4 << 20,
             warm_slots: 16,
+            replay_body_bytes: 256 * 1024,
         }
     }
 }

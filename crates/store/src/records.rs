@@ -1,7 +1,7 @@
 //! Invocation records and guest logs, written in batches off the hot path.
 
 use crate::{Result, Store};
-use nimbus_core::{InvocationRecord, LogEntry, Outcome};
+use nimbus_core::{InvocationRecord, LogEntry, Outcome, StoredInput};
 use sqlx::{QueryBuilder, Row};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,6 +17,10 @@ pub struct RecordWriterConfig {
     pub keep_invocations: i64,
     /// Log entries kept; older ones are pruned.
     pub keep_log_entries: i64,
+    /// Log entries older than this are pruned.
+    pub keep_logs_for: Duration,
+    /// Text of log entries kept, in bytes; the oldest go first.
+    pub keep_log_bytes: i64,
 }
 
 impl Default for RecordWriterConfig {
@@ -25,6 +29,8 @@ impl Default for RecordWriterConfig {
             queue_capacity: 65_536,
             keep_invocations: 100_000,
             keep_log_entries: 100_000,
+            keep_logs_for: Duration::from_secs(7 * 86_400),
+            keep_log_bytes: 1 << 30,
         }
     }
 }
@@ -83,6 +89,7 @@ impl RecordWriter {
 async fn run(store: Store, config: RecordWriterConfig, mut rx: mpsc::Receiver<Msg>) {
     let mut buf = Vec::with_capacity(1024);
     let mut written_since_prune = 0usize;
+    let mut last_prune = std::time::Instant::now();
     while rx.recv_many(&mut buf, 1024).await > 0 {
         // Let a batch build up: one transaction per ~20 ms under load, not
         // one per record (each statement is a round trip to SQLite's thread).
@@ -115,12 +122,12 @@ async fn run(store: Store, config: RecordWriterConfig, mut rx: mpsc::Receiver<Ms
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             written_since_prune += records.len();
-            if written_since_prune >= 10_000 {
+            // Prune every 10,000 records, and at least once a minute while
+            // records come in (retention by age).
+            if written_since_prune >= 10_000 || last_prune.elapsed() >= Duration::from_secs(60) {
                 written_since_prune = 0;
-                if let Err(e) = store
-                    .prune_records(config.keep_invocations, config.keep_log_entries)
-                    .await
-                {
+                last_prune = std::time::Instant::now();
+                if let Err(e) = store.prune_records(&config).await {
                     tracing::error!(error = %e, "pruning invocation records failed");
                 }
             }
@@ -222,6 +229,8 @@ pub struct LogQuery {
     pub after_seq: i64,
     /// Only entries at or after this time (µs since epoch).
     pub since_us: i64,
+    /// Only entries whose text contains this (case-insensitive).
+    pub grep: Option<String>,
     /// At most this many (oldest first).
     pub limit: i64,
 }
@@ -314,6 +323,27 @@ impl Store {
             q.push(" ON CONFLICT (id) DO NOTHING");
             q.build().execute(&mut *tx).await?;
         }
+        let inputs: Vec<(&InvocationRecord, &StoredInput)> = records
+            .iter()
+            .filter_map(|r| r.input.as_deref().map(|i| (&**r, i)))
+            .collect();
+        for chunk in batches(&inputs) {
+            let mut q = QueryBuilder::new(
+                "INSERT INTO failed_inputs (invocation_id, app, method, path, headers, body, complete, created_at) ",
+            );
+            q.push_values(chunk, |mut b, (r, i)| {
+                b.push_bind(&r.id)
+                    .push_bind(&r.app)
+                    .push_bind(&i.method)
+                    .push_bind(&i.path)
+                    .push_bind(serde_json::to_string(&i.headers).expect("strings serialize"))
+                    .push_bind(&i.body)
+                    .push_bind(i64::from(i.complete))
+                    .push_bind(r.started_at_us);
+            });
+            q.push(" ON CONFLICT (invocation_id) DO NOTHING");
+            q.build().execute(&mut *tx).await?;
+        }
         // The hourly aggregates, summed here first: one upsert per function
         // and hour in the batch, not one per record.
         let mut sums: std::collections::BTreeMap<(&str, &str, i64), UsageRow> =
@@ -382,6 +412,30 @@ impl Store {
         Ok(())
     }
 
+    /// The kept input of a failed invocation of `app`.
+    pub async fn failed_input(&self, app: &str, id: &str) -> Result<Option<StoredInput>> {
+        let row = sqlx::query(
+            "SELECT method, path, headers, body, complete FROM failed_inputs
+             WHERE app = $1 AND invocation_id = $2",
+        )
+        .bind(app)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            let headers: String = r.try_get("headers")?;
+            Ok(StoredInput {
+                method: r.try_get("method")?,
+                path: r.try_get("path")?,
+                headers: serde_json::from_str(&headers)
+                    .map_err(|e| crate::StoreError::Corrupt(format!("stored headers: {e}")))?,
+                body: r.try_get("body")?,
+                complete: r.try_get::<i64, _>("complete")? != 0,
+            })
+        })
+        .transpose()
+    }
+
     /// Usage from the hour containing `since_us` on, of one app or all,
     /// grouped by `by`, largest GB-seconds first.
     pub async fn usage(
@@ -432,19 +486,39 @@ impl Store {
             .collect()
     }
 
-    /// Deletes all but the newest `keep_invocations` records and `keep_logs` log entries.
-    pub async fn prune_records(&self, keep_invocations: i64, keep_logs: i64) -> Result<()> {
+    /// Applies the retention of `config`: all but the newest
+    /// `keep_invocations` records; log entries beyond `keep_log_entries`,
+    /// older than `keep_logs_for`, or beyond `keep_log_bytes` of text.
+    pub async fn prune_records(&self, config: &RecordWriterConfig) -> Result<()> {
         sqlx::query(
             "DELETE FROM invocations WHERE started_at <= (
                 SELECT started_at FROM invocations ORDER BY started_at DESC LIMIT 1 OFFSET $1)",
         )
-        .bind(keep_invocations)
+        .bind(config.keep_invocations)
         .execute(&self.pool)
         .await?;
-        sqlx::query("DELETE FROM logs WHERE seq <= (SELECT MAX(seq) FROM logs) - $1")
-            .bind(keep_logs)
+        sqlx::query(
+            "DELETE FROM failed_inputs WHERE created_at < (SELECT MIN(started_at) FROM invocations)",
+        )
+        .execute(&self.pool)
+        .await?;
+        let cutoff =
+            crate::now_us() - config.keep_logs_for.as_micros().min(i64::MAX as u128) as i64;
+        sqlx::query("DELETE FROM logs WHERE seq <= (SELECT MAX(seq) FROM logs) - $1 OR at < $2")
+            .bind(config.keep_log_entries)
+            .bind(cutoff)
             .execute(&self.pool)
             .await?;
+        // The newest entries whose text adds up to the budget stay.
+        sqlx::query(
+            "DELETE FROM logs WHERE seq <= (
+                SELECT seq FROM (
+                    SELECT seq, SUM(LENGTH(text)) OVER (ORDER BY seq DESC) AS newer_bytes FROM logs
+                ) AS sized WHERE newer_bytes > $1 ORDER BY seq DESC LIMIT 1)",
+        )
+        .bind(config.keep_log_bytes)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -472,6 +546,17 @@ impl Store {
         rows.iter().map(invocation_row).collect()
     }
 
+    /// An invocation of any app.
+    pub async fn invocation_anywhere(&self, id: &str) -> Result<Option<InvocationRow>> {
+        let row = sqlx::query(&format!(
+            "SELECT {INVOCATION_COLUMNS} FROM invocations WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(invocation_row).transpose()
+    }
+
     /// One invocation of an app.
     pub async fn invocation(&self, app: &str, id: &str) -> Result<Option<InvocationRow>> {
         let row = sqlx::query(&format!(
@@ -490,6 +575,7 @@ impl Store {
             "SELECT seq, invocation_id, app, function, at, stream, text FROM logs
              WHERE app = $1 AND seq > $2 AND at >= $3
                AND ($4 IS NULL OR function = $4) AND ($5 IS NULL OR invocation_id = $5)
+               AND ($7 IS NULL OR LOWER(text) LIKE $7 ESCAPE '\\')
              ORDER BY seq LIMIT $6",
         )
         .bind(&q.app)
@@ -498,6 +584,14 @@ impl Store {
         .bind(&q.function)
         .bind(&q.invocation)
         .bind(q.limit)
+        .bind(q.grep.as_ref().map(|g| {
+            let escaped = g
+                .to_lowercase()
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            format!("%{escaped}%")
+        }))
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -541,6 +635,15 @@ mod tests {
             memory_mb: 128,
             peak_memory_bytes: 1 << 20,
             cold: i == 0,
+            input: (i == 3).then(|| {
+                Box::new(StoredInput {
+                    method: "POST".into(),
+                    path: "/x".into(),
+                    headers: vec![("content-type".into(), "text/plain".into())],
+                    body: b"payload".to_vec(),
+                    complete: true,
+                })
+            }),
             stdout: format!("line {i}\n"),
             stderr: String::new(),
         }
@@ -569,6 +672,25 @@ mod tests {
             store.invocations("a", None, None, 100).await.unwrap().len(),
             50
         );
+        let input = store.failed_input("a", "inv-00003").await.unwrap().unwrap();
+        assert_eq!(
+            (input.method.as_str(), input.body.as_slice()),
+            ("POST", &b"payload"[..])
+        );
+        assert!(
+            store
+                .failed_input("b", "inv-00003")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            store
+                .failed_input("a", "inv-00004")
+                .await
+                .unwrap()
+                .is_none()
+        );
         let odd = store
             .invocations("a", Some("odd"), None, 100)
             .await
@@ -596,7 +718,15 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(after.len(), 50 - 19);
-        store.prune_records(10, 5).await.unwrap();
+        store
+            .prune_records(&RecordWriterConfig {
+                keep_invocations: 10,
+                keep_log_entries: 5,
+                keep_logs_for: Duration::MAX,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
         assert_eq!(
             store.invocations("a", None, None, 100).await.unwrap().len(),
             10
@@ -642,6 +772,38 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(all.len(), 5);
+        let grep = |g: &str| LogQuery {
+            app: "a".into(),
+            limit: 100,
+            grep: Some(g.into()),
+            ..Default::default()
+        };
+        assert_eq!(store.logs(&grep("LINE 4")).await.unwrap().len(), 5);
+        assert_eq!(store.logs(&grep("ine 47")).await.unwrap().len(), 1);
+        assert_eq!(
+            store.logs(&grep("%")).await.unwrap().len(),
+            0,
+            "% is literal"
+        );
+        // Retention by size: the newest entries within the budget stay
+        // (each is 8 bytes).
+        let keep = |bytes: i64, age: Duration| RecordWriterConfig {
+            keep_log_bytes: bytes,
+            keep_logs_for: age,
+            ..Default::default()
+        };
+        store.prune_records(&keep(20, Duration::MAX)).await.unwrap();
+        let left = store.logs(&grep("line")).await.unwrap();
+        assert_eq!(
+            left.iter().map(|e| e.text.as_str()).collect::<Vec<_>>(),
+            ["line 48\n", "line 49\n"]
+        );
+        // Retention by age: these entries are from 1970.
+        store
+            .prune_records(&keep(1 << 30, Duration::from_secs(86_400)))
+            .await
+            .unwrap();
+        assert!(store.logs(&grep("line")).await.unwrap().is_empty());
         assert_eq!(writer.dropped(), 0);
     }
 }

@@ -4,6 +4,7 @@
 //! * `loop`: spins forever (stopped by the timeout)
 //! * `alloc?mb=N`: allocates and touches N MiB (default: without end)
 //! * `panic`: panics (a trap), after writing to stderr
+//! * `parse`: reads the body; panics unless it starts with `{`
 //! * `sleep?ms=N`: sleeps, then answers (a slow but well-behaved function)
 //! * `slowhead?ms=N`: sleeps before sending the response head
 //! * `slowbody?ms=N`: sends the head at once, then sleeps before the body
@@ -82,6 +83,18 @@ impl wasi::exports::http::incoming_handler::Guest for Chaos {
             "panic" => {
                 eprintln!("chaos: about to panic");
                 panic!("chaos asked to panic");
+            }
+            "parse" => {
+                // A handler with an input bug: it reads the body and
+                // panics unless it starts with '{'.
+                let body = request.consume().unwrap();
+                let mut text = String::new();
+                std::io::Read::read_to_string(&mut body.stream().unwrap(), &mut text).unwrap();
+                if !text.starts_with('{') {
+                    eprintln!("chaos: cannot parse {} bytes", text.len());
+                    panic!("chaos cannot parse the body");
+                }
+                respond(out, 200, "parsed");
             }
             "sleep" => {
                 sleep_ms(num(&path, "ms", 1000));

@@ -1,0 +1,196 @@
+//! Replay: a failed invocation's kept input, and running it again against a
+//! chosen revision, side by side with the original.
+
+use crate::api::{ApiError, ApiResult, Ctx};
+use crate::auth::Principal;
+use axum::Json;
+use axum::extract::{Extension, Path, State};
+use axum::http::StatusCode;
+use base64::Engine as _;
+use http_body_util::BodyExt as _;
+use nimbus_core::StoredInput;
+use nimbus_store::LogQuery;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// Most response body bytes a replay returns.
+const REPLAY_BODY_LIMIT: usize = 1 << 20;
+
+fn not_kept(app: &str, id: &str) -> ApiError {
+    ApiError(
+        StatusCode::NOT_FOUND,
+        format!(
+            "no input is kept for invocation {id} of app {app:?}: only failed invocations keep theirs (errors, traps, timeouts, 5xx), until their record is pruned"
+        ),
+    )
+}
+
+/// The stored input as JSON (the body base64-encoded).
+pub(crate) fn input_json(i: &StoredInput) -> Value {
+    json!({
+        "method": i.method,
+        "path": i.path,
+        "headers": i.headers,
+        "body_base64": base64::engine::general_purpose::STANDARD.encode(&i.body),
+        "complete": i.complete,
+    })
+}
+
+/// `GET /v1/invocations/{id}`: which app and function an invocation was
+/// (for `nimbus replay ID`), if the caller's key reaches its app.
+pub(crate) async fn find(
+    State(ctx): State<Ctx>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let row = ctx
+        .platform
+        .store
+        .invocation_anywhere(&id)
+        .await?
+        .filter(|r| match &principal {
+            Principal::Key(k) => k.allows(Some(&r.app), nimbus_identity::Scope::ReadLogs),
+            _ => false,
+        })
+        .ok_or_else(|| {
+            ApiError(
+                StatusCode::NOT_FOUND,
+                format!("no invocation {id} that this key can read"),
+            )
+        })?;
+    Ok(Json(json!(row)))
+}
+
+/// `GET /v1/apps/{app}/invocations/{id}/input`.
+pub(crate) async fn input(
+    State(ctx): State<Ctx>,
+    Path((app, id)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let input = ctx
+        .platform
+        .store
+        .failed_input(&app, &id)
+        .await?
+        .ok_or_else(|| not_kept(&app, &id))?;
+    let original = ctx.platform.store.invocation(&app, &id).await?;
+    let revision = original.as_ref().map(|o| o.revision);
+    let spec = match revision {
+        Some(n) => Some(ctx.platform.store.revision(&app, n).await?.spec),
+        None => None,
+    };
+    let function = original.as_ref().map(|o| o.function.clone());
+    Ok(Json(json!({
+        "input": input_json(&input),
+        "original": original,
+        "function": function.as_ref().and_then(|f| spec.as_ref()?.functions.get(f)),
+    })))
+}
+
+#[derive(Deserialize, Default)]
+pub(crate) struct ReplayBody {
+    /// Revision to run against (default: the active one).
+    revision: Option<i64>,
+}
+
+async fn logs_of(ctx: &Ctx, app: &str, id: &str) -> ApiResult<Vec<Value>> {
+    let entries = ctx
+        .platform
+        .store
+        .logs(&LogQuery {
+            app: app.to_string(),
+            invocation: Some(id.to_string()),
+            limit: 1000,
+            ..Default::default()
+        })
+        .await?;
+    Ok(entries
+        .into_iter()
+        .map(|e| json!({ "stream": e.stream, "text": e.text }))
+        .collect())
+}
+
+/// `POST /v1/apps/{app}/invocations/{id}/replay` with `{"revision": N}`:
+/// runs the kept input again and answers both outcomes and their logs.
+pub(crate) async fn replay(
+    State(ctx): State<Ctx>,
+    Path((app, id)): Path<(String, String)>,
+    body: Option<Json<ReplayBody>>,
+) -> ApiResult<Json<Value>> {
+    let Json(body) = body.unwrap_or_default();
+    let input = ctx
+        .platform
+        .store
+        .failed_input(&app, &id)
+        .await?
+        .ok_or_else(|| not_kept(&app, &id))?;
+    let original = ctx
+        .platform
+        .store
+        .invocation(&app, &id)
+        .await?
+        .ok_or_else(|| not_kept(&app, &id))?;
+    let function: Arc<nimbus_runtime::Function> = ctx
+        .platform
+        .function_at(&app, body.revision, &original.function)
+        .await?;
+    let mut req = http::Request::builder()
+        .method(input.method.as_str())
+        .uri(input.path.as_str());
+    for (k, v) in &input.headers {
+        req = req.header(k.as_str(), v.as_str());
+    }
+    let req = req
+        .body(
+            http_body_util::Full::new(bytes::Bytes::from(input.body.clone())).map_err(
+                |never: std::convert::Infallible| -> wasmtime_wasi_http::Error { match never {} },
+            ),
+        )
+        .map_err(|e| {
+            ApiError(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("the kept request cannot be rebuilt: {e}"),
+            )
+        })?;
+    let meta = nimbus_runtime::InvokeRequest {
+        trigger: "replay",
+        ..Default::default()
+    };
+    let resp = ctx.platform.runtime.invoke(&function, req, meta).await;
+    let status = resp.status().as_u16();
+    let replay_id = resp
+        .headers()
+        .get(nimbus_runtime::INVOCATION_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let body = match http_body_util::Limited::new(resp.into_body(), REPLAY_BODY_LIMIT)
+        .collect()
+        .await
+    {
+        Ok(b) => String::from_utf8_lossy(&b.to_bytes()).into_owned(),
+        Err(e) => format!("(the response body failed: {e})"),
+    };
+    ctx.platform.records.flush().await;
+    let record = ctx.platform.store.invocation(&app, &replay_id).await?;
+    Ok(Json(json!({
+        "original": {
+            "invocation_id": id,
+            "revision": original.revision,
+            "status": original.status,
+            "outcome": original.outcome,
+            "error": original.error,
+            "logs": logs_of(&ctx, &app, &id).await?,
+            "input_complete": input.complete,
+        },
+        "replay": {
+            "invocation_id": replay_id,
+            "revision": function.revision,
+            "status": status,
+            "outcome": record.as_ref().map(|r| r.outcome),
+            "error": record.as_ref().and_then(|r| r.error.clone()),
+            "body": body,
+            "logs": logs_of(&ctx, &app, &replay_id).await?,
+        },
+    })))
+}

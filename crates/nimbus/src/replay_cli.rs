@@ -1,0 +1,200 @@
+//! `nimbus replay`: run a failed invocation again — on the server against a
+//! revision, or on this machine against a locally built component, with
+//! the same limits, environment and manifest configuration — and show both
+//! outcomes and their logs side by side.
+
+use crate::Target;
+use crate::client::Api;
+use anyhow::{Context, Result, anyhow, bail};
+use base64::Engine as _;
+use http_body_util::BodyExt as _;
+use nimbus_core::{AppSpec, FunctionSpec, InvocationRecord};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+fn print_side(title: &str, v: &Value) {
+    println!(
+        "{title}: HTTP {} {}{}",
+        v["status"],
+        v["outcome"].as_str().unwrap_or("?"),
+        v["error"]
+            .as_str()
+            .map(|e| format!(" — {e}"))
+            .unwrap_or_default()
+    );
+    if let Some(body) = v["body"].as_str().filter(|b| !b.is_empty()) {
+        for line in body.lines().take(20) {
+            println!("  body   | {line}");
+        }
+    }
+    for l in v["logs"].as_array().into_iter().flatten() {
+        let stream = l["stream"].as_str().unwrap_or("");
+        for line in l["text"].as_str().unwrap_or("").lines() {
+            println!("  {stream:<6} | {line}");
+        }
+    }
+}
+
+pub async fn replay(
+    target: &Target,
+    id: &str,
+    app: Option<String>,
+    revision: Option<i64>,
+    local: Option<&Path>,
+) -> Result<()> {
+    let api = Api::new(target)?;
+    let app = match app {
+        Some(a) => a,
+        None => api.get_json(&format!("/v1/invocations/{id}")).await?["app"]
+            .as_str()
+            .ok_or_else(|| anyhow!("the server did not say which app invocation {id} is of"))?
+            .to_string(),
+    };
+    let Some(wasm) = local else {
+        let v: Value = api
+            .send(
+                api.req(
+                    reqwest::Method::POST,
+                    &format!("/v1/apps/{app}/invocations/{id}/replay"),
+                )
+                .json(&json!({ "revision": revision })),
+            )
+            .await?
+            .json()
+            .await?;
+        print_side(
+            &format!("original (revision {})", v["original"]["revision"]),
+            &v["original"],
+        );
+        print_side(
+            &format!(
+                "replay   (revision {}, invocation {})",
+                v["replay"]["revision"],
+                v["replay"]["invocation_id"].as_str().unwrap_or("")
+            ),
+            &v["replay"],
+        );
+        return Ok(());
+    };
+    if revision.is_some() {
+        bail!("--revision and --local exclude each other: a local replay runs the given component");
+    }
+    let kept = api
+        .get_json(&format!("/v1/apps/{app}/invocations/{id}/input"))
+        .await?;
+    let original = &kept["original"];
+    let function_name = original["function"]
+        .as_str()
+        .ok_or_else(|| anyhow!("the original invocation's record is gone (pruned)"))?
+        .to_string();
+    let mut spec: FunctionSpec = serde_json::from_value(kept["function"].clone())
+        .context("the original revision's function spec")?;
+    let logs = api
+        .get_json(&format!("/v1/apps/{app}/logs?invocation={id}"))
+        .await?;
+    let original_view = json!({
+        "status": original["status"],
+        "outcome": original["outcome"],
+        "error": original["error"],
+        "logs": logs,
+    });
+    print_side(
+        &format!(
+            "original (revision {}, on the server)",
+            original["revision"]
+        ),
+        &original_view,
+    );
+    let local = run_local(&app, &function_name, &mut spec, wasm, &kept["input"]).await?;
+    print_side(&format!("replay   (local {})", wasm.display()), &local);
+    Ok(())
+}
+
+/// Runs the kept input through `wasm` in a runtime in this process.
+async fn run_local(
+    app: &str,
+    function: &str,
+    spec: &mut FunctionSpec,
+    wasm: &Path,
+    input: &Value,
+) -> Result<Value> {
+    let bytes = std::fs::read(wasm).with_context(|| format!("reading {}", wasm.display()))?;
+    let hash = hex::encode(Sha256::digest(&bytes));
+    let dir = tempfile::tempdir()?;
+    let components = nimbus_store::ComponentStore::open(dir.path())?;
+    let size = bytes.len() as u64;
+    let stream = futures::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(bytes))]);
+    components
+        .put_stream(&hash, size, stream)
+        .await
+        .map_err(|e| anyhow!("storing {}: {e}", wasm.display()))?;
+    spec.component = hash;
+    let records: Arc<Mutex<Vec<InvocationRecord>>> = Arc::default();
+    let sink = records.clone();
+    let runtime = nimbus_runtime::Runtime::new(
+        nimbus_runtime::RuntimeConfig {
+            cache_dir: dir.path().join("cache"),
+            max_in_flight: 4,
+            ..Default::default()
+        },
+        components,
+        Arc::new(move |r| sink.lock().expect("not poisoned").push(r)),
+    )?;
+    let app_spec = AppSpec {
+        name: app.to_string(),
+        functions: [(function.to_string(), spec.clone())].into(),
+        ..Default::default()
+    };
+    let active = nimbus_runtime::ActiveApp::new(app_spec, 0);
+    let f = active
+        .functions
+        .get(function)
+        .cloned()
+        .ok_or_else(|| anyhow!("function {function:?} missing"))?;
+    let mut req = http::Request::builder()
+        .method(input["method"].as_str().unwrap_or("GET"))
+        .uri(input["path"].as_str().unwrap_or("/"));
+    for h in input["headers"].as_array().into_iter().flatten() {
+        if let (Some(k), Some(v)) = (h[0].as_str(), h[1].as_str()) {
+            req = req.header(k, v);
+        }
+    }
+    let body = base64::engine::general_purpose::STANDARD
+        .decode(input["body_base64"].as_str().unwrap_or(""))
+        .context("the kept body")?;
+    let req = req
+        .body(http_body_util::Full::new(bytes::Bytes::from(body)).map_err(
+            |never: std::convert::Infallible| -> wasmtime_wasi_http::Error { match never {} },
+        ))
+        .context("rebuilding the request")?;
+    let meta = nimbus_runtime::InvokeRequest {
+        trigger: "replay",
+        ..Default::default()
+    };
+    let resp = runtime.invoke(&f, req, meta).await;
+    let status = resp.status().as_u16();
+    let body = match resp.into_body().collect().await {
+        Ok(b) => String::from_utf8_lossy(&b.to_bytes()).into_owned(),
+        Err(e) => format!("(the response body failed: {e})"),
+    };
+    let record = records
+        .lock()
+        .expect("not poisoned")
+        .pop()
+        .ok_or_else(|| anyhow!("the local invocation left no record"))?;
+    let mut logs = Vec::new();
+    for (stream, text) in [("stdout", &record.stdout), ("stderr", &record.stderr)] {
+        if !text.is_empty() {
+            logs.push(json!({ "stream": stream, "text": text }));
+        }
+    }
+    Ok(json!({
+        "status": status,
+        "outcome": record.outcome,
+        "error": record.error,
+        "body": body,
+        "logs": logs,
+    }))
+}
