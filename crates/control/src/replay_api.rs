@@ -26,6 +26,14 @@ fn not_kept(app: &str, id: &str) -> ApiError {
     )
 }
 
+async fn kept_input(ctx: &Ctx, app: &str, id: &str) -> ApiResult<StoredInput> {
+    ctx.platform
+        .store
+        .failed_input(app, id)
+        .await?
+        .ok_or_else(|| not_kept(app, id))
+}
+
 /// The stored input as JSON (the body base64-encoded).
 pub(crate) fn input_json(i: &StoredInput) -> Value {
     json!({
@@ -67,12 +75,7 @@ pub(crate) async fn input(
     State(ctx): State<Ctx>,
     Path((app, id)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    let input = ctx
-        .platform
-        .store
-        .failed_input(&app, &id)
-        .await?
-        .ok_or_else(|| not_kept(&app, &id))?;
+    let input = kept_input(&ctx, &app, &id).await?;
     let original = ctx.platform.store.invocation(&app, &id).await?;
     let revision = original.as_ref().map(|o| o.revision);
     let spec = match revision {
@@ -118,12 +121,7 @@ pub(crate) async fn replay(
     body: Option<Json<ReplayBody>>,
 ) -> ApiResult<Json<Value>> {
     let Json(body) = body.unwrap_or_default();
-    let input = ctx
-        .platform
-        .store
-        .failed_input(&app, &id)
-        .await?
-        .ok_or_else(|| not_kept(&app, &id))?;
+    let input = kept_input(&ctx, &app, &id).await?;
     let original = ctx
         .platform
         .store
@@ -134,24 +132,8 @@ pub(crate) async fn replay(
         .platform
         .function_at(&app, body.revision, &original.function)
         .await?;
-    let mut req = http::Request::builder()
-        .method(input.method.as_str())
-        .uri(input.path.as_str());
-    for (k, v) in &input.headers {
-        req = req.header(k.as_str(), v.as_str());
-    }
-    let req = req
-        .body(
-            http_body_util::Full::new(bytes::Bytes::from(input.body.clone())).map_err(
-                |never: std::convert::Infallible| -> wasmtime_wasi_http::Error { match never {} },
-            ),
-        )
-        .map_err(|e| {
-            ApiError(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("the kept request cannot be rebuilt: {e}"),
-            )
-        })?;
+    let req = nimbus_runtime::replay_request(&input)
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e))?;
     let meta = nimbus_runtime::InvokeRequest {
         trigger: "replay",
         ..Default::default()

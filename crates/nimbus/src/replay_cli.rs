@@ -153,22 +153,17 @@ async fn run_local(
         .get(function)
         .cloned()
         .ok_or_else(|| anyhow!("function {function:?} missing"))?;
-    let mut req = http::Request::builder()
-        .method(input["method"].as_str().unwrap_or("GET"))
-        .uri(input["path"].as_str().unwrap_or("/"));
-    for h in input["headers"].as_array().into_iter().flatten() {
-        if let (Some(k), Some(v)) = (h[0].as_str(), h[1].as_str()) {
-            req = req.header(k, v);
-        }
-    }
     let body = base64::engine::general_purpose::STANDARD
         .decode(input["body_base64"].as_str().unwrap_or(""))
         .context("the kept body")?;
-    let req = req
-        .body(http_body_util::Full::new(bytes::Bytes::from(body)).map_err(
-            |never: std::convert::Infallible| -> wasmtime_wasi_http::Error { match never {} },
-        ))
-        .context("rebuilding the request")?;
+    let kept = nimbus_core::StoredInput {
+        method: input["method"].as_str().unwrap_or("GET").to_string(),
+        path: input["path"].as_str().unwrap_or("/").to_string(),
+        headers: serde_json::from_value(input["headers"].clone()).context("the kept headers")?,
+        body,
+        complete: input["complete"].as_bool().unwrap_or(false),
+    };
+    let req = nimbus_runtime::replay_request(&kept).map_err(|e| anyhow!(e))?;
     let meta = nimbus_runtime::InvokeRequest {
         trigger: "replay",
         ..Default::default()

@@ -127,6 +127,25 @@ pub struct InvokeRequest {
     pub caller: Option<Caller>,
 }
 
+/// Body of a replayed request.
+pub type ReplayBody = http_body_util::combinators::UnsyncBoxBody<Bytes, wasmtime_wasi_http::Error>;
+
+/// The request a kept input describes, to invoke again.
+pub fn replay_request(input: &StoredInput) -> Result<Request<ReplayBody>, String> {
+    let mut req = Request::builder()
+        .method(input.method.as_str())
+        .uri(input.path.as_str());
+    for (k, v) in &input.headers {
+        req = req.header(k.as_str(), v.as_str());
+    }
+    req.body(
+        http_body_util::Full::new(Bytes::from(input.body.clone()))
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    )
+    .map_err(|e| format!("the kept request cannot be rebuilt: {e}"))
+}
+
 /// A verified caller, passed to the guest as `nimbus-auth-*` headers.
 #[derive(Debug, Clone)]
 pub struct Caller {

@@ -45,7 +45,8 @@ pub use data::{ConfigSnapshot, DataGrants};
 pub use events::{EventProducer, GuestMessage, ProduceError};
 pub use host::AllowedHost;
 pub use invoke::{
-    Caller, EventMeta, Function, INVOCATION_ID_HEADER, InvokeRequest, ResponseBody, text_response,
+    Caller, EventMeta, Function, INVOCATION_ID_HEADER, InvokeRequest, ReplayBody, ResponseBody,
+    replay_request, text_response,
 };
 
 use cache::CodeCache;
