@@ -14,6 +14,7 @@ pub mod policy;
 pub mod record;
 pub mod route;
 pub mod spec;
+pub mod trace;
 
 pub use manifest::{Manifest, ManifestError};
 pub use record::{InvocationRecord, LogEntry, Outcome, StoredInput};
