@@ -74,6 +74,7 @@ pub fn router(platform: Arc<Platform>) -> Router {
         .route("/v1/usage", get(usage_api::platform_usage))
         .route("/v1/metrics", get(crate::metrics::scrape))
         .route("/v1/invocations/{id}", get(crate::replay_api::find))
+        .route("/v1/traces/{id}", get(crate::replay_api::trace))
         .route(
             "/v1/apps/{app}/invocations/{id}/input",
             get(crate::replay_api::input),

@@ -54,7 +54,9 @@ fn need(method: &Method, path: &str) -> Need {
         ["v1", "health"] => Need::Nothing,
         ["v1", "keys", ..] => Need::AnyKey(Scope::Admin),
         ["v1", "components", ..] => Need::AnyKey(Scope::Deploy),
-        ["v1", "apps"] | ["v1", "invocations", _] => Need::AnyKey(Scope::ReadLogs),
+        ["v1", "apps"] | ["v1", "invocations", _] | ["v1", "traces", _] => {
+            Need::AnyKey(Scope::ReadLogs)
+        }
         ["v1", "apps", app] | ["v1", "apps", app, "revisions" | "rollback"] => read(app),
         ["v1", "apps", app, rest @ ..] => {
             let app = app.to_string();

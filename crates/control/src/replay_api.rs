@@ -70,6 +70,52 @@ pub(crate) async fn find(
     Ok(Json(json!(row)))
 }
 
+/// `GET /v1/traces/{id}` (a trace id, or an invocation id of the trace):
+/// the trace's invocations the caller's key may read, oldest first.
+pub(crate) async fn trace(
+    State(ctx): State<Ctx>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let store = &ctx.platform.store;
+    let trace_id =
+        if nimbus_core::trace::TraceContext::parse(&format!("00-{id}-0000000000000001-01"))
+            .is_some()
+        {
+            id.clone()
+        } else {
+            store
+                .invocation_anywhere(&id)
+                .await?
+                .map(|r| r.trace_id)
+                .ok_or_else(|| {
+                    ApiError(
+                        StatusCode::NOT_FOUND,
+                        format!(
+                            "{id:?} is neither a trace id (32 hex digits) nor a known invocation id"
+                        ),
+                    )
+                })?
+        };
+    let visible = |app: &str| match &principal {
+        Principal::Key(k) => k.allows(Some(app), nimbus_identity::Scope::ReadLogs),
+        _ => false,
+    };
+    let spans: Vec<_> = store
+        .trace(&trace_id)
+        .await?
+        .into_iter()
+        .filter(|r| visible(&r.app))
+        .collect();
+    if spans.is_empty() {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no recorded invocation of trace {trace_id} that this key can read"),
+        ));
+    }
+    Ok(Json(json!({ "trace_id": trace_id, "spans": spans })))
+}
+
 /// `GET /v1/apps/{app}/invocations/{id}/input`.
 pub(crate) async fn input(
     State(ctx): State<Ctx>,

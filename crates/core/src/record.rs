@@ -90,6 +90,15 @@ pub struct InvocationRecord {
     /// the disk cache) for this invocation, rather than found in memory.
     #[serde(default)]
     pub cold: bool,
+    /// Trace it belongs to (32 hex digits).
+    #[serde(default)]
+    pub trace_id: String,
+    /// Its own span (16 hex digits).
+    #[serde(default)]
+    pub span_id: String,
+    /// The span that caused it (a caller's, a gateway's, a producer's).
+    #[serde(default)]
+    pub parent_span_id: Option<String>,
     /// The request, kept for failed invocations so they can be replayed.
     #[serde(default)]
     pub input: Option<Box<StoredInput>>,

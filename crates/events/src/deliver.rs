@@ -290,6 +290,12 @@ async fn attempt(ctx: &Ctx, msg: &Leased) -> Result<(), String> {
         }),
         patient: true,
         caller: stored_caller(&msg.headers),
+        // The event continues the trace of whatever sent it.
+        trace: msg
+            .headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("traceparent"))
+            .and_then(|(_, v)| nimbus_core::trace::TraceContext::parse(v)),
     };
     let resp = ctx.runtime.invoke(&ctx.function, request(msg), meta).await;
     let status = resp.status();

@@ -129,6 +129,11 @@ impl Gateway {
             route: Some(target.pattern.to_string()),
             params,
             caller,
+            trace: req
+                .headers()
+                .get("traceparent")
+                .and_then(|v| v.to_str().ok())
+                .and_then(nimbus_core::trace::TraceContext::parse),
             ..Default::default()
         };
         match max_body {

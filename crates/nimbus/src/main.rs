@@ -238,6 +238,13 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// A trace as a tree of invocations with timings (a trace id, or the id
+    /// of any invocation in it)
+    Trace {
+        id: String,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Usage and a cost estimate: invocations, GB-seconds, bytes, cold starts
     Usage {
         /// Only this app
@@ -304,6 +311,7 @@ fn main() {
             Command::Keys { command, target } => identity_cli::keys(&target, command).await,
             Command::Users { command, target } => identity_cli::users(&target, command).await,
             Command::Apps { target } => client::apps(&target).await,
+            Command::Trace { id, target } => replay_cli::trace(&target, &id).await,
             Command::Replay {
                 id,
                 app,

@@ -193,3 +193,52 @@ async fn run_local(
         "logs": logs,
     }))
 }
+
+/// `nimbus trace ID`: a trace's invocations as a tree, with timings.
+pub async fn trace(target: &Target, id: &str) -> Result<()> {
+    let api = Api::new(target)?;
+    let v = api.get_json(&format!("/v1/traces/{id}")).await?;
+    let spans = v["spans"].as_array().cloned().unwrap_or_default();
+    let start = spans
+        .iter()
+        .filter_map(|s| s["started_at_us"].as_i64())
+        .min()
+        .unwrap_or(0);
+    let ids: std::collections::HashSet<&str> =
+        spans.iter().filter_map(|s| s["span_id"].as_str()).collect();
+    println!("trace {}", v["trace_id"].as_str().unwrap_or(""));
+    fn print(
+        spans: &[Value],
+        parent: Option<&str>,
+        ids: &std::collections::HashSet<&str>,
+        start: i64,
+        depth: usize,
+    ) {
+        for s in spans.iter().filter(|s| {
+            let p = s["parent_span_id"].as_str();
+            match parent {
+                Some(parent) => p == Some(parent),
+                // Roots: no parent, or a parent outside the recorded spans.
+                None => p.is_none_or(|p| !ids.contains(p)),
+            }
+        }) {
+            println!(
+                "{:indent$}{}/{} {} {} {} -> {} {} +{:.1}ms {:.3}ms",
+                "",
+                s["app"].as_str().unwrap_or(""),
+                s["function"].as_str().unwrap_or(""),
+                s["trigger"].as_str().unwrap_or(""),
+                s["method"].as_str().unwrap_or(""),
+                s["path"].as_str().unwrap_or(""),
+                s["status"],
+                s["outcome"].as_str().unwrap_or(""),
+                (s["started_at_us"].as_i64().unwrap_or(0) - start) as f64 / 1000.0,
+                s["duration_us"].as_i64().unwrap_or(0) as f64 / 1000.0,
+                indent = depth * 2
+            );
+            print(spans, s["span_id"].as_str(), ids, start, depth + 1);
+        }
+    }
+    print(&spans, None, &ids, start, 1);
+    Ok(())
+}

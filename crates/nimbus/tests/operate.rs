@@ -405,3 +405,86 @@ async fn replay_reproduces_a_failure_and_checks_a_fix() {
     let err = s.cli_err(&["replay", &ok_id, "--app", "replayed"]);
     assert!(err.contains("only failed invocations"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_trace_follows_a_request_across_functions() {
+    let s = Server::start(&[]);
+    let dir = app_dir(
+        r#"
+[app]
+name = "traced"
+
+[functions.front]
+component = "@WASM@/fetch.wasm"
+allowed_outbound_hosts = ["127.0.0.1:*"]
+
+[functions.back]
+component = "@WASM@/hello.wasm"
+
+[[triggers.http]]
+route = "/front"
+function = "front"
+
+[[triggers.http]]
+route = "/back"
+function = "back"
+"#,
+    );
+    s.deploy(dir.path());
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let r = s
+        .http
+        .get(format!("{}/front?url={}/back", s.url, s.url))
+        .header("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let front_id = r.headers()["nimbus-invocation-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(r.text().await.unwrap(), "hello");
+    let rows = s
+        .api_wait("/v1/apps/traced/invocations", 20, |v| {
+            v.as_array().unwrap().len() == 2
+        })
+        .await;
+    let rows = rows.as_array().unwrap();
+    let front = rows.iter().find(|r| r["function"] == "front").unwrap();
+    let back = rows.iter().find(|r| r["function"] == "back").unwrap();
+    assert_eq!(
+        front["trace_id"], trace_id,
+        "the client's trace is continued"
+    );
+    assert_eq!(front["parent_span_id"], "00f067aa0ba902b7");
+    assert_eq!(back["trace_id"], trace_id);
+    assert_eq!(
+        back["parent_span_id"], front["span_id"],
+        "front called back"
+    );
+    // One tree, found by the trace id or by an invocation id in it.
+    let out = s.cli_ok(&["trace", &front_id]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], format!("trace {trace_id}"));
+    assert!(lines[1].starts_with("  traced/front http GET"), "{out}");
+    assert!(
+        lines[2].starts_with("    traced/back http GET /back"),
+        "{out}"
+    );
+    let by_trace = s.api(&format!("/v1/traces/{trace_id}")).await;
+    assert_eq!(by_trace["spans"].as_array().unwrap().len(), 2);
+    // Without a traceparent, each request starts its own trace.
+    let r = s.http.get(format!("{}/back", s.url)).send().await.unwrap();
+    let id = r.headers()["nimbus-invocation-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    s.api_wait("/v1/apps/traced/invocations", 20, |v| {
+        v.as_array().unwrap().len() == 3
+    })
+    .await;
+    let out = s.cli_ok(&["trace", &id]);
+    assert_eq!(out.lines().count(), 2, "{out}");
+    assert!(!out.contains(trace_id));
+}

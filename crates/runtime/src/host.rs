@@ -137,6 +137,9 @@ impl AllowedHost {
 pub(crate) struct OutboundPolicy {
     pub(crate) allowed: Arc<[AllowedHost]>,
     pub(crate) stderr: Capture,
+    /// The invocation's trace position, sent on outbound requests that do
+    /// not carry one, so the callee joins the trace.
+    pub(crate) traceparent: Option<http::HeaderValue>,
 }
 
 impl OutboundPolicy {
@@ -162,7 +165,7 @@ type SendResult = wasmtime_wasi_http::Result<(
 impl WasiHttpHooks for OutboundPolicy {
     fn send_request(
         &mut self,
-        request: http::Request<WasiBody>,
+        mut request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
         fut: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
     ) -> Box<dyn Future<Output = SendResult> + Send> {
@@ -176,6 +179,11 @@ impl WasiHttpHooks for OutboundPolicy {
                 .as_bytes(),
             );
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+        }
+        if let Some(tp) = &self.traceparent
+            && !request.headers().contains_key("traceparent")
+        {
+            request.headers_mut().insert("traceparent", tp.clone());
         }
         Box::new(async move {
             let (res, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
@@ -195,6 +203,7 @@ mod tests {
         OutboundPolicy {
             allowed: entries.iter().map(|e| AllowedHost::parse(e)).collect(),
             stderr: Capture::new(10),
+            traceparent: None,
         }
     }
 

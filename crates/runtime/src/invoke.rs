@@ -125,6 +125,9 @@ pub struct InvokeRequest {
     pub patient: bool,
     /// The caller, as the gateway's policy verified it.
     pub caller: Option<Caller>,
+    /// The trace position of whatever caused this invocation (a client's
+    /// `traceparent`, an event's producer); `None` starts a new trace.
+    pub trace: Option<nimbus_core::trace::TraceContext>,
 }
 
 /// Body of a replayed request.
@@ -187,6 +190,8 @@ struct Tracker {
     memory_mb: u32,
     peak_memory: Arc<AtomicU64>,
     cold: bool,
+    trace: nimbus_core::trace::TraceContext,
+    parent_span_id: Option<String>,
     /// Request headers, kept for replay if it fails (credentials are
     /// dropped then).
     headers: http::HeaderMap,
@@ -310,6 +315,9 @@ impl Drop for Tracker {
             peak_memory_bytes: self.peak_memory.load(Ordering::Relaxed),
             cold: self.cold,
             input,
+            trace_id: std::mem::take(&mut self.trace.trace_id),
+            span_id: std::mem::take(&mut self.trace.span_id),
+            parent_span_id: self.parent_span_id.take(),
             stdout: self.redacted(self.stdout.text()),
             stderr: self.redacted(self.stderr.text()),
         });
@@ -547,6 +555,11 @@ impl Runtime {
         };
 
         let (mut parts, body) = req.into_parts();
+        // This invocation's span: a child of its cause, or a new trace.
+        let trace = match &meta.trace {
+            Some(parent) => parent.child(),
+            None => nimbus_core::trace::TraceContext::start(),
+        };
         let config = f.config.load_full();
         let stdout = Capture::new(self.config.log_limit_bytes);
         let stderr = Capture::new(self.config.log_limit_bytes);
@@ -567,6 +580,8 @@ impl Runtime {
             memory_mb: f.limits.memory_mb,
             peak_memory: Arc::default(),
             cold,
+            trace: trace.clone(),
+            parent_span_id: meta.trace.as_ref().map(|p| p.span_id.clone()),
             headers: parts.headers.clone(),
             input: Mutex::new(Vec::new()),
             input_limit: self.config.replay_body_bytes,
@@ -592,6 +607,10 @@ impl Runtime {
             .collect();
         for k in forged {
             parts.headers.remove(k);
+        }
+        // The guest sees its own span as the parent of what it calls.
+        if let Ok(v) = HeaderValue::from_str(&trace.header()) {
+            parts.headers.insert("traceparent", v);
         }
         let mut add = |name: String, value: &str| {
             if let (Ok(n), Ok(v)) = (HeaderName::try_from(name), HeaderValue::from_str(value)) {
@@ -646,6 +665,7 @@ impl Runtime {
                 outbound: OutboundPolicy {
                     allowed: f.allowed.clone(),
                     stderr,
+                    traceparent: HeaderValue::from_str(&trace.header()).ok(),
                 },
                 limiter: Limiter {
                     max_bytes: (f.limits.memory_mb as usize) << 20,

@@ -179,6 +179,12 @@ pub struct InvocationRow {
     pub peak_memory_bytes: u64,
     /// Whether its code was loaded for it.
     pub cold: bool,
+    /// Its trace.
+    pub trace_id: String,
+    /// Its span in the trace.
+    pub span_id: String,
+    /// The span that caused it.
+    pub parent_span_id: Option<String>,
 }
 
 /// Usage over a period, for one group (a function, a day or an app).
@@ -260,7 +266,7 @@ pub(crate) fn batches<T>(mut rows: &[T]) -> impl Iterator<Item = &[T]> {
 
 const INVOCATION_COLUMNS: &str = "id, app, function, revision, trigger, method, path, started_at,
     duration_us, status, outcome, error, bytes_in, bytes_out, event_id, attempt, memory_mb,
-    peak_memory, cold";
+    peak_memory, cold, trace_id, span_id, parent_span_id";
 
 fn invocation_row(row: &sqlx::sqlite::SqliteRow) -> Result<InvocationRow> {
     let outcome: String = row.try_get("outcome")?;
@@ -285,6 +291,9 @@ fn invocation_row(row: &sqlx::sqlite::SqliteRow) -> Result<InvocationRow> {
         memory_mb: row.try_get::<i64, _>("memory_mb")? as u32,
         peak_memory_bytes: row.try_get::<i64, _>("peak_memory")? as u64,
         cold: row.try_get::<i64, _>("cold")? != 0,
+        trace_id: row.try_get("trace_id")?,
+        span_id: row.try_get("span_id")?,
+        parent_span_id: row.try_get("parent_span_id")?,
     })
 }
 
@@ -297,7 +306,7 @@ impl Store {
             let mut q = QueryBuilder::new(
                 "INSERT INTO invocations (id, app, function, revision, trigger, method, path, started_at,
                     duration_us, status, outcome, error, bytes_in, bytes_out, event_id, attempt,
-                    memory_mb, peak_memory, cold) ",
+                    memory_mb, peak_memory, cold, trace_id, span_id, parent_span_id) ",
             );
             q.push_values(chunk, |mut b, r| {
                 b.push_bind(&r.id)
@@ -318,7 +327,10 @@ impl Store {
                     .push_bind(i64::from(r.attempt))
                     .push_bind(i64::from(r.memory_mb))
                     .push_bind(r.peak_memory_bytes as i64)
-                    .push_bind(i64::from(r.cold));
+                    .push_bind(i64::from(r.cold))
+                    .push_bind(&r.trace_id)
+                    .push_bind(&r.span_id)
+                    .push_bind(&r.parent_span_id);
             });
             q.push(" ON CONFLICT (id) DO NOTHING");
             q.build().execute(&mut *tx).await?;
@@ -546,6 +558,17 @@ impl Store {
         rows.iter().map(invocation_row).collect()
     }
 
+    /// Every invocation of a trace, oldest first.
+    pub async fn trace(&self, trace_id: &str) -> Result<Vec<InvocationRow>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {INVOCATION_COLUMNS} FROM invocations WHERE trace_id = $1 ORDER BY started_at LIMIT 10000"
+        ))
+        .bind(trace_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(invocation_row).collect()
+    }
+
     /// An invocation of any app.
     pub async fn invocation_anywhere(&self, id: &str) -> Result<Option<InvocationRow>> {
         let row = sqlx::query(&format!(
@@ -644,6 +667,9 @@ mod tests {
                     complete: true,
                 })
             }),
+            trace_id: "t".repeat(32),
+            span_id: format!("{i:016x}"),
+            parent_span_id: (i > 0).then(|| format!("{:016x}", i - 1)),
             stdout: format!("line {i}\n"),
             stderr: String::new(),
         }
@@ -690,6 +716,12 @@ mod tests {
                 .await
                 .unwrap()
                 .is_none()
+        );
+        let trace = store.trace(&"t".repeat(32)).await.unwrap();
+        assert_eq!(trace.len(), 50);
+        assert_eq!(
+            trace[1].parent_span_id.as_deref(),
+            Some(trace[0].span_id.as_str())
         );
         let odd = store
             .invocations("a", Some("odd"), None, 100)
