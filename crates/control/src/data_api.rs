@@ -319,7 +319,7 @@ async fn owned_current(
     let current = ctx.platform.store.doc_get(app, coll, id).await?;
     let version = match &current {
         Some(d) => {
-            if field_value(&d.body, field) != Some(&Value::String(subject.clone())) {
+            if !owns(&d.body, field, subject) {
                 return Err(not_yours(coll, id, field));
             }
             d.version
@@ -333,6 +333,11 @@ async fn owned_current(
         ));
     }
     Ok(Some(version))
+}
+
+/// Whether `body`'s owner field names `subject`.
+fn owns(body: &Value, field: &str, subject: &str) -> bool {
+    field_value(body, field).and_then(Value::as_str) == Some(subject)
 }
 
 /// The value at a dotted field path.
@@ -389,7 +394,7 @@ pub(crate) async fn doc_get(
     match ctx.platform.store.doc_get(&app, &coll, &id).await? {
         Some(d) => {
             if let Some((subject, field)) = &owned
-                && field_value(&d.body, field) != Some(&Value::String(subject.clone()))
+                && !owns(&d.body, field, subject)
             {
                 return Err(not_yours(&coll, &id, field));
             }
@@ -465,9 +470,7 @@ pub(crate) async fn doc_patch(
         })?;
         // A patch may not hand the document to someone else (or drop its owner).
         let head = field.split('.').next().unwrap_or(field);
-        if patch.get(head).is_some()
-            && field_value(&patch, field) != Some(&Value::String(subject.clone()))
-        {
+        if patch.get(head).is_some() && !owns(&patch, field, subject) {
             return Err(not_yours(&coll, &id, field));
         }
     }

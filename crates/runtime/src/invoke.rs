@@ -609,8 +609,9 @@ impl Runtime {
             parts.headers.remove(k);
         }
         // The guest sees its own span as the parent of what it calls.
-        if let Ok(v) = HeaderValue::from_str(&trace.header()) {
-            parts.headers.insert("traceparent", v);
+        let traceparent = HeaderValue::from_str(&trace.header()).ok();
+        if let Some(v) = &traceparent {
+            parts.headers.insert("traceparent", v.clone());
         }
         let mut add = |name: String, value: &str| {
             if let (Ok(n), Ok(v)) = (HeaderName::try_from(name), HeaderValue::from_str(value)) {
@@ -665,7 +666,7 @@ impl Runtime {
                 outbound: OutboundPolicy {
                     allowed: f.allowed.clone(),
                     stderr,
-                    traceparent: HeaderValue::from_str(&trace.header()).ok(),
+                    traceparent,
                 },
                 limiter: Limiter {
                     max_bytes: (f.limits.memory_mb as usize) << 20,
