@@ -9,7 +9,7 @@ use crate::users_api;
 use axum::body::Body;
 use axum::extract::{Extension, Path, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware;
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, delete, get, post, put};
 use axum::{Json, Router};
@@ -214,11 +214,44 @@ pub fn router(platform: Arc<Platform>) -> Router {
                 ),
             )
         })
+        .layer(middleware::from_fn_with_state(ctx.clone(), meter_clients))
         .layer(middleware::from_fn_with_state(
             ctx.clone(),
             auth::authenticate,
         ))
         .with_state(ctx)
+}
+
+/// The app and service of a client's KV or document call
+/// (`/v1/apps/APP/kv/...`, `/v1/apps/APP/docs/...`).
+fn data_call(path: &str) -> Option<(&str, nimbus_core::Service)> {
+    let (app, rest) = path.strip_prefix("/v1/apps/")?.split_once('/')?;
+    let service = match rest.split_once('/')?.0 {
+        "kv" => nimbus_core::Service::Kv,
+        "docs" => nimbus_core::Service::Docs,
+        _ => return None,
+    };
+    Some((app, service))
+}
+
+/// Meters clients' KV and document calls that reached the store (answered
+/// with a success, 404, 409 or 412) as operations of their app. Runs after
+/// authentication: a refused call costs nothing.
+async fn meter_clients(State(ctx): State<Ctx>, req: Request, next: Next) -> Response {
+    let call = data_call(req.uri().path()).map(|(app, service)| (app.to_string(), service));
+    let resp = next.run(req).await;
+    if let Some((app, service)) = call {
+        let s = resp.status();
+        if s.is_success()
+            || matches!(
+                s,
+                StatusCode::NOT_FOUND | StatusCode::CONFLICT | StatusCode::PRECONDITION_FAILED
+            )
+        {
+            ctx.platform.records.meter(&app, service, 1);
+        }
+    }
+    resp
 }
 
 async fn status(State(ctx): State<Ctx>) -> Json<serde_json::Value> {
@@ -594,4 +627,22 @@ async fn logs(
         limit: q.limit.unwrap_or(500).clamp(1, 5000),
     };
     Ok(Json(ctx.platform.store.logs(&query).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_calls_are_recognised() {
+        use nimbus_core::Service;
+        assert_eq!(data_call("/v1/apps/a/kv/s/k"), Some(("a", Service::Kv)));
+        assert_eq!(
+            data_call("/v1/apps/a/docs/c/_query"),
+            Some(("a", Service::Docs))
+        );
+        assert_eq!(data_call("/v1/apps/a/kv"), None);
+        assert_eq!(data_call("/v1/apps/a/logs"), None);
+        assert_eq!(data_call("/hello"), None);
+    }
 }

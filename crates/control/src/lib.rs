@@ -12,6 +12,7 @@ mod auth;
 mod data_api;
 mod events_api;
 pub mod metrics;
+pub mod otlp;
 mod platform;
 mod replay_api;
 mod usage_api;

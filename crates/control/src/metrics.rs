@@ -47,6 +47,20 @@ pub fn observe(r: &InvocationRecord) {
         metrics::counter!("nimbus_cold_starts_total", "app" => app.clone(), "function" => function.clone())
             .increment(1);
     }
+    if !r.ops.is_empty() {
+        for service in nimbus_core::Service::ALL {
+            let n = r.ops.get(service);
+            if n > 0 {
+                metrics::counter!(
+                    "nimbus_store_operations_total",
+                    "app" => app.clone(),
+                    "service" => service.as_str(),
+                    "source" => "function"
+                )
+                .increment(n);
+            }
+        }
+    }
     metrics::histogram!("nimbus_invocation_duration_seconds", "app" => app, "function" => function)
         .record(r.duration_us as f64 / 1e6);
 }

@@ -113,7 +113,18 @@ pub(crate) async fn trace(
             format!("no recorded invocation of trace {trace_id} that this key can read"),
         ));
     }
-    Ok(Json(json!({ "trace_id": trace_id, "spans": spans })))
+    // Guests' operations (KV, documents, objects, sends), under the
+    // invocations this key may read.
+    let seen: std::collections::HashSet<&str> = spans.iter().map(|s| s.id.as_str()).collect();
+    let operations: Vec<_> = store
+        .trace_ops(&trace_id)
+        .await?
+        .into_iter()
+        .filter(|o| seen.contains(o.invocation_id.as_str()))
+        .collect();
+    Ok(Json(
+        json!({ "trace_id": trace_id, "spans": spans, "operations": operations }),
+    ))
 }
 
 /// `GET /v1/apps/{app}/invocations/{id}/input`.

@@ -1,16 +1,19 @@
-//! Control API for metering: usage per function, day or app over a period,
-//! with a cost estimate from the server's price sheet.
+//! Control API for metering: usage per function, day or app over a period —
+//! invocations, GB-seconds, operations on KV, documents, objects and events,
+//! and stored GB-hours — with a cost estimate from the server's price sheet.
 
 use crate::api::{ApiError, ApiResult, Ctx};
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use nimbus_store::{UsageBy, UsageRow};
+use nimbus_store::{StorageRow, UsageBy, UsageRow};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-/// Prices a cost estimate uses. The defaults are AWS Lambda's published
-/// on-demand prices for x86 in us-east-1 (an example, not a bill).
+/// Prices a cost estimate uses. The defaults are published AWS prices in
+/// us-east-1 (an example, not a bill): Lambda on-demand x86 for compute,
+/// DynamoDB on-demand writes for service operations, S3 Standard for
+/// storage.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PriceSheet {
@@ -23,6 +26,12 @@ pub struct PriceSheet {
     /// Price of one million invocations.
     #[serde(default = "PriceSheet::default_million_requests")]
     pub per_million_requests: f64,
+    /// Price of one million operations on KV, documents, objects or events.
+    #[serde(default = "PriceSheet::default_million_operations")]
+    pub per_million_operations: f64,
+    /// Price of storing one GB for a month (730 hours).
+    #[serde(default = "PriceSheet::default_gb_month")]
+    pub per_gb_month: f64,
 }
 
 impl PriceSheet {
@@ -35,11 +44,17 @@ impl PriceSheet {
     fn default_million_requests() -> f64 {
         0.20
     }
+    fn default_million_operations() -> f64 {
+        0.625
+    }
+    fn default_gb_month() -> f64 {
+        0.023
+    }
 
     /// Parses a price sheet (TOML).
     pub fn parse(text: &str) -> Result<PriceSheet, String> {
         toml::from_str(text).map_err(|e| {
-            format!("the price sheet is invalid: {e} (keys: currency, per_gb_second, per_million_requests)")
+            format!("the price sheet is invalid: {e} (keys: currency, per_gb_second, per_million_requests, per_million_operations, per_gb_month)")
         })
     }
 }
@@ -50,6 +65,8 @@ impl Default for PriceSheet {
             currency: Self::default_currency(),
             per_gb_second: Self::default_gb_second(),
             per_million_requests: Self::default_million_requests(),
+            per_million_operations: Self::default_million_operations(),
+            per_gb_month: Self::default_gb_month(),
         }
     }
 }
@@ -62,10 +79,14 @@ pub(crate) struct UsageQuery {
     by: Option<String>,
 }
 
+const GIB: f64 = (1u64 << 30) as f64;
+
 fn row_json(r: &UsageRow, prices: &PriceSheet) -> Value {
     let gb_seconds = r.mb_us as f64 / 1024.0 / 1e6;
+    let operations = r.kv_ops + r.doc_ops + r.object_ops + r.event_ops;
     let cost = gb_seconds * prices.per_gb_second
-        + r.invocations as f64 / 1e6 * prices.per_million_requests;
+        + r.invocations as f64 / 1e6 * prices.per_million_requests
+        + operations as f64 / 1e6 * prices.per_million_operations;
     json!({
         "key": r.key,
         "invocations": r.invocations,
@@ -75,7 +96,27 @@ fn row_json(r: &UsageRow, prices: &PriceSheet) -> Value {
         "bytes_in": r.bytes_in,
         "bytes_out": r.bytes_out,
         "cold_starts": r.cold_starts,
+        "operations": {
+            "kv": r.kv_ops,
+            "docs": r.doc_ops,
+            "objects": r.object_ops,
+            "events": r.event_ops,
+        },
         "cost": cost,
+    })
+}
+
+fn storage_json(r: &StorageRow, prices: &PriceSheet) -> Value {
+    let gb_hours = |byte_seconds: i64| byte_seconds as f64 / GIB / 3600.0;
+    let total = gb_hours(r.kv_byte_seconds + r.doc_byte_seconds + r.object_byte_seconds);
+    json!({
+        "key": r.key,
+        "gb_hours": total,
+        "kv_gb_hours": gb_hours(r.kv_byte_seconds),
+        "docs_gb_hours": gb_hours(r.doc_byte_seconds),
+        "objects_gb_hours": gb_hours(r.object_byte_seconds),
+        "stored_bytes": r.stored,
+        "cost": total / 730.0 * prices.per_gb_month,
     })
 }
 
@@ -102,6 +143,12 @@ async fn usage(ctx: &Ctx, app: Option<&str>, q: UsageQuery) -> ApiResult<Json<Va
     };
     let since_us = nimbus_store::now_us() - since.as_micros().min(i64::MAX as u128) as i64;
     let rows = ctx.platform.store.usage(app, since_us, by).await?;
+    // Storage belongs to apps, not functions: per app, or per day.
+    let storage = ctx
+        .platform
+        .store
+        .storage_usage(app, since_us, by == UsageBy::Day)
+        .await?;
     let prices = &ctx.platform.prices;
     let total = rows.iter().fold(UsageRow::default(), |mut t, r| {
         t.invocations += r.invocations;
@@ -111,15 +158,49 @@ async fn usage(ctx: &Ctx, app: Option<&str>, q: UsageQuery) -> ApiResult<Json<Va
         t.bytes_in += r.bytes_in;
         t.bytes_out += r.bytes_out;
         t.cold_starts += r.cold_starts;
+        t.kv_ops += r.kv_ops;
+        t.doc_ops += r.doc_ops;
+        t.object_ops += r.object_ops;
+        t.event_ops += r.event_ops;
         t
     });
+    let storage_total = storage.iter().fold(StorageRow::default(), |mut t, r| {
+        t.kv_byte_seconds += r.kv_byte_seconds;
+        t.doc_byte_seconds += r.doc_byte_seconds;
+        t.object_byte_seconds += r.object_byte_seconds;
+        if by != UsageBy::Day {
+            t.stored.kv += r.stored.kv;
+            t.stored.docs += r.stored.docs;
+            t.stored.objects += r.stored.objects;
+        }
+        t
+    });
+    let mut total = row_json(
+        &UsageRow {
+            key: "total".into(),
+            ..total
+        },
+        prices,
+    );
+    let storage_total = storage_json(
+        &StorageRow {
+            key: "total".into(),
+            ..storage_total
+        },
+        prices,
+    );
+    total["gb_hours"] = storage_total["gb_hours"].clone();
+    total["cost"] = json!(
+        total["cost"].as_f64().unwrap_or(0.0) + storage_total["cost"].as_f64().unwrap_or(0.0)
+    );
     Ok(Json(json!({
         "app": app,
         "since_us": since_us,
         "by": q.by.as_deref().unwrap_or("function"),
         "prices": prices,
         "rows": rows.iter().map(|r| row_json(r, prices)).collect::<Vec<_>>(),
-        "total": row_json(&UsageRow { key: "total".into(), ..total }, prices),
+        "storage": storage.iter().map(|r| storage_json(r, prices)).collect::<Vec<_>>(),
+        "total": total,
     })))
 }
 
@@ -162,5 +243,19 @@ mod tests {
         let v = row_json(&r, &PriceSheet::default());
         assert!((v["gb_seconds"].as_f64().unwrap() - 1e6).abs() < 1e-6);
         assert!((v["cost"].as_f64().unwrap() - (16.6667 + 0.20)).abs() < 1e-3);
+        // 2 million KV operations; 1 GiB held for 730 hours: one GB-month.
+        let r = UsageRow {
+            kv_ops: 2_000_000,
+            ..Default::default()
+        };
+        let v = row_json(&r, &PriceSheet::default());
+        assert!((v["cost"].as_f64().unwrap() - 1.25).abs() < 1e-9);
+        let s = StorageRow {
+            object_byte_seconds: (1i64 << 30) * 3600 * 730,
+            ..Default::default()
+        };
+        let v = storage_json(&s, &PriceSheet::default());
+        assert!((v["gb_hours"].as_f64().unwrap() - 730.0).abs() < 1e-9);
+        assert!((v["cost"].as_f64().unwrap() - 0.023).abs() < 1e-12);
     }
 }

@@ -17,5 +17,5 @@ pub mod spec;
 pub mod trace;
 
 pub use manifest::{Manifest, ManifestError};
-pub use record::{InvocationRecord, LogEntry, Outcome, StoredInput};
+pub use record::{InvocationRecord, LogEntry, OpCounts, OpSpan, Outcome, Service, StoredInput};
 pub use spec::{AppSpec, FunctionSpec, Limits, RouteSpec};

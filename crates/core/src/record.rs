@@ -102,10 +102,114 @@ pub struct InvocationRecord {
     /// The request, kept for failed invocations so they can be replayed.
     #[serde(default)]
     pub input: Option<Box<StoredInput>>,
+    /// Calls the guest made to Nimbus's services (KV, documents, objects,
+    /// events), counted exactly.
+    #[serde(default)]
+    pub ops: OpCounts,
+    /// Spans of those calls (the first [`MAX_OP_SPANS`]), children of this
+    /// invocation's span.
+    #[serde(default)]
+    pub op_spans: Vec<OpSpan>,
     /// Captured stdout (bounded).
     pub stdout: String,
     /// Captured stderr (bounded).
     pub stderr: String,
+}
+
+/// Most operation spans kept per invocation; the rest are only counted.
+pub const MAX_OP_SPANS: usize = 256;
+
+/// The backend service an operation used, for metering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Service {
+    /// Key-value stores.
+    Kv,
+    /// Document collections.
+    Docs,
+    /// Object storage (buckets).
+    Objects,
+    /// Queue sends and topic publishes.
+    Events,
+}
+
+impl Service {
+    /// Every service, in a fixed order.
+    pub const ALL: [Service; 4] = [
+        Service::Kv,
+        Service::Docs,
+        Service::Objects,
+        Service::Events,
+    ];
+
+    /// Stable lowercase name, as in metrics labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Service::Kv => "kv",
+            Service::Docs => "docs",
+            Service::Objects => "objects",
+            Service::Events => "events",
+        }
+    }
+}
+
+/// Operations on Nimbus's services, counted per service.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpCounts {
+    /// Key-value operations.
+    pub kv: u64,
+    /// Document operations.
+    pub docs: u64,
+    /// Object storage operations.
+    pub objects: u64,
+    /// Messages sent or published.
+    pub events: u64,
+}
+
+impl OpCounts {
+    /// Counts one operation on `service`.
+    pub fn add(&mut self, service: Service, n: u64) {
+        match service {
+            Service::Kv => self.kv += n,
+            Service::Docs => self.docs += n,
+            Service::Objects => self.objects += n,
+            Service::Events => self.events += n,
+        }
+    }
+
+    /// The count of one service.
+    pub fn get(&self, service: Service) -> u64 {
+        match service {
+            Service::Kv => self.kv,
+            Service::Docs => self.docs,
+            Service::Objects => self.objects,
+            Service::Events => self.events,
+        }
+    }
+
+    /// Whether nothing was counted.
+    pub fn is_empty(&self) -> bool {
+        *self == OpCounts::default()
+    }
+}
+
+/// One call a guest made to a Nimbus service, as a span of its trace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpSpan {
+    /// Its span id (16 hex digits); its parent is the invocation's span.
+    pub span_id: String,
+    /// The service.
+    pub service: Service,
+    /// The operation, e.g. `get`, `query`, `put`, `send`.
+    pub op: String,
+    /// What it worked on: a store, collection, bucket, queue or topic.
+    pub target: String,
+    /// Start, µs since the Unix epoch.
+    pub started_at_us: i64,
+    /// Duration, µs.
+    pub duration_us: i64,
+    /// Whether it succeeded.
+    pub ok: bool,
 }
 
 /// The request of a failed invocation, as kept for replay: credentials

@@ -22,6 +22,11 @@ fn is_hex(s: &str, len: usize) -> bool {
         && s.bytes().any(|b| b != b'0')
 }
 
+/// A new random span id (16 lowercase hex digits, never all zero).
+pub fn new_span_id() -> String {
+    random_hex(8)
+}
+
 /// A new random id of `bytes` bytes (8 or 16), as lowercase hex, never all
 /// zero.
 fn random_hex(bytes: usize) -> String {
@@ -82,7 +87,7 @@ impl TraceContext {
     pub fn child(&self) -> TraceContext {
         TraceContext {
             trace_id: self.trace_id.clone(),
-            span_id: random_hex(8),
+            span_id: new_span_id(),
             sampled: self.sampled,
         }
     }

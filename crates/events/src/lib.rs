@@ -96,6 +96,9 @@ pub struct Outgoing {
     pub group: Option<String>,
     /// Idempotency key.
     pub idempotency_key: Option<String>,
+    /// The sender's trace position (a W3C `traceparent`); the delivery
+    /// becomes a child span of it.
+    pub traceparent: Option<String>,
 }
 
 /// Longest group or idempotency key.
@@ -122,6 +125,10 @@ impl Outgoing {
                 "content-type" => out.content_type = Some(value()?),
                 "idempotency-key" => out.idempotency_key = Some(value()?),
                 "nimbus-message-group" => out.group = Some(value()?),
+                "traceparent" => {
+                    out.traceparent =
+                        nimbus_core::trace::TraceContext::parse(&value()?).map(|t| t.header())
+                }
                 "ce-type" => out.ce_type = Some(value()?),
                 "ce-source" => out.ce_source = Some(value()?),
                 // Set by Nimbus.
@@ -272,6 +279,13 @@ impl Shared {
         }
         for (k, v) in msg.extensions {
             headers.push((format!("ce-{k}"), v));
+        }
+        if let Some(tp) = msg.traceparent
+            && !headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("traceparent"))
+        {
+            headers.push(("traceparent".into(), tp));
         }
         let apps = self.apps.load();
         let spec = apps.get(app).map(|a| &a.spec);
@@ -798,13 +812,14 @@ impl GuestProducer {
     }
 }
 
-fn outgoing(m: GuestMessage) -> Outgoing {
+fn outgoing(m: GuestMessage, traceparent: Option<String>) -> Outgoing {
     Outgoing {
         body: m.body,
         content_type: m.content_type,
         ce_type: m.type_,
         group: m.group,
         idempotency_key: m.idempotency_key,
+        traceparent,
         ..Default::default()
     }
 }
@@ -824,12 +839,13 @@ impl EventProducer for GuestProducer {
         app: &str,
         queue: &str,
         msg: GuestMessage,
+        trace: Option<String>,
     ) -> BoxFuture<'static, Result<String, ProduceError>> {
         let shared = self.shared();
         let (app, queue) = (app.to_string(), queue.to_string());
         Box::pin(async move {
             shared?
-                .send(&app, &queue, outgoing(msg))
+                .send(&app, &queue, outgoing(msg, trace))
                 .await
                 .map(|r| r.id)
                 .map_err(produce_error)
@@ -841,12 +857,13 @@ impl EventProducer for GuestProducer {
         app: &str,
         topic: &str,
         msg: GuestMessage,
+        trace: Option<String>,
     ) -> BoxFuture<'static, Result<Vec<String>, ProduceError>> {
         let shared = self.shared();
         let (app, topic) = (app.to_string(), topic.to_string());
         Box::pin(async move {
             shared?
-                .publish(&app, &topic, outgoing(msg))
+                .publish(&app, &topic, outgoing(msg, trace))
                 .await
                 .map(|r| r.into_iter().map(|r| r.id).collect())
                 .map_err(produce_error)

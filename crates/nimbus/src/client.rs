@@ -659,7 +659,7 @@ pub async fn usage(
     }
     let currency = v["prices"]["currency"].as_str().unwrap_or("");
     println!(
-        "{:<28} {:>11} {:>7} {:>12} {:>11} {:>10} {:>10} {:>6} {:>12}",
+        "{:<28} {:>11} {:>7} {:>12} {:>11} {:>10} {:>10} {:>6} {:>9} {:>12}",
         by.to_uppercase(),
         "INVOCATIONS",
         "ERRORS",
@@ -668,12 +668,18 @@ pub async fn usage(
         "IN",
         "OUT",
         "COLD",
+        "DATA OPS",
         format!("COST {currency}")
     );
     let rows = v["rows"].as_array().cloned().unwrap_or_default();
     for r in rows.iter().chain(std::iter::once(&v["total"])) {
+        let ops = &r["operations"];
+        let ops: i64 = ["kv", "docs", "objects", "events"]
+            .iter()
+            .map(|k| ops[k].as_i64().unwrap_or(0))
+            .sum();
         println!(
-            "{:<28} {:>11} {:>7} {:>12.6} {:>11} {:>10} {:>10} {:>6} {:>12.6}",
+            "{:<28} {:>11} {:>7} {:>12.6} {:>11} {:>10} {:>10} {:>6} {:>9} {:>12.6}",
             r["key"].as_str().unwrap_or(""),
             r["invocations"].as_i64().unwrap_or(0),
             r["errors"].as_i64().unwrap_or(0),
@@ -685,12 +691,47 @@ pub async fn usage(
             r["bytes_in"].as_i64().unwrap_or(0),
             r["bytes_out"].as_i64().unwrap_or(0),
             r["cold_starts"].as_i64().unwrap_or(0),
+            ops,
             r["cost"].as_f64().unwrap_or(0.0),
         );
     }
+    let storage = v["storage"].as_array().cloned().unwrap_or_default();
+    if !storage.is_empty() {
+        println!();
+        println!(
+            "{:<28} {:>12} {:>12} {:>12} {:>14} {:>12}",
+            if by == "day" { "DAY" } else { "APP" },
+            "GB-HOURS",
+            "KV BYTES",
+            "DOC BYTES",
+            "OBJECT BYTES",
+            format!("COST {currency}")
+        );
+        for r in &storage {
+            let b = &r["stored_bytes"];
+            println!(
+                "{:<28} {:>12.6} {:>12} {:>12} {:>14} {:>12.6}",
+                r["key"].as_str().unwrap_or(""),
+                r["gb_hours"].as_f64().unwrap_or(0.0),
+                b["kv"].as_i64().unwrap_or(0),
+                b["docs"].as_i64().unwrap_or(0),
+                b["objects"].as_i64().unwrap_or(0),
+                r["cost"].as_f64().unwrap_or(0.0),
+            );
+        }
+    }
+    println!(
+        "\ntotal cost {:.6} {currency} (compute, requests, data operations and storage)",
+        v["total"]["cost"].as_f64().unwrap_or(0.0)
+    );
+    let p = &v["prices"];
     eprintln!(
-        "-- GB-seconds: memory limit x duration; cost: {} per GB-second + {} per million invocations (the server's price sheet, an estimate)",
-        v["prices"]["per_gb_second"], v["prices"]["per_million_requests"]
+        "-- GB-seconds: memory limit x duration; DATA OPS: KV, document, object and event operations ({} is clients' REST and S3 calls); stored bytes at the last sample. Cost: {} per GB-second + {} per million invocations + {} per million operations + {} per GB-month (the server's price sheet, an estimate)",
+        nimbus_store::CLIENT_OPS,
+        p["per_gb_second"],
+        p["per_million_requests"],
+        p["per_million_operations"],
+        p["per_gb_month"]
     );
     Ok(())
 }

@@ -198,7 +198,23 @@ async fn run_local(
 pub async fn trace(target: &Target, id: &str) -> Result<()> {
     let api = Api::new(target)?;
     let v = api.get_json(&format!("/v1/traces/{id}")).await?;
-    let spans = v["spans"].as_array().cloned().unwrap_or_default();
+    let mut spans = v["spans"].as_array().cloned().unwrap_or_default();
+    // A guest's operations hang under its invocation's span.
+    let span_of: std::collections::HashMap<String, String> = spans
+        .iter()
+        .filter_map(|s| Some((s["id"].as_str()?.into(), s["span_id"].as_str()?.into())))
+        .collect();
+    for op in v["operations"].as_array().cloned().unwrap_or_default() {
+        let mut op = op;
+        let parent = op["invocation_id"]
+            .as_str()
+            .and_then(|i| span_of.get(i))
+            .cloned();
+        op["parent_span_id"] = parent.into();
+        op["kind"] = "operation".into();
+        spans.push(op);
+    }
+    spans.sort_by_key(|s| s["started_at_us"].as_i64().unwrap_or(0));
     let start = spans
         .iter()
         .filter_map(|s| s["started_at_us"].as_i64())
@@ -222,20 +238,32 @@ pub async fn trace(target: &Target, id: &str) -> Result<()> {
                 None => p.is_none_or(|p| !ids.contains(p)),
             }
         }) {
-            println!(
-                "{:indent$}{}/{} {} {} {} -> {} {} +{:.1}ms {:.3}ms",
-                "",
-                s["app"].as_str().unwrap_or(""),
-                s["function"].as_str().unwrap_or(""),
-                s["trigger"].as_str().unwrap_or(""),
-                s["method"].as_str().unwrap_or(""),
-                s["path"].as_str().unwrap_or(""),
-                s["status"],
-                s["outcome"].as_str().unwrap_or(""),
-                (s["started_at_us"].as_i64().unwrap_or(0) - start) as f64 / 1000.0,
-                s["duration_us"].as_i64().unwrap_or(0) as f64 / 1000.0,
-                indent = depth * 2
-            );
+            let offset = (s["started_at_us"].as_i64().unwrap_or(0) - start) as f64 / 1000.0;
+            let duration = s["duration_us"].as_i64().unwrap_or(0) as f64 / 1000.0;
+            if s["kind"] == "operation" {
+                println!(
+                    "{:indent$}{} {} {} {} +{offset:.1}ms {duration:.3}ms",
+                    "",
+                    s["service"].as_str().unwrap_or(""),
+                    s["op"].as_str().unwrap_or(""),
+                    s["target"].as_str().unwrap_or(""),
+                    if s["ok"] == true { "ok" } else { "failed" },
+                    indent = depth * 2
+                );
+            } else {
+                println!(
+                    "{:indent$}{}/{} {} {} {} -> {} {} +{offset:.1}ms {duration:.3}ms",
+                    "",
+                    s["app"].as_str().unwrap_or(""),
+                    s["function"].as_str().unwrap_or(""),
+                    s["trigger"].as_str().unwrap_or(""),
+                    s["method"].as_str().unwrap_or(""),
+                    s["path"].as_str().unwrap_or(""),
+                    s["status"],
+                    s["outcome"].as_str().unwrap_or(""),
+                    indent = depth * 2
+                );
+            }
             print(spans, s["span_id"].as_str(), ids, start, depth + 1);
         }
     }

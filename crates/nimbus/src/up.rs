@@ -54,6 +54,12 @@ pub struct UpArgs {
     /// Invocation records and log entries kept (older ones are pruned)
     #[arg(long, default_value_t = 100_000)]
     keep_records: i64,
+    /// Plain successful invocations (no logs, no events, no data calls)
+    /// recorded per function and second; beyond it they are counted in
+    /// usage and metrics but not stored one by one. Failures are always
+    /// recorded
+    #[arg(long, default_value_t = 100)]
+    keep_successes_per_sec: u32,
     /// Request body kept for replaying a failed invocation, in KiB
     /// (credentials and secret values are never kept)
     #[arg(long, default_value_t = 256)]
@@ -83,9 +89,10 @@ pub struct UpArgs {
     /// Largest object, in MiB (multipart uploads included)
     #[arg(long, default_value_t = 5 * 1024)]
     max_object_mb: u64,
-    /// Price sheet (TOML: currency, per_gb_second, per_million_requests) for
-    /// the cost estimates of `nimbus usage` [default: AWS Lambda's published
-    /// x86 prices, as an example]
+    /// Price sheet (TOML: currency, per_gb_second, per_million_requests,
+    /// per_million_operations, per_gb_month) for the cost estimates of
+    /// `nimbus usage` [default: published AWS Lambda, DynamoDB and S3
+    /// prices, as an example]
     #[arg(long)]
     prices: Option<PathBuf>,
     /// Turn Prometheus metrics off (`/v1/metrics` answers 404)
@@ -95,6 +102,19 @@ pub struct UpArgs {
     /// (for a Prometheus on the monitoring network; off if unset)
     #[arg(long, env = "NIMBUS_METRICS_LISTEN")]
     metrics_listen: Option<String>,
+    /// How often each app's stored bytes (KV, documents, objects) are
+    /// sampled for storage GB-hours, in seconds
+    #[arg(long, default_value_t = 300)]
+    storage_sample_secs: u64,
+    /// Turn off everything Nimbus observes about invocations: records,
+    /// guest logs, usage, metrics and traces. Only for measuring what they
+    /// cost (bench/operate.sh); nothing can be debugged or billed then
+    #[arg(long)]
+    no_telemetry: bool,
+    /// Export traces to an OpenTelemetry collector over OTLP/HTTP
+    /// (protobuf), e.g. http://127.0.0.1:4318 (spans go to /v1/traces)
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
 }
 
 /// The key that seals secrets: `NIMBUS_SECRET_KEY` (64 hex digits), else
@@ -176,15 +196,23 @@ pub async fn run(args: UpArgs) -> Result<()> {
             keep_log_entries: args.keep_records,
             keep_logs_for: args.keep_logs_for.into(),
             keep_log_bytes: args.keep_logs_mb.saturating_mul(1 << 20),
+            keep_successes_per_sec: args.keep_successes_per_sec,
             ..Default::default()
         },
     );
     let sink_writer = records.clone();
-    let metering = !args.no_metrics;
+    let telemetry = !args.no_telemetry;
+    let metering = !args.no_metrics && telemetry;
     let metrics_handle = if metering {
         Some(nimbus_control::metrics::install().map_err(|e| anyhow::anyhow!(e))?)
     } else {
         None
+    };
+    let otlp = match (&args.otlp_endpoint, telemetry) {
+        (Some(url), true) => {
+            Some(nimbus_control::otlp::OtlpExporter::spawn(url).map_err(|e| anyhow::anyhow!(e))?)
+        }
+        _ => None,
     };
     let runtime = Runtime::new(
         RuntimeConfig {
@@ -201,13 +229,19 @@ pub async fn run(args: UpArgs) -> Result<()> {
             keep_resident_bytes: args.keep_resident_kb * 1024,
             warm_slots: args.warm_slots,
             replay_body_bytes: args.replay_body_kb * 1024,
+            tracing: telemetry,
         },
         components.clone(),
         Arc::new(move |r| {
             if metering {
                 nimbus_control::metrics::observe(&r);
             }
-            sink_writer.submit(r)
+            if let Some(x) = &otlp {
+                x.submit(&r);
+            }
+            if telemetry {
+                sink_writer.submit(r)
+            }
         }),
     )?;
     let events = Events::start(
@@ -233,6 +267,12 @@ pub async fn run(args: UpArgs) -> Result<()> {
             }
         });
     }
+    if telemetry {
+        nimbus_store::spawn_storage_sampler(
+            store.clone(),
+            Duration::from_secs(args.storage_sample_secs.max(1)),
+        );
+    }
     let sealer = secret_key(&data_dir)?;
     let blob_files = nimbus_store::BlobFiles::open(&data_dir)?;
     runtime.set_blob_files(blob_files.clone());
@@ -247,7 +287,8 @@ pub async fn run(args: UpArgs) -> Result<()> {
                 blob_files.clone(),
                 args.max_object_mb << 20,
                 Some(events.clone()),
-            );
+            )
+            .metered(records.clone());
             let unsealer = sealer.clone();
             let service = nimbus_objects::service(
                 objects,

@@ -414,12 +414,24 @@ async fn a_trace_follows_a_request_across_functions() {
 [app]
 name = "traced"
 
+[kv.counters]
+
+[queues.jobs]
+
 [functions.front]
 component = "@WASM@/fetch.wasm"
 allowed_outbound_hosts = ["127.0.0.1:*"]
 
 [functions.back]
-component = "@WASM@/hello.wasm"
+component = "@WASM@/consumer.wasm"
+env = { FORWARD_QUEUE = "jobs" }
+
+[functions.worker]
+component = "@WASM@/consumer.wasm"
+
+[functions.data]
+component = "@WASM@/data.wasm"
+kv = ["counters"]
 
 [[triggers.http]]
 route = "/front"
@@ -428,9 +440,18 @@ function = "front"
 [[triggers.http]]
 route = "/back"
 function = "back"
+
+[[triggers.http]]
+route = "/incr/{*rest}"
+function = "data"
+
+[[triggers.queue]]
+queue = "jobs"
+function = "worker"
 "#,
     );
     s.deploy(dir.path());
+    // gateway -> front -> (outbound HTTP) back -> (queue send) jobs -> worker
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
     let r = s
         .http
@@ -444,15 +465,15 @@ function = "back"
         .to_str()
         .unwrap()
         .to_string();
-    assert_eq!(r.text().await.unwrap(), "hello");
+    assert_eq!(r.text().await.unwrap(), "ok");
     let rows = s
         .api_wait("/v1/apps/traced/invocations", 20, |v| {
-            v.as_array().unwrap().len() == 2
+            v.as_array().unwrap().len() == 3
         })
         .await;
     let rows = rows.as_array().unwrap();
-    let front = rows.iter().find(|r| r["function"] == "front").unwrap();
-    let back = rows.iter().find(|r| r["function"] == "back").unwrap();
+    let by_fn = |f: &str| rows.iter().find(|r| r["function"] == f).unwrap();
+    let (front, back, worker) = (by_fn("front"), by_fn("back"), by_fn("worker"));
     assert_eq!(
         front["trace_id"], trace_id,
         "the client's trace is continued"
@@ -463,28 +484,304 @@ function = "back"
         back["parent_span_id"], front["span_id"],
         "front called back"
     );
+    assert_eq!(worker["trace_id"], trace_id, "the queue carried the trace");
+    assert_eq!(worker["trigger"], "queue");
+    let by_trace = s.api(&format!("/v1/traces/{trace_id}")).await;
+    assert_eq!(by_trace["spans"].as_array().unwrap().len(), 3);
+    let ops = by_trace["operations"].as_array().unwrap();
+    assert_eq!(ops.len(), 1, "{by_trace:#}");
+    let send = &ops[0];
+    assert_eq!(
+        (&send["service"], &send["op"], &send["target"], &send["ok"]),
+        (
+            &"events".into(),
+            &"send".into(),
+            &"jobs".into(),
+            &true.into()
+        )
+    );
+    assert_eq!(send["invocation_id"], back["id"]);
+    assert_eq!(
+        worker["parent_span_id"], send["span_id"],
+        "the delivery is a child of the send"
+    );
     // One tree, found by the trace id or by an invocation id in it.
     let out = s.cli_ok(&["trace", &front_id]);
     let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 5, "{out}");
     assert_eq!(lines[0], format!("trace {trace_id}"));
     assert!(lines[1].starts_with("  traced/front http GET"), "{out}");
     assert!(
         lines[2].starts_with("    traced/back http GET /back"),
         "{out}"
     );
-    let by_trace = s.api(&format!("/v1/traces/{trace_id}")).await;
-    assert_eq!(by_trace["spans"].as_array().unwrap().len(), 2);
-    // Without a traceparent, each request starts its own trace.
-    let r = s.http.get(format!("{}/back", s.url)).send().await.unwrap();
+    assert!(lines[3].starts_with("      events send jobs ok +"), "{out}");
+    assert!(
+        lines[4].starts_with("        traced/worker queue POST"),
+        "{out}"
+    );
+
+    // A guest's KV operations are spans under its invocation.
+    let r = s
+        .http
+        .get(format!("{}/incr/counters/n", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
     let id = r.headers()["nimbus-invocation-id"]
         .to_str()
         .unwrap()
         .to_string();
     s.api_wait("/v1/apps/traced/invocations", 20, |v| {
-        v.as_array().unwrap().len() == 3
+        v.as_array().unwrap().len() == 4
     })
     .await;
     let out = s.cli_ok(&["trace", &id]);
-    assert_eq!(out.lines().count(), 2, "{out}");
-    assert!(!out.contains(trace_id));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(
+        lines[1].starts_with("  traced/data http GET /incr/counters/n"),
+        "{out}"
+    );
+    assert!(
+        lines[2].starts_with("    kv increment counters ok +"),
+        "{out}"
+    );
+    assert!(
+        !out.contains(trace_id),
+        "without a traceparent, a new trace"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn service_operations_and_storage_are_metered() {
+    let s = Server::start(&["--storage-sample-secs", "1"]);
+    let dir = app_dir(
+        r#"
+[app]
+name = "stored"
+
+[kv.counters]
+
+[collections.notes]
+
+[functions.data]
+component = "@WASM@/data.wasm"
+kv = ["counters"]
+collections = ["notes"]
+
+[[triggers.http]]
+route = "/incr/{*rest}"
+function = "data"
+
+[[triggers.http]]
+route = "/docs/{*rest}"
+function = "data"
+"#,
+    );
+    s.deploy(dir.path());
+    // 5 guest increments (one KV operation each), 2 document puts.
+    for i in 1..=5 {
+        assert_eq!(
+            s.get_text("/incr/counters/visits").await,
+            (200, i.to_string())
+        );
+    }
+    for id in ["a", "b"] {
+        let r = s
+            .http
+            .put(format!("{}/docs/notes/{id}", s.url))
+            .body(r#"{"text": "0123456789"}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    }
+    // 3 client calls over REST: two puts and a read of a missing key (a
+    // read is an operation whatever it finds); a refused call is free.
+    let kv = |key: &str| format!("{}/v1/apps/stored/kv/counters/{key}", s.url);
+    for key in ["x", "y"] {
+        let r = s
+            .http
+            .put(kv(key))
+            .bearer_auth(s.token())
+            .body("12345")
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+    }
+    let r = s
+        .http
+        .get(kv("nope"))
+        .bearer_auth(s.token())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let r = s.http.get(kv("x")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+
+    let usage = s
+        .api_wait("/v1/apps/stored/usage?since=1h", 20, |v| {
+            v["rows"].as_array().unwrap().len() == 2
+                && v["rows"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|r| r["invocations"].as_i64().unwrap())
+                    .sum::<i64>()
+                    == 7
+        })
+        .await;
+    let row = |key: &str| {
+        usage["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["key"] == key)
+            .unwrap_or_else(|| panic!("no row {key}: {usage:#}"))
+            .clone()
+    };
+    let guest = row("stored/data");
+    assert_eq!(guest["operations"]["kv"], 5, "{guest}");
+    assert_eq!(guest["operations"]["docs"], 2, "{guest}");
+    let clients = row("stored/(api)");
+    assert_eq!(clients["operations"]["kv"], 3, "{clients}");
+    assert_eq!(clients["invocations"], 0);
+
+    // Stored bytes: "visits" = "5" (7 bytes), "x" and "y" with 5-byte
+    // values (12 bytes), two documents; sampled every second.
+    let usage = s
+        .api_wait("/v1/apps/stored/usage?since=1h", 20, |v| {
+            let st = &v["storage"][0];
+            st["stored_bytes"]["kv"] == 7 + 12 && st["gb_hours"].as_f64().unwrap_or(0.0) > 0.0
+        })
+        .await;
+    let st = &usage["storage"][0];
+    assert_eq!(st["key"], "stored");
+    let doc_bytes = st["stored_bytes"]["docs"].as_i64().unwrap();
+    assert!((2 * 18..=2 * 40).contains(&doc_bytes), "{st}");
+    assert!(usage["total"]["cost"].as_f64().unwrap() > 0.0);
+    let table = s.cli_ok(&["usage", "--app", "stored", "--since", "1h"]);
+    assert!(table.contains("stored/(api)"), "{table}");
+    assert!(table.contains("GB-HOURS"), "{table}");
+
+    // The metrics count both sources.
+    let m = scrape(&s).await;
+    let ops = |service: &str, source: &str| {
+        value(
+            &m,
+            "nimbus_store_operations_total",
+            &[("app", "stored"), ("service", service), ("source", source)],
+        )
+    };
+    assert_eq!(ops("kv", "function"), 5.0);
+    assert_eq!(ops("docs", "function"), 2.0);
+    assert_eq!(ops("kv", "client"), 3.0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn traces_are_exported_over_otlp() {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
+    use opentelemetry_proto::tonic::trace::v1::Span;
+    use prost::Message;
+    use std::sync::{Arc, Mutex};
+
+    // A collector endpoint that decodes what it receives (OTLP/HTTP, protobuf).
+    let received: Arc<Mutex<Vec<Span>>> = Arc::default();
+    let sink = received.clone();
+    let collector = axum::Router::new().route(
+        "/v1/traces",
+        axum::routing::post(
+            move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                let sink = sink.clone();
+                async move {
+                    assert_eq!(headers["content-type"], "application/x-protobuf");
+                    let req = ExportTraceServiceRequest::decode(body).expect("valid OTLP protobuf");
+                    for rs in req.resource_spans {
+                        for ss in rs.scope_spans {
+                            sink.lock().unwrap().extend(ss.spans);
+                        }
+                    }
+                    ""
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, collector).await.unwrap() });
+
+    let s = Server::start(&["--otlp-endpoint", &endpoint]);
+    let dir = app_dir(
+        r#"
+[app]
+name = "exported"
+
+[kv.counters]
+
+[functions.data]
+component = "@WASM@/data.wasm"
+kv = ["counters"]
+
+[[triggers.http]]
+route = "/incr/{*rest}"
+function = "data"
+"#,
+    );
+    s.deploy(dir.path());
+    let trace_id = "0af7651916cd43dd8448eb211c80319c";
+    let r = s
+        .http
+        .get(format!("{}/incr/counters/n", s.url))
+        .header("traceparent", format!("00-{trace_id}-b7ad6b7169203331-01"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let id = r.headers()["nimbus-invocation-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while received.lock().unwrap().len() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the collector got no spans"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let spans = received.lock().unwrap().clone();
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let inv = spans.iter().find(|s| s.name == "exported/data").unwrap();
+    let op = spans
+        .iter()
+        .find(|s| s.name == "kv increment counters")
+        .unwrap();
+    assert_eq!(hex(&inv.trace_id), trace_id);
+    assert_eq!(hex(&inv.parent_span_id), "b7ad6b7169203331");
+    assert_eq!(op.trace_id, inv.trace_id);
+    assert_eq!(op.parent_span_id, inv.span_id);
+    assert!(inv.end_time_unix_nano >= op.end_time_unix_nano);
+    let attr = |s: &Span, k: &str| {
+        s.attributes
+            .iter()
+            .find(|a| a.key == k)
+            .and_then(|a| a.value.clone()?.value)
+    };
+    assert_eq!(
+        attr(inv, "nimbus.invocation_id"),
+        Some(Any::StringValue(id.clone()))
+    );
+    assert_eq!(
+        attr(inv, "http.response.status_code"),
+        Some(Any::IntValue(200))
+    );
+    // The same trace reads back from Nimbus itself.
+    let t = s.api(&format!("/v1/traces/{trace_id}")).await;
+    assert_eq!(t["spans"][0]["id"], id);
+    assert_eq!(t["operations"][0]["span_id"], hex(&op.span_id));
 }

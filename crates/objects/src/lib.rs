@@ -28,6 +28,7 @@ pub struct Objects {
     blobs: BlobFiles,
     max_object_bytes: u64,
     events: Option<Arc<nimbus_events::Events>>,
+    meter: Option<nimbus_store::RecordWriter>,
 }
 
 impl Objects {
@@ -44,7 +45,15 @@ impl Objects {
             blobs,
             max_object_bytes,
             events,
+            meter: None,
         }
+    }
+
+    /// Meters every S3 request that passes the access check as one object
+    /// operation of its app (as S3 bills requests).
+    pub fn metered(mut self, meter: nimbus_store::RecordWriter) -> Objects {
+        self.meter = Some(meter);
+        self
     }
 
     /// Emits a storage event (after the change is committed). The object
@@ -835,12 +844,14 @@ impl S3Auth for Keys {
 /// does not exist).
 pub struct Access {
     store: Store,
+    meter: Option<nimbus_store::RecordWriter>,
 }
 
 impl Access {
-    /// Access checks against `store`.
-    pub fn new(store: Store) -> Access {
-        Access { store }
+    /// Access checks against `store`; requests that pass are metered on
+    /// `meter`.
+    pub fn new(store: Store, meter: Option<nimbus_store::RecordWriter>) -> Access {
+        Access { store, meter }
     }
 }
 
@@ -868,6 +879,9 @@ impl s3s::access::S3Access for Access {
         {
             check_owner(&self.store, &b, &app).await?;
         }
+        if let Some(m) = &self.meter {
+            m.meter(&app, nimbus_core::Service::Objects, 1);
+        }
         cx.extensions_mut().insert(AppId(app));
         Ok(())
     }
@@ -877,9 +891,10 @@ impl s3s::access::S3Access for Access {
 /// Path-style addressing (`http://host:port/bucket/key`).
 pub fn service(objects: Objects, unseal: Unseal) -> s3s::service::S3Service {
     let store = objects.store.clone();
+    let meter = objects.meter.clone();
     let mut b = s3s::service::S3ServiceBuilder::new(objects);
     b.set_auth(Keys::new(store.clone(), unseal));
-    b.set_access(Access::new(store));
+    b.set_access(Access::new(store, meter));
     b.build()
 }
 

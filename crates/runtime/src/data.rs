@@ -7,6 +7,7 @@
 //! grants; everything is scoped to its app.
 
 use crate::host::Host;
+use nimbus_core::Service;
 use nimbus_store::{DocError, DocQuery, Document, KvError, Store};
 use std::sync::Arc;
 use wasmtime::component::Resource;
@@ -157,11 +158,12 @@ impl kv::HostBucket for Host {
         key: String,
     ) -> wasmtime::Result<Result<Option<Vec<u8>>, kv::Error>> {
         let name = bucket(self, &b)?.name.clone();
+        let op = self.op(Service::Kv, "get", &name);
         let d = &self.data;
-        Ok(match d.db() {
+        Ok(op.result(match d.db() {
             Ok(db) => db.kv_get(&d.app, &name, &key).await.map_err(store_err),
             Err(e) => Err(e),
-        })
+        }))
     }
 
     async fn set(
@@ -171,18 +173,19 @@ impl kv::HostBucket for Host {
         value: Vec<u8>,
     ) -> wasmtime::Result<Result<(), kv::Error>> {
         let bk = bucket(self, &b)?;
+        let op = self.op(Service::Kv, "set", &bk.name);
         if let Err(e) = self.data.check_value(bk, &key, value.len()) {
             return Ok(Err(e));
         }
         let name = bk.name.clone();
         let d = &self.data;
-        Ok(match d.db() {
+        Ok(op.result(match d.db() {
             Ok(db) => db
                 .kv_set(&d.app, &name, &key, &value, None)
                 .await
                 .map_err(store_err),
             Err(e) => Err(e),
-        })
+        }))
     }
 
     async fn delete(
@@ -191,15 +194,16 @@ impl kv::HostBucket for Host {
         key: String,
     ) -> wasmtime::Result<Result<(), kv::Error>> {
         let name = bucket(self, &b)?.name.clone();
+        let op = self.op(Service::Kv, "delete", &name);
         let d = &self.data;
-        Ok(match d.db() {
+        Ok(op.result(match d.db() {
             Ok(db) => db
                 .kv_delete(&d.app, &name, &key)
                 .await
                 .map(|_| ())
                 .map_err(store_err),
             Err(e) => Err(e),
-        })
+        }))
     }
 
     async fn exists(
@@ -208,15 +212,16 @@ impl kv::HostBucket for Host {
         key: String,
     ) -> wasmtime::Result<Result<bool, kv::Error>> {
         let name = bucket(self, &b)?.name.clone();
+        let op = self.op(Service::Kv, "exists", &name);
         let d = &self.data;
-        Ok(match d.db() {
+        Ok(op.result(match d.db() {
             Ok(db) => db
                 .kv_get(&d.app, &name, &key)
                 .await
                 .map(|v| v.is_some())
                 .map_err(store_err),
             Err(e) => Err(e),
-        })
+        }))
     }
 
     async fn list_keys(
@@ -227,6 +232,7 @@ impl kv::HostBucket for Host {
         // The standard cursor is a number: the count of keys already seen.
         const PAGE: u32 = 1000;
         let name = bucket(self, &b)?.name.clone();
+        let op = self.op(Service::Kv, "list_keys", &name);
         let d = &self.data;
         let db = match d.db() {
             Ok(db) => db,
@@ -250,6 +256,7 @@ impl kv::HostBucket for Host {
                 skipped += page.keys.len() as u64;
                 after = page.keys.last().cloned();
                 if page.cursor.is_none() {
+                    op.succeeded();
                     return Ok(Ok(kv::KeyResponse {
                         keys: Vec::new(),
                         cursor: None,
@@ -258,6 +265,7 @@ impl kv::HostBucket for Host {
                 continue;
             }
             let n = page.keys.len() as u64;
+            op.succeeded();
             return Ok(Ok(kv::KeyResponse {
                 keys: page.keys,
                 cursor: page.cursor.map(|_| skip + n),
@@ -279,6 +287,7 @@ impl atomics::Host for Host {
         delta: u64,
     ) -> wasmtime::Result<Result<u64, kv::Error>> {
         let name = bucket(self, &b)?.name.clone();
+        let op = self.op(Service::Kv, "increment", &name);
         if let Err(e) = nimbus_core::data::check_kv_key(&key) {
             return Ok(Err(kv_err(e)));
         }
@@ -288,11 +297,15 @@ impl atomics::Host for Host {
             Err(e) => return Ok(Err(e)),
         };
         let delta = i64::try_from(delta).unwrap_or(i64::MAX);
-        Ok(match db.kv_increment(&d.app, &name, &key, delta).await {
-            Ok(v) => Ok(v.max(0) as u64),
-            Err(e @ (KvError::NotANumber(_) | KvError::Overflow(_))) => Err(kv_err(e.to_string())),
-            Err(e) => Err(store_err(e)),
-        })
+        Ok(
+            op.result(match db.kv_increment(&d.app, &name, &key, delta).await {
+                Ok(v) => Ok(v.max(0) as u64),
+                Err(e @ (KvError::NotANumber(_) | KvError::Overflow(_))) => {
+                    Err(kv_err(e.to_string()))
+                }
+                Err(e) => Err(store_err(e)),
+            }),
+        )
     }
 }
 
@@ -303,6 +316,7 @@ impl batch::Host for Host {
         keys: Vec<String>,
     ) -> wasmtime::Result<Result<Vec<Option<(String, Vec<u8>)>>, kv::Error>> {
         let name = bucket(self, &b)?.name.clone();
+        let op = self.op(Service::Kv, "get_many", &name).items(keys.len());
         let d = &self.data;
         let db = match d.db() {
             Ok(db) => db,
@@ -315,6 +329,7 @@ impl batch::Host for Host {
                 Err(e) => return Ok(Err(store_err(e))),
             }
         }
+        op.succeeded();
         Ok(Ok(out))
     }
 
@@ -324,6 +339,9 @@ impl batch::Host for Host {
         key_values: Vec<(String, Vec<u8>)>,
     ) -> wasmtime::Result<Result<(), kv::Error>> {
         let bk = bucket(self, &b)?;
+        let op = self
+            .op(Service::Kv, "set_many", &bk.name)
+            .items(key_values.len());
         for (k, v) in &key_values {
             if let Err(e) = self.data.check_value(bk, k, v.len()) {
                 return Ok(Err(e));
@@ -340,6 +358,7 @@ impl batch::Host for Host {
                 return Ok(Err(store_err(e)));
             }
         }
+        op.succeeded();
         Ok(Ok(()))
     }
 
@@ -349,6 +368,7 @@ impl batch::Host for Host {
         keys: Vec<String>,
     ) -> wasmtime::Result<Result<(), kv::Error>> {
         let name = bucket(self, &b)?.name.clone();
+        let op = self.op(Service::Kv, "delete_many", &name).items(keys.len());
         let d = &self.data;
         let db = match d.db() {
             Ok(db) => db,
@@ -359,6 +379,7 @@ impl batch::Host for Host {
                 return Ok(Err(store_err(e)));
             }
         }
+        op.succeeded();
         Ok(Ok(()))
     }
 }
@@ -371,6 +392,7 @@ impl kv_extras::Host for Host {
         value: Vec<u8>,
         ttl_ms: u64,
     ) -> wasmtime::Result<Result<(), kv::Error>> {
+        let op = self.op(Service::Kv, "set_with_ttl", &store);
         let d = &self.data;
         let bk = match d.open(&store) {
             Ok(b) => b,
@@ -379,13 +401,13 @@ impl kv_extras::Host for Host {
         if let Err(e) = d.check_value(&bk, &key, value.len()) {
             return Ok(Err(e));
         }
-        Ok(match d.db() {
+        Ok(op.result(match d.db() {
             Ok(db) => db
                 .kv_set(&d.app, &store, &key, &value, Some(ttl_ms.max(1)))
                 .await
                 .map_err(store_err),
             Err(e) => Err(e),
-        })
+        }))
     }
 
     async fn list_prefix(
@@ -395,11 +417,12 @@ impl kv_extras::Host for Host {
         cursor: Option<String>,
         limit: u32,
     ) -> wasmtime::Result<Result<(Vec<String>, Option<String>), kv::Error>> {
+        let op = self.op(Service::Kv, "list_prefix", &store);
         let d = &self.data;
         if let Err(e) = d.open(&store) {
             return Ok(Err(e));
         }
-        Ok(match d.db() {
+        Ok(op.result(match d.db() {
             Ok(db) => db
                 .kv_list(
                     &d.app,
@@ -412,7 +435,7 @@ impl kv_extras::Host for Host {
                 .map(|p| (p.keys, p.cursor))
                 .map_err(store_err),
             Err(e) => Err(e),
-        })
+        }))
     }
 
     async fn compare_and_swap(
@@ -422,6 +445,7 @@ impl kv_extras::Host for Host {
         expected: Option<Vec<u8>>,
         new: Vec<u8>,
     ) -> wasmtime::Result<Result<bool, kv::Error>> {
+        let op = self.op(Service::Kv, "compare_and_swap", &store);
         let d = &self.data;
         let bk = match d.open(&store) {
             Ok(b) => b,
@@ -430,13 +454,13 @@ impl kv_extras::Host for Host {
         if let Err(e) = d.check_value(&bk, &key, new.len()) {
             return Ok(Err(e));
         }
-        Ok(match d.db() {
+        Ok(op.result(match d.db() {
             Ok(db) => db
                 .kv_compare_and_swap(&d.app, &store, &key, expected.as_deref(), &new)
                 .await
                 .map_err(store_err),
             Err(e) => Err(e),
-        })
+        }))
     }
 }
 
@@ -488,15 +512,16 @@ impl docs_wit::Host for Host {
         collection: String,
         id: String,
     ) -> wasmtime::Result<Result<Option<docs_wit::Document>, docs_wit::Error>> {
+        let op = self.op(Service::Docs, "get", &collection);
         let d = &self.data;
-        Ok(match d.docs(&collection, Some(&id), 0) {
+        Ok(op.result(match d.docs(&collection, Some(&id), 0) {
             Ok(db) => db
                 .doc_get(&d.app, &collection, &id)
                 .await
                 .map(|o| o.map(doc_out))
                 .map_err(doc_err),
             Err(e) => Err(e),
-        })
+        }))
     }
 
     async fn put(
@@ -506,8 +531,9 @@ impl docs_wit::Host for Host {
         json: String,
         expected_version: Option<u64>,
     ) -> wasmtime::Result<Result<docs_wit::Document, docs_wit::Error>> {
+        let op = self.op(Service::Docs, "put", &collection);
         let d = &self.data;
-        Ok(match d.docs(&collection, Some(&id), json.len()) {
+        Ok(op.result(match d.docs(&collection, Some(&id), json.len()) {
             Ok(db) => db
                 .doc_put(
                     &d.app,
@@ -520,7 +546,7 @@ impl docs_wit::Host for Host {
                 .map(doc_out)
                 .map_err(doc_err),
             Err(e) => Err(e),
-        })
+        }))
     }
 
     async fn patch(
@@ -530,8 +556,9 @@ impl docs_wit::Host for Host {
         json: String,
         expected_version: Option<u64>,
     ) -> wasmtime::Result<Result<docs_wit::Document, docs_wit::Error>> {
+        let op = self.op(Service::Docs, "patch", &collection);
         let d = &self.data;
-        Ok(match d.docs(&collection, Some(&id), json.len()) {
+        Ok(op.result(match d.docs(&collection, Some(&id), json.len()) {
             Ok(db) => db
                 .doc_patch(
                     &d.app,
@@ -545,7 +572,7 @@ impl docs_wit::Host for Host {
                 .map(doc_out)
                 .map_err(doc_err),
             Err(e) => Err(e),
-        })
+        }))
     }
 
     async fn delete(
@@ -553,14 +580,15 @@ impl docs_wit::Host for Host {
         collection: String,
         id: String,
     ) -> wasmtime::Result<Result<bool, docs_wit::Error>> {
+        let op = self.op(Service::Docs, "delete", &collection);
         let d = &self.data;
-        Ok(match d.docs(&collection, Some(&id), 0) {
+        Ok(op.result(match d.docs(&collection, Some(&id), 0) {
             Ok(db) => db
                 .doc_delete(&d.app, &collection, &id)
                 .await
                 .map_err(doc_err),
             Err(e) => Err(e),
-        })
+        }))
     }
 
     async fn query(
@@ -568,6 +596,7 @@ impl docs_wit::Host for Host {
         collection: String,
         query: String,
     ) -> wasmtime::Result<Result<String, docs_wit::Error>> {
+        let op = self.op(Service::Docs, "query", &collection);
         let d = &self.data;
         let db = match d.docs(&collection, None, 0) {
             Ok(db) => db,
@@ -577,13 +606,14 @@ impl docs_wit::Host for Host {
             Ok(q) => q,
             Err(e) => return Ok(Err(doc_err(e))),
         };
-        Ok(db
-            .doc_query(&d.app, &collection, &q)
-            .await
-            .map(|(docs, cursor)| {
-                serde_json::json!({ "documents": docs, "cursor": cursor }).to_string()
-            })
-            .map_err(doc_err))
+        Ok(op.result(
+            db.doc_query(&d.app, &collection, &q)
+                .await
+                .map(|(docs, cursor)| {
+                    serde_json::json!({ "documents": docs, "cursor": cursor }).to_string()
+                })
+                .map_err(doc_err),
+        ))
     }
 }
 
@@ -651,13 +681,17 @@ impl blobs_wit::Host for Host {
         bucket: String,
         key: String,
     ) -> wasmtime::Result<Result<Option<Vec<u8>>, blobs_wit::Error>> {
+        let op = self.op(Service::Objects, "get", &bucket);
         let (db, files, limit) = match self.data.bucket(&bucket).await {
             Ok(x) => x,
             Err(e) => return Ok(Err(e)),
         };
         let row = match db.object(&bucket, &key).await {
             Ok(Some(r)) => r,
-            Ok(None) => return Ok(Ok(None)),
+            Ok(None) => {
+                op.succeeded();
+                return Ok(Ok(None));
+            }
             Err(e) => return Ok(Err(blob_err(e))),
         };
         if row.size > limit {
@@ -671,12 +705,12 @@ impl blobs_wit::Host for Host {
             Err(e) => return Ok(Err(blob_err(e))),
         };
         let mut buf = Vec::with_capacity(row.size as usize);
-        Ok(
+        Ok(op.result(
             match tokio::io::AsyncReadExt::read_to_end(&mut f, &mut buf).await {
                 Ok(_) => Ok(Some(buf)),
                 Err(e) => Err(blob_err(e)),
             },
-        )
+        ))
     }
 
     async fn put(
@@ -686,6 +720,7 @@ impl blobs_wit::Host for Host {
         data: Vec<u8>,
         content_type: Option<String>,
     ) -> wasmtime::Result<Result<blobs_wit::ObjectInfo, blobs_wit::Error>> {
+        let op = self.op(Service::Objects, "put", &bucket);
         let (db, files, limit) = match self.data.bucket(&bucket).await {
             Ok(x) => x,
             Err(e) => return Ok(Err(e)),
@@ -716,7 +751,7 @@ impl blobs_wit::Host for Host {
             metadata: Vec::new(),
             last_modified_us: nimbus_store::now_us(),
         };
-        Ok(match db.put_object(&row).await {
+        Ok(op.result(match db.put_object(&row).await {
             Ok(old) => {
                 if let Some(old) = old {
                     files.delete(&old).await;
@@ -727,7 +762,7 @@ impl blobs_wit::Host for Host {
                 files.delete(&stored.file).await;
                 Err(blob_err(e))
             }
-        })
+        }))
     }
 
     async fn delete(
@@ -735,18 +770,19 @@ impl blobs_wit::Host for Host {
         bucket: String,
         key: String,
     ) -> wasmtime::Result<Result<bool, blobs_wit::Error>> {
+        let op = self.op(Service::Objects, "delete", &bucket);
         let (db, files, _) = match self.data.bucket(&bucket).await {
             Ok(x) => x,
             Err(e) => return Ok(Err(e)),
         };
-        Ok(match db.delete_object(&bucket, &key).await {
+        Ok(op.result(match db.delete_object(&bucket, &key).await {
             Ok(Some(f)) => {
                 files.delete(&f).await;
                 Ok(true)
             }
             Ok(None) => Ok(false),
             Err(e) => Err(blob_err(e)),
-        })
+        }))
     }
 
     async fn list_objects(
@@ -756,12 +792,13 @@ impl blobs_wit::Host for Host {
         after: Option<String>,
         limit: u32,
     ) -> wasmtime::Result<Result<Vec<blobs_wit::ObjectInfo>, blobs_wit::Error>> {
+        let op = self.op(Service::Objects, "list", &bucket);
         let (db, _, _) = match self.data.bucket(&bucket).await {
             Ok(x) => x,
             Err(e) => return Ok(Err(e)),
         };
-        Ok(db
-            .list_objects(
+        Ok(op.result(
+            db.list_objects(
                 &bucket,
                 &prefix,
                 after.as_deref().unwrap_or(""),
@@ -769,7 +806,8 @@ impl blobs_wit::Host for Host {
             )
             .await
             .map(|rows| rows.iter().map(info).collect())
-            .map_err(blob_err))
+            .map_err(blob_err),
+        ))
     }
 }
 

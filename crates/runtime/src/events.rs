@@ -5,6 +5,7 @@
 
 use crate::host::Host;
 use futures::future::BoxFuture;
+use nimbus_core::Service;
 use std::sync::Arc;
 
 wasmtime::component::bindgen!({
@@ -17,12 +18,15 @@ pub use nimbus::events::producer::{Error as ProduceError, Message as GuestMessag
 
 /// Stores what guests send. Implemented by the events engine.
 pub trait EventProducer: Send + Sync {
-    /// Sends `msg` to queue `queue` of `app`; the message id.
+    /// Sends `msg` to queue `queue` of `app`; the message id. `trace` is
+    /// the send's position in the sender's trace (a `traceparent`), which
+    /// the delivery continues.
     fn send(
         &self,
         app: &str,
         queue: &str,
         msg: GuestMessage,
+        trace: Option<String>,
     ) -> BoxFuture<'static, Result<String, ProduceError>>;
     /// Publishes `msg` to topic `topic` of `app`; the copies' ids.
     fn publish(
@@ -30,6 +34,7 @@ pub trait EventProducer: Send + Sync {
         app: &str,
         topic: &str,
         msg: GuestMessage,
+        trace: Option<String>,
     ) -> BoxFuture<'static, Result<Vec<String>, ProduceError>>;
 }
 
@@ -38,6 +43,19 @@ pub trait EventProducer: Send + Sync {
 pub(crate) struct EventsBinding {
     pub(crate) app: Arc<str>,
     pub(crate) producer: Option<Arc<dyn EventProducer>>,
+    /// The invocation's own `traceparent`.
+    pub(crate) traceparent: Option<http::HeaderValue>,
+}
+
+impl EventsBinding {
+    /// The `traceparent` of a send whose span is `span_id`: a child of the
+    /// invocation's span.
+    fn trace(&self, span_id: &str) -> Option<String> {
+        let tp = self.traceparent.as_ref()?.to_str().ok()?;
+        let mut t = nimbus_core::trace::TraceContext::parse(tp)?;
+        t.span_id = span_id.to_string();
+        Some(t.header())
+    }
 }
 
 fn unavailable() -> ProduceError {
@@ -46,11 +64,13 @@ fn unavailable() -> ProduceError {
 
 impl nimbus::events::producer::Host for Host {
     async fn send(&mut self, queue: String, message: GuestMessage) -> Result<String, ProduceError> {
+        let mut op = self.op(Service::Events, "send", &queue);
         let b = &self.events;
-        match &b.producer {
-            Some(p) => p.send(&b.app, &queue, message).await,
+        let trace = b.trace(op.span_id());
+        op.result(match &b.producer {
+            Some(p) => p.send(&b.app, &queue, message, trace).await,
             None => Err(unavailable()),
-        }
+        })
     }
 
     async fn publish(
@@ -58,11 +78,13 @@ impl nimbus::events::producer::Host for Host {
         topic: String,
         message: GuestMessage,
     ) -> Result<Vec<String>, ProduceError> {
+        let mut op = self.op(Service::Events, "publish", &topic);
         let b = &self.events;
-        match &b.producer {
-            Some(p) => p.publish(&b.app, &topic, message).await,
+        let trace = b.trace(op.span_id());
+        op.result(match &b.producer {
+            Some(p) => p.publish(&b.app, &topic, message, trace).await,
             None => Err(unavailable()),
-        }
+        })
     }
 }
 

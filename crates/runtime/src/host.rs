@@ -20,6 +20,20 @@ pub struct Host {
     pub(crate) limiter: Limiter,
     pub(crate) events: crate::events::EventsBinding,
     pub(crate) data: crate::data::DataBinding,
+    /// Calls to Nimbus's services, for metering and the trace.
+    pub(crate) ops: Arc<crate::ops::OpLog>,
+}
+
+impl Host {
+    /// Starts timing one call to a Nimbus service on `target`.
+    pub(crate) fn op(
+        &self,
+        service: nimbus_core::Service,
+        op: &'static str,
+        target: &str,
+    ) -> crate::ops::Op {
+        crate::ops::Op::start(&self.ops, service, op, target)
+    }
 }
 
 impl WasiView for Host {

@@ -209,6 +209,8 @@ struct Tracker {
     stdout: Capture,
     stderr: Capture,
     config: Arc<ConfigSnapshot>,
+    /// The guest's calls to Nimbus services.
+    ops: Arc<crate::ops::OpLog>,
     sink: RecordSink,
 }
 
@@ -294,6 +296,7 @@ impl Drop for Tracker {
         let status = self.status.load(Ordering::Relaxed);
         let failed = end.outcome != Outcome::Ok || status >= 500;
         let input = failed.then(|| self.stored_input());
+        let (ops, op_spans) = self.ops.take();
         (self.sink)(InvocationRecord {
             id: std::mem::take(&mut self.id),
             app: std::mem::take(&mut self.app),
@@ -315,6 +318,8 @@ impl Drop for Tracker {
             peak_memory_bytes: self.peak_memory.load(Ordering::Relaxed),
             cold: self.cold,
             input,
+            ops,
+            op_spans,
             trace_id: std::mem::take(&mut self.trace.trace_id),
             span_id: std::mem::take(&mut self.trace.span_id),
             parent_span_id: self.parent_span_id.take(),
@@ -557,6 +562,11 @@ impl Runtime {
         let (mut parts, body) = req.into_parts();
         // This invocation's span: a child of its cause, or a new trace.
         let trace = match &meta.trace {
+            _ if !self.config.tracing => nimbus_core::trace::TraceContext {
+                trace_id: String::new(),
+                span_id: String::new(),
+                sampled: false,
+            },
             Some(parent) => parent.child(),
             None => nimbus_core::trace::TraceContext::start(),
         };
@@ -595,6 +605,7 @@ impl Runtime {
             stdout: stdout.clone(),
             stderr: stderr.clone(),
             config: config.clone(),
+            ops: Arc::default(),
             sink: self.sink.clone(),
         });
 
@@ -609,7 +620,11 @@ impl Runtime {
             parts.headers.remove(k);
         }
         // The guest sees its own span as the parent of what it calls.
-        let traceparent = HeaderValue::from_str(&trace.header()).ok();
+        let traceparent = self
+            .config
+            .tracing
+            .then(|| HeaderValue::from_str(&trace.header()).ok())
+            .flatten();
         if let Some(v) = &traceparent {
             parts.headers.insert("traceparent", v.clone());
         }
@@ -666,7 +681,7 @@ impl Runtime {
                 outbound: OutboundPolicy {
                     allowed: f.allowed.clone(),
                     stderr,
-                    traceparent,
+                    traceparent: traceparent.clone(),
                 },
                 limiter: Limiter {
                     max_bytes: (f.limits.memory_mb as usize) << 20,
@@ -676,6 +691,7 @@ impl Runtime {
                 events: EventsBinding {
                     app: f.app_name.clone(),
                     producer: self.producer.get().cloned(),
+                    traceparent,
                 },
                 data: DataBinding {
                     app: f.app_name.clone(),
@@ -684,6 +700,7 @@ impl Runtime {
                     store: self.data_store.get().cloned(),
                     blobs: self.blob_files.get().cloned(),
                 },
+                ops: tracker.ops.clone(),
             },
         );
         store.limiter(|h| &mut h.limiter);

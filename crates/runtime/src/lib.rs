@@ -36,6 +36,7 @@ mod data;
 mod events;
 mod host;
 mod invoke;
+mod ops;
 
 pub use admission::{Admission, Permit, Throttled};
 pub use app::{ActiveApp, manifest_config};
@@ -112,6 +113,9 @@ pub struct RuntimeConfig {
     /// Request body bytes kept for replaying a failed invocation (0: none;
     /// its method, path and headers are kept anyway).
     pub replay_body_bytes: usize,
+    /// Whether invocations join traces (`traceparent` continued, given to
+    /// the guest and its outbound calls). Off only for measuring its cost.
+    pub tracing: bool,
 }
 
 impl Default for RuntimeConfig {
@@ -127,6 +131,7 @@ impl Default for RuntimeConfig {
             keep_resident_bytes: 4 << 20,
             warm_slots: 16,
             replay_body_bytes: 256 * 1024,
+            tracing: true,
         }
     }
 }

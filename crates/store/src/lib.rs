@@ -22,6 +22,7 @@ mod durable;
 mod events;
 mod identity;
 mod kv;
+mod metering;
 mod objects;
 mod records;
 
@@ -34,8 +35,12 @@ pub use events::{
 };
 pub use identity::{ApiKeyRow, RefreshUse, SigningKeyRow, UserRow};
 pub use kv::{ConfigRow, KeyPage, KvError};
+pub use metering::{StorageRow, StoredBytes, spawn_storage_sampler};
 pub use objects::{ObjectRow, PartRow, UploadRow};
-pub use records::{InvocationRow, LogQuery, RecordWriter, RecordWriterConfig, UsageBy, UsageRow};
+pub use records::{
+    CLIENT_OPS, InvocationRow, LogQuery, OpSpanRow, RecordWriter, RecordWriterConfig, UsageBy,
+    UsageRow,
+};
 
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -106,7 +111,11 @@ impl Store {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
+            .busy_timeout(Duration::from_secs(10))
+            // 64 MiB of page cache per connection (SQLite's default is 2 MiB):
+            // the record writer's index inserts (trace ids are random) would
+            // otherwise read pages back from the OS on every batch.
+            .pragma("cache_size", "-65536");
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(opts)

@@ -1,7 +1,7 @@
 //! Invocation records and guest logs, written in batches off the hot path.
 
 use crate::{Result, Store};
-use nimbus_core::{InvocationRecord, LogEntry, Outcome, StoredInput};
+use nimbus_core::{InvocationRecord, LogEntry, OpCounts, OpSpan, Outcome, Service, StoredInput};
 use sqlx::{QueryBuilder, Row};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,6 +21,10 @@ pub struct RecordWriterConfig {
     pub keep_logs_for: Duration,
     /// Text of log entries kept, in bytes; the oldest go first.
     pub keep_log_bytes: i64,
+    /// Plain successful invocations stored per function and second; beyond
+    /// it they are only counted (usage stays exact). Failed, logging,
+    /// event-triggered and data-using invocations are always stored.
+    pub keep_successes_per_sec: u32,
 }
 
 impl Default for RecordWriterConfig {
@@ -31,14 +35,22 @@ impl Default for RecordWriterConfig {
             keep_log_entries: 100_000,
             keep_logs_for: Duration::from_secs(7 * 86_400),
             keep_log_bytes: 1 << 30,
+            keep_successes_per_sec: 100,
         }
     }
 }
 
 enum Msg {
     Record(Box<InvocationRecord>),
+    /// Operations of clients (REST, S3) on an app's services.
+    Ops(Box<str>, Service, u64),
     Flush(oneshot::Sender<()>),
 }
+
+/// The `usage_hourly` function name of operations made by clients (the
+/// REST data API, the S3 endpoint) rather than by functions; parentheses
+/// keep it apart from every function name.
+pub const CLIENT_OPS: &str = "(api)";
 
 /// Sends records to the background writer. Cheap to clone; never blocks.
 #[derive(Clone)]
@@ -72,6 +84,22 @@ impl RecordWriter {
         }
     }
 
+    /// Meters `n` operations of a client (REST or S3, not a function) on
+    /// one of `app`'s services. Like records, never blocks: dropped and
+    /// counted if the writer is behind.
+    pub fn meter(&self, app: &str, service: Service, n: u64) {
+        metrics::counter!(
+            "nimbus_store_operations_total",
+            "app" => app.to_string(),
+            "service" => service.as_str(),
+            "source" => "client"
+        )
+        .increment(n);
+        if self.tx.try_send(Msg::Ops(app.into(), service, n)).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// Records dropped because the writer was behind.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
@@ -86,7 +114,54 @@ impl RecordWriter {
     }
 }
 
+/// Whether a record must be stored whatever the load: it failed, wrote
+/// logs, handled an event, or used Nimbus's services (its spans).
+fn always_kept(r: &InvocationRecord) -> bool {
+    r.outcome != Outcome::Ok
+        || r.status >= 500
+        || r.input.is_some()
+        || r.event_id.is_some()
+        || !r.stdout.is_empty()
+        || !r.stderr.is_empty()
+        || !r.op_spans.is_empty()
+}
+
+/// A per-function budget of stored plain successes per second (a reservoir,
+/// as tracing systems sample): under light load every invocation is
+/// stored; under heavy load, the first `per_sec` of each second.
+struct Reservoir {
+    per_sec: u32,
+    hasher: std::collections::hash_map::RandomState,
+    /// By a hash of (app, function): the second and the count stored in it.
+    seen: std::collections::HashMap<u64, (i64, u32)>,
+}
+
+impl Reservoir {
+    fn admit(&mut self, r: &InvocationRecord) -> bool {
+        use std::hash::BuildHasher;
+        if always_kept(r) {
+            return true;
+        }
+        let sec = r.started_at_us.div_euclid(1_000_000);
+        if self.seen.len() > 100_000 {
+            self.seen.clear();
+        }
+        let key = self.hasher.hash_one((&r.app, &r.function));
+        let slot = self.seen.entry(key).or_insert((sec, 0));
+        if slot.0 != sec {
+            *slot = (sec, 0);
+        }
+        slot.1 += 1;
+        slot.1 <= self.per_sec
+    }
+}
+
 async fn run(store: Store, config: RecordWriterConfig, mut rx: mpsc::Receiver<Msg>) {
+    let mut reservoir = Reservoir {
+        per_sec: config.keep_successes_per_sec,
+        hasher: Default::default(),
+        seen: Default::default(),
+    };
     let mut buf = Vec::with_capacity(1024);
     let mut written_since_prune = 0usize;
     let mut last_prune = std::time::Instant::now();
@@ -103,17 +178,30 @@ async fn run(store: Store, config: RecordWriterConfig, mut rx: mpsc::Receiver<Ms
             }
         }
         let mut records = Vec::with_capacity(buf.len());
+        let mut counted_only = Vec::new();
         let mut flushes = Vec::new();
+        let mut client_ops: std::collections::BTreeMap<Box<str>, OpCounts> = Default::default();
         for msg in buf.drain(..) {
             match msg {
-                Msg::Record(r) => records.push(r),
+                Msg::Record(r) if reservoir.admit(&r) => records.push(r),
+                Msg::Record(r) => counted_only.push(r),
+                Msg::Ops(app, service, n) => client_ops.entry(app).or_default().add(service, n),
                 Msg::Flush(tx) => flushes.push(tx),
             }
         }
-        if !records.is_empty() {
+        if !client_ops.is_empty()
+            && let Err(e) = store.add_client_ops(&client_ops).await
+        {
+            tracing::error!(error = %e, "metering client operations failed");
+        }
+        if !counted_only.is_empty() {
+            metrics::counter!("nimbus_records_sampled_out_total")
+                .increment(counted_only.len() as u64);
+        }
+        if !records.is_empty() || !counted_only.is_empty() {
             // A failing disk must not take the server down; retry once, then drop.
             let mut attempt = 0;
-            while let Err(e) = store.insert_records(&records).await {
+            while let Err(e) = store.insert_records(&records, &counted_only).await {
                 attempt += 1;
                 tracing::error!(error = %e, records = records.len(), attempt, "writing invocation records failed");
                 if attempt >= 2 {
@@ -207,6 +295,81 @@ pub struct UsageRow {
     pub bytes_out: i64,
     /// Invocations whose code had to be loaded.
     pub cold_starts: i64,
+    /// Key-value operations.
+    pub kv_ops: i64,
+    /// Document operations.
+    pub doc_ops: i64,
+    /// Object storage operations.
+    pub object_ops: i64,
+    /// Messages sent or published (by functions; clients' sends are
+    /// invocations of the consumers).
+    pub event_ops: i64,
+}
+
+/// A span of a guest's operation, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct OpSpanRow {
+    /// The invocation that made it (its span is the parent).
+    pub invocation_id: String,
+    /// Its span id.
+    pub span_id: String,
+    /// `kv`, `docs`, `objects` or `events`.
+    pub service: String,
+    /// The operation.
+    pub op: String,
+    /// Store, collection, bucket, queue or topic.
+    pub target: String,
+    /// Start (µs since epoch).
+    pub started_at_us: i64,
+    /// Duration (µs).
+    pub duration_us: i64,
+    /// Whether it succeeded.
+    pub ok: bool,
+}
+
+/// Adds per-function hourly sums to `usage_hourly` in one upsert per 64 rows.
+async fn add_usage(
+    tx: &mut sqlx::SqliteConnection,
+    sums: &[((&str, &str, i64), UsageRow)],
+) -> Result<()> {
+    for chunk in batches(sums) {
+        let mut q = QueryBuilder::new(
+            "INSERT INTO usage_hourly (app, function, hour, invocations, errors, duration_us,
+                mb_us, bytes_in, bytes_out, cold_starts, kv_ops, doc_ops, object_ops, event_ops) ",
+        );
+        q.push_values(chunk, |mut b, ((app, function, hour), u)| {
+            b.push_bind(*app)
+                .push_bind(*function)
+                .push_bind(*hour)
+                .push_bind(u.invocations)
+                .push_bind(u.errors)
+                .push_bind(u.duration_us)
+                .push_bind(u.mb_us)
+                .push_bind(u.bytes_in)
+                .push_bind(u.bytes_out)
+                .push_bind(u.cold_starts)
+                .push_bind(u.kv_ops)
+                .push_bind(u.doc_ops)
+                .push_bind(u.object_ops)
+                .push_bind(u.event_ops);
+        });
+        q.push(
+            " ON CONFLICT (app, function, hour) DO UPDATE SET
+                invocations = usage_hourly.invocations + excluded.invocations,
+                errors = usage_hourly.errors + excluded.errors,
+                duration_us = usage_hourly.duration_us + excluded.duration_us,
+                mb_us = usage_hourly.mb_us + excluded.mb_us,
+                bytes_in = usage_hourly.bytes_in + excluded.bytes_in,
+                bytes_out = usage_hourly.bytes_out + excluded.bytes_out,
+                cold_starts = usage_hourly.cold_starts + excluded.cold_starts,
+                kv_ops = usage_hourly.kv_ops + excluded.kv_ops,
+                doc_ops = usage_hourly.doc_ops + excluded.doc_ops,
+                object_ops = usage_hourly.object_ops + excluded.object_ops,
+                event_ops = usage_hourly.event_ops + excluded.event_ops",
+        );
+        q.build().execute(&mut *tx).await?;
+    }
+    Ok(())
 }
 
 /// How usage is grouped.
@@ -299,8 +462,13 @@ fn invocation_row(row: &sqlx::sqlite::SqliteRow) -> Result<InvocationRow> {
 
 impl Store {
     /// Writes records and their logs in one transaction, as multi-row
-    /// inserts: one statement per few hundred rows, not one per row.
-    pub async fn insert_records(&self, records: &[Box<InvocationRecord>]) -> Result<()> {
+    /// inserts: one statement per few hundred rows, not one per row; adds
+    /// them and `counted_only` (sampled out, not stored) to the hourly usage.
+    pub async fn insert_records(
+        &self,
+        records: &[Box<InvocationRecord>],
+        counted_only: &[Box<InvocationRecord>],
+    ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         for chunk in batches(records) {
             let mut q = QueryBuilder::new(
@@ -360,7 +528,7 @@ impl Store {
         // and hour in the batch, not one per record.
         let mut sums: std::collections::BTreeMap<(&str, &str, i64), UsageRow> =
             std::collections::BTreeMap::new();
-        for r in records {
+        for r in records.iter().chain(counted_only) {
             let hour = r.started_at_us - r.started_at_us.rem_euclid(HOUR_US);
             let u = sums.entry((&r.app, &r.function, hour)).or_default();
             u.invocations += 1;
@@ -370,35 +538,33 @@ impl Store {
             u.bytes_in += r.bytes_in as i64;
             u.bytes_out += r.bytes_out as i64;
             u.cold_starts += i64::from(r.cold);
+            u.kv_ops += r.ops.kv as i64;
+            u.doc_ops += r.ops.docs as i64;
+            u.object_ops += r.ops.objects as i64;
+            u.event_ops += r.ops.events as i64;
         }
         let sums: Vec<_> = sums.into_iter().collect();
-        for chunk in batches(&sums) {
+        add_usage(&mut tx, &sums).await?;
+        let spans: Vec<(&InvocationRecord, &OpSpan)> = records
+            .iter()
+            .flat_map(|r| r.op_spans.iter().map(move |s| (&**r, s)))
+            .collect();
+        for chunk in batches(&spans) {
             let mut q = QueryBuilder::new(
-                "INSERT INTO usage_hourly (app, function, hour, invocations, errors, duration_us,
-                    mb_us, bytes_in, bytes_out, cold_starts) ",
+                "INSERT INTO op_spans (invocation_id, trace_id, span_id, service, op, target,
+                    started_at, duration_us, ok) ",
             );
-            q.push_values(chunk, |mut b, ((app, function, hour), u)| {
-                b.push_bind(*app)
-                    .push_bind(*function)
-                    .push_bind(*hour)
-                    .push_bind(u.invocations)
-                    .push_bind(u.errors)
-                    .push_bind(u.duration_us)
-                    .push_bind(u.mb_us)
-                    .push_bind(u.bytes_in)
-                    .push_bind(u.bytes_out)
-                    .push_bind(u.cold_starts);
+            q.push_values(chunk, |mut b, (r, s)| {
+                b.push_bind(&r.id)
+                    .push_bind(&r.trace_id)
+                    .push_bind(&s.span_id)
+                    .push_bind(s.service.as_str())
+                    .push_bind(&s.op)
+                    .push_bind(&s.target)
+                    .push_bind(s.started_at_us)
+                    .push_bind(s.duration_us)
+                    .push_bind(i64::from(s.ok));
             });
-            q.push(
-                " ON CONFLICT (app, function, hour) DO UPDATE SET
-                    invocations = usage_hourly.invocations + excluded.invocations,
-                    errors = usage_hourly.errors + excluded.errors,
-                    duration_us = usage_hourly.duration_us + excluded.duration_us,
-                    mb_us = usage_hourly.mb_us + excluded.mb_us,
-                    bytes_in = usage_hourly.bytes_in + excluded.bytes_in,
-                    bytes_out = usage_hourly.bytes_out + excluded.bytes_out,
-                    cold_starts = usage_hourly.cold_starts + excluded.cold_starts",
-            );
             q.build().execute(&mut *tx).await?;
         }
         let logs: Vec<(&InvocationRecord, &str, &String)> = records
@@ -466,7 +632,9 @@ impl Store {
         let mut q = QueryBuilder::new(format!(
             "SELECT {key} AS k, SUM(invocations) AS invocations, SUM(errors) AS errors,
                 SUM(duration_us) AS duration_us, SUM(mb_us) AS mb_us, SUM(bytes_in) AS bytes_in,
-                SUM(bytes_out) AS bytes_out, SUM(cold_starts) AS cold_starts
+                SUM(bytes_out) AS bytes_out, SUM(cold_starts) AS cold_starts,
+                SUM(kv_ops) AS kv_ops, SUM(doc_ops) AS doc_ops, SUM(object_ops) AS object_ops,
+                SUM(event_ops) AS event_ops
              FROM usage_hourly WHERE hour >= "
         ));
         q.push_bind(since);
@@ -493,6 +661,61 @@ impl Store {
                     bytes_in: r.try_get("bytes_in")?,
                     bytes_out: r.try_get("bytes_out")?,
                     cold_starts: r.try_get("cold_starts")?,
+                    kv_ops: r.try_get("kv_ops")?,
+                    doc_ops: r.try_get("doc_ops")?,
+                    object_ops: r.try_get("object_ops")?,
+                    event_ops: r.try_get("event_ops")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Adds clients' operations on each app's services to this hour's usage.
+    async fn add_client_ops(
+        &self,
+        ops: &std::collections::BTreeMap<Box<str>, OpCounts>,
+    ) -> Result<()> {
+        let now = crate::now_us();
+        let hour = now - now.rem_euclid(HOUR_US);
+        let rows: Vec<((&str, &str, i64), UsageRow)> = ops
+            .iter()
+            .map(|(app, ops)| {
+                let u = UsageRow {
+                    kv_ops: ops.kv as i64,
+                    doc_ops: ops.docs as i64,
+                    object_ops: ops.objects as i64,
+                    event_ops: ops.events as i64,
+                    ..Default::default()
+                };
+                ((&**app, CLIENT_OPS, hour), u)
+            })
+            .collect();
+        let mut tx = self.pool.begin().await?;
+        add_usage(&mut tx, &rows).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The spans of guests' operations in a trace, oldest first.
+    pub async fn trace_ops(&self, trace_id: &str) -> Result<Vec<OpSpanRow>> {
+        let rows = sqlx::query(
+            "SELECT invocation_id, span_id, service, op, target, started_at, duration_us, ok
+             FROM op_spans WHERE trace_id = $1 ORDER BY started_at LIMIT 10000",
+        )
+        .bind(trace_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(OpSpanRow {
+                    invocation_id: r.try_get("invocation_id")?,
+                    span_id: r.try_get("span_id")?,
+                    service: r.try_get("service")?,
+                    op: r.try_get("op")?,
+                    target: r.try_get("target")?,
+                    started_at_us: r.try_get("started_at")?,
+                    duration_us: r.try_get("duration_us")?,
+                    ok: r.try_get::<i64, _>("ok")? != 0,
                 })
             })
             .collect()
@@ -502,15 +725,22 @@ impl Store {
     /// `keep_invocations` records; log entries beyond `keep_log_entries`,
     /// older than `keep_logs_for`, or beyond `keep_log_bytes` of text.
     pub async fn prune_records(&self, config: &RecordWriterConfig) -> Result<()> {
+        // Ids are UUIDv7 (time-ordered): the primary key orders invocations
+        // by start, so neither statement scans the table.
         sqlx::query(
-            "DELETE FROM invocations WHERE started_at <= (
-                SELECT started_at FROM invocations ORDER BY started_at DESC LIMIT 1 OFFSET $1)",
+            "DELETE FROM invocations WHERE id <= (
+                SELECT id FROM invocations ORDER BY id DESC LIMIT 1 OFFSET $1)",
         )
         .bind(config.keep_invocations)
         .execute(&self.pool)
         .await?;
         sqlx::query(
-            "DELETE FROM failed_inputs WHERE created_at < (SELECT MIN(started_at) FROM invocations)",
+            "DELETE FROM failed_inputs WHERE created_at < (SELECT started_at FROM invocations ORDER BY id LIMIT 1)",
+        )
+        .execute(&self.pool)
+        .await?;
+        sqlx::query(
+            "DELETE FROM op_spans WHERE started_at < (SELECT started_at FROM invocations ORDER BY id LIMIT 1)",
         )
         .execute(&self.pool)
         .await?;
@@ -658,6 +888,8 @@ mod tests {
             memory_mb: 128,
             peak_memory_bytes: 1 << 20,
             cold: i == 0,
+            ops: Default::default(),
+            op_spans: Vec::new(),
             input: (i == 3).then(|| {
                 Box::new(StoredInput {
                     method: "POST".into(),
@@ -683,6 +915,37 @@ mod tests {
         assert_eq!(sizes(7), vec![4, 2, 1]);
         assert_eq!(sizes(64), vec![64]);
         assert_eq!(sizes(200), vec![64, 64, 64, 8]);
+    }
+
+    #[tokio::test]
+    async fn plain_successes_beyond_the_budget_are_counted_not_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_embedded(dir.path()).await.unwrap();
+        let writer = RecordWriter::spawn(
+            store.clone(),
+            RecordWriterConfig {
+                keep_successes_per_sec: 10,
+                ..Default::default()
+            },
+        );
+        // 50 in one second: record 3 keeps its input (it failed), the rest
+        // are plain successes without logs.
+        for i in 0..50 {
+            let mut r = record(i, "f");
+            r.stdout.clear();
+            if i == 3 {
+                r.status = 500;
+            }
+            writer.submit(r);
+        }
+        writer.flush().await;
+        let stored = store.invocations("a", None, None, 1000).await.unwrap();
+        assert_eq!(stored.len(), 11, "10 plain successes and the failure");
+        assert!(stored.iter().any(|r| r.status == 500));
+        let usage = store.usage(Some("a"), 0, UsageBy::Function).await.unwrap();
+        assert_eq!(usage[0].invocations, 50, "usage counts every invocation");
+        assert_eq!(usage[0].errors, 1);
+        assert_eq!(usage[0].duration_us, 500);
     }
 
     #[tokio::test]

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# What observing costs: hello-route throughput with metering, logs, metrics
+# and tracing on (the default) against a server started with
+# --no-telemetry (no invocation records, logs, usage, metrics or trace
+# context), same component, same load generator, one run. Both servers run
+# side by side; the routes are loaded in turn, ROUNDS times in the order
+# on, off, off, on (so the machine's drift favours neither), and the table
+# gives mean req/s and the on/off ratio. The target is a ratio >= 0.95.
+#
+#   bench/operate.sh [DURATION_SECONDS] [ROUNDS]     (defaults: 10, 2)
+#
+# Needs: wrk (apt; installed if missing).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+dur=${1:-10}
+rounds=${2:-2}
+root=$(pwd)
+mkdir -p target
+work=$(mktemp -d "$root/target/bench-operate.XXXXXX")
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+
+command -v wrk >/dev/null || { apt-get install -y wrk >/dev/null || { apt-get update >/dev/null && apt-get install -y wrk >/dev/null; }; }
+rustup target add wasm32-wasip2 >/dev/null 2>&1 || true
+cargo build --release -p nimbus >&2
+cargo build --release --target wasm32-wasip2 --manifest-path examples/Cargo.toml >&2
+nimbus=$root/target/release/nimbus
+hello=$root/examples/target/wasm32-wasip2/release/hello.wasm
+export RUST_LIB_BACKTRACE=0
+
+mkdir -p "$work/app"
+cat > "$work/app/nimbus.toml" <<TOML
+[app]
+name = "bench"
+
+[functions.hello]
+component = "$hello"
+max_concurrency = 256
+
+[[triggers.http]]
+route = "/hello"
+function = "hello"
+TOML
+
+start() {  # NAME EXTRA_ARGS...: starts a server, deploys, prints its URL
+  local name=$1; shift
+  "$nimbus" up --listen 127.0.0.1:0 --data-dir "$work/$name" --max-in-flight 256 "$@" > "$work/$name.log" 2>&1 &
+  for _ in $(seq 200); do grep -q "listening on" "$work/$name.log" 2>/dev/null && break; sleep 0.05; done
+  local url
+  url=$(grep -o 'http://[0-9.:]*' "$work/$name.log" | head -1)
+  NIMBUS_SERVER=$url NIMBUS_TOKEN=$(cat "$work/$name/admin-token") "$nimbus" deploy "$work/app" >&2
+  curl -fs "$url/hello" >/dev/null
+  echo "$url"
+}
+on=$(start on)
+off=$(start off --no-telemetry)
+
+load() {  # URL: req/s
+  wrk -t2 -c32 -d"${dur}s" "$1/hello" > "$work/wrk.txt"
+  if grep -q Non-2xx "$work/wrk.txt"; then echo "warning: $1 had non-2xx responses" >&2; fi
+  awk '/Requests\/sec/ {print $2}' "$work/wrk.txt"
+}
+
+load "$on" >/dev/null; load "$off" >/dev/null   # warm-up
+sum_on=0; sum_off=0
+for ((i = 0; i < rounds; i++)); do
+  a=$(load "$on"); b=$(load "$off"); c=$(load "$off"); d=$(load "$on")
+  echo "round $((i + 1)): on $a, off $b, off $c, on $d" >&2
+  sum_on=$(awk -v s="$sum_on" -v a="$a" -v d="$d" 'BEGIN { print s + a + d }')
+  sum_off=$(awk -v s="$sum_off" -v b="$b" -v c="$c" 'BEGIN { print s + b + c }')
+done
+records=$(NIMBUS_SERVER=$on NIMBUS_TOKEN=$(cat "$work/on/admin-token") "$nimbus" usage --app bench --since 1h --json \
+  | awk -F': ' '/"invocations"/ { gsub(/,/, "", $2); print $2; exit }')
+dropped=$(curl -fs -H "Authorization: Bearer $(cat "$work/on/admin-token")" "$on/v1/status" | grep -o '"records_dropped":[0-9]*' | cut -d: -f2)
+
+echo
+echo "telemetry cost on the hello route, wrk -t2 -c32, $((2 * rounds)) x ${dur}s per server (order on, off, off, on), $(nproc) cores"
+printf '%-28s %12s %8s\n' server req/s ratio
+awk -v on="$sum_on" -v off="$sum_off" -v n="$((2 * rounds))" 'BEGIN {
+  printf "%-28s %12.0f %8.2f\n", "off (--no-telemetry)", off / n, 1
+  printf "%-28s %12.0f %8.3f\n", "on (records+logs+metrics+traces)", on / n, on / off
+}'
+echo "the 'on' server metered $records invocations in its usage report ($dropped records dropped)"

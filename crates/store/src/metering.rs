@@ -1,0 +1,248 @@
+//! Stored bytes over time: each app's KV, document and object bytes are
+//! sampled periodically and integrated into byte-seconds per hour, from
+//! which usage reports compute GB-hours (as object stores bill storage).
+
+use crate::{Result, Store};
+use sqlx::Row;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+const HOUR_US: i64 = 3_600_000_000;
+
+/// Bytes an app stores, by service.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct StoredBytes {
+    /// Keys and values of live (unexpired) KV entries.
+    pub kv: i64,
+    /// Document bodies (JSON text).
+    pub docs: i64,
+    /// Object bodies.
+    pub objects: i64,
+}
+
+/// Storage over a period, for one group (an app or a day).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct StorageRow {
+    /// The group: an app, or a day (`YYYY-MM-DD`, UTC).
+    pub key: String,
+    /// KV bytes × seconds held.
+    pub kv_byte_seconds: i64,
+    /// Document bytes × seconds held.
+    pub doc_byte_seconds: i64,
+    /// Object bytes × seconds held.
+    pub object_byte_seconds: i64,
+    /// Bytes stored at the latest sample (per app; summed per day).
+    pub stored: StoredBytes,
+}
+
+impl Store {
+    /// What every app stores now (apps storing nothing included).
+    pub async fn stored_bytes(&self) -> Result<BTreeMap<String, StoredBytes>> {
+        let mut out: BTreeMap<String, StoredBytes> = BTreeMap::new();
+        for r in sqlx::query("SELECT name FROM apps")
+            .fetch_all(&self.pool)
+            .await?
+        {
+            out.entry(r.try_get("name")?).or_default();
+        }
+        let now = crate::now_us();
+        type Field = fn(&mut StoredBytes) -> &mut i64;
+        let queries: [(&str, Field); 3] = [
+            (
+                "SELECT app, SUM(LENGTH(key) + LENGTH(value)) AS n FROM kv
+                 WHERE expires_at IS NULL OR expires_at > $1 GROUP BY app",
+                |b| &mut b.kv,
+            ),
+            (
+                "SELECT app, SUM(LENGTH(body)) AS n FROM docs WHERE $1 = $1 GROUP BY app",
+                |b| &mut b.docs,
+            ),
+            (
+                "SELECT b.app AS app, SUM(o.size) AS n FROM objects o
+                 JOIN buckets b ON b.name = o.bucket WHERE $1 = $1 GROUP BY b.app",
+                |b| &mut b.objects,
+            ),
+        ];
+        for (sql, field) in queries {
+            for r in sqlx::query(sql).bind(now).fetch_all(&self.pool).await? {
+                let n: Option<i64> = r.try_get("n")?;
+                *field(out.entry(r.try_get("app")?).or_default()) = n.unwrap_or(0);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Takes one sample at `now_us`: every app's stored bytes, counted as
+    /// held for `held` (the time since the previous sample), into the
+    /// app's hour.
+    pub async fn sample_storage(&self, now_us: i64, held: Duration) -> Result<()> {
+        let bytes = self.stored_bytes().await?;
+        let hour = now_us - now_us.rem_euclid(HOUR_US);
+        let held_ms = held.as_millis().min(i64::MAX as u128) as i128;
+        let byte_seconds = |b: i64| (b as i128 * held_ms / 1000).min(i64::MAX as i128) as i64;
+        let mut tx = self.pool.begin().await?;
+        for (app, b) in &bytes {
+            sqlx::query(
+                "INSERT INTO storage_hourly (app, hour, kv_byte_seconds, doc_byte_seconds,
+                    object_byte_seconds, kv_bytes, doc_bytes, object_bytes, sampled_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                 ON CONFLICT (app, hour) DO UPDATE SET
+                    kv_byte_seconds = storage_hourly.kv_byte_seconds + excluded.kv_byte_seconds,
+                    doc_byte_seconds = storage_hourly.doc_byte_seconds + excluded.doc_byte_seconds,
+                    object_byte_seconds = storage_hourly.object_byte_seconds + excluded.object_byte_seconds,
+                    kv_bytes = excluded.kv_bytes, doc_bytes = excluded.doc_bytes,
+                    object_bytes = excluded.object_bytes, sampled_at = excluded.sampled_at",
+            )
+            .bind(app)
+            .bind(hour)
+            .bind(byte_seconds(b.kv))
+            .bind(byte_seconds(b.docs))
+            .bind(byte_seconds(b.objects))
+            .bind(b.kv)
+            .bind(b.docs)
+            .bind(b.objects)
+            .bind(now_us)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Storage from the hour containing `since_us` on, of one app or all,
+    /// per app (`by_day` false) or per day.
+    pub async fn storage_usage(
+        &self,
+        app: Option<&str>,
+        since_us: i64,
+        by_day: bool,
+    ) -> Result<Vec<StorageRow>> {
+        let since = since_us - since_us.rem_euclid(HOUR_US);
+        let rows = sqlx::query(
+            "SELECT app, hour, kv_byte_seconds, doc_byte_seconds, object_byte_seconds,
+                kv_bytes, doc_bytes, object_bytes
+             FROM storage_hourly WHERE hour >= $1 AND ($2 IS NULL OR app = $2)
+             ORDER BY hour",
+        )
+        .bind(since)
+        .bind(app)
+        .fetch_all(&self.pool)
+        .await?;
+        // Per group: sums of byte-seconds; stored bytes at each app's latest
+        // sample in the group, summed over its apps.
+        let mut groups: BTreeMap<String, (StorageRow, BTreeMap<String, StoredBytes>)> =
+            BTreeMap::new();
+        for r in rows {
+            let app: String = r.try_get("app")?;
+            let hour: i64 = r.try_get("hour")?;
+            let key = if by_day { day(hour) } else { app.clone() };
+            let (g, latest) = groups.entry(key.clone()).or_default();
+            g.key = key;
+            g.kv_byte_seconds += r.try_get::<i64, _>("kv_byte_seconds")?;
+            g.doc_byte_seconds += r.try_get::<i64, _>("doc_byte_seconds")?;
+            g.object_byte_seconds += r.try_get::<i64, _>("object_byte_seconds")?;
+            latest.insert(
+                app,
+                StoredBytes {
+                    kv: r.try_get("kv_bytes")?,
+                    docs: r.try_get("doc_bytes")?,
+                    objects: r.try_get("object_bytes")?,
+                },
+            );
+        }
+        Ok(groups
+            .into_values()
+            .map(|(mut g, latest)| {
+                for b in latest.values() {
+                    g.stored.kv += b.kv;
+                    g.stored.docs += b.docs;
+                    g.stored.objects += b.objects;
+                }
+                g
+            })
+            .collect())
+    }
+}
+
+/// `YYYY-MM-DD` (UTC) of a time in µs since the epoch.
+pub(crate) fn day(at_us: i64) -> String {
+    let t = std::time::UNIX_EPOCH + Duration::from_micros(at_us.max(0) as u64);
+    humantime::format_rfc3339(t).to_string()[..10].to_string()
+}
+
+/// Samples stored bytes every `every` until the runtime ends, starting
+/// now (the first sample only records the current bytes).
+pub fn spawn_storage_sampler(store: Store, every: Duration) {
+    tokio::spawn(async move {
+        let mut last: Option<Instant> = None;
+        let mut tick = tokio::time::interval(every.max(Duration::from_millis(100)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let now = Instant::now();
+            let held = last.map_or(Duration::ZERO, |l| now - l);
+            last = Some(now);
+            if let Err(e) = store.sample_storage(crate::now_us(), held).await {
+                tracing::error!(error = %e, "sampling stored bytes failed");
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn samples_integrate_into_byte_seconds() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_embedded(dir.path()).await.unwrap();
+        store
+            .kv_set("a", "s", "key", &[7u8; 97], None)
+            .await
+            .unwrap();
+        store.kv_set("a", "s", "gone", b"x", Some(1)).await.unwrap();
+        store
+            .doc_put("a", "c", "d1", r#"{"n":1}"#, None)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let bytes = store.stored_bytes().await.unwrap();
+        assert_eq!(
+            bytes["a"],
+            StoredBytes {
+                kv: 100,
+                docs: 7,
+                objects: 0
+            },
+            "expired entries do not count"
+        );
+        let t0 = 10 * HOUR_US + 5;
+        store.sample_storage(t0, Duration::ZERO).await.unwrap();
+        store
+            .sample_storage(t0 + 1, Duration::from_secs(60))
+            .await
+            .unwrap();
+        store
+            .sample_storage(t0 + HOUR_US, Duration::from_secs(30))
+            .await
+            .unwrap();
+        let rows = store.storage_usage(Some("a"), 0, false).await.unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].key, "a");
+        assert_eq!(rows[0].kv_byte_seconds, 100 * 90);
+        assert_eq!(rows[0].doc_byte_seconds, 7 * 90);
+        assert_eq!(rows[0].stored.kv, 100);
+        let days = store.storage_usage(None, t0, true).await.unwrap();
+        assert_eq!(days.len(), 1);
+        assert_eq!(days[0].key, "1970-01-01");
+        assert_eq!(days[0].doc_byte_seconds, 7 * 90);
+        assert!(
+            store
+                .storage_usage(None, t0 + 2 * HOUR_US, false)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+}
