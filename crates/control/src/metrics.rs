@@ -27,33 +27,97 @@ pub fn install() -> Result<PrometheusHandle, String> {
         .map_err(|e| format!("installing the metrics recorder failed: {e}"))
 }
 
+/// The metric handles of one (app, function, trigger, outcome): registered
+/// once, so counting an invocation allocates nothing and hashes no labels.
+struct Handles {
+    app: String,
+    function: String,
+    trigger: String,
+    outcome: Outcome,
+    invocations: metrics::Counter,
+    errors: metrics::Counter,
+    cold_starts: metrics::Counter,
+    duration: metrics::Histogram,
+}
+
+impl Handles {
+    fn new(r: &InvocationRecord) -> Handles {
+        let (app, function) = (r.app.clone(), r.function.clone());
+        Handles {
+            invocations: metrics::counter!(
+                "nimbus_invocations_total",
+                "app" => app.clone(),
+                "function" => function.clone(),
+                "trigger" => r.trigger.clone(),
+                "outcome" => r.outcome.as_str()
+            ),
+            errors: metrics::counter!("nimbus_invocation_errors_total", "app" => app.clone(), "function" => function.clone()),
+            cold_starts: metrics::counter!("nimbus_cold_starts_total", "app" => app.clone(), "function" => function.clone()),
+            duration: metrics::histogram!("nimbus_invocation_duration_seconds", "app" => app.clone(), "function" => function.clone()),
+            app,
+            function,
+            trigger: r.trigger.clone(),
+            outcome: r.outcome,
+        }
+    }
+
+    fn matches(&self, r: &InvocationRecord) -> bool {
+        self.outcome == r.outcome
+            && self.app == r.app
+            && self.function == r.function
+            && self.trigger == r.trigger
+    }
+}
+
+type HandleCache = parking_lot::RwLock<std::collections::HashMap<u64, Vec<Handles>>>;
+
+static HANDLES: std::sync::LazyLock<(std::collections::hash_map::RandomState, HandleCache)> =
+    std::sync::LazyLock::new(Default::default);
+
+/// Runs `f` with the handles of `r`'s labels, registering them on first use.
+fn with_handles(r: &InvocationRecord, f: impl FnOnce(&Handles)) {
+    use std::hash::BuildHasher;
+    let (hasher, cache) = &*HANDLES;
+    let key = hasher.hash_one((&r.app, &r.function, &r.trigger, r.outcome.as_str()));
+    if let Some(h) = cache
+        .read()
+        .get(&key)
+        .and_then(|list| list.iter().find(|h| h.matches(r)))
+    {
+        return f(h);
+    }
+    let mut cache = cache.write();
+    // Deleted apps' handles go with the cache now and then.
+    if cache.len() > 100_000 {
+        cache.clear();
+    }
+    let list = cache.entry(key).or_default();
+    if let Some(h) = list.iter().find(|h| h.matches(r)) {
+        return f(h);
+    }
+    list.push(Handles::new(r));
+    f(list.last().expect("just pushed"))
+}
+
 /// Counts one finished invocation.
 pub fn observe(r: &InvocationRecord) {
-    let app = r.app.clone();
-    let function = r.function.clone();
-    metrics::counter!(
-        "nimbus_invocations_total",
-        "app" => app.clone(),
-        "function" => function.clone(),
-        "trigger" => r.trigger.clone(),
-        "outcome" => r.outcome.as_str()
-    )
-    .increment(1);
-    if r.outcome != Outcome::Ok || r.status >= 500 {
-        metrics::counter!("nimbus_invocation_errors_total", "app" => app.clone(), "function" => function.clone())
-            .increment(1);
-    }
-    if r.cold {
-        metrics::counter!("nimbus_cold_starts_total", "app" => app.clone(), "function" => function.clone())
-            .increment(1);
-    }
+    with_handles(r, |h| {
+        h.invocations.increment(1);
+        if r.outcome != Outcome::Ok || r.status >= 500 {
+            h.errors.increment(1);
+        }
+        if r.cold {
+            h.cold_starts.increment(1);
+        }
+        h.duration.record(r.duration_us as f64 / 1e6);
+    });
     if !r.ops.is_empty() {
         for service in nimbus_core::Service::ALL {
             let n = r.ops.get(service);
             if n > 0 {
                 metrics::counter!(
                     "nimbus_store_operations_total",
-                    "app" => app.clone(),
+                    "app" => r.app.clone(),
                     "service" => service.as_str(),
                     "source" => "function"
                 )
@@ -61,8 +125,19 @@ pub fn observe(r: &InvocationRecord) {
             }
         }
     }
-    metrics::histogram!("nimbus_invocation_duration_seconds", "app" => app, "function" => function)
-        .record(r.duration_us as f64 / 1e6);
+}
+
+/// Drains histogram samples into their buckets every few seconds, so their
+/// memory stays bounded between scrapes (the exporter only does it when
+/// rendering).
+pub fn spawn_upkeep(handle: PrometheusHandle) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            handle.run_upkeep();
+        }
+    });
 }
 
 /// A router serving only `GET /metrics`, without authentication, for a

@@ -30,21 +30,22 @@ pub fn new_span_id() -> String {
 /// A new random id of `bytes` bytes (8 or 16), as lowercase hex, never all
 /// zero.
 fn random_hex(bytes: usize) -> String {
-    let raw: [u8; 16] = rand::random();
-    let mut s = hex_of(&raw[..bytes]);
-    if s.bytes().all(|b| b == b'0') {
-        s.replace_range(..1, "1");
+    let mut raw: [u8; 16] = rand::random();
+    if raw[..bytes].iter().all(|&b| b == 0) {
+        raw[0] = 1;
     }
-    s
+    hex_of(&raw[..bytes])
 }
 
+/// Lowercase hex of `b`, by table (this runs for every invocation).
 fn hex_of(b: &[u8]) -> String {
-    use std::fmt::Write as _;
-    let mut s = String::with_capacity(b.len() * 2);
-    for x in b {
-        let _ = write!(s, "{x:02x}");
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = Vec::with_capacity(b.len() * 2);
+    for &x in b {
+        out.push(DIGITS[usize::from(x >> 4)]);
+        out.push(DIGITS[usize::from(x & 15)]);
     }
-    s
+    String::from_utf8(out).expect("hex digits are ASCII")
 }
 
 impl TraceContext {
@@ -94,12 +95,13 @@ impl TraceContext {
 
     /// The `traceparent` header value.
     pub fn header(&self) -> String {
-        format!(
-            "00-{}-{}-{}",
-            self.trace_id,
-            self.span_id,
-            if self.sampled { "01" } else { "00" }
-        )
+        let mut h = String::with_capacity(55);
+        h.push_str("00-");
+        h.push_str(&self.trace_id);
+        h.push('-');
+        h.push_str(&self.span_id);
+        h.push_str(if self.sampled { "-01" } else { "-00" });
+        h
     }
 }
 

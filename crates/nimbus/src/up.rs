@@ -204,7 +204,9 @@ pub async fn run(args: UpArgs) -> Result<()> {
     let telemetry = !args.no_telemetry;
     let metering = !args.no_metrics && telemetry;
     let metrics_handle = if metering {
-        Some(nimbus_control::metrics::install().map_err(|e| anyhow::anyhow!(e))?)
+        let handle = nimbus_control::metrics::install().map_err(|e| anyhow::anyhow!(e))?;
+        nimbus_control::metrics::spawn_upkeep(handle.clone());
+        Some(handle)
     } else {
         None
     };

@@ -570,6 +570,11 @@ impl Runtime {
             Some(parent) => parent.child(),
             None => nimbus_core::trace::TraceContext::start(),
         };
+        let traceparent = self
+            .config
+            .tracing
+            .then(|| HeaderValue::try_from(trace.header()).ok())
+            .flatten();
         let config = f.config.load_full();
         let stdout = Capture::new(self.config.log_limit_bytes);
         let stderr = Capture::new(self.config.log_limit_bytes);
@@ -590,7 +595,7 @@ impl Runtime {
             memory_mb: f.limits.memory_mb,
             peak_memory: Arc::default(),
             cold,
-            trace: trace.clone(),
+            trace,
             parent_span_id: meta.trace.as_ref().map(|p| p.span_id.clone()),
             headers: parts.headers.clone(),
             input: Mutex::new(Vec::new()),
@@ -619,14 +624,14 @@ impl Runtime {
         for k in forged {
             parts.headers.remove(k);
         }
-        // The guest sees its own span as the parent of what it calls.
-        let traceparent = self
-            .config
-            .tracing
-            .then(|| HeaderValue::from_str(&trace.header()).ok())
-            .flatten();
-        if let Some(v) = &traceparent {
-            parts.headers.insert("traceparent", v.clone());
+        // What the guest calls (outbound HTTP, sends) becomes a child of its
+        // span: the host adds it. A request that came with a `traceparent`
+        // reaches the guest with its own span in its place; one without is
+        // not given one (an extra header on every request is measurable).
+        if let Some(v) = &traceparent
+            && let Some(existing) = parts.headers.get_mut("traceparent")
+        {
+            *existing = v.clone();
         }
         let mut add = |name: String, value: &str| {
             if let (Ok(n), Ok(v)) = (HeaderName::try_from(name), HeaderValue::from_str(value)) {

@@ -57,22 +57,34 @@ pub const CLIENT_OPS: &str = "(api)";
 pub struct RecordWriter {
     tx: mpsc::Sender<Msg>,
     dropped: Arc<AtomicU64>,
+    sampler: Arc<parking_lot::Mutex<Sampler>>,
 }
 
 impl RecordWriter {
     /// Starts the writer task on the current tokio runtime.
     pub fn spawn(store: Store, config: RecordWriterConfig) -> RecordWriter {
         let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
-        tokio::spawn(run(store, config, rx));
+        let sampler = Arc::new(parking_lot::Mutex::new(Sampler {
+            per_sec: config.keep_successes_per_sec,
+            hasher: Default::default(),
+            seen: Default::default(),
+            pending: Default::default(),
+            sampled_out: 0,
+        }));
+        tokio::spawn(run(store, config, rx, sampler.clone()));
         RecordWriter {
             tx,
             dropped: Arc::new(AtomicU64::new(0)),
+            sampler,
         }
     }
 
     /// Queues a record. If the writer is `queue_capacity` records behind,
     /// the record is dropped and counted rather than slowing the caller.
     pub fn submit(&self, record: InvocationRecord) {
+        if !self.sampler.lock().admit(&record) {
+            return;
+        }
         if self.tx.try_send(Msg::Record(Box::new(record))).is_err() {
             let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             if n.is_power_of_two() {
@@ -126,20 +138,28 @@ fn always_kept(r: &InvocationRecord) -> bool {
         || !r.op_spans.is_empty()
 }
 
-/// A per-function budget of stored plain successes per second (a reservoir,
-/// as tracing systems sample): under light load every invocation is
-/// stored; under heavy load, the first `per_sec` of each second.
-struct Reservoir {
+/// Decides, as records are submitted, which plain successes are stored: a
+/// per-function budget per second (a reservoir, as tracing systems sample).
+/// Under light load every invocation is stored; under heavy load the first
+/// `per_sec` of each second, and the rest only add to `pending` usage sums,
+/// which the writer drains into `usage_hourly` — so they cost a hash and an
+/// addition, not an allocation, a channel send and a row.
+struct Sampler {
     per_sec: u32,
     hasher: std::collections::hash_map::RandomState,
     /// By a hash of (app, function): the second and the count stored in it.
     seen: std::collections::HashMap<u64, (i64, u32)>,
+    /// Sums of records not stored, by a hash of (app, function) and hour.
+    pending: std::collections::HashMap<(u64, i64), (String, String, UsageRow)>,
+    /// Records not stored since the last drain.
+    sampled_out: u64,
 }
 
-impl Reservoir {
+impl Sampler {
+    /// Whether `r` goes to the writer; if not, it was added to `pending`.
     fn admit(&mut self, r: &InvocationRecord) -> bool {
         use std::hash::BuildHasher;
-        if always_kept(r) {
+        if self.per_sec == u32::MAX || always_kept(r) {
             return true;
         }
         let sec = r.started_at_us.div_euclid(1_000_000);
@@ -152,20 +172,56 @@ impl Reservoir {
             *slot = (sec, 0);
         }
         slot.1 += 1;
-        slot.1 <= self.per_sec
+        if slot.1 <= self.per_sec {
+            return true;
+        }
+        let hour = r.started_at_us - r.started_at_us.rem_euclid(HOUR_US);
+        let (app, function, u) = self
+            .pending
+            .entry((key, hour))
+            .or_insert_with(|| (r.app.clone(), r.function.clone(), UsageRow::default()));
+        if *app != r.app || *function != r.function {
+            return true; // a hash collision: store this one instead
+        }
+        add_record(u, r);
+        self.sampled_out += 1;
+        false
     }
 }
 
-async fn run(store: Store, config: RecordWriterConfig, mut rx: mpsc::Receiver<Msg>) {
-    let mut reservoir = Reservoir {
-        per_sec: config.keep_successes_per_sec,
-        hasher: Default::default(),
-        seen: Default::default(),
-    };
+/// Adds one invocation to a usage sum.
+fn add_record(u: &mut UsageRow, r: &InvocationRecord) {
+    u.invocations += 1;
+    u.errors += i64::from(r.outcome != Outcome::Ok || r.status >= 500);
+    u.duration_us += r.duration_us;
+    u.mb_us += i64::from(r.memory_mb) * r.duration_us;
+    u.bytes_in += r.bytes_in as i64;
+    u.bytes_out += r.bytes_out as i64;
+    u.cold_starts += i64::from(r.cold);
+    u.kv_ops += r.ops.kv as i64;
+    u.doc_ops += r.ops.docs as i64;
+    u.object_ops += r.ops.objects as i64;
+    u.event_ops += r.ops.events as i64;
+}
+
+/// Usage sums of records that were not stored, keyed by app, function, hour.
+type PendingUsage = Vec<((String, String, i64), UsageRow)>;
+
+async fn run(
+    store: Store,
+    config: RecordWriterConfig,
+    mut rx: mpsc::Receiver<Msg>,
+    sampler: Arc<parking_lot::Mutex<Sampler>>,
+) {
     let mut buf = Vec::with_capacity(1024);
     let mut written_since_prune = 0usize;
     let mut last_prune = std::time::Instant::now();
-    while rx.recv_many(&mut buf, 1024).await > 0 {
+    loop {
+        // Wake at least every second: sampled-out usage waits for no record.
+        let received = tokio::time::timeout(Duration::from_secs(1), rx.recv_many(&mut buf, 1024));
+        if let Ok(0) = received.await {
+            return; // every sender is gone
+        }
         // Let a batch build up: one transaction per ~20 ms under load, not
         // one per record (each statement is a round trip to SQLite's thread).
         if buf.len() < 1024 && !buf.iter().any(|m| matches!(m, Msg::Flush(_))) {
@@ -178,13 +234,11 @@ async fn run(store: Store, config: RecordWriterConfig, mut rx: mpsc::Receiver<Ms
             }
         }
         let mut records = Vec::with_capacity(buf.len());
-        let mut counted_only = Vec::new();
         let mut flushes = Vec::new();
         let mut client_ops: std::collections::BTreeMap<Box<str>, OpCounts> = Default::default();
         for msg in buf.drain(..) {
             match msg {
-                Msg::Record(r) if reservoir.admit(&r) => records.push(r),
-                Msg::Record(r) => counted_only.push(r),
+                Msg::Record(r) => records.push(r),
                 Msg::Ops(app, service, n) => client_ops.entry(app).or_default().add(service, n),
                 Msg::Flush(tx) => flushes.push(tx),
             }
@@ -194,14 +248,22 @@ async fn run(store: Store, config: RecordWriterConfig, mut rx: mpsc::Receiver<Ms
         {
             tracing::error!(error = %e, "metering client operations failed");
         }
-        if !counted_only.is_empty() {
-            metrics::counter!("nimbus_records_sampled_out_total")
-                .increment(counted_only.len() as u64);
+        let (pending, sampled_out) = {
+            let mut s = sampler.lock();
+            let pending: PendingUsage = s
+                .pending
+                .drain()
+                .map(|((_, hour), (app, function, u))| ((app, function, hour), u))
+                .collect();
+            (pending, std::mem::take(&mut s.sampled_out))
+        };
+        if sampled_out > 0 {
+            metrics::counter!("nimbus_records_sampled_out_total").increment(sampled_out);
         }
-        if !records.is_empty() || !counted_only.is_empty() {
+        if !records.is_empty() || !pending.is_empty() {
             // A failing disk must not take the server down; retry once, then drop.
             let mut attempt = 0;
-            while let Err(e) = store.insert_records(&records, &counted_only).await {
+            while let Err(e) = store.insert_records(&records, &pending).await {
                 attempt += 1;
                 tracing::error!(error = %e, records = records.len(), attempt, "writing invocation records failed");
                 if attempt >= 2 {
@@ -463,11 +525,11 @@ fn invocation_row(row: &sqlx::sqlite::SqliteRow) -> Result<InvocationRow> {
 impl Store {
     /// Writes records and their logs in one transaction, as multi-row
     /// inserts: one statement per few hundred rows, not one per row; adds
-    /// them and `counted_only` (sampled out, not stored) to the hourly usage.
-    pub async fn insert_records(
+    /// them and `pending` (sums of records not stored) to the hourly usage.
+    async fn insert_records(
         &self,
         records: &[Box<InvocationRecord>],
-        counted_only: &[Box<InvocationRecord>],
+        pending: &PendingUsage,
     ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         for chunk in batches(records) {
@@ -528,20 +590,25 @@ impl Store {
         // and hour in the batch, not one per record.
         let mut sums: std::collections::BTreeMap<(&str, &str, i64), UsageRow> =
             std::collections::BTreeMap::new();
-        for r in records.iter().chain(counted_only) {
+        for r in records {
             let hour = r.started_at_us - r.started_at_us.rem_euclid(HOUR_US);
-            let u = sums.entry((&r.app, &r.function, hour)).or_default();
-            u.invocations += 1;
-            u.errors += i64::from(r.outcome != Outcome::Ok || r.status >= 500);
-            u.duration_us += r.duration_us;
-            u.mb_us += i64::from(r.memory_mb) * r.duration_us;
-            u.bytes_in += r.bytes_in as i64;
-            u.bytes_out += r.bytes_out as i64;
-            u.cold_starts += i64::from(r.cold);
-            u.kv_ops += r.ops.kv as i64;
-            u.doc_ops += r.ops.docs as i64;
-            u.object_ops += r.ops.objects as i64;
-            u.event_ops += r.ops.events as i64;
+            add_record(sums.entry((&r.app, &r.function, hour)).or_default(), r);
+        }
+        for ((app, function, hour), p) in pending {
+            let u = sums
+                .entry((app.as_str(), function.as_str(), *hour))
+                .or_default();
+            u.invocations += p.invocations;
+            u.errors += p.errors;
+            u.duration_us += p.duration_us;
+            u.mb_us += p.mb_us;
+            u.bytes_in += p.bytes_in;
+            u.bytes_out += p.bytes_out;
+            u.cold_starts += p.cold_starts;
+            u.kv_ops += p.kv_ops;
+            u.doc_ops += p.doc_ops;
+            u.object_ops += p.object_ops;
+            u.event_ops += p.event_ops;
         }
         let sums: Vec<_> = sums.into_iter().collect();
         add_usage(&mut tx, &sums).await?;
