@@ -222,32 +222,33 @@ pub fn router(platform: Arc<Platform>) -> Router {
         .with_state(ctx)
 }
 
-/// The app and service of a client's KV or document call
-/// (`/v1/apps/APP/kv/...`, `/v1/apps/APP/docs/...`).
-fn data_call(path: &str) -> Option<(&str, nimbus_core::Service)> {
+/// The app (percent-decoded, as the router reads it) and service of a
+/// client's KV or document call (`/v1/apps/APP/kv/...`,
+/// `/v1/apps/APP/docs/...`).
+fn data_call(path: &str) -> Option<(String, nimbus_core::Service)> {
     let (app, rest) = path.strip_prefix("/v1/apps/")?.split_once('/')?;
     let service = match rest.split_once('/')?.0 {
         "kv" => nimbus_core::Service::Kv,
         "docs" => nimbus_core::Service::Docs,
         _ => return None,
     };
-    Some((app, service))
+    let app = percent_encoding::percent_decode_str(app)
+        .decode_utf8()
+        .ok()?;
+    Some((app.into_owned(), service))
 }
 
-/// Meters clients' KV and document calls that reached the store (answered
-/// with a success, 404, 409 or 412) as operations of their app. Runs after
-/// authentication: a refused call costs nothing.
+/// Meters clients' KV and document calls that the store answered — a
+/// success, or a conflict with the expected value or version (409, 412) —
+/// as one operation of their app each. Refusals (401, 403), bad requests
+/// and not-found answers are not metered: they may come before the caller
+/// was authorized, and must not let anyone add to an app's bill.
 async fn meter_clients(State(ctx): State<Ctx>, req: Request, next: Next) -> Response {
-    let call = data_call(req.uri().path()).map(|(app, service)| (app.to_string(), service));
+    let call = data_call(req.uri().path());
     let resp = next.run(req).await;
     if let Some((app, service)) = call {
         let s = resp.status();
-        if s.is_success()
-            || matches!(
-                s,
-                StatusCode::NOT_FOUND | StatusCode::CONFLICT | StatusCode::PRECONDITION_FAILED
-            )
-        {
+        if s.is_success() || matches!(s, StatusCode::CONFLICT | StatusCode::PRECONDITION_FAILED) {
             ctx.platform.records.meter(&app, service, 1);
         }
     }
@@ -636,13 +637,19 @@ mod tests {
     #[test]
     fn data_calls_are_recognised() {
         use nimbus_core::Service;
-        assert_eq!(data_call("/v1/apps/a/kv/s/k"), Some(("a", Service::Kv)));
+        let call = data_call;
+        assert_eq!(call("/v1/apps/a/kv/s/k"), Some(("a".into(), Service::Kv)));
         assert_eq!(
-            data_call("/v1/apps/a/docs/c/_query"),
-            Some(("a", Service::Docs))
+            call("/v1/apps/a/docs/c/_query"),
+            Some(("a".into(), Service::Docs))
         );
-        assert_eq!(data_call("/v1/apps/a/kv"), None);
-        assert_eq!(data_call("/v1/apps/a/logs"), None);
-        assert_eq!(data_call("/hello"), None);
+        assert_eq!(
+            call("/v1/apps/st%6Fred/kv/s/k"),
+            Some(("stored".into(), Service::Kv)),
+            "decoded as the router decodes it"
+        );
+        assert_eq!(call("/v1/apps/a/kv"), None);
+        assert_eq!(call("/v1/apps/a/logs"), None);
+        assert_eq!(call("/hello"), None);
     }
 }

@@ -598,8 +598,9 @@ function = "data"
             .unwrap();
         assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
     }
-    // 3 client calls over REST: two puts and a read of a missing key (a
-    // read is an operation whatever it finds); a refused call is free.
+    // 3 client calls over REST: two puts and a read; a read of a missing
+    // key, an anonymous refused call and a call naming another app are
+    // not metered.
     let kv = |key: &str| format!("{}/v1/apps/stored/kv/counters/{key}", s.url);
     for key in ["x", "y"] {
         let r = s
@@ -614,6 +615,14 @@ function = "data"
     }
     let r = s
         .http
+        .get(kv("x"))
+        .bearer_auth(s.token())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.text().await.unwrap(), "12345");
+    let r = s
+        .http
         .get(kv("nope"))
         .bearer_auth(s.token())
         .send()
@@ -622,10 +631,22 @@ function = "data"
     assert_eq!(r.status(), 404);
     let r = s.http.get(kv("x")).send().await.unwrap();
     assert_eq!(r.status(), 401);
+    let r = s
+        .http
+        .get(format!("{}/v1/apps/nobody/kv/counters/x", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
 
     let usage = s
         .api_wait("/v1/apps/stored/usage?since=1h", 20, |v| {
             v["rows"].as_array().unwrap().len() == 2
+                && v["rows"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|r| r["key"] == "stored/(api)" && r["operations"]["kv"] == 3)
                 && v["rows"]
                     .as_array()
                     .unwrap()
@@ -781,7 +802,24 @@ function = "data"
         Some(Any::IntValue(200))
     );
     // The same trace reads back from Nimbus itself.
-    let t = s.api(&format!("/v1/traces/{trace_id}")).await;
+    // (The record may still be on its way to the store: poll, 404 included.)
+    let mut t = serde_json::Value::Null;
+    for _ in 0..400 {
+        let r = s
+            .http
+            .get(format!("{}/v1/traces/{trace_id}", s.url))
+            .bearer_auth(s.token())
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 200 {
+            t = r.json().await.unwrap();
+            if t["operations"].as_array().is_some_and(|o| !o.is_empty()) {
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     assert_eq!(t["spans"][0]["id"], id);
     assert_eq!(t["operations"][0]["span_id"], hex(&op.span_id));
 }

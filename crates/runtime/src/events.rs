@@ -49,11 +49,14 @@ pub(crate) struct EventsBinding {
 
 impl EventsBinding {
     /// The `traceparent` of a send whose span is `span_id`: a child of the
-    /// invocation's span.
-    fn trace(&self, span_id: &str) -> Option<String> {
+    /// invocation's span (or of the invocation itself, if the send's span
+    /// is not kept).
+    fn trace(&self, span_id: Option<&str>) -> Option<String> {
         let tp = self.traceparent.as_ref()?.to_str().ok()?;
         let mut t = nimbus_core::trace::TraceContext::parse(tp)?;
-        t.span_id = span_id.to_string();
+        if let Some(id) = span_id {
+            t.span_id = id.to_string();
+        }
         Some(t.header())
     }
 }

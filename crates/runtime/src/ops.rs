@@ -59,10 +59,19 @@ impl Op {
         self
     }
 
-    /// Its span id, chosen now (so what it causes can name it as parent).
-    pub(crate) fn span_id(&mut self) -> &str {
-        self.span_id
-            .get_or_insert_with(nimbus_core::trace::new_span_id)
+    /// Its span id, chosen now (so what it causes can name it as parent);
+    /// `None` if its span will not be kept (the invocation has
+    /// [`MAX_OP_SPANS`] already), so nothing names a span that is not
+    /// stored. A guest's calls run one at a time, so the room seen here is
+    /// still there when this one ends.
+    pub(crate) fn span_id(&mut self) -> Option<&str> {
+        if self.log.inner.lock().1.len() >= MAX_OP_SPANS {
+            return None;
+        }
+        Some(
+            self.span_id
+                .get_or_insert_with(nimbus_core::trace::new_span_id),
+        )
     }
 
     /// Marks it succeeded or failed by its result, and passes the result on.
@@ -127,5 +136,17 @@ mod tests {
         );
         assert_ne!(spans[0].span_id, spans[1].span_id);
         assert!(log.take().1.is_empty());
+        // A span that will not be kept has no id to hand out.
+        let mut full = Op::start(&log, Service::Events, "send", "q");
+        assert!(full.span_id().is_some());
+        drop(full);
+        for _ in 1..MAX_OP_SPANS {
+            Op::start(&log, Service::Kv, "get", "s").succeeded();
+        }
+        assert!(
+            Op::start(&log, Service::Events, "send", "q")
+                .span_id()
+                .is_none()
+        );
     }
 }

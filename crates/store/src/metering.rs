@@ -49,16 +49,16 @@ impl Store {
         type Field = fn(&mut StoredBytes) -> &mut i64;
         let queries: [(&str, Field); 3] = [
             (
-                "SELECT app, SUM(LENGTH(key) + LENGTH(value)) AS n FROM kv
+                "SELECT app, CAST(SUM(OCTET_LENGTH(key) + OCTET_LENGTH(value)) AS BIGINT) AS n FROM kv
                  WHERE expires_at IS NULL OR expires_at > $1 GROUP BY app",
                 |b| &mut b.kv,
             ),
             (
-                "SELECT app, SUM(LENGTH(body)) AS n FROM docs WHERE $1 = $1 GROUP BY app",
+                "SELECT app, CAST(SUM(OCTET_LENGTH(body)) AS BIGINT) AS n FROM docs WHERE $1 = $1 GROUP BY app",
                 |b| &mut b.docs,
             ),
             (
-                "SELECT b.app AS app, SUM(o.size) AS n FROM objects o
+                "SELECT b.app AS app, CAST(SUM(o.size) AS BIGINT) AS n FROM objects o
                  JOIN buckets b ON b.name = o.bucket WHERE $1 = $1 GROUP BY b.app",
                 |b| &mut b.objects,
             ),

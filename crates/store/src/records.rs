@@ -168,7 +168,8 @@ impl Sampler {
         }
         let key = self.hasher.hash_one((&r.app, &r.function));
         let slot = self.seen.entry(key).or_insert((sec, 0));
-        if slot.0 != sec {
+        // A late record of an earlier second counts against the current one.
+        if sec > slot.0 {
             *slot = (sec, 0);
         }
         slot.1 += 1;
@@ -697,11 +698,17 @@ impl Store {
         };
         let since = since_us - since_us.rem_euclid(HOUR_US);
         let mut q = QueryBuilder::new(format!(
-            "SELECT {key} AS k, SUM(invocations) AS invocations, SUM(errors) AS errors,
-                SUM(duration_us) AS duration_us, SUM(mb_us) AS mb_us, SUM(bytes_in) AS bytes_in,
-                SUM(bytes_out) AS bytes_out, SUM(cold_starts) AS cold_starts,
-                SUM(kv_ops) AS kv_ops, SUM(doc_ops) AS doc_ops, SUM(object_ops) AS object_ops,
-                SUM(event_ops) AS event_ops
+            "SELECT {key} AS k, CAST(SUM(invocations) AS BIGINT) AS invocations,
+                CAST(SUM(errors) AS BIGINT) AS errors,
+                CAST(SUM(duration_us) AS BIGINT) AS duration_us,
+                CAST(SUM(mb_us) AS BIGINT) AS mb_us,
+                CAST(SUM(bytes_in) AS BIGINT) AS bytes_in,
+                CAST(SUM(bytes_out) AS BIGINT) AS bytes_out,
+                CAST(SUM(cold_starts) AS BIGINT) AS cold_starts,
+                CAST(SUM(kv_ops) AS BIGINT) AS kv_ops,
+                CAST(SUM(doc_ops) AS BIGINT) AS doc_ops,
+                CAST(SUM(object_ops) AS BIGINT) AS object_ops,
+                CAST(SUM(event_ops) AS BIGINT) AS event_ops
              FROM usage_hourly WHERE hour >= "
         ));
         q.push_bind(since);
@@ -802,15 +809,13 @@ impl Store {
         .execute(&self.pool)
         .await?;
         sqlx::query(
-            "DELETE FROM failed_inputs WHERE created_at < (SELECT started_at FROM invocations ORDER BY id LIMIT 1)",
+            "DELETE FROM failed_inputs WHERE invocation_id < (SELECT MIN(id) FROM invocations)",
         )
         .execute(&self.pool)
         .await?;
-        sqlx::query(
-            "DELETE FROM op_spans WHERE started_at < (SELECT started_at FROM invocations ORDER BY id LIMIT 1)",
-        )
-        .execute(&self.pool)
-        .await?;
+        sqlx::query("DELETE FROM op_spans WHERE invocation_id < (SELECT MIN(id) FROM invocations)")
+            .execute(&self.pool)
+            .await?;
         let cutoff =
             crate::now_us() - config.keep_logs_for.as_micros().min(i64::MAX as u128) as i64;
         sqlx::query("DELETE FROM logs WHERE seq <= (SELECT MAX(seq) FROM logs) - $1 OR at < $2")

@@ -20,7 +20,7 @@ CREATE TABLE op_spans (
     ok            BIGINT NOT NULL
 );
 CREATE INDEX op_spans_by_trace ON op_spans (trace_id);
-CREATE INDEX op_spans_by_start ON op_spans (started_at);
+CREATE INDEX op_spans_by_invocation ON op_spans (invocation_id);
 
 CREATE TABLE storage_hourly (
     app                 TEXT NOT NULL,
