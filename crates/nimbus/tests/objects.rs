@@ -410,6 +410,27 @@ component = "@WASM@/data.wasm"
         body.contains("not granted") || body.contains("no bucket"),
         "{body}"
     );
+    // Metered: the guest's five bucket calls (the refused one included), and
+    // the S3 requests signed with the app's key (create, put, get).
+    let usage = s
+        .api_wait("/v1/apps/files/usage?since=1h", 20, |v| {
+            let rows = v["rows"].as_array().unwrap();
+            let ops = |k: &str| {
+                rows.iter()
+                    .find(|r| r["key"] == k)
+                    .map_or(0, |r| r["operations"]["objects"].as_i64().unwrap())
+            };
+            ops("files/api") == 5 && ops("files/nogrant") == 1 && ops("files/(api)") >= 3
+        })
+        .await;
+    assert!(
+        usage["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["operations"]["kv"] == 0),
+        "{usage:#}"
+    );
 }
 
 async fn call(s: &Server, f: &str, method: &str, path: &str, body: &str) -> (u16, String) {
