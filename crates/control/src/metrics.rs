@@ -103,7 +103,7 @@ fn with_handles(r: &InvocationRecord, f: impl FnOnce(&Handles)) {
 pub fn observe(r: &InvocationRecord) {
     with_handles(r, |h| {
         h.invocations.increment(1);
-        if r.outcome != Outcome::Ok || r.status >= 500 {
+        if r.failed() {
             h.errors.increment(1);
         }
         if r.cold {

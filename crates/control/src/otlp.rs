@@ -6,7 +6,7 @@
 //! sent in batches by one task. The messages are `opentelemetry-proto`'s;
 //! only the mapping from records is ours.
 
-use nimbus_core::{InvocationRecord, Outcome, Service};
+use nimbus_core::{InvocationRecord, Service};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
@@ -187,7 +187,7 @@ pub fn spans(r: &InvocationRecord) -> Vec<Span> {
         .as_deref()
         .and_then(|p| hex::decode(p).ok())
         .unwrap_or_default();
-    let failed = r.outcome != Outcome::Ok || r.status >= 500;
+    let failed = r.failed();
     let kind = match r.trigger.as_str() {
         "http" | "invoke" => span::SpanKind::Server,
         _ => span::SpanKind::Consumer,
@@ -274,7 +274,7 @@ pub fn spans(r: &InvocationRecord) -> Vec<Span> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nimbus_core::OpSpan;
+    use nimbus_core::{OpSpan, Outcome};
 
     #[test]
     fn a_record_maps_to_an_invocation_span_and_its_operations() {

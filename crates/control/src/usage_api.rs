@@ -151,17 +151,7 @@ async fn usage(ctx: &Ctx, app: Option<&str>, q: UsageQuery) -> ApiResult<Json<Va
         .await?;
     let prices = &ctx.platform.prices;
     let total = rows.iter().fold(UsageRow::default(), |mut t, r| {
-        t.invocations += r.invocations;
-        t.errors += r.errors;
-        t.duration_us += r.duration_us;
-        t.mb_us += r.mb_us;
-        t.bytes_in += r.bytes_in;
-        t.bytes_out += r.bytes_out;
-        t.cold_starts += r.cold_starts;
-        t.kv_ops += r.kv_ops;
-        t.doc_ops += r.doc_ops;
-        t.object_ops += r.object_ops;
-        t.event_ops += r.event_ops;
+        t.add(r);
         t
     });
     let storage_total = storage.iter().fold(StorageRow::default(), |mut t, r| {
@@ -169,9 +159,7 @@ async fn usage(ctx: &Ctx, app: Option<&str>, q: UsageQuery) -> ApiResult<Json<Va
         t.doc_byte_seconds += r.doc_byte_seconds;
         t.object_byte_seconds += r.object_byte_seconds;
         if by != UsageBy::Day {
-            t.stored.kv += r.stored.kv;
-            t.stored.docs += r.stored.docs;
-            t.stored.objects += r.stored.objects;
+            t.stored.add(&r.stored);
         }
         t
     });

@@ -116,6 +116,14 @@ pub struct InvocationRecord {
     pub stderr: String,
 }
 
+impl InvocationRecord {
+    /// Whether it failed: it did not end `ok` (trap, timeout, memory limit,
+    /// platform error), or answered a 5xx.
+    pub fn failed(&self) -> bool {
+        self.outcome != Outcome::Ok || self.status >= 500
+    }
+}
+
 /// Most operation spans kept per invocation; the rest are only counted.
 pub const MAX_OP_SPANS: usize = 256;
 

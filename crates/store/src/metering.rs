@@ -2,12 +2,11 @@
 //! sampled periodically and integrated into byte-seconds per hour, from
 //! which usage reports compute GB-hours (as object stores bill storage).
 
+use crate::records::hour_start;
 use crate::{Result, Store};
 use sqlx::Row;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
-
-const HOUR_US: i64 = 3_600_000_000;
 
 /// Bytes an app stores, by service.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -18,6 +17,15 @@ pub struct StoredBytes {
     pub docs: i64,
     /// Object bodies.
     pub objects: i64,
+}
+
+impl StoredBytes {
+    /// Adds `other`'s bytes to these.
+    pub fn add(&mut self, other: &StoredBytes) {
+        self.kv += other.kv;
+        self.docs += other.docs;
+        self.objects += other.objects;
+    }
 }
 
 /// Storage over a period, for one group (an app or a day).
@@ -77,7 +85,7 @@ impl Store {
     /// app's hour.
     pub async fn sample_storage(&self, now_us: i64, held: Duration) -> Result<()> {
         let bytes = self.stored_bytes().await?;
-        let hour = now_us - now_us.rem_euclid(HOUR_US);
+        let hour = hour_start(now_us);
         let held_ms = held.as_millis().min(i64::MAX as u128) as i128;
         let byte_seconds = |b: i64| (b as i128 * held_ms / 1000).min(i64::MAX as i128) as i64;
         let mut tx = self.pool.begin().await?;
@@ -117,7 +125,7 @@ impl Store {
         since_us: i64,
         by_day: bool,
     ) -> Result<Vec<StorageRow>> {
-        let since = since_us - since_us.rem_euclid(HOUR_US);
+        let since = hour_start(since_us);
         let rows = sqlx::query(
             "SELECT app, hour, kv_byte_seconds, doc_byte_seconds, object_byte_seconds,
                 kv_bytes, doc_bytes, object_bytes
@@ -154,9 +162,7 @@ impl Store {
             .into_values()
             .map(|(mut g, latest)| {
                 for b in latest.values() {
-                    g.stored.kv += b.kv;
-                    g.stored.docs += b.docs;
-                    g.stored.objects += b.objects;
+                    g.stored.add(b);
                 }
                 g
             })
@@ -192,6 +198,7 @@ pub fn spawn_storage_sampler(store: Store, every: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::records::HOUR_US;
 
     #[tokio::test]
     async fn samples_integrate_into_byte_seconds() {

@@ -129,8 +129,7 @@ impl RecordWriter {
 /// Whether a record must be stored whatever the load: it failed, wrote
 /// logs, handled an event, or used Nimbus's services (its spans).
 fn always_kept(r: &InvocationRecord) -> bool {
-    r.outcome != Outcome::Ok
-        || r.status >= 500
+    r.failed()
         || r.input.is_some()
         || r.event_id.is_some()
         || !r.stdout.is_empty()
@@ -176,7 +175,7 @@ impl Sampler {
         if slot.1 <= self.per_sec {
             return true;
         }
-        let hour = r.started_at_us - r.started_at_us.rem_euclid(HOUR_US);
+        let hour = hour_start(r.started_at_us);
         let (app, function, u) = self
             .pending
             .entry((key, hour))
@@ -193,7 +192,7 @@ impl Sampler {
 /// Adds one invocation to a usage sum.
 fn add_record(u: &mut UsageRow, r: &InvocationRecord) {
     u.invocations += 1;
-    u.errors += i64::from(r.outcome != Outcome::Ok || r.status >= 500);
+    u.errors += i64::from(r.failed());
     u.duration_us += r.duration_us;
     u.mb_us += i64::from(r.memory_mb) * r.duration_us;
     u.bytes_in += r.bytes_in as i64;
@@ -369,6 +368,23 @@ pub struct UsageRow {
     pub event_ops: i64,
 }
 
+impl UsageRow {
+    /// Adds `other`'s counts to these (the key stays).
+    pub fn add(&mut self, other: &UsageRow) {
+        self.invocations += other.invocations;
+        self.errors += other.errors;
+        self.duration_us += other.duration_us;
+        self.mb_us += other.mb_us;
+        self.bytes_in += other.bytes_in;
+        self.bytes_out += other.bytes_out;
+        self.cold_starts += other.cold_starts;
+        self.kv_ops += other.kv_ops;
+        self.doc_ops += other.doc_ops;
+        self.object_ops += other.object_ops;
+        self.event_ops += other.event_ops;
+    }
+}
+
 /// A span of a guest's operation, as stored.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct OpSpanRow {
@@ -446,7 +462,12 @@ pub enum UsageBy {
     App,
 }
 
-const HOUR_US: i64 = 3_600_000_000;
+pub(crate) const HOUR_US: i64 = 3_600_000_000;
+
+/// The start of the hour containing `at_us` (µs since the epoch).
+pub(crate) fn hour_start(at_us: i64) -> i64 {
+    at_us - at_us.rem_euclid(HOUR_US)
+}
 
 /// Which log entries to read.
 #[derive(Debug, Clone, Default)]
@@ -592,24 +613,13 @@ impl Store {
         let mut sums: std::collections::BTreeMap<(&str, &str, i64), UsageRow> =
             std::collections::BTreeMap::new();
         for r in records {
-            let hour = r.started_at_us - r.started_at_us.rem_euclid(HOUR_US);
+            let hour = hour_start(r.started_at_us);
             add_record(sums.entry((&r.app, &r.function, hour)).or_default(), r);
         }
         for ((app, function, hour), p) in pending {
-            let u = sums
-                .entry((app.as_str(), function.as_str(), *hour))
-                .or_default();
-            u.invocations += p.invocations;
-            u.errors += p.errors;
-            u.duration_us += p.duration_us;
-            u.mb_us += p.mb_us;
-            u.bytes_in += p.bytes_in;
-            u.bytes_out += p.bytes_out;
-            u.cold_starts += p.cold_starts;
-            u.kv_ops += p.kv_ops;
-            u.doc_ops += p.doc_ops;
-            u.object_ops += p.object_ops;
-            u.event_ops += p.event_ops;
+            sums.entry((app.as_str(), function.as_str(), *hour))
+                .or_default()
+                .add(p);
         }
         let sums: Vec<_> = sums.into_iter().collect();
         add_usage(&mut tx, &sums).await?;
@@ -696,7 +706,7 @@ impl Store {
             // Days are grouped by number; the caller names them.
             UsageBy::Day => "CAST(hour / 86400000000 AS TEXT)",
         };
-        let since = since_us - since_us.rem_euclid(HOUR_US);
+        let since = hour_start(since_us);
         let mut q = QueryBuilder::new(format!(
             "SELECT {key} AS k, CAST(SUM(invocations) AS BIGINT) AS invocations,
                 CAST(SUM(errors) AS BIGINT) AS errors,
@@ -722,9 +732,7 @@ impl Store {
                 let mut key: String = r.try_get("k")?;
                 if by == UsageBy::Day {
                     let day: i64 = key.parse().unwrap_or(0);
-                    let t = std::time::UNIX_EPOCH
-                        + std::time::Duration::from_secs((day.max(0) as u64) * 86_400);
-                    key = humantime::format_rfc3339(t).to_string()[..10].to_string();
+                    key = crate::metering::day(day.saturating_mul(86_400_000_000));
                 }
                 Ok(UsageRow {
                     key,
@@ -749,8 +757,7 @@ impl Store {
         &self,
         ops: &std::collections::BTreeMap<Box<str>, OpCounts>,
     ) -> Result<()> {
-        let now = crate::now_us();
-        let hour = now - now.rem_euclid(HOUR_US);
+        let hour = hour_start(crate::now_us());
         let rows: Vec<((&str, &str, i64), UsageRow)> = ops
             .iter()
             .map(|(app, ops)| {
