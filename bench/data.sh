@@ -12,26 +12,14 @@
 #
 # Needs: wrk, redis-server and redis-benchmark (apt; installed if missing).
 set -euo pipefail
-cd "$(dirname "$0")/.."
 dur=${1:-10}
-root=$(pwd)
-mkdir -p target
-work=$(mktemp -d "$root/target/bench-data.XXXXXX")
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
-
-need() { command -v "$1" >/dev/null || { apt-get install -y "$2" >/dev/null || { apt-get update >/dev/null && apt-get install -y "$2" >/dev/null; }; }; }
+source "$(dirname "$0")/lib.sh"
 need wrk wrk
 need redis-server redis-server
-rustup target add wasm32-wasip2 >/dev/null 2>&1 || true
-cargo build --release -p nimbus >&2
-cargo build --release --target wasm32-wasip2 --manifest-path examples/Cargo.toml >&2
-nimbus=$root/target/release/nimbus
-guest=$root/examples/target/wasm32-wasip2/release/data.wasm
-export RUST_LIB_BACKTRACE=0
+bench_init data
+guest=$guests/data.wasm
 
-"$nimbus" up --listen 127.0.0.1:0 --data-dir "$work/data" > "$work/up.log" 2>&1 &
-for _ in $(seq 200); do grep -q "listening on" "$work/up.log" 2>/dev/null && break; sleep 0.05; done
-url=$(grep -o 'http://[0-9.:]*' "$work/up.log" | head -1)
+nimbus_up "$work/data"
 token=$(cat "$work/data/admin-token")
 mkdir -p "$work/app"
 cat > "$work/app/nimbus.toml" <<TOML

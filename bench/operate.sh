@@ -11,21 +11,12 @@
 #
 # Needs: wrk (apt; installed if missing).
 set -euo pipefail
-cd "$(dirname "$0")/.."
 dur=${1:-10}
 rounds=${2:-2}
-root=$(pwd)
-mkdir -p target
-work=$(mktemp -d "$root/target/bench-operate.XXXXXX")
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
-
-command -v wrk >/dev/null || { apt-get install -y wrk >/dev/null || { apt-get update >/dev/null && apt-get install -y wrk >/dev/null; }; }
-rustup target add wasm32-wasip2 >/dev/null 2>&1 || true
-cargo build --release -p nimbus >&2
-cargo build --release --target wasm32-wasip2 --manifest-path examples/Cargo.toml >&2
-nimbus=$root/target/release/nimbus
-hello=$root/examples/target/wasm32-wasip2/release/hello.wasm
-export RUST_LIB_BACKTRACE=0
+source "$(dirname "$0")/lib.sh"
+need wrk wrk
+bench_init operate
+hello=$guests/hello.wasm
 
 mkdir -p "$work/app"
 cat > "$work/app/nimbus.toml" <<TOML
@@ -41,18 +32,17 @@ route = "/hello"
 function = "hello"
 TOML
 
-start() {  # NAME EXTRA_ARGS...: starts a server, deploys, prints its URL
+# NAME EXTRA_ARGS...: starts a server and deploys the app; sets $url. Not
+# run in a $(...) subshell: the server must stay this shell's job, so the
+# exit trap stops it.
+start() {
   local name=$1; shift
-  "$nimbus" up --listen 127.0.0.1:0 --data-dir "$work/$name" --max-in-flight 256 "$@" > "$work/$name.log" 2>&1 &
-  for _ in $(seq 200); do grep -q "listening on" "$work/$name.log" 2>/dev/null && break; sleep 0.05; done
-  local url
-  url=$(grep -o 'http://[0-9.:]*' "$work/$name.log" | head -1)
+  nimbus_up "$work/$name" --max-in-flight 256 "$@"
   NIMBUS_SERVER=$url NIMBUS_TOKEN=$(cat "$work/$name/admin-token") "$nimbus" deploy "$work/app" >&2
   curl -fs "$url/hello" >/dev/null
-  echo "$url"
 }
-on=$(start on)
-off=$(start off --no-telemetry)
+start on; on=$url
+start off --no-telemetry; off=$url
 
 load() {  # URL: req/s
   wrk -t2 -c32 -d"${dur}s" "$1/hello" > "$work/wrk.txt"

@@ -142,10 +142,7 @@ backoff = "30ms"
         .unwrap();
     assert_eq!(r.status(), 202);
     assert_eq!(r.headers()["preference-applied"], "respond-async");
-    let rid = r.headers()["nimbus-invocation-id"]
-        .to_str()
-        .unwrap()
-        .to_string();
+    let rid = common::invocation_id(&r);
     server
         .api_wait(&format!("/v1/apps/ev/invocations/{rid}"), 20, |v| {
             v["state"] == "succeeded"
@@ -660,10 +657,7 @@ function = "work"
                     .await
                     .unwrap();
                 assert_eq!(r.status(), 202);
-                r.headers()["nimbus-invocation-id"]
-                    .to_str()
-                    .unwrap()
-                    .to_string()
+                common::invocation_id(&r)
             }
         })
         .buffer_unordered(32);

@@ -327,10 +327,7 @@ async fn replay_reproduces_a_failure_and_checks_a_fix() {
         .await
         .unwrap();
     assert_eq!(r.status(), 500);
-    let id = r.headers()["nimbus-invocation-id"]
-        .to_str()
-        .unwrap()
-        .to_string();
+    let id = common::invocation_id(&r);
     s.api_wait("/v1/apps/replayed/invocations", 20, |v| {
         v.as_array().unwrap().iter().any(|r| r["outcome"] == "trap")
     })
@@ -398,10 +395,7 @@ async fn replay_reproduces_a_failure_and_checks_a_fix() {
 
     // Successful invocations keep nothing.
     let ok = s.http.get(format!("{}/api/x", s.url)).send().await.unwrap();
-    let ok_id = ok.headers()["nimbus-invocation-id"]
-        .to_str()
-        .unwrap()
-        .to_string();
+    let ok_id = common::invocation_id(&ok);
     let err = s.cli_err(&["replay", &ok_id, "--app", "replayed"]);
     assert!(err.contains("only failed invocations"), "{err}");
 }
@@ -461,10 +455,7 @@ function = "worker"
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let front_id = r.headers()["nimbus-invocation-id"]
-        .to_str()
-        .unwrap()
-        .to_string();
+    let front_id = common::invocation_id(&r);
     assert_eq!(r.text().await.unwrap(), "ok");
     let rows = s
         .api_wait("/v1/apps/traced/invocations", 20, |v| {
@@ -529,10 +520,7 @@ function = "worker"
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let id = r.headers()["nimbus-invocation-id"]
-        .to_str()
-        .unwrap()
-        .to_string();
+    let id = common::invocation_id(&r);
     s.api_wait("/v1/apps/traced/invocations", 20, |v| {
         v.as_array().unwrap().len() == 4
     })
@@ -763,10 +751,7 @@ function = "data"
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let id = r.headers()["nimbus-invocation-id"]
-        .to_str()
-        .unwrap()
-        .to_string();
+    let id = common::invocation_id(&r);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while received.lock().unwrap().len() < 2 {
         assert!(

@@ -376,10 +376,7 @@ async fn memory_bomb_and_trap_fail_alone() {
 
     let r = server.get("/chaos/panic").await;
     assert_eq!(r.status(), 500);
-    let id = r.headers()["nimbus-invocation-id"]
-        .to_str()
-        .unwrap()
-        .to_string();
+    let id = common::invocation_id(&r);
     let body = r.text().await.unwrap();
     assert!(body.contains(&id) && body.contains("trapped"), "{body}");
     let logs = server

@@ -8,6 +8,14 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+/// The `nimbus-invocation-id` every response carries.
+pub fn invocation_id(r: &reqwest::Response) -> String {
+    r.headers()["nimbus-invocation-id"]
+        .to_str()
+        .expect("invocation ids are ASCII")
+        .to_string()
+}
+
 /// Directory holding the example guests built for wasm32-wasip2.
 pub fn guests() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();

@@ -1,0 +1,35 @@
+# Set-up shared by the benchmark scripts; sourced, never run.
+
+# need COMMAND PACKAGE: installs PACKAGE from apt unless COMMAND exists.
+need() {
+  command -v "$1" >/dev/null || { apt-get install -y "$2" >/dev/null || { apt-get update >/dev/null && apt-get install -y "$2" >/dev/null; }; }
+}
+
+# bench_init NAME: moves to the repository root; sets $root, $work (a fresh
+# directory under target/, removed on exit, when every background job is
+# killed), builds nimbus and the example guests; sets $nimbus and $guests.
+bench_init() {
+  root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+  cd "$root"
+  mkdir -p target
+  work=$(mktemp -d "$root/target/bench-$1.XXXXXX")
+  trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+  rustup target add wasm32-wasip2 >/dev/null 2>&1 || true
+  cargo build --release -p nimbus >&2
+  cargo build --release --target wasm32-wasip2 --manifest-path examples/Cargo.toml >&2
+  nimbus=$root/target/release/nimbus
+  guests=$root/examples/target/wasm32-wasip2/release
+  export RUST_LIB_BACKTRACE=0
+}
+
+# nimbus_up DATA_DIR [ARGS...]: starts `nimbus up` on an ephemeral port in
+# the background (its output in DATA_DIR.log) and waits until it listens;
+# sets $url and $pid.
+nimbus_up() {
+  local data=$1
+  shift
+  "$nimbus" up --listen 127.0.0.1:0 --data-dir "$data" "$@" > "$data.log" 2>&1 &
+  pid=$!
+  for _ in $(seq 200); do grep -q "listening on" "$data.log" 2>/dev/null && break; sleep 0.05; done
+  url=$(grep -o 'http://[0-9.:]*' "$data.log" | head -1)
+}
