@@ -1,0 +1,412 @@
+//! The reference app (`examples/game`, Connect Four) end to end over HTTP:
+//! users from the app's pool, gameplay through JWT routes, optimistic
+//! concurrency on the game document, the leaderboard and results written by
+//! the topic consumer and read by clients straight from the data API, and
+//! the schedule that abandons idle games. The browser tests are in
+//! `browser.rs`.
+
+mod common;
+
+use common::{Server, guests};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+fn game_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/game")
+}
+
+/// The game's manifest with absolute component paths and no build
+/// commands, edited by `edit`, in a temporary app dir.
+fn game_variant(edit: impl Fn(String) -> String) -> tempfile::TempDir {
+    let text = std::fs::read_to_string(game_dir().join("nimbus.toml")).unwrap();
+    let text = text
+        .replace(
+            "../target/wasm32-wasip2/release/",
+            &format!("{}/", guests().display()),
+        )
+        .lines()
+        .filter(|l| !l.starts_with("build ="))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("nimbus.toml"), edit(text)).unwrap();
+    dir
+}
+
+struct Player {
+    id: String,
+    token: String,
+}
+
+async fn sign_up(s: &Server, email: &str) -> Player {
+    let r = s
+        .http
+        .post(format!("{}/v1/apps/game/auth/signup", s.url))
+        .json(&json!({ "email": email, "password": "correct horse battery" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED, "signup {email}");
+    let v: Value = r.json().await.unwrap();
+    Player {
+        id: v["user"]["id"].as_str().unwrap().to_string(),
+        token: v["access_token"].as_str().unwrap().to_string(),
+    }
+}
+
+/// A call to the game API as `p`: (status, JSON body).
+async fn call(
+    s: &Server,
+    p: &Player,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut rb = s
+        .http
+        .request(method.parse().unwrap(), format!("{}{path}", s.url))
+        .bearer_auth(&p.token);
+    if let Some(b) = body {
+        rb = rb.json(&b);
+    }
+    let r = rb.send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+async fn play(s: &Server, p: &Player, game: &str, column: u64) -> (u16, Value) {
+    let path = format!("/api/games/{game}/moves");
+    call(s, p, "POST", &path, Some(json!({ "column": column }))).await
+}
+
+/// A query on the data API, with a user's token or none.
+async fn query(s: &Server, coll: &str, token: Option<&str>, q: Value) -> (u16, Value) {
+    let mut rb = s
+        .http
+        .post(format!("{}/v1/apps/game/docs/{coll}/_query", s.url))
+        .json(&q);
+    if let Some(t) = token {
+        rb = rb.bearer_auth(t);
+    }
+    let r = rb.send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+/// Polls the public leaderboard until `player` has played `games` games.
+async fn leaderboard_row(s: &Server, player: &str, games: i64) -> Value {
+    for _ in 0..200 {
+        let (status, v) = query(s, "leaderboard", None, json!({ "limit": 100 })).await;
+        assert_eq!(status, 200, "{v}");
+        let row = v["documents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["id"] == player)
+            .map(|d| d["body"].clone());
+        if let Some(row) = row
+            && row["games"] == games
+        {
+            return row;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{player} never reached {games} games on the leaderboard");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_players_play_connect_four_to_a_win() {
+    let s = Server::start(&[]);
+    // The real manifest, with its build commands, as `scripts/demo` deploys it.
+    let out = s.deploy(&game_dir());
+    assert!(out.contains("deployed game revision 1"), "{out}");
+    let (status, page) = s.get_text("/game/").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("Connect Four"), "{page}");
+    assert_eq!(s.get("/game/app.js").await.status(), 200);
+
+    let alice = sign_up(&s, "alice@example.com").await;
+    let bob = sign_up(&s, "bob@example.com").await;
+    // Gameplay routes need a user token.
+    let r = s
+        .http
+        .post(format!("{}/api/games", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+
+    let (status, game) = call(&s, &alice, "POST", "/api/games", None).await;
+    assert_eq!(status, 201, "{game}");
+    let id = game["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        (game["status"].as_str(), game["you"].as_str()),
+        (Some("open"), Some("red"))
+    );
+    let (_, lists) = call(&s, &bob, "GET", "/api/games", None).await;
+    assert!(
+        lists["open"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g["id"] == id.as_str()),
+        "{lists}"
+    );
+    let (status, v) = play(&s, &alice, &id, 3).await;
+    assert_eq!(status, 409, "a move before anyone joined: {v}");
+    let (status, v) = call(&s, &alice, "POST", &format!("/api/games/{id}/join"), None).await;
+    assert_eq!(status, 409);
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("you created this game"),
+        "{v}"
+    );
+    let (status, v) = call(&s, &bob, "POST", &format!("/api/games/{id}/join"), None).await;
+    assert_eq!(
+        (status, v["status"].as_str()),
+        (200, Some("playing")),
+        "{v}"
+    );
+
+    // Two moves at once from red, read at the same version: one is stored,
+    // the other is refused with a conflict (or, if it read the new state,
+    // because it is no longer red's turn). Never both.
+    let path = format!("/api/games/{id}/moves");
+    let (a, b) = tokio::join!(
+        call(
+            &s,
+            &alice,
+            "POST",
+            &path,
+            Some(json!({ "column": 0, "version": 2 }))
+        ),
+        call(
+            &s,
+            &alice,
+            "POST",
+            &path,
+            Some(json!({ "column": 0, "version": 2 }))
+        ),
+    );
+    let mut statuses = [a.0, b.0];
+    statuses.sort();
+    assert_eq!(statuses, [200, 409], "{a:?} {b:?}");
+    let refused = if a.0 == 409 { &a.1 } else { &b.1 };
+    assert!(
+        refused["error"].as_str().unwrap().contains("reload"),
+        "{refused}"
+    );
+    let (_, now) = call(&s, &bob, "GET", &format!("/api/games/{id}"), None).await;
+    assert_eq!(
+        now["moves"],
+        json!([0]),
+        "exactly one of the two moves was played"
+    );
+    // A stale board is refused, and so is playing out of turn.
+    let (status, v) = call(
+        &s,
+        &bob,
+        "POST",
+        &path,
+        Some(json!({ "column": 1, "version": 2 })),
+    )
+    .await;
+    assert_eq!(status, 409);
+    assert!(v["error"].as_str().unwrap().contains("out of date"), "{v}");
+    let (status, v) = play(&s, &alice, &id, 1).await;
+    assert_eq!(status, 409);
+    assert!(
+        v["error"].as_str().unwrap().contains("not your turn"),
+        "{v}"
+    );
+
+    // Fill column 0 (R Y R Y R Y: no line), then an illegal move into it.
+    for (p, col) in [(&bob, 0), (&alice, 0), (&bob, 0), (&alice, 0), (&bob, 0)] {
+        let (status, v) = play(&s, p, &id, col).await;
+        assert_eq!(status, 200, "{v}");
+    }
+    let (status, v) = play(&s, &alice, &id, 0).await;
+    assert_eq!(status, 422);
+    assert_eq!(
+        v["error"],
+        "illegal move: column 0 is full: choose another column"
+    );
+    let (status, v) = play(&s, &alice, &id, 9).await;
+    assert_eq!(status, 422, "{v}");
+    // Red stacks four in column 1 while yellow plays column 2.
+    for (p, col) in [
+        (&alice, 1),
+        (&bob, 2),
+        (&alice, 1),
+        (&bob, 2),
+        (&alice, 1),
+        (&bob, 2),
+    ] {
+        let (status, v) = play(&s, p, &id, col).await;
+        assert_eq!(
+            (status, v["status"].as_str()),
+            (200, Some("playing")),
+            "{v}"
+        );
+    }
+    // Bob waits for alice's winning move through the long poll.
+    let watch = format!("/api/games/{id}/next?after={}", 14);
+    let (waited, won) = tokio::join!(
+        call(&s, &bob, "GET", &watch, None),
+        play(&s, &alice, &id, 1)
+    );
+    assert_eq!(won.0, 200);
+    assert_eq!(
+        (won.1["status"].as_str(), won.1["result"].as_str()),
+        (Some("finished"), Some("connect-four"))
+    );
+    assert_eq!(won.1["winner"], alice.id.as_str());
+    assert_eq!(won.1["line"], json!([[2, 1], [3, 1], [4, 1], [5, 1]]));
+    assert_eq!(waited.0, 200);
+    assert_eq!(
+        waited.1["moves"].as_array().unwrap().len(),
+        13,
+        "{}",
+        waited.1
+    );
+    let (status, _) = play(&s, &bob, &id, 3).await;
+    assert_eq!(status, 409, "no move after the end");
+
+    // The scorer (topic consumer) updates the leaderboard, which anyone
+    // reads straight from the data API ...
+    let row = leaderboard_row(&s, &alice.id, 1).await;
+    assert_eq!(
+        (
+            row["wins"].as_i64(),
+            row["points"].as_i64(),
+            row["name"].as_str()
+        ),
+        (Some(1), Some(3), Some("alice"))
+    );
+    let row = leaderboard_row(&s, &bob.id, 1).await;
+    assert_eq!(
+        (row["losses"].as_i64(), row["points"].as_i64()),
+        (Some(1), Some(0))
+    );
+    let (status, v) = query(
+        &s,
+        "leaderboard",
+        None,
+        json!({ "order_by": [["points", "desc"]], "limit": 1 }),
+    )
+    .await;
+    assert_eq!(
+        (status, v["documents"][0]["id"].as_str()),
+        (200, Some(alice.id.as_str()))
+    );
+    // ... but nobody writes it.
+    let r = s
+        .http
+        .put(format!(
+            "{}/v1/apps/game/docs/leaderboard/{}",
+            s.url, bob.id
+        ))
+        .bearer_auth(&bob.token)
+        .json(&json!({ "wins": 100 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+
+    // Each player reads their own results, and only theirs.
+    let (status, mine) = query(
+        &s,
+        "results",
+        Some(&bob.token),
+        json!({ "order_by": [["finished_at", "desc"]] }),
+    )
+    .await;
+    assert_eq!(status, 200, "{mine}");
+    let docs = mine["documents"].as_array().unwrap();
+    assert_eq!(docs.len(), 1, "{mine}");
+    assert_eq!(
+        (
+            docs[0]["body"]["outcome"].as_str(),
+            docs[0]["body"]["opponent_name"].as_str()
+        ),
+        (Some("lost"), Some("alice"))
+    );
+    let r = s
+        .http
+        .get(format!("{}/v1/apps/game/docs/results/{id}-red", s.url))
+        .bearer_auth(&bob.token)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        matches!(r.status().as_u16(), 403 | 404),
+        "bob read alice's result: {}",
+        r.status()
+    );
+    let (status, _) = query(&s, "results", None, json!({})).await;
+    assert_eq!(status, 401, "results need a user token");
+
+    // The event was delivered once per subscriber and counted once.
+    let events = s.api("/v1/apps/game/events?state=succeeded").await;
+    assert!(
+        events.to_string().contains("dev.nimbus.game.ended"),
+        "{events}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_schedule_abandons_idle_games() {
+    let s = Server::start(&[]);
+    let dir = game_variant(|m| {
+        m.replace(r#"every = "1m""#, r#"every = "1s""#)
+            .replace(r#"idle_timeout_secs = "600""#, r#"idle_timeout_secs = "1""#)
+    });
+    s.deploy(dir.path());
+    let red = sign_up(&s, "red@example.com").await;
+    let yellow = sign_up(&s, "yellow@example.com").await;
+    let (_, game) = call(&s, &red, "POST", "/api/games", None).await;
+    let id = game["id"].as_str().unwrap().to_string();
+    call(&s, &yellow, "POST", &format!("/api/games/{id}/join"), None).await;
+    assert_eq!(play(&s, &red, &id, 3).await.0, 200);
+    let (_, open) = call(&s, &red, "POST", "/api/games", None).await;
+
+    // Yellow had to move and walked away: after the idle time the janitor
+    // ends the game, yellow loses, and the leaderboard counts it.
+    let mut last = Value::Null;
+    for _ in 0..100 {
+        last = call(&s, &red, "GET", &format!("/api/games/{id}"), None)
+            .await
+            .1;
+        if last["status"] == "finished" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        (last["result"].as_str(), last["winner_side"].as_str()),
+        (Some("abandoned"), Some("red")),
+        "{last}"
+    );
+    let row = leaderboard_row(&s, &yellow.id, 1).await;
+    assert_eq!(row["losses"], 1);
+    // An open game nobody joined is closed, and counts for nobody.
+    let (_, closed) = call(
+        &s,
+        &red,
+        "GET",
+        &format!("/api/games/{}", open["id"].as_str().unwrap()),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (closed["status"].as_str(), closed["result"].as_str()),
+        (Some("finished"), Some("abandoned")),
+        "{closed}"
+    );
+    let row = leaderboard_row(&s, &red.id, 1).await;
+    assert_eq!(row["wins"], 1);
+    s.wait_for_log("game", &["janitor"], "idle games abandoned")
+        .await;
+}
