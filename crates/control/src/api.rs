@@ -204,6 +204,7 @@ pub fn router(platform: Arc<Platform>) -> Router {
         );
     Router::new()
         .merge(protected)
+        .merge(crate::console::router())
         .fallback(|req: Request| async move {
             ApiError(
                 StatusCode::NOT_FOUND,

@@ -52,6 +52,8 @@ fn need(method: &Method, path: &str) -> Need {
     };
     match seg.as_slice() {
         ["v1", "health"] => Need::Nothing,
+        // The console's page: public; what it shows needs the user's key.
+        ["console", ..] => Need::Nothing,
         ["v1", "keys", ..] => Need::AnyKey(Scope::Admin),
         ["v1", "components", ..] => Need::AnyKey(Scope::Deploy),
         ["v1", "apps"] | ["v1", "invocations", _] | ["v1", "traces", _] => {

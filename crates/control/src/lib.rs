@@ -9,6 +9,7 @@
 
 mod api;
 mod auth;
+mod console;
 mod data_api;
 mod events_api;
 pub mod metrics;

@@ -1,4 +1,4 @@
-//! Control API for metering: usage per function, day or app over a period —
+//! Control API for metering: usage per function, hour, day or app over a period —
 //! invocations, GB-seconds, operations on KV, documents, objects and events,
 //! and stored GB-hours — with a cost estimate from the server's price sheet.
 
@@ -133,11 +133,12 @@ async fn usage(ctx: &Ctx, app: Option<&str>, q: UsageQuery) -> ApiResult<Json<Va
     let by = match q.by.as_deref() {
         None | Some("function") => UsageBy::Function,
         Some("day") => UsageBy::Day,
+        Some("hour") => UsageBy::Hour,
         Some("app") => UsageBy::App,
         Some(other) => {
             return Err(ApiError(
                 StatusCode::BAD_REQUEST,
-                format!("by = {other:?} is unknown: use function, day or app"),
+                format!("by = {other:?} is unknown: use function, hour, day or app"),
             ));
         }
     };
@@ -192,7 +193,7 @@ async fn usage(ctx: &Ctx, app: Option<&str>, q: UsageQuery) -> ApiResult<Json<Va
     })))
 }
 
-/// `GET /v1/usage?since=24h&by=function|day|app`: every app.
+/// `GET /v1/usage?since=24h&by=function|hour|day|app`: every app.
 pub(crate) async fn platform_usage(
     State(ctx): State<Ctx>,
     Query(q): Query<UsageQuery>,
@@ -200,7 +201,7 @@ pub(crate) async fn platform_usage(
     usage(&ctx, None, q).await
 }
 
-/// `GET /v1/apps/{app}/usage?since=24h&by=function|day`.
+/// `GET /v1/apps/{app}/usage?since=24h&by=function|hour|day`.
 pub(crate) async fn app_usage(
     State(ctx): State<Ctx>,
     Path(app): Path<String>,

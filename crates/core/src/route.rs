@@ -2,11 +2,24 @@
 //!
 //! A pattern is an absolute path whose segments are literals, `{name}`
 //! parameters (one segment) or, as the last segment only, a wildcard written
-//! `{*name}` or `*` (one or more remaining characters). Paths under `/v1/` are
-//! reserved for Nimbus's own APIs.
+//! `{*name}` or `*` (one or more remaining characters). Paths under `/v1/`
+//! (the control and service APIs) and `/console` (the web console) are
+//! reserved for Nimbus itself.
 
 /// The prefix reserved for Nimbus's control and service APIs.
 pub const RESERVED_PREFIX: &str = "/v1";
+
+/// The prefix of the web console.
+pub const CONSOLE_PREFIX: &str = "/console";
+
+/// Whether a request path belongs to Nimbus itself (the control API or
+/// the console) rather than to an app's routes.
+pub fn is_reserved(path: &str) -> bool {
+    [RESERVED_PREFIX, CONSOLE_PREFIX].iter().any(|prefix| {
+        path.strip_prefix(prefix)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    })
+}
 
 /// The parameter name a bare trailing `*` gets.
 pub const DEFAULT_WILDCARD: &str = "path";
@@ -27,9 +40,9 @@ pub fn parse_pattern(pattern: &str) -> Result<Pattern, String> {
     if !pattern.starts_with('/') {
         return Err(format!("route {pattern:?} must start with '/'"));
     }
-    if pattern == RESERVED_PREFIX || pattern.starts_with("/v1/") {
+    if is_reserved(pattern) {
         return Err(format!(
-            "route {pattern:?} is under {RESERVED_PREFIX}/, which Nimbus reserves for its own APIs: choose another path"
+            "route {pattern:?} is under {RESERVED_PREFIX}/ or {CONSOLE_PREFIX}/, which Nimbus reserves for its own APIs and console: choose another path"
         ));
     }
     if pattern.contains(['?', '#']) {
@@ -148,6 +161,14 @@ mod tests {
                 .contains("start with '/'")
         );
         assert!(parse_pattern("/v1/apps").unwrap_err().contains("reserves"));
+        assert!(parse_pattern("/console").unwrap_err().contains("reserves"));
+        assert!(
+            parse_pattern("/console/{*rest}")
+                .unwrap_err()
+                .contains("reserves")
+        );
+        assert!(parse_pattern("/consoles").is_ok());
+        assert!(is_reserved("/v1") && is_reserved("/v1/apps") && !is_reserved("/v1x"));
         assert!(parse_pattern("/v1").is_err());
         assert!(parse_pattern("/v10").is_ok());
         assert!(

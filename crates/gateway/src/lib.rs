@@ -251,12 +251,8 @@ const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 /// Body of every response the server sends.
 pub type ServerBody = Either<ResponseBody, axum::body::Body>;
 
-fn is_control(path: &str) -> bool {
-    path == "/v1" || path.starts_with("/v1/")
-}
-
-/// Accepts connections until `shutdown` resolves, sending `/v1/...` to
-/// `control` and everything else through the gateway.
+/// Accepts connections until `shutdown` resolves, sending `/v1/...` and
+/// `/console` to `control` and everything else through the gateway.
 pub async fn serve(
     listener: TcpListener,
     gateway: Arc<Gateway>,
@@ -286,16 +282,17 @@ pub async fn serve(
                 let gateway = gateway.clone();
                 let control = control.clone();
                 async move {
-                    let resp: Response<ServerBody> = if is_control(req.uri().path()) {
-                        req.extensions_mut().insert(ClientIp(ip));
-                        let resp = control
-                            .oneshot(req)
-                            .await
-                            .unwrap_or_else(|never: Infallible| match never {});
-                        resp.map(Either::Right)
-                    } else {
-                        gateway.handle(req, Some(ip)).await.map(Either::Left)
-                    };
+                    let resp: Response<ServerBody> =
+                        if nimbus_core::route::is_reserved(req.uri().path()) {
+                            req.extensions_mut().insert(ClientIp(ip));
+                            let resp = control
+                                .oneshot(req)
+                                .await
+                                .unwrap_or_else(|never: Infallible| match never {});
+                            resp.map(Either::Right)
+                        } else {
+                            gateway.handle(req, Some(ip)).await.map(Either::Left)
+                        };
                     Ok::<_, Infallible>(resp)
                 }
             });

@@ -253,7 +253,7 @@ enum Command {
         /// How far back (hour granularity)
         #[arg(long, default_value = "30d")]
         since: String,
-        /// Group by function, day or app
+        /// Group by function, hour, day or app
         #[arg(long, default_value = "function")]
         by: String,
         /// Print the JSON the API returned

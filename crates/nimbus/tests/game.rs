@@ -410,3 +410,47 @@ async fn the_schedule_abandons_idle_games() {
     s.wait_for_log("game", &["janitor"], "idle games abandoned")
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_console_is_served_from_the_binary() {
+    let s = Server::start(&[]);
+    let r = s
+        .http
+        .get(format!("{}/console/", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let csp = r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(csp.contains("default-src 'self'"), "{csp}");
+    let page = r.text().await.unwrap();
+    assert!(page.contains("Nimbus console"), "{page}");
+    // Everything it loads is its own: no CDN, nothing outside this server.
+    for file in ["/console/", "/console/console.js", "/console/console.css"] {
+        let (status, text) = s.get_text(file).await;
+        assert_eq!(status, 200, "{file}");
+        // (The SVG namespace is a name, not a download.)
+        let text = text.replace("http://www.w3.org/2000/svg", "");
+        for external in ["https://", "http://", "//cdn"] {
+            assert!(!text.contains(external), "{file} refers to {external}");
+        }
+    }
+    assert_eq!(s.get_text("/console/nope.js").await.0, 404);
+    // Apps cannot take the console's paths.
+    let dir = common::app_dir(
+        r#"
+[app]
+name = "squatter"
+[functions.hello]
+component = "@WASM@/hello.wasm"
+[[triggers.http]]
+route = "/console/{*rest}"
+function = "hello"
+"#,
+    );
+    let err = s.cli_err(&["deploy", dir.path().to_str().unwrap()]);
+    assert!(err.contains("reserves"), "{err}");
+}

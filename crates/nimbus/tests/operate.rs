@@ -131,7 +131,21 @@ async fn usage_matches_a_known_workload() {
         "{out}"
     );
     let bad = s.cli_err(&["usage", "--by", "week"]);
-    assert!(bad.contains("function, day or app"), "{bad}");
+    assert!(bad.contains("function, hour, day or app"), "{bad}");
+    let by_hour = s.api("/v1/apps/metered/usage?by=hour&since=1h").await;
+    let hours = by_hour["rows"].as_array().unwrap();
+    assert!(matches!(hours.len(), 1 | 2), "{by_hour}"); // the test may straddle an hour
+    assert_eq!(
+        hours
+            .iter()
+            .map(|r| r["invocations"].as_i64().unwrap())
+            .sum::<i64>(),
+        30
+    );
+    assert!(
+        hours[0]["key"].as_str().unwrap().ends_with(":00Z"),
+        "{by_hour}"
+    );
 }
 
 /// Scrapes `/v1/metrics` and parses it with a Prometheus parser.

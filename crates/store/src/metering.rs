@@ -176,6 +176,12 @@ pub(crate) fn day(at_us: i64) -> String {
     humantime::format_rfc3339(t).to_string()[..10].to_string()
 }
 
+/// `YYYY-MM-DDTHH:00Z` (UTC) of the hour containing a time in µs since the epoch.
+pub(crate) fn hour(at_us: i64) -> String {
+    let t = std::time::UNIX_EPOCH + Duration::from_micros(at_us.max(0) as u64);
+    format!("{}:00Z", &humantime::format_rfc3339(t).to_string()[..13])
+}
+
 /// Samples stored bytes every `every` until the runtime ends, starting
 /// now (the first sample only records the current bytes).
 pub fn spawn_storage_sampler(store: Store, every: Duration) {

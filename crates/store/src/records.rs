@@ -458,6 +458,8 @@ pub enum UsageBy {
     Function,
     /// Per day (UTC).
     Day,
+    /// Per hour (UTC).
+    Hour,
     /// Per app.
     App,
 }
@@ -705,6 +707,7 @@ impl Store {
             UsageBy::App => "app",
             // Days are grouped by number; the caller names them.
             UsageBy::Day => "CAST(hour / 86400000000 AS TEXT)",
+            UsageBy::Hour => "CAST(hour AS TEXT)",
         };
         let since = hour_start(since_us);
         let mut q = QueryBuilder::new(format!(
@@ -730,9 +733,13 @@ impl Store {
         rows.iter()
             .map(|r| {
                 let mut key: String = r.try_get("k")?;
-                if by == UsageBy::Day {
-                    let day: i64 = key.parse().unwrap_or(0);
-                    key = crate::metering::day(day.saturating_mul(86_400_000_000));
+                match by {
+                    UsageBy::Day => {
+                        let day: i64 = key.parse().unwrap_or(0);
+                        key = crate::metering::day(day.saturating_mul(86_400_000_000));
+                    }
+                    UsageBy::Hour => key = crate::metering::hour(key.parse().unwrap_or(0)),
+                    _ => {}
                 }
                 Ok(UsageRow {
                     key,
@@ -1123,6 +1130,10 @@ mod tests {
         assert_eq!(by_day.len(), 1);
         assert_eq!(by_day[0].key, "1970-01-01");
         assert_eq!(by_day[0].invocations, 50);
+        let by_hour = store.usage(None, 0, UsageBy::Hour).await.unwrap();
+        assert_eq!(by_hour.len(), 1);
+        assert_eq!(by_hour[0].key, "1970-01-01T00:00Z");
+        assert_eq!(by_hour[0].invocations, 50);
         assert!(
             store
                 .usage(Some("b"), 0, UsageBy::App)

@@ -314,7 +314,9 @@ fn play(who: &Caller, mut game: Game, body: &[u8]) -> Result<Reply, Reply> {
         .map_err(|e| Reply::error(422, format!("illegal move: {e}")))?;
     let mut doc = game.doc.clone();
     doc["board"] = json!(board.rows());
-    doc["moves"].as_array_mut().map(|m| m.push(json!(column)));
+    if let Some(moves) = doc["moves"].as_array_mut() {
+        moves.push(json!(column));
+    }
     doc["last"] = json!({ "row": played.row, "column": column, "side": side });
     doc["turn"] = json!(if side == "red" { "yellow" } else { "red" });
     doc["updated_at"] = json!(now_ms());

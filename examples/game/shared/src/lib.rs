@@ -51,7 +51,7 @@ impl Reply {
 /// The first value of a request header.
 pub fn header(req: &IncomingRequest, name: &str) -> Option<String> {
     req.headers()
-        .get(&name.to_string())
+        .get(name)
         .into_iter()
         .next()
         .and_then(|v| String::from_utf8(v).ok())

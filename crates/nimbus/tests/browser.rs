@@ -1,0 +1,92 @@
+//! The reference app and the console in a real browser: Debian's headless
+//! Chromium driven by playwright-core (`tests/e2e/play.mjs`), against a real
+//! server with the game deployed. `scripts/test` installs both; the
+//! screenshots land in `target/e2e-artifacts/`.
+
+mod common;
+
+use common::Server;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// What the browser test needs, or a message saying how to get it.
+fn browser_setup() -> (PathBuf, String) {
+    let e2e = repo().join("tests/e2e");
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        Path::new(&chromium).exists(),
+        "no Chromium at {chromium}: run ./scripts/test (it installs Debian's chromium) or `apt-get install -y chromium`"
+    );
+    assert!(
+        e2e.join("node_modules/playwright-core").exists(),
+        "playwright-core is not installed: run ./scripts/test or `npm ci --prefix tests/e2e`"
+    );
+    (e2e, chromium)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_browsers_play_a_game_and_the_console_shows_it() {
+    let (e2e, chromium) = browser_setup();
+    let s = Server::start(&[]);
+    let game = repo().join("examples/game");
+    // Two revisions, so that the console has one to roll back to.
+    assert!(s.deploy(&game).contains("deployed game revision 1"));
+    assert!(s.deploy(&game).contains("deployed game revision 2"));
+
+    let artifacts = repo().join("target/e2e-artifacts");
+    let _ = std::fs::remove_dir_all(&artifacts);
+    let out = Command::new("node")
+        .arg(e2e.join("play.mjs"))
+        .env("BASE_URL", &s.url)
+        .env("ADMIN_KEY", s.token().trim())
+        .env("ARTIFACTS", &artifacts)
+        .env("CHROMIUM", &chromium)
+        .output()
+        .expect("running node (install Node.js: Debian's nodejs package)");
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "the browser test failed:\n{log}");
+    assert!(log.contains("all browser checks passed"), "{log}");
+
+    // What the browser did is what the server holds.
+    let app = s.api("/v1/apps/game").await;
+    assert_eq!(
+        app["active_revision"], 1,
+        "the console rolled the game back"
+    );
+    let board = s
+        .http
+        .post(format!("{}/v1/apps/game/docs/leaderboard/_query", s.url))
+        .body(r#"{"order_by": [["points", "desc"]]}"#)
+        .send()
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+    assert_eq!(board["documents"][0]["body"]["name"], "alice", "{board}");
+    assert_eq!(board["documents"][0]["body"]["wins"], 1, "{board}");
+    for shot in [
+        "game-illegal-move",
+        "game-after-reload",
+        "game-won",
+        "game-leaderboard",
+        "console-invocations",
+        "console-trace",
+        "console-usage",
+        "console-rollback",
+    ] {
+        let png = std::fs::read(artifacts.join(format!("{shot}.png"))).unwrap();
+        assert!(
+            png.starts_with(b"\x89PNG") && png.len() > 5_000,
+            "{shot}.png is not a screenshot"
+        );
+    }
+}
