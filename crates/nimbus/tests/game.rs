@@ -348,6 +348,60 @@ async fn two_players_play_connect_four_to_a_win() {
     let (status, _) = query(&s, "results", None, json!({})).await;
     assert_eq!(status, 401, "results need a user token");
 
+    // A second game: bob opens, alice joins and resigns; bob wins it.
+    let (_, second) = call(&s, &bob, "POST", "/api/games", None).await;
+    let second = second["id"].as_str().unwrap().to_string();
+    call(
+        &s,
+        &alice,
+        "POST",
+        &format!("/api/games/{second}/join"),
+        None,
+    )
+    .await;
+    let (status, v) = call(
+        &s,
+        &alice,
+        "POST",
+        &format!("/api/games/{second}/resign"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, v["result"].as_str(), v["winner_side"].as_str()),
+        (200, Some("resigned"), Some("red")),
+        "{v}"
+    );
+    let (status, _) = call(
+        &s,
+        &alice,
+        "POST",
+        &format!("/api/games/{second}/resign"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 409, "a finished game cannot be resigned again");
+    let row = leaderboard_row(&s, &bob.id, 2).await;
+    assert_eq!(
+        (row["wins"].as_i64(), row["losses"].as_i64()),
+        (Some(1), Some(1))
+    );
+    // An open game is cancelled by its creator, and counts for nobody.
+    let (_, third) = call(&s, &alice, "POST", "/api/games", None).await;
+    let (status, v) = call(
+        &s,
+        &alice,
+        "POST",
+        &format!("/api/games/{}/resign", third["id"].as_str().unwrap()),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, v["result"].as_str()),
+        (200, Some("cancelled")),
+        "{v}"
+    );
+
     // The event was delivered once per subscriber and counted once.
     let events = s.api("/v1/apps/game/events?state=succeeded").await;
     assert!(
