@@ -464,6 +464,9 @@ impl kv_extras::Host for Host {
     }
 }
 
+/// The longest a guest's `documents.watch` waits.
+const MAX_WATCH_MS: u64 = 60_000;
+
 fn doc_out(d: Document) -> docs_wit::Document {
     docs_wit::Document {
         id: d.id,
@@ -517,6 +520,32 @@ impl docs_wit::Host for Host {
         Ok(op.result(match d.docs(&collection, Some(&id), 0) {
             Ok(db) => db
                 .doc_get(&d.app, &collection, &id)
+                .await
+                .map(|o| o.map(doc_out))
+                .map_err(doc_err),
+            Err(e) => Err(e),
+        }))
+    }
+
+    async fn watch(
+        &mut self,
+        collection: String,
+        id: String,
+        after_version: u64,
+        timeout_ms: u32,
+    ) -> wasmtime::Result<Result<Option<docs_wit::Document>, docs_wit::Error>> {
+        let op = self.op(Service::Docs, "watch", &collection);
+        let d = &self.data;
+        let timeout = std::time::Duration::from_millis(u64::from(timeout_ms).min(MAX_WATCH_MS));
+        Ok(op.result(match d.docs(&collection, Some(&id), 0) {
+            Ok(db) => db
+                .doc_watch(
+                    &d.app,
+                    &collection,
+                    &id,
+                    i64::try_from(after_version).unwrap_or(i64::MAX),
+                    timeout,
+                )
                 .await
                 .map(|o| o.map(doc_out))
                 .map_err(doc_err),

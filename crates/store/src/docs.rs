@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use sqlx::{QueryBuilder, Row, Sqlite};
+use std::time::Duration;
 
 /// Why a document operation was refused.
 #[derive(Debug, thiserror::Error)]
@@ -327,8 +328,41 @@ impl Store {
             .await?,
         };
         match row {
-            Some(r) => document(&r),
+            Some(r) => {
+                self.changes.changed(app, coll, id);
+                document(&r)
+            }
             None => Err(self.conflict(app, coll, id, expected).await),
+        }
+    }
+
+    /// The document once its version is not `after` (0: once it exists),
+    /// or as it is when `timeout` runs out; `None` if it does not exist.
+    /// Writes through this store wake the wait at once; others (another
+    /// node's) are seen within a second.
+    pub async fn doc_watch(
+        &self,
+        app: &str,
+        coll: &str,
+        id: &str,
+        after: i64,
+        timeout: Duration,
+    ) -> Result<Option<Document>, DocError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let waiter = self.changes.wait(app, coll, id);
+        loop {
+            // Listening before reading: a write between the read and the
+            // wait still wakes it.
+            let changed = waiter.notify().notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let doc = self.doc_get(app, coll, id).await?;
+            let now = tokio::time::Instant::now();
+            if doc.as_ref().map_or(0, |d| d.version) != after || now >= deadline {
+                return Ok(doc);
+            }
+            let recheck = (deadline - now).min(crate::changes::RECHECK);
+            let _ = tokio::time::timeout(recheck, changed).await;
         }
     }
 
@@ -405,7 +439,10 @@ impl Store {
             }
         };
         match row {
-            Some(r) => document(&r),
+            Some(r) => {
+                self.changes.changed(app, coll, id);
+                document(&r)
+            }
             None => {
                 let merged: Option<i64> = sqlx::query_scalar(
                     "SELECT length(json_patch(body, $4)) FROM docs
@@ -453,6 +490,9 @@ impl Store {
             .await?;
         }
         tx.commit().await?;
+        for (id, _) in docs {
+            self.changes.changed(app, coll, id);
+        }
         Ok(docs.len())
     }
 
@@ -469,7 +509,7 @@ impl Store {
         id: &str,
         version: Option<i64>,
     ) -> Result<bool, DocError> {
-        Ok(sqlx::query(
+        let deleted = sqlx::query(
             "DELETE FROM docs WHERE app = $1 AND collection = $2 AND id = $3 AND ($4 IS NULL OR version = $4)",
         )
         .bind(app)
@@ -479,7 +519,11 @@ impl Store {
         .execute(&self.pool)
         .await?
         .rows_affected()
-            == 1)
+            == 1;
+        if deleted {
+            self.changes.changed(app, coll, id);
+        }
+        Ok(deleted)
     }
 
     /// Runs a query; the page and the cursor of the next one.
@@ -574,6 +618,62 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_watch_returns_when_the_document_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open_embedded(dir.path()).await.unwrap();
+        s.doc_put("a", "games", "g", r#"{"moves": 0}"#, None)
+            .await
+            .unwrap();
+        // Already past the version asked about: at once.
+        let d = s
+            .doc_watch("a", "games", "g", 0, Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert_eq!(d.unwrap().version, 1);
+        // Nothing changes: the document as it is, after the timeout.
+        let t = std::time::Instant::now();
+        let d = s
+            .doc_watch("a", "games", "g", 1, Duration::from_millis(50))
+            .await
+            .unwrap();
+        assert_eq!(d.unwrap().version, 1);
+        assert!(t.elapsed() >= Duration::from_millis(50));
+        // A write wakes the waiters long before their timeout (10 s).
+        let writer = s.clone();
+        let write = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            writer
+                .doc_patch("a", "games", "g", r#"{"moves": 1}"#, Some(1), 1 << 20)
+                .await
+                .unwrap();
+        });
+        let (one, two) = tokio::join!(
+            s.doc_watch("a", "games", "g", 1, Duration::from_secs(10)),
+            s.doc_watch("a", "games", "g", 1, Duration::from_secs(10)),
+        );
+        write.await.unwrap();
+        for d in [one, two] {
+            let d = d.unwrap().unwrap();
+            assert_eq!((d.version, d.body["moves"].as_i64()), (2, Some(1)));
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "the write woke the watch"
+        );
+        // A deletion too; the answer is then `None`.
+        let waiter = s.clone();
+        let watch = tokio::spawn(async move {
+            waiter
+                .doc_watch("a", "games", "g", 2, Duration::from_secs(10))
+                .await
+        });
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert!(s.doc_delete("a", "games", "g").await.unwrap());
+        assert!(watch.await.unwrap().unwrap().is_none());
+        assert!(t.elapsed() < Duration::from_secs(5));
+    }
 
     #[tokio::test]
     async fn documents_and_queries() {

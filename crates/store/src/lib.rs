@@ -16,6 +16,7 @@
 
 mod apps;
 mod blobs;
+mod changes;
 mod components;
 mod docs;
 mod durable;
@@ -87,6 +88,8 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 #[derive(Clone)]
 pub struct Store {
     pool: SqlitePool,
+    /// Readers waiting for documents to change.
+    changes: std::sync::Arc<changes::DocChanges>,
 }
 
 /// Microseconds since the Unix epoch, now.
@@ -121,7 +124,10 @@ impl Store {
             .connect_with(opts)
             .await?;
         sqlx::migrate!("migrations/sqlite").run(&pool).await?;
-        Ok(Store { pool })
+        Ok(Store {
+            pool,
+            changes: Default::default(),
+        })
     }
 
     /// The underlying pool, for crates that add their own tables.

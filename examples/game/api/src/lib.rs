@@ -7,7 +7,8 @@
 //! * `GET /api/games/{id}` — one game
 //! * `GET /api/games/{id}/next?after=VERSION` — waits (up to 10 s) until the
 //!   game's version differs from VERSION, then answers it: how an opponent's
-//!   move reaches a player without reloading
+//!   move reaches a player without reloading (the host's `documents.watch`
+//!   wakes it when the game is written)
 //! * `POST /api/games/{id}/join` — take the yellow side of an open game
 //! * `POST /api/games/{id}/moves` — `{"column": 0-6, "version": V}`
 //! * `POST /api/games/{id}/resign` — give up (or cancel an open game)
@@ -53,7 +54,7 @@ const ENDED_TOPIC: &str = "game-ended";
 /// Default idle time before the janitor abandons a game.
 const DEFAULT_IDLE_SECS: i64 = 600;
 /// How long `next` waits for a change.
-const WAIT_MS: i64 = 10_000;
+const WAIT_MS: u32 = 10_000;
 
 struct Api;
 
@@ -96,17 +97,23 @@ struct Game {
     doc: Value,
 }
 
+impl From<documents::Document> for Game {
+    fn from(d: documents::Document) -> Game {
+        Game {
+            id: d.id,
+            version: d.version,
+            doc: serde_json::from_str(&d.json).unwrap_or(Value::Null),
+        }
+    }
+}
+
 impl Game {
     fn load(id: &str) -> Result<Game, Reply> {
         if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
             return Err(Reply::error(404, format!("no game {id:?}")));
         }
         match documents::get(GAMES, id).map_err(doc_error)? {
-            Some(d) => Ok(Game {
-                id: d.id,
-                version: d.version,
-                doc: serde_json::from_str(&d.json).unwrap_or(Value::Null),
-            }),
+            Some(d) => Ok(Game::from(d)),
             None => Err(Reply::error(404, format!("no game {id:?}: it may have been deleted"))),
         }
     }
@@ -353,16 +360,18 @@ fn resign(who: &Caller, mut game: Game) -> Result<Reply, Reply> {
     Ok(Reply::json(200, &game.view(&who.id)))
 }
 
-/// Answers the game once its version is not `after` (or after `WAIT_MS`).
+/// Answers the game once its version is not `after` (or after `WAIT_MS`):
+/// the host wakes the wait when the game is written, with no re-reads.
 fn next(who: &Caller, id: &str, after: u64) -> Result<Reply, Reply> {
-    let deadline = now_ms() + WAIT_MS;
-    loop {
-        let game = Game::load(id)?;
-        if game.version != after || now_ms() >= deadline || game.status() == "finished" {
-            return Ok(Reply::json(200, &game.view(&who.id)));
-        }
-        wasi::clocks::monotonic_clock::subscribe_duration(150_000_000).block();
+    let game = Game::load(id)?;
+    if game.version != after || game.status() == "finished" {
+        return Ok(Reply::json(200, &game.view(&who.id)));
     }
+    let game = match documents::watch(GAMES, id, after, WAIT_MS).map_err(doc_error)? {
+        Some(d) => Game::from(d),
+        None => return Err(Reply::error(404, format!("no game {id:?}: it was deleted"))),
+    };
+    Ok(Reply::json(200, &game.view(&who.id)))
 }
 
 /// The scheduled sweep: abandons idle games, re-publishes unreported ends.

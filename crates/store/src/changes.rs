@@ -1,0 +1,123 @@
+//! Waiting for a document to change: the writes this node makes wake the
+//! readers waiting on that document (`Store::doc_watch`). Writes the node
+//! does not see (another node's, in a multi-node deployment) are caught by
+//! re-reading at least every [`RECHECK`].
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// How often a waiter re-reads its document even without a wake-up.
+pub(crate) const RECHECK: Duration = Duration::from_secs(1);
+
+type Key = (String, String, String);
+
+/// Who waits on which document.
+#[derive(Default)]
+pub(crate) struct DocChanges {
+    waiting: Mutex<HashMap<Key, Arc<Notify>>>,
+    /// Waiters in all: a write checks this before taking the lock.
+    count: AtomicUsize,
+}
+
+/// One waiter's registration, removed when dropped.
+pub(crate) struct Waiter<'a> {
+    changes: &'a DocChanges,
+    key: Key,
+    notify: Option<Arc<Notify>>,
+}
+
+impl DocChanges {
+    /// Registers a waiter on (app, collection, id).
+    pub(crate) fn wait(&self, app: &str, coll: &str, id: &str) -> Waiter<'_> {
+        let key = (app.to_string(), coll.to_string(), id.to_string());
+        let notify = self
+            .waiting
+            .lock()
+            .expect("doc waiters lock")
+            .entry(key.clone())
+            .or_default()
+            .clone();
+        self.count.fetch_add(1, Ordering::SeqCst);
+        Waiter {
+            changes: self,
+            key,
+            notify: Some(notify),
+        }
+    }
+
+    /// Wakes the waiters on a document that was just written or deleted.
+    pub(crate) fn changed(&self, app: &str, coll: &str, id: &str) {
+        if self.count.load(Ordering::SeqCst) == 0 {
+            return;
+        }
+        let key = (app.to_string(), coll.to_string(), id.to_string());
+        if let Some(n) = self.waiting.lock().expect("doc waiters lock").get(&key) {
+            n.notify_waiters();
+        }
+    }
+}
+
+impl Waiter<'_> {
+    /// What wakes this waiter.
+    pub(crate) fn notify(&self) -> &Notify {
+        self.notify.as_deref().expect("set until dropped")
+    }
+}
+
+impl Drop for Waiter<'_> {
+    fn drop(&mut self) {
+        let mut waiting = self.changes.waiting.lock().expect("doc waiters lock");
+        // Handles are cloned and dropped only under the lock, so a count
+        // of one (the map's own) means nobody else waits on this document.
+        drop(self.notify.take());
+        if waiting
+            .get(&self.key)
+            .is_some_and(|n| Arc::strong_count(n) == 1)
+        {
+            waiting.remove(&self.key);
+        }
+        self.changes.count.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_write_wakes_the_waiters_of_that_document_only() {
+        let changes = DocChanges::default();
+        let a = changes.wait("app", "games", "1");
+        let b = changes.wait("app", "games", "1");
+        let other = changes.wait("app", "games", "2");
+        let mut woke_a = Box::pin(a.notify().notified());
+        let mut woke_b = Box::pin(b.notify().notified());
+        let mut woke_other = Box::pin(other.notify().notified());
+        woke_a.as_mut().enable();
+        woke_b.as_mut().enable();
+        woke_other.as_mut().enable();
+        changes.changed("app", "games", "1");
+        let second = Duration::from_secs(1);
+        tokio::time::timeout(second, woke_a.as_mut())
+            .await
+            .expect("a woke");
+        tokio::time::timeout(second, woke_b.as_mut())
+            .await
+            .expect("b woke");
+        let quiet = tokio::time::timeout(Duration::from_millis(20), woke_other.as_mut()).await;
+        assert!(
+            quiet.is_err(),
+            "a write to games/1 woke the waiter of games/2"
+        );
+        drop((woke_a, woke_b, woke_other));
+        drop((a, b, other));
+        assert!(
+            changes.waiting.lock().unwrap().is_empty(),
+            "no registration outlives its waiter"
+        );
+        assert_eq!(changes.count.load(Ordering::SeqCst), 0);
+    }
+}
