@@ -155,10 +155,19 @@ try {
   assert.ok((await ops.locator("#view tbody tr", { hasText: "scorer" }).count()) >= 1, "the scorer's deliveries are listed");
   await shot(ops, "console-invocations");
   await moveRow.click();
+  await ops.locator("#logs").waitFor();
+  await ops.locator("#view td", { hasText: "POST /api/games/" }).first().waitFor();
   await ops.locator("#trace-link").click();
   await ops.locator("#waterfall .row", { hasText: "game/api" }).first().waitFor();
   await ops.locator("#waterfall .row", { hasText: "docs get games" }).first().waitFor();
   await shot(ops, "console-trace");
+
+  step("console: the scorer's logs, from a topic delivery");
+  await ops.goto(`${BASE}/console/#/invocations/game?function=scorer`);
+  const delivery = ops.locator("#view tbody tr", { hasText: "topic" }).first();
+  await delivery.waitFor();
+  await delivery.click();
+  await ops.locator("#logs", { hasText: "scored game" }).waitFor();
 
   step("console: usage charts for the last day");
   await ops.goto(`${BASE}/console/#/usage/game?period=day`);
