@@ -149,7 +149,7 @@ try {
   await shot(ops, "console-apps");
 
   step("console: the game's invocations, one move's logs and trace");
-  await ops.goto(`${BASE}/console/#/invocations/game`);
+  await ops.evaluate((h) => { location.hash = h; }, `#/invocations/game`);
   const moveRow = ops.locator("#view tbody tr", { hasText: "/moves" }).first();
   await moveRow.waitFor();
   assert.ok((await ops.locator("#view tbody tr", { hasText: "scorer" }).count()) >= 1, "the scorer's deliveries are listed");
@@ -163,19 +163,19 @@ try {
   await shot(ops, "console-trace");
 
   step("console: the scorer's logs, from a topic delivery");
-  await ops.goto(`${BASE}/console/#/invocations/game?function=scorer`);
+  await ops.evaluate((h) => { location.hash = h; }, `#/invocations/game?function=scorer`);
   const delivery = ops.locator("#view tbody tr", { hasText: "topic" }).first();
   await delivery.waitFor();
   await delivery.click();
   await ops.locator("#logs", { hasText: "scored game" }).waitFor();
 
   step("console: usage charts for the last day");
-  await ops.goto(`${BASE}/console/#/usage/game?period=day`);
+  await ops.evaluate((h) => { location.hash = h; }, `#/usage/game?period=day`);
   await ops.locator("#chart-invocations svg rect.bar").last().waitFor();
   await shot(ops, "console-usage");
 
   step("console: roll the game back to revision 1");
-  await ops.goto(`${BASE}/console/#/apps/game`);
+  await ops.evaluate((h) => { location.hash = h; }, `#/apps/game`);
   await ops.locator("#active-revision", { hasText: "revision 2 active" }).waitFor();
   await ops.click("#rollback");
   await ops.locator("#message", { hasText: "now serves revision 1" }).waitFor();

@@ -6,7 +6,9 @@
 
 const $ = (sel, root) => (root || document).querySelector(sel);
 const view = $("#view");
-let key = sessionStorage.getItem("nimbus-key");
+// The key lives in this page's memory only: never in storage that app
+// pages on the same origin could read. A reload asks for it again.
+let key = null;
 let apps = [];
 
 // ---- helpers ----
@@ -340,7 +342,6 @@ async function route() {
 function logout(message) {
   key = null;
   apps = [];
-  sessionStorage.removeItem("nimbus-key");
   route();
   if (message) say(message);
 }
@@ -354,7 +355,6 @@ $("#login-form").onsubmit = async (e) => {
     return;
   }
   key = candidate;
-  sessionStorage.setItem("nimbus-key", key);
   $("#key").value = "";
   route();
 };

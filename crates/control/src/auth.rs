@@ -242,6 +242,12 @@ pub(crate) fn authorize(
                     "{what} is not open to clients (access = \"none\"): use an API key with the data scope, or a function"
                 ),
             )),
+            Access::OwnerRead if write => Err(ApiError(
+                StatusCode::UNAUTHORIZED,
+                format!(
+                    "{what} is read-only for clients (access = \"owner-read\"): writes need an API key with the data scope, or a function"
+                ),
+            )),
             _ => Err(ApiError(
                 StatusCode::UNAUTHORIZED,
                 format!(
@@ -261,6 +267,13 @@ pub(crate) fn authorize(
             )),
             Access::Authenticated => Ok(Grant::User),
             Access::Owner => Ok(Grant::Owner(c.subject.clone())),
+            Access::OwnerRead if !write => Ok(Grant::Owner(c.subject.clone())),
+            Access::OwnerRead => Err(ApiError(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "{what} is read-only for clients (access = \"owner-read\"): a user reads only their own, and only functions write"
+                ),
+            )),
         },
     }
 }

@@ -1,9 +1,14 @@
 //! The web console at `/console`: one page and its script and styles,
 //! compiled into the binary (nothing is fetched from anywhere else). The
 //! page is public; everything it shows comes from the control API, called
-//! by the browser with the API key the user logs in with (kept in the
-//! tab's `sessionStorage`), so the console can do exactly what that key
-//! may do.
+//! by the browser with the API key the user logs in with, so the console
+//! can do exactly what that key may do.
+//!
+//! It shares its origin with the apps' pages, so the key stays in the
+//! page's memory (no storage an app page could read), the page cannot be
+//! framed, and `Cross-Origin-Opener-Policy: same-origin` cuts it off from
+//! any app page that opened it (which would otherwise hold a reference to
+//! its window).
 
 use axum::Router;
 use axum::extract::Path;
@@ -37,6 +42,10 @@ fn file(name: &str) -> Response {
                 (header::CONTENT_TYPE, *ctype),
                 (header::CACHE_CONTROL, "no-cache"),
                 (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+                (
+                    header::HeaderName::from_static("cross-origin-opener-policy"),
+                    "same-origin",
+                ),
                 // The console runs only its own script, and only talks to this server.
                 (
                     header::CONTENT_SECURITY_POLICY,

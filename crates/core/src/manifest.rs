@@ -700,14 +700,16 @@ impl Manifest {
                 None => Access::None,
             };
             let owner_field = match (&c.get_ref().owner_field, access) {
-                (Some(f), Access::Owner) => {
+                (Some(f), Access::Owner | Access::OwnerRead) => {
                     crate::data::check_field_path(f).map_err(err)?;
                     Some(f.clone())
                 }
                 (Some(_), _) => {
-                    return Err(err("owner_field needs access = \"owner\"".into()));
+                    return Err(err(
+                        "owner_field needs access = \"owner\" or \"owner-read\"".into(),
+                    ));
                 }
-                (None, Access::Owner) => Some("owner".to_string()),
+                (None, Access::Owner | Access::OwnerRead) => Some("owner".to_string()),
                 (None, _) => None,
             };
             collections.insert(
@@ -1417,6 +1419,12 @@ mod policy_tests {
         let b = spec.route_policy(&spec.routes[1]).unwrap();
         assert_eq!(b.auth, AuthMode::Public);
         assert_eq!(spec.kv["pub"].access, Access::PublicRead);
+        assert_eq!(Access::parse("owner-read"), Ok(Access::OwnerRead));
+        assert!(
+            Access::parse("owner-write")
+                .unwrap_err()
+                .contains("owner-read")
+        );
         assert_eq!(
             spec.collections["games"].owner_field.as_deref(),
             Some("player")

@@ -551,18 +551,22 @@ pub enum Access {
     /// Signed-in users may read and write only what they own: documents
     /// whose owner field equals their subject, keys under `SUBJECT/`.
     Owner,
+    /// Signed-in users may read only what they own (as with `Owner`);
+    /// writes need an admin key or a function.
+    OwnerRead,
 }
 
 impl Access {
-    /// Parses `none`, `public-read`, `authenticated` or `owner`.
+    /// Parses `none`, `public-read`, `authenticated`, `owner` or `owner-read`.
     pub fn parse(s: &str) -> Result<Access, String> {
         match s {
             "none" => Ok(Access::None),
             "public-read" => Ok(Access::PublicRead),
             "authenticated" => Ok(Access::Authenticated),
             "owner" => Ok(Access::Owner),
+            "owner-read" => Ok(Access::OwnerRead),
             other => Err(format!(
-                "access = {other:?} is unknown: use \"none\", \"public-read\", \"authenticated\" or \"owner\""
+                "access = {other:?} is unknown: use \"none\", \"public-read\", \"authenticated\", \"owner\" or \"owner-read\""
             )),
         }
     }

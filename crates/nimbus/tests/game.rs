@@ -347,6 +347,17 @@ async fn two_players_play_connect_four_to_a_win() {
     );
     let (status, _) = query(&s, "results", None, json!({})).await;
     assert_eq!(status, 401, "results need a user token");
+    // Results are owner-read: nobody writes their own, not even to flatter it.
+    let r = s
+        .http
+        .put(format!("{}/v1/apps/game/docs/results/{id}-yellow", s.url))
+        .bearer_auth(&bob.token)
+        .json(&json!({ "player": bob.id, "outcome": "won" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(r.text().await.unwrap().contains("owner-read"));
 
     // A second game: bob opens, alice joins and resigns; bob wins it.
     let (_, second) = call(&s, &bob, "POST", "/api/games", None).await;
@@ -445,15 +456,17 @@ async fn the_schedule_abandons_idle_games() {
     );
     let row = leaderboard_row(&s, &yellow.id, 1).await;
     assert_eq!(row["losses"], 1);
-    // An open game nobody joined is closed, and counts for nobody.
-    let (_, closed) = call(
-        &s,
-        &red,
-        "GET",
-        &format!("/api/games/{}", open["id"].as_str().unwrap()),
-        None,
-    )
-    .await;
+    // An open game nobody joined is closed, and counts for nobody (it was
+    // created a moment later, so it may be a tick behind).
+    let open_path = format!("/api/games/{}", open["id"].as_str().unwrap());
+    let mut closed = Value::Null;
+    for _ in 0..100 {
+        closed = call(&s, &red, "GET", &open_path, None).await.1;
+        if closed["status"] == "finished" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert_eq!(
         (closed["status"].as_str(), closed["result"].as_str()),
         (Some("finished"), Some("abandoned")),
@@ -480,6 +493,8 @@ async fn the_console_is_served_from_the_binary() {
         .unwrap()
         .to_string();
     assert!(csp.contains("default-src 'self'"), "{csp}");
+    // Cut off from app pages of the same origin that might open it.
+    assert_eq!(r.headers()["cross-origin-opener-policy"], "same-origin");
     let page = r.text().await.unwrap();
     assert!(page.contains("Nimbus console"), "{page}");
     // Everything it loads is its own: no CDN, nothing outside this server.

@@ -3,9 +3,11 @@
 //! clients read it straight from the data API) and writes each player's
 //! entry in `results` (owner rule: a user reads only their own).
 //!
-//! Delivery is at least once, so counting is idempotent: a leaderboard row
-//! lists the games it has counted, and is written only through the version
-//! it was read at (a concurrent update of the same row is retried).
+//! Delivery is at least once, so counting is idempotent: a player's result
+//! document is written last, and a side whose result exists is skipped; a
+//! leaderboard row also lists the last games it counted (for a delivery
+//! that stopped between the two writes), and is written only through the
+//! version it was read at (a concurrent update of the same row is retried).
 //! A failure answers 500, so the event is delivered again later.
 
 mod bindings {
@@ -82,6 +84,12 @@ fn score(event: &Value) -> Result<(), String> {
             None => "draw",
         };
         let name = event[format!("{side}_name")].as_str().unwrap_or("player");
+        let result_id = format!("{game}-{side}");
+        // Written last, so its presence means this side was fully scored
+        // (however long ago: a redriven dead letter, a late republish).
+        if documents::get("results", &result_id).map_err(|e| format!("{e:?}"))?.is_some() {
+            continue;
+        }
         count(player, name, game, outcome)?;
         let result = json!({
             "player": player,
@@ -94,7 +102,7 @@ fn score(event: &Value) -> Result<(), String> {
             "moves": event["moves"],
             "finished_at": event["finished_at"],
         });
-        documents::put("results", &format!("{game}-{side}"), &result.to_string(), None)
+        documents::put("results", &result_id, &result.to_string(), None)
             .map_err(|e| format!("{e:?}"))?;
     }
     println!("scored game {game}: winner {}", winner.unwrap_or("none (draw)"));

@@ -3,21 +3,23 @@
 //   /api/games...                     the game functions (JWT routes)
 //   /v1/apps/game/docs/leaderboard    public-read, straight from the data API
 //   /v1/apps/game/docs/results        owner rule: the user's own results
-// The session lives in localStorage and the game in the URL hash, so a
-// reload comes back to the same board.
+// The session lives in the tab's sessionStorage (two tabs can be two
+// players) and the game in the URL hash, so a reload comes back to the
+// same board.
 "use strict";
 
 const APP = "game";
 const $ = (sel) => document.querySelector(sel);
-let session = JSON.parse(localStorage.getItem("session") || "null");
+let session = JSON.parse(sessionStorage.getItem("session") || "null");
 let current = null;      // the game on screen
-let watching = null;     // id of the game being long-polled
+let watching = 0;        // generation of the long poll that may run
 let lobbyTimer = null;
+let refreshing = null;   // the refresh in flight: one per tab, shared
 
 function save(s) {
   session = s;
-  if (s) localStorage.setItem("session", JSON.stringify(s));
-  else localStorage.removeItem("session");
+  if (s) sessionStorage.setItem("session", JSON.stringify(s));
+  else sessionStorage.removeItem("session");
 }
 
 function say(text, kind) {
@@ -51,15 +53,21 @@ async function call(method, path, body, retried) {
   return resp.status === 204 ? null : resp.json();
 }
 
-async function refresh() {
-  const resp = await fetch(`/v1/apps/${APP}/auth/refresh`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ refresh_token: session.refresh_token }),
-  });
-  if (!resp.ok) return false;
-  save(await resp.json());
-  return true;
+// A refresh token is single use: concurrent 401s (a move and the long
+// poll) share one refresh instead of spending the token twice.
+function refresh() {
+  if (!refreshing) {
+    const token = session.refresh_token;
+    refreshing = fetch(`/v1/apps/${APP}/auth/refresh`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ refresh_token: token }),
+    }).then(async (resp) => {
+      if (resp.ok) save(await resp.json());
+      return resp.ok;
+    }).catch(() => false).finally(() => { refreshing = null; });
+  }
+  return refreshing;
 }
 
 async function authenticate(kind) {
@@ -94,12 +102,12 @@ function show() {
   $("#lobby-view").hidden = !signedIn || !!gameId;
   $("#game-view").hidden = !signedIn || !gameId;
   clearInterval(lobbyTimer);
+  watching++; // ends any long poll of the view we are leaving
   if (!signedIn) {
-    watching = null;
+    current = null;
   } else if (gameId) {
     openGame(gameId);
   } else {
-    watching = null;
     current = null;
     loadLobby();
     lobbyTimer = setInterval(loadLobby, 3000);
@@ -143,7 +151,7 @@ async function loadLobby() {
       { order_by: [["finished_at", "desc"]], limit: 10 });
     fill($("#results"), results.documents.map((d) => item(
       `${d.body.outcome === "won" ? "Won" : d.body.outcome === "lost" ? "Lost" : "Draw"} vs ${esc(d.body.opponent_name)}
-       <small>(${esc(d.body.reason)}, ${d.body.moves} moves)</small>`)), "No finished games yet.");
+       <small>(${esc(d.body.reason)}, ${esc(d.body.moves)} moves)</small>`)), "No finished games yet.");
   } catch (e) {
     say(e.message);
   }
@@ -190,30 +198,31 @@ async function join(id) {
 }
 
 async function openGame(id) {
+  const generation = ++watching;
   try {
-    render(await call("GET", `/api/games/${id}`));
-    watch(id);
+    const g = await call("GET", `/api/games/${id}`);
+    if (generation !== watching) return;
+    render(g);
+    watch(id, generation);
   } catch (e) {
     say(e.message);
   }
 }
 
 // Long poll: the server answers as soon as the game's version changes.
-async function watch(id) {
-  if (watching === id) return;
-  watching = id;
-  while (watching === id && current && current.id === id && current.status !== "finished") {
+// One runs at a time: opening a view starts a new generation.
+async function watch(id, generation) {
+  while (generation === watching && current && current.id === id && current.status !== "finished") {
     try {
       const g = await call("GET", `/api/games/${id}/next?after=${current.version}`);
-      if (watching !== id) return;
-      if (g.version !== current.version) render(g);
+      if (generation !== watching) return;
+      if (g.id === current.id && g.version > current.version) render(g);
     } catch (e) {
-      if (watching !== id) return;
+      if (generation !== watching) return;
       say(e.message);
       await new Promise((r) => setTimeout(r, 2000));
     }
   }
-  if (watching === id) watching = null;
 }
 
 function statusText(g) {
@@ -252,7 +261,8 @@ function render(g) {
 async function move(column) {
   if (!current) return;
   try {
-    render(await call("POST", `/api/games/${current.id}/moves`, { column, version: current.version }));
+    const g = await call("POST", `/api/games/${current.id}/moves`, { column, version: current.version });
+    if (current && g.id === current.id && g.version > current.version) render(g);
     say("");
   } catch (e) {
     say(e.message);
