@@ -421,6 +421,19 @@ async fn two_players_play_connect_four_to_a_win() {
     );
 }
 
+/// Polls a game (for up to 10 s) until it is finished; the last answer.
+async fn finished_game(s: &Server, p: &Player, path: &str) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..100 {
+        last = call(s, p, "GET", path, None).await.1;
+        if last["status"] == "finished" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    last
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_schedule_abandons_idle_games() {
     let s = Server::start(&[]);
@@ -439,16 +452,7 @@ async fn the_schedule_abandons_idle_games() {
 
     // Yellow had to move and walked away: after the idle time the janitor
     // ends the game, yellow loses, and the leaderboard counts it.
-    let mut last = Value::Null;
-    for _ in 0..100 {
-        last = call(&s, &red, "GET", &format!("/api/games/{id}"), None)
-            .await
-            .1;
-        if last["status"] == "finished" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let last = finished_game(&s, &red, &format!("/api/games/{id}")).await;
     assert_eq!(
         (last["result"].as_str(), last["winner_side"].as_str()),
         (Some("abandoned"), Some("red")),
@@ -459,14 +463,7 @@ async fn the_schedule_abandons_idle_games() {
     // An open game nobody joined is closed, and counts for nobody (it was
     // created a moment later, so it may be a tick behind).
     let open_path = format!("/api/games/{}", open["id"].as_str().unwrap());
-    let mut closed = Value::Null;
-    for _ in 0..100 {
-        closed = call(&s, &red, "GET", &open_path, None).await.1;
-        if closed["status"] == "finished" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let closed = finished_game(&s, &red, &open_path).await;
     assert_eq!(
         (closed["status"].as_str(), closed["result"].as_str()),
         (Some("finished"), Some("abandoned")),
