@@ -124,6 +124,33 @@ async fn two_players_play_connect_four_to_a_win() {
     assert_eq!(status, 200);
     assert!(page.contains("Connect Four"), "{page}");
     assert_eq!(s.get("/game/app.js").await.status(), 200);
+    // A HEAD request (or a 304) sends no body: the guest still finishes
+    // writing the one it made, and that is no client going away.
+    let r = s
+        .http
+        .head(format!("{}/game/app.js", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let id = common::invocation_id(&r);
+    let record = s
+        .api_wait("/v1/apps/game/invocations?function=web", 10, |v| {
+            v.as_array().unwrap().iter().any(|r| r["id"] == id.as_str())
+        })
+        .await;
+    let record = record
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == id.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (record["method"].as_str(), record["outcome"].as_str()),
+        (Some("HEAD"), Some("ok")),
+        "{record}"
+    );
 
     let alice = sign_up(&s, "alice@example.com").await;
     let bob = sign_up(&s, "bob@example.com").await;

@@ -400,6 +400,9 @@ struct GuestBody {
     guest: Option<GuestFuture>,
     inner: Counted<ResponseBody>,
     inner_done: bool,
+    /// A response that carries no body (to a HEAD request, or a 1xx, 204 or
+    /// 304): the server drops it unread, which is no client going away.
+    bodiless: bool,
 }
 
 impl Body for GuestBody {
@@ -443,13 +446,49 @@ impl Body for GuestBody {
 
 impl Drop for GuestBody {
     fn drop(&mut self) {
-        if self.guest.take().is_some() {
-            self.inner.tracker.finish(
-                Outcome::Error,
-                Some("the client went away before the response was complete".into()),
-            );
+        let Some(guest) = self.guest.take() else {
+            return;
+        };
+        if self.bodiless
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            // Nothing reaches the client, but the guest still writes the
+            // body it made and may work on after it (within its timeout):
+            // a task of its own drives both, discarding the bytes, and the
+            // invocation is recorded as it really ended.
+            let empty: ResponseBody = http_body_util::Empty::new()
+                .map_err(|never| match never {})
+                .boxed_unsync();
+            let rest = GuestBody {
+                guest: Some(guest),
+                inner: Counted {
+                    inner: std::mem::replace(&mut self.inner.inner, empty),
+                    tracker: self.inner.tracker.clone(),
+                    outbound: self.inner.outbound,
+                },
+                inner_done: self.inner_done,
+                bodiless: false,
+            };
+            rt.spawn(async move {
+                let mut rest = std::pin::pin!(rest);
+                while let Some(Ok(_)) = rest.frame().await {}
+            });
+            return;
         }
+        self.inner.tracker.finish(
+            Outcome::Error,
+            Some("the client went away before the response was complete".into()),
+        );
     }
+}
+
+/// Whether a response to `method` with `status` has no body on the wire,
+/// so the server never polls it.
+fn is_bodiless(method: &http::Method, status: StatusCode) -> bool {
+    method == http::Method::HEAD
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
 }
 
 /// A plain-text response Nimbus writes itself (errors, throttling).
@@ -578,13 +617,14 @@ impl Runtime {
         let config = f.config.load_full();
         let stdout = Capture::new(self.config.log_limit_bytes);
         let stderr = Capture::new(self.config.log_limit_bytes);
+        let method = parts.method.clone();
         let tracker = Arc::new(Tracker {
             id: id.clone(),
             app: f.app.clone(),
             function: f.name.clone(),
             revision: f.revision,
             trigger: meta.trigger,
-            method: parts.method.to_string(),
+            method: method.to_string(),
             path: parts
                 .uri
                 .path_and_query()
@@ -823,6 +863,7 @@ impl Runtime {
                     .status
                     .store(resp.status().as_u16(), Ordering::Relaxed);
                 let tracker = tracker.clone();
+                let bodiless = is_bodiless(&method, resp.status());
                 resp.map(move |body| {
                     GuestBody {
                         guest,
@@ -832,6 +873,7 @@ impl Runtime {
                             outbound: true,
                         },
                         inner_done: false,
+                        bodiless,
                     }
                     .boxed_unsync()
                 })
