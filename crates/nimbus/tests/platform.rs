@@ -85,6 +85,42 @@ async fn routes_params_and_methods() {
     assert_eq!(status, 404);
     assert!(body.contains("no route for GET /nowhere"), "{body}");
 
+    // A client that gives up before the response starts stops the function,
+    // and the record says so (not a silent "ok" without a status).
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    assert!(
+        impatient
+            .get(format!("{}/chaos/slowhead?ms=600", server.url))
+            .send()
+            .await
+            .is_err()
+    );
+    let list = server
+        .api_wait("/v1/apps/basic/invocations?function=chaos", 10, |v| {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["path"].as_str().unwrap().contains("slowhead"))
+        })
+        .await;
+    let cancelled = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["path"].as_str().unwrap().contains("slowhead"))
+        .unwrap();
+    assert_eq!(cancelled["outcome"], "error", "{cancelled}");
+    assert!(
+        cancelled["error"]
+            .as_str()
+            .unwrap()
+            .contains("cancelled before the response started"),
+        "{cancelled}"
+    );
+
     // A fresh instance per request: a guest's global counter never survives.
     for _ in 0..3 {
         assert_eq!(

@@ -288,10 +288,16 @@ impl Tracker {
 
 impl Drop for Tracker {
     fn drop(&mut self) {
-        let end = self.end.lock().take().unwrap_or(End {
+        // Every way an invocation ends records it, but one: its request was
+        // dropped before the response started (the client went away, or
+        // the server is shutting down), which dropped the instance too.
+        let end = self.end.lock().take().unwrap_or_else(|| End {
             duration: self.start.elapsed(),
-            outcome: Outcome::Ok,
-            error: None,
+            outcome: Outcome::Error,
+            error: Some(
+                "the request was cancelled before the response started (the client went away, or the server shut down), so the function was stopped"
+                    .into(),
+            ),
         });
         let status = self.status.load(Ordering::Relaxed);
         let failed = end.outcome != Outcome::Ok || status >= 500;
