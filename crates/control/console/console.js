@@ -60,7 +60,7 @@ const money = (x, cur) => `${x < 0.01 && x > 0 ? x.toExponential(2) : x.toFixed(
 
 function table(headers, rows, onClick) {
   return h("table", {},
-    h("thead", {}, h("tr", {}, headers.map((t) => h("th", { class: /^[#A-Z ]*$/.test(t) ? "" : "" }, t)))),
+    h("thead", {}, h("tr", {}, headers.map((t) => h("th", {}, t)))),
     h("tbody", {}, rows.length ? rows.map((r) => {
       const tr = h("tr", { class: onClick ? "clickable" : "" }, r.cells.map((c) => h("td", { class: typeof c === "number" ? "num" : "" }, c)));
       if (onClick) tr.onclick = () => onClick(r);
@@ -152,9 +152,8 @@ async function showInvocations(app) {
 }
 
 async function showInvocation(app, id) {
-  const inv = await api("GET", `/v1/invocations/${enc(id)}`);
+  const rec = await api("GET", `/v1/invocations/${enc(id)}`);
   const logs = await api("GET", `/v1/apps/${enc(app)}/logs?invocation=${enc(id)}&limit=500`);
-  const rec = inv.invocation || inv;
   const fields = [
     ["Function", `${rec.app}/${rec.function} (revision ${rec.revision})`],
     ["Trigger", `${rec.trigger} ${rec.method} ${rec.path}`],

@@ -5,13 +5,9 @@
 
 mod common;
 
-use common::Server;
+use common::{Server, repo};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 /// What the browser test needs, or a message saying how to get it.
 fn browser_setup() -> (PathBuf, String) {

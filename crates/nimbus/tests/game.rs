@@ -10,11 +10,11 @@ mod common;
 use common::{Server, guests};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 fn game_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/game")
+    common::repo().join("examples/game")
 }
 
 /// The game's manifest with absolute component paths and no build
@@ -123,7 +123,37 @@ async fn two_players_play_connect_four_to_a_win() {
     let (status, page) = s.get_text("/game/").await;
     assert_eq!(status, 200);
     assert!(page.contains("Connect Four"), "{page}");
-    assert_eq!(s.get("/game/app.js").await.status(), 200);
+    let js = s.get("/game/app.js").await;
+    assert_eq!(js.status(), 200);
+    // A browser's cached copy is revalidated by its ETag.
+    let etag = js.headers()["etag"].clone();
+    let r = s
+        .http
+        .get(format!("{}/game/app.js", s.url))
+        .header("if-none-match", etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 304);
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    for (path, status) in [("/", 302), ("/game", 301)] {
+        let r = no_redirects
+            .get(format!("{}{path}", s.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            (
+                r.status().as_u16(),
+                r.headers()["location"].to_str().unwrap()
+            ),
+            (status, "/game/"),
+            "{path}"
+        );
+    }
     // A HEAD request (or a 304) sends no body: the guest still finishes
     // writing the one it made, and that is no client going away.
     let r = s

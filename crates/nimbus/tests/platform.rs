@@ -760,7 +760,7 @@ async fn evicted_functions_reload_from_the_compile_cache() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_demo_app_deploys_and_serves() {
     let server = Server::start(&[]);
-    let demo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/demo");
+    let demo = common::repo().join("examples/demo");
     // Runs the manifest's build commands, as a user's `nimbus deploy` does.
     let out = server.deploy(&demo);
     assert!(out.contains("deployed demo revision 1"), "{out}");

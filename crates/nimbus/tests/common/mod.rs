@@ -16,11 +16,16 @@ pub fn invocation_id(r: &reqwest::Response) -> String {
         .to_string()
 }
 
+/// The repository's root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
 /// Directory holding the example guests built for wasm32-wasip2.
 pub fn guests() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+        let examples = repo().join("examples");
         let status = Command::new(env!("CARGO"))
             .args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
             .arg(examples.join("Cargo.toml"))

@@ -14,15 +14,27 @@ const FILES: &[(&str, &str, &[u8])] = &[
     ("icon.svg", "image/svg+xml", include_bytes!("../static/icon.svg")),
 ];
 
-/// A version tag for the files: changes whenever the component does.
-fn etag() -> String {
+/// A version tag for the files (FNV-1a of their bytes), computed when the
+/// component is compiled: it changes whenever the files do.
+const ETAG: u64 = {
     let mut h: u64 = 0xcbf29ce484222325;
-    for (_, _, bytes) in FILES {
-        for b in bytes.iter() {
-            h = (h ^ *b as u64).wrapping_mul(0x100000001b3);
+    let mut f = 0;
+    while f < FILES.len() {
+        let bytes = FILES[f].2;
+        let mut i = 0;
+        while i < bytes.len() {
+            h = (h ^ bytes[i] as u64).wrapping_mul(0x100000001b3);
+            i += 1;
         }
+        f += 1;
     }
-    format!("\"{h:016x}\"")
+    h
+};
+
+fn redirect(status: u16, to: &str) -> Reply {
+    let mut r = Reply::error(status, format!("the game is at {to}"));
+    r.headers.push(("location".into(), to.into()));
+    r
 }
 
 fn serve(req: &IncomingRequest) -> Reply {
@@ -31,31 +43,25 @@ fn serve(req: &IncomingRequest) -> Reply {
     }
     let pq = req.path_with_query().unwrap_or_default();
     let path = pq.split('?').next().unwrap_or("");
-    let Some(file) = path.strip_prefix("/game/").or(if path == "/game" { Some("") } else { None }) else {
-        let mut r = Reply::error(302, "the game is at /game/");
-        r.headers.push(("location".into(), "/game/".into()));
-        return r;
+    let file = match path.strip_prefix("/game/") {
+        Some(file) => file,
+        None if path == "/game" => return redirect(301, "/game/"),
+        None => return redirect(302, "/game/"),
     };
-    if path == "/game" {
-        let mut r = Reply::error(301, "the game is at /game/");
-        r.headers.push(("location".into(), "/game/".into()));
-        return r;
-    }
     // Unknown paths under /game/ are the page's own views: serve the page.
     let (ctype, bytes) = FILES
         .iter()
         .find(|(name, _, _)| *name == file)
         .map(|(_, t, b)| (*t, *b))
         .unwrap_or((FILES[0].1, FILES[0].2));
-    let tag = etag();
-    let mut r = if game_shared::header(req, "if-none-match").as_deref() == Some(tag.as_str()) {
-        Reply { status: 304, content_type: ctype, body: Vec::new(), headers: Vec::new() }
-    } else {
-        Reply { status: 200, content_type: ctype, body: bytes.to_vec(), headers: Vec::new() }
-    };
-    r.headers.push(("etag".into(), tag));
-    r.headers.push(("cache-control".into(), "no-cache".into()));
-    r
+    let tag = format!("\"{ETAG:016x}\"");
+    let fresh = game_shared::header(req, "if-none-match").as_deref() == Some(tag.as_str());
+    Reply {
+        status: if fresh { 304 } else { 200 },
+        content_type: ctype,
+        body: if fresh { Vec::new() } else { bytes.to_vec() },
+        headers: vec![("etag".into(), tag), ("cache-control".into(), "no-cache".into())],
+    }
 }
 
 struct Web;
