@@ -342,6 +342,53 @@ impl Platform {
         Ok(n)
     }
 
+    /// Catches up with changes made through another node of the cluster:
+    /// apps whose active revision changed are loaded and swapped in (the
+    /// others keep their loaded functions), deleted apps go, configuration
+    /// is re-read, API keys and signing keys are reloaded. A request in
+    /// flight keeps the revision it started with.
+    pub async fn resync(&self) -> Result<(), PlatformError> {
+        let _guard = self.lock.lock().await;
+        let current = self.gateway.table();
+        let mut apps = Vec::new();
+        for rev in self.store.active_revisions().await? {
+            let app = match current.app(&rev.app) {
+                Some(a) if a.revision == rev.number => a.clone(),
+                _ => {
+                    let mut loaded = true;
+                    for (name, f) in &rev.spec.functions {
+                        if let Err(e) = self.runtime.load(&f.component).await {
+                            tracing::error!(app = %rev.app, function = %name, error = %e, "cannot load the revision another node activated; keeping the current one");
+                            loaded = false;
+                            break;
+                        }
+                    }
+                    match (loaded, current.app(&rev.app)) {
+                        (true, _) => {
+                            tracing::info!(app = %rev.app, revision = rev.number, "activated through another node");
+                            Arc::new(ActiveApp::new(rev.spec, rev.number))
+                        }
+                        (false, Some(a)) => a.clone(),
+                        (false, None) => continue,
+                    }
+                }
+            };
+            self.prepare(&app).await?;
+            apps.push(app);
+        }
+        let table = RouteTable::build(apps)
+            .map_err(|e| PlatformError::Internal(format!("stored routes collide: {e}")))?;
+        self.activate(table);
+        let reloaded = async {
+            self.keys.reload().await?;
+            self.users.tokens().reload().await
+        };
+        reloaded
+            .await
+            .map_err(|e| PlatformError::Internal(format!("reloading keys: {e}")))?;
+        Ok(())
+    }
+
     /// Checks a deploy request before anything runs: the manifest, and that
     /// every function's component was uploaded and fits the platform limits.
     pub fn validate(

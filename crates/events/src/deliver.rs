@@ -44,6 +44,11 @@ const LEASE_SLACK_MS: u64 = 30_000;
 const ERROR_BACKOFF: Duration = Duration::from_secs(1);
 /// Longest sleep until a known due time (then the consumer looks again).
 const MAX_SLEEP: Duration = Duration::from_secs(3600);
+/// In a cluster (PostgreSQL), the longest an idle consumer sleeps: sends
+/// on other nodes do not notify this one, so it looks at least this often
+/// (a message sent to a node that died before delivering it is picked up
+/// by the others within this bound).
+const CLUSTER_MAX_SLEEP: Duration = Duration::from_secs(1);
 /// Most of a failed response's body quoted in the error.
 const ERROR_BODY_LIMIT: usize = 512;
 
@@ -95,6 +100,10 @@ async fn run(ctx: Arc<Ctx>, store: Store, stop: CancellationToken) {
     // Leased but unfinished deliveries: never more than can run at once, so
     // a leased message starts at once (its lease is not spent waiting here).
     let outstanding = Arc::new(Semaphore::new(ctx.consumer.max_concurrency.max(1) as usize));
+    let max_sleep = match store.backend() {
+        nimbus_store::Backend::Sqlite => MAX_SLEEP,
+        nimbus_store::Backend::Postgres => CLUSTER_MAX_SLEEP,
+    };
     let lease_ms = ctx
         .consumer
         .visibility_timeout_ms
@@ -161,8 +170,8 @@ async fn run(ctx: Arc<Ctx>, store: Store, stop: CancellationToken) {
             .next_available(&ctx.app, &ctx.channel, lease_started)
             .await
         {
-            Ok(Some(at)) => Duration::from_micros((at - now_us()).max(0) as u64).min(MAX_SLEEP),
-            Ok(None) => MAX_SLEEP,
+            Ok(Some(at)) => Duration::from_micros((at - now_us()).max(0) as u64).min(max_sleep),
+            Ok(None) => max_sleep,
             Err(e) => {
                 tracing::error!(app = %ctx.app, channel = %ctx.channel, error = %e, "reading the next due message failed");
                 ERROR_BACKOFF

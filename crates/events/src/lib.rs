@@ -500,8 +500,10 @@ impl Events {
         runtime: Arc<Runtime>,
         config: EventsConfig,
     ) -> Result<Arc<Events>, EventError> {
+        // This node's leases from before a crash; in a cluster, other
+        // nodes' leases are alive, or (a dead node's) run out (`maintain`).
         let released = store
-            .release_all_leases()
+            .release_own_leases()
             .await
             .map_err(|e| EventError::Unavailable(e.to_string()))?;
         if released > 0 {

@@ -277,7 +277,7 @@ mod tests {
     #[tokio::test]
     async fn scopes_apps_and_revocation() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_embedded(dir.path()).await.unwrap();
+        let store = Store::open_for_test(dir.path()).await.unwrap();
         let keys = ApiKeys::load(store.clone()).await.unwrap();
         keys.bootstrap("nimbus_root").await.unwrap();
         keys.bootstrap("nimbus_root").await.unwrap();

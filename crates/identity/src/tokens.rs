@@ -529,7 +529,7 @@ mod tests {
     #[tokio::test]
     async fn issue_verify_rotate() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_embedded(dir.path()).await.unwrap();
+        let store = Store::open_for_test(dir.path()).await.unwrap();
         let sealer = Sealer::new([7; 32]);
         let t = Tokens::load(store.clone(), sealer.clone()).await.unwrap();
         let mut extra = Map::new();

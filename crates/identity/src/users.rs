@@ -475,7 +475,7 @@ mod tests {
     #[tokio::test]
     async fn pool_flow() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_embedded(dir.path()).await.unwrap();
+        let store = Store::open_for_test(dir.path()).await.unwrap();
         let tokens = Tokens::load(store.clone(), crate::Sealer::new([1; 32]))
             .await
             .unwrap();

@@ -42,6 +42,16 @@ pub struct Target {
 enum Command {
     /// Run a Nimbus server
     Up(up::UpArgs),
+    /// Bring a database's schema up to date (`nimbus up` also does at start)
+    Migrate {
+        /// A PostgreSQL database (postgres://USER:PASSWORD@HOST:PORT/DATABASE)
+        /// [default: the embedded SQLite database of the data dir]
+        #[arg(long, env = "NIMBUS_DATABASE", hide_env_values = true)]
+        database: Option<String>,
+        /// Data dir of the embedded database
+        #[arg(long, env = "NIMBUS_DATA_DIR", default_value = ".nimbus")]
+        data_dir: PathBuf,
+    },
     /// Build, upload and activate an app (a directory with nimbus.toml, or the file)
     Deploy {
         /// App directory or manifest path
@@ -281,6 +291,9 @@ fn main() {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Up(args) => up::run(args).await,
+            Command::Migrate { database, data_dir } => {
+                up::migrate(database.as_deref(), &data_dir).await
+            }
             Command::Deploy {
                 path,
                 no_build,

@@ -20,6 +20,23 @@ pub struct UpArgs {
     /// Where state lives (SQLite database, components, compile cache, admin token)
     #[arg(long, default_value = ".nimbus", env = "NIMBUS_DATA_DIR")]
     data_dir: PathBuf,
+    /// A PostgreSQL database shared by every node of a cluster
+    /// (postgres://USER:PASSWORD@HOST:PORT/DATABASE) instead of the
+    /// embedded SQLite file; its schema is brought up to date at start
+    #[arg(long, env = "NIMBUS_DATABASE", hide_env_values = true)]
+    database: Option<String>,
+    /// Files every node of a cluster must share (components, object
+    /// bodies, the secret key, the admin token): a directory mounted on
+    /// all of them [default: DATA_DIR]
+    #[arg(long, env = "NIMBUS_SHARED_DIR")]
+    shared_dir: Option<PathBuf>,
+    /// Connections this node opens to PostgreSQL at most
+    #[arg(long, default_value_t = 16)]
+    db_connections: u32,
+    /// How often a node checks whether another node changed apps,
+    /// configuration or keys, in ms (PostgreSQL: a NOTIFY makes it sooner)
+    #[arg(long, default_value_t = 1000)]
+    cluster_poll_ms: u64,
     /// Compile cache directory [default: DATA_DIR/cache]
     #[arg(long)]
     cache_dir: Option<PathBuf>,
@@ -169,6 +186,21 @@ fn admin_token(data_dir: &Path) -> Result<String> {
     Ok(token)
 }
 
+/// This node's stable id (the data dir's `node-id`, created on first start):
+/// the leases it takes carry it, so after a crash it takes them back.
+fn node_id(data_dir: &Path) -> Result<String> {
+    let path = data_dir.join("node-id");
+    if let Ok(id) = std::fs::read_to_string(&path) {
+        let id = id.trim().to_string();
+        if !id.is_empty() {
+            return Ok(id);
+        }
+    }
+    let id = format!("node-{}", hex::encode(rand::random::<[u8; 8]>()));
+    write_private(&path, id.as_bytes())?;
+    Ok(id)
+}
+
 pub async fn run(args: UpArgs) -> Result<()> {
     let logs = tracing_subscriber::fmt()
         .with_env_filter(
@@ -184,11 +216,21 @@ pub async fn run(args: UpArgs) -> Result<()> {
     let data_dir = args.data_dir.clone();
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating data dir {}", data_dir.display()))?;
-    let token = admin_token(&data_dir)?;
-    let store = Store::open_embedded(&data_dir)
-        .await
-        .context("opening the embedded store")?;
-    let components = ComponentStore::open(&data_dir)?;
+    let shared_dir = args.shared_dir.clone().unwrap_or_else(|| data_dir.clone());
+    std::fs::create_dir_all(&shared_dir)
+        .with_context(|| format!("creating shared dir {}", shared_dir.display()))?;
+    let token = admin_token(&shared_dir)?;
+    let store = match &args.database {
+        Some(url) => Store::open_postgres(url, true, args.db_connections)
+            .await
+            .context("opening the PostgreSQL store")?,
+        None => Store::open_embedded(&data_dir)
+            .await
+            .context("opening the embedded store")?,
+    };
+    let store = store.with_node_id(&node_id(&data_dir)?);
+    let generation = store.generation().await?;
+    let components = ComponentStore::open(&shared_dir)?;
     let records = RecordWriter::spawn(
         store.clone(),
         RecordWriterConfig {
@@ -275,8 +317,8 @@ pub async fn run(args: UpArgs) -> Result<()> {
             Duration::from_secs(args.storage_sample_secs.max(1)),
         );
     }
-    let sealer = secret_key(&data_dir)?;
-    let blob_files = nimbus_store::BlobFiles::open(&data_dir)?;
+    let sealer = secret_key(&shared_dir)?;
+    let blob_files = nimbus_store::BlobFiles::open(&shared_dir)?;
     runtime.set_blob_files(blob_files.clone());
     let s3_url = match &args.s3_listen {
         Some(addr) => {
@@ -354,6 +396,20 @@ pub async fn run(args: UpArgs) -> Result<()> {
         },
     );
     let restored = platform.restore().await?;
+    {
+        // Deploys, rollbacks, configuration and keys changed through
+        // another node of the cluster (or by `nimbus` commands against it).
+        let (store, platform) = (platform.store.clone(), platform.clone());
+        let poll = Duration::from_millis(args.cluster_poll_ms.max(10));
+        tokio::spawn(async move {
+            store
+                .follow_cluster(generation, poll, move || {
+                    let platform = platform.clone();
+                    async move { platform.resync().await.map_err(|e| e.to_string()) }
+                })
+                .await
+        });
+    }
     let control = nimbus_control::router(platform.clone());
     let metrics_url = match &args.metrics_listen {
         Some(addr) => {
@@ -387,9 +443,13 @@ pub async fn run(args: UpArgs) -> Result<()> {
         &info,
         serde_json::json!({ "url": url, "s3_url": s3_url, "metrics_url": metrics_url, "pid": std::process::id() }).to_string(),
     )?;
-    tracing::info!(%url, data_dir = %data_dir.display(), apps = restored, "Nimbus is up");
+    let database = match &args.database {
+        Some(url) => nimbus_store::redact_url(url),
+        None => "embedded SQLite".to_string(),
+    };
+    tracing::info!(%url, data_dir = %data_dir.display(), %database, apps = restored, "Nimbus is up");
     println!(
-        "Nimbus listening on {url} (data dir {}, {restored} app(s) restored){}",
+        "Nimbus listening on {url} (data dir {}, {database}, {restored} app(s) restored){}",
         data_dir.display(),
         s3_url
             .as_ref()
@@ -407,6 +467,30 @@ pub async fn run(args: UpArgs) -> Result<()> {
     events.flush().await;
     records.flush().await;
     let _ = std::fs::remove_file(&info);
+    Ok(())
+}
+
+/// `nimbus migrate`: applies the migrations a database lacks and says which.
+pub async fn migrate(database: Option<&str>, data_dir: &Path) -> Result<()> {
+    let (store, name) = match database {
+        Some(url) => (
+            Store::connect_postgres(url, 2).await?,
+            nimbus_store::redact_url(url),
+        ),
+        // Opening the embedded database migrates it.
+        None => (
+            Store::open_embedded(data_dir).await?,
+            data_dir.join("nimbus.db").display().to_string(),
+        ),
+    };
+    let applied = store.migrate().await?;
+    if applied.is_empty() {
+        println!("{name}: the schema is up to date");
+    } else {
+        for m in &applied {
+            println!("{name}: applied {m}");
+        }
+    }
     Ok(())
 }
 

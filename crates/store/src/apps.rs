@@ -33,7 +33,7 @@ pub struct RevisionRow {
     pub created_at_us: i64,
 }
 
-fn revision_from(row: &sqlx::sqlite::SqliteRow) -> Result<RevisionRow> {
+fn revision_from(row: &sqlx::any::AnyRow) -> Result<RevisionRow> {
     let spec: String = row.try_get("spec")?;
     let app: String = row.try_get("app")?;
     let number: i64 = row.try_get("number")?;
@@ -47,7 +47,7 @@ fn revision_from(row: &sqlx::sqlite::SqliteRow) -> Result<RevisionRow> {
     })
 }
 
-fn app_from(row: &sqlx::sqlite::SqliteRow) -> Result<AppRow> {
+fn app_from(row: &sqlx::any::AnyRow) -> Result<AppRow> {
     Ok(AppRow {
         name: row.try_get("name")?,
         active_revision: row.try_get("active_revision")?,
@@ -75,6 +75,9 @@ impl Store {
         .bind(now)
         .execute(&mut *tx)
         .await?;
+        // Two nodes deploying the app at once number their revisions in turn.
+        self.lock_name(&mut tx, &format!("app/{}", spec.name))
+            .await?;
         let next: i64 =
             sqlx::query_scalar("SELECT COALESCE(MAX(number), 0) + 1 FROM revisions WHERE app = $1")
                 .bind(&spec.name)
@@ -95,6 +98,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+        self.cluster_changed().await?;
         Ok(next)
     }
 
@@ -114,6 +118,7 @@ impl Store {
                 "app {app:?} has no revision {number}: see `nimbus revisions {app}`"
             )));
         }
+        self.cluster_changed().await?;
         Ok(())
     }
 
@@ -156,6 +161,7 @@ impl Store {
             )));
         }
         tx.commit().await?;
+        self.cluster_changed().await?;
         Ok(())
     }
 
@@ -222,7 +228,7 @@ mod tests {
     #[tokio::test]
     async fn revisions_are_numbered_and_activated() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_embedded(dir.path()).await.unwrap();
+        let store = Store::open_for_test(dir.path()).await.unwrap();
         assert_eq!(
             store
                 .create_and_activate_revision(&spec("a", "1"), "m1")
@@ -257,7 +263,7 @@ mod tests {
         assert_eq!(store.revisions("a").await.unwrap().len(), 2);
         drop(store);
         // State survives reopening.
-        let store = Store::open_embedded(dir.path()).await.unwrap();
+        let store = Store::open_for_test(dir.path()).await.unwrap();
         assert_eq!(store.app("a").await.unwrap().active_revision, Some(1));
         store.delete_app("a").await.unwrap();
         assert!(store.app("a").await.is_err());

@@ -1,20 +1,24 @@
-//! JSON document collections on SQLite's JSON functions.
+//! JSON document collections on the database's JSON support: SQLite's
+//! JSON functions, PostgreSQL's JSONB.
 //!
 //! A document is a JSON object with an id, a version (1 on creation, +1 on
 //! every write) and created/updated times. Writes are single statements:
 //! optimistic concurrency is a `WHERE version = $n`, a merge patch is
-//! `json_patch` (RFC 7396). Queries filter and order on
-//! `json_extract(body, '$.path')`; the manifest's indexes are expression
-//! indexes on exactly those expressions, so the planner uses them.
+//! `json_patch` (RFC 7396; on PostgreSQL the `nimbus_json_patch` function
+//! of the schema). Queries filter and order on `json_extract(body,
+//! '$.path')` (PostgreSQL: `body #> '{path}'` compared as JSONB); the
+//! manifest's indexes are expression indexes on exactly those expressions,
+//! so the planner uses them.
 //! Field paths are validated (`nimbus_core::data::check_field_path`) before
 //! they are written into SQL text; values are always bound.
 
-use crate::{Result, Store, StoreError, now_us};
+use crate::builder::QueryBuilder;
+use crate::{Backend, Result, Store, StoreError, now_us};
 use nimbus_core::data::{IndexField, check_field_path};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::Row;
 use std::time::Duration;
 
 /// Why a document operation was refused.
@@ -188,12 +192,41 @@ impl DocQuery {
     }
 }
 
-fn expr(path: &str) -> String {
+/// The SQL expression of a field path; the manifest's indexes are on
+/// exactly these expressions. A JSON null reads as SQL NULL on both.
+fn expr(backend: Backend, path: &str) -> String {
     // The path was checked: letters, digits, '_', '-' and dots only.
-    format!("json_extract(body, '$.\"{}\"')", path.replace('.', "\".\""))
+    match backend {
+        Backend::Sqlite => format!("json_extract(body, '$.\"{}\"')", path.replace('.', "\".\"")),
+        Backend::Postgres => format!(
+            "NULLIF(body #> '{{\"{}\"}}', 'null'::jsonb)",
+            path.replace('.', "\",\"")
+        ),
+    }
 }
 
-fn bind_scalar(q: &mut QueryBuilder<'_, Sqlite>, v: &Value) {
+/// The ORDER BY (and index) direction of a field: NULLs first ascending,
+/// last descending, on both (PostgreSQL's default is the opposite).
+fn direction(backend: Backend, desc: bool) -> &'static str {
+    match (backend, desc) {
+        (Backend::Sqlite, false) => "",
+        (Backend::Sqlite, true) => " DESC",
+        (Backend::Postgres, false) => " ASC NULLS FIRST",
+        (Backend::Postgres, true) => " DESC NULLS LAST",
+    }
+}
+
+fn bind_scalar(backend: Backend, q: &mut QueryBuilder<'_>, v: &Value) {
+    if backend == Backend::Postgres {
+        // Compared as JSONB: numbers by value, strings as strings.
+        match v {
+            Value::Bool(_) | Value::Number(_) | Value::String(_) => {
+                q.push("CAST(").push_bind(v.to_string()).push(" AS JSONB)")
+            }
+            _ => q.push("NULL"),
+        };
+        return;
+    }
     match v {
         Value::Bool(b) => q.push_bind(i64::from(*b)),
         Value::Number(n) => match n.as_i64() {
@@ -205,7 +238,7 @@ fn bind_scalar(q: &mut QueryBuilder<'_, Sqlite>, v: &Value) {
     };
 }
 
-fn document(row: &sqlx::sqlite::SqliteRow) -> Result<Document, DocError> {
+fn document(row: &sqlx::any::AnyRow) -> Result<Document, DocError> {
     let body: String = row.try_get("body")?;
     Ok(Document {
         id: row.try_get("id")?,
@@ -227,7 +260,39 @@ fn object(json: &str) -> Result<String, DocError> {
     }
 }
 
-const DOC_COLUMNS: &str = "id, body, version, created_at, updated_at";
+impl Store {
+    /// The columns a document is read from (PostgreSQL's JSONB as text).
+    fn doc_columns(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite => "id, body, version, created_at, updated_at",
+            Backend::Postgres => "id, CAST(body AS TEXT) AS body, version, created_at, updated_at",
+        }
+    }
+
+    /// A bound JSON text parameter as a document value.
+    fn json_param(&self, n: u32) -> String {
+        match self.backend {
+            Backend::Sqlite => format!("${n}"),
+            Backend::Postgres => format!("CAST(${n} AS JSONB)"),
+        }
+    }
+
+    /// `target` merge-patched (RFC 7396) by parameter `n`.
+    fn patched(&self, target: &str, n: u32) -> String {
+        match self.backend {
+            Backend::Sqlite => format!("json_patch({target}, ${n})"),
+            Backend::Postgres => format!("nimbus_json_patch({target}, CAST(${n} AS JSONB))"),
+        }
+    }
+
+    /// The size in bytes of a JSON value's text.
+    fn json_len(&self, e: &str) -> String {
+        match self.backend {
+            Backend::Sqlite => format!("length({e})"),
+            Backend::Postgres => format!("octet_length(CAST({e} AS TEXT))"),
+        }
+    }
+}
 
 impl Store {
     /// Creates the expression indexes a collection declares (idempotent).
@@ -237,11 +302,12 @@ impl Store {
                 .iter()
                 .map(|f| {
                     check_field_path(&f.path).map_err(StoreError::Corrupt)?;
-                    Ok(format!(
-                        "{}{}",
-                        expr(&f.path),
-                        if f.desc { " DESC" } else { "" }
-                    ))
+                    let e = expr(self.backend, &f.path);
+                    Ok(match self.backend {
+                        // An expression in an index is parenthesized on PostgreSQL.
+                        Backend::Sqlite => format!("{e}{}", direction(self.backend, f.desc)),
+                        Backend::Postgres => format!("({e}){}", direction(self.backend, f.desc)),
+                    })
                 })
                 .collect::<Result<_>>()?;
             let name = hex::encode(&Sha256::digest(cols.join(",").as_bytes())[..8]);
@@ -262,8 +328,9 @@ impl Store {
         coll: &str,
         id: &str,
     ) -> Result<Option<Document>, DocError> {
+        let cols = self.doc_columns();
         let row = sqlx::query(&format!(
-            "SELECT {DOC_COLUMNS} FROM docs WHERE app = $1 AND collection = $2 AND id = $3"
+            "SELECT {cols} FROM docs WHERE app = $1 AND collection = $2 AND id = $3"
         ))
         .bind(app)
         .bind(coll)
@@ -285,13 +352,14 @@ impl Store {
     ) -> Result<Document, DocError> {
         let body = object(json)?;
         let now = now_us();
+        let (cols, v4) = (self.doc_columns(), self.json_param(4));
         let row = match expected {
             None => sqlx::query(&format!(
                 "INSERT INTO docs (app, collection, id, body, version, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, 1, $5, $5)
+                 VALUES ($1, $2, $3, {v4}, 1, $5, $5)
                  ON CONFLICT (app, collection, id) DO UPDATE
                  SET body = excluded.body, version = docs.version + 1, updated_at = excluded.updated_at
-                 RETURNING {DOC_COLUMNS}"
+                 RETURNING {cols}"
             ))
             .bind(app)
             .bind(coll)
@@ -302,9 +370,9 @@ impl Store {
             .await?,
             Some(0) => sqlx::query(&format!(
                 "INSERT INTO docs (app, collection, id, body, version, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, 1, $5, $5)
+                 VALUES ($1, $2, $3, {v4}, 1, $5, $5)
                  ON CONFLICT (app, collection, id) DO NOTHING
-                 RETURNING {DOC_COLUMNS}"
+                 RETURNING {cols}"
             ))
             .bind(app)
             .bind(coll)
@@ -314,9 +382,9 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?,
             Some(v) => sqlx::query(&format!(
-                "UPDATE docs SET body = $4, version = version + 1, updated_at = $5
+                "UPDATE docs SET body = {v4}, version = version + 1, updated_at = $5
                  WHERE app = $1 AND collection = $2 AND id = $3 AND version = $6
-                 RETURNING {DOC_COLUMNS}"
+                 RETURNING {cols}"
             ))
             .bind(app)
             .bind(coll)
@@ -400,16 +468,27 @@ impl Store {
         let patch = object(json)?;
         let now = now_us();
         let max = i64::try_from(max_bytes).unwrap_or(i64::MAX);
+        let cols = self.doc_columns();
+        let from_empty = self.patched(
+            if self.backend == Backend::Postgres {
+                "'{}'::jsonb"
+            } else {
+                "'{}'"
+            },
+            4,
+        );
+        let (upsert, update) = (self.patched("docs.body", 4), self.patched("body", 4));
+        let (upsert_len, update_len) = (self.json_len(&upsert), self.json_len(&update));
         let row = match expected {
             None => {
                 sqlx::query(&format!(
                     "INSERT INTO docs (app, collection, id, body, version, created_at, updated_at)
-                     VALUES ($1, $2, $3, json_patch('{{}}', $4), 1, $5, $5)
+                     VALUES ($1, $2, $3, {from_empty}, 1, $5, $5)
                      ON CONFLICT (app, collection, id) DO UPDATE
-                     SET body = json_patch(docs.body, $4), version = docs.version + 1,
+                     SET body = {upsert}, version = docs.version + 1,
                          updated_at = excluded.updated_at
-                     WHERE length(json_patch(docs.body, $4)) <= $6
-                     RETURNING {DOC_COLUMNS}"
+                     WHERE {upsert_len} <= $6
+                     RETURNING {cols}"
                 ))
                 .bind(app)
                 .bind(coll)
@@ -422,10 +501,10 @@ impl Store {
             }
             Some(v) => {
                 sqlx::query(&format!(
-                    "UPDATE docs SET body = json_patch(body, $4), version = version + 1, updated_at = $5
+                    "UPDATE docs SET body = {update}, version = version + 1, updated_at = $5
                      WHERE app = $1 AND collection = $2 AND id = $3 AND version = $6
-                       AND length(json_patch(body, $4)) <= $7
-                     RETURNING {DOC_COLUMNS}"
+                       AND {update_len} <= $7
+                     RETURNING {cols}"
                 ))
                 .bind(app)
                 .bind(coll)
@@ -444,10 +523,10 @@ impl Store {
                 document(&r)
             }
             None => {
-                let merged: Option<i64> = sqlx::query_scalar(
-                    "SELECT length(json_patch(body, $4)) FROM docs
-                     WHERE app = $1 AND collection = $2 AND id = $3",
-                )
+                let merged: Option<i64> = sqlx::query_scalar(&format!(
+                    "SELECT {update_len} FROM docs
+                     WHERE app = $1 AND collection = $2 AND id = $3"
+                ))
                 .bind(app)
                 .bind(coll)
                 .bind(id)
@@ -473,21 +552,23 @@ impl Store {
     ) -> Result<usize, DocError> {
         let mut tx = self.pool.begin().await?;
         let now = now_us();
+        let sql = format!(
+            "INSERT INTO docs (app, collection, id, body, version, created_at, updated_at)
+             VALUES ($1, $2, $3, {}, 1, $5, $5)
+             ON CONFLICT (app, collection, id) DO UPDATE
+             SET body = excluded.body, version = docs.version + 1, updated_at = excluded.updated_at",
+            self.json_param(4)
+        );
         for (id, json) in docs {
             let body = object(json)?;
-            sqlx::query(
-                "INSERT INTO docs (app, collection, id, body, version, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, 1, $5, $5)
-                 ON CONFLICT (app, collection, id) DO UPDATE
-                 SET body = excluded.body, version = docs.version + 1, updated_at = excluded.updated_at",
-            )
-            .bind(app)
-            .bind(coll)
-            .bind(id)
-            .bind(&body)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+            sqlx::query(&sql)
+                .bind(app)
+                .bind(coll)
+                .bind(id)
+                .bind(&body)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         for (id, _) in docs {
@@ -533,12 +614,16 @@ impl Store {
         coll: &str,
         q: &DocQuery,
     ) -> Result<(Vec<Document>, Option<String>), DocError> {
-        let mut b = QueryBuilder::new(format!("SELECT {DOC_COLUMNS} FROM docs WHERE app = "));
+        let backend = self.backend;
+        let mut b = QueryBuilder::new(format!(
+            "SELECT {} FROM docs WHERE app = ",
+            self.doc_columns()
+        ));
         b.push_bind(app.to_string())
             .push(" AND collection = ")
             .push_bind(coll.to_string());
         for (path, op, value) in &q.filters {
-            b.push(" AND ").push(expr(path));
+            b.push(" AND ").push(expr(backend, path));
             match (op, value) {
                 (Op::Eq, Value::Null) => {
                     b.push(" IS NULL");
@@ -552,7 +637,7 @@ impl Store {
                         if i > 0 {
                             b.push(", ");
                         }
-                        bind_scalar(&mut b, v);
+                        bind_scalar(backend, &mut b, v);
                     }
                     b.push(")");
                 }
@@ -566,14 +651,15 @@ impl Store {
                         Op::Ge => " >= ",
                         Op::In => unreachable!("checked at parse"),
                     });
-                    bind_scalar(&mut b, v);
+                    bind_scalar(backend, &mut b, v);
                 }
             }
         }
         b.push(" ORDER BY ");
         for f in &q.order_by {
-            b.push(expr(&f.path))
-                .push(if f.desc { " DESC, " } else { ", " });
+            b.push(expr(backend, &f.path))
+                .push(direction(backend, f.desc))
+                .push(", ");
         }
         b.push("id LIMIT ")
             .push_bind(i64::from(q.limit) + 1)
@@ -587,29 +673,55 @@ impl Store {
         Ok((docs, cursor))
     }
 
-    /// The query plan SQLite picks (for tests and diagnostics).
+    /// The plan the database picks for a query's order (for tests and
+    /// diagnostics). PostgreSQL is asked with sequential scans and sorts
+    /// discouraged, as they would be on a large collection, so the plan
+    /// shows whether an index can serve the query (on a small table it
+    /// would rightly prefer a scan).
     pub async fn doc_query_plan(&self, app: &str, coll: &str, q: &DocQuery) -> Result<String> {
-        let mut b = QueryBuilder::new("EXPLAIN QUERY PLAN SELECT id FROM docs WHERE app = ");
+        let backend = self.backend;
+        let mut b = QueryBuilder::new(match backend {
+            Backend::Sqlite => "EXPLAIN QUERY PLAN SELECT id FROM docs WHERE app = ",
+            Backend::Postgres => "EXPLAIN SELECT id FROM docs WHERE app = ",
+        });
         b.push_bind(app.to_string())
             .push(" AND collection = ")
             .push_bind(coll.to_string())
             .push(" ORDER BY ");
         for f in &q.order_by {
-            b.push(expr(&f.path))
-                .push(if f.desc { " DESC, " } else { ", " });
+            b.push(expr(backend, &f.path))
+                .push(direction(backend, f.desc))
+                .push(", ");
         }
         b.push("id LIMIT 10");
-        // EXPLAIN compiles no schema check, so a pooled connection that has
-        // not yet seen a newly created index would plan without it. A real
-        // read on the same connection first makes it reload a stale schema.
-        let mut conn = self.pool.acquire().await?;
-        sqlx::query("SELECT 1 FROM docs LIMIT 1")
-            .fetch_optional(&mut *conn)
-            .await?;
-        let rows = b.build().fetch_all(&mut *conn).await?;
         let mut out = Vec::new();
-        for r in rows {
-            out.push(r.try_get::<String, _>("detail")?);
+        match backend {
+            Backend::Sqlite => {
+                // EXPLAIN compiles no schema check, so a pooled connection
+                // that has not yet seen a newly created index would plan
+                // without it. A real read on the same connection first
+                // makes it reload a stale schema.
+                let mut conn = self.pool.acquire().await?;
+                sqlx::query("SELECT 1 FROM docs LIMIT 1")
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                for r in b.build().fetch_all(&mut *conn).await? {
+                    out.push(r.try_get::<String, _>("detail")?);
+                }
+            }
+            Backend::Postgres => {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("SET LOCAL enable_seqscan = off")
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("SET LOCAL enable_sort = off")
+                    .execute(&mut *tx)
+                    .await?;
+                for r in b.build().fetch_all(&mut *tx).await? {
+                    out.push(r.try_get::<String, _>(0)?);
+                }
+                tx.rollback().await?;
+            }
         }
         Ok(out.join("\n"))
     }
@@ -622,7 +734,7 @@ mod tests {
     #[tokio::test]
     async fn a_watch_returns_when_the_document_changes() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Store::open_embedded(dir.path()).await.unwrap();
+        let s = Store::open_for_test(dir.path()).await.unwrap();
         s.doc_put("a", "games", "g", r#"{"moves": 0}"#, None)
             .await
             .unwrap();
@@ -686,7 +798,7 @@ mod tests {
     #[tokio::test]
     async fn documents_and_queries() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Store::open_embedded(dir.path()).await.unwrap();
+        let s = Store::open_for_test(dir.path()).await.unwrap();
         let d = s
             .doc_put("a", "c", "1", r#"{"score": 5, "p": {"n": "x"}}"#, None)
             .await

@@ -11,9 +11,10 @@
 //! of operations in one transaction. The caller (one writer task) decides
 //! how to batch.
 
+use crate::builder::QueryBuilder;
 use crate::records::batches;
-use crate::{Result, Store, StoreError, now_us};
-use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
+use crate::{Backend, Result, Store, StoreError, now_us};
+use sqlx::{Any, Row, Transaction};
 
 /// A message to store.
 #[derive(Debug, Clone)]
@@ -208,7 +209,7 @@ fn headers_of(s: &str) -> Result<Vec<(String, String)>> {
 const MESSAGE_COLUMNS: &str = "id, app, channel, state, attempts, function, group_key, last_error,
     method, path, headers, LENGTH(body) AS body_bytes, created_at, updated_at, available_at";
 
-fn message_row(row: &sqlx::sqlite::SqliteRow) -> Result<MessageRow> {
+fn message_row(row: &sqlx::any::AnyRow) -> Result<MessageRow> {
     Ok(MessageRow {
         id: row.try_get("id")?,
         app: row.try_get("app")?,
@@ -240,7 +241,7 @@ fn message_row(row: &sqlx::sqlite::SqliteRow) -> Result<MessageRow> {
 }
 
 async fn enqueue(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
     msgs: &[NewMessage],
     now: i64,
 ) -> Result<Vec<Enqueued>> {
@@ -305,8 +306,11 @@ async fn enqueue(
     Ok(out)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn lease(
-    tx: &mut Transaction<'static, Sqlite>,
+    backend: Backend,
+    owner: &str,
+    tx: &mut Transaction<'static, Any>,
     app: &str,
     channel: &str,
     function: &str,
@@ -314,10 +318,19 @@ async fn lease(
     lease_ms: u64,
     now: i64,
 ) -> Result<Vec<Leased>> {
-    let rows = sqlx::query(
+    // PostgreSQL: nodes lease from the same channel at once; each skips
+    // the rows another is taking (SKIP LOCKED) instead of waiting for it,
+    // and the state is re-checked on the locked row. SQLite: the write
+    // transaction already serializes leasers.
+    let lock = match backend {
+        Backend::Sqlite => "",
+        Backend::Postgres => " FOR UPDATE OF m SKIP LOCKED",
+    };
+    let rows = sqlx::query(&format!(
         "UPDATE messages
-         SET state = 'running', attempts = attempts + 1, lease_until = $4, function = $5, updated_at = $3
-         WHERE seq IN (
+         SET state = 'running', attempts = attempts + 1, lease_until = $4, function = $5, updated_at = $3,
+             lease_owner = $7
+         WHERE state IN ('queued', 'failed') AND seq IN (
             SELECT m.seq FROM messages m
             WHERE m.app = $1 AND m.channel = $2 AND m.state IN ('queued', 'failed')
               AND m.available_at <= $3
@@ -326,15 +339,16 @@ async fn lease(
                     WHERE p.app = m.app AND p.channel = m.channel AND p.group_key = m.group_key
                       AND p.group_key IS NOT NULL AND p.seq < m.seq
                       AND p.state IN ('queued', 'failed', 'running')))
-            ORDER BY m.seq LIMIT $6)
-         RETURNING seq, id, attempts, group_key, method, path, headers, body, created_at",
-    )
+            ORDER BY m.seq LIMIT $6{lock})
+         RETURNING seq, id, attempts, group_key, method, path, headers, body, created_at"
+    ))
     .bind(app)
     .bind(channel)
     .bind(now)
     .bind(now + (lease_ms as i64) * 1000)
     .bind(function)
     .bind(i64::from(max))
+    .bind(owner)
     .fetch_all(&mut **tx)
     .await?;
     let mut out = rows
@@ -358,7 +372,7 @@ async fn lease(
 }
 
 async fn settle(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
     settlements: &[(i64, u32, Settlement)],
     now: i64,
 ) -> Result<()> {
@@ -429,7 +443,7 @@ impl Store {
         // a deferred transaction would then fail with SQLITE_BUSY_SNAPSHOT,
         // unretried, if another connection committed in between. Taking the
         // write lock first makes it wait (busy timeout) instead.
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let now = now_us();
         let mut out = Vec::with_capacity(ops.len());
         for op in ops {
@@ -442,7 +456,18 @@ impl Store {
                     max,
                     lease_ms,
                 } => EventResult::Leased(
-                    lease(&mut tx, app, channel, function, *max, *lease_ms, now).await?,
+                    lease(
+                        self.backend,
+                        &self.node,
+                        &mut tx,
+                        app,
+                        channel,
+                        function,
+                        *max,
+                        *lease_ms,
+                        now,
+                    )
+                    .await?,
                 ),
                 EventOp::Settle(s) => {
                     settle(&mut tx, s, now).await?;
@@ -511,17 +536,22 @@ impl Store {
         .rows_affected())
     }
 
-    /// At start-up of a single node: every lease belongs to a process that is
-    /// gone, so its messages go back to their queue at once, and the
-    /// interrupted attempt is not counted. Returns how many.
-    pub async fn release_all_leases(&self) -> Result<u64> {
+    /// At start-up of a node: the leases it held before (a crash, a kill)
+    /// belong to a process that is gone, so their messages go back to their
+    /// queue at once, and the interrupted attempt is not counted. On SQLite
+    /// (one node) that is every lease; in a cluster, those marked with this
+    /// node's id; other nodes' leases are alive, or run out. Returns how many.
+    pub async fn release_own_leases(&self) -> Result<u64> {
         let now = now_us();
         Ok(sqlx::query(
             "UPDATE messages SET state = 'queued', lease_until = NULL, available_at = $1,
                 attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, updated_at = $1
-             WHERE state = 'running'",
+             WHERE state = 'running' AND ($2 = 1 OR lease_owner = $3)",
         )
         .bind(now)
+        // One node: every lease was its own (whatever id it had then).
+        .bind(i64::from(self.backend == Backend::Sqlite))
+        .bind(&*self.node)
         .execute(&self.pool)
         .await?
         .rows_affected())
@@ -692,7 +722,7 @@ impl Store {
     }
 }
 
-fn push_ids(q: &mut QueryBuilder<'_, Sqlite>, ids: Option<&[String]>) {
+fn push_ids(q: &mut QueryBuilder<'_>, ids: Option<&[String]>) {
     if let Some(ids) = ids {
         if ids.is_empty() {
             q.push(" AND 1 = 0");
@@ -760,7 +790,7 @@ mod tests {
     #[tokio::test]
     async fn lease_settle_retry_dead_redrive() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_embedded(dir.path()).await.unwrap();
+        let store = Store::open_for_test(dir.path()).await.unwrap();
         let msgs: Vec<_> = (0..5)
             .map(|i| msg(&format!("m{i}"), "queue:q", None))
             .collect();
@@ -822,7 +852,7 @@ mod tests {
             "running"
         );
         // Crash recovery: running messages go back, their attempt uncounted.
-        assert_eq!(store.release_all_leases().await.unwrap(), 3);
+        assert_eq!(store.release_own_leases().await.unwrap(), 3);
         let back = lease_ids(&store, "queue:q", 10).await;
         assert_eq!(back.len(), 3);
         assert!(back.iter().all(|m| m.attempt == 1));
@@ -831,7 +861,7 @@ mod tests {
     #[tokio::test]
     async fn an_expired_lease_puts_the_message_back() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_embedded(dir.path()).await.unwrap();
+        let store = Store::open_for_test(dir.path()).await.unwrap();
         store
             .apply_events(&[EventOp::Enqueue(vec![msg("m", "queue:q", None)])])
             .await
@@ -862,7 +892,7 @@ mod tests {
     #[tokio::test]
     async fn groups_are_delivered_in_order_one_at_a_time() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_embedded(dir.path()).await.unwrap();
+        let store = Store::open_for_test(dir.path()).await.unwrap();
         let msgs = vec![
             msg("g1-a", "queue:q", Some("g1")),
             msg("g2-a", "queue:q", Some("g2")),
@@ -882,7 +912,7 @@ mod tests {
     #[tokio::test]
     async fn idempotency_keys_and_ticks() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_embedded(dir.path()).await.unwrap();
+        let store = Store::open_for_test(dir.path()).await.unwrap();
         let keyed = |id: &str| {
             let mut m = msg(id, "queue:q", None);
             m.idempotency = Some(("k".into(), now_us() + 60_000_000));

@@ -82,7 +82,7 @@ pub enum RefreshUse {
 /// treated as a replay.
 pub const REFRESH_GRACE_US: i64 = 10_000_000;
 
-fn user_from(r: &sqlx::sqlite::SqliteRow) -> Result<UserRow> {
+fn user_from(r: &sqlx::any::AnyRow) -> Result<UserRow> {
     let roles: String = r.try_get("roles")?;
     Ok(UserRow {
         app: r.try_get("app")?,
@@ -96,7 +96,7 @@ fn user_from(r: &sqlx::sqlite::SqliteRow) -> Result<UserRow> {
     })
 }
 
-fn key_from(r: &sqlx::sqlite::SqliteRow) -> Result<ApiKeyRow> {
+fn key_from(r: &sqlx::any::AnyRow) -> Result<ApiKeyRow> {
     Ok(ApiKeyRow {
         id: r.try_get("id")?,
         name: r.try_get("name")?,
@@ -110,7 +110,7 @@ fn key_from(r: &sqlx::sqlite::SqliteRow) -> Result<ApiKeyRow> {
 
 /// Revokes every live refresh token of a user.
 async fn revoke_user_tokens(
-    conn: &mut sqlx::SqliteConnection,
+    conn: &mut sqlx::AnyConnection,
     app: &str,
     user: &str,
     now: i64,
@@ -143,6 +143,7 @@ impl Store {
         .bind(k.created_at_us)
         .execute(&self.pool)
         .await?;
+        self.cluster_changed().await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -165,6 +166,7 @@ impl Store {
         .bind(name_or_id)
         .execute(&self.pool)
         .await?;
+        self.cluster_changed().await?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -410,6 +412,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        self.cluster_changed().await?;
         Ok(())
     }
 
@@ -449,7 +452,8 @@ impl Store {
                 "api_keys",
             ],
         )
-        .await
+        .await?;
+        self.cluster_changed().await
     }
 }
 
@@ -460,7 +464,7 @@ mod tests {
     #[tokio::test]
     async fn keys_users_and_tokens() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Store::open_embedded(dir.path()).await.unwrap();
+        let s = Store::open_for_test(dir.path()).await.unwrap();
         let key = ApiKeyRow {
             id: "key_1".into(),
             name: "ci".into(),

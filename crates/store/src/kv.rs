@@ -5,7 +5,7 @@
 //! compare-and-swap are decided inside SQLite. Expired values are invisible
 //! at once and deleted by [`Store::purge_expired_kv`].
 
-use crate::{Result, Store, StoreError, now_us};
+use crate::{Backend, Result, Store, StoreError, now_us};
 use sqlx::Row;
 
 /// Why a key-value write was refused.
@@ -56,6 +56,49 @@ pub struct ConfigRow {
 fn prefix_end(prefix: &str) -> String {
     format!("{prefix}\u{10FFFF}")
 }
+
+/// Adds `$4` to the decimal integer in a value (absent or expired: 0) in
+/// one statement, refusing (no row) a value that is not a canonical
+/// decimal i64 or a sum that would overflow.
+const INCREMENT_SQLITE: &str = "INSERT INTO kv (app, store, key, value, expires_at, updated_at)
+     VALUES ($1, $2, $3, CAST(CAST($4 AS TEXT) AS BLOB), NULL, $5)
+     ON CONFLICT (app, store, key) DO UPDATE
+     SET value = CAST(CAST(
+            CASE WHEN kv.expires_at IS NOT NULL AND kv.expires_at <= $5 THEN 0
+                 ELSE CAST(CAST(kv.value AS TEXT) AS INTEGER) END + $4 AS TEXT) AS BLOB),
+         expires_at = CASE WHEN kv.expires_at IS NOT NULL AND kv.expires_at <= $5
+                           THEN NULL ELSE kv.expires_at END,
+         updated_at = $5
+     WHERE (kv.expires_at IS NOT NULL AND kv.expires_at <= $5)
+        OR (length(kv.value) BETWEEN 1 AND 20
+            AND CAST(kv.value AS TEXT) NOT GLOB '*[^0-9-]*'
+            AND CAST(CAST(CAST(kv.value AS TEXT) AS INTEGER) AS TEXT) = CAST(kv.value AS TEXT)
+            AND CASE WHEN $4 >= 0
+                     THEN CAST(CAST(kv.value AS TEXT) AS INTEGER) <= 9223372036854775807 - $4
+                     ELSE CAST(CAST(kv.value AS TEXT) AS INTEGER) >= -9223372036854775808 - $4 END)
+     RETURNING CAST(value AS TEXT)";
+
+/// The same on PostgreSQL: the value's bytes read as text with
+/// `encode(.., 'escape')` (never fails; non-ASCII bytes become escapes that
+/// are not digits), the sum in NUMERIC so an overflow is a refusal, not an
+/// error. CASE guards every cast.
+const INCREMENT_POSTGRES: &str = "INSERT INTO kv (app, store, key, value, expires_at, updated_at)
+     VALUES ($1, $2, $3, convert_to(CAST($4 AS TEXT), 'UTF8'), NULL, $5)
+     ON CONFLICT (app, store, key) DO UPDATE
+     SET value = convert_to(CAST(
+            CASE WHEN kv.expires_at IS NOT NULL AND kv.expires_at <= $5 THEN CAST($4 AS NUMERIC)
+                 WHEN encode(kv.value, 'escape') ~ '^-?[0-9]{1,19}$'
+                 THEN CAST(encode(kv.value, 'escape') AS NUMERIC) + $4 END AS TEXT), 'UTF8'),
+         expires_at = CASE WHEN kv.expires_at IS NOT NULL AND kv.expires_at <= $5
+                           THEN NULL ELSE kv.expires_at END,
+         updated_at = $5
+     WHERE (kv.expires_at IS NOT NULL AND kv.expires_at <= $5)
+        OR CASE WHEN encode(kv.value, 'escape') ~ '^-?[0-9]{1,19}$'
+                THEN CAST(CAST(encode(kv.value, 'escape') AS NUMERIC) AS TEXT) = encode(kv.value, 'escape')
+                     AND CAST(encode(kv.value, 'escape') AS NUMERIC) + $4
+                         BETWEEN -9223372036854775808 AND 9223372036854775807
+                ELSE FALSE END
+     RETURNING convert_from(value, 'UTF8')";
 
 impl Store {
     /// A live value.
@@ -110,7 +153,7 @@ impl Store {
     pub async fn kv_delete(&self, app: &str, store: &str, key: &str) -> Result<bool> {
         let r = sqlx::query(
             "DELETE FROM kv WHERE app = $1 AND store = $2 AND key = $3
-             RETURNING (expires_at IS NULL OR expires_at > $4) AS live",
+             RETURNING CASE WHEN expires_at IS NULL OR expires_at > $4 THEN 1 ELSE 0 END AS live",
         )
         .bind(app)
         .bind(store)
@@ -119,7 +162,7 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         Ok(match r {
-            Some(row) => row.try_get::<bool, _>("live")?,
+            Some(row) => row.try_get::<i64, _>("live")? == 1,
             None => false,
         })
     }
@@ -170,32 +213,18 @@ impl Store {
         delta: i64,
     ) -> Result<i64, KvError> {
         let now = now_us();
-        let row: Option<String> = sqlx::query_scalar(
-            "INSERT INTO kv (app, store, key, value, expires_at, updated_at)
-             VALUES ($1, $2, $3, CAST(CAST($4 AS TEXT) AS BLOB), NULL, $5)
-             ON CONFLICT (app, store, key) DO UPDATE
-             SET value = CAST(CAST(
-                    CASE WHEN kv.expires_at IS NOT NULL AND kv.expires_at <= $5 THEN 0
-                         ELSE CAST(CAST(kv.value AS TEXT) AS INTEGER) END + $4 AS TEXT) AS BLOB),
-                 expires_at = CASE WHEN kv.expires_at IS NOT NULL AND kv.expires_at <= $5
-                                   THEN NULL ELSE kv.expires_at END,
-                 updated_at = $5
-             WHERE (kv.expires_at IS NOT NULL AND kv.expires_at <= $5)
-                OR (length(kv.value) BETWEEN 1 AND 20
-                    AND CAST(kv.value AS TEXT) NOT GLOB '*[^0-9-]*'
-                    AND CAST(CAST(CAST(kv.value AS TEXT) AS INTEGER) AS TEXT) = CAST(kv.value AS TEXT)
-                    AND CASE WHEN $4 >= 0
-                             THEN CAST(CAST(kv.value AS TEXT) AS INTEGER) <= 9223372036854775807 - $4
-                             ELSE CAST(CAST(kv.value AS TEXT) AS INTEGER) >= -9223372036854775808 - $4 END)
-             RETURNING CAST(value AS TEXT)",
-        )
-        .bind(app)
-        .bind(store)
-        .bind(key)
-        .bind(delta)
-        .bind(now)
-        .fetch_optional(&self.pool)
-        .await?;
+        let sql = match self.backend {
+            Backend::Sqlite => INCREMENT_SQLITE,
+            Backend::Postgres => INCREMENT_POSTGRES,
+        };
+        let row: Option<String> = sqlx::query_scalar(sql)
+            .bind(app)
+            .bind(store)
+            .bind(key)
+            .bind(delta)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?;
         match row {
             Some(v) => v
                 .parse()
@@ -298,16 +327,17 @@ impl Store {
         .bind(function)
         .bind(key)
         .bind(value)
-        .bind(secret)
+        .bind(i64::from(secret))
         .bind(now_us())
         .execute(&self.pool)
         .await?;
+        self.cluster_changed().await?;
         Ok(())
     }
 
     /// Removes a configuration value; whether it existed.
     pub async fn config_unset(&self, app: &str, function: &str, key: &str) -> Result<bool> {
-        Ok(
+        let removed =
             sqlx::query("DELETE FROM config WHERE app = $1 AND function = $2 AND key = $3")
                 .bind(app)
                 .bind(function)
@@ -315,8 +345,11 @@ impl Store {
                 .execute(&self.pool)
                 .await?
                 .rows_affected()
-                == 1,
-        )
+                == 1;
+        if removed {
+            self.cluster_changed().await?;
+        }
+        Ok(removed)
     }
 
     /// Every configuration row of an app.
@@ -334,7 +367,7 @@ impl Store {
                     function: r.try_get("function")?,
                     key: r.try_get("key")?,
                     value: r.try_get("value")?,
-                    secret: r.try_get("secret")?,
+                    secret: r.try_get::<i64, _>("secret")? != 0,
                     updated_at_us: r.try_get("updated_at")?,
                 })
             })
@@ -349,7 +382,7 @@ mod tests {
     #[tokio::test]
     async fn kv_operations() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Store::open_embedded(dir.path()).await.unwrap();
+        let s = Store::open_for_test(dir.path()).await.unwrap();
         s.kv_set("a", "s", "k1", b"v1", None).await.unwrap();
         assert_eq!(
             s.kv_get("a", "s", "k1").await.unwrap(),

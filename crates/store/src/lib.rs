@@ -16,7 +16,9 @@
 
 mod apps;
 mod blobs;
+mod builder;
 mod changes;
+mod cluster;
 mod components;
 mod docs;
 mod durable;
@@ -29,6 +31,7 @@ mod records;
 
 pub use apps::{AppRow, RevisionRow};
 pub use blobs::{BlobError, BlobFiles, BlobInfo};
+pub use cluster::CLUSTER_CHANNEL;
 pub use components::{ComponentStore, PutError};
 pub use docs::{DocError, DocQuery, Document, Op};
 pub use events::{
@@ -43,8 +46,8 @@ pub use records::{
     UsageRow,
 };
 
-use sqlx::SqlitePool;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Executor};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -72,6 +75,9 @@ pub enum StoreError {
     /// Stored data could not be read back.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// The database is not one Nimbus can use, or not reachable.
+    #[error("{0}")]
+    Config(String),
 }
 
 impl StoreError {
@@ -84,12 +90,27 @@ impl StoreError {
 /// Result alias of this crate.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// Which SQL engine holds the state. The statements are shared; the few
+/// that differ (JSON documents, counters, row locks) pick by this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The embedded default: one SQLite file in the data dir, one node.
+    Sqlite,
+    /// A PostgreSQL server shared by any number of nodes.
+    Postgres,
+}
+
 /// Handle to the SQL database. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    pool: AnyPool,
+    backend: Backend,
+    /// The PostgreSQL URL (for LISTEN connections), if that is the backend.
+    url: Option<std::sync::Arc<str>>,
     /// Readers waiting for documents to change.
     changes: std::sync::Arc<changes::DocChanges>,
+    /// This node's id: the owner of the leases it takes.
+    node: std::sync::Arc<str>,
 }
 
 /// Microseconds since the Unix epoch, now.
@@ -100,6 +121,9 @@ pub fn now_us() -> i64 {
         .unwrap_or(0)
 }
 
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
 impl Store {
     /// Opens (creating if needed) the embedded SQLite database in `data_dir`
     /// and brings its schema up to date.
@@ -108,31 +132,209 @@ impl Store {
             "creating data dir {}",
             data_dir.display()
         )))?;
+        sqlx::any::install_default_drivers();
         let path: PathBuf = data_dir.join("nimbus.db");
-        let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10))
-            // 64 MiB of page cache per connection (SQLite's default is 2 MiB):
-            // the record writer's index inserts (trace ids are random) would
-            // otherwise read pages back from the OS on every batch.
-            .pragma("cache_size", "-65536");
-        let pool = SqlitePoolOptions::new()
+        let opts = AnyConnectOptions::from_str(&format!("sqlite://{}?mode=rwc", path.display()))?;
+        let pool = AnyPoolOptions::new()
             .max_connections(4)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    // WAL: readers never wait for the writer. 64 MiB of page
+                    // cache per connection (SQLite's default is 2 MiB): the
+                    // record writer's index inserts (trace ids are random)
+                    // would otherwise read pages back from the OS on every
+                    // batch.
+                    conn.execute(
+                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
+                         PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;
+                         PRAGMA cache_size = -65536;",
+                    )
+                    .await?;
+                    Ok(())
+                })
+            })
             .connect_with(opts)
             .await?;
-        sqlx::migrate!("migrations/sqlite").run(&pool).await?;
+        SQLITE_MIGRATIONS.run(&pool).await?;
         Ok(Store {
             pool,
+            backend: Backend::Sqlite,
+            url: None,
             changes: Default::default(),
+            node: "local".into(),
         })
     }
 
+    /// Connects to a PostgreSQL database shared by every node
+    /// (`postgres://user:password@host:port/database`). With `migrate`,
+    /// brings its schema up to date first (nodes starting at once take
+    /// turns: the migrator holds an advisory lock); without, refuses a
+    /// database whose schema is behind this binary.
+    pub async fn open_postgres(url: &str, migrate: bool, max_connections: u32) -> Result<Store> {
+        let store = Store::connect_postgres(url, max_connections).await?;
+        if migrate {
+            store.migrate().await?;
+        } else {
+            store.check_schema().await?;
+        }
+        Ok(store)
+    }
+
+    /// For tests: the embedded database in `data_dir`, or, when the
+    /// environment variable `NIMBUS_TEST_DATABASE` names a PostgreSQL
+    /// server, a new empty database on it (see [`create_test_database`]).
+    #[doc(hidden)]
+    pub async fn open_for_test(data_dir: &Path) -> Result<Store> {
+        match std::env::var("NIMBUS_TEST_DATABASE") {
+            Ok(admin) if !admin.is_empty() => {
+                // The same data dir opens the same database again.
+                let marker = data_dir.join("test-database-url");
+                let url = match std::fs::read_to_string(&marker) {
+                    Ok(url) => url,
+                    Err(_) => {
+                        let url = create_test_database(&admin).await?;
+                        std::fs::create_dir_all(data_dir)
+                            .and_then(|_| std::fs::write(&marker, &url))
+                            .map_err(StoreError::io("writing the test database's URL"))?;
+                        url
+                    }
+                };
+                Store::open_postgres(&url, true, 8).await
+            }
+            _ => Store::open_embedded(data_dir).await,
+        }
+    }
+
+    /// Connects to a PostgreSQL database without looking at its schema
+    /// (`nimbus migrate`; everything else uses [`Store::open_postgres`]).
+    pub async fn connect_postgres(url: &str, max_connections: u32) -> Result<Store> {
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(StoreError::Config(format!(
+                "{url:?} is not a PostgreSQL URL: use postgres://USER:PASSWORD@HOST:PORT/DATABASE"
+            )));
+        }
+        sqlx::any::install_default_drivers();
+        let opts = AnyConnectOptions::from_str(url)?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections.max(2))
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(opts)
+            .await
+            .map_err(|e| {
+                StoreError::Config(format!(
+                    "cannot connect to PostgreSQL at {}: {e}; check that the server runs and the URL, user and password are right",
+                    redact_url(url)
+                ))
+            })?;
+        Ok(Store {
+            pool,
+            backend: Backend::Postgres,
+            url: Some(url.into()),
+            changes: Default::default(),
+            node: "local".into(),
+        })
+    }
+
+    /// Brings the schema up to date; the migrations applied now.
+    pub async fn migrate(&self) -> Result<Vec<String>> {
+        let migrator = self.migrator();
+        let before = self.applied_migrations().await.unwrap_or_default();
+        migrator.run(&self.pool).await?;
+        Ok(migrator
+            .iter()
+            .filter(|m| !before.contains(&m.version))
+            .map(|m| format!("{} {}", m.version, m.description))
+            .collect())
+    }
+
+    /// Fails if migrations this binary knows are not applied yet.
+    pub async fn check_schema(&self) -> Result<()> {
+        let applied = self.applied_migrations().await.unwrap_or_default();
+        let missing: Vec<String> = self
+            .migrator()
+            .iter()
+            .filter(|m| !applied.contains(&m.version))
+            .map(|m| format!("{} {}", m.version, m.description))
+            .collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(StoreError::Config(format!(
+                "the database schema is behind this version of Nimbus (missing: {}); run `nimbus migrate --database URL` first",
+                missing.join(", ")
+            )))
+        }
+    }
+
+    fn migrator(&self) -> &'static sqlx::migrate::Migrator {
+        match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        }
+    }
+
+    async fn applied_migrations(&self) -> Result<Vec<i64>> {
+        Ok(
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success = TRUE")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    /// The same store, for the node with this id (a stable id per node:
+    /// the leases it takes are marked with it).
+    pub fn with_node_id(mut self, id: &str) -> Store {
+        self.node = id.into();
+        self
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> &str {
+        &self.node
+    }
+
+    /// Which engine this is.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The PostgreSQL URL, if that is the backend.
+    pub fn database_url(&self) -> Option<&str> {
+        self.url.as_deref()
+    }
+
     /// The underlying pool, for crates that add their own tables.
-    pub fn pool(&self) -> &SqlitePool {
+    pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// A transaction that is going to write after reading. SQLite: takes
+    /// the write lock at once (`BEGIN IMMEDIATE`), so a concurrent writer
+    /// makes it wait (busy timeout) rather than fail with
+    /// SQLITE_BUSY_SNAPSHOT later. PostgreSQL: a plain transaction; the
+    /// statements lock the rows they change.
+    pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
+    }
+
+    /// Within a write transaction, waits until no other transaction holds
+    /// `name` (PostgreSQL: a transaction-scoped advisory lock on its hash).
+    /// For a read-then-write that must not interleave with another node's
+    /// on the same thing. SQLite's write transaction already excludes all
+    /// other writers.
+    pub(crate) async fn lock_name(&self, conn: &mut sqlx::AnyConnection, name: &str) -> Result<()> {
+        if self.backend == Backend::Postgres {
+            sqlx::query(
+                "SELECT 1 FROM (SELECT pg_advisory_xact_lock(hashtextextended($1, 0))) AS l",
+            )
+            .bind(name)
+            .execute(conn)
+            .await?;
+        }
+        Ok(())
     }
 
     /// Deletes an app's rows from `tables` (each has an `app` column), in
@@ -148,4 +350,48 @@ impl Store {
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// A database URL without its password, for messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.find(':') {
+                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Creates a new, empty database on the PostgreSQL server of `admin_url`
+/// (a URL whose user may create databases) and returns its URL. For tests
+/// and benchmarks: each gets a database of its own.
+#[doc(hidden)]
+pub async fn create_test_database(admin_url: &str) -> Result<String> {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(admin_url).await.map_err(|e| {
+        StoreError::Config(format!(
+            "cannot connect to the test PostgreSQL server at {}: {e}",
+            redact_url(admin_url)
+        ))
+    })?;
+    let name = format!("nimbus_t_{}", uuid::Uuid::now_v7().simple());
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await?;
+    let _ = conn.close().await;
+    let base = match admin_url.find('?') {
+        Some(q) => &admin_url[..q],
+        None => admin_url,
+    };
+    let slash = base
+        .rfind('/')
+        .filter(|&i| i > base.find("://").map_or(0, |s| s + 2));
+    Ok(match slash {
+        Some(i) => format!("{}/{name}{}", &base[..i], &admin_url[base.len()..]),
+        None => format!("{base}/{name}{}", &admin_url[base.len()..]),
+    })
 }

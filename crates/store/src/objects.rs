@@ -66,7 +66,7 @@ fn meta_of(s: &str) -> Result<Vec<(String, String)>> {
     serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("object metadata: {e}")))
 }
 
-fn object(row: &sqlx::sqlite::SqliteRow) -> Result<ObjectRow> {
+fn object(row: &sqlx::any::AnyRow) -> Result<ObjectRow> {
     Ok(ObjectRow {
         bucket: row.try_get("bucket")?,
         key: row.try_get("key")?,
@@ -124,7 +124,8 @@ impl Store {
 
     /// Deletes an empty bucket; `false` if it still holds objects.
     pub async fn delete_bucket(&self, name: &str) -> Result<bool> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
+        self.lock_name(&mut tx, &format!("bucket/{name}")).await?;
         let used: Option<i64> =
             sqlx::query_scalar("SELECT 1 FROM objects WHERE bucket = $1 LIMIT 1")
                 .bind(name)
@@ -144,7 +145,9 @@ impl Store {
     /// Records an object (replacing one with the same key); the replaced
     /// body's file, to delete once this is committed.
     pub async fn put_object(&self, o: &ObjectRow) -> Result<Option<String>> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
+        self.lock_name(&mut tx, &format!("object/{}/{}", o.bucket, o.key))
+            .await?;
         let old: Option<String> =
             sqlx::query_scalar("SELECT file FROM objects WHERE bucket = $1 AND key = $2")
                 .bind(&o.bucket)
@@ -259,7 +262,9 @@ impl Store {
     /// Records a part (replacing one with the same number); the replaced
     /// part's file.
     pub async fn put_part(&self, upload: &str, p: &PartRow) -> Result<Option<String>> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
+        self.lock_name(&mut tx, &format!("part/{upload}/{}", p.part_number))
+            .await?;
         let old: Option<String> = sqlx::query_scalar(
             "SELECT file FROM upload_parts WHERE upload_id = $1 AND part_number = $2",
         )
@@ -307,7 +312,7 @@ impl Store {
 
     /// Forgets an upload and its parts; their files, to delete.
     pub async fn delete_upload(&self, upload: &str) -> Result<Vec<String>> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let files: Vec<String> =
             sqlx::query_scalar("DELETE FROM upload_parts WHERE upload_id = $1 RETURNING file")
                 .bind(upload)
@@ -371,7 +376,7 @@ mod tests {
     #[tokio::test]
     async fn buckets_objects_parts() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Store::open_embedded(dir.path()).await.unwrap();
+        let s = Store::open_for_test(dir.path()).await.unwrap();
         assert_eq!(s.create_bucket("b", "app1").await.unwrap(), Ok(()));
         assert_eq!(
             s.create_bucket("b", "app2").await.unwrap(),

@@ -1,8 +1,9 @@
 //! Invocation records and guest logs, written in batches off the hot path.
 
+use crate::builder::QueryBuilder;
 use crate::{Result, Store};
 use nimbus_core::{InvocationRecord, LogEntry, OpCounts, OpSpan, Outcome, Service, StoredInput};
-use sqlx::{QueryBuilder, Row};
+use sqlx::Row;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -408,7 +409,7 @@ pub struct OpSpanRow {
 
 /// Adds per-function hourly sums to `usage_hourly` in one upsert per 64 rows.
 async fn add_usage(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut sqlx::AnyConnection,
     sums: &[((&str, &str, i64), UsageRow)],
 ) -> Result<()> {
     for chunk in batches(sums) {
@@ -517,7 +518,7 @@ const INVOCATION_COLUMNS: &str = "id, app, function, revision, trigger, method, 
     duration_us, status, outcome, error, bytes_in, bytes_out, event_id, attempt, memory_mb,
     peak_memory, cold, trace_id, span_id, parent_span_id";
 
-fn invocation_row(row: &sqlx::sqlite::SqliteRow) -> Result<InvocationRow> {
+fn invocation_row(row: &sqlx::any::AnyRow) -> Result<InvocationRow> {
     let outcome: String = row.try_get("outcome")?;
     Ok(InvocationRow {
         id: row.try_get("id")?,
@@ -1006,7 +1007,7 @@ mod tests {
     #[tokio::test]
     async fn plain_successes_beyond_the_budget_are_counted_not_stored() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_embedded(dir.path()).await.unwrap();
+        let store = Store::open_for_test(dir.path()).await.unwrap();
         let writer = RecordWriter::spawn(
             store.clone(),
             RecordWriterConfig {
@@ -1037,7 +1038,7 @@ mod tests {
     #[tokio::test]
     async fn writer_batches_and_queries() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_embedded(dir.path()).await.unwrap();
+        let store = Store::open_for_test(dir.path()).await.unwrap();
         let writer = RecordWriter::spawn(store.clone(), RecordWriterConfig::default());
         for i in 0..50 {
             writer.submit(record(i, if i % 2 == 0 { "even" } else { "odd" }));

@@ -46,6 +46,33 @@ pub fn shared_cache() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("nimbus-test-cache")
 }
 
+/// When the suite runs on PostgreSQL (`NIMBUS_TEST_DATABASE` names a
+/// server), the database of the server of `data_dir`: created for it on
+/// first start, the same one when it restarts.
+pub fn test_database(data_dir: &Path) -> Option<String> {
+    let admin = std::env::var("NIMBUS_TEST_DATABASE")
+        .ok()
+        .filter(|u| !u.is_empty())?;
+    let marker = data_dir.join("test-database-url");
+    if let Ok(url) = std::fs::read_to_string(&marker) {
+        return Some(url);
+    }
+    // Its own runtime on its own thread: callers may be inside one.
+    let url = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(nimbus_store::create_test_database(&admin))
+    })
+    .join()
+    .unwrap()
+    .expect("creating a test database");
+    std::fs::create_dir_all(data_dir).unwrap();
+    std::fs::write(&marker, &url).unwrap();
+    Some(url)
+}
+
 /// A running `nimbus up`.
 pub struct Server {
     child: Option<Child>,
@@ -68,8 +95,12 @@ impl Server {
     /// Starts a server on an existing data dir.
     pub fn start_in(data_dir: &Path, args: &[&str]) -> Server {
         guests();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_nimbus"))
-            .arg("up")
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_nimbus"));
+        cmd.arg("up");
+        if let Some(url) = test_database(data_dir) {
+            cmd.args(["--database", &url]);
+        }
+        let mut child = cmd
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .arg("--cache-dir")

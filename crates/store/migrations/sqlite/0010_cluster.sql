@@ -1,0 +1,13 @@
+-- Cluster coordination (the same table as on PostgreSQL, where nodes poll
+-- it): a counter bumped whenever apps, revisions, configuration or keys
+-- change. One node has nothing to tell, but the statements stay shared.
+
+CREATE TABLE cluster_state (
+    id         BIGINT PRIMARY KEY,
+    generation BIGINT NOT NULL
+);
+INSERT INTO cluster_state (id, generation) VALUES (1, 0);
+
+-- The node holding a message's lease: a node that restarts takes back its
+-- own leases at once; other nodes' run out.
+ALTER TABLE messages ADD COLUMN lease_owner TEXT;

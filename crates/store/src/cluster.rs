@@ -1,0 +1,148 @@
+//! What nodes sharing one database tell each other: a generation counter
+//! bumped by every change to cluster-wide state that nodes keep in memory
+//! (which revision of each app is active, configuration and secrets, API
+//! keys, signing keys). A node compares it with the one it last loaded and
+//! reloads when it moved. On PostgreSQL a bump also sends `NOTIFY
+//! nimbus_cluster`, so listening nodes reload at once; polling the counter
+//! is the fallback that bounds the delay when a notification is missed
+//! (a dropped LISTEN connection, a node that was starting).
+
+use crate::{Backend, Result, Store};
+use std::time::Duration;
+
+/// The channel of the notifications.
+pub const CLUSTER_CHANNEL: &str = "nimbus_cluster";
+
+impl Store {
+    /// The cluster generation now.
+    pub async fn generation(&self) -> Result<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT generation FROM cluster_state WHERE id = 1")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Records that cluster-wide state changed (after the change is
+    /// committed): bumps the generation and, on PostgreSQL, notifies the
+    /// listening nodes.
+    pub(crate) async fn cluster_changed(&self) -> Result<()> {
+        let generation: i64 = sqlx::query_scalar(
+            "UPDATE cluster_state SET generation = generation + 1 WHERE id = 1 RETURNING generation",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT 1 FROM (SELECT pg_notify($1, $2)) AS n")
+                .bind(CLUSTER_CHANNEL)
+                .bind(generation.to_string())
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Calls `reload` whenever the generation moves past `loaded` (the one
+    /// the caller's state reflects), forever: woken by notifications on
+    /// PostgreSQL, and by polling every `poll` on any backend. `reload`
+    /// returning an error is logged and retried at the next wake-up.
+    pub async fn follow_cluster<F, Fut>(&self, mut loaded: i64, poll: Duration, mut reload: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<(), String>>,
+    {
+        let (wake_tx, mut wake) = tokio::sync::mpsc::channel::<()>(1);
+        if let Some(url) = self.url.clone() {
+            tokio::spawn(async move {
+                loop {
+                    match sqlx::postgres::PgListener::connect(&url).await {
+                        Ok(mut listener) => {
+                            if let Err(e) = listener.listen(CLUSTER_CHANNEL).await {
+                                tracing::warn!(error = %e, "LISTEN {CLUSTER_CHANNEL} failed; polling only");
+                            } else {
+                                // Something may have changed while not listening.
+                                let _ = wake_tx.try_send(());
+                                loop {
+                                    match listener.recv().await {
+                                        Ok(_) => {
+                                            let _ = wake_tx.try_send(());
+                                        }
+                                        Err(e) => {
+                                            tracing::warn!(error = %e, "the LISTEN connection failed; reconnecting");
+                                            break;
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot LISTEN for cluster changes; polling only");
+                        }
+                    }
+                    if wake_tx.is_closed() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            });
+        } else {
+            drop(wake_tx);
+        }
+        loop {
+            tokio::select! {
+                Some(()) = wake.recv() => {}
+                _ = tokio::time::sleep(poll) => {}
+            }
+            match self.generation().await {
+                Ok(g) if g != loaded => match reload().await {
+                    Ok(()) => loaded = g,
+                    Err(e) => {
+                        tracing::error!(error = %e, "reloading the cluster's state failed; retrying")
+                    }
+                },
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "reading the cluster generation failed"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[tokio::test]
+    async fn a_change_reaches_a_follower() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open_for_test(dir.path()).await.unwrap();
+        let g0 = s.generation().await.unwrap();
+        let reloads = Arc::new(AtomicUsize::new(0));
+        let follower = {
+            let (s, reloads) = (s.clone(), reloads.clone());
+            tokio::spawn(async move {
+                s.follow_cluster(g0, Duration::from_millis(20), move || {
+                    let reloads = reloads.clone();
+                    async move {
+                        reloads.fetch_add(1, Ordering::SeqCst);
+                        Ok(())
+                    }
+                })
+                .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(reloads.load(Ordering::SeqCst), 0, "nothing changed yet");
+        s.config_set("a", "", "K", "v", false).await.unwrap();
+        assert!(s.generation().await.unwrap() > g0);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while reloads.load(Ordering::SeqCst) == 0 {
+            assert!(std::time::Instant::now() < deadline, "no reload");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(reloads.load(Ordering::SeqCst), 1, "one reload per change");
+        follower.abort();
+    }
+}
