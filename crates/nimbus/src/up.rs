@@ -220,6 +220,10 @@ pub async fn run(args: UpArgs) -> Result<()> {
     std::fs::create_dir_all(&shared_dir)
         .with_context(|| format!("creating shared dir {}", shared_dir.display()))?;
     let token = admin_token(&shared_dir)?;
+    if shared_dir != data_dir {
+        // The CLI on this node finds the token in the data dir, as usual.
+        write_private(&data_dir.join("admin-token"), token.as_bytes())?;
+    }
     let store = match &args.database {
         Some(url) => Store::open_postgres(url, true, args.db_connections)
             .await

@@ -238,6 +238,7 @@ impl Store {
     /// Brings the schema up to date; the migrations applied now.
     pub async fn migrate(&self) -> Result<Vec<String>> {
         let migrator = self.migrator();
+        // None yet: a new database has no migrations table.
         let before = self.applied_migrations().await.unwrap_or_default();
         migrator.run(&self.pool).await?;
         Ok(migrator

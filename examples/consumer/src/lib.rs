@@ -5,7 +5,7 @@
 //! * `FAIL=always`: answer 500 to every event (it ends in the dead-letter queue).
 //! * `FAIL_UNTIL_ATTEMPT=N`: answer 500 while the attempt (`nimbus-attempt`) is below N.
 //! * `RELAY_URL=http://host:port/path`: report every delivery there (a JSON
-//!   POST with the event's id, type, source, attempt, group and payload),
+//!   POST with the event's id, type, source, attempt, group, time and payload),
 //!   so a test or a human can watch deliveries from outside.
 //! * `FORWARD_QUEUE=name`: send the payload on to that queue of the app,
 //!   through the `nimbus:events/producer` host interface (no network hop).
@@ -135,7 +135,7 @@ impl wasi::exports::http::incoming_handler::Guest for Consumer {
         let env: std::collections::HashMap<String, String> = std::env::vars().collect();
         if let Some(url) = env.get("RELAY_URL") {
             let report = format!(
-                "{{\"id\":{},\"type\":{},\"source\":{},\"attempt\":{attempt},\"group\":{},\"function\":{},\"path\":{},\"route\":{},\"param_id\":{},\"body\":{}}}",
+                "{{\"id\":{},\"type\":{},\"source\":{},\"attempt\":{attempt},\"group\":{},\"function\":{},\"path\":{},\"route\":{},\"param_id\":{},\"time\":{},\"body\":{}}}",
                 json_string(&id),
                 json_string(&header(&request, "ce-type").unwrap_or_default()),
                 json_string(&header(&request, "ce-source").unwrap_or_default()),
@@ -144,6 +144,7 @@ impl wasi::exports::http::incoming_handler::Guest for Consumer {
                 json_string(&request.path_with_query().unwrap_or_default()),
                 json_string(&header(&request, "nimbus-route").unwrap_or_default()),
                 json_string(&header(&request, "nimbus-param-id").unwrap_or_default()),
+                json_string(&header(&request, "ce-time").unwrap_or_default()),
                 json_string(&String::from_utf8_lossy(&body)),
             );
             if let Err(e) = post(url, report.as_bytes()) {

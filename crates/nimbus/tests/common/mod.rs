@@ -46,17 +46,18 @@ pub fn shared_cache() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("nimbus-test-cache")
 }
 
-/// When the suite runs on PostgreSQL (`NIMBUS_TEST_DATABASE` names a
-/// server), the database of the server of `data_dir`: created for it on
-/// first start, the same one when it restarts.
+/// The PostgreSQL database of the server of `data_dir`, if it has one: the
+/// one named in its `test-database-url` file (the same one when it
+/// restarts; a cluster's nodes share one), else, when the suite runs on
+/// PostgreSQL (`NIMBUS_TEST_DATABASE` names a server), a new one.
 pub fn test_database(data_dir: &Path) -> Option<String> {
-    let admin = std::env::var("NIMBUS_TEST_DATABASE")
-        .ok()
-        .filter(|u| !u.is_empty())?;
     let marker = data_dir.join("test-database-url");
     if let Ok(url) = std::fs::read_to_string(&marker) {
         return Some(url);
     }
+    let admin = std::env::var("NIMBUS_TEST_DATABASE")
+        .ok()
+        .filter(|u| !u.is_empty())?;
     // Its own runtime on its own thread: callers may be inside one.
     let url = std::thread::spawn(move || {
         tokio::runtime::Builder::new_current_thread()
