@@ -72,6 +72,7 @@ pub fn router(platform: Arc<Platform>) -> Router {
         )
         .route("/v1/keys/{name}", delete(users_api::revoke_key))
         .route("/v1/usage", get(usage_api::platform_usage))
+        .route("/v1/cluster", get(cluster))
         .route("/v1/metrics", get(crate::metrics::scrape))
         .route("/v1/invocations/{id}", get(crate::replay_api::find))
         .route("/v1/traces/{id}", get(crate::replay_api::trace))
@@ -319,6 +320,32 @@ struct AppSummary {
     functions: usize,
     routes: usize,
     updated_at_us: i64,
+}
+
+/// The nodes sharing this node's database (admin): each with its last
+/// heartbeat, and which one answered.
+async fn cluster(State(ctx): State<Ctx>) -> ApiResult<Json<serde_json::Value>> {
+    let store = &ctx.platform.store;
+    let live_after = nimbus_store::now_us() - nimbus_store::NODE_LIVE_FOR.as_micros() as i64;
+    let nodes: Vec<serde_json::Value> = store
+        .nodes()
+        .await?
+        .into_iter()
+        .map(|n| {
+            let live = n.seen_at_us > live_after;
+            let mut v = json!(n);
+            v["live"] = json!(live);
+            v
+        })
+        .collect();
+    Ok(Json(json!({
+        "node": store.node_id(),
+        "backend": match store.backend() {
+            nimbus_store::Backend::Sqlite => "sqlite",
+            nimbus_store::Backend::Postgres => "postgres",
+        },
+        "nodes": nodes,
+    })))
 }
 
 async fn list_apps(

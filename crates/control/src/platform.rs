@@ -114,6 +114,15 @@ pub struct Platform {
     /// Renders `/v1/metrics` (`None`: metrics are off).
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     lock: Mutex<()>,
+    /// This node's place among the cluster's live nodes: (index, count).
+    cluster_view: std::sync::Mutex<(u32, u32)>,
+}
+
+/// A node's share of a cluster-wide limit: the limit split among `count`
+/// nodes, the remainder to the first ones, so the shares add up to it.
+pub fn concurrency_share(limit: u32, index: u32, count: u32) -> u32 {
+    let count = count.max(1);
+    limit / count + u32::from(index < limit % count)
 }
 
 /// Limits of what the control plane accepts, and the price sheet.
@@ -156,6 +165,7 @@ impl Platform {
             prices: limits.prices,
             metrics: limits.metrics,
             lock: Mutex::new(()),
+            cluster_view: std::sync::Mutex::new((0, 1)),
         })
     }
 
@@ -308,8 +318,31 @@ impl Platform {
     /// Makes `table` the serving one: routes, and the event consumers and
     /// schedules of every active app.
     fn activate(&self, table: RouteTable) {
+        self.apply_shares(&table);
         self.events.sync(table.apps().cloned());
         self.gateway.swap(table);
+    }
+
+    /// Records this node's place among the live nodes (from the
+    /// heartbeats) and resizes the shares of cluster-wide limits.
+    pub fn set_cluster_view(&self, index: u32, count: u32) {
+        let changed = {
+            let mut v = self.cluster_view.lock().expect("cluster view lock");
+            std::mem::replace(&mut *v, (index, count)) != (index, count)
+        };
+        if changed {
+            tracing::info!(index, nodes = count, "cluster membership changed");
+            self.apply_shares(&self.gateway.table());
+        }
+    }
+
+    fn apply_shares(&self, table: &RouteTable) {
+        let (index, count) = *self.cluster_view.lock().expect("cluster view lock");
+        for app in table.apps() {
+            for f in app.functions.values() {
+                f.set_concurrency_share(concurrency_share(f.limits.max_concurrency, index, count));
+            }
+        }
     }
 
     /// Brings every app back at its active revision (at start-up). An app
@@ -532,5 +565,31 @@ impl Platform {
             .await
             .map_err(|e| PlatformError::Internal(format!("reloading keys: {e}")))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::concurrency_share;
+
+    #[test]
+    fn shares_add_up_to_the_limit() {
+        for limit in [1, 2, 3, 10, 100] {
+            for count in 1..=7 {
+                let shares: Vec<u32> = (0..count)
+                    .map(|i| concurrency_share(limit, i, count))
+                    .collect();
+                assert_eq!(shares.iter().sum::<u32>(), limit, "{limit} over {count}");
+                let (lo, hi) = (shares.iter().min().unwrap(), shares.iter().max().unwrap());
+                assert!(hi - lo <= 1, "even: {shares:?}");
+            }
+        }
+        assert_eq!(concurrency_share(3, 0, 2), 2);
+        assert_eq!(concurrency_share(3, 1, 2), 1);
+        assert_eq!(
+            concurrency_share(5, 0, 0),
+            5,
+            "no view yet: the whole limit"
+        );
     }
 }

@@ -18,4 +18,4 @@ pub mod trace;
 
 pub use manifest::{Manifest, ManifestError};
 pub use record::{InvocationRecord, LogEntry, OpCounts, OpSpan, Outcome, Service, StoredInput};
-pub use spec::{AppSpec, FunctionSpec, Limits, RouteSpec};
+pub use spec::{AppSpec, ConcurrencyScope, FunctionSpec, Limits, RouteSpec};

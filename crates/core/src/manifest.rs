@@ -213,6 +213,9 @@ pub struct FunctionManifest {
     /// See [`Limits::max_concurrency`].
     #[serde(default)]
     pub max_concurrency: Option<u32>,
+    /// See [`Limits::concurrency_scope`]: `"node"` (default) or `"cluster"`.
+    #[serde(default)]
+    pub concurrency_scope: Option<crate::spec::ConcurrencyScope>,
     /// Environment variables.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
@@ -431,6 +434,7 @@ impl FunctionManifest {
             timeout_ms,
             first_byte_timeout_ms: self.first_byte_timeout_ms.unwrap_or(timeout_ms),
             max_concurrency: self.max_concurrency.unwrap_or(d.max_concurrency),
+            concurrency_scope: self.concurrency_scope.unwrap_or_default(),
         }
     }
 }

@@ -19,8 +19,24 @@ pub struct Limits {
     pub timeout_ms: u64,
     /// Wall-clock limit until the response head (status and headers), in ms.
     pub first_byte_timeout_ms: u64,
-    /// Invocations of this function that may run at once on a node.
+    /// Invocations of this function that may run at once: on each node,
+    /// or across the cluster (see `concurrency_scope`).
     pub max_concurrency: u32,
+    /// Where `max_concurrency` holds.
+    #[serde(default)]
+    pub concurrency_scope: ConcurrencyScope,
+}
+
+/// Where a function's `max_concurrency` holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConcurrencyScope {
+    /// On each node: N nodes run up to N × `max_concurrency` at once.
+    #[default]
+    Node,
+    /// Across all nodes of a cluster: the limit is split among the live
+    /// nodes (shares that add up to it), so together they never run more.
+    Cluster,
 }
 
 impl Limits {
@@ -39,6 +55,7 @@ impl Default for Limits {
             timeout_ms: Self::DEFAULT_TIMEOUT_MS,
             first_byte_timeout_ms: Self::DEFAULT_TIMEOUT_MS,
             max_concurrency: Self::DEFAULT_MAX_CONCURRENCY,
+            concurrency_scope: ConcurrencyScope::Node,
         }
     }
 }

@@ -442,6 +442,30 @@ pub async fn run(args: UpArgs) -> Result<()> {
         })?;
     let addr = listener.local_addr()?;
     let url = format!("http://{addr}");
+    // Heartbeats: the live nodes split cluster-wide concurrency limits.
+    let started_at = nimbus_store::now_us();
+    let membership = {
+        let (store, platform, url) = (platform.store.clone(), platform.clone(), url.clone());
+        move || {
+            let (store, platform, url) = (store.clone(), platform.clone(), url.clone());
+            async move {
+                match store.heartbeat(&url, started_at).await {
+                    Ok(live) => {
+                        let index = live.iter().position(|n| n == store.node_id()).unwrap_or(0);
+                        platform.set_cluster_view(index as u32, live.len().max(1) as u32);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "the cluster heartbeat failed"),
+                }
+            }
+        }
+    };
+    membership().await;
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            membership().await;
+        }
+    });
     let info = data_dir.join("server.json");
     std::fs::write(
         &info,
@@ -470,6 +494,9 @@ pub async fn run(args: UpArgs) -> Result<()> {
     }
     events.flush().await;
     records.flush().await;
+    if let Err(e) = platform.store.leave_cluster().await {
+        tracing::warn!(error = %e, "leaving the cluster failed; the others notice in a few seconds");
+    }
     let _ = std::fs::remove_file(&info);
     Ok(())
 }

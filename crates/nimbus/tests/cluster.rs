@@ -209,6 +209,87 @@ async fn changes_through_one_node_reach_the_others() {
     until_served(&a, "/hi", |st, _| st == 404).await;
 }
 
+/// Slow requests at once, `n` to each node; how many were served (the rest
+/// get 429 once the admission wait runs out).
+async fn served_at_once(nodes: &[&Server], n: usize) -> usize {
+    let mut calls = Vec::new();
+    for s in nodes {
+        for _ in 0..n {
+            let (http, url) = (s.http.clone(), format!("{}/slow/sleep?ms=1500", s.url));
+            calls.push(tokio::spawn(async move {
+                http.get(url).send().await.unwrap().status().as_u16()
+            }));
+        }
+    }
+    let mut ok = 0;
+    for c in calls {
+        match c.await.unwrap() {
+            200 => ok += 1,
+            429 => {}
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    ok
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cluster_wide_concurrency_limit_holds_across_nodes() {
+    let mut cluster = Cluster::new();
+    let args = ["--admission-timeout-ms", "300"];
+    let a = cluster.node(&args);
+    let b = cluster.node(&args);
+    let v = b.api("/v1/cluster").await;
+    assert_eq!(v["backend"], "postgres", "{v:#}");
+    let live = |v: &Value| {
+        v["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["live"] == true)
+            .count()
+    };
+    assert_eq!(live(&v), 2, "{v:#}");
+    let app = |scope: &str| {
+        app_dir(&format!(
+            r#"
+[app]
+name = "limits"
+
+[functions.slow]
+component = "@WASM@/chaos.wasm"
+max_concurrency = 3
+concurrency_scope = "{scope}"
+
+[[triggers.http]]
+route = "/slow/{{what}}"
+function = "slow"
+"#
+        ))
+    };
+    // Per node (the default): 3 on each.
+    a.deploy(app("node").path());
+    until_served(&b, "/slow/count", |st, _| st == 200).await;
+    assert_eq!(served_at_once(&[&a, &b], 5).await, 6);
+    // Cluster-wide: 3 in all, split 2 + 1 between the two nodes.
+    a.deploy(app("cluster").path());
+    let started = Instant::now();
+    while b.api("/v1/apps/limits").await["active_revision"] != 2 {
+        assert!(started.elapsed() < Duration::from_secs(5));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(served_at_once(&[&a, &b], 5).await, 3);
+    // One node left: it takes the whole limit.
+    drop(b);
+    let started = Instant::now();
+    while served_at_once(&[&a], 5).await != 3 {
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "the surviving node never took over the dead node's share"
+        );
+    }
+}
+
 /// Three nodes, one killed with `kill -9` while 10,000 queued events and
 /// steady HTTP traffic are in flight: the other two deliver every event,
 /// HTTP fails only on the dead node, and the schedule fires once per tick.

@@ -48,6 +48,9 @@ pub struct Function {
     allowed: Arc<[AllowedHost]>,
     app_name: Arc<str>,
     concurrency: Arc<Semaphore>,
+    /// The permits `concurrency` holds in all: `max_concurrency`, or this
+    /// node's share of it when the limit is cluster-wide.
+    share: std::sync::atomic::AtomicU32,
     grants: Arc<DataGrants>,
     config: arc_swap::ArcSwap<ConfigSnapshot>,
 }
@@ -72,6 +75,7 @@ impl Function {
                 .map(|h| AllowedHost::parse(h))
                 .collect(),
             concurrency: Arc::new(Semaphore::new(spec.limits.max_concurrency as usize)),
+            share: std::sync::atomic::AtomicU32::new(spec.limits.max_concurrency),
             app_name: Arc::from(app),
             grants: Arc::default(),
             config: arc_swap::ArcSwap::from_pointee(ConfigSnapshot::default()),
@@ -97,7 +101,35 @@ impl Function {
 
     /// Invocations of this function running now.
     pub fn in_flight(&self) -> usize {
-        self.limits.max_concurrency as usize - self.concurrency.available_permits()
+        (self.share.load(std::sync::atomic::Ordering::SeqCst) as usize)
+            .saturating_sub(self.concurrency.available_permits())
+    }
+
+    /// Sets this node's share of a cluster-wide concurrency limit (a
+    /// function whose limit holds per node keeps it whole). Growing takes
+    /// effect at once; shrinking as running invocations finish.
+    pub fn set_concurrency_share(&self, share: u32) {
+        use std::sync::atomic::Ordering;
+        if self.limits.concurrency_scope != nimbus_core::ConcurrencyScope::Cluster {
+            return;
+        }
+        let share = share.min(self.limits.max_concurrency);
+        let old = self.share.swap(share, Ordering::SeqCst);
+        if share > old {
+            self.concurrency.add_permits((share - old) as usize);
+        } else if share < old {
+            let sem = self.concurrency.clone();
+            tokio::spawn(async move {
+                if let Ok(p) = sem.acquire_many_owned(old - share).await {
+                    p.forget();
+                }
+            });
+        }
+    }
+
+    /// This node's share of the concurrency limit.
+    pub fn concurrency_share(&self) -> u32 {
+        self.share.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 
@@ -574,11 +606,21 @@ impl Runtime {
                         format!("no capacity freed up within {} ms", wait.as_millis())
                     }
                 };
+                let limit = match f.limits.concurrency_scope {
+                    nimbus_core::ConcurrencyScope::Node => {
+                        format!("{} per function", f.limits.max_concurrency)
+                    }
+                    nimbus_core::ConcurrencyScope::Cluster => format!(
+                        "{} per function across the cluster, {} of them on this node",
+                        f.limits.max_concurrency,
+                        f.concurrency_share()
+                    ),
+                };
                 let mut resp = text_response(
                     StatusCode::TOO_MANY_REQUESTS,
                     format!(
-                        "function {qualified} is at its concurrency limit ({} per function, {} platform-wide) and {why}: retry later",
-                        f.limits.max_concurrency, self.config.max_in_flight
+                        "function {qualified} is at its concurrency limit ({limit}, {} platform-wide) and {why}: retry later",
+                        self.config.max_in_flight
                     ),
                 );
                 let retry = wait.as_secs().max(1).to_string();

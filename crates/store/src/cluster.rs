@@ -13,7 +13,77 @@ use std::time::Duration;
 /// The channel of the notifications.
 pub const CLUSTER_CHANNEL: &str = "nimbus_cluster";
 
+/// A node is live while its last heartbeat is younger than this.
+pub const NODE_LIVE_FOR: Duration = Duration::from_secs(5);
+
+/// A node of the cluster, as its heartbeats tell.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct NodeRow {
+    /// Its id (the data dir's `node-id`).
+    pub id: String,
+    /// Where it serves.
+    pub url: String,
+    /// µs since the epoch.
+    pub started_at_us: i64,
+    /// Its last heartbeat, µs since the epoch.
+    pub seen_at_us: i64,
+}
+
 impl Store {
+    /// Records that this node is alive (serving at `url`, up since
+    /// `started_at_us`); returns the ids of the live nodes, in order.
+    pub async fn heartbeat(&self, url: &str, started_at_us: i64) -> Result<Vec<String>> {
+        let now = crate::now_us();
+        sqlx::query(
+            "INSERT INTO nodes (id, url, started_at, seen_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (id) DO UPDATE SET url = excluded.url, started_at = excluded.started_at,
+                seen_at = excluded.seen_at",
+        )
+        .bind(&*self.node)
+        .bind(url)
+        .bind(started_at_us)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(
+            sqlx::query_scalar("SELECT id FROM nodes WHERE seen_at > $1 ORDER BY id")
+                .bind(now - NODE_LIVE_FOR.as_micros() as i64)
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Every node that sent a heartbeat in the last hour, live or not.
+    pub async fn nodes(&self) -> Result<Vec<NodeRow>> {
+        let rows = sqlx::query(
+            "SELECT id, url, started_at, seen_at FROM nodes WHERE seen_at > $1 ORDER BY id",
+        )
+        .bind(crate::now_us() - 3_600_000_000)
+        .fetch_all(&self.pool)
+        .await?;
+        use sqlx::Row;
+        rows.iter()
+            .map(|r| {
+                Ok(NodeRow {
+                    id: r.try_get("id")?,
+                    url: r.try_get("url")?,
+                    started_at_us: r.try_get("started_at")?,
+                    seen_at_us: r.try_get("seen_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// This node stops (gracefully): the others take over its share now
+    /// rather than when its heartbeat grows old.
+    pub async fn leave_cluster(&self) -> Result<()> {
+        sqlx::query("DELETE FROM nodes WHERE id = $1")
+            .bind(&*self.node)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// The cluster generation now.
     pub async fn generation(&self) -> Result<i64> {
         Ok(

@@ -31,7 +31,7 @@ mod records;
 
 pub use apps::{AppRow, RevisionRow};
 pub use blobs::{BlobError, BlobFiles, BlobInfo};
-pub use cluster::CLUSTER_CHANNEL;
+pub use cluster::{CLUSTER_CHANNEL, NODE_LIVE_FOR, NodeRow};
 pub use components::{ComponentStore, PutError};
 pub use docs::{DocError, DocQuery, Document, Op};
 pub use events::{

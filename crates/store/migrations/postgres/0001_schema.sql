@@ -324,3 +324,12 @@ CREATE TABLE cluster_state (
     generation BIGINT NOT NULL
 );
 INSERT INTO cluster_state (id, generation) VALUES (1, 0);
+
+-- The nodes of the cluster, each seen at its last heartbeat: the live ones
+-- split cluster-wide concurrency limits among themselves.
+CREATE TABLE nodes (
+    id         TEXT PRIMARY KEY,
+    url        TEXT NOT NULL,
+    started_at BIGINT NOT NULL,
+    seen_at    BIGINT NOT NULL
+);

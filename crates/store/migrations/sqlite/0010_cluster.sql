@@ -11,3 +11,12 @@ INSERT INTO cluster_state (id, generation) VALUES (1, 0);
 -- The node holding a message's lease: a node that restarts takes back its
 -- own leases at once; other nodes' run out.
 ALTER TABLE messages ADD COLUMN lease_owner TEXT;
+
+-- The nodes of the cluster, each seen at its last heartbeat: the live ones
+-- split cluster-wide concurrency limits among themselves.
+CREATE TABLE nodes (
+    id         TEXT PRIMARY KEY,
+    url        TEXT NOT NULL,
+    started_at BIGINT NOT NULL,
+    seen_at    BIGINT NOT NULL
+);
