@@ -409,7 +409,8 @@ impl Platform {
             self.prepare(&app).await?;
             apps.push(app);
         }
-        let table = RouteTable::build(apps)
+        let table = current
+            .rebuild(apps)
             .map_err(|e| PlatformError::Internal(format!("stored routes collide: {e}")))?;
         self.activate(table);
         let reloaded = async {

@@ -186,6 +186,16 @@ impl RouteTable {
         RouteTable::build_after(apps, Some(self))
     }
 
+    /// A new table of `apps` (another node's view of which revisions are
+    /// active), keeping this one's compiled policies that did not change,
+    /// so their rate-limit buckets carry over.
+    pub fn rebuild(
+        &self,
+        apps: impl IntoIterator<Item = Arc<ActiveApp>>,
+    ) -> Result<RouteTable, RouteConflict> {
+        RouteTable::build_after(apps, Some(self))
+    }
+
     /// A new table without `app`.
     pub fn without_app(&self, name: &str) -> RouteTable {
         RouteTable::build_after(

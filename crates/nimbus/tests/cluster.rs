@@ -31,7 +31,7 @@ fn admin_url() -> String {
         let out = std::process::Command::new(repo().join("scripts/postgres"))
             .arg("start")
             .arg(&dir)
-            .arg("55433")
+            .arg("25433")
             .output()
             .expect("running scripts/postgres");
         assert!(

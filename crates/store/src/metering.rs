@@ -6,7 +6,7 @@ use crate::records::hour_start;
 use crate::{Result, Store};
 use sqlx::Row;
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Bytes an app stores, by service.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -193,19 +193,67 @@ pub(crate) fn hour(at_us: i64) -> String {
 /// now (the first sample only records the current bytes).
 pub fn spawn_storage_sampler(store: Store, every: Duration) {
     tokio::spawn(async move {
-        let mut last: Option<Instant> = None;
-        let mut tick = tokio::time::interval(every.max(Duration::from_millis(100)));
+        let every = every.max(Duration::from_millis(100));
+        let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            let now = Instant::now();
-            let held = last.map_or(Duration::ZERO, |l| now - l);
-            last = Some(now);
-            if let Err(e) = store.sample_storage(crate::now_us(), held).await {
+            let now = crate::now_us();
+            // In a cluster every node ticks; one takes each sample.
+            let held = match store.claim_sample("storage", now, every / 2).await {
+                Ok(Some(held)) => held,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::error!(error = %e, "sampling stored bytes failed");
+                    continue;
+                }
+            };
+            if let Err(e) = store.sample_storage(now, held).await {
                 tracing::error!(error = %e, "sampling stored bytes failed");
             }
         }
     });
+}
+
+impl Store {
+    /// Claims the periodic job `name` at `now_us` for this node, unless
+    /// some node did it less than `min_gap` ago; the time since it was last
+    /// done (zero the first time), or `None` if it is not this node's turn.
+    /// A compare-and-set on the last time: two nodes never both win.
+    pub async fn claim_sample(
+        &self,
+        name: &str,
+        now_us: i64,
+        min_gap: Duration,
+    ) -> Result<Option<Duration>> {
+        let inserted = sqlx::query(
+            "INSERT INTO samplers (name, at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(now_us)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if inserted == 1 {
+            return Ok(Some(Duration::ZERO));
+        }
+        let last: i64 = sqlx::query_scalar("SELECT at FROM samplers WHERE name = $1")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await?;
+        if now_us - last < min_gap.as_micros() as i64 {
+            return Ok(None);
+        }
+        let won = sqlx::query("UPDATE samplers SET at = $1 WHERE name = $2 AND at = $3")
+            .bind(now_us)
+            .bind(name)
+            .bind(last)
+            .execute(&self.pool)
+            .await?
+            .rows_affected()
+            == 1;
+        Ok(won.then(|| Duration::from_micros((now_us - last).max(0) as u64)))
+    }
 }
 
 #[cfg(test)]
@@ -263,6 +311,26 @@ mod tests {
         assert_eq!(days.len(), 1);
         assert_eq!(days[0].key, "1970-01-01");
         assert_eq!(days[0].doc_byte_seconds, doc * 90);
+        // Nodes sharing the database take turns: one sample per period.
+        let t = t0 + 2 * HOUR_US;
+        let gap = Duration::from_secs(60);
+        assert_eq!(
+            store.claim_sample("s", t, gap).await.unwrap(),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            store.claim_sample("s", t + 1_000_000, gap).await.unwrap(),
+            None
+        );
+        let other = store.clone().with_node_id("other");
+        assert_eq!(
+            other.claim_sample("s", t + 90_000_000, gap).await.unwrap(),
+            Some(Duration::from_secs(90))
+        );
+        assert_eq!(
+            store.claim_sample("s", t + 90_000_001, gap).await.unwrap(),
+            None
+        );
         assert!(
             store
                 .storage_usage(None, t0 + 2 * HOUR_US, false)

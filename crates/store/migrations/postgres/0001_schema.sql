@@ -333,3 +333,10 @@ CREATE TABLE nodes (
     started_at BIGINT NOT NULL,
     seen_at    BIGINT NOT NULL
 );
+
+-- Periodic work done once for the whole cluster (sampling stored bytes):
+-- when it was last done; a node does it only if it moves this forward.
+CREATE TABLE samplers (
+    name TEXT PRIMARY KEY,
+    at   BIGINT NOT NULL
+);
