@@ -55,16 +55,17 @@ load() {
   shift
   local n=$#
   local c=$(( conns / n ))
-  local i=0
+  local i=0 wrks=()
   for u in "$@"; do
     if [ -n "$script" ]; then
       wrk -t1 -c"$c" -d"${dur}s" -s "$script" "$u/hello" > "$work/wrk.$i" &
     else
       wrk -t1 -c"$c" -d"${dur}s" "$u/hello" > "$work/wrk.$i" &
     fi
+    wrks+=($!)
     i=$(( i + 1 ))
   done
-  wait
+  wait "${wrks[@]}"
   local rps=0 sent=0 errs=0
   for j in $(seq 0 $(( n - 1 ))); do
     rps=$(python3 -c "print($rps + $(awk '/Requests\/sec/ {print $2}' "$work/wrk.$j"))")
@@ -99,10 +100,12 @@ scenario() {
   dur=2
   load "" "${urls[@]}" > /dev/null
   dur=$saved
-  read -r rps _ herr < <(load "" "${urls[@]}")
+  load "" "${urls[@]}" > "$work/hello.sum"
+  read -r rps _ herr < "$work/hello.sum"
   local t0 tl t1 left
   t0=$(date +%s.%N)
-  read -r acc sent aerr < <(load "$work/async.lua" "${urls[@]}")
+  load "$work/async.lua" "${urls[@]}" > "$work/async.sum"
+  read -r _ sent aerr < "$work/async.sum"
   tl=$(date +%s.%N)
   left=$(depth "${urls[0]}")
   while [ "$(depth "${urls[0]}")" != "0" ]; do sleep 0.1; done

@@ -1,7 +1,9 @@
 //! Waiting for a document to change: the writes this node makes wake the
-//! readers waiting on that document (`Store::doc_watch`). Writes the node
-//! does not see (another node's, in a multi-node deployment) are caught by
-//! re-reading at least every [`RECHECK`].
+//! readers waiting on that document (`Store::doc_watch`). In a cluster
+//! (PostgreSQL) every node also announces the documents it wrote on the
+//! `nimbus_docs` channel (a background task, in batches: never on the
+//! write's path) and wakes its own waiters on the others' announcements.
+//! Whatever is missed is caught by re-reading at least every [`RECHECK`].
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -14,13 +16,22 @@ pub(crate) const RECHECK: Duration = Duration::from_secs(1);
 
 type Key = (String, String, String);
 
+/// The channel on which nodes announce the documents they wrote.
+pub(crate) const DOCS_CHANNEL: &str = "nimbus_docs";
+
 /// Who waits on which document.
 #[derive(Default)]
 pub(crate) struct DocChanges {
     waiting: Mutex<HashMap<Key, Arc<Notify>>>,
     /// Waiters in all: a write checks this before taking the lock.
     count: AtomicUsize,
+    /// In a cluster: where this node's writes go to be announced.
+    announce: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<Key>>,
 }
+
+/// Separates app, collection and id in an announcement (none of them can
+/// contain it: names and ids are checked).
+const SEP: char = '\u{1f}';
 
 /// One waiter's registration, removed when dropped.
 pub(crate) struct Waiter<'a> {
@@ -48,7 +59,78 @@ impl DocChanges {
         }
     }
 
-    /// Wakes the waiters on a document that was just written or deleted.
+    /// A document was just written or deleted by this node: wakes its
+    /// waiters here and, in a cluster, on the other nodes.
+    pub(crate) fn written(&self, app: &str, coll: &str, id: &str) {
+        if let Some(tx) = self.announce.get() {
+            let _ = tx.send((app.to_string(), coll.to_string(), id.to_string()));
+        }
+        self.changed(app, coll, id);
+    }
+
+    /// Announces this node's writes on PostgreSQL and wakes its waiters on
+    /// every node's announcements, until the store is dropped.
+    pub(crate) fn start_cluster(self: &Arc<Self>, pool: sqlx::AnyPool, url: Arc<str>) {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Key>();
+        if self.announce.set(tx).is_err() {
+            return;
+        }
+        // Publisher: whatever accumulated, in notifications of at most
+        // ~7 KB (PostgreSQL's payload limit is 8000 bytes).
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut keys = vec![first];
+                while let Ok(k) = rx.try_recv() {
+                    keys.push(k);
+                }
+                keys.sort();
+                keys.dedup();
+                let mut payload = String::new();
+                for (i, (a, c, d)) in keys.iter().enumerate() {
+                    payload.push_str(&format!("{a}{SEP}{c}{SEP}{d}\n"));
+                    if payload.len() > 7000 || i + 1 == keys.len() {
+                        let sent = sqlx::query("SELECT 1 FROM (SELECT pg_notify($1, $2)) AS n")
+                            .bind(DOCS_CHANNEL)
+                            .bind(std::mem::take(&mut payload))
+                            .execute(&pool)
+                            .await;
+                        if let Err(e) = sent {
+                            tracing::warn!(error = %e, "announcing document writes failed; other nodes' watches re-read within a second");
+                        }
+                    }
+                }
+            }
+        });
+        // Listener.
+        let changes = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                if let Ok(mut l) = sqlx::postgres::PgListener::connect(&url).await
+                    && l.listen(DOCS_CHANNEL).await.is_ok()
+                {
+                    while let Ok(n) = l.recv().await {
+                        let Some(changes) = changes.upgrade() else {
+                            return;
+                        };
+                        for line in n.payload().lines() {
+                            let mut parts = line.splitn(3, SEP);
+                            if let (Some(a), Some(c), Some(d)) =
+                                (parts.next(), parts.next(), parts.next())
+                            {
+                                changes.changed(a, c, d);
+                            }
+                        }
+                    }
+                }
+                if changes.strong_count() == 0 {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+    }
+
+    /// Wakes this node's waiters on a document that was just written or deleted.
     pub(crate) fn changed(&self, app: &str, coll: &str, id: &str) {
         if self.count.load(Ordering::SeqCst) == 0 {
             return;

@@ -397,7 +397,7 @@ impl Store {
         };
         match row {
             Some(r) => {
-                self.changes.changed(app, coll, id);
+                self.changes.written(app, coll, id);
                 document(&r)
             }
             None => Err(self.conflict(app, coll, id, expected).await),
@@ -519,7 +519,7 @@ impl Store {
         };
         match row {
             Some(r) => {
-                self.changes.changed(app, coll, id);
+                self.changes.written(app, coll, id);
                 document(&r)
             }
             None => {
@@ -572,7 +572,7 @@ impl Store {
         }
         tx.commit().await?;
         for (id, _) in docs {
-            self.changes.changed(app, coll, id);
+            self.changes.written(app, coll, id);
         }
         Ok(docs.len())
     }
@@ -602,7 +602,7 @@ impl Store {
         .rows_affected()
             == 1;
         if deleted {
-            self.changes.changed(app, coll, id);
+            self.changes.written(app, coll, id);
         }
         Ok(deleted)
     }
@@ -730,6 +730,43 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_write_through_another_node_wakes_a_watch() {
+        let dir = tempfile::tempdir().unwrap();
+        let here = Store::open_for_test(dir.path()).await.unwrap();
+        // Another node: its own connection pool and its own waiters, on the
+        // same database (SQLite has one node: there, another handle).
+        let there = match here.database_url() {
+            Some(url) => Store::open_postgres(url, false, 2).await.unwrap(),
+            None => here.clone(),
+        };
+        here.doc_put("a", "games", "g", r#"{"moves": 0}"#, None)
+            .await
+            .unwrap();
+        // Let the listeners start.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let woke = std::time::Instant::now();
+        let watch = {
+            let here = here.clone();
+            tokio::spawn(async move {
+                here.doc_watch("a", "games", "g", 1, Duration::from_secs(10))
+                    .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        there
+            .doc_patch("a", "games", "g", r#"{"moves": 1}"#, Some(1), 1 << 20)
+            .await
+            .unwrap();
+        let d = watch.await.unwrap().unwrap().unwrap();
+        assert_eq!(d.version, 2);
+        assert!(
+            woke.elapsed() < Duration::from_millis(500),
+            "the other node's write woke the watch before the once-a-second re-read: {:?}",
+            woke.elapsed()
+        );
+    }
 
     #[tokio::test]
     async fn a_watch_returns_when_the_document_changes() {

@@ -226,11 +226,14 @@ impl Store {
                     redact_url(url)
                 ))
             })?;
+        let changes: std::sync::Arc<changes::DocChanges> = Default::default();
+        let url: std::sync::Arc<str> = url.into();
+        changes.start_cluster(pool.clone(), url.clone());
         Ok(Store {
             pool,
             backend: Backend::Postgres,
-            url: Some(url.into()),
-            changes: Default::default(),
+            url: Some(url),
+            changes,
             node: "local".into(),
         })
     }
@@ -395,4 +398,40 @@ pub async fn create_test_database(admin_url: &str) -> Result<String> {
         Some(i) => format!("{}/{name}{}", &base[..i], &admin_url[base.len()..]),
         None => format!("{base}/{name}{}", &admin_url[base.len()..]),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_embedded_database_is_tuned_on_every_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open_embedded(dir.path()).await.unwrap();
+        // Every pooled connection, not only the first.
+        let mut conns = Vec::new();
+        for _ in 0..4 {
+            conns.push(s.pool.acquire().await.unwrap());
+        }
+        for c in &mut conns {
+            let get = |p: &'static str| format!("PRAGMA {p}");
+            let mode: String = sqlx::query_scalar(&get("journal_mode"))
+                .fetch_one(&mut **c)
+                .await
+                .unwrap();
+            assert_eq!(mode, "wal");
+            for (pragma, want) in [
+                ("synchronous", 1i64),
+                ("foreign_keys", 1),
+                ("busy_timeout", 10_000),
+                ("cache_size", -65_536),
+            ] {
+                let v: i64 = sqlx::query_scalar(&get(pragma))
+                    .fetch_one(&mut **c)
+                    .await
+                    .unwrap();
+                assert_eq!(v, want, "PRAGMA {pragma}");
+            }
+        }
+    }
 }
