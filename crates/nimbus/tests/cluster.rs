@@ -478,3 +478,51 @@ function = "hello"
     }
     drop((n0, n1));
 }
+
+#[test]
+fn a_database_that_cannot_be_used_is_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = |url: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_nimbus"))
+            .args([
+                "up",
+                "--listen",
+                "127.0.0.1:0",
+                "--database",
+                url,
+                "--data-dir",
+            ])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{url} was accepted");
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    let err = up("mysql://root@127.0.0.1/nimbus");
+    assert!(err.contains("is not a PostgreSQL URL"), "{err}");
+    assert!(
+        err.contains("postgres://USER:PASSWORD@HOST:PORT/DATABASE"),
+        "{err}"
+    );
+    // Nothing listens on port 1; the password never appears in the message.
+    let err = up("postgres://nimbus:hunter2@127.0.0.1:1/nimbus");
+    assert!(
+        err.contains("cannot connect to PostgreSQL at postgres://nimbus:***@127.0.0.1:1/nimbus"),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2"), "{err}");
+    let err = std::process::Command::new(env!("CARGO_BIN_EXE_nimbus"))
+        .args([
+            "migrate",
+            "--database",
+            "postgres://nimbus@127.0.0.1:1/nimbus",
+        ])
+        .output()
+        .unwrap();
+    assert!(!err.status.success());
+    assert!(
+        String::from_utf8_lossy(&err.stderr).contains("check that the server runs"),
+        "{}",
+        String::from_utf8_lossy(&err.stderr)
+    );
+}

@@ -213,6 +213,23 @@ impl Store {
                 "{url:?} is not a PostgreSQL URL: use postgres://USER:PASSWORD@HOST:PORT/DATABASE"
             )));
         }
+        let unreachable = |e: sqlx::Error| {
+            StoreError::Config(format!(
+                "cannot connect to PostgreSQL at {}: {e}; check that the server runs and the URL, user and password are right",
+                redact_url(url)
+            ))
+        };
+        // One attempt first: an unreachable server is reported at once,
+        // not after the pool's retries.
+        {
+            use sqlx::Connection;
+            sqlx::PgConnection::connect(url)
+                .await
+                .map_err(unreachable)?
+                .close()
+                .await
+                .map_err(unreachable)?;
+        }
         sqlx::any::install_default_drivers();
         let opts = AnyConnectOptions::from_str(url)?;
         let pool = AnyPoolOptions::new()
@@ -220,12 +237,7 @@ impl Store {
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(opts)
             .await
-            .map_err(|e| {
-                StoreError::Config(format!(
-                    "cannot connect to PostgreSQL at {}: {e}; check that the server runs and the URL, user and password are right",
-                    redact_url(url)
-                ))
-            })?;
+            .map_err(unreachable)?;
         let changes: std::sync::Arc<changes::DocChanges> = Default::default();
         let url: std::sync::Arc<str> = url.into();
         changes.start_cluster(pool.clone(), url.clone());
