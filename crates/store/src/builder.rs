@@ -1,12 +1,15 @@
 //! Statements assembled at run time (batched inserts, optional filters),
-//! with numbered `$n` placeholders.
+//! with the placeholders each backend wants.
 //!
 //! Hand-rolled, and small: sqlx's `QueryBuilder` writes the placeholders of
-//! its database, and for the `Any` driver that is `?`, which SQLite accepts
-//! and PostgreSQL does not. This one has the same shape (push, push_bind,
-//! separated, push_values, build) and always numbers them, which both
-//! accept.
+//! its database, and for the `Any` driver that is `?`, which PostgreSQL
+//! refuses. This one has the same shape (push, push_bind, separated,
+//! push_values, build) and writes `$1, $2, …` for PostgreSQL but plain `?`
+//! for SQLite: sqlx maps a named SQLite parameter (`$n`) to its value by
+//! asking SQLite for each parameter's name, a linear search, so a multi-row
+//! insert with hundreds of `$n` costs quadratic time; anonymous `?` skip it.
 
+use crate::Backend;
 use sqlx::any::AnyArguments;
 use sqlx::query::Query;
 use sqlx::{Any, Arguments, Encode, Type};
@@ -17,15 +20,18 @@ pub(crate) struct QueryBuilder<'a> {
     sql: String,
     args: Option<AnyArguments<'a>>,
     count: usize,
+    /// `$n` (PostgreSQL), else `?` (SQLite).
+    numbered: bool,
 }
 
 impl<'a> QueryBuilder<'a> {
-    /// Starts a statement with `init`.
-    pub(crate) fn new(init: impl Into<String>) -> Self {
+    /// Starts a statement for `backend` with `init`.
+    pub(crate) fn new(backend: Backend, init: impl Into<String>) -> Self {
         QueryBuilder {
             sql: init.into(),
             args: Some(AnyArguments::default()),
             count: 0,
+            numbered: backend == Backend::Postgres,
         }
     }
 
@@ -41,7 +47,11 @@ impl<'a> QueryBuilder<'a> {
         T: 'a + Encode<'a, Any> + Type<Any>,
     {
         self.count += 1;
-        write!(self.sql, "${}", self.count).expect("writing to a String");
+        if self.numbered {
+            write!(self.sql, "${}", self.count).expect("writing to a String");
+        } else {
+            self.sql.push('?');
+        }
         self.args
             .as_mut()
             .expect("the statement was already built")
@@ -137,18 +147,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn placeholders_are_numbered() {
-        let mut q = QueryBuilder::new("INSERT INTO t (a, b) ");
-        q.push_values([(1i64, "x"), (2, "y")], |mut b, (n, s)| {
-            b.push_bind(n).push_bind(s);
-        });
-        q.push(" WHERE c IN (");
-        let mut sep = q.separated(", ");
-        sep.push_bind(3i64).push_bind(4i64);
-        sep.push_unseparated(")");
-        assert_eq!(
-            q.sql,
-            "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4) WHERE c IN ($5, $6)"
-        );
+    fn placeholders_are_numbered_for_postgres_and_anonymous_for_sqlite() {
+        for (backend, want) in [
+            (
+                Backend::Postgres,
+                "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4) WHERE c IN ($5, $6)",
+            ),
+            (
+                Backend::Sqlite,
+                "INSERT INTO t (a, b) VALUES (?, ?), (?, ?) WHERE c IN (?, ?)",
+            ),
+        ] {
+            let mut q = QueryBuilder::new(backend, "INSERT INTO t (a, b) ");
+            q.push_values([(1i64, "x"), (2, "y")], |mut b, (n, s)| {
+                b.push_bind(n).push_bind(s);
+            });
+            q.push(" WHERE c IN (");
+            let mut sep = q.separated(", ");
+            sep.push_bind(3i64).push_bind(4i64);
+            sep.push_unseparated(")");
+            assert_eq!(q.sql, want);
+        }
     }
 }

@@ -615,10 +615,10 @@ impl Store {
         q: &DocQuery,
     ) -> Result<(Vec<Document>, Option<String>), DocError> {
         let backend = self.backend;
-        let mut b = QueryBuilder::new(format!(
-            "SELECT {} FROM docs WHERE app = ",
-            self.doc_columns()
-        ));
+        let mut b = QueryBuilder::new(
+            backend,
+            format!("SELECT {} FROM docs WHERE app = ", self.doc_columns()),
+        );
         b.push_bind(app.to_string())
             .push(" AND collection = ")
             .push_bind(coll.to_string());
@@ -680,10 +680,13 @@ impl Store {
     /// would rightly prefer a scan).
     pub async fn doc_query_plan(&self, app: &str, coll: &str, q: &DocQuery) -> Result<String> {
         let backend = self.backend;
-        let mut b = QueryBuilder::new(match backend {
-            Backend::Sqlite => "EXPLAIN QUERY PLAN SELECT id FROM docs WHERE app = ",
-            Backend::Postgres => "EXPLAIN SELECT id FROM docs WHERE app = ",
-        });
+        let mut b = QueryBuilder::new(
+            backend,
+            match backend {
+                Backend::Sqlite => "EXPLAIN QUERY PLAN SELECT id FROM docs WHERE app = ",
+                Backend::Postgres => "EXPLAIN SELECT id FROM docs WHERE app = ",
+            },
+        );
         b.push_bind(app.to_string())
             .push(" AND collection = ")
             .push_bind(coll.to_string())

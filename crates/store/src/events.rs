@@ -282,6 +282,7 @@ async fn enqueue(
     }
     for chunk in batches(&plain) {
         let mut q = QueryBuilder::new(
+            crate::Backend::of(tx),
             "INSERT INTO messages (id, app, channel, function, state, attempts, available_at,
                 group_key, method, path, headers, body, created_at, updated_at) ",
         );
@@ -330,7 +331,7 @@ async fn lease(
         "UPDATE messages
          SET state = 'running', attempts = attempts + 1, lease_until = $4, function = $5, updated_at = $3,
              lease_owner = $7
-         WHERE state IN ('queued', 'failed') AND seq IN (
+         WHERE seq IN (
             SELECT m.seq FROM messages m
             WHERE m.app = $1 AND m.channel = $2 AND m.state IN ('queued', 'failed')
               AND m.available_at <= $3
@@ -383,6 +384,7 @@ async fn settle(
         .collect();
     for chunk in batches(&done) {
         let mut q = QueryBuilder::new(
+            crate::Backend::of(tx),
             "UPDATE messages SET state = 'succeeded', lease_until = NULL, last_error = NULL, updated_at = ",
         );
         q.push_bind(now)
@@ -630,6 +632,7 @@ impl Store {
     pub async fn redrive(&self, app: &str, function: &str, ids: Option<&[String]>) -> Result<u64> {
         let now = now_us();
         let mut q = QueryBuilder::new(
+            self.backend,
             "UPDATE messages SET state = 'queued', attempts = 0, lease_until = NULL, available_at = ",
         );
         q.push_bind(now)
@@ -650,7 +653,10 @@ impl Store {
         function: &str,
         ids: Option<&[String]>,
     ) -> Result<u64> {
-        let mut q = QueryBuilder::new("DELETE FROM messages WHERE state = 'dead' AND app = ");
+        let mut q = QueryBuilder::new(
+            self.backend,
+            "DELETE FROM messages WHERE state = 'dead' AND app = ",
+        );
         q.push_bind(app)
             .push(" AND function = ")
             .push_bind(function);

@@ -100,6 +100,17 @@ pub enum Backend {
     Postgres,
 }
 
+impl Backend {
+    /// The backend a connection talks to.
+    pub(crate) fn of(conn: &sqlx::AnyConnection) -> Backend {
+        if conn.backend_name().eq_ignore_ascii_case("postgresql") {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        }
+    }
+}
+
 /// Handle to the SQL database. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {

@@ -414,6 +414,7 @@ async fn add_usage(
 ) -> Result<()> {
     for chunk in batches(sums) {
         let mut q = QueryBuilder::new(
+            crate::Backend::of(tx),
             "INSERT INTO usage_hourly (app, function, hour, invocations, errors, duration_us,
                 mb_us, bytes_in, bytes_out, cold_starts, kv_ops, doc_ops, object_ops, event_ops) ",
         );
@@ -558,7 +559,7 @@ impl Store {
     ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         for chunk in batches(records) {
-            let mut q = QueryBuilder::new(
+            let mut q = QueryBuilder::new(self.backend,
                 "INSERT INTO invocations (id, app, function, revision, trigger, method, path, started_at,
                     duration_us, status, outcome, error, bytes_in, bytes_out, event_id, attempt,
                     memory_mb, peak_memory, cold, trace_id, span_id, parent_span_id) ",
@@ -596,6 +597,7 @@ impl Store {
             .collect();
         for chunk in batches(&inputs) {
             let mut q = QueryBuilder::new(
+                self.backend,
                 "INSERT INTO failed_inputs (invocation_id, app, method, path, headers, body, complete, created_at) ",
             );
             q.push_values(chunk, |mut b, (r, i)| {
@@ -632,6 +634,7 @@ impl Store {
             .collect();
         for chunk in batches(&spans) {
             let mut q = QueryBuilder::new(
+                self.backend,
                 "INSERT INTO op_spans (invocation_id, trace_id, span_id, service, op, target,
                     started_at, duration_us, ok) ",
             );
@@ -655,6 +658,7 @@ impl Store {
             .collect();
         for chunk in batches(&logs) {
             let mut q = QueryBuilder::new(
+                self.backend,
                 "INSERT INTO logs (invocation_id, app, function, at, stream, text) ",
             );
             q.push_values(chunk, |mut b, (r, stream, text)| {
@@ -711,8 +715,10 @@ impl Store {
             UsageBy::Hour => "CAST(hour AS TEXT)",
         };
         let since = hour_start(since_us);
-        let mut q = QueryBuilder::new(format!(
-            "SELECT {key} AS k, CAST(SUM(invocations) AS BIGINT) AS invocations,
+        let mut q = QueryBuilder::new(
+            self.backend,
+            format!(
+                "SELECT {key} AS k, CAST(SUM(invocations) AS BIGINT) AS invocations,
                 CAST(SUM(errors) AS BIGINT) AS errors,
                 CAST(SUM(duration_us) AS BIGINT) AS duration_us,
                 CAST(SUM(mb_us) AS BIGINT) AS mb_us,
@@ -724,7 +730,8 @@ impl Store {
                 CAST(SUM(object_ops) AS BIGINT) AS object_ops,
                 CAST(SUM(event_ops) AS BIGINT) AS event_ops
              FROM usage_hourly WHERE hour >= "
-        ));
+            ),
+        );
         q.push_bind(since);
         if let Some(app) = app {
             q.push(" AND app = ").push_bind(app.to_string());
