@@ -345,21 +345,39 @@ impl Platform {
         }
     }
 
+    /// Re-reads API keys and signing keys.
+    async fn reload_keys(&self) -> Result<(), PlatformError> {
+        let reloaded = async {
+            self.keys.reload().await?;
+            self.users.tokens().reload().await
+        };
+        reloaded
+            .await
+            .map_err(|e| PlatformError::Internal(format!("reloading keys: {e}")))
+    }
+
+    /// Loads (compiling if needed) every function of a stored revision;
+    /// the function that cannot be loaded, and why.
+    async fn load_functions(&self, spec: &AppSpec) -> Result<(), (String, String)> {
+        for (name, f) in &spec.functions {
+            if let Err(e) = self.runtime.load(&f.component).await {
+                return Err((name.clone(), e.to_string()));
+            }
+        }
+        Ok(())
+    }
+
     /// Brings every app back at its active revision (at start-up). An app
     /// that cannot load is logged and skipped; the others serve.
     pub async fn restore(&self) -> Result<usize, PlatformError> {
         let _guard = self.lock.lock().await;
         let mut apps = Vec::new();
         for rev in self.store.active_revisions().await? {
-            let mut ok = true;
-            for (name, f) in &rev.spec.functions {
-                if let Err(e) = self.runtime.load(&f.component).await {
-                    tracing::error!(app = %rev.app, function = %name, error = %e, "cannot load function; app not restored");
-                    ok = false;
-                    break;
-                }
+            let loaded = self.load_functions(&rev.spec).await;
+            if let Err((function, e)) = &loaded {
+                tracing::error!(app = %rev.app, %function, error = %e, "cannot load function; app not restored");
             }
-            if ok {
+            if loaded.is_ok() {
                 let app = Arc::new(ActiveApp::new(rev.spec, rev.number));
                 if let Err(e) = self.prepare(&app).await {
                     tracing::error!(app = %rev.app, error = %e, "cannot prepare app data; app not restored");
@@ -388,15 +406,11 @@ impl Platform {
             let app = match current.app(&rev.app) {
                 Some(a) if a.revision == rev.number => a.clone(),
                 _ => {
-                    let mut loaded = true;
-                    for (name, f) in &rev.spec.functions {
-                        if let Err(e) = self.runtime.load(&f.component).await {
-                            tracing::error!(app = %rev.app, function = %name, error = %e, "cannot load the revision another node activated; keeping the current one");
-                            loaded = false;
-                            break;
-                        }
+                    let loaded = self.load_functions(&rev.spec).await;
+                    if let Err((function, e)) = &loaded {
+                        tracing::error!(app = %rev.app, %function, error = %e, "cannot load the revision another node activated; keeping the current one");
                     }
-                    match (loaded, current.app(&rev.app)) {
+                    match (loaded.is_ok(), current.app(&rev.app)) {
                         (true, _) => {
                             tracing::info!(app = %rev.app, revision = rev.number, "activated through another node");
                             Arc::new(ActiveApp::new(rev.spec, rev.number))
@@ -413,13 +427,7 @@ impl Platform {
             .rebuild(apps)
             .map_err(|e| PlatformError::Internal(format!("stored routes collide: {e}")))?;
         self.activate(table);
-        let reloaded = async {
-            self.keys.reload().await?;
-            self.users.tokens().reload().await
-        };
-        reloaded
-            .await
-            .map_err(|e| PlatformError::Internal(format!("reloading keys: {e}")))?;
+        self.reload_keys().await?;
         Ok(())
     }
 
@@ -558,13 +566,7 @@ impl Platform {
         self.store.delete_app_events(app).await?;
         self.store.delete_app_data(app).await?;
         self.store.delete_app_identity(app).await?;
-        let reloaded = async {
-            self.keys.reload().await?;
-            self.users.tokens().reload().await
-        };
-        reloaded
-            .await
-            .map_err(|e| PlatformError::Internal(format!("reloading keys: {e}")))?;
+        self.reload_keys().await?;
         Ok(())
     }
 }

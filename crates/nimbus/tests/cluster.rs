@@ -46,17 +46,7 @@ fn admin_url() -> String {
 
 /// A new database for one cluster.
 fn cluster_database() -> String {
-    let admin = admin_url();
-    std::thread::spawn(move || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(nimbus_store::create_test_database(&admin))
-    })
-    .join()
-    .unwrap()
-    .expect("creating the cluster's database")
+    common::new_database(&admin_url())
 }
 
 /// The nodes of a cluster: each has its own data dir; all share the

@@ -58,8 +58,18 @@ pub fn test_database(data_dir: &Path) -> Option<String> {
     let admin = std::env::var("NIMBUS_TEST_DATABASE")
         .ok()
         .filter(|u| !u.is_empty())?;
+    let url = new_database(&admin);
+    std::fs::create_dir_all(data_dir).unwrap();
+    std::fs::write(&marker, &url).unwrap();
+    Some(url)
+}
+
+/// A new, empty database on the PostgreSQL server of `admin` (a URL whose
+/// user may create databases); its URL.
+pub fn new_database(admin: &str) -> String {
+    let admin = admin.to_string();
     // Its own runtime on its own thread: callers may be inside one.
-    let url = std::thread::spawn(move || {
+    std::thread::spawn(move || {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -68,10 +78,7 @@ pub fn test_database(data_dir: &Path) -> Option<String> {
     })
     .join()
     .unwrap()
-    .expect("creating a test database");
-    std::fs::create_dir_all(data_dir).unwrap();
-    std::fs::write(&marker, &url).unwrap();
-    Some(url)
+    .expect("creating a test database")
 }
 
 /// A running `nimbus up`.
