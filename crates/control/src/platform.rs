@@ -323,9 +323,21 @@ impl Platform {
         self.gateway.swap(table);
     }
 
-    /// Records this node's place among the live nodes (from the
-    /// heartbeats) and resizes the shares of cluster-wide limits.
-    pub fn set_cluster_view(&self, index: u32, count: u32) {
+    /// Sends this node's heartbeat (it serves at `url`, up since
+    /// `started_at_us`) and takes its place among the live nodes, resizing
+    /// the shares of cluster-wide limits if it moved.
+    pub async fn heartbeat(&self, url: &str, started_at_us: i64) {
+        match self.store.heartbeat(url, started_at_us).await {
+            Ok(live) => {
+                let me = self.store.node_id();
+                let index = live.iter().position(|n| n == me).unwrap_or(0);
+                self.set_cluster_view(index as u32, live.len().max(1) as u32);
+            }
+            Err(e) => tracing::warn!(error = %e, "the cluster heartbeat failed"),
+        }
+    }
+
+    fn set_cluster_view(&self, index: u32, count: u32) {
         let changed = {
             let mut v = self.cluster_view.lock().expect("cluster view lock");
             std::mem::replace(&mut *v, (index, count)) != (index, count)

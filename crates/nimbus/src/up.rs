@@ -444,28 +444,16 @@ pub async fn run(args: UpArgs) -> Result<()> {
     let url = format!("http://{addr}");
     // Heartbeats: the live nodes split cluster-wide concurrency limits.
     let started_at = nimbus_store::now_us();
-    let membership = {
-        let (store, platform, url) = (platform.store.clone(), platform.clone(), url.clone());
-        move || {
-            let (store, platform, url) = (store.clone(), platform.clone(), url.clone());
-            async move {
-                match store.heartbeat(&url, started_at).await {
-                    Ok(live) => {
-                        let index = live.iter().position(|n| n == store.node_id()).unwrap_or(0);
-                        platform.set_cluster_view(index as u32, live.len().max(1) as u32);
-                    }
-                    Err(e) => tracing::warn!(error = %e, "the cluster heartbeat failed"),
-                }
+    platform.heartbeat(&url, started_at).await;
+    {
+        let (platform, url) = (platform.clone(), url.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                platform.heartbeat(&url, started_at).await;
             }
-        }
-    };
-    membership().await;
-    tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            membership().await;
-        }
-    });
+        });
+    }
     let info = data_dir.join("server.json");
     std::fs::write(
         &info,

@@ -344,12 +344,13 @@ function = "hello"
             let (ok, failed_live, failed_dead) =
                 (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
             while !stop.load(Ordering::Relaxed) {
-                let dead = killed.load(Ordering::SeqCst) && i == 2;
                 match http.get(&url).send().await {
                     Ok(r) if r.status() == 200 => {
                         ok.fetch_add(1, Ordering::Relaxed);
                     }
-                    _ if dead || (i == 2 && killed.load(Ordering::SeqCst)) => {
+                    // Failed on the node that was killed (before or while
+                    // this request was on it).
+                    _ if i == 2 && killed.load(Ordering::SeqCst) => {
                         failed_dead.fetch_add(1, Ordering::Relaxed);
                         tokio::time::sleep(Duration::from_millis(20)).await;
                     }

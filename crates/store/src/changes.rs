@@ -89,11 +89,12 @@ impl DocChanges {
                 for (i, (a, c, d)) in keys.iter().enumerate() {
                     payload.push_str(&format!("{a}{SEP}{c}{SEP}{d}\n"));
                     if payload.len() > 7000 || i + 1 == keys.len() {
-                        let sent = sqlx::query("SELECT 1 FROM (SELECT pg_notify($1, $2)) AS n")
-                            .bind(DOCS_CHANNEL)
-                            .bind(std::mem::take(&mut payload))
-                            .execute(&pool)
-                            .await;
+                        let sent = crate::cluster::notify(
+                            &pool,
+                            DOCS_CHANNEL,
+                            &std::mem::take(&mut payload),
+                        )
+                        .await;
                         if let Err(e) = sent {
                             tracing::warn!(error = %e, "announcing document writes failed; other nodes' watches re-read within a second");
                         }
@@ -101,32 +102,19 @@ impl DocChanges {
                 }
             }
         });
-        // Listener.
+        // Listener: wakes this node's waiters on every node's writes.
         let changes = Arc::downgrade(self);
-        tokio::spawn(async move {
-            loop {
-                if let Ok(mut l) = sqlx::postgres::PgListener::connect(&url).await
-                    && l.listen(DOCS_CHANNEL).await.is_ok()
-                {
-                    while let Ok(n) = l.recv().await {
-                        let Some(changes) = changes.upgrade() else {
-                            return;
-                        };
-                        for line in n.payload().lines() {
-                            let mut parts = line.splitn(3, SEP);
-                            if let (Some(a), Some(c), Some(d)) =
-                                (parts.next(), parts.next(), parts.next())
-                            {
-                                changes.changed(a, c, d);
-                            }
-                        }
-                    }
+        crate::cluster::spawn_listener(url, DOCS_CHANNEL, move |payload| {
+            let Some(changes) = changes.upgrade() else {
+                return false;
+            };
+            for line in payload.unwrap_or_default().lines() {
+                let mut parts = line.splitn(3, SEP);
+                if let (Some(a), Some(c), Some(d)) = (parts.next(), parts.next(), parts.next()) {
+                    changes.changed(a, c, d);
                 }
-                if changes.strong_count() == 0 {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_secs(1)).await;
             }
+            true
         });
     }
 

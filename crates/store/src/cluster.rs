@@ -103,11 +103,7 @@ impl Store {
         .fetch_one(&self.pool)
         .await?;
         if self.backend == Backend::Postgres {
-            sqlx::query("SELECT 1 FROM (SELECT pg_notify($1, $2)) AS n")
-                .bind(CLUSTER_CHANNEL)
-                .bind(generation.to_string())
-                .execute(&self.pool)
-                .await?;
+            notify(&self.pool, CLUSTER_CHANNEL, &generation.to_string()).await?;
         }
         Ok(())
     }
@@ -123,40 +119,12 @@ impl Store {
     {
         let (wake_tx, mut wake) = tokio::sync::mpsc::channel::<()>(1);
         if let Some(url) = self.url.clone() {
-            tokio::spawn(async move {
-                loop {
-                    match sqlx::postgres::PgListener::connect(&url).await {
-                        Ok(mut listener) => {
-                            if let Err(e) = listener.listen(CLUSTER_CHANNEL).await {
-                                tracing::warn!(error = %e, "LISTEN {CLUSTER_CHANNEL} failed; polling only");
-                            } else {
-                                // Something may have changed while not listening.
-                                let _ = wake_tx.try_send(());
-                                loop {
-                                    match listener.recv().await {
-                                        Ok(_) => {
-                                            let _ = wake_tx.try_send(());
-                                        }
-                                        Err(e) => {
-                                            tracing::warn!(error = %e, "the LISTEN connection failed; reconnecting");
-                                            break;
-                                        }
-                                    }
-                                }
-                            }
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "cannot LISTEN for cluster changes; polling only");
-                        }
-                    }
-                    if wake_tx.is_closed() {
-                        return;
-                    }
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
+            // Woken on every notification, and on every (re)connection:
+            // something may have changed while not listening.
+            spawn_listener(url, CLUSTER_CHANNEL, move |_| {
+                let _ = wake_tx.try_send(());
+                !wake_tx.is_closed()
             });
-        } else {
-            drop(wake_tx);
         }
         loop {
             tokio::select! {
@@ -175,6 +143,59 @@ impl Store {
             }
         }
     }
+}
+
+/// Sends a notification on a PostgreSQL channel.
+pub(crate) async fn notify(pool: &sqlx::AnyPool, channel: &str, payload: &str) -> Result<()> {
+    sqlx::query("SELECT 1 FROM (SELECT pg_notify($1, $2)) AS n")
+        .bind(channel)
+        .bind(payload)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// Listens on a PostgreSQL channel for as long as `on` returns true,
+/// reconnecting (after a second) whenever the connection fails. `on` gets
+/// each notification's payload, and `None` each time listening (re)starts,
+/// when notifications may have been missed.
+pub(crate) fn spawn_listener(
+    url: std::sync::Arc<str>,
+    channel: &'static str,
+    mut on: impl FnMut(Option<&str>) -> bool + Send + 'static,
+) {
+    tokio::spawn(async move {
+        loop {
+            match sqlx::postgres::PgListener::connect(&url).await {
+                Ok(mut listener) => match listener.listen(channel).await {
+                    Ok(()) => {
+                        if !on(None) {
+                            return;
+                        }
+                        loop {
+                            match listener.recv().await {
+                                Ok(n) => {
+                                    if !on(Some(n.payload())) {
+                                        return;
+                                    }
+                                }
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "the LISTEN {channel} connection failed; reconnecting");
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "LISTEN {channel} failed; retrying"),
+                },
+                Err(e) => tracing::warn!(error = %e, "cannot LISTEN {channel}; retrying"),
+            }
+            if !on(None) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
 }
 
 #[cfg(test)]

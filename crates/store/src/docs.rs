@@ -469,14 +469,7 @@ impl Store {
         let now = now_us();
         let max = i64::try_from(max_bytes).unwrap_or(i64::MAX);
         let cols = self.doc_columns();
-        let from_empty = self.patched(
-            if self.backend == Backend::Postgres {
-                "'{}'::jsonb"
-            } else {
-                "'{}'"
-            },
-            4,
-        );
+        let from_empty = self.patched("'{}'", 4);
         let (upsert, update) = (self.patched("docs.body", 4), self.patched("body", 4));
         let (upsert_len, update_len) = (self.json_len(&upsert), self.json_len(&update));
         let row = match expected {

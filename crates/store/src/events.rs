@@ -309,7 +309,6 @@ async fn enqueue(
 
 #[allow(clippy::too_many_arguments)]
 async fn lease(
-    backend: Backend,
     owner: &str,
     tx: &mut Transaction<'static, Any>,
     app: &str,
@@ -323,7 +322,7 @@ async fn lease(
     // the rows another is taking (SKIP LOCKED) instead of waiting for it,
     // and the state is re-checked on the locked row. SQLite: the write
     // transaction already serializes leasers.
-    let lock = match backend {
+    let lock = match Backend::of(tx) {
         Backend::Sqlite => "",
         Backend::Postgres => " FOR UPDATE OF m SKIP LOCKED",
     };
@@ -459,15 +458,7 @@ impl Store {
                     lease_ms,
                 } => EventResult::Leased(
                     lease(
-                        self.backend,
-                        &self.node,
-                        &mut tx,
-                        app,
-                        channel,
-                        function,
-                        *max,
-                        *lease_ms,
-                        now,
+                        &self.node, &mut tx, app, channel, function, *max, *lease_ms, now,
                     )
                     .await?,
                 ),

@@ -191,28 +191,13 @@ impl Store {
         Ok(store)
     }
 
-    /// For tests: the embedded database in `data_dir`, or, when the
-    /// environment variable `NIMBUS_TEST_DATABASE` names a PostgreSQL
-    /// server, a new empty database on it (see [`create_test_database`]).
+    /// For tests: the database of [`test_database_url`] if there is one,
+    /// else the embedded database in `data_dir`.
     #[doc(hidden)]
     pub async fn open_for_test(data_dir: &Path) -> Result<Store> {
-        match std::env::var("NIMBUS_TEST_DATABASE") {
-            Ok(admin) if !admin.is_empty() => {
-                // The same data dir opens the same database again.
-                let marker = data_dir.join("test-database-url");
-                let url = match std::fs::read_to_string(&marker) {
-                    Ok(url) => url,
-                    Err(_) => {
-                        let url = create_test_database(&admin).await?;
-                        std::fs::create_dir_all(data_dir)
-                            .and_then(|_| std::fs::write(&marker, &url))
-                            .map_err(StoreError::io("writing the test database's URL"))?;
-                        url
-                    }
-                };
-                Store::open_postgres(&url, true, 8).await
-            }
-            _ => Store::open_embedded(data_dir).await,
+        match test_database_url(data_dir).await? {
+            Some(url) => Store::open_postgres(&url, true, 8).await,
+            None => Store::open_embedded(data_dir).await,
         }
     }
 
@@ -263,26 +248,14 @@ impl Store {
 
     /// Brings the schema up to date; the migrations applied now.
     pub async fn migrate(&self) -> Result<Vec<String>> {
-        let migrator = self.migrator();
-        // None yet: a new database has no migrations table.
-        let before = self.applied_migrations().await.unwrap_or_default();
-        migrator.run(&self.pool).await?;
-        Ok(migrator
-            .iter()
-            .filter(|m| !before.contains(&m.version))
-            .map(|m| format!("{} {}", m.version, m.description))
-            .collect())
+        let pending = self.pending_migrations().await;
+        self.migrator().run(&self.pool).await?;
+        Ok(pending)
     }
 
     /// Fails if migrations this binary knows are not applied yet.
     pub async fn check_schema(&self) -> Result<()> {
-        let applied = self.applied_migrations().await.unwrap_or_default();
-        let missing: Vec<String> = self
-            .migrator()
-            .iter()
-            .filter(|m| !applied.contains(&m.version))
-            .map(|m| format!("{} {}", m.version, m.description))
-            .collect();
+        let missing = self.pending_migrations().await;
         if missing.is_empty() {
             Ok(())
         } else {
@@ -300,12 +273,20 @@ impl Store {
         }
     }
 
-    async fn applied_migrations(&self) -> Result<Vec<i64>> {
-        Ok(
+    /// The migrations this binary knows that the database lacks ("VERSION
+    /// DESCRIPTION"); all of them for a new database, which has no
+    /// migrations table yet.
+    async fn pending_migrations(&self) -> Vec<String> {
+        let applied: Vec<i64> =
             sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success = TRUE")
                 .fetch_all(&self.pool)
-                .await?,
-        )
+                .await
+                .unwrap_or_default();
+        self.migrator()
+            .iter()
+            .filter(|m| !applied.contains(&m.version))
+            .map(|m| format!("{} {}", m.version, m.description))
+            .collect()
     }
 
     /// The same store, for the node with this id (a stable id per node:
@@ -391,6 +372,28 @@ pub fn redact_url(url: &str) -> String {
         }
         _ => url.to_string(),
     }
+}
+
+/// For tests: the PostgreSQL database of the data dir `data_dir`, if it
+/// has one — the one named in its `test-database-url` file (the same one
+/// when it is opened again; a test cluster's nodes share one), else, when
+/// the environment variable `NIMBUS_TEST_DATABASE` names a PostgreSQL
+/// server, a new one on it, recorded in that file.
+#[doc(hidden)]
+pub async fn test_database_url(data_dir: &Path) -> Result<Option<String>> {
+    let marker = data_dir.join("test-database-url");
+    if let Ok(url) = std::fs::read_to_string(&marker) {
+        return Ok(Some(url));
+    }
+    let admin = match std::env::var("NIMBUS_TEST_DATABASE") {
+        Ok(admin) if !admin.is_empty() => admin,
+        _ => return Ok(None),
+    };
+    let url = create_test_database(&admin).await?;
+    std::fs::create_dir_all(data_dir)
+        .and_then(|_| std::fs::write(&marker, &url))
+        .map_err(StoreError::io("writing the test database's URL"))?;
+    Ok(Some(url))
 }
 
 /// Creates a new, empty database on the PostgreSQL server of `admin_url`

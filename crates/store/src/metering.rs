@@ -62,14 +62,14 @@ impl Store {
                 |b| &mut b.kv,
             ),
             (
-                match self.backend {
-                    crate::Backend::Sqlite => {
-                        "SELECT app, CAST(SUM(OCTET_LENGTH(body)) AS BIGINT) AS n FROM docs WHERE $1 = $1 GROUP BY app"
+                // A JSONB body is measured as its text, as SQLite stores it.
+                &format!(
+                    "SELECT app, CAST(SUM(OCTET_LENGTH({})) AS BIGINT) AS n FROM docs WHERE $1 = $1 GROUP BY app",
+                    match self.backend {
+                        crate::Backend::Sqlite => "body",
+                        crate::Backend::Postgres => "CAST(body AS TEXT)",
                     }
-                    crate::Backend::Postgres => {
-                        "SELECT app, CAST(SUM(OCTET_LENGTH(CAST(body AS TEXT))) AS BIGINT) AS n FROM docs WHERE $1 = $1 GROUP BY app"
-                    }
-                },
+                ),
                 |b| &mut b.docs,
             ),
             (

@@ -125,7 +125,6 @@ impl Store {
     /// Deletes an empty bucket; `false` if it still holds objects.
     pub async fn delete_bucket(&self, name: &str) -> Result<bool> {
         let mut tx = self.begin_write().await?;
-        self.lock_name(&mut tx, &format!("bucket/{name}")).await?;
         let used: Option<i64> =
             sqlx::query_scalar("SELECT 1 FROM objects WHERE bucket = $1 LIMIT 1")
                 .bind(name)

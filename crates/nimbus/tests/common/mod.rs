@@ -46,39 +46,35 @@ pub fn shared_cache() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("nimbus-test-cache")
 }
 
-/// The PostgreSQL database of the server of `data_dir`, if it has one: the
-/// one named in its `test-database-url` file (the same one when it
-/// restarts; a cluster's nodes share one), else, when the suite runs on
-/// PostgreSQL (`NIMBUS_TEST_DATABASE` names a server), a new one.
+/// The PostgreSQL database of the server of `data_dir`, if it has one
+/// (`nimbus_store::test_database_url`: the suite runs on PostgreSQL, or a
+/// cluster test named one).
 pub fn test_database(data_dir: &Path) -> Option<String> {
-    let marker = data_dir.join("test-database-url");
-    if let Ok(url) = std::fs::read_to_string(&marker) {
-        return Some(url);
-    }
-    let admin = std::env::var("NIMBUS_TEST_DATABASE")
-        .ok()
-        .filter(|u| !u.is_empty())?;
-    let url = new_database(&admin);
-    std::fs::create_dir_all(data_dir).unwrap();
-    std::fs::write(&marker, &url).unwrap();
-    Some(url)
+    let dir = data_dir.to_path_buf();
+    block_on(async move { nimbus_store::test_database_url(&dir).await })
+        .expect("creating a test database")
 }
 
 /// A new, empty database on the PostgreSQL server of `admin` (a URL whose
 /// user may create databases); its URL.
 pub fn new_database(admin: &str) -> String {
     let admin = admin.to_string();
-    // Its own runtime on its own thread: callers may be inside one.
+    block_on(async move { nimbus_store::create_test_database(&admin).await })
+        .expect("creating a test database")
+}
+
+/// Runs `f` to completion on a runtime of its own, on a thread of its own:
+/// callers may be inside a runtime already.
+fn block_on<T: Send + 'static>(f: impl std::future::Future<Output = T> + Send + 'static) -> T {
     std::thread::spawn(move || {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap()
-            .block_on(nimbus_store::create_test_database(&admin))
+            .block_on(f)
     })
     .join()
     .unwrap()
-    .expect("creating a test database")
 }
 
 /// A running `nimbus up`.
