@@ -496,9 +496,8 @@ pub async fn migrate(database: Option<&str>, data_dir: &Path) -> Result<()> {
             Store::connect_postgres(url, 2).await?,
             nimbus_store::redact_url(url),
         ),
-        // Opening the embedded database migrates it.
         None => (
-            Store::open_embedded(data_dir).await?,
+            Store::connect_embedded(data_dir).await?,
             data_dir.join("nimbus.db").display().to_string(),
         ),
     };

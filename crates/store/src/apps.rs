@@ -97,13 +97,14 @@ impl Store {
             .bind(&spec.name)
             .execute(&mut *tx)
             .await?;
+        self.cluster_changed(&mut tx).await?;
         tx.commit().await?;
-        self.cluster_changed().await?;
         Ok(next)
     }
 
     /// Makes an existing revision the active one.
     pub async fn activate_revision(&self, app: &str, number: i64) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "UPDATE apps SET active_revision = $1, updated_at = $2
              WHERE name = $3 AND EXISTS (SELECT 1 FROM revisions WHERE app = $3 AND number = $1)",
@@ -111,14 +112,15 @@ impl Store {
         .bind(number)
         .bind(now_us())
         .bind(app)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!(
                 "app {app:?} has no revision {number}: see `nimbus revisions {app}`"
             )));
         }
-        self.cluster_changed().await?;
+        self.cluster_changed(&mut tx).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -160,8 +162,8 @@ impl Store {
                 "no app named {name:?}: see `nimbus apps`"
             )));
         }
+        self.cluster_changed(&mut tx).await?;
         tx.commit().await?;
-        self.cluster_changed().await?;
         Ok(())
     }
 

@@ -93,17 +93,20 @@ impl Store {
         )
     }
 
-    /// Records that cluster-wide state changed (after the change is
-    /// committed): bumps the generation and, on PostgreSQL, notifies the
-    /// listening nodes.
-    pub(crate) async fn cluster_changed(&self) -> Result<()> {
+    /// Records, inside the transaction that changes cluster-wide state,
+    /// that it changed: bumps the generation and, on PostgreSQL, queues a
+    /// notification to the listening nodes, which PostgreSQL sends when the
+    /// transaction commits. The change and its announcement commit
+    /// together: a node that crashes between them cannot leave the others
+    /// serving the old state with nothing to tell them otherwise.
+    pub(crate) async fn cluster_changed(&self, conn: &mut sqlx::AnyConnection) -> Result<()> {
         let generation: i64 = sqlx::query_scalar(
             "UPDATE cluster_state SET generation = generation + 1 WHERE id = 1 RETURNING generation",
         )
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *conn)
         .await?;
         if self.backend == Backend::Postgres {
-            notify(&self.pool, CLUSTER_CHANNEL, &generation.to_string()).await?;
+            notify(conn, CLUSTER_CHANNEL, &generation.to_string()).await?;
         }
         Ok(())
     }
@@ -145,12 +148,17 @@ impl Store {
     }
 }
 
-/// Sends a notification on a PostgreSQL channel.
-pub(crate) async fn notify(pool: &sqlx::AnyPool, channel: &str, payload: &str) -> Result<()> {
+/// Sends a notification on a PostgreSQL channel (inside a transaction:
+/// when it commits).
+pub(crate) async fn notify<'c>(
+    conn: impl sqlx::Executor<'c, Database = sqlx::Any>,
+    channel: &str,
+    payload: &str,
+) -> Result<()> {
     sqlx::query("SELECT 1 FROM (SELECT pg_notify($1, $2)) AS n")
         .bind(channel)
         .bind(payload)
-        .execute(pool)
+        .execute(conn)
         .await?;
     Ok(())
 }

@@ -693,7 +693,7 @@ impl Store {
 
     /// Deletes every message and schedule state of an app.
     pub async fn delete_app_events(&self, app: &str) -> Result<()> {
-        self.delete_app_rows(app, &["messages", "message_keys", "schedules"])
+        self.delete_app_rows(app, &["messages", "message_keys", "schedules"], false)
             .await
     }
 

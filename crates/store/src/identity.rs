@@ -131,6 +131,7 @@ const USER_COLUMNS: &str = "app, id, email, password, roles, created_at, updated
 impl Store {
     /// Stores a new API key. `false` if an active key has that name.
     pub async fn insert_api_key(&self, k: &ApiKeyRow) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "INSERT INTO api_keys (id, name, hash, app, scopes, created_at)
              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
@@ -141,9 +142,10 @@ impl Store {
         .bind(&k.app)
         .bind(&k.scopes)
         .bind(k.created_at_us)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        self.cluster_changed().await?;
+        self.cluster_changed(&mut tx).await?;
+        tx.commit().await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -159,14 +161,16 @@ impl Store {
 
     /// Revokes the active key with this name or id. `false` if none.
     pub async fn revoke_api_key(&self, name_or_id: &str) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "UPDATE api_keys SET revoked_at = $1 WHERE (name = $2 OR id = $2) AND revoked_at IS NULL",
         )
         .bind(now_us())
         .bind(name_or_id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        self.cluster_changed().await?;
+        self.cluster_changed(&mut tx).await?;
+        tx.commit().await?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -411,8 +415,8 @@ impl Store {
         .bind(k.created_at_us)
         .execute(&mut *tx)
         .await?;
+        self.cluster_changed(&mut tx).await?;
         tx.commit().await?;
-        self.cluster_changed().await?;
         Ok(())
     }
 
@@ -451,9 +455,9 @@ impl Store {
                 "signing_keys",
                 "api_keys",
             ],
+            true,
         )
-        .await?;
-        self.cluster_changed().await
+        .await
     }
 }
 

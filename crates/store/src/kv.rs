@@ -305,7 +305,8 @@ impl Store {
 
     /// Deletes every KV value, document and configuration row of an app.
     pub async fn delete_app_data(&self, app: &str) -> Result<()> {
-        self.delete_app_rows(app, &["kv", "docs", "config"]).await
+        self.delete_app_rows(app, &["kv", "docs", "config"], true)
+            .await
     }
 
     /// Sets a configuration value (`function` `""`: app-wide).
@@ -317,6 +318,7 @@ impl Store {
         value: &str,
         secret: bool,
     ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO config (app, function, key, value, secret, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6)
@@ -329,26 +331,29 @@ impl Store {
         .bind(value)
         .bind(i64::from(secret))
         .bind(now_us())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        self.cluster_changed().await?;
+        self.cluster_changed(&mut tx).await?;
+        tx.commit().await?;
         Ok(())
     }
 
     /// Removes a configuration value; whether it existed.
     pub async fn config_unset(&self, app: &str, function: &str, key: &str) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
         let removed =
             sqlx::query("DELETE FROM config WHERE app = $1 AND function = $2 AND key = $3")
                 .bind(app)
                 .bind(function)
                 .bind(key)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?
                 .rows_affected()
                 == 1;
         if removed {
-            self.cluster_changed().await?;
+            self.cluster_changed(&mut tx).await?;
         }
+        tx.commit().await?;
         Ok(removed)
     }
 

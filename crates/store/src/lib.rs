@@ -139,6 +139,15 @@ impl Store {
     /// Opens (creating if needed) the embedded SQLite database in `data_dir`
     /// and brings its schema up to date.
     pub async fn open_embedded(data_dir: &Path) -> Result<Store> {
+        let store = Store::connect_embedded(data_dir).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Opens (creating if needed) the embedded SQLite database in `data_dir`
+    /// without looking at its schema (`nimbus migrate`; everything else
+    /// uses [`Store::open_embedded`]).
+    pub async fn connect_embedded(data_dir: &Path) -> Result<Store> {
         std::fs::create_dir_all(data_dir).map_err(StoreError::io(format!(
             "creating data dir {}",
             data_dir.display()
@@ -166,7 +175,6 @@ impl Store {
             })
             .connect_with(opts)
             .await?;
-        SQLITE_MIGRATIONS.run(&pool).await?;
         Ok(Store {
             pool,
             backend: Backend::Sqlite,
@@ -346,14 +354,24 @@ impl Store {
     }
 
     /// Deletes an app's rows from `tables` (each has an `app` column), in
-    /// one transaction. Table names are constants of this crate.
-    pub(crate) async fn delete_app_rows(&self, app: &str, tables: &[&str]) -> Result<()> {
+    /// one transaction; `cluster_state`: the rows are state that nodes keep
+    /// in memory, and the same transaction announces the change. Table
+    /// names are constants of this crate.
+    pub(crate) async fn delete_app_rows(
+        &self,
+        app: &str,
+        tables: &[&str],
+        cluster_state: bool,
+    ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         for table in tables {
             sqlx::query(&format!("DELETE FROM {table} WHERE app = $1"))
                 .bind(app)
                 .execute(&mut *tx)
                 .await?;
+        }
+        if cluster_state {
+            self.cluster_changed(&mut tx).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -429,6 +447,24 @@ pub async fn create_test_database(admin_url: &str) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn migrating_says_what_it_applied() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::connect_embedded(dir.path()).await.unwrap();
+        assert!(
+            s.check_schema().await.is_err(),
+            "a new database lacks the schema"
+        );
+        let applied = s.migrate().await.unwrap();
+        assert_eq!(applied.len(), SQLITE_MIGRATIONS.iter().count());
+        assert!(applied[0].starts_with("1 "), "{applied:?}");
+        s.check_schema().await.unwrap();
+        assert!(
+            s.migrate().await.unwrap().is_empty(),
+            "nothing left to apply"
+        );
+    }
 
     #[tokio::test]
     async fn the_embedded_database_is_tuned_on_every_connection() {
