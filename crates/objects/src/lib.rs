@@ -91,7 +91,7 @@ impl Objects {
             Ok(None) => Ok(()),
             Err(e) => {
                 self.blobs.delete(file).await;
-                Err(internal(e))
+                Err(write_err(e))
             }
         }
     }
@@ -190,6 +190,15 @@ fn internal(e: impl std::fmt::Display) -> s3s::S3Error {
     s3_error!(InternalError, "{e}")
 }
 
+/// A store error of a write into a bucket, or of its deletion: the only
+/// thing such a write finds missing is its bucket (deleted meanwhile).
+fn write_err(e: nimbus_store::StoreError) -> s3s::S3Error {
+    match e {
+        nimbus_store::StoreError::NotFound(m) => s3_error!(NoSuchBucket, "{m}"),
+        e => internal(e),
+    }
+}
+
 fn timestamp(us: i64) -> Timestamp {
     Timestamp::from(UNIX_EPOCH + Duration::from_micros(us.max(0) as u64))
 }
@@ -267,7 +276,7 @@ impl S3 for Objects {
             .store
             .delete_bucket(&req.input.bucket)
             .await
-            .map_err(internal)?
+            .map_err(write_err)?
         {
             return Err(s3_error!(BucketNotEmpty));
         }
@@ -548,7 +557,7 @@ impl S3 for Objects {
                 metadata,
             })
             .await
-            .map_err(internal)?;
+            .map_err(write_err)?;
         Ok(S3Response::new(CreateMultipartUploadOutput {
             bucket: Some(input.bucket),
             key: Some(input.key),
