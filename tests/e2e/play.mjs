@@ -146,6 +146,8 @@ try {
   await ops.fill("#key", ADMIN_KEY);
   await ops.click("#login");
   await ops.locator("#view table tr[data-id=game]").waitFor();
+  step("console: the node serving it, live");
+  await ops.locator("#nodes tbody tr").filter({ hasText: "(this one)" }).filter({ hasText: "live" }).waitFor();
   await shot(ops, "console-apps");
 
   step("console: the game's invocations, one move's logs and trace");

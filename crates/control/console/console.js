@@ -83,11 +83,23 @@ function outcome(inv) {
 // ---- views ----
 
 async function showApps() {
-  apps = await api("GET", "/v1/apps");
+  // The nodes serving this database: only platform-wide keys may see them.
+  const [list, cluster] = await Promise.all([
+    api("GET", "/v1/apps"),
+    api("GET", "/v1/cluster").catch(() => null),
+  ]);
+  apps = list;
   view.replaceChildren(h("h1", {}, "Apps"),
     table(["App", "Active revision", "Functions", "Routes", "Updated"],
       apps.map((a) => ({ id: a.name, app: a.name, cells: [a.name, a.active_revision, a.functions, a.routes, when(a.updated_at_us)] })),
-      (r) => { location.hash = `#/apps/${enc(r.app)}`; }));
+      (r) => { location.hash = `#/apps/${enc(r.app)}`; }),
+    cluster && h("section", { id: "nodes" },
+      h("h2", {}, `Nodes (${cluster.backend === "postgres" ? "PostgreSQL, shared" : "embedded SQLite, this node only"})`),
+      table(["Node", "Serves at", "Up since", "Last heartbeat", "State"], cluster.nodes.map((n) => ({
+        id: n.id,
+        cells: [n.id === cluster.node ? `${n.id} (this one)` : n.id, n.url, when(n.started_at_us), when(n.seen_at_us),
+          h("span", { class: n.live ? "ok" : "bad" }, n.live ? "live" : "gone")],
+      })))));
 }
 
 async function showApp(app) {
