@@ -278,7 +278,10 @@ impl S3 for Objects {
             .await
             .map_err(write_err)?
         {
-            return Err(s3_error!(BucketNotEmpty));
+            return Err(s3_error!(
+                BucketNotEmpty,
+                "the bucket still holds objects or multipart uploads in progress: delete the objects and abort the uploads first"
+            ));
         }
         Ok(S3Response::new(DeleteBucketOutput::default()))
     }

@@ -129,15 +129,18 @@ impl Store {
             .collect()
     }
 
-    /// Deletes an empty bucket; `false` if it still holds objects.
+    /// Deletes an empty bucket; `false` if it still holds objects or
+    /// multipart uploads in progress (whose parts would be left behind).
     pub async fn delete_bucket(&self, name: &str) -> Result<bool> {
         let mut tx = self.begin_write().await?;
         self.lock_bucket(&mut tx, name, "FOR UPDATE").await?;
-        let used: Option<i64> =
-            sqlx::query_scalar("SELECT 1 FROM objects WHERE bucket = $1 LIMIT 1")
-                .bind(name)
-                .fetch_optional(&mut *tx)
-                .await?;
+        let used: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM objects WHERE bucket = $1
+             UNION ALL SELECT 1 FROM uploads WHERE bucket = $1 LIMIT 1",
+        )
+        .bind(name)
+        .fetch_optional(&mut *tx)
+        .await?;
         if used.is_some() {
             return Ok(false);
         }
@@ -447,6 +450,11 @@ mod tests {
             etag: "x".into(),
         };
         assert_eq!(s.put_part("u1", &part(2, "p2")).await.unwrap(), None);
+        s.delete_object("b", "dir/x").await.unwrap();
+        assert!(
+            !s.delete_bucket("b").await.unwrap(),
+            "an upload in progress keeps the bucket"
+        );
         assert_eq!(s.put_part("u1", &part(1, "p1")).await.unwrap(), None);
         assert_eq!(
             s.put_part("u1", &part(1, "p1b")).await.unwrap(),
@@ -459,6 +467,7 @@ mod tests {
         );
         assert_eq!(s.delete_upload("u1").await.unwrap().len(), 2);
         assert!(s.upload("u1").await.unwrap().is_none());
+        assert!(s.delete_bucket("b").await.unwrap(), "empty now");
     }
 
     /// A bucket deleted while an object is written into it: either the

@@ -124,5 +124,8 @@ print("keys ok")
 
 refused("BucketNotEmpty", lambda: s3.delete_bucket(Bucket="photos"))
 s3.create_bucket(Bucket="empty")
+pending = s3.create_multipart_upload(Bucket="empty", Key="half")
+refused("BucketNotEmpty", lambda: s3.delete_bucket(Bucket="empty"))
+s3.abort_multipart_upload(Bucket="empty", Key="half", UploadId=pending["UploadId"])
 s3.delete_bucket(Bucket="empty")
 print("all ok")
