@@ -240,47 +240,66 @@ fn message_row(row: &sqlx::any::AnyRow) -> Result<MessageRow> {
     })
 }
 
-async fn enqueue(
+/// Checks and records the idempotency keys of `msgs`: one result per
+/// message; those to store (new, or without a key) are pushed onto
+/// `to_insert`, for [`insert_messages`] to write together with other
+/// operations' messages.
+async fn check_keys<'m>(
     tx: &mut Transaction<'static, Any>,
-    msgs: &[NewMessage],
+    msgs: &'m [NewMessage],
     now: i64,
+    to_insert: &mut Vec<&'m NewMessage>,
 ) -> Result<Vec<Enqueued>> {
     let mut out = Vec::with_capacity(msgs.len());
-    let mut plain: Vec<&NewMessage> = Vec::with_capacity(msgs.len());
     for m in msgs {
         if let Some((key, until)) = &m.idempotency {
-            let seen: Option<String> = sqlx::query_scalar(
-                "SELECT message_id FROM message_keys
-                 WHERE app = $1 AND channel = $2 AND key = $3 AND expires_at > $4",
-            )
-            .bind(&m.app)
-            .bind(&m.channel)
-            .bind(key)
-            .bind(now)
-            .fetch_optional(&mut **tx)
-            .await?;
-            if let Some(id) = seen {
-                out.push(Enqueued::Duplicate(id));
-                continue;
-            }
-            sqlx::query(
+            // Claims the key unless a live claim holds it, in one statement:
+            // on PostgreSQL a second node sending the same key at once waits
+            // for the first's row, then sees it live and claims nothing (a
+            // read first, then a write, would let both see no claim and both
+            // store their message).
+            let claimed: Option<String> = sqlx::query_scalar(
                 "INSERT INTO message_keys (app, channel, key, message_id, expires_at)
                  VALUES ($1, $2, $3, $4, $5)
                  ON CONFLICT (app, channel, key)
-                 DO UPDATE SET message_id = excluded.message_id, expires_at = excluded.expires_at",
+                 DO UPDATE SET message_id = excluded.message_id, expires_at = excluded.expires_at
+                 WHERE message_keys.expires_at <= $6
+                 RETURNING message_id",
             )
             .bind(&m.app)
             .bind(&m.channel)
             .bind(key)
             .bind(&m.id)
             .bind(until)
-            .execute(&mut **tx)
+            .bind(now)
+            .fetch_optional(&mut **tx)
             .await?;
+            if claimed.is_none() {
+                let holder: String = sqlx::query_scalar(
+                    "SELECT message_id FROM message_keys WHERE app = $1 AND channel = $2 AND key = $3",
+                )
+                .bind(&m.app)
+                .bind(&m.channel)
+                .bind(key)
+                .fetch_one(&mut **tx)
+                .await?;
+                out.push(Enqueued::Duplicate(holder));
+                continue;
+            }
         }
         out.push(Enqueued::New(m.id.clone()));
-        plain.push(m);
+        to_insert.push(m);
     }
-    for chunk in batches(&plain) {
+    Ok(out)
+}
+
+/// Stores messages, in multi-row inserts.
+async fn insert_messages(
+    tx: &mut Transaction<'static, Any>,
+    msgs: &[&NewMessage],
+    now: i64,
+) -> Result<()> {
+    for chunk in batches(msgs) {
         let mut q = QueryBuilder::new(
             crate::Backend::of(tx),
             "INSERT INTO messages (id, app, channel, function, state, attempts, available_at,
@@ -304,7 +323,7 @@ async fn enqueue(
         });
         q.build().execute(&mut **tx).await?;
     }
-    Ok(out)
+    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -373,7 +392,7 @@ async fn lease(
 
 async fn settle(
     tx: &mut Transaction<'static, Any>,
-    settlements: &[(i64, u32, Settlement)],
+    settlements: &[&(i64, u32, Settlement)],
     now: i64,
 ) -> Result<()> {
     let done: Vec<(i64, u32)> = settlements
@@ -439,6 +458,13 @@ async fn settle(
 impl Store {
     /// Runs a batch of event operations in one transaction; one result per
     /// operation, in order. If anything fails, nothing is applied.
+    ///
+    /// The messages of consecutive sends are stored by one multi-row insert,
+    /// and consecutive settlements by one update each kind, rather than a
+    /// statement per operation: on PostgreSQL every statement is a round
+    /// trip, and the writer applies batches one at a time. Both are written
+    /// before a lease, which must see them (a new message to lease, a
+    /// settled one no longer blocking its FIFO group).
     pub async fn apply_events(&self, ops: &[EventOp]) -> Result<Vec<EventResult>> {
         // IMMEDIATE: the batch may read (idempotency keys) before it writes;
         // a deferred transaction would then fail with SQLITE_BUSY_SNAPSHOT,
@@ -447,9 +473,19 @@ impl Store {
         let mut tx = self.begin_write().await?;
         let now = now_us();
         let mut out = Vec::with_capacity(ops.len());
+        let mut to_insert: Vec<&NewMessage> = Vec::new();
+        let mut to_settle: Vec<&(i64, u32, Settlement)> = Vec::new();
         for op in ops {
+            if matches!(op, EventOp::Lease { .. }) {
+                insert_messages(&mut tx, &to_insert, now).await?;
+                settle(&mut tx, &to_settle, now).await?;
+                to_insert.clear();
+                to_settle.clear();
+            }
             out.push(match op {
-                EventOp::Enqueue(msgs) => EventResult::Enqueued(enqueue(&mut tx, msgs, now).await?),
+                EventOp::Enqueue(msgs) => {
+                    EventResult::Enqueued(check_keys(&mut tx, msgs, now, &mut to_insert).await?)
+                }
                 EventOp::Lease {
                     app,
                     channel,
@@ -463,7 +499,7 @@ impl Store {
                     .await?,
                 ),
                 EventOp::Settle(s) => {
-                    settle(&mut tx, s, now).await?;
+                    to_settle.extend(s);
                     EventResult::Settled
                 }
                 EventOp::FireTick {
@@ -484,12 +520,14 @@ impl Store {
                     .rows_affected()
                         == 1;
                     if fired {
-                        enqueue(&mut tx, std::slice::from_ref(message), now).await?;
+                        to_insert.push(message);
                     }
                     EventResult::Fired(fired)
                 }
             });
         }
+        insert_messages(&mut tx, &to_insert, now).await?;
+        settle(&mut tx, &to_settle, now).await?;
         tx.commit().await?;
         Ok(out)
     }
@@ -947,5 +985,102 @@ mod tests {
         assert!(matches!(r[0], EventResult::Fired(true)));
         assert!(matches!(r[1], EventResult::Fired(false)));
         assert_eq!(lease_ids(&store, "schedule:s", 10).await.len(), 1);
+    }
+
+    /// Two nodes sending with the same idempotency key at once: exactly one
+    /// message is stored, and the other send is told which.
+    #[tokio::test]
+    async fn one_idempotency_key_one_message_across_nodes() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Store::open_for_test(dir.path()).await.unwrap();
+        let b = Store::open_for_test(dir.path()).await.unwrap();
+        let keyed = |id: String, key: &str| {
+            let mut m = msg(&id, "queue:q", None);
+            m.idempotency = Some((key.into(), now_us() + 60_000_000));
+            EventOp::Enqueue(vec![m])
+        };
+        let result = |r: Result<Vec<EventResult>>| match r.unwrap().pop() {
+            Some(EventResult::Enqueued(mut e)) => e.pop().unwrap(),
+            other => panic!("{other:?}"),
+        };
+        for i in 0..50 {
+            let key = format!("k{i}");
+            let (from_a, from_b) = (
+                [keyed(format!("a{i}"), &key)],
+                [keyed(format!("b{i}"), &key)],
+            );
+            let (x, y) = tokio::join!(a.apply_events(&from_a), b.apply_events(&from_b));
+            match (result(x), result(y)) {
+                (Enqueued::New(n), Enqueued::Duplicate(d))
+                | (Enqueued::Duplicate(d), Enqueued::New(n)) => assert_eq!(n, d, "round {i}"),
+                other => panic!("round {i}: {other:?}"),
+            }
+        }
+        let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages")
+            .fetch_one(a.pool())
+            .await
+            .unwrap();
+        assert_eq!(stored, 50);
+    }
+
+    /// One batch as the writer sends it, sends, settlements and leases
+    /// interleaved: the messages of consecutive sends are written together
+    /// but before a lease that follows them, and so are settlements (one
+    /// that unblocks a FIFO group lets the lease after it take the next).
+    #[tokio::test]
+    async fn a_mixed_batch_keeps_its_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_for_test(dir.path()).await.unwrap();
+        store
+            .apply_events(&[EventOp::Enqueue(vec![msg("g-1", "queue:q", Some("g"))])])
+            .await
+            .unwrap();
+        let first = lease_ids(&store, "queue:q", 10).await;
+        assert_eq!(first.len(), 1);
+        let lease = || EventOp::Lease {
+            app: "a".into(),
+            channel: "queue:q".into(),
+            function: "f".into(),
+            max: 10,
+            lease_ms: 60_000,
+        };
+        let keyed = |id: &str| {
+            let mut m = msg(id, "queue:q", None);
+            m.idempotency = Some(("k".into(), now_us() + 60_000_000));
+            m
+        };
+        let r = store
+            .apply_events(&[
+                EventOp::Enqueue(vec![msg("g-2", "queue:q", Some("g"))]),
+                EventOp::Enqueue(vec![keyed("a")]),
+                EventOp::Enqueue(vec![keyed("b")]),
+                EventOp::Settle(vec![(
+                    first[0].seq,
+                    first[0].attempt,
+                    Settlement::Succeeded,
+                )]),
+                lease(),
+                EventOp::Enqueue(vec![msg("late", "queue:q", None)]),
+                lease(),
+            ])
+            .await
+            .unwrap();
+        let ids = |r: &EventResult| match r {
+            EventResult::Leased(l) => l.iter().map(|m| m.id.clone()).collect::<Vec<_>>(),
+            other => panic!("{other:?}"),
+        };
+        assert!(
+            matches!(&r[2], EventResult::Enqueued(e) if e == &[Enqueued::Duplicate("a".into())]),
+            "{:?}",
+            r[2]
+        );
+        assert_eq!(
+            ids(&r[4]),
+            ["g-2", "a"],
+            "the settled g-1 no longer blocks g-2"
+        );
+        assert_eq!(ids(&r[6]), ["late"]);
+        let depths = store.channel_depths("a").await.unwrap();
+        assert_eq!(depths.iter().map(|d| d.running).sum::<u64>(), 3);
     }
 }
