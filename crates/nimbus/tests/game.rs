@@ -372,15 +372,24 @@ async fn two_players_play_connect_four_to_a_win() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
 
-    // Each player reads their own results, and only theirs.
-    let (status, mine) = query(
-        &s,
-        "results",
-        Some(&bob.token),
-        json!({ "order_by": [["finished_at", "desc"]] }),
-    )
-    .await;
-    assert_eq!(status, 200, "{mine}");
+    // Each player reads their own results, and only theirs. The scorer
+    // writes a side's result just after its leaderboard row: poll.
+    let mut mine = Value::Null;
+    for _ in 0..200 {
+        let (status, v) = query(
+            &s,
+            "results",
+            Some(&bob.token),
+            json!({ "order_by": [["finished_at", "desc"]] }),
+        )
+        .await;
+        assert_eq!(status, 200, "{v}");
+        mine = v;
+        if !mine["documents"].as_array().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let docs = mine["documents"].as_array().unwrap();
     assert_eq!(docs.len(), 1, "{mine}");
     assert_eq!(
