@@ -19,7 +19,6 @@ conns=${2:-48}
 source "$(dirname "$0")/lib.sh"
 need wrk wrk
 bench_init cluster
-hello=$guests/hello.wasm
 
 pg_port=25440
 pg_dir=/tmp/nimbus-bench-pg-$pg_port
@@ -28,25 +27,8 @@ rm -rf "$pg_dir"
 admin=$(NIMBUS_PG_DURABLE=1 ./scripts/postgres start "$pg_dir" "$pg_port")
 trap 'kill $(jobs -p) 2>/dev/null || true; ./scripts/postgres stop "$pg_dir"; rm -rf "$work" "$pg_dir"' EXIT
 
-mkdir -p "$work/app"
-cat > "$work/app/nimbus.toml" <<TOML
-[app]
-name = "bench"
-
-[functions.hello]
-component = "$hello"
-max_concurrency = 64
-
-[[triggers.http]]
-route = "/hello"
-function = "hello"
-TOML
-cat > "$work/async.lua" <<'LUA'
-wrk.method = "POST"
-wrk.body = "{\"event\":\"bench\"}"
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Prefer"] = "respond-async"
-LUA
+hello_app 64
+async_lua
 
 # load PHASE URL...: one wrk per URL at once, CONNECTIONS split among them;
 # prints the summed requests/s and the requests sent.
@@ -75,10 +57,7 @@ load() {
   echo "$rps $sent $errs"
 }
 
-depth() { # unfinished async events, cluster-wide (the queue is in the database)
-  curl -fs -H "authorization: Bearer $token" "$1/v1/apps/bench/queues" |
-    python3 -c 'import json,sys; d=json.load(sys.stdin); print(sum(c["queued"]+c["running"]+c["failed"] for c in d["channels"] if c["channel"]=="async:hello"))'
-}
+depth() { async_depth "$1" "$token"; } # cluster-wide: the queue is in the database
 
 # scenario NAME NODES [--database URL]: starts the nodes, deploys, measures.
 scenario() {

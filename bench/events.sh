@@ -20,36 +20,15 @@ conns=${2:-32}
 source "$(dirname "$0")/lib.sh"
 need wrk wrk
 bench_init events
-hello=$guests/hello.wasm
 
 nimbus_up "$work/data"
 token=$(cat "$work/data/admin-token")
-mkdir -p "$work/app"
-cat > "$work/app/nimbus.toml" <<TOML
-[app]
-name = "bench"
-
-[functions.hello]
-component = "$hello"
-max_concurrency = 64
-
-[[triggers.http]]
-route = "/hello"
-function = "hello"
-TOML
+hello_app 64
 "$nimbus" deploy "$work/app" --data-dir "$work/data" >&2
 
-depth() { # unfinished async events
-  curl -fs -H "authorization: Bearer $token" "$url/v1/apps/bench/queues" |
-    python3 -c 'import json,sys; d=json.load(sys.stdin); print(sum(c["queued"]+c["running"]+c["failed"] for c in d["channels"] if c["channel"]=="async:hello"))'
-}
+depth() { async_depth "$url" "$token"; }
 
-cat > "$work/async.lua" <<'LUA'
-wrk.method = "POST"
-wrk.body = "{\"event\":\"bench\"}"
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Prefer"] = "respond-async"
-LUA
+async_lua
 cat > "$work/sync.lua" <<'LUA'
 wrk.method = "POST"
 wrk.body = "{\"event\":\"bench\"}"

@@ -33,3 +33,39 @@ nimbus_up() {
   for _ in $(seq 200); do grep -q "listening on" "$data.log" 2>/dev/null && break; sleep 0.05; done
   url=$(grep -o 'http://[0-9.:]*' "$data.log" | head -1)
 }
+
+# hello_app MAX_CONCURRENCY: writes $work/app, the app "bench" with the
+# hello guest behind /hello.
+hello_app() {
+  mkdir -p "$work/app"
+  cat > "$work/app/nimbus.toml" <<TOML
+[app]
+name = "bench"
+
+[functions.hello]
+component = "$guests/hello.wasm"
+max_concurrency = $1
+
+[[triggers.http]]
+route = "/hello"
+function = "hello"
+TOML
+}
+
+# async_lua: writes $work/async.lua, a wrk script that POSTs a small JSON
+# event with `Prefer: respond-async` (stored, answered 202, run later).
+async_lua() {
+  cat > "$work/async.lua" <<'LUA'
+wrk.method = "POST"
+wrk.body = "{\"event\":\"bench\"}"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Prefer"] = "respond-async"
+LUA
+}
+
+# async_depth URL TOKEN: the bench app's unfinished async events (queued,
+# running or waiting for a retry) as the server at URL counts them.
+async_depth() {
+  curl -fs -H "authorization: Bearer $2" "$1/v1/apps/bench/queues" |
+    python3 -c 'import json,sys; d=json.load(sys.stdin); print(sum(c["queued"]+c["running"]+c["failed"] for c in d["channels"] if c["channel"]=="async:hello"))'
+}

@@ -16,21 +16,8 @@ rounds=${2:-2}
 source "$(dirname "$0")/lib.sh"
 need wrk wrk
 bench_init operate
-hello=$guests/hello.wasm
 
-mkdir -p "$work/app"
-cat > "$work/app/nimbus.toml" <<TOML
-[app]
-name = "bench"
-
-[functions.hello]
-component = "$hello"
-max_concurrency = 256
-
-[[triggers.http]]
-route = "/hello"
-function = "hello"
-TOML
+hello_app 256
 
 # NAME EXTRA_ARGS...: starts a server and deploys the app; sets $url. Not
 # run in a $(...) subshell: the server must stay this shell's job, so the
