@@ -6,6 +6,7 @@
 //! Whatever is missed is caught by re-reading at least every [`RECHECK`].
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -87,7 +88,7 @@ impl DocChanges {
                 keys.dedup();
                 let mut payload = String::new();
                 for (i, (a, c, d)) in keys.iter().enumerate() {
-                    payload.push_str(&format!("{a}{SEP}{c}{SEP}{d}\n"));
+                    let _ = writeln!(payload, "{a}{SEP}{c}{SEP}{d}");
                     if payload.len() > 7000 || i + 1 == keys.len() {
                         let sent = crate::cluster::notify(
                             &pool,
