@@ -670,6 +670,29 @@ pub(crate) async fn secret_put(
     set(&ctx, &app, &key, q.function.as_deref(), Some(&body), true).await
 }
 
+/// `DELETE /v1/keys/s3/{access_key}`: revokes an S3 key of an app the
+/// caller's key has the data scope on (the scope that creates them). The
+/// next request signed with it is refused, on every node: secrets are read
+/// from the store for each request.
+pub(crate) async fn revoke_s3_key(
+    State(ctx): State<Ctx>,
+    Extension(principal): Extension<Principal>,
+    Path(access_key): Path<String>,
+) -> ApiResult<StatusCode> {
+    let store = &ctx.platform.store;
+    let mine = match (&principal, store.s3_key(&access_key).await?) {
+        (Principal::Key(k), Some((app, _))) => k.allows(Some(&app), nimbus_identity::Scope::Data),
+        _ => false,
+    };
+    // Another app's key is as unknown as a missing one.
+    if !mine || !store.delete_s3_key(&access_key).await? {
+        return Err(not_found(format!(
+            "no S3 key {access_key:?} that this API key may revoke: see `nimbus keys list`"
+        )));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// `POST /v1/apps/{app}/keys/s3`: a new S3 access key for the app's
 /// buckets. The secret is shown once, in this answer, and stored sealed.
 pub(crate) async fn create_s3_key(

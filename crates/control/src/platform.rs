@@ -570,14 +570,27 @@ impl Platform {
         Ok(target)
     }
 
-    /// Removes an app, its routes and its revisions.
+    /// Removes an app and everything it owns, in every store, in one
+    /// transaction ([`Store::delete_app`]): revisions and routes, data,
+    /// configuration and secrets, events, users and their tokens, API, S3
+    /// and signing keys, buckets with their objects and uploads, records,
+    /// logs, kept inputs and operation spans (usage totals stay, for
+    /// billing); then the object bodies on disk. The transaction bumps the
+    /// cluster generation, so every node drops the app and reloads its keys
+    /// ([`Platform::resync`]); S3 keys are read from the store on every
+    /// request. A later app of the same name starts empty.
     pub async fn delete(&self, app: &str) -> Result<(), PlatformError> {
         let _guard = self.lock.lock().await;
-        self.store.delete_app(app).await?;
+        // Records of its invocations still queued in the writer are
+        // written first, so that the deletion takes them too.
+        self.records.flush().await;
+        let files = self.store.delete_app(app).await?;
         self.activate(self.gateway.table().without_app(app));
-        self.store.delete_app_events(app).await?;
-        self.store.delete_app_data(app).await?;
-        self.store.delete_app_identity(app).await?;
+        if let Some(blobs) = self.runtime.blob_files() {
+            for file in &files {
+                blobs.delete(file).await;
+            }
+        }
         self.reload_keys().await?;
         Ok(())
     }

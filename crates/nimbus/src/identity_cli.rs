@@ -23,10 +23,16 @@ pub enum KeysCommand {
         #[arg(long)]
         s3: bool,
     },
-    /// List API keys (secrets are never shown)
+    /// List API keys and S3 keys (secrets are never shown)
     List,
-    /// Revoke an API key, by name or id
-    Revoke { name: String },
+    /// Revoke an API key, by name or id (or with --s3, an S3 key by its access key id)
+    Revoke {
+        /// API key name or id; with --s3, the access key id
+        name: String,
+        /// Revoke the S3 access key with this id instead
+        #[arg(long)]
+        s3: bool,
+    },
 }
 
 pub async fn keys(target: &Target, cmd: KeysCommand) -> Result<()> {
@@ -108,8 +114,26 @@ pub async fn keys(target: &Target, cmd: KeysCommand) -> Result<()> {
                     }
                 );
             }
+            let s3 = v["s3_keys"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+            if !s3.is_empty() {
+                println!();
+                println!("{:<24} {:<20} CREATED", "S3 ACCESS KEY ID", "APP");
+                for k in s3 {
+                    println!(
+                        "{:<24} {:<20} {}",
+                        k["access_key"].as_str().unwrap_or(""),
+                        k["app"].as_str().unwrap_or(""),
+                        format_time(k["created_at_us"].as_i64().unwrap_or(0)),
+                    );
+                }
+            }
         }
-        KeysCommand::Revoke { name } => {
+        KeysCommand::Revoke { name, s3: true } => {
+            api.send(api.req(Method::DELETE, &format!("/v1/keys/s3/{name}")))
+                .await?;
+            println!("revoked S3 key {name}; requests signed with it are refused from now on");
+        }
+        KeysCommand::Revoke { name, .. } => {
             api.send(api.req(Method::DELETE, &format!("/v1/keys/{name}")))
                 .await?;
             println!("revoked {name}");

@@ -4,7 +4,9 @@
 //! crate is the storage behind it: bodies on disk ([`BlobFiles`]: streamed,
 //! fsynced, renamed into place), metadata in the store. Every bucket belongs
 //! to one app; an access key belongs to one app and reaches only its
-//! buckets ([`Access`]).
+//! buckets ([`Access`]). Only fresh SigV4 signatures are accepted
+//! ([`Endpoint`]): no SigV2, no presigned URL valid for more than 7 days,
+//! no request dated outside 15 minutes of now.
 //!
 //! Work in progress: buckets, objects (put, get with range, head, delete,
 //! delete-multiple, copy, list v1 and v2) and multipart uploads. Conditional
@@ -825,6 +827,9 @@ fn app_of(ext: &http::Extensions) -> S3Result<String> {
 }
 
 /// Access keys issued per app: their secrets verify SigV4 signatures.
+/// Nothing is cached: each request reads its key from the store, so a key
+/// revoked or deleted with its app (through any node) is refused on its
+/// next request.
 pub struct Keys {
     store: Store,
     unseal: Unseal,
@@ -867,6 +872,84 @@ impl Access {
     }
 }
 
+/// Longest validity of a presigned URL (`X-Amz-Expires`), as S3's: 7 days.
+pub const MAX_PRESIGNED_SECS: u64 = 604_800;
+
+/// Clock skew allowed to the client that made a SigV2 presigned URL,
+/// whose expiry is a time rather than a duration (as s3s allows SigV4
+/// request dates).
+const PRESIGNED_SKEW_SECS: u64 = 900;
+
+fn sigv2_refused() -> s3s::S3Error {
+    s3_error!(
+        AccessDenied,
+        "Signature Version 2 is not accepted for signed requests (their date is never checked: a captured request could be replayed forever): sign requests with Signature Version 4 (AWS4-HMAC-SHA256; boto3: Config(signature_version=\"s3v4\"); aws-cli: `s3 = signature_version = s3v4` in the profile)"
+    )
+}
+
+fn presigned_too_long(what: &str) -> s3s::S3Error {
+    s3_error!(
+        AuthorizationQueryParametersError,
+        "a presigned URL is valid for 1 second to 7 days ({MAX_PRESIGNED_SECS} seconds): {what}"
+    )
+}
+
+/// What `s3s` lets through that Nimbus refuses, before `s3s` sees the
+/// request: Signature Version 2 in the `Authorization` header (its date is
+/// never checked, so a captured request replays forever; SigV2 forms are
+/// refused by [`Access`]), and presigned URLs valid for less than a second
+/// or more than [`MAX_PRESIGNED_SECS`] — `s3s` takes any `X-Amz-Expires`
+/// up to 136 years, and any SigV2 `Expires` time. A SigV2 presigned URL
+/// (what aws-cli v1's `s3 presign` makes) is held to the same week, as
+/// `Expires` (Unix seconds) no later than `now_secs` plus a week (and
+/// [`PRESIGNED_SKEW_SECS`]); `s3s` refuses it once past. SigV4's own
+/// checks — a header-signed request's `X-Amz-Date` within 15 minutes of
+/// now, a presigned URL not past its expiry — are `s3s`'s. Query names
+/// are read decoded, as `s3s` reads them.
+fn check_signature(headers: &http::HeaderMap, query: Option<&str>, now_secs: u64) -> S3Result<()> {
+    if headers
+        .get_all(http::header::AUTHORIZATION)
+        .iter()
+        .any(|v| v.as_bytes().starts_with(b"AWS "))
+    {
+        return Err(sigv2_refused());
+    }
+    let (mut sigv2, mut sigv2_expires) = (false, None);
+    for (name, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        match &*name {
+            "Signature" => sigv2 = true,
+            "Expires" => sigv2_expires = Some(value.parse::<u64>().ok()),
+            "X-Amz-Expires" => match value.parse::<u64>() {
+                Ok(secs) if (1..=MAX_PRESIGNED_SECS).contains(&secs) => {}
+                _ => {
+                    return Err(presigned_too_long(&format!("X-Amz-Expires is {value:?}")));
+                }
+            },
+            _ => {}
+        }
+    }
+    if sigv2 {
+        let latest = now_secs + MAX_PRESIGNED_SECS + PRESIGNED_SKEW_SECS;
+        match sigv2_expires.flatten() {
+            Some(t) if t <= latest => {}
+            Some(t) => {
+                return Err(presigned_too_long(&format!(
+                    "Expires is {} s from now",
+                    t.saturating_sub(now_secs)
+                )));
+            }
+            None => return Err(presigned_too_long("Expires is missing or not a time")),
+        }
+    }
+    Ok(())
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 #[async_trait::async_trait]
 impl s3s::access::S3Access for Access {
     async fn check(&self, cx: &mut s3s::access::S3AccessContext<'_>) -> S3Result<()> {
@@ -897,23 +980,72 @@ impl s3s::access::S3Access for Access {
         cx.extensions_mut().insert(AppId(app));
         Ok(())
     }
+
+    /// A browser-form upload (POST object) carries its signature in the
+    /// form, out of [`check`](Self::check)'s sight: a SigV2 one is the one
+    /// without a credential scope, so without a region.
+    async fn post_object(&self, req: &mut S3Request<PostObjectInput>) -> S3Result<()> {
+        if req.credentials.is_some() && req.region.is_none() {
+            return Err(sigv2_refused());
+        }
+        Ok(())
+    }
 }
 
 /// The S3 HTTP service: storage, per-app keys (SigV4) and access checks.
 /// Path-style addressing (`http://host:port/bucket/key`).
-pub fn service(objects: Objects, unseal: Unseal) -> s3s::service::S3Service {
+pub fn service(objects: Objects, unseal: Unseal) -> Endpoint {
     let store = objects.store.clone();
     let meter = objects.meter.clone();
     let mut b = s3s::service::S3ServiceBuilder::new(objects);
     b.set_auth(Keys::new(store.clone(), unseal));
     b.set_access(Access::new(store, meter));
-    b.build()
+    Endpoint { s3: b.build() }
+}
+
+/// The S3 endpoint: [`check_signature`] in front of `s3s`, so a refused
+/// request costs no key lookup, no signature check and no body read.
+#[derive(Clone)]
+pub struct Endpoint {
+    s3: s3s::service::S3Service,
+}
+
+impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Endpoint {
+    type Response = s3s::HttpResponse;
+    type Error = s3s::HttpError;
+    type Future = futures::future::BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn call(&self, req: http::Request<hyper::body::Incoming>) -> Self::Future {
+        if let Err(e) = check_signature(req.headers(), req.uri().query(), now_secs()) {
+            return Box::pin(std::future::ready(Ok(error_response(&e))));
+        }
+        hyper::service::Service::call(&self.s3, req)
+    }
+}
+
+/// An S3 error answered before `s3s` saw the request, as S3 writes it.
+fn error_response(e: &s3s::S3Error) -> s3s::HttpResponse {
+    let escape = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    };
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{}</Code><Message>{}</Message></Error>",
+        e.code().as_str(),
+        escape(e.message().unwrap_or(""))
+    );
+    http::Response::builder()
+        .status(e.status_code().unwrap_or(http::StatusCode::FORBIDDEN))
+        .header(http::header::CONTENT_TYPE, "application/xml")
+        .body(s3s::Body::from(body))
+        .expect("a valid response")
 }
 
 /// Serves the S3 API on `listener` until `shutdown` resolves.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    service: s3s::service::S3Service,
+    service: Endpoint,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
     use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -941,5 +1073,84 @@ pub async fn serve(
                 tracing::debug!(error = %e, "S3 connection ended with an error");
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: u64 = 1_800_000_000;
+
+    fn check(auth: Option<&str>, query: Option<&str>) -> Result<(), String> {
+        let mut h = http::HeaderMap::new();
+        if let Some(a) = auth {
+            h.insert(http::header::AUTHORIZATION, a.parse().unwrap());
+        }
+        check_signature(&h, query, NOW).map_err(|e| format!("{:?}", e.code()))
+    }
+
+    #[test]
+    fn only_fresh_signatures_pass() {
+        let v4 = "AWS4-HMAC-SHA256 Credential=NK/20250101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=00";
+        assert_eq!(check(Some(v4), None), Ok(()));
+        assert_eq!(check(None, Some("list-type=2&prefix=a")), Ok(()));
+        let week = "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Expires=604800&X-Amz-Signature=00";
+        assert_eq!(check(None, Some(week)), Ok(()));
+        // SigV2 in the header: never.
+        assert_eq!(check(Some("AWS NK:c2ln"), None), Err("AccessDenied".into()));
+        // SigV2 presigned: for at most a week (and the skew) from now.
+        let v2 = |expires: &str| format!("AWSAccessKeyId=NK&Expires={expires}&Signature=c2ln");
+        assert_eq!(check(None, Some(&v2(&(NOW + 600).to_string()))), Ok(()));
+        assert_eq!(
+            check(None, Some(&v2(&(NOW + 604_800 + 900).to_string()))),
+            Ok(())
+        );
+        for q in [
+            v2(&(NOW + 604_800 + 901).to_string()),
+            v2(&(NOW + 315_360_000).to_string()),
+            v2("soon"),
+            "AWSAccessKeyId=NK&Signature=c2ln".to_string(),
+        ] {
+            assert_eq!(
+                check(None, Some(&q)),
+                Err("AuthorizationQueryParametersError".into()),
+                "{q}"
+            );
+        }
+        // SigV4 presigned URLs valid for 0 s or more than 7 days, however
+        // written.
+        for q in [
+            "X-Amz-Expires=604801",
+            "X-Amz-Expires=315360000",
+            "X-Amz-Expires=0",
+            "X-Amz-Expires=-1",
+            "X-Amz-Expires=1e9",
+            "X-Amz-%45xpires=315360000",
+        ] {
+            assert_eq!(
+                check(None, Some(q)),
+                Err("AuthorizationQueryParametersError".into()),
+                "{q}"
+            );
+        }
+        let e = check_signature(
+            &http::HeaderMap::new(),
+            Some("X-Amz-Expires=999999999"),
+            NOW,
+        )
+        .unwrap_err();
+        assert_eq!(e.status_code(), Some(http::StatusCode::BAD_REQUEST));
+        assert!(e.message().unwrap().contains("604800"), "{e:?}");
+        let mut h = http::HeaderMap::new();
+        h.insert(http::header::AUTHORIZATION, "AWS NK:c2ln".parse().unwrap());
+        let e = check_signature(&h, None, NOW).unwrap_err();
+        assert_eq!(e.status_code(), Some(http::StatusCode::FORBIDDEN));
+        assert!(
+            e.message().unwrap().contains("Signature Version 4"),
+            "{e:?}"
+        );
+        let r = error_response(&e);
+        assert_eq!(r.status(), 403);
     }
 }

@@ -1,5 +1,6 @@
 //! Object storage metadata: buckets (owned by one app each), objects,
-//! multipart uploads and their parts, and S3 access keys. Bodies are files
+//! multipart uploads and their parts, and S3 access keys (listed without
+//! their secrets, revoked by deletion). Bodies are files
 //! ([`crate::BlobFiles`]); a row points at a complete, durable file.
 //!
 //! Transactions that read before they write start with `BEGIN IMMEDIATE`:
@@ -35,6 +36,17 @@ pub struct ObjectRow {
     pub metadata: Vec<(String, String)>,
     /// µs since the epoch.
     pub last_modified_us: i64,
+}
+
+/// An S3 access key as listed: never its secret.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct S3KeyRow {
+    /// Access key id.
+    pub access_key: String,
+    /// The app whose buckets it reaches.
+    pub app: String,
+    /// µs since the epoch.
+    pub created_at_us: i64,
 }
 
 /// A part of a multipart upload.
@@ -385,6 +397,36 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// Every S3 access key (never its secret), by app, oldest first.
+    pub async fn s3_keys(&self) -> Result<Vec<S3KeyRow>> {
+        let rows = sqlx::query(
+            "SELECT access_key, app, created_at FROM s3_keys ORDER BY app, created_at, access_key",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(S3KeyRow {
+                    access_key: r.try_get("access_key")?,
+                    app: r.try_get("app")?,
+                    created_at_us: r.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Revokes (deletes) an S3 access key; whether it existed. Secrets are
+    /// looked up in the store for every request, on every node, so the
+    /// next request signed with it is refused.
+    pub async fn delete_s3_key(&self, access_key: &str) -> Result<bool> {
+        Ok(sqlx::query("DELETE FROM s3_keys WHERE access_key = $1")
+            .bind(access_key)
+            .execute(&self.pool)
+            .await?
+            .rows_affected()
+            == 1)
     }
 
     /// The app and sealed secret of an access key.
