@@ -2,7 +2,7 @@
 //! deadline, and the outbound HTTP policy.
 
 use crate::capture::Capture;
-use http_body_util::BodyExt;
+use crate::egress::Egress;
 use std::sync::Arc;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -147,9 +147,12 @@ impl AllowedHost {
     }
 }
 
-/// Decides whether a guest may send an outbound request.
+/// Decides whether a guest may send an outbound request: its host must be
+/// in the function's allow-list, and the address it resolves to must pass
+/// the node's egress guard.
 pub(crate) struct OutboundPolicy {
     pub(crate) allowed: Arc<[AllowedHost]>,
+    pub(crate) egress: Arc<Egress>,
     pub(crate) stderr: Capture,
     /// The invocation's trace position, sent on outbound requests that do
     /// not carry one, so the callee joins the trace.
@@ -199,13 +202,10 @@ impl WasiHttpHooks for OutboundPolicy {
         {
             request.headers_mut().insert("traceparent", tp.clone());
         }
-        Box::new(async move {
-            let (res, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
-            Ok((
-                res.map(BodyExt::boxed_unsync),
-                Box::new(io) as Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
-            ))
-        })
+        let (egress, stderr) = (self.egress.clone(), self.stderr.clone());
+        Box::new(
+            async move { crate::egress::send_request(&egress, &stderr, request, options).await },
+        )
     }
 }
 
@@ -216,6 +216,7 @@ mod tests {
     fn policy(entries: &[&str]) -> OutboundPolicy {
         OutboundPolicy {
             allowed: entries.iter().map(|e| AllowedHost::parse(e)).collect(),
+            egress: Arc::new(Egress::new(vec![])),
             stderr: Capture::new(10),
             traceparent: None,
         }

@@ -27,12 +27,17 @@
 //! * time: `first_byte_timeout_ms` bounds the wait for the response head,
 //!   `timeout_ms` the whole invocation; past either the instance is dropped.
 //! * concurrency: [`Admission`] (platform-wide and per-function, bounded wait).
+//! * network: outbound HTTP goes only to hosts in the function's
+//!   `allowed_outbound_hosts`, and only to addresses the [`Egress`] guard
+//!   lets through (never loopback, private, link-local or the node itself,
+//!   unless the operator allows the range).
 
 mod admission;
 mod app;
 mod cache;
 mod capture;
 mod data;
+mod egress;
 mod events;
 mod host;
 mod invoke;
@@ -43,6 +48,7 @@ pub use app::{ActiveApp, manifest_config};
 pub use cache::{LoadSource, Loaded};
 pub use capture::Capture;
 pub use data::{ConfigSnapshot, DataGrants};
+pub use egress::{Egress, Refused};
 pub use events::{EventProducer, GuestMessage, ProduceError};
 pub use host::AllowedHost;
 pub use invoke::{
@@ -116,6 +122,9 @@ pub struct RuntimeConfig {
     /// Whether invocations join traces (`traceparent` continued, given to
     /// the guest and its outbound calls). Off only for measuring its cost.
     pub tracing: bool,
+    /// Address ranges guests' outbound HTTP may reach although they are
+    /// loopback, private, link-local or the node's own (`--allow-egress`).
+    pub allow_egress: Vec<ipnet::IpNet>,
 }
 
 impl Default for RuntimeConfig {
@@ -132,6 +141,7 @@ impl Default for RuntimeConfig {
             warm_slots: 16,
             replay_body_bytes: 256 * 1024,
             tracing: true,
+            allow_egress: Vec::new(),
         }
     }
 }
@@ -149,6 +159,7 @@ pub struct Runtime {
     pub(crate) producer: std::sync::OnceLock<Arc<dyn EventProducer>>,
     pub(crate) data_store: std::sync::OnceLock<(nimbus_store::Store, u64)>,
     pub(crate) blob_files: std::sync::OnceLock<nimbus_store::BlobFiles>,
+    pub(crate) egress: Arc<Egress>,
     loading: parking_lot::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
@@ -214,7 +225,9 @@ impl Runtime {
                 })
                 .map_err(|e| RuntimeError::Io(format!("starting the epoch thread: {e}")))?;
         }
+        let egress = Arc::new(Egress::new(config.allow_egress.clone()));
         Ok(Arc::new(Runtime {
+            egress,
             engine,
             linker,
             cache,
@@ -247,6 +260,17 @@ impl Runtime {
     /// Connects the `nimbus:data/blobs` interface to the object bodies.
     pub fn set_blob_files(&self, files: nimbus_store::BlobFiles) {
         let _ = self.blob_files.set(files);
+    }
+
+    /// The object body files, once set.
+    pub fn blob_files(&self) -> Option<&nimbus_store::BlobFiles> {
+        self.blob_files.get()
+    }
+
+    /// Where guests' outbound HTTP may connect; tell it the node's
+    /// listener addresses ([`Egress::add_node_address`]) once they are bound.
+    pub fn egress(&self) -> &Egress {
+        &self.egress
     }
 
     /// The runtime's configuration.
