@@ -53,7 +53,7 @@ async_err=$(awk '/Non-2xx/ {print $5}' "$work/async.txt")
 accept_rps=$(awk '/Requests\/sec/ {print $2}' "$work/async.txt")
 p50=$(awk '$1=="50%" {print $2}' "$work/async.txt")
 p99=$(awk '$1=="99%" {print $2}' "$work/async.txt")
-succeeded=$(curl -fs -H "authorization: Bearer $token" "$url/v1/status" >/dev/null; echo ok)
+succeeded=$(curl -fs -H "authorization: Bearer $token" "$control/v1/status" >/dev/null; echo ok)
 
 python3 - "$sync_rps" "$accepted" "$t0" "$t_load" "$t1" "$left_at_end" "$accept_rps" "$p50" "$p99" "${sync_err:-0}" "${async_err:-0}" "$conns" "$dur" <<'PY'
 import sys

@@ -23,7 +23,7 @@ bench_init game
 for think in "${thinks[@]}"; do
   # A fresh server per run, so no run inherits another's data.
   nimbus_up "$work/data-$think" --max-in-flight 1000
-  "$nimbus" deploy examples/game --server "$url" --data-dir "$work/data-$think" >/dev/null
+  "$nimbus" deploy examples/game --server "$control" --data-dir "$work/data-$think" >/dev/null
   echo "== $players players, ${dur}s, mean think time ${think} ms" >&2
   node bench/gameload.mjs "$url" "$players" "$dur" "$think"
   kill "$pid"; wait "$pid" 2>/dev/null || true

@@ -115,7 +115,7 @@ LOADED[$layout]=$(grep -o 'loaded ([a-z ]*)' "$work/deploy.txt" || echo "?")
 
 # --- Nimbus: full gateway on the same server
 run_case nimbus "http://127.0.0.1:18083/hello" $pid
-STATUS[$layout]=$(curl -fs -H "Authorization: Bearer $(cat "$work/$layout-d2/admin-token")" http://127.0.0.1:18083/v1/status)
+STATUS[$layout]=$(curl -fs -H "Authorization: Bearer $(cat "$work/$layout-d2/admin-token")" http://127.0.0.1:18084/v1/status)
 kill $pid; wait $pid 2>/dev/null || true
 
 }

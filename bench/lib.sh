@@ -24,7 +24,7 @@ bench_init() {
 
 # nimbus_up DATA_DIR [ARGS...]: starts `nimbus up` on an ephemeral port in
 # the background (its output in DATA_DIR.log) and waits until it listens;
-# sets $url and $pid.
+# sets $url (the app listener), $control (the console and control API) and $pid.
 nimbus_up() {
   local data=$1
   shift
@@ -32,6 +32,7 @@ nimbus_up() {
   pid=$!
   for _ in $(seq 200); do grep -q "listening on" "$data.log" 2>/dev/null && break; sleep 0.05; done
   url=$(grep -o 'http://[0-9.:]*' "$data.log" | head -1)
+  control=$(grep -o 'http://[0-9.:]*' "$data.log" | sed -n 2p)
 }
 
 # hello_app MAX_CONCURRENCY: writes $work/app, the app "bench" with the

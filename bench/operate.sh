@@ -19,16 +19,16 @@ bench_init operate
 
 hello_app 256
 
-# NAME EXTRA_ARGS...: starts a server and deploys the app; sets $url. Not
+# NAME EXTRA_ARGS...: starts a server and deploys the app; sets $url and $control. Not
 # run in a $(...) subshell: the server must stay this shell's job, so the
 # exit trap stops it.
 start() {
   local name=$1; shift
   nimbus_up "$work/$name" --max-in-flight 256 "$@"
-  NIMBUS_SERVER=$url NIMBUS_TOKEN=$(cat "$work/$name/admin-token") "$nimbus" deploy "$work/app" >&2
+  NIMBUS_SERVER=$control NIMBUS_TOKEN=$(cat "$work/$name/admin-token") "$nimbus" deploy "$work/app" >&2
   curl -fs "$url/hello" >/dev/null
 }
-start on; on=$url
+start on; on=$url; on_control=$control
 start off --no-telemetry; off=$url
 
 load() {  # URL: req/s
@@ -45,9 +45,9 @@ for ((i = 0; i < rounds; i++)); do
   sum_on=$(awk -v s="$sum_on" -v a="$a" -v d="$d" 'BEGIN { print s + a + d }')
   sum_off=$(awk -v s="$sum_off" -v b="$b" -v c="$c" 'BEGIN { print s + b + c }')
 done
-records=$(NIMBUS_SERVER=$on NIMBUS_TOKEN=$(cat "$work/on/admin-token") "$nimbus" usage --app bench --since 1h --json \
+records=$(NIMBUS_SERVER=$on_control NIMBUS_TOKEN=$(cat "$work/on/admin-token") "$nimbus" usage --app bench --since 1h --json \
   | awk -F': ' '/"invocations"/ { gsub(/,/, "", $2); print $2; exit }')
-dropped=$(curl -fs -H "Authorization: Bearer $(cat "$work/on/admin-token")" "$on/v1/status" | grep -o '"records_dropped":[0-9]*' | cut -d: -f2)
+dropped=$(curl -fs -H "Authorization: Bearer $(cat "$work/on/admin-token")" "$on_control/v1/status" | grep -o '"records_dropped":[0-9]*' | cut -d: -f2)
 
 echo
 echo "telemetry cost on the hello route, wrk -t2 -c32, $((2 * rounds)) x ${dur}s per server (order on, off, off, on), $(nproc) cores"

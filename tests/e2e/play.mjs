@@ -3,7 +3,8 @@
 // crates/nimbus/tests/browser.rs against a real server that has the game
 // deployed twice (revisions 1 and 2).
 //
-//   BASE_URL   the server, e.g. http://127.0.0.1:41234
+//   BASE_URL   the server's app listener, e.g. http://127.0.0.1:41234
+//   CONTROL_URL its console and control API (an origin of their own)
 //   ADMIN_KEY  an admin API key, for the console
 //   ARTIFACTS  where screenshots go
 //   CHROMIUM   the browser (default /usr/bin/chromium)
@@ -18,9 +19,10 @@ import { mkdirSync } from "node:fs";
 import assert from "node:assert/strict";
 
 const BASE = process.env.BASE_URL;
+const CONTROL = process.env.CONTROL_URL;
 const ADMIN_KEY = process.env.ADMIN_KEY;
 const ARTIFACTS = process.env.ARTIFACTS || "e2e-artifacts";
-assert.ok(BASE && ADMIN_KEY, "set BASE_URL and ADMIN_KEY");
+assert.ok(BASE && CONTROL && ADMIN_KEY, "set BASE_URL, CONTROL_URL and ADMIN_KEY");
 mkdirSync(ARTIFACTS, { recursive: true });
 
 const browser = await chromium.launch({
@@ -139,7 +141,7 @@ try {
   ops.setDefaultTimeout(15000);
   ops.on("dialog", (d) => d.accept());
   ops.on("pageerror", (e) => { throw new Error(`console page error: ${e.message}`); });
-  await ops.goto(`${BASE}/console`);
+  await ops.goto(`${CONTROL}/console`);
   await ops.fill("#key", "not-a-key");
   await ops.click("#login");
   await ops.locator("#message").filter({ hasText: "refused" }).waitFor();

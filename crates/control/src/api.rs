@@ -71,6 +71,7 @@ pub fn router(platform: Arc<Platform>) -> Router {
             get(users_api::list_keys).post(users_api::create_key),
         )
         .route("/v1/keys/{name}", delete(users_api::revoke_key))
+        .route("/v1/keys/s3/{access_key}", delete(data_api::revoke_s3_key))
         .route("/v1/usage", get(usage_api::platform_usage))
         .route("/v1/cluster", get(cluster))
         .route("/v1/metrics", get(crate::metrics::scrape))
@@ -222,6 +223,43 @@ pub fn router(platform: Arc<Platform>) -> Router {
             auth::authenticate,
         ))
         .with_state(ctx)
+}
+
+/// The part of the control API served on the apps' listener, for app
+/// pages ([`auth::client_facing`]): on a host that an app owns, only that
+/// app's endpoints. The rest is served only by [`router`] on the control
+/// listener, so no app's code shares an origin with the console or with
+/// the requests that carry operators' keys.
+pub fn client_router(platform: Arc<Platform>) -> Router {
+    let ctx = Ctx::new(platform.clone());
+    router(platform).layer(middleware::from_fn_with_state(ctx, app_door))
+}
+
+async fn app_door(State(ctx): State<Ctx>, req: Request, next: Next) -> Response {
+    let owner = nimbus_gateway::request_host(&req).and_then(|h| {
+        ctx.platform
+            .gateway
+            .table()
+            .host_owner(&h)
+            .map(String::from)
+    });
+    let allowed = match auth::client_facing(req.uri().path()) {
+        Some(None) => true,
+        Some(Some(app)) => owner.is_none_or(|o| o == app),
+        None => false,
+    };
+    if allowed {
+        return next.run(req).await;
+    }
+    ApiError(
+        StatusCode::NOT_FOUND,
+        format!(
+            "{} {} is not served on app origins: the console and the control API have a listener of their own (`nimbus up --control-listen`, by default on loopback at the app port + 1; `nimbus` commands find it in the data dir)",
+            req.method(),
+            req.uri().path()
+        ),
+    )
+    .into_response()
 }
 
 /// The app (percent-decoded, as the router reads it) and service of a

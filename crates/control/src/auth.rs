@@ -54,6 +54,8 @@ fn need(method: &Method, path: &str) -> Need {
         ["v1", "health"] => Need::Nothing,
         // The console's page: public; what it shows needs the user's key.
         ["console", ..] => Need::Nothing,
+        // S3 keys are created with the data scope on their app; so revoked.
+        ["v1", "keys", "s3", _] => Need::AnyKey(Scope::Data),
         ["v1", "keys", ..] => Need::AnyKey(Scope::Admin),
         ["v1", "components", ..] => Need::AnyKey(Scope::Deploy),
         ["v1", "apps"] | ["v1", "invocations", _] | ["v1", "traces", _] => {
@@ -86,6 +88,27 @@ fn need(method: &Method, path: &str) -> Need {
         }
         ["v1", "status"] | ["v1", "usage"] | ["v1", "metrics"] => Need::Key(None, Scope::ReadLogs),
         _ => Need::Key(None, Scope::Admin),
+    }
+}
+
+/// Whether app pages may call an endpoint on an app's origin: health, an
+/// app's user-pool endpoints (`/auth/...` and its JWKS, not key rotation)
+/// and its data under the client access rules. Everything else — the
+/// console and the rest of the control API — is served only on the
+/// control listener. `Some(app)` names the app in the path (`Some(None)`:
+/// health, of no app).
+pub(crate) fn client_facing(path: &str) -> Option<Option<String>> {
+    let seg: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match seg.as_slice() {
+        ["v1", "health"] => Some(None),
+        ["v1", "apps", _, "auth", "rotate-keys"] => None,
+        ["v1", "apps", app, "auth" | "kv" | "docs", _, ..] => {
+            let app = percent_encoding::percent_decode_str(app)
+                .decode_utf8()
+                .ok()?;
+            Some(Some(app.into_owned()))
+        }
+        _ => None,
     }
 }
 
@@ -300,6 +323,36 @@ mod tests {
     use super::*;
 
     #[test]
+    fn only_client_endpoints_face_app_origins() {
+        assert_eq!(client_facing("/v1/health"), Some(None));
+        for p in [
+            "/v1/apps/game/auth/login",
+            "/v1/apps/game/auth/jwks.json",
+            "/v1/apps/game/kv/scores/k",
+            "/v1/apps/game/docs/leaderboard/_query",
+        ] {
+            assert_eq!(client_facing(p), Some(Some("game".into())), "{p}");
+        }
+        for p in [
+            "/console",
+            "/console/console.js",
+            "/v1/apps",
+            "/v1/apps/game",
+            "/v1/apps/game/revisions",
+            "/v1/apps/game/auth/rotate-keys",
+            "/v1/apps/game/users",
+            "/v1/apps/game/logs",
+            "/v1/apps/game/keys/s3",
+            "/v1/apps/game/secrets/x",
+            "/v1/keys",
+            "/v1/status",
+            "/v1/metrics",
+        ] {
+            assert_eq!(client_facing(p), None, "{p}");
+        }
+    }
+
+    #[test]
     fn every_endpoint_has_a_need() {
         let get = Method::GET;
         let post = Method::POST;
@@ -337,6 +390,14 @@ mod tests {
             k("a", Scope::Deploy)
         );
         assert_eq!(need(&post, "/v1/apps/a/keys/s3"), k("a", Scope::Data));
+        assert_eq!(
+            need(&Method::DELETE, "/v1/keys/s3/NKX"),
+            Need::AnyKey(Scope::Data)
+        );
+        assert_eq!(
+            need(&Method::DELETE, "/v1/keys/ci"),
+            Need::AnyKey(Scope::Admin)
+        );
         assert_eq!(need(&post, "/v1/apps/a/whatever"), k("a", Scope::Admin));
         assert_eq!(need(&get, "/v1/status"), Need::Key(None, Scope::ReadLogs));
         assert_eq!(need(&get, "/v1/usage"), Need::Key(None, Scope::ReadLogs));

@@ -19,7 +19,7 @@ mod replay_api;
 mod usage_api;
 mod users_api;
 
-pub use api::router;
+pub use api::{client_router, router};
 pub use nimbus_identity::Sealer;
 pub use platform::{DeployEvent, Platform, PlatformError, PlatformSettings};
 pub use usage_api::PriceSheet;

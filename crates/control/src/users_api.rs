@@ -155,14 +155,31 @@ pub(crate) async fn refresh(
     Ok(session(StatusCode::OK, s))
 }
 
-/// `POST /v1/apps/{app}/auth/logout`: revokes the refresh token.
+#[derive(Deserialize)]
+pub(crate) struct LogoutBody {
+    refresh_token: String,
+    /// End every session of the account, access tokens included.
+    #[serde(default)]
+    everywhere: bool,
+}
+
+/// `POST /v1/apps/{app}/auth/logout`: revokes the refresh token; with
+/// `"everywhere": true`, ends every session of the account (its access
+/// tokens stop working at once, on every node).
 pub(crate) async fn logout(
     State(ctx): State<Ctx>,
     Path(app): Path<String>,
-    Json(b): Json<RefreshBody>,
+    Json(b): Json<LogoutBody>,
 ) -> ApiResult<StatusCode> {
     pool(&ctx, &app)?;
-    ctx.platform.users.logout(&app, &b.refresh_token).await?;
+    if b.everywhere {
+        ctx.platform
+            .users
+            .logout_everywhere(&app, &b.refresh_token)
+            .await?;
+    } else {
+        ctx.platform.users.logout(&app, &b.refresh_token).await?;
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -218,7 +235,14 @@ const RESET_DELIVERY_BACKOFF: [u64; 3] = [0, 1, 5];
 /// Calls the reset hook with the token (a JSON body), retrying a few times.
 /// The token is handed over in memory only: it is never stored in clear, so
 /// it does not go through the event store (whose bodies the API shows).
-async fn deliver_reset(ctx: Ctx, function: Arc<nimbus_runtime::Function>, body: String) {
+/// No replay input is kept of it, and the token is redacted from its logs
+/// (`InvokeRequest::secret`).
+async fn deliver_reset(
+    ctx: Ctx,
+    function: Arc<nimbus_runtime::Function>,
+    body: String,
+    token: String,
+) {
     for (attempt, pause) in RESET_DELIVERY_BACKOFF.iter().enumerate() {
         tokio::time::sleep(std::time::Duration::from_secs(*pause)).await;
         let req = http::Request::post("/auth/password-reset")
@@ -234,6 +258,7 @@ async fn deliver_reset(ctx: Ctx, function: Arc<nimbus_runtime::Function>, body: 
         let meta = nimbus_runtime::InvokeRequest {
             trigger: "auth",
             patient: true,
+            secret: Some(token.clone()),
             ..Default::default()
         };
         let resp = ctx.platform.runtime.invoke(&function, req, meta).await;
@@ -297,7 +322,12 @@ pub(crate) async fn request_reset(
             "token": token,
             "expires_at": expires_at,
         });
-        tokio::spawn(deliver_reset(ctx.clone(), function, body.to_string()));
+        tokio::spawn(deliver_reset(
+            ctx.clone(),
+            function,
+            body.to_string(),
+            token,
+        ));
     }
     Ok((
         StatusCode::ACCEPTED,
@@ -456,13 +486,24 @@ fn caller_key(principal: &Principal) -> ApiResult<&nimbus_identity::KeyInfo> {
     }
 }
 
-/// `GET /v1/keys`: the keys the caller can manage.
+/// `GET /v1/keys`: the keys the caller can manage — API keys, and S3 keys
+/// (access key id, app, creation time; never a secret).
 pub(crate) async fn list_keys(
     State(ctx): State<Ctx>,
     Extension(principal): Extension<Principal>,
 ) -> ApiResult<Json<Value>> {
     let by = caller_key(&principal)?;
-    Ok(Json(json!({ "keys": ctx.platform.keys.list(by).await? })))
+    let s3_keys: Vec<_> = ctx
+        .platform
+        .store
+        .s3_keys()
+        .await?
+        .into_iter()
+        .filter(|k| by.allows(Some(&k.app), Scope::Admin))
+        .collect();
+    Ok(Json(
+        json!({ "keys": ctx.platform.keys.list(by).await?, "s3_keys": s3_keys }),
+    ))
 }
 
 #[derive(Deserialize)]

@@ -246,6 +246,55 @@ pub fn is_credential_header(name: &str) -> bool {
     ) || name.starts_with("nimbus-")
 }
 
+/// Query parameters whose values are credentials (tokens, keys,
+/// passwords, signatures): records and replay inputs keep them as
+/// `[redacted]`.
+const CREDENTIAL_PARAMS: &[&str] = &[
+    "access_token",
+    "id_token",
+    "refresh_token",
+    "token",
+    "api_key",
+    "apikey",
+    "key",
+    "password",
+    "secret",
+    "client_secret",
+    "code",
+    "sig",
+    "signature",
+    "x-amz-signature",
+    "x-amz-credential",
+    "x-amz-security-token",
+    "awsaccesskeyid",
+];
+
+/// Replaces the values of credential query parameters in a path and query
+/// with `[redacted]` (a path without a query is left as it is, unread).
+pub fn redact_query(path: &mut String) {
+    let Some((base, query)) = path.split_once('?') else {
+        return;
+    };
+    let secret = |pair: &str| {
+        let name = pair.split_once('=').map_or(pair, |(n, _)| n);
+        CREDENTIAL_PARAMS
+            .iter()
+            .any(|c| c.eq_ignore_ascii_case(name))
+            && pair.contains('=')
+    };
+    if !query.split('&').any(secret) {
+        return;
+    }
+    let query: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, _)) if secret(pair) => format!("{name}=[redacted]"),
+            _ => pair.to_string(),
+        })
+        .collect();
+    *path = format!("{base}?{}", query.join("&"));
+}
+
 /// One block of guest output, as `nimbus logs` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogEntry {
@@ -263,4 +312,25 @@ pub struct LogEntry {
     pub stream: String,
     /// The text written.
     pub text: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credential_query_parameters_are_redacted() {
+        let mut p = "/cb?state=1&code=abc&Access_Token=t0k&x=2&key".to_string();
+        redact_query(&mut p);
+        assert_eq!(
+            p,
+            "/cb?state=1&code=[redacted]&Access_Token=[redacted]&x=2&key"
+        );
+        let mut p = "/plain?q=rust".to_string();
+        redact_query(&mut p);
+        assert_eq!(p, "/plain?q=rust");
+        let mut p = "/no-query".to_string();
+        redact_query(&mut p);
+        assert_eq!(p, "/no-query");
+    }
 }

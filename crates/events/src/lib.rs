@@ -178,7 +178,9 @@ pub struct AsyncRequest<'a> {
     pub method: &'a str,
     /// Path and query.
     pub path: &'a str,
-    /// Headers (hop-by-hop, `prefer`, `ce-*` and `nimbus-*` are dropped).
+    /// Headers (hop-by-hop, `prefer`, `ce-*`, `nimbus-*` and credentials —
+    /// `authorization`, `cookie`, `proxy-authorization`, `x-api-key` — are
+    /// dropped: none is stored).
     pub headers: &'a HeaderMap,
     /// The route pattern that matched, if it came through one.
     pub route: Option<&'a str>,
@@ -680,7 +682,9 @@ impl Events {
                     | "prefer"
                     | "proxy-connection"
             );
-            if hop || n.starts_with("ce-") || n.starts_with("nimbus-") {
+            // Caller credentials are never stored: a route's policy has
+            // verified them already and passes the caller (above) instead.
+            if hop || n.starts_with("ce-") || nimbus_core::record::is_credential_header(n) {
                 continue;
             }
             if n == "idempotency-key" {

@@ -38,6 +38,8 @@ pub struct Gateway {
     runtime: Arc<Runtime>,
     events: Arc<Events>,
     verifiers: Verifiers,
+    /// Peers whose `X-Forwarded-For` is believed (`--trusted-proxy`).
+    trusted_proxies: std::sync::OnceLock<Vec<ipnet::IpNet>>,
 }
 
 /// The client's address, as a request extension for the control router.
@@ -52,6 +54,7 @@ impl Gateway {
             runtime,
             events,
             verifiers,
+            trusted_proxies: Default::default(),
         });
         // Rate-limit buckets that are full again carry no information.
         let weak = Arc::downgrade(&gateway);
@@ -65,6 +68,23 @@ impl Gateway {
             }
         });
         gateway
+    }
+
+    /// Believes `X-Forwarded-For` from peers in these networks (reverse
+    /// proxies in front of the node, `--trusted-proxy`). Set once, at
+    /// start-up; by default no peer is trusted.
+    pub fn trust_proxies(&self, nets: Vec<ipnet::IpNet>) {
+        let _ = self.trusted_proxies.set(nets);
+    }
+
+    /// The address of the client of a request from `peer`: the peer's, or,
+    /// when the peer is a trusted proxy, the right-most `X-Forwarded-For`
+    /// address that is not itself a trusted proxy.
+    pub fn client_ip(&self, peer: IpAddr, headers: &http::HeaderMap) -> IpAddr {
+        match self.trusted_proxies.get() {
+            Some(trusted) if !trusted.is_empty() => forwarded_client(peer, headers, trusted),
+            _ => peer,
+        }
     }
 
     /// What verifies API keys and tokens.
@@ -156,33 +176,51 @@ impl Gateway {
     }
 
     /// Serves one request through the route table; `ip` is the client's.
+    ///
+    /// On a shared origin (a host no app owns), no app may install a
+    /// service worker: it would see every other app's requests on that
+    /// origin. A service-worker script fetch is refused there, and no
+    /// response may widen a worker's scope (`Service-Worker-Allowed`).
     pub async fn handle(
         &self,
         req: Request<Incoming>,
         ip: Option<IpAddr>,
     ) -> Response<ResponseBody> {
         let table = self.table.load_full();
-        let host = req
+        let host = request_host(&req);
+        let shared = host.as_deref().and_then(|h| table.host_owner(h)).is_none();
+        if !shared {
+            return self.route(&table, host.as_deref(), req, ip).await;
+        }
+        if req
             .headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .or_else(|| req.uri().host())
-            .map(|h| {
-                h.rsplit_once(':')
-                    .map_or(h, |(name, port)| {
-                        if port.bytes().all(|b| b.is_ascii_digit()) {
-                            name
-                        } else {
-                            h
-                        }
-                    })
-                    .to_ascii_lowercase()
-            });
+            .get(SERVICE_WORKER)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"script"))
+        {
+            return nimbus_runtime::text_response(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "{} is requested as a service worker script, which is refused on an origin that several apps share (it would see the other apps' requests): bind the app to a host of its own ([app] host = \"...\") to use service workers",
+                    req.uri().path()
+                ),
+            );
+        }
+        let mut resp = self.route(&table, host.as_deref(), req, ip).await;
+        resp.headers_mut().remove(SERVICE_WORKER_ALLOWED);
+        resp
+    }
+
+    async fn route(
+        &self,
+        table: &RouteTable,
+        host: Option<&str>,
+        req: Request<Incoming>,
+        ip: Option<IpAddr>,
+    ) -> Response<ResponseBody> {
         // A CORS preflight is answered by the route it asks about, if that
         // route's policy has CORS; otherwise OPTIONS is routed as any method.
         if let Some(asked) = policy::preflight_method(req.method(), req.headers())
-            && let Lookup::Found { target, .. } =
-                table.lookup(host.as_deref(), &asked, req.uri().path())
+            && let Lookup::Found { target, .. } = table.lookup(host, &asked, req.uri().path())
             && let Some(cors) = &target.cors
         {
             if let Some(p) = &target.policy
@@ -199,7 +237,7 @@ impl Gateway {
                 .await
                 .unwrap_or_else(|never| match never {});
         }
-        match table.lookup(host.as_deref(), req.method(), req.uri().path()) {
+        match table.lookup(host, req.method(), req.uri().path()) {
             Lookup::Found { target, params } => match &target.cors {
                 // Every answer of a CORS route carries its CORS headers,
                 // refusals included, so a browser app can read them.
@@ -245,6 +283,75 @@ impl Gateway {
     }
 }
 
+const SERVICE_WORKER: header::HeaderName = header::HeaderName::from_static("service-worker");
+const SERVICE_WORKER_ALLOWED: header::HeaderName =
+    header::HeaderName::from_static("service-worker-allowed");
+
+/// The host name a request is for (its `Host`, or the URI's authority),
+/// lower-case, without a port.
+pub fn request_host<B>(req: &Request<B>) -> Option<String> {
+    req.headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().host())
+        .map(|h| {
+            h.rsplit_once(':')
+                .map_or(h, |(name, port)| {
+                    if port.bytes().all(|b| b.is_ascii_digit()) {
+                        name
+                    } else {
+                        h
+                    }
+                })
+                .to_ascii_lowercase()
+        })
+}
+
+/// The client behind a chain of proxies: walking `X-Forwarded-For` from
+/// the right (each proxy appends the address it got the request from),
+/// every hop that is a trusted proxy hands over to the address it reports;
+/// the first that is not is the client. An entry that is not an address
+/// stops the walk at the proxy that wrote it.
+pub fn forwarded_client(
+    peer: IpAddr,
+    headers: &http::HeaderMap,
+    trusted: &[ipnet::IpNet],
+) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
+    let mut client = nimbus_core::policy::canonical_ip(peer);
+    let lines: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let entries = lines.iter().rev().flat_map(|l| l.rsplit(','));
+    for entry in entries {
+        if !is_trusted(&client) {
+            break;
+        }
+        let entry = entry.trim();
+        let Some(ip) = entry
+            .parse::<IpAddr>()
+            .ok()
+            .or_else(|| entry.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()))
+        else {
+            break;
+        };
+        client = nimbus_core::policy::canonical_ip(ip);
+    }
+    client
+}
+
+/// Which door a listener is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Door {
+    /// App routes, and (through the control router it is given) the part
+    /// of the control API that app pages call.
+    Apps,
+    /// The console and the control API: no app code runs on this origin.
+    Control,
+}
+
 /// How long a client may take to send a request head.
 const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -252,11 +359,13 @@ const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 pub type ServerBody = Either<ResponseBody, axum::body::Body>;
 
 /// Accepts connections until `shutdown` resolves, sending `/v1/...` and
-/// `/console` to `control` and everything else through the gateway.
+/// `/console` to `control`; everything else goes through the gateway on
+/// the apps' door and is refused on the control door.
 pub async fn serve(
     listener: TcpListener,
     gateway: Arc<Gateway>,
     control: axum::Router,
+    door: Door,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
     tokio::pin!(shutdown);
@@ -277,22 +386,34 @@ pub async fn serve(
         let gateway = gateway.clone();
         let control = control.clone();
         tokio::spawn(async move {
-            let ip = nimbus_core::policy::canonical_ip(peer.ip());
+            let peer = nimbus_core::policy::canonical_ip(peer.ip());
             let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
                 let gateway = gateway.clone();
                 let control = control.clone();
                 async move {
-                    let resp: Response<ServerBody> =
-                        if nimbus_core::route::is_reserved(req.uri().path()) {
-                            req.extensions_mut().insert(ClientIp(ip));
-                            let resp = control
-                                .oneshot(req)
-                                .await
-                                .unwrap_or_else(|never: Infallible| match never {});
-                            resp.map(Either::Right)
-                        } else {
-                            gateway.handle(req, Some(ip)).await.map(Either::Left)
-                        };
+                    let ip = gateway.client_ip(peer, req.headers());
+                    let resp: Response<ServerBody> = if nimbus_core::route::is_reserved(
+                        req.uri().path(),
+                    ) {
+                        req.extensions_mut().insert(ClientIp(ip));
+                        let resp = control
+                            .oneshot(req)
+                            .await
+                            .unwrap_or_else(|never: Infallible| match never {});
+                        resp.map(Either::Right)
+                    } else if door == Door::Control {
+                        nimbus_runtime::text_response(
+                                StatusCode::NOT_FOUND,
+                                format!(
+                                    "no control API endpoint {} {}: this is the control listener (the console and /v1); app routes are served on the app listener (--listen)",
+                                    req.method(),
+                                    req.uri().path()
+                                ),
+                            )
+                            .map(Either::Left)
+                    } else {
+                        gateway.handle(req, Some(ip)).await.map(Either::Left)
+                    };
                     Ok::<_, Infallible>(resp)
                 }
             });
@@ -309,5 +430,76 @@ pub async fn serve(
                 tracing::debug!(error = %e, "connection ended with an error");
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod forwarded_tests {
+    use super::forwarded_client;
+    use std::net::IpAddr;
+
+    fn client(peer: &str, lines: &[&str], trusted: &[&str]) -> IpAddr {
+        let mut headers = http::HeaderMap::new();
+        for l in lines {
+            headers.append("x-forwarded-for", l.parse().unwrap());
+        }
+        let trusted: Vec<ipnet::IpNet> = trusted.iter().map(|n| n.parse().unwrap()).collect();
+        forwarded_client(peer.parse().unwrap(), &headers, &trusted)
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn the_client_is_the_right_most_untrusted_address() {
+        let proxies = ["10.0.0.0/8"];
+        // An untrusted peer's header is ignored.
+        assert_eq!(
+            client("198.51.100.1", &["203.0.113.7"], &proxies),
+            ip("198.51.100.1")
+        );
+        assert_eq!(
+            client("10.0.0.2", &["203.0.113.7"], &proxies),
+            ip("203.0.113.7")
+        );
+        assert_eq!(client("10.0.0.2", &[], &proxies), ip("10.0.0.2"));
+        // A client's own entries, to the left of the one the proxy wrote,
+        // count for nothing.
+        assert_eq!(
+            client("10.0.0.2", &["1.2.3.4, 203.0.113.7"], &proxies),
+            ip("203.0.113.7")
+        );
+        // Chains of trusted proxies, in one line or several.
+        assert_eq!(
+            client("10.0.0.2", &["203.0.113.7, 10.0.0.9"], &proxies),
+            ip("203.0.113.7")
+        );
+        assert_eq!(
+            client("10.0.0.2", &["1.2.3.4", "203.0.113.7 , 10.0.0.9"], &proxies),
+            ip("203.0.113.7")
+        );
+        assert_eq!(
+            client("10.0.0.2", &["203.0.113.7", "10.0.0.9"], &proxies),
+            ip("203.0.113.7")
+        );
+        // Ports, IPv6 and mapped forms.
+        assert_eq!(
+            client("10.0.0.2", &["203.0.113.7:5555"], &proxies),
+            ip("203.0.113.7")
+        );
+        assert_eq!(
+            client("10.0.0.2", &["[2001:db8::1]:443"], &proxies),
+            ip("2001:db8::1")
+        );
+        assert_eq!(
+            client("::ffff:10.0.0.2", &["::ffff:203.0.113.7"], &proxies),
+            ip("203.0.113.7")
+        );
+        // Garbage stops at the proxy that wrote it.
+        assert_eq!(
+            client("10.0.0.2", &["203.0.113.7, unknown"], &proxies),
+            ip("10.0.0.2")
+        );
     }
 }

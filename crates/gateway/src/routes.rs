@@ -56,6 +56,8 @@ struct HostRouter {
 pub struct RouteTable {
     apps: BTreeMap<String, Arc<ActiveApp>>,
     hosts: HashMap<String, HostRouter>,
+    /// Which app each bound host name belongs to.
+    host_owners: HashMap<String, String>,
     default: HostRouter,
     /// Compiled policies by (app, policy name; `""` for `[gateway]` alone).
     policies: HashMap<(String, String), Arc<Policy>>,
@@ -109,6 +111,16 @@ impl RouteTable {
                     _ => Arc::new(Policy::new(&app.spec.name, spec)),
                 };
                 table.policies.insert(key, policy);
+            }
+        }
+        for app in table.apps.values() {
+            if let Some(h) = &app.spec.host {
+                if let Some(owner) = table.host_owners.get(h)
+                    && owner != &app.spec.name
+                {
+                    return Err(host_taken(h, &app.spec.name, owner));
+                }
+                table.host_owners.insert(h.clone(), app.spec.name.clone());
             }
         }
         for app in table.apps.values() {
@@ -176,6 +188,12 @@ impl RouteTable {
 
     /// A new table with `app` added or replaced.
     pub fn with_app(&self, app: Arc<ActiveApp>) -> Result<RouteTable, RouteConflict> {
+        if let Some(h) = &app.spec.host
+            && let Some(owner) = self.host_owner(h)
+            && owner != app.spec.name
+        {
+            return Err(host_taken(h, &app.spec.name, owner));
+        }
         let mut apps: Vec<Arc<ActiveApp>> = self
             .apps
             .values()
@@ -220,38 +238,52 @@ impl RouteTable {
         self.apps.get(name)
     }
 
-    /// Finds the route for a request. Routes of an app bound to `host` win
-    /// over unbound routes.
+    /// The app that owns a host name, if one is bound to it.
+    pub fn host_owner(&self, host: &str) -> Option<&str> {
+        self.host_owners.get(host).map(String::as_str)
+    }
+
+    /// Finds the route for a request. A host bound to an app serves only
+    /// that app's routes; any other host serves the unbound apps' routes.
     pub fn lookup(&self, host: Option<&str>, method: &Method, path: &str) -> Lookup<'_> {
-        let mut allowed = Vec::new();
-        let host_router = host.and_then(|h| self.hosts.get(h));
-        for hr in host_router
-            .into_iter()
-            .chain(std::iter::once(&self.default))
+        let hr = match host.filter(|h| self.host_owners.contains_key(*h)) {
+            Some(h) => match self.hosts.get(h) {
+                Some(hr) => hr,
+                None => return Lookup::NotFound,
+            },
+            None => &self.default,
+        };
+        let Ok(m) = hr.router.at(path) else {
+            return Lookup::NotFound;
+        };
+        let group = &hr.groups[*m.value];
+        if let Some(target) = group
+            .iter()
+            .find(|t| t.methods.is_empty() || t.methods.contains(method))
         {
-            let Ok(m) = hr.router.at(path) else { continue };
-            let group = &hr.groups[*m.value];
-            if let Some(target) = group
+            let params = m
+                .params
                 .iter()
-                .find(|t| t.methods.is_empty() || t.methods.contains(method))
-            {
-                let params = m
-                    .params
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect();
-                return Lookup::Found { target, params };
-            }
-            for t in group {
-                allowed.extend(t.methods.iter().cloned());
-            }
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            return Lookup::Found { target, params };
         }
+        let allowed: Vec<Method> = group
+            .iter()
+            .flat_map(|t| t.methods.iter().cloned())
+            .collect();
         if allowed.is_empty() {
             Lookup::NotFound
         } else {
             Lookup::MethodNotAllowed(allowed)
         }
     }
+}
+
+fn host_taken(host: &str, claimant: &str, owner: &str) -> RouteConflict {
+    RouteConflict(format!(
+        "host {host:?} of app {claimant:?} already belongs to app {owner:?}: a host name serves one app; choose another host, or delete that app first"
+    ))
 }
 
 fn conflict(app: &ActiveApp, path: &str, other: &Target) -> RouteConflict {
@@ -374,6 +406,53 @@ mod tests {
             "a"
         );
         assert_eq!(found(&t, None, Method::GET, "/x").unwrap().0, "a");
+    }
+
+    #[test]
+    fn a_bound_host_serves_only_its_app() {
+        let t = RouteTable::build([
+            app("a", Some("shop.test"), &[("/x", &[])]),
+            app("b", None, &[("/login", &[]), ("/x", &[])]),
+        ])
+        .unwrap();
+        assert_eq!(t.host_owner("shop.test"), Some("a"));
+        // B's routes do not answer on A's host, not even paths A lacks.
+        assert!(found(&t, Some("shop.test"), Method::GET, "/login").is_none());
+        assert_eq!(
+            found(&t, Some("shop.test"), Method::GET, "/x").unwrap().0,
+            "a"
+        );
+        assert_eq!(
+            found(&t, Some("else.test"), Method::GET, "/login")
+                .unwrap()
+                .0,
+            "b"
+        );
+        // A host is one app's: a second claim is refused, whatever its routes.
+        let err = RouteTable::build([
+            app("a", Some("shop.test"), &[("/x", &[])]),
+            app("b", Some("shop.test"), &[("/y", &[])]),
+        ])
+        .err()
+        .unwrap();
+        assert!(err.0.contains("already belongs to app \"a\""), "{err}");
+        // Deploying a claimant onto a table names the claimant and the owner.
+        let t = RouteTable::build([app("z", Some("shop.test"), &[("/x", &[])])]).unwrap();
+        let err = t
+            .with_app(app("b", Some("shop.test"), &[("/y", &[])]))
+            .err()
+            .unwrap();
+        assert!(
+            err.0.contains("of app \"b\" already belongs to app \"z\""),
+            "{err}"
+        );
+        // A bound app with no routes still owns its host.
+        let t = RouteTable::build([
+            app("a", Some("shop.test"), &[]),
+            app("b", None, &[("/login", &[])]),
+        ])
+        .unwrap();
+        assert!(found(&t, Some("shop.test"), Method::GET, "/login").is_none());
     }
 
     #[test]

@@ -33,6 +33,9 @@ pub struct Claims {
     pub json: String,
     /// `exp`, in seconds since the epoch.
     pub expires_at: u64,
+    /// When it was issued, in microseconds since the epoch (`iat_us`, or
+    /// the start of `iat`'s second for tokens without it).
+    pub issued_at_us: i64,
 }
 
 /// Tokens verified recently, by their exact text: a token presented again
@@ -131,12 +134,22 @@ impl Claims {
             .ok_or_else(|| unauthorized("the token has no subject (sub)"))?
             .to_string();
         let expires_at = all.get("exp").and_then(Value::as_u64).unwrap_or(0);
+        let issued_at_us = all
+            .get("iat_us")
+            .and_then(Value::as_i64)
+            .unwrap_or_else(|| {
+                all.get("iat")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0)
+                    .saturating_mul(1_000_000)
+            });
         let json = serde_json::to_string(&all).expect("JSON values serialize");
         Ok(Claims {
             subject,
             all,
             json,
             expires_at,
+            issued_at_us,
         })
     }
 }
@@ -181,6 +194,9 @@ pub struct Tokens {
     /// Serialises key creation.
     write: Arc<tokio::sync::Mutex<()>>,
     verified: Arc<Verified>,
+    /// Ended sessions: app → user → tokens issued before this (µs) are
+    /// refused.
+    revoked: Arc<ArcSwap<HashMap<String, HashMap<String, i64>>>>,
 }
 
 impl Tokens {
@@ -192,6 +208,7 @@ impl Tokens {
             apps: Arc::default(),
             write: Arc::default(),
             verified: Arc::default(),
+            revoked: Arc::default(),
         };
         t.reload().await?;
         Ok(t)
@@ -243,7 +260,38 @@ impl Tokens {
         }
         self.apps.store(Arc::new(apps));
         self.verified.clear();
+        self.reload_revocations().await
+    }
+
+    /// Reloads the ended sessions from the store (after this node ended
+    /// one; other nodes reload with the cluster's generation).
+    pub async fn reload_revocations(&self) -> Result<()> {
+        let mut revoked: HashMap<String, HashMap<String, i64>> = HashMap::new();
+        for r in self.store.token_revocations().await? {
+            revoked
+                .entry(r.app)
+                .or_default()
+                .insert(r.subject, r.before_us);
+        }
+        self.revoked.store(Arc::new(revoked));
         Ok(())
+    }
+
+    /// Refuses a token of a session that was ended after it was issued.
+    fn check_revoked(&self, app: &str, claims: &Claims) -> Result<()> {
+        let revoked = self.revoked.load();
+        if revoked.is_empty() {
+            return Ok(());
+        }
+        match revoked
+            .get(app)
+            .and_then(|users| users.get(&claims.subject))
+        {
+            Some(&before) if claims.issued_at_us < before => Err(unauthorized(
+                "the session of this token was ended (a logout everywhere, a password change or reset, a role change, or the account's deletion): log in again, or refresh",
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// Creates a new signing key for `app`; the previous one stops signing
@@ -308,12 +356,16 @@ impl Tokens {
             .get(app)
             .and_then(|k| k.signing.as_ref())
             .ok_or_else(|| IdentityError::Internal(format!("app {app:?} has no signing key")))?;
-        let now = now_secs();
+        let now_us = nimbus_store::now_us();
+        let now = (now_us / 1_000_000) as u64;
         let mut claims = extra;
         claims.insert("iss".into(), issuer_of(app).into());
         claims.insert("aud".into(), app.into());
         claims.insert("sub".into(), subject.into());
         claims.insert("iat".into(), now.into());
+        // Precise enough to tell a token issued just after a session ended
+        // (the new session a password change returns) from one before.
+        claims.insert("iat_us".into(), now_us.into());
         claims.insert("exp".into(), (now + ttl_secs).into());
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(kid.clone());
@@ -324,9 +376,11 @@ impl Tokens {
     /// Verifies an access token of `app`'s user pool.
     pub fn verify(&self, app: &str, token: &str) -> Result<Arc<Claims>> {
         if let Some(c) = self.verified.get(app, token) {
+            self.check_revoked(app, &c)?;
             return Ok(c);
         }
         let claims = Arc::new(self.verify_signed(app, token)?);
+        self.check_revoked(app, &claims)?;
         self.verified.put(app, token, claims.clone());
         Ok(claims)
     }
@@ -375,29 +429,57 @@ struct Fetched {
 }
 
 /// Keys of external issuers, fetched from their JWKS URLs and cached.
+///
+/// A fetch follows no redirect, reads at most [`JWKS_MAX_BYTES`] and takes
+/// at most [`JWKS_TIMEOUT`]; one URL is fetched once at a time (concurrent
+/// lookups of it wait for that fetch), and lookups of other URLs never wait
+/// for it.
 #[derive(Clone)]
 pub struct ExternalKeys {
     client: reqwest::Client,
     cache: Arc<parking_lot::Mutex<HashMap<String, Arc<Fetched>>>>,
-    fetch: Arc<tokio::sync::Mutex<()>>,
+    /// The fetch under way per URL (single flight); entries go when their
+    /// last waiter is done.
+    fetching: Arc<parking_lot::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
     verified: Arc<Verified>,
+    timeout: Duration,
+    max_bytes: usize,
 }
 
 /// How long fetched keys are trusted.
 const JWKS_TTL: Duration = Duration::from_secs(600);
 /// Shortest interval between two fetches of one URL (unknown `kid`s).
 const JWKS_REFETCH: Duration = Duration::from_secs(30);
+/// Longest a JWKS fetch may take, connection to last byte.
+pub const JWKS_TIMEOUT: Duration = Duration::from_secs(5);
+/// Largest JWKS document accepted.
+pub const JWKS_MAX_BYTES: usize = 1 << 20;
 
 impl Default for ExternalKeys {
     fn default() -> Self {
-        ExternalKeys {
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(5))
-                .build()
-                .expect("a TLS client builds"),
-            cache: Arc::default(),
-            fetch: Arc::default(),
-            verified: Arc::default(),
+        ExternalKeys::with_limits(JWKS_TIMEOUT, JWKS_MAX_BYTES)
+    }
+}
+
+/// Removes a URL's single-flight entry when its last user is done, even if
+/// the lookup was cancelled.
+struct FlightGuard<'a> {
+    map: &'a parking_lot::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    url: &'a str,
+    gate: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Drop for FlightGuard<'_> {
+    fn drop(&mut self) {
+        let mut map = self.map.lock();
+        // Two references: the map's and ours. Anyone else who took the gate
+        // took it under this lock, and removes it when done.
+        if map
+            .get(self.url)
+            .is_some_and(|g| Arc::ptr_eq(g, &self.gate))
+            && Arc::strong_count(&self.gate) == 2
+        {
+            map.remove(self.url);
         }
     }
 }
@@ -415,12 +497,42 @@ const ASYMMETRIC: [Algorithm; 9] = [
 ];
 
 impl ExternalKeys {
+    /// Keys fetched within `timeout` each, documents of at most `max_bytes`.
+    pub fn with_limits(timeout: Duration, max_bytes: usize) -> ExternalKeys {
+        ExternalKeys {
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .connect_timeout(timeout)
+                .timeout(timeout)
+                .build()
+                .expect("a TLS client builds"),
+            cache: Arc::default(),
+            fetching: Arc::default(),
+            verified: Arc::default(),
+            timeout,
+            max_bytes,
+        }
+    }
+
     fn cached(&self, url: &str) -> Option<Arc<Fetched>> {
         self.cache.lock().get(url).cloned()
     }
 
+    /// The keys at `url`, fetched unless the cached ones are newer than
+    /// `unless_newer_than`; one fetch per URL at a time.
     async fn refresh(&self, url: &str, unless_newer_than: Duration) -> Result<Arc<Fetched>> {
-        let _f = self.fetch.lock().await;
+        let gate = self
+            .fetching
+            .lock()
+            .entry(url.to_string())
+            .or_default()
+            .clone();
+        let flight = FlightGuard {
+            map: &self.fetching,
+            url,
+            gate,
+        };
+        let _one = flight.gate.lock().await;
         if let Some(c) = self.cached(url)
             && c.at.elapsed() < unless_newer_than
         {
@@ -431,16 +543,12 @@ impl ExternalKeys {
                 "the token issuer's keys at {url} are unavailable: {e}"
             ))
         };
-        let set: JwkSet = self
-            .client
-            .get(url)
-            .send()
+        let body = tokio::time::timeout(self.timeout, self.download(url))
             .await
-            .and_then(|r| r.error_for_status())
-            .map_err(|e| unreachable(e.to_string()))?
-            .json()
-            .await
-            .map_err(|e| unreachable(e.to_string()))?;
+            .map_err(|_| unreachable(format!("no complete answer within {:?}", self.timeout)))?
+            .map_err(unreachable)?;
+        let set: JwkSet = serde_json::from_slice(&body)
+            .map_err(|e| unreachable(format!("not a JWKS document: {e}")))?;
         let keys = set
             .keys
             .iter()
@@ -461,6 +569,40 @@ impl ExternalKeys {
         // Keys the issuer dropped must stop verifying at once.
         self.verified.clear();
         Ok(fetched)
+    }
+
+    /// The body of a JWKS URL: a 2xx answer (redirects are not followed)
+    /// of at most `max_bytes`.
+    async fn download(&self, url: &str) -> std::result::Result<Vec<u8>, String> {
+        let mut r = self
+            .client
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = r.status();
+        if status.is_redirection() {
+            return Err(format!(
+                "it answered {status}, a redirect, which is not followed: set jwks_url to the final URL"
+            ));
+        }
+        if !status.is_success() {
+            return Err(format!("it answered {status}"));
+        }
+        let too_large = || format!("the document is larger than {} bytes", self.max_bytes);
+        if r.content_length()
+            .is_some_and(|n| n > self.max_bytes as u64)
+        {
+            return Err(too_large());
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = r.chunk().await.map_err(|e| e.to_string())? {
+            if body.len() + chunk.len() > self.max_bytes {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
     }
 
     /// Verifies a token of an external issuer.
@@ -573,5 +715,164 @@ mod tests {
         let again = Tokens::load(store, sealer).await.unwrap();
         assert!(again.verify("a", &tok).is_ok());
         assert!(again.verify("a", &new).is_ok());
+    }
+}
+
+#[cfg(test)]
+mod external_tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A JWKS server on loopback: `/jwks` (counted), `/redirect` to it,
+    /// `/huge` and `/stream` (2 MiB, with and without a length), `/slow`
+    /// (1.5 s, counted), `/hang` (never finishes).
+    async fn issuer() -> (String, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+        use axum::routing::get;
+        let (jwks, slow) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (j, sl) = (jwks.clone(), slow.clone());
+        const KEYS: &str = r#"{"keys":[]}"#;
+        let huge = || format!("{}{KEYS}", " ".repeat(2 << 20));
+        let app = axum::Router::new()
+            .route(
+                "/jwks",
+                get(move || {
+                    j.fetch_add(1, Ordering::SeqCst);
+                    async { KEYS }
+                }),
+            )
+            .route(
+                "/redirect",
+                get(|| async {
+                    (
+                        axum::http::StatusCode::FOUND,
+                        [(axum::http::header::LOCATION, "/jwks")],
+                    )
+                }),
+            )
+            .route("/huge", get(move || async move { huge() }))
+            .route(
+                "/stream",
+                get(move || async move {
+                    let chunks = (0..64)
+                        .map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(" ".repeat(32 << 10))));
+                    axum::body::Body::from_stream(futures::stream::iter(chunks))
+                }),
+            )
+            .route(
+                "/slow",
+                get(move || {
+                    sl.fetch_add(1, Ordering::SeqCst);
+                    async {
+                        tokio::time::sleep(Duration::from_millis(1500)).await;
+                        KEYS
+                    }
+                }),
+            )
+            .route(
+                "/hang",
+                get(|| async {
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                    KEYS
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (url, jwks, slow)
+    }
+
+    #[tokio::test]
+    async fn a_redirect_is_not_followed() {
+        let (url, jwks, _) = issuer().await;
+        let k = ExternalKeys::default();
+        assert!(
+            k.refresh(&format!("{url}/jwks"), JWKS_REFETCH)
+                .await
+                .is_ok()
+        );
+        assert_eq!(jwks.load(Ordering::SeqCst), 1);
+        let e = k
+            .refresh(&format!("{url}/redirect"), JWKS_REFETCH)
+            .await
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("302") && e.contains("redirect"), "{e}");
+        assert_eq!(jwks.load(Ordering::SeqCst), 1, "the redirect was followed");
+    }
+
+    #[tokio::test]
+    async fn a_huge_document_is_refused() {
+        let (url, _, _) = issuer().await;
+        let k = ExternalKeys::default();
+        for path in ["/huge", "/stream"] {
+            let e = k
+                .refresh(&format!("{url}{path}"), JWKS_REFETCH)
+                .await
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(e.contains("larger than 1048576 bytes"), "{path}: {e}");
+        }
+        // Within the limit, the same document is fine.
+        let roomy = ExternalKeys::with_limits(JWKS_TIMEOUT, 4 << 20);
+        assert!(
+            roomy
+                .refresh(&format!("{url}/huge"), JWKS_REFETCH)
+                .await
+                .is_ok()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_fetch_that_takes_too_long_is_given_up() {
+        let (url, _, _) = issuer().await;
+        let k = ExternalKeys::with_limits(Duration::from_millis(300), JWKS_MAX_BYTES);
+        let started = Instant::now();
+        let e = k
+            .refresh(&format!("{url}/hang"), JWKS_REFETCH)
+            .await
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(e.contains("unavailable"), "{e}");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn lookups_of_other_urls_do_not_wait_and_one_url_is_fetched_once() {
+        let (url, _, slow) = issuer().await;
+        let k = ExternalKeys::default();
+        let slow_url = format!("{url}/slow");
+        let (a, b) = (k.clone(), k.clone());
+        let (u1, u2) = (slow_url.clone(), slow_url.clone());
+        let first = tokio::spawn(async move { a.refresh(&u1, JWKS_REFETCH).await.is_ok() });
+        let second = tokio::spawn(async move { b.refresh(&u2, JWKS_REFETCH).await.is_ok() });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let started = Instant::now();
+        assert!(
+            k.refresh(&format!("{url}/jwks"), JWKS_REFETCH)
+                .await
+                .is_ok()
+        );
+        assert!(
+            started.elapsed() < Duration::from_millis(1000),
+            "another URL waited {:?} for the slow one",
+            started.elapsed()
+        );
+        assert!(first.await.unwrap() && second.await.unwrap());
+        assert_eq!(
+            slow.load(Ordering::SeqCst),
+            1,
+            "one URL was fetched twice at once"
+        );
+        assert!(
+            k.fetching.lock().is_empty(),
+            "single-flight entries are left behind"
+        );
     }
 }

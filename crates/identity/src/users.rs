@@ -311,9 +311,12 @@ impl Users {
                 })?;
                 self.session(app, spec, u).await
             }
-            RefreshUse::Reused(_) => Err(IdentityError::Unauthorized(
+            RefreshUse::Reused(_) => Err({
+                self.tokens.reload_revocations().await?;
+                IdentityError::Unauthorized(
                 "this refresh token had already been used, so a copy of it is in other hands: every session of the account was signed out; log in again".into(),
-            )),
+                )
+            }),
             RefreshUse::JustUsed => Err(IdentityError::Unauthorized(
                 "this refresh token was just used (by another tab, or a retry): use the session that refresh returned, or log in again".into(),
             )),
@@ -329,6 +332,22 @@ impl Users {
             .revoke_refresh_token(app, &hash_secret(refresh_token))
             .await?;
         Ok(())
+    }
+
+    /// Ends every session of the user holding this refresh token: their
+    /// refresh tokens are revoked and their access tokens refused at once,
+    /// on every node.
+    pub async fn logout_everywhere(&self, app: &str, refresh_token: &str) -> Result<()> {
+        let ended = self
+            .store
+            .end_sessions_of(app, &hash_secret(refresh_token))
+            .await?;
+        if ended.is_none() {
+            return Err(IdentityError::Unauthorized(
+                "the refresh token is unknown, revoked or expired: log in again to end the other sessions".into(),
+            ));
+        }
+        self.tokens.reload_revocations().await
     }
 
     /// The user `id` of `app`.
@@ -363,6 +382,7 @@ impl Users {
         self.store
             .set_password(app, id, &self.hash_password(new.to_string()).await?)
             .await?;
+        self.tokens.reload_revocations().await?;
         self.session(app, spec, user).await
     }
 
@@ -414,7 +434,7 @@ impl Users {
         self.store
             .set_password(app, &user, &self.hash_password(new.to_string()).await?)
             .await?;
-        Ok(())
+        self.tokens.reload_revocations().await
     }
 
     /// Deletes one's own account after checking the password.
@@ -434,7 +454,7 @@ impl Users {
             return Err(IdentityError::Unauthorized("the password is wrong".into()));
         }
         self.store.delete_user(app, id).await?;
-        Ok(())
+        self.tokens.reload_revocations().await
     }
 
     /// Deletes a user (admins).
@@ -444,7 +464,7 @@ impl Users {
                 "no user {id:?} in app {app:?}"
             )));
         }
-        Ok(())
+        self.tokens.reload_revocations().await
     }
 
     /// Replaces a user's roles (admins); they appear in the next access token.
@@ -459,7 +479,7 @@ impl Users {
                 "no user {id:?} in app {app:?}"
             )));
         }
-        Ok(())
+        self.tokens.reload_revocations().await
     }
 
     /// A page of users, by email after `after`.

@@ -25,8 +25,13 @@ impl Api {
             None => std::fs::read_to_string(target.data_dir.join("server.json"))
                 .ok()
                 .and_then(|s| serde_json::from_str::<Value>(&s).ok())
-                .and_then(|v| v["url"].as_str().map(String::from))
-                .unwrap_or_else(|| "http://127.0.0.1:8080".into()),
+                .and_then(|v| {
+                    v["control_url"]
+                        .as_str()
+                        .or_else(|| v["url"].as_str())
+                        .map(String::from)
+                })
+                .unwrap_or_else(|| "http://127.0.0.1:8081".into()),
         };
         let token = match &target.token {
             Some(t) => t.clone(),

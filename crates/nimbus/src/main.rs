@@ -22,7 +22,7 @@ struct Cli {
 /// How the CLI finds a server.
 #[derive(Args, Clone)]
 pub struct Target {
-    /// Server URL [default: the one recorded in the data dir, else http://127.0.0.1:8080]
+    /// The server's control API URL [default: the one recorded in the data dir, else http://127.0.0.1:8081]
     #[arg(long, env = "NIMBUS_SERVER", global = true)]
     server: Option<String>,
     /// API key [default: the data dir's admin-token file, the bootstrap admin key]
@@ -41,7 +41,7 @@ pub struct Target {
 #[derive(Subcommand)]
 enum Command {
     /// Run a Nimbus server
-    Up(up::UpArgs),
+    Up(Box<up::UpArgs>),
     /// Bring a database's schema up to date (`nimbus up` also does at start)
     Migrate {
         /// A PostgreSQL database (postgres://USER:PASSWORD@HOST:PORT/DATABASE)
@@ -290,7 +290,7 @@ fn main() {
         .expect("tokio runtime");
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Up(args) => up::run(args).await,
+            Command::Up(args) => up::run(*args).await,
             Command::Migrate { database, data_dir } => {
                 up::migrate(database.as_deref(), &data_dir).await
             }

@@ -17,6 +17,12 @@ pub struct UpArgs {
     /// Address to listen on (port 0 picks a free port)
     #[arg(long, default_value = "127.0.0.1:8080", env = "NIMBUS_LISTEN")]
     listen: String,
+    /// Address of the console and the control API, an origin of their own
+    /// where no app code runs (app pages keep reaching their user-pool and
+    /// data endpoints on --listen) [default: loopback, the --listen port + 1,
+    /// or a free port if that is 0]
+    #[arg(long, env = "NIMBUS_CONTROL_LISTEN")]
+    control_listen: Option<String>,
     /// Where state lives (SQLite database, components, compile cache, admin token)
     #[arg(long, default_value = ".nimbus", env = "NIMBUS_DATA_DIR")]
     data_dir: PathBuf,
@@ -132,6 +138,27 @@ pub struct UpArgs {
     /// (protobuf), e.g. http://127.0.0.1:4318 (spans go to /v1/traces)
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
     otlp_endpoint: Option<String>,
+    /// Address ranges functions' outbound HTTP may reach although they are
+    /// loopback, private, link-local, CGNAT or this node's own addresses,
+    /// which are refused whatever a manifest's allowed_outbound_hosts says
+    /// (CIDRs or addresses; repeat the flag or separate with commas).
+    /// Allowing this node's addresses lets functions call its listeners
+    /// from inside, as a local client
+    #[arg(long, value_name = "CIDR", value_delimiter = ',', value_parser = cidr, env = "NIMBUS_ALLOW_EGRESS")]
+    allow_egress: Vec<ipnet::IpNet>,
+    /// Reverse proxies in front of this node (CIDRs or addresses; repeat
+    /// or separate with commas): only for a connection from one of them is
+    /// the client's address taken from X-Forwarded-For (the right-most
+    /// address that is not itself a trusted proxy), for IP allow-lists,
+    /// rate limits and per-address limits. Off by default: the TCP peer's
+    /// address is the client's
+    #[arg(long, value_name = "CIDR", value_delimiter = ',', value_parser = cidr, env = "NIMBUS_TRUSTED_PROXY")]
+    trusted_proxy: Vec<ipnet::IpNet>,
+}
+
+/// A `--allow-egress` or `--trusted-proxy` value: a CIDR or an address.
+fn cidr(s: &str) -> Result<ipnet::IpNet, String> {
+    nimbus_core::policy::parse_net(s.trim())
 }
 
 /// The key that seals secrets: `NIMBUS_SECRET_KEY` (64 hex digits), else
@@ -278,6 +305,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
             warm_slots: args.warm_slots,
             replay_body_bytes: args.replay_body_kb * 1024,
             tracing: telemetry,
+            allow_egress: args.allow_egress.clone(),
         },
         components.clone(),
         Arc::new(move |r| {
@@ -330,6 +358,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
                 format!("cannot listen for S3 on {addr}: pick another with --s3-listen")
             })?;
             let url = format!("http://{}", listener.local_addr()?);
+            runtime.egress().add_node_address(listener.local_addr()?);
             let objects = nimbus_objects::Objects::new(
                 store.clone(),
                 blob_files.clone(),
@@ -385,6 +414,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
             external: Default::default(),
         },
     );
+    gateway.trust_proxies(args.trusted_proxy.clone());
     let platform = Platform::new(
         store,
         components,
@@ -415,12 +445,14 @@ pub async fn run(args: UpArgs) -> Result<()> {
         });
     }
     let control = nimbus_control::router(platform.clone());
+    let client_api = nimbus_control::client_router(platform.clone());
     let metrics_url = match &args.metrics_listen {
         Some(addr) => {
             let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
                 format!("cannot listen for metrics on {addr}: pick another with --metrics-listen")
             })?;
             let url = format!("http://{}/metrics", listener.local_addr()?);
+            runtime.egress().add_node_address(listener.local_addr()?);
             let router = nimbus_control::metrics::router(platform.clone());
             tokio::spawn(async move {
                 if let Err(e) = axum::serve(listener, router).await {
@@ -441,7 +473,51 @@ pub async fn run(args: UpArgs) -> Result<()> {
             )
         })?;
     let addr = listener.local_addr()?;
+    runtime.egress().add_node_address(addr);
     let url = format!("http://{addr}");
+    let control_addr = match &args.control_listen {
+        Some(a) => a.clone(),
+        None => format!(
+            "127.0.0.1:{}",
+            if addr.port() == 0 || args.listen.ends_with(":0") {
+                0
+            } else {
+                addr.port().saturating_add(1)
+            }
+        ),
+    };
+    let control_listener = tokio::net::TcpListener::bind(&control_addr)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen for the console and control API on {control_addr}: is another server using it? pick another with --control-listen"
+            )
+        })?;
+    let control_url = format!("http://{}", control_listener.local_addr()?);
+    runtime
+        .egress()
+        .add_node_address(control_listener.local_addr()?);
+    if !args.allow_egress.is_empty() {
+        let ranges: Vec<String> = args.allow_egress.iter().map(|n| n.to_string()).collect();
+        tracing::info!(ranges = %ranges.join(", "), "functions may reach these otherwise refused ranges (--allow-egress)");
+    }
+    {
+        let gateway = gateway.clone();
+        tokio::spawn(async move {
+            let door = nimbus_gateway::Door::Control;
+            if let Err(e) = nimbus_gateway::serve(
+                control_listener,
+                gateway,
+                control,
+                door,
+                std::future::pending(),
+            )
+            .await
+            {
+                tracing::error!(error = %e, "the control listener stopped");
+            }
+        });
+    }
     // Heartbeats: the live nodes split cluster-wide concurrency limits.
     let started_at = nimbus_store::now_us();
     platform.heartbeat(&url, started_at).await;
@@ -457,15 +533,15 @@ pub async fn run(args: UpArgs) -> Result<()> {
     let info = data_dir.join("server.json");
     std::fs::write(
         &info,
-        serde_json::json!({ "url": url, "s3_url": s3_url, "metrics_url": metrics_url, "pid": std::process::id() }).to_string(),
+        serde_json::json!({ "url": url, "control_url": control_url, "s3_url": s3_url, "metrics_url": metrics_url, "pid": std::process::id() }).to_string(),
     )?;
     let database = match &args.database {
         Some(url) => nimbus_store::redact_url(url),
         None => "embedded SQLite".to_string(),
     };
-    tracing::info!(%url, data_dir = %data_dir.display(), %database, apps = restored, "Nimbus is up");
+    tracing::info!(%url, %control_url, data_dir = %data_dir.display(), %database, apps = restored, "Nimbus is up");
     println!(
-        "Nimbus listening on {url} (data dir {}, {database}, {restored} app(s) restored){}",
+        "Nimbus listening on {url} , console and control API on {control_url} (data dir {}, {database}, {restored} app(s) restored){}",
         data_dir.display(),
         s3_url
             .as_ref()
@@ -473,7 +549,8 @@ pub async fn run(args: UpArgs) -> Result<()> {
             .unwrap_or_default()
     );
 
-    nimbus_gateway::serve(listener, gateway, control, shutdown_signal()).await?;
+    let door = nimbus_gateway::Door::Apps;
+    nimbus_gateway::serve(listener, gateway, client_api, door, shutdown_signal()).await?;
     tracing::info!("shutting down: waiting for in-flight invocations");
     events.stop_consumers();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);

@@ -38,6 +38,7 @@ async fn two_browsers_play_a_game_and_the_console_shows_it() {
     let out = Command::new("node")
         .arg(e2e.join("play.mjs"))
         .env("BASE_URL", &s.url)
+        .env("CONTROL_URL", &s.control)
         .env("ADMIN_KEY", s.token().trim())
         .env("ARTIFACTS", &artifacts)
         .env("CHROMIUM", &chromium)
@@ -85,4 +86,63 @@ async fn two_browsers_play_a_game_and_the_console_shows_it() {
             "{shot}.png is not a screenshot"
         );
     }
+}
+
+/// A hostile tenant on the shared origin: a page that registers a service
+/// worker over `/`, which copies every `Authorization` header it sees into
+/// a cache the tenant's page reads back.
+const EVIL: &str = r#"
+[app]
+name = "evil"
+
+[functions.page]
+component = "@WASM@/site.wasm"
+env = { BODY = '''<!doctype html><title>evil</title><script>
+window.registration = navigator.serviceWorker.register("/evil-sw.js", { scope: "/" })
+  .then(() => "registered", (e) => "refused: " + e.message);
+</script>''' }
+
+[functions.sw]
+component = "@WASM@/site.wasm"
+env = { CONTENT_TYPE = "text/javascript", HEADERS = "service-worker-allowed: /", BODY = '''
+self.addEventListener("install", () => self.skipWaiting());
+self.addEventListener("activate", (e) => e.waitUntil(self.clients.claim()));
+self.addEventListener("fetch", (e) => {
+  const auth = e.request.headers.get("authorization");
+  if (auth) e.waitUntil(caches.open("loot").then((c) => c.put("/loot/" + Math.random(), new Response(auth))));
+});
+''' }
+
+[[triggers.http]]
+route = "/evil"
+function = "page"
+
+[[triggers.http]]
+route = "/evil-sw.js"
+function = "sw"
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tenant_service_worker_sees_nothing_of_the_console() {
+    let (e2e, chromium) = browser_setup();
+    let s = Server::start(&[]);
+    s.deploy(common::app_dir(EVIL).path());
+    let out = Command::new("node")
+        .arg(e2e.join("tenant.mjs"))
+        .env("BASE_URL", &s.url)
+        .env("CONTROL_URL", &s.control)
+        .env("ADMIN_KEY", s.token().trim())
+        .env("CHROMIUM", &chromium)
+        .output()
+        .expect("running node (install Node.js: Debian's nodejs package)");
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "the tenant browser probe failed:\n{log}"
+    );
+    assert!(log.contains("all tenant checks passed"), "{log}");
 }

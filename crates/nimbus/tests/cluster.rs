@@ -164,7 +164,7 @@ async fn changes_through_one_node_reach_the_others() {
     let out = a.cli_ok(&["keys", "create", "ops", "--scope", "admin"]);
     let key = out.lines().next().unwrap().trim().to_string();
     let with_key = |s: &Server| {
-        let (http, url) = (s.http.clone(), format!("{}/v1/apps", s.url));
+        let (http, url) = (s.http.clone(), format!("{}/v1/apps", s.control));
         let key = key.clone();
         async move {
             http.get(url)
@@ -372,7 +372,7 @@ function = "hello"
     let token = nodes[0].token();
     let urls: Vec<String> = nodes
         .iter()
-        .map(|n| format!("{}/v1/apps/f/queues/jobs/messages", n.url))
+        .map(|n| format!("{}/v1/apps/f/queues/jobs/messages", n.control))
         .collect();
     let mut accepted: Vec<String> = futures::stream::iter(0..N)
         .map(|i| {
@@ -515,5 +515,235 @@ fn a_database_that_cannot_be_used_is_refused_clearly() {
         String::from_utf8_lossy(&err.stderr).contains("check that the server runs"),
         "{}",
         String::from_utf8_lossy(&err.stderr)
+    );
+}
+
+/// The S3 endpoint of a node started with `--s3-listen`.
+fn s3_url(s: &Server) -> String {
+    let info: Value =
+        serde_json::from_str(&std::fs::read_to_string(s.data_dir.join("server.json")).unwrap())
+            .unwrap();
+    info["s3_url"]
+        .as_str()
+        .expect("the S3 endpoint is on")
+        .to_string()
+}
+
+/// A new S3 key of `app`: (access key id, secret).
+fn s3_key(s: &Server, app: &str) -> (String, String) {
+    let out = s.cli_ok(&["keys", "create", "--app", app, "--s3"]);
+    let field = |prefix: &str| {
+        out.lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.split_whitespace().last())
+            .unwrap_or_else(|| panic!("no {prefix:?} in {out}"))
+            .to_string()
+    };
+    (field("access key id"), field("secret access key"))
+}
+
+/// One boto3 request (`tests/s3/probe.py`): the status and S3 error code.
+fn s3_probe(url: &str, key: &(String, String), check: &str, args: &[&str]) -> (u64, String) {
+    let bin = repo().join("target/pyenv/bin/python");
+    assert!(bin.exists(), "boto3 venv missing: run ./scripts/test");
+    let out = std::process::Command::new(bin)
+        .arg(repo().join("crates/nimbus/tests/s3/probe.py"))
+        .args([url, &key.0, &key.1, check])
+        .args(args)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_str(text.trim()).unwrap();
+    (
+        v["status"].as_u64().unwrap(),
+        v["code"].as_str().unwrap_or("").to_string(),
+    )
+}
+
+/// What one node revokes or deletes, the others refuse at once: an S3 key
+/// (no node caches them), an API key (within the generation's
+/// notification), and a deleted app's routes and S3 keys.
+#[tokio::test(flavor = "multi_thread")]
+async fn revoked_keys_and_deleted_apps_are_refused_on_every_node() {
+    let mut cluster = Cluster::new();
+    let a = cluster.node(&["--s3-listen", "127.0.0.1:0"]);
+    let b = cluster.node(&["--s3-listen", "127.0.0.1:0"]);
+    a.deploy(greeting_app("one").path());
+    until_served(&b, "/hi", |st, _| st == 200).await;
+    let (s3_a, s3_b) = (s3_url(&a), s3_url(&b));
+    let kept = s3_key(&a, "c");
+    let doomed = s3_key(&a, "c");
+    assert_eq!(s3_probe(&s3_a, &kept, "mb", &["c-data"]).0, 200);
+    assert_eq!(s3_probe(&s3_b, &kept, "put", &["c-data", "k", "v"]).0, 200);
+    assert_eq!(s3_probe(&s3_b, &doomed, "get", &["c-data", "k"]).0, 200);
+    let out = a.cli_ok(&[
+        "keys",
+        "create",
+        "c-logs",
+        "--app",
+        "c",
+        "--scope",
+        "read-logs",
+    ]);
+    let api_key = out.lines().next().unwrap().trim().to_string();
+    let with_key = |s: &Server| {
+        let (http, url) = (s.http.clone(), format!("{}/v1/apps/c/functions", s.control));
+        let key = api_key.clone();
+        async move {
+            http.get(url)
+                .bearer_auth(key)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    let started = Instant::now();
+    while with_key(&b).await != 200 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "B never accepted the key"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // Revoked through A: B refuses the S3 key on its next request, and the
+    // API key within 2 s.
+    a.cli_ok(&["keys", "revoke", "--s3", &doomed.0]);
+    a.cli_ok(&["keys", "revoke", "c-logs"]);
+    let revoked = Instant::now();
+    assert_eq!(
+        s3_probe(&s3_b, &doomed, "get", &["c-data", "k"]),
+        (403, "InvalidAccessKeyId".to_string()),
+        "B still accepts a revoked S3 key"
+    );
+    while with_key(&b).await != 401 {
+        assert!(
+            revoked.elapsed() < Duration::from_secs(2),
+            "B still accepts a revoked API key after {:?}",
+            revoked.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    eprintln!(
+        "revocations through A refused by B after {:?}",
+        revoked.elapsed()
+    );
+    assert_eq!(
+        s3_probe(&s3_b, &kept, "get", &["c-data", "k"]).0,
+        200,
+        "the other key"
+    );
+
+    // Deleted through A: gone on B — its routes, its API, its S3 keys.
+    a.cli_ok(&["delete", "c"]);
+    let took = until_served(&b, "/hi", |st, _| st == 404).await;
+    assert!(
+        took < Duration::from_secs(2),
+        "B served the deleted app for {took:?}"
+    );
+    assert_eq!(
+        s3_probe(&s3_b, &kept, "get", &["c-data", "k"]),
+        (403, "InvalidAccessKeyId".to_string()),
+        "B accepts the deleted app's S3 key"
+    );
+    let r = b
+        .http
+        .get(format!("{}/v1/apps/c", b.control))
+        .bearer_auth(b.token())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404, "B still knows the deleted app");
+    // A new app of the same name, through B, starts empty on A.
+    b.deploy(greeting_app("two").path());
+    until_served(&a, "/hi", |st, body| st == 200 && greeting(body) == "two").await;
+    let fresh = s3_key(&b, "c");
+    let (st, code) = s3_probe(&s3_a, &fresh, "get", &["c-data", "k"]);
+    assert_eq!(
+        (st, code.as_str()),
+        (404, "NoSuchBucket"),
+        "the old bucket on A"
+    );
+}
+
+/// Polls until `pred` holds for the status of `GET /v1/apps/APP/auth/me` on
+/// a node with this access token; how long it took.
+async fn until_me(s: &Server, app: &str, token: &str, pred: impl Fn(u16) -> bool) -> Duration {
+    let started = Instant::now();
+    loop {
+        let st = s
+            .http
+            .get(format!("{}/v1/apps/{app}/auth/me", s.url))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        if pred(st) {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "/auth/me on {} stayed {st}",
+            s.url
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_ended_session_is_refused_on_every_node() {
+    let mut c = Cluster::new();
+    let a = c.node(&[]);
+    let b = c.node(&[]);
+    let dir = app_dir(
+        r#"
+[app]
+name = "pool"
+
+[auth]
+
+[functions.hello]
+component = "@WASM@/hello.wasm"
+"#,
+    );
+    a.deploy(dir.path());
+    let r = a
+        .http
+        .post(format!("{}/v1/apps/pool/auth/signup", a.url))
+        .json(&serde_json::json!({ "email": "n@pool.test", "password": "correct horse battery" }))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let session: Value = r.json().await.unwrap();
+    let token = session["access_token"].as_str().unwrap();
+    // B verifies A's tokens (the signing keys are shared).
+    until_me(&b, "pool", token, |st| st == 200).await;
+    let r = a
+        .http
+        .post(format!("{}/v1/apps/pool/auth/logout", a.url))
+        .json(&serde_json::json!({ "refresh_token": session["refresh_token"], "everywhere": true }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let took = until_me(&a, "pool", token, |st| st == 401).await;
+    assert!(
+        took < Duration::from_millis(100),
+        "A accepted it for {took:?}"
+    );
+    let took = until_me(&b, "pool", token, |st| st == 401).await;
+    assert!(
+        took < Duration::from_secs(2),
+        "B accepted the ended session's token for {took:?}"
     );
 }

@@ -46,7 +46,7 @@ async fn call(s: &Server, function: &str, method: &str, path: &str, body: &str) 
         .http
         .request(
             reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
-            format!("{}/v1/apps/d/functions/{function}/invoke{path}", s.url),
+            format!("{}/v1/apps/d/functions/{function}/invoke{path}", s.control),
         )
         .bearer_auth(s.token())
         .body(body.to_string())
@@ -69,7 +69,7 @@ async fn kv_from_guests_counters_cas_ttl_grants() {
     // 50 concurrent increments end exactly right.
     let mut tasks = Vec::new();
     for _ in 0..50 {
-        let s2 = (s.http.clone(), s.url.clone(), s.token());
+        let s2 = (s.http.clone(), s.control.clone(), s.token());
         tasks.push(tokio::spawn(async move {
             let r =
                 s2.0.post(format!(

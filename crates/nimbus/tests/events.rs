@@ -247,7 +247,7 @@ backoff = "20ms"
     );
     let r = server
         .http
-        .get(format!("{}/v1/apps/ev/invocations/{c}", server.url))
+        .get(format!("{}/v1/apps/ev/invocations/{c}", server.control))
         .bearer_auth(server.token())
         .send()
         .await

@@ -185,7 +185,13 @@ async fn call(
     token: Option<&str>,
     body: Option<Value>,
 ) -> (StatusCode, Value, reqwest::header::HeaderMap) {
-    let mut rb = s.http.request(method, format!("{}{path}", s.url));
+    // The control API on its listener; app routes on the apps'.
+    let base = if path.starts_with("/v1/") {
+        &s.control
+    } else {
+        &s.url
+    };
+    let mut rb = s.http.request(method, format!("{base}{path}"));
     if let Some(t) = token {
         rb = rb.bearer_auth(t);
     }

@@ -438,7 +438,7 @@ async fn call(s: &Server, f: &str, method: &str, path: &str, body: &str) -> (u16
         .http
         .request(
             reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
-            format!("{}/v1/apps/files/functions/{f}/invoke{path}", s.url),
+            format!("{}/v1/apps/files/functions/{f}/invoke{path}", s.control),
         )
         .bearer_auth(s.token())
         .body(body.to_string())

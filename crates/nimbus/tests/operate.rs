@@ -152,7 +152,7 @@ async fn usage_matches_a_known_workload() {
 async fn scrape(s: &Server) -> prometheus_parse::Scrape {
     let r = s
         .http
-        .get(format!("{}/v1/metrics", s.url))
+        .get(format!("{}/v1/metrics", s.control))
         .bearer_auth(s.token())
         .send()
         .await
@@ -258,7 +258,13 @@ async fn prometheus_metrics_move() {
         .await
         .unwrap();
     assert!(text.contains("nimbus_invocations_total"));
-    assert_eq!(s.get_text("/v1/metrics").await.0, 401);
+    let r = s
+        .http
+        .get(format!("{}/v1/metrics", s.control))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -806,7 +812,7 @@ function = "data"
     for _ in 0..400 {
         let r = s
             .http
-            .get(format!("{}/v1/traces/{trace_id}", s.url))
+            .get(format!("{}/v1/traces/{trace_id}", s.control))
             .bearer_auth(s.token())
             .send()
             .await

@@ -633,14 +633,14 @@ async fn control_api_requires_the_admin_token_and_checks_uploads() {
     let server = Server::start(&["--max-component-mb", "1"]);
     let r = server
         .http
-        .get(format!("{}/v1/apps", server.url))
+        .get(format!("{}/v1/apps", server.control))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 401);
     let r = server
         .http
-        .get(format!("{}/v1/apps", server.url))
+        .get(format!("{}/v1/apps", server.control))
         .bearer_auth("wrong")
         .send()
         .await
@@ -658,7 +658,7 @@ async fn control_api_requires_the_admin_token_and_checks_uploads() {
     let put = |body: Vec<u8>| {
         server
             .http
-            .put(format!("{}/v1/components/{hash}", server.url))
+            .put(format!("{}/v1/components/{hash}", server.control))
             .bearer_auth(server.token())
             .body(body)
             .send()
@@ -669,7 +669,7 @@ async fn control_api_requires_the_admin_token_and_checks_uploads() {
     // The server answers 413 before reading the whole body and closes that
     // connection; a separate client keeps it out of the shared pool.
     let r = reqwest::Client::new()
-        .put(format!("{}/v1/components/{hash}", server.url))
+        .put(format!("{}/v1/components/{hash}", server.control))
         .bearer_auth(server.token())
         .body(vec![0u8; 2 << 20])
         .send()
@@ -679,7 +679,7 @@ async fn control_api_requires_the_admin_token_and_checks_uploads() {
     assert!(r.text().await.unwrap().contains("--max-component-mb"));
     let r = server
         .http
-        .put(format!("{}/v1/components/..%2Fx", server.url))
+        .put(format!("{}/v1/components/..%2Fx", server.control))
         .bearer_auth(server.token())
         .body("x")
         .send()
@@ -690,7 +690,7 @@ async fn control_api_requires_the_admin_token_and_checks_uploads() {
     // A deploy naming a component that was never uploaded is refused.
     let r = server
         .http
-        .post(format!("{}/v1/apps/x/revisions", server.url))
+        .post(format!("{}/v1/apps/x/revisions", server.control))
         .bearer_auth(server.token())
         .json(&serde_json::json!({
             "manifest": "[app]\nname = \"x\"\n[functions.f]\ncomponent = \"f.wasm\"\n",

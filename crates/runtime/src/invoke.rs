@@ -160,6 +160,11 @@ pub struct InvokeRequest {
     /// The trace position of whatever caused this invocation (a client's
     /// `traceparent`, an event's producer); `None` starts a new trace.
     pub trace: Option<nimbus_core::trace::TraceContext>,
+    /// A credential the request carries for the guest alone (the
+    /// platform's own auth flows: a password-reset token). Nothing of the
+    /// request is kept for replay, and the value is redacted from the
+    /// captured logs, as a secret's would be.
+    pub secret: Option<String>,
 }
 
 /// Body of a replayed request.
@@ -230,6 +235,8 @@ struct Tracker {
     /// The start of the request body, likewise.
     input: Mutex<Vec<u8>>,
     input_limit: usize,
+    /// Whether a failure keeps the request for replay.
+    keep_input: bool,
     /// Whether the body was read to its end within `input_limit`.
     input_complete: std::sync::atomic::AtomicBool,
     started_at_us: i64,
@@ -300,6 +307,7 @@ impl Tracker {
             })
             .collect();
         let mut path = self.path.clone();
+        nimbus_core::record::redact_query(&mut path);
         self.config.redact(&mut path);
         Box::new(StoredInput {
             method: self.method.clone(),
@@ -333,7 +341,7 @@ impl Drop for Tracker {
         });
         let status = self.status.load(Ordering::Relaxed);
         let failed = end.outcome != Outcome::Ok || status >= 500;
-        let input = failed.then(|| self.stored_input());
+        let input = (failed && self.keep_input).then(|| self.stored_input());
         let (ops, op_spans) = self.ops.take();
         (self.sink)(InvocationRecord {
             id: std::mem::take(&mut self.id),
@@ -342,12 +350,17 @@ impl Drop for Tracker {
             revision: self.revision,
             trigger: self.trigger.to_string(),
             method: std::mem::take(&mut self.method),
-            path: std::mem::take(&mut self.path),
+            path: {
+                let mut path = std::mem::take(&mut self.path);
+                nimbus_core::record::redact_query(&mut path);
+                self.config.redact(&mut path);
+                path
+            },
             started_at_us: self.started_at_us,
             duration_us: end.duration.as_micros() as i64,
             status: self.status.load(Ordering::Relaxed),
             outcome: end.outcome,
-            error: end.error,
+            error: end.error.map(|e| self.redacted(e)),
             bytes_in: self.bytes_in.load(Ordering::Relaxed),
             bytes_out: self.bytes_out.load(Ordering::Relaxed),
             event_id: self.event_id.take(),
@@ -662,7 +675,14 @@ impl Runtime {
             .tracing
             .then(|| HeaderValue::try_from(trace.header()).ok())
             .flatten();
-        let config = f.config.load_full();
+        let config = match &meta.secret {
+            None => f.config.load_full(),
+            Some(secret) => {
+                let mut c = ConfigSnapshot::clone(&f.config.load());
+                c.secrets.push(secret.clone());
+                Arc::new(c)
+            }
+        };
         let stdout = Capture::new(self.config.log_limit_bytes);
         let stderr = Capture::new(self.config.log_limit_bytes);
         let method = parts.method.clone();
@@ -687,7 +707,12 @@ impl Runtime {
             parent_span_id: meta.trace.as_ref().map(|p| p.span_id.clone()),
             headers: parts.headers.clone(),
             input: Mutex::new(Vec::new()),
-            input_limit: self.config.replay_body_bytes,
+            input_limit: if meta.secret.is_some() {
+                0
+            } else {
+                self.config.replay_body_bytes
+            },
+            keep_input: meta.secret.is_none(),
             input_complete: std::sync::atomic::AtomicBool::new(false),
             started_at_us: nimbus_store::now_us(),
             start: Instant::now(),
@@ -773,6 +798,7 @@ impl Runtime {
                 table: wasmtime::component::ResourceTable::new(),
                 outbound: OutboundPolicy {
                     allowed: f.allowed.clone(),
+                    egress: self.egress.clone(),
                     stderr,
                     traceparent: traceparent.clone(),
                 },

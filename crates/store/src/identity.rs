@@ -109,7 +109,10 @@ fn key_from(r: &sqlx::any::AnyRow) -> Result<ApiKeyRow> {
 }
 
 /// Revokes every live refresh token of a user.
+/// Ends every session of a user: their refresh and reset tokens are
+/// revoked, and their access tokens issued until `now` are refused.
 async fn revoke_user_tokens(
+    store: &Store,
     conn: &mut sqlx::AnyConnection,
     app: &str,
     user: &str,
@@ -121,9 +124,51 @@ async fn revoke_user_tokens(
     .bind(now)
     .bind(app)
     .bind(user)
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
+    sqlx::query("DELETE FROM reset_tokens WHERE app = $1 AND user_id = $2")
+        .bind(app)
+        .bind(user)
+        .execute(&mut *conn)
+        .await?;
+    revoke_access(store, conn, app, user, now).await?;
     Ok(done.rows_affected())
+}
+
+/// Refuses the user's access tokens issued before `now`, on every node.
+async fn revoke_access(
+    store: &Store,
+    conn: &mut sqlx::AnyConnection,
+    app: &str,
+    user: &str,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO token_revocations (app, subject, before_us, expires_at) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (app, subject) DO UPDATE SET before_us = excluded.before_us, expires_at = excluded.expires_at",
+    )
+    .bind(app)
+    .bind(user)
+    .bind(now)
+    .bind(now + REVOCATION_KEEP_US)
+    .execute(&mut *conn)
+    .await?;
+    store.cluster_changed(conn).await
+}
+
+/// How long a revocation is kept: past the longest access token lifetime
+/// (24 h) and a margin.
+const REVOCATION_KEEP_US: i64 = (86_400 + 3_600) * 1_000_000;
+
+/// A user whose access tokens issued before `before_us` are refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRevocation {
+    /// App.
+    pub app: String,
+    /// User id (the tokens' `sub`).
+    pub subject: String,
+    /// Tokens issued before this time (µs since the epoch) are refused.
+    pub before_us: i64,
 }
 
 const USER_COLUMNS: &str = "app, id, email, password, roles, created_at, updated_at";
@@ -242,27 +287,79 @@ impl Store {
         .bind(id)
         .execute(&mut *tx)
         .await?;
-        revoke_user_tokens(&mut tx, app, id, now).await?;
+        revoke_user_tokens(self, &mut tx, app, id, now).await?;
         tx.commit().await?;
         Ok(done.rows_affected() == 1)
     }
 
-    /// Replaces a user's roles.
+    /// Replaces a user's roles; their access tokens issued before (which
+    /// carry the old roles) are refused, so the client refreshes.
     pub async fn set_roles(&self, app: &str, id: &str, roles: &[String]) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let now = now_us();
         let done =
             sqlx::query("UPDATE users SET roles = $1, updated_at = $2 WHERE app = $3 AND id = $4")
                 .bind(serde_json::to_string(roles).expect("strings serialize"))
-                .bind(now_us())
+                .bind(now)
                 .bind(app)
                 .bind(id)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
+        if done.rows_affected() == 1 {
+            revoke_access(self, &mut tx, app, id, now).await?;
+        }
+        tx.commit().await?;
         Ok(done.rows_affected() == 1)
     }
 
-    /// Deletes a user and every token of theirs.
+    /// Ends every session of the user holding this active refresh token
+    /// (logout everywhere): the user, or `None` if the token is not active.
+    pub async fn end_sessions_of(&self, app: &str, hash: &str) -> Result<Option<String>> {
+        let mut tx = self.pool.begin().await?;
+        let now = now_us();
+        let user: Option<String> = sqlx::query_scalar(
+            "SELECT user_id FROM refresh_tokens
+             WHERE hash = $1 AND app = $2 AND revoked_at IS NULL AND expires_at > $3",
+        )
+        .bind(hash)
+        .bind(app)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(u) = &user {
+            revoke_user_tokens(self, &mut tx, app, u, now).await?;
+        }
+        tx.commit().await?;
+        Ok(user)
+    }
+
+    /// Users whose access tokens issued before a time are refused, as long
+    /// as such tokens may live; older revocations are pruned.
+    pub async fn token_revocations(&self) -> Result<Vec<TokenRevocation>> {
+        let now = now_us();
+        sqlx::query("DELETE FROM token_revocations WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        let rows = sqlx::query("SELECT app, subject, before_us FROM token_revocations")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(TokenRevocation {
+                    app: r.try_get("app")?,
+                    subject: r.try_get("subject")?,
+                    before_us: r.try_get("before_us")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Deletes a user and every token of theirs; their access tokens are
+    /// refused from now on.
     pub async fn delete_user(&self, app: &str, id: &str) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
+        revoke_access(self, &mut tx, app, id, now_us()).await?;
         for table in ["refresh_tokens", "reset_tokens"] {
             sqlx::query(&format!(
                 "DELETE FROM {table} WHERE app = $1 AND user_id = $2"
@@ -356,8 +453,10 @@ impl Store {
 
     /// Revokes every refresh token of a user.
     pub async fn revoke_refresh_tokens(&self, app: &str, user: &str) -> Result<u64> {
-        let mut conn = self.pool.acquire().await?;
-        revoke_user_tokens(&mut conn, app, user, now_us()).await
+        let mut tx = self.pool.begin().await?;
+        let n = revoke_user_tokens(self, &mut tx, app, user, now_us()).await?;
+        tx.commit().await?;
+        Ok(n)
     }
 
     /// Stores a password-reset token's hash.

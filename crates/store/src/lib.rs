@@ -37,10 +37,10 @@ pub use docs::{DocError, DocQuery, Document, Op};
 pub use events::{
     ChannelDepth, Enqueued, EventOp, EventResult, Leased, MessageRow, NewMessage, Settlement,
 };
-pub use identity::{ApiKeyRow, RefreshUse, SigningKeyRow, UserRow};
+pub use identity::{ApiKeyRow, RefreshUse, SigningKeyRow, TokenRevocation, UserRow};
 pub use kv::{ConfigRow, KeyPage, KvError};
 pub use metering::{StorageRow, StoredBytes, spawn_storage_sampler};
-pub use objects::{ObjectRow, PartRow, UploadRow};
+pub use objects::{ObjectRow, PartRow, S3KeyRow, UploadRow};
 pub use records::{
     CLIENT_OPS, InvocationRow, LogQuery, OpSpanRow, RecordWriter, RecordWriterConfig, UsageBy,
     UsageRow,

@@ -12,6 +12,10 @@
 //! * `count`: increments a global counter and returns it; with a fresh
 //!   instance per request it is always 1
 //! * `env?name=X`: the value of environment variable X
+//! * `dump`: prints its whole request body to stdout, then answers 500 (a
+//!   careless handler that logs its input)
+//!
+//! `ACTION` in the environment picks the behaviour instead of the path.
 
 use std::io::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -55,14 +59,17 @@ fn sleep_ms(ms: u64) {
 impl wasi::exports::http::incoming_handler::Guest for Chaos {
     fn handle(request: IncomingRequest, out: ResponseOutparam) {
         let path = request.path_with_query().unwrap_or_default();
-        let action = path
-            .split('?')
-            .next()
-            .unwrap_or("")
-            .rsplit('/')
-            .next()
-            .unwrap_or("")
-            .to_string();
+        // `ACTION` in the environment overrides the path's last segment (a
+        // function called on a fixed path, like a password-reset hook).
+        let action = std::env::var("ACTION").unwrap_or_else(|_| {
+            path.split('?')
+                .next()
+                .unwrap_or("")
+                .rsplit('/')
+                .next()
+                .unwrap_or("")
+                .to_string()
+        });
         match action.as_str() {
             "loop" => {
                 let mut x: u64 = 0;
@@ -83,6 +90,14 @@ impl wasi::exports::http::incoming_handler::Guest for Chaos {
             "panic" => {
                 eprintln!("chaos: about to panic");
                 panic!("chaos asked to panic");
+            }
+            "dump" => {
+                // A careless handler: prints its whole input, then fails.
+                let body = request.consume().unwrap();
+                let mut text = String::new();
+                std::io::Read::read_to_string(&mut body.stream().unwrap(), &mut text).unwrap();
+                println!("chaos: got {text}");
+                respond(out, 500, "chaos: dumped the input and failed");
             }
             "parse" => {
                 // A handler with an input bug: it reads the body and

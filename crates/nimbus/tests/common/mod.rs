@@ -80,7 +80,10 @@ fn block_on<T: Send + 'static>(f: impl std::future::Future<Output = T> + Send + 
 /// A running `nimbus up`.
 pub struct Server {
     child: Option<Child>,
+    /// The app listener (gateway: app routes and the client-facing API).
     pub url: String,
+    /// The control listener (console and the whole control API).
+    pub control: String,
     pub data_dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
     pub http: reqwest::Client,
@@ -97,7 +100,31 @@ impl Server {
     }
 
     /// Starts a server on an existing data dir.
+    ///
+    /// Test servers let guests reach loopback (`--allow-egress
+    /// 127.0.0.0/8`, unless `args` give `--allow-egress` themselves): their
+    /// guests call services of the test process and the server itself,
+    /// which the egress guard refuses by default. The guard's own tests use
+    /// [`Server::start_guarded`], which adds nothing.
     pub fn start_in(data_dir: &Path, args: &[&str]) -> Server {
+        if args.contains(&"--allow-egress") {
+            return Server::launch(data_dir, args);
+        }
+        let mut all = vec!["--allow-egress", "127.0.0.0/8"];
+        all.extend_from_slice(args);
+        Server::launch(data_dir, &all)
+    }
+
+    /// Starts a server on a fresh data dir with exactly these extra
+    /// arguments: no loopback egress unless they allow it.
+    pub fn start_guarded(args: &[&str]) -> Server {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut s = Server::launch(tmp.path(), args);
+        s._tmp = Some(tmp);
+        s
+    }
+
+    fn launch(data_dir: &Path, args: &[&str]) -> Server {
         guests();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_nimbus"));
         cmd.arg("up");
@@ -105,7 +132,8 @@ impl Server {
             cmd.args(["--database", &url]);
         }
         let mut child = cmd
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .args(["--listen", "127.0.0.1:0", "--control-listen", "127.0.0.1:0"])
+            .arg("--data-dir")
             .arg(data_dir)
             .arg("--cache-dir")
             .arg(shared_cache())
@@ -120,13 +148,16 @@ impl Server {
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
             .unwrap();
-        let url = line
+        let mut urls = line
             .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .unwrap_or_else(|| panic!("nimbus up did not print its URL: {line:?}"))
-            .to_string();
+            .filter(|w| w.starts_with("http://"))
+            .map(|w| w.trim_end_matches([',', ';', ')']).to_string());
+        let (Some(url), Some(control)) = (urls.next(), urls.next()) else {
+            panic!("nimbus up did not print its app and control URLs: {line:?}");
+        };
         Server {
             child: Some(child),
+            control,
             url,
             data_dir: data_dir.to_path_buf(),
             _tmp: None,
@@ -217,7 +248,7 @@ impl Server {
     pub async fn api(&self, path: &str) -> serde_json::Value {
         let r = self
             .http
-            .get(format!("{}{path}", self.url))
+            .get(format!("{}{path}", self.control))
             .bearer_auth(self.token())
             .send()
             .await
@@ -331,7 +362,7 @@ impl Server {
     ) -> reqwest::Response {
         let mut rb = self
             .http
-            .post(format!("{}{path}", self.url))
+            .post(format!("{}{path}", self.control))
             .bearer_auth(self.token())
             .body(body);
         for (k, v) in headers {
