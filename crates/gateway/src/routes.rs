@@ -46,6 +46,8 @@ pub struct RouteConflict(pub String);
 
 #[derive(Default)]
 struct HostRouter {
+    /// The app a bound host belongs to (empty for the unbound apps').
+    owner: String,
     router: matchit::Router<usize>,
     groups: Vec<Vec<Target>>,
     by_pattern: HashMap<String, usize>,
@@ -55,9 +57,9 @@ struct HostRouter {
 #[derive(Default)]
 pub struct RouteTable {
     apps: BTreeMap<String, Arc<ActiveApp>>,
+    /// One router per bound host (an app with no routes still has one, so
+    /// it owns its host).
     hosts: HashMap<String, HostRouter>,
-    /// Which app each bound host name belongs to.
-    host_owners: HashMap<String, String>,
     default: HostRouter,
     /// Compiled policies by (app, policy name; `""` for `[gateway]` alone).
     policies: HashMap<(String, String), Arc<Policy>>,
@@ -114,18 +116,17 @@ impl RouteTable {
             }
         }
         for app in table.apps.values() {
-            if let Some(h) = &app.spec.host {
-                if let Some(owner) = table.host_owners.get(h)
-                    && owner != &app.spec.name
-                {
-                    return Err(host_taken(h, &app.spec.name, owner));
-                }
-                table.host_owners.insert(h.clone(), app.spec.name.clone());
-            }
-        }
-        for app in table.apps.values() {
             let hr = match &app.spec.host {
-                Some(h) => table.hosts.entry(h.clone()).or_default(),
+                Some(h) => {
+                    let hr = table.hosts.entry(h.clone()).or_insert_with(|| HostRouter {
+                        owner: app.spec.name.clone(),
+                        ..Default::default()
+                    });
+                    if hr.owner != app.spec.name {
+                        return Err(host_taken(h, &app.spec.name, &hr.owner));
+                    }
+                    hr
+                }
                 None => &mut table.default,
             };
             for route in &app.spec.routes {
@@ -240,19 +241,15 @@ impl RouteTable {
 
     /// The app that owns a host name, if one is bound to it.
     pub fn host_owner(&self, host: &str) -> Option<&str> {
-        self.host_owners.get(host).map(String::as_str)
+        self.hosts.get(host).map(|hr| hr.owner.as_str())
     }
 
     /// Finds the route for a request. A host bound to an app serves only
     /// that app's routes; any other host serves the unbound apps' routes.
     pub fn lookup(&self, host: Option<&str>, method: &Method, path: &str) -> Lookup<'_> {
-        let hr = match host.filter(|h| self.host_owners.contains_key(*h)) {
-            Some(h) => match self.hosts.get(h) {
-                Some(hr) => hr,
-                None => return Lookup::NotFound,
-            },
-            None => &self.default,
-        };
+        let hr = host
+            .and_then(|h| self.hosts.get(h))
+            .unwrap_or(&self.default);
         let Ok(m) = hr.router.at(path) else {
             return Lookup::NotFound;
         };

@@ -520,23 +520,50 @@ impl S3 for Objects {
         &self,
         req: S3Request<ListObjectsInput>,
     ) -> S3Result<S3Response<ListObjectsOutput>> {
+        let marker = req.input.marker.clone();
+        let delimiter = req.input.delimiter.clone().filter(|d| !d.is_empty());
+        let prefix = req.input.prefix.clone().unwrap_or_default();
+        // A marker that is a common prefix (as a page of this listing
+        // ends) starts past all its keys, as a continuation token would.
+        let token = marker.as_ref().map(|m| {
+            let is_common = delimiter.as_ref().is_some_and(|d| {
+                m.strip_prefix(prefix.as_str())
+                    .and_then(|rest| rest.find(d.as_str()))
+                    .is_some_and(|j| prefix.len() + j + d.len() == m.len())
+            });
+            match nimbus_store::prefix_end(m).filter(|_| is_common) {
+                Some(end) => Start::At(end).token(),
+                None => Start::After(m.clone()).token(),
+            }
+        });
         let v2 = req.map_input(|i| ListObjectsV2Input {
             bucket: i.bucket,
             delimiter: i.delimiter,
             max_keys: i.max_keys,
             prefix: i.prefix,
-            start_after: i.marker,
+            continuation_token: token,
             ..Default::default()
         });
         let out = self.list_objects_v2(v2).await?.output;
+        // The next marker: the last key or common prefix of this page.
+        let last_key = out.contents.as_ref().and_then(|c| c.last()?.key.clone());
+        let last_prefix = out
+            .common_prefixes
+            .as_ref()
+            .and_then(|c| c.last()?.prefix.clone());
+        let next_marker = if out.is_truncated == Some(true) {
+            last_key.max(last_prefix)
+        } else {
+            None
+        };
         Ok(S3Response::new(ListObjectsOutput {
             name: out.name,
             prefix: out.prefix,
             delimiter: out.delimiter,
             max_keys: out.max_keys,
             is_truncated: out.is_truncated,
-            marker: out.start_after,
-            next_marker: out.next_continuation_token,
+            marker,
+            next_marker,
             contents: out.contents,
             common_prefixes: out.common_prefixes,
             ..Default::default()
@@ -746,41 +773,53 @@ impl S3 for Objects {
         let input = req.input;
         let prefix = input.prefix.clone().unwrap_or_default();
         let max = input.max_keys.unwrap_or(1000).clamp(1, 1000) as usize;
-        let mut after = input
-            .continuation_token
-            .clone()
-            .or(input.start_after.clone())
-            .unwrap_or_default();
+        // Where this page starts: after the marker or the client's
+        // `start-after`, or where the continuation token says (a token
+        // that ends a page on a common prefix starts past all its keys).
+        let mut start = match &input.continuation_token {
+            Some(t) => Start::from_token(t)?,
+            None => Start::After(input.start_after.clone().unwrap_or_default()),
+        };
         let delimiter = input.delimiter.clone().filter(|d| !d.is_empty());
         let mut contents = Vec::new();
         let mut prefixes: Vec<String> = Vec::new();
         let mut truncated = false;
+        // Rows read for this request: a page may end early (truncated,
+        // with a token) so that no request scans without bound.
+        let mut scanned = 0usize;
         'pages: loop {
+            let want = (max - contents.len() - prefixes.len() + 1).min(LIST_BATCH);
             let page = self
                 .store
-                .list_objects(&input.bucket, &prefix, &after, 1000)
+                .list_objects(&input.bucket, &prefix, start.from(), want as u32)
                 .await
                 .map_err(internal)?;
-            if page.is_empty() {
-                break;
-            }
+            let full = page.len() == want;
+            scanned += page.len();
             for o in page {
                 if contents.len() + prefixes.len() >= max {
                     truncated = true;
                     break 'pages;
                 }
-                after = o.key.clone();
                 if let Some(d) = &delimiter
                     && let Some(i) = o.key[prefix.len()..].find(d.as_str())
                 {
                     let common = o.key[..prefix.len() + i + d.len()].to_string();
-                    // Skip the rest of this common prefix.
-                    after = format!("{common}\u{10FFFF}");
-                    if prefixes.last() != Some(&common) {
-                        prefixes.push(common);
+                    prefixes.push(common.clone());
+                    // The next read starts past every key of this prefix;
+                    // none is past it when the prefix ends in U+10FFFF
+                    // only (no string sorts after all its extensions).
+                    match nimbus_store::prefix_end(&common) {
+                        Some(end) => start = Start::At(end),
+                        None => break 'pages,
+                    }
+                    if scanned >= LIST_SCAN_LIMIT {
+                        truncated = true;
+                        break 'pages;
                     }
                     continue 'pages;
                 }
+                start = Start::After(o.key.clone());
                 contents.push(Object {
                     key: Some(o.key),
                     size: Some(o.size as i64),
@@ -788,6 +827,13 @@ impl S3 for Objects {
                     last_modified: Some(timestamp(o.last_modified_us)),
                     ..Default::default()
                 });
+            }
+            if !full {
+                break;
+            }
+            if scanned >= LIST_SCAN_LIMIT {
+                truncated = true;
+                break;
             }
         }
         let count = (contents.len() + prefixes.len()) as i32;
@@ -798,7 +844,7 @@ impl S3 for Objects {
             max_keys: Some(max as i32),
             key_count: Some(count),
             is_truncated: Some(truncated),
-            next_continuation_token: truncated.then_some(after),
+            next_continuation_token: truncated.then(|| start.token()),
             continuation_token: input.continuation_token,
             start_after: input.start_after,
             contents: Some(contents),
@@ -810,6 +856,50 @@ impl S3 for Objects {
             ),
             ..Default::default()
         }))
+    }
+}
+
+/// Rows one listing read asks for at most.
+const LIST_BATCH: usize = 1000;
+/// Rows one listing request reads at most: past them, the page ends
+/// (truncated, with a continuation token) however few keys it holds.
+const LIST_SCAN_LIMIT: usize = 10_000;
+
+/// Where a listing page starts, as its continuation token carries it.
+enum Start {
+    /// After this key.
+    After(String),
+    /// At this key (the end of a common prefix already listed).
+    At(String),
+}
+
+impl Start {
+    fn from(&self) -> nimbus_store::ListFrom<'_> {
+        match self {
+            Start::After(k) => nimbus_store::ListFrom::After(k),
+            Start::At(k) => nimbus_store::ListFrom::At(k),
+        }
+    }
+
+    /// The opaque continuation token: `a` or `f`, then the key.
+    fn token(&self) -> String {
+        match self {
+            Start::After(k) => format!("a{k}"),
+            Start::At(k) => format!("f{k}"),
+        }
+    }
+
+    fn from_token(t: &str) -> S3Result<Start> {
+        if let Some(k) = t.strip_prefix('a') {
+            Ok(Start::After(k.to_string()))
+        } else if let Some(k) = t.strip_prefix('f') {
+            Ok(Start::At(k.to_string()))
+        } else {
+            Err(s3_error!(
+                InvalidArgument,
+                "the continuation token is not one this server gave: start the listing again without it"
+            ))
+        }
     }
 }
 

@@ -830,7 +830,7 @@ impl blobs_wit::Host for Host {
             db.list_objects(
                 &bucket,
                 &prefix,
-                after.as_deref().unwrap_or(""),
+                nimbus_store::ListFrom::After(after.as_deref().unwrap_or("")),
                 limit.clamp(1, 1000),
             )
             .await

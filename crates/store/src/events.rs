@@ -729,12 +729,6 @@ impl Store {
         Ok(out)
     }
 
-    /// Deletes every message and schedule state of an app.
-    pub async fn delete_app_events(&self, app: &str) -> Result<()> {
-        self.delete_app_rows(app, &["messages", "message_keys", "schedules"], false)
-            .await
-    }
-
     /// The last tick a schedule fired, creating its state at `initial_ms` if
     /// it has none (a new schedule does not fire for ticks before it existed).
     pub async fn schedule_last_tick(&self, app: &str, name: &str, initial_ms: i64) -> Result<i64> {

@@ -542,22 +542,6 @@ impl Store {
             })
             .collect()
     }
-
-    /// Deletes an app's users, tokens, signing keys and app-scoped API keys.
-    pub async fn delete_app_identity(&self, app: &str) -> Result<()> {
-        self.delete_app_rows(
-            app,
-            &[
-                "users",
-                "refresh_tokens",
-                "reset_tokens",
-                "signing_keys",
-                "api_keys",
-            ],
-            true,
-        )
-        .await
-    }
 }
 
 #[cfg(test)]
@@ -688,7 +672,13 @@ mod tests {
         assert_eq!(keys[0].retired_at_us, Some(20));
         assert_eq!(keys[1].retired_at_us, None);
         assert_eq!(s.signing_keys(25).await.unwrap().len(), 1);
-        s.delete_app_identity("a").await.unwrap();
+        // Deleting the app takes its signing keys with it.
+        let spec = nimbus_core::AppSpec {
+            name: "a".into(),
+            ..Default::default()
+        };
+        s.create_and_activate_revision(&spec, "").await.unwrap();
+        s.delete_app("a").await.unwrap();
         assert!(s.signing_keys(0).await.unwrap().is_empty());
     }
 }

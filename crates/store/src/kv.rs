@@ -303,12 +303,6 @@ impl Store {
         )
     }
 
-    /// Deletes every KV value, document and configuration row of an app.
-    pub async fn delete_app_data(&self, app: &str) -> Result<()> {
-        self.delete_app_rows(app, &["kv", "docs", "config"], true)
-            .await
-    }
-
     /// Sets a configuration value (`function` `""`: app-wide).
     pub async fn config_set(
         &self,

@@ -40,7 +40,7 @@ pub use events::{
 pub use identity::{ApiKeyRow, RefreshUse, SigningKeyRow, TokenRevocation, UserRow};
 pub use kv::{ConfigRow, KeyPage, KvError};
 pub use metering::{StorageRow, StoredBytes, spawn_storage_sampler};
-pub use objects::{ObjectRow, PartRow, S3KeyRow, UploadRow};
+pub use objects::{ListFrom, ObjectRow, PartRow, S3KeyRow, UploadRow, prefix_end};
 pub use records::{
     CLIENT_OPS, InvocationRow, LogQuery, OpSpanRow, RecordWriter, RecordWriterConfig, UsageBy,
     UsageRow,
@@ -350,30 +350,6 @@ impl Store {
             .execute(conn)
             .await?;
         }
-        Ok(())
-    }
-
-    /// Deletes an app's rows from `tables` (each has an `app` column), in
-    /// one transaction; `cluster_state`: the rows are state that nodes keep
-    /// in memory, and the same transaction announces the change. Table
-    /// names are constants of this crate.
-    pub(crate) async fn delete_app_rows(
-        &self,
-        app: &str,
-        tables: &[&str],
-        cluster_state: bool,
-    ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        for table in tables {
-            sqlx::query(&format!("DELETE FROM {table} WHERE app = $1"))
-                .bind(app)
-                .execute(&mut *tx)
-                .await?;
-        }
-        if cluster_state {
-            self.cluster_changed(&mut tx).await?;
-        }
-        tx.commit().await?;
         Ok(())
     }
 }

@@ -77,6 +77,34 @@ pub struct UploadRow {
     pub metadata: Vec<(String, String)>,
 }
 
+/// Where a listing starts.
+#[derive(Debug, Clone, Copy)]
+pub enum ListFrom<'a> {
+    /// After this key (a marker or a continuation).
+    After(&'a str),
+    /// At this key, included (e.g. past a common prefix: [`prefix_end`]).
+    At(&'a str),
+}
+
+/// The least string greater than every string that starts with `prefix`
+/// (in code point order, which is byte order in UTF-8: SQLite's BINARY and
+/// PostgreSQL's "C" collation); `None` when there is none (the prefix is
+/// empty or all U+10FFFF). A listing bounded by it ends, whatever the keys.
+pub fn prefix_end(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let next = match last {
+            '\u{D7FF}' => Some('\u{E000}'),
+            c => char::from_u32(c as u32 + 1),
+        };
+        if let Some(n) = next {
+            chars.push(n);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
 fn meta_json(m: &[(String, String)]) -> String {
     serde_json::to_string(m).expect("strings serialize")
 }
@@ -221,27 +249,33 @@ impl Store {
         )
     }
 
-    /// Objects of a bucket with keys starting with `prefix`, after
-    /// `start_after`, in key order, at most `limit`.
+    /// Objects of a bucket with keys starting with `prefix`, from `from`
+    /// on, in key order, at most `limit`.
     pub async fn list_objects(
         &self,
         bucket: &str,
         prefix: &str,
-        start_after: &str,
+        from: ListFrom<'_>,
         limit: u32,
     ) -> Result<Vec<ObjectRow>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {OBJECT_COLUMNS} FROM objects
-             WHERE bucket = $1 AND key >= $2 AND key < $3 AND key > $4
-             ORDER BY key LIMIT $5"
-        ))
-        .bind(bucket)
-        .bind(prefix)
-        .bind(format!("{prefix}\u{10FFFF}"))
-        .bind(start_after)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
+        let (lower, inclusive) = match from {
+            ListFrom::After(k) if k >= prefix => (k, false),
+            ListFrom::At(k) if k > prefix => (k, true),
+            _ => (prefix, true),
+        };
+        let upper = prefix_end(prefix);
+        let mut b = crate::builder::QueryBuilder::new(
+            self.backend,
+            format!("SELECT {OBJECT_COLUMNS} FROM objects WHERE bucket = "),
+        );
+        b.push_bind(bucket.to_string())
+            .push(if inclusive { " AND key >= " } else { " AND key > " })
+            .push_bind(lower.to_string());
+        if let Some(upper) = upper {
+            b.push(" AND key < ").push_bind(upper);
+        }
+        b.push(" ORDER BY key LIMIT ").push_bind(i64::from(limit));
+        let rows = b.build().fetch_all(&self.pool).await?;
         rows.iter().map(object).collect()
     }
 
@@ -472,7 +506,7 @@ mod tests {
             Some("f1".into())
         );
         s.put_object(&obj("dir/x", "f3")).await.unwrap();
-        let l = s.list_objects("b", "dir/", "", 10).await.unwrap();
+        let l = s.list_objects("b", "dir/", ListFrom::After(""), 10).await.unwrap();
         assert_eq!(l.len(), 1);
         assert_eq!(l[0].metadata, vec![("a".to_string(), "1".to_string())]);
         assert!(!s.delete_bucket("b").await.unwrap(), "not empty");
@@ -510,6 +544,37 @@ mod tests {
         assert_eq!(s.delete_upload("u1").await.unwrap().len(), 2);
         assert!(s.upload("u1").await.unwrap().is_none());
         assert!(s.delete_bucket("b").await.unwrap(), "empty now");
+    }
+
+    #[test]
+    fn the_end_of_a_prefix_sorts_after_all_its_keys() {
+        assert_eq!(prefix_end(""), None);
+        assert_eq!(prefix_end("a/").as_deref(), Some("a0"));
+        assert_eq!(prefix_end("a\u{10FFFF}").as_deref(), Some("b"));
+        assert_eq!(prefix_end("\u{10FFFF}\u{10FFFF}"), None);
+        assert_eq!(prefix_end("x\u{D7FF}").as_deref(), Some("x\u{E000}"));
+        let end = prefix_end("a/\u{10FFFF}").unwrap();
+        assert!("a/\u{10FFFF}\u{10FFFF}x".to_string() < end);
+    }
+
+    /// Keys with U+10FFFF in them are listed under their prefix, in key
+    /// order, and a read past a prefix ending in U+10FFFF moves on.
+    #[tokio::test]
+    async fn listing_reaches_keys_with_the_last_code_point() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open_for_test(dir.path()).await.unwrap();
+        s.create_bucket("b", "app").await.unwrap().unwrap();
+        for k in ["a/\u{10FFFF}x", "a/\u{10FFFF}", "a/z", "\u{10FFFF}", "b"] {
+            s.put_object(&obj(k, k)).await.unwrap();
+        }
+        let keys = |l: Vec<ObjectRow>| l.into_iter().map(|o| o.key).collect::<Vec<_>>();
+        let all = keys(s.list_objects("b", "a/", ListFrom::After(""), 10).await.unwrap());
+        assert_eq!(all, ["a/z", "a/\u{10FFFF}", "a/\u{10FFFF}x"]);
+        let past = prefix_end("a/\u{10FFFF}").unwrap();
+        let rest = keys(s.list_objects("b", "", ListFrom::At(&past), 10).await.unwrap());
+        assert_eq!(rest, ["b", "\u{10FFFF}"]);
+        let top = keys(s.list_objects("b", "", ListFrom::After("b"), 10).await.unwrap());
+        assert_eq!(top, ["\u{10FFFF}"]);
     }
 
     /// A bucket deleted while an object is written into it: either the
