@@ -319,7 +319,7 @@ async fn owned_current(
     let current = ctx.platform.store.doc_get(app, coll, id).await?;
     let version = match &current {
         Some(d) => {
-            if !owns(&d.body, field, subject) {
+            if !owns(&d.value(), field, subject) {
                 return Err(not_yours(coll, id, field));
             }
             d.version
@@ -394,7 +394,7 @@ pub(crate) async fn doc_get(
     match ctx.platform.store.doc_get(&app, &coll, &id).await? {
         Some(d) => {
             if let Some((subject, field)) = &owned
-                && !owns(&d.body, field, subject)
+                && !owns(&d.value(), field, subject)
             {
                 return Err(not_yours(&coll, &id, field));
             }
@@ -542,7 +542,7 @@ pub(crate) async fn doc_query(
     Path((app, coll)): Path<(String, String)>,
     Query(x): Query<ExplainQuery>,
     body: String,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<impl axum::response::IntoResponse> {
     let owned = collection(&ctx, &who, &app, &coll, false)?;
     let mut q = DocQuery::parse(if body.trim().is_empty() { "{}" } else { &body })?;
     // Under the owner rule a query sees the user's documents only.
@@ -550,12 +550,27 @@ pub(crate) async fn doc_query(
         q.filters
             .push((field, nimbus_store::Op::Eq, Value::String(subject)));
     }
-    let (docs, cursor) = ctx.platform.store.doc_query(&app, &coll, &q).await?;
-    let mut out = json!({ "documents": docs, "cursor": cursor });
-    if x.explain == Some(true) {
-        out["plan"] = json!(ctx.platform.store.doc_query_plan(&app, &coll, &q).await?);
+    let page = ctx.platform.store.doc_query(&app, &coll, &q).await?;
+    let plan = match x.explain {
+        Some(true) => Some(ctx.platform.store.doc_query_plan(&app, &coll, &q).await?),
+        _ => None,
+    };
+    // Serialized straight from the stored text, never as a tree of values.
+    #[derive(serde::Serialize)]
+    struct Out {
+        documents: Vec<nimbus_store::Document>,
+        cursor: Option<String>,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        ended_early: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        plan: Option<String>,
     }
-    Ok(Json(out))
+    Ok(Json(Out {
+        documents: page.documents,
+        cursor: page.cursor,
+        ended_early: page.ended_early,
+        plan,
+    }))
 }
 
 /// `POST /v1/apps/{app}/docs/{coll}` with a JSON array of objects, each

@@ -217,7 +217,25 @@ pub fn parse_timezone(tz: &str) -> Result<chrono_tz::Tz, String> {
 }
 
 /// Parses a duration such as `250ms`, `30s`, `5m`, `1h 30m`.
+///
+/// A text whose numbers could add up to `u64::MAX` seconds (each counted as
+/// that many years, plus one) is refused as too long: humantime panics on
+/// some such sums (`Duration::new` overflows) instead of failing.
 pub fn parse_duration(what: &str, s: &str) -> Result<Duration, String> {
+    const YEAR_SECS: u128 = 31_557_600;
+    let bound = s
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|n| !n.is_empty())
+        .map(|n| {
+            n.parse::<u128>()
+                .map_or(u128::MAX, |n| n.saturating_add(1).saturating_mul(YEAR_SECS))
+        })
+        .fold(0u128, u128::saturating_add);
+    if bound >= u128::from(u64::MAX) {
+        return Err(format!(
+            "{what} = {s:?} is not a duration (too long): write e.g. \"250ms\", \"30s\", \"5m\""
+        ));
+    }
     humantime::parse_duration(s).map_err(|e| {
         format!("{what} = {s:?} is not a duration ({e}): write e.g. \"250ms\", \"30s\", \"5m\"")
     })

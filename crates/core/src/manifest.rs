@@ -931,13 +931,18 @@ impl Manifest {
                     When::Cron(c.clone())
                 }
                 (None, Some(e)) => {
-                    let ms = parse_duration("every", e).map_err(err)?.as_millis() as u64;
-                    if ms < MIN_SCHEDULE_PERIOD_MS {
+                    let ms = parse_duration("every", e).map_err(err)?.as_millis();
+                    if ms < u128::from(MIN_SCHEDULE_PERIOD_MS) {
                         return Err(err(format!(
                             "every = {e:?} is shorter than the minimum of 1s"
                         )));
                     }
-                    When::Every(ms)
+                    if ms > u128::from(MAX_SCHEDULE_PERIOD_MS) {
+                        return Err(err(format!(
+                            "every = {e:?} is longer than the maximum of 366 days"
+                        )));
+                    }
+                    When::Every(ms as u64)
                 }
                 _ => return Err(err("give exactly one of `cron` or `every`".into())),
             };

@@ -378,6 +378,7 @@ impl Shared {
             .map_err(|e| {
                 EventError::Unavailable(format!("the message could not be stored: {e}"))
             })?;
+        nimbus_store::fault_point("after-event-commit");
         let EventResult::Enqueued(done) = result else {
             unreachable!("enqueue answered {result:?}")
         };
@@ -706,11 +707,11 @@ impl Events {
         Ok(self.shared.store_messages(vec![m]).await?.remove(0))
     }
 
-    /// An object of `bucket` was `created` or `deleted`: one event per
-    /// matching storage trigger of the app (CloudEvents type
-    /// `dev.nimbus.storage.object.created|deleted`, subject the key, a JSON
-    /// body with bucket, key, size and ETag). Returns how many were stored.
-    pub async fn storage_event(
+    /// The storage events an object change causes (one per matching
+    /// trigger of the bucket's app), to store in the change's own
+    /// transaction (`Store::put_object`, `Store::delete_object`); then
+    /// [`Events::stored`] wakes their consumers.
+    pub fn storage_messages(
         &self,
         app: &str,
         bucket: &str,
@@ -718,9 +719,9 @@ impl Events {
         kind: &str,
         size: u64,
         etag: &str,
-    ) -> Result<usize, EventError> {
+    ) -> Vec<NewMessage> {
         let Some(active) = self.shared.apps.load().get(app).cloned() else {
-            return Ok(0);
+            return Vec::new();
         };
         let mut msgs = Vec::new();
         for t in active
@@ -748,11 +749,18 @@ impl Events {
                     .message(app, &channel, "POST", "/", Vec::new(), msg),
             );
         }
-        let n = msgs.len();
-        if n > 0 {
-            self.shared.store_messages(msgs).await?;
+        msgs
+    }
+
+    /// Wakes the consumers of messages just committed by another writer
+    /// (storage events stored with their object change).
+    pub fn stored(&self, msgs: &[NewMessage]) {
+        let consumers = self.shared.consumers.lock();
+        for m in msgs {
+            if let Some(h) = consumers.get(&(m.app.clone(), m.channel.clone())) {
+                h.notify.notify_one();
+            }
         }
-        Ok(n)
     }
 
     /// Puts dead-lettered messages of a function (all, or `ids`) back in

@@ -21,7 +21,7 @@ fn config(default_cases: u32) -> Config {
         .unwrap_or(default_cases);
     Config {
         cases,
-        rng_seed: RngSeed::Fixed(0x6e_696d_6275_73),
+        rng_seed: RngSeed::Fixed(0x6e69_6d62_7573),
         failure_persistence: None,
         ..Config::default()
     }
@@ -117,12 +117,12 @@ fn is_read(name: &str) -> bool {
 fn last_text(h: &HeaderMap, name: &str) -> Option<String> {
     h.get_all(name)
         .iter()
-        .last()
+        .next_back()
         .map(|v| v.to_str().unwrap().to_string())
 }
 
 proptest! {
-    #![proptest_config(config(4096))]
+    #![proptest_config(config(8192))]
 
     /// Any headers and body: never a panic, and the outcome is exactly the
     /// documented one. It fails (always `Invalid`) iff a header it reads has
@@ -158,7 +158,7 @@ proptest! {
         if let Some(t) = &out.traceparent {
             // Canonical: version 00, parses back to itself.
             prop_assert!(t.starts_with("00-") && t.len() == 55, "{t}");
-            prop_assert_eq!(TraceContext::parse(t).map(|c| c.header()).as_ref(), Some(t));
+            prop_assert_eq!(TraceContext::parse(t).map(|c| c.header()), Some(t.clone()));
         }
         let expected_ext: Vec<(String, String)> = h
             .iter()

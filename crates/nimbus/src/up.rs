@@ -49,6 +49,15 @@ pub struct UpArgs {
     /// Invocations in flight at once, platform-wide
     #[arg(long, default_value_t = 1000)]
     max_in_flight: u32,
+    /// Invocations of one app in flight at once, across all its functions
+    /// (its fair share: one app cannot take every slot), at most
+    /// --max-in-flight; as many of its requests may wait for capacity
+    #[arg(long, default_value_t = 250)]
+    max_app_in_flight: u32,
+    /// Longest timeout_ms (and first_byte_timeout_ms) a function may ask
+    /// for, in ms; deploys asking for more are refused
+    #[arg(long, default_value_t = 900_000)]
+    max_timeout_ms: u64,
     /// Requests that may wait for capacity at once (beyond: 429)
     #[arg(long, default_value_t = 1000)]
     admission_queue: usize,
@@ -74,8 +83,9 @@ pub struct UpArgs {
     /// Unused instance slots kept warm for reuse (each keeps its dirtied pages resident)
     #[arg(long, default_value_t = 16)]
     warm_slots: u32,
-    /// Invocation records and log entries kept (older ones are pruned)
-    #[arg(long, default_value_t = 100_000)]
+    /// Invocation records and log entries kept per app (older ones are
+    /// pruned app by app: one app's flood never evicts another's history)
+    #[arg(long, default_value_t = 10_000)]
     keep_records: i64,
     /// Plain successful invocations (no logs, no events, no data calls)
     /// recorded per function and second; beyond it they are counted in
@@ -93,8 +103,8 @@ pub struct UpArgs {
     /// Guest log entries older than this are pruned
     #[arg(long, default_value = "7d")]
     keep_logs_for: humantime::Duration,
-    /// Guest log text kept, in MiB (the oldest entries go first)
-    #[arg(long, default_value_t = 1024)]
+    /// Guest log text kept per app, in MiB (its oldest entries go first)
+    #[arg(long, default_value_t = 64)]
     keep_logs_mb: i64,
     /// Largest event payload (queue message, topic message, async
     /// invocation body), in KiB; a queue may set a lower limit
@@ -297,6 +307,8 @@ pub async fn run(args: UpArgs) -> Result<()> {
                 .unwrap_or_else(|| data_dir.join("cache")),
             max_memory_mb: args.max_memory_mb,
             max_in_flight: args.max_in_flight,
+            max_app_in_flight: args.max_app_in_flight,
+            max_timeout_ms: args.max_timeout_ms,
             admission_queue: args.admission_queue,
             admission_timeout: Duration::from_millis(args.admission_timeout_ms),
             loaded_capacity: args.loaded_capacity,

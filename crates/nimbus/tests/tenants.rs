@@ -8,9 +8,13 @@ mod common;
 mod credentials;
 #[path = "tenants/deletion.rs"]
 mod deletion;
+#[path = "tenants/durability.rs"]
+mod durability;
 #[path = "tenants/egress.rs"]
 mod egress;
 #[path = "tenants/hosts.rs"]
 mod hosts;
+#[path = "tenants/limits.rs"]
+mod limits;
 #[path = "tenants/s3auth.rs"]
 mod s3auth;

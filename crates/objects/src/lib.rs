@@ -58,9 +58,9 @@ impl Objects {
         self
     }
 
-    /// Emits a storage event (after the change is committed). The object
-    /// operation has succeeded; an event that cannot be stored is logged.
-    async fn notify(
+    /// The storage events an object change of the request's app causes,
+    /// to store with the change (in its transaction).
+    fn events_for(
         &self,
         ext: &http::Extensions,
         bucket: &str,
@@ -68,29 +68,56 @@ impl Objects {
         kind: &str,
         size: u64,
         etag: &str,
-    ) {
-        let (Some(events), Ok(app)) = (&self.events, app_of(ext)) else {
-            return;
-        };
-        if let Err(e) = events
-            .storage_event(&app, bucket, key, kind, size, etag)
-            .await
-        {
-            tracing::error!(%app, bucket, key, error = %e, "a storage event could not be stored");
+    ) -> Vec<nimbus_store::NewMessage> {
+        match (&self.events, app_of(ext)) {
+            (Some(events), Ok(app)) => events.storage_messages(&app, bucket, key, kind, size, etag),
+            _ => Vec::new(),
         }
+    }
+
+    /// Wakes the consumers of storage events just committed.
+    fn wake(&self, msgs: &[nimbus_store::NewMessage]) {
+        if let Some(events) = &self.events
+            && !msgs.is_empty()
+        {
+            events.stored(msgs);
+        }
+    }
+
+    /// Deletes an object with its storage events; its body goes once the
+    /// deletion is committed (durably).
+    async fn remove(&self, ext: &http::Extensions, bucket: &str, key: &str) -> S3Result<()> {
+        let events = self.events_for(ext, bucket, key, "deleted", 0, "");
+        if let Some(file) = self
+            .store
+            .delete_object(bucket, key, &events)
+            .await
+            .map_err(internal)?
+        {
+            self.blobs.delete(&file).await;
+            self.wake(&events);
+        }
+        Ok(())
     }
 }
 
 impl Objects {
-    /// Records an object whose body is `file`; deletes the body it replaces
-    /// (or `file` itself if recording fails).
-    async fn commit(&self, row: ObjectRow, file: &str) -> S3Result<()> {
-        match self.store.put_object(&row).await {
-            Ok(Some(old)) => {
-                self.blobs.delete(&old).await;
+    /// Records an object whose body is `file`, with the "created" storage
+    /// events it causes in the same transaction; once that is committed
+    /// (durably), deletes the body it replaces (or `file` itself if
+    /// recording fails). A crash at any point leaves the old object or the
+    /// new one, each with its body, and its events.
+    async fn commit(&self, ext: &http::Extensions, row: ObjectRow, file: &str) -> S3Result<()> {
+        let events = self.events_for(ext, &row.bucket, &row.key, "created", row.size, &row.etag);
+        match self.store.put_object(&row, &events).await {
+            Ok(old) => {
+                nimbus_store::fault_point("after-object-commit");
+                if let Some(old) = old {
+                    self.blobs.delete(&old).await;
+                }
+                self.wake(&events);
                 Ok(())
             }
-            Ok(None) => Ok(()),
             Err(e) => {
                 self.blobs.delete(file).await;
                 Err(write_err(e))
@@ -340,10 +367,7 @@ impl S3 for Objects {
             metadata,
             last_modified_us: nimbus_store::now_us(),
         };
-        let (bucket, key) = (row.bucket.clone(), row.key.clone());
-        self.commit(row, &stored.file).await?;
-        self.notify(&ext, &bucket, &key, "created", stored.size, &stored.md5)
-            .await;
+        self.commit(&ext, row, &stored.file).await?;
         Ok(S3Response::new(PutObjectOutput {
             e_tag: Some(ETag::Strong(stored.md5)),
             ..Default::default()
@@ -412,16 +436,8 @@ impl S3 for Objects {
         req: S3Request<DeleteObjectInput>,
     ) -> S3Result<S3Response<DeleteObjectOutput>> {
         let input = req.input;
-        if let Some(file) = self
-            .store
-            .delete_object(&input.bucket, &input.key)
-            .await
-            .map_err(internal)?
-        {
-            self.blobs.delete(&file).await;
-            self.notify(&req.extensions, &input.bucket, &input.key, "deleted", 0, "")
-                .await;
-        }
+        self.remove(&req.extensions, &input.bucket, &input.key)
+            .await?;
         Ok(S3Response::new(DeleteObjectOutput::default()))
     }
 
@@ -432,16 +448,7 @@ impl S3 for Objects {
         let input = req.input;
         let mut deleted = Vec::new();
         for o in input.delete.objects {
-            if let Some(file) = self
-                .store
-                .delete_object(&input.bucket, &o.key)
-                .await
-                .map_err(internal)?
-            {
-                self.blobs.delete(&file).await;
-                self.notify(&req.extensions, &input.bucket, &o.key, "deleted", 0, "")
-                    .await;
-            }
+            self.remove(&req.extensions, &input.bucket, &o.key).await?;
             deleted.push(DeletedObject {
                 key: Some(o.key),
                 ..Default::default()
@@ -502,10 +509,7 @@ impl S3 for Objects {
             metadata,
             last_modified_us: nimbus_store::now_us(),
         };
-        let (b, k) = (row.bucket.clone(), row.key.clone());
-        self.commit(row, &stored.file).await?;
-        self.notify(&req.extensions, &b, &k, "created", stored.size, &stored.md5)
-            .await;
+        self.commit(&req.extensions, row, &stored.file).await?;
         Ok(S3Response::new(CopyObjectOutput {
             copy_object_result: Some(CopyObjectResult {
                 e_tag: Some(ETag::Strong(stored.md5)),
@@ -696,6 +700,7 @@ impl S3 for Objects {
         let mut files = Vec::with_capacity(asked.len());
         let mut md5s = Vec::with_capacity(asked.len() * 16);
         let mut last = 0;
+        let mut total = 0u64;
         for p in &asked {
             let n = i64::from(p.part_number.unwrap_or(0));
             if n <= last {
@@ -717,6 +722,14 @@ impl S3 for Objects {
             }
             files.push(stored.file.clone());
             md5s.extend(hex_decode(&stored.etag));
+            total = total.saturating_add(stored.size);
+        }
+        if total > self.max_object_bytes {
+            return Err(s3_error!(
+                EntityTooLarge,
+                "the parts add up to {total} bytes, over this server's object limit of {} bytes (nimbus up --max-object-mb): complete the upload with fewer parts, or abort it",
+                self.max_object_bytes
+            ));
         }
         let joined = self.blobs.concat(&files).await.map_err(internal)?;
         let etag = format!("{}-{}", md5_hex(&md5s), asked.len());
@@ -730,7 +743,7 @@ impl S3 for Objects {
             metadata: upload.metadata.clone(),
             last_modified_us: nimbus_store::now_us(),
         };
-        self.commit(row, &joined.file).await?;
+        self.commit(&req.extensions, row, &joined.file).await?;
         for f in self
             .store
             .delete_upload(&upload.id)

@@ -90,32 +90,17 @@ impl CodeCache {
         }
         let path = self.artifact_path(hash);
         let mut source = LoadSource::DiskCache;
-        // SAFETY: the artifact was written by `Component::serialize` of an
-        // engine with the same compatibility hash (it is in the file name),
-        // into a directory only Nimbus writes; wasmtime re-checks the header.
-        let cached = if path.is_file() {
-            unsafe { Component::deserialize_file(engine, &path) }.ok()
-        } else {
-            None
-        };
-        let component = match cached {
+        let component = match read_artifact(engine, &path) {
             Some(c) => c,
             None => {
                 let bytes = bytes()?;
                 let start = Instant::now();
                 let component = compile(engine, &bytes)?;
                 source = LoadSource::Compiled(start.elapsed());
-                if let Ok(art) = component.serialize() {
-                    let tmp = self
-                        .dir
-                        .join(format!(".{hash}-{}.tmp", uuid::Uuid::now_v7()));
-                    if std::fs::write(&tmp, art)
-                        .and_then(|_| std::fs::rename(&tmp, &path))
-                        .is_err()
-                    {
-                        let _ = std::fs::remove_file(&tmp);
-                        tracing::warn!(path = %path.display(), "could not write compile cache entry");
-                    }
+                if let Ok(art) = component.serialize()
+                    && let Err(e) = write_artifact(&self.dir, hash, &path, &art)
+                {
+                    tracing::warn!(path = %path.display(), error = %e, "could not write compile cache entry");
                 }
                 component
             }
@@ -137,6 +122,59 @@ impl CodeCache {
     }
 }
 
+/// Bytes of the SHA-256 that ends every cache file.
+const DIGEST: usize = 32;
+
+/// The native code cached at `path`, if there is a whole and unaltered
+/// file: its last 32 bytes are the SHA-256 of the rest, so a file cut
+/// short or damaged on disk (a crash, a full disk, a bad sector) is
+/// recompiled, never loaded. One that does not check is removed.
+fn read_artifact(engine: &Engine, path: &Path) -> Option<Component> {
+    use sha2::Digest;
+    let data = match std::fs::read(path) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot read compile cache entry; recompiling");
+            return None;
+        }
+    };
+    let intact = data.len() > DIGEST && {
+        let (art, digest) = data.split_at(data.len() - DIGEST);
+        sha2::Sha256::digest(art).as_slice() == digest
+    };
+    if !intact {
+        tracing::warn!(path = %path.display(), "compile cache entry is damaged; recompiling");
+        let _ = std::fs::remove_file(path);
+        return None;
+    }
+    // SAFETY: the artifact was written by `Component::serialize` of an
+    // engine with the same compatibility hash (it is in the file name),
+    // into a directory only Nimbus writes, and its checksum matches what
+    // was written; wasmtime re-checks the header.
+    unsafe { Component::deserialize(engine, &data[..data.len() - DIGEST]) }.ok()
+}
+
+/// Writes native code and its checksum to a temporary file, fsyncs it,
+/// renames it to `path` and fsyncs the directory.
+fn write_artifact(dir: &Path, hash: &str, path: &Path, art: &[u8]) -> std::io::Result<()> {
+    use sha2::Digest;
+    use std::io::Write;
+    let tmp = dir.join(format!(".{hash}-{}.tmp", uuid::Uuid::now_v7()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(art)?;
+        f.write_all(&sha2::Sha256::digest(art))?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
 fn compile(engine: &Engine, bytes: &[u8]) -> Result<Component, RuntimeError> {
     if is_core_module(bytes) {
         return Err(RuntimeError::InvalidComponent(
@@ -154,4 +192,44 @@ fn compile(engine: &Engine, bytes: &[u8]) -> Result<Component, RuntimeError> {
 /// A core module has version 1 and layer 0 in its preamble; a component has layer 1.
 fn is_core_module(bytes: &[u8]) -> bool {
     bytes.len() >= 8 && bytes.starts_with(b"\0asm") && bytes[4..8] == [1, 0, 0, 0]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An empty component: enough to compile, serialize and read back.
+    const EMPTY: &[u8] = b"\0asm\x0d\0\x01\0";
+
+    #[test]
+    fn a_damaged_cache_file_is_recompiled_never_loaded() {
+        let engine = Engine::default();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.cwasm");
+        let art = Component::new(&engine, EMPTY).unwrap().serialize().unwrap();
+        write_artifact(dir.path(), "x", &path, &art).unwrap();
+        assert!(
+            read_artifact(&engine, &path).is_some(),
+            "a whole file loads"
+        );
+        let whole = std::fs::read(&path).unwrap();
+
+        // Cut short (a crash mid-write without the rename's guarantees).
+        std::fs::write(&path, &whole[..whole.len() / 2]).unwrap();
+        assert!(read_artifact(&engine, &path).is_none());
+        assert!(!path.exists(), "a damaged entry is removed");
+
+        // One byte altered in the code.
+        let mut bad = whole.clone();
+        bad[whole.len() / 3] ^= 0x40;
+        std::fs::write(&path, &bad).unwrap();
+        assert!(read_artifact(&engine, &path).is_none());
+
+        // Empty, and missing.
+        std::fs::write(&path, b"").unwrap();
+        assert!(read_artifact(&engine, &path).is_none());
+        assert!(read_artifact(&engine, &path).is_none());
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert!(leftovers.is_empty(), "no temporary file stays behind");
+    }
 }

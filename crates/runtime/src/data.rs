@@ -79,6 +79,21 @@ pub(crate) struct DataBinding {
     pub(crate) blobs: Option<nimbus_store::BlobFiles>,
 }
 
+/// Most bytes one host call returns to a guest (a batch read, a query
+/// page): the host never holds more for one call, whatever the guest asks.
+pub const MAX_CALL_BYTES: usize = 16 << 20;
+/// Most keys one batch call names.
+pub const MAX_BATCH_KEYS: usize = 1000;
+
+fn batch_size(n: usize) -> Result<(), kv::Error> {
+    if n > MAX_BATCH_KEYS {
+        return Err(kv_err(format!(
+            "a batch call takes at most {MAX_BATCH_KEYS} keys, not {n}: split it"
+        )));
+    }
+    Ok(())
+}
+
 fn kv_err(m: impl Into<String>) -> kv::Error {
     kv::Error::Other(m.into())
 }
@@ -322,10 +337,23 @@ impl batch::Host for Host {
             Ok(db) => db,
             Err(e) => return Ok(Err(e)),
         };
+        if let Err(e) = batch_size(keys.len()) {
+            return Ok(Err(e));
+        }
         let mut out = Vec::with_capacity(keys.len());
+        let mut bytes = 0usize;
         for k in keys {
             match db.kv_get(&d.app, &name, &k).await {
-                Ok(v) => out.push(v.map(|v| (k, v))),
+                Ok(v) => {
+                    bytes += k.len() + v.as_ref().map_or(0, Vec::len);
+                    if bytes > MAX_CALL_BYTES {
+                        return Ok(Err(kv_err(format!(
+                            "get-many would return more than {} MiB: ask for fewer keys at a time",
+                            MAX_CALL_BYTES >> 20
+                        ))));
+                    }
+                    out.push(v.map(|v| (k, v)));
+                }
                 Err(e) => return Ok(Err(store_err(e))),
             }
         }
@@ -342,6 +370,9 @@ impl batch::Host for Host {
         let op = self
             .op(Service::Kv, "set_many", &bk.name)
             .items(key_values.len());
+        if let Err(e) = batch_size(key_values.len()) {
+            return Ok(Err(e));
+        }
         for (k, v) in &key_values {
             if let Err(e) = self.data.check_value(bk, k, v.len()) {
                 return Ok(Err(e));
@@ -369,6 +400,9 @@ impl batch::Host for Host {
     ) -> wasmtime::Result<Result<(), kv::Error>> {
         let name = bucket(self, &b)?.name.clone();
         let op = self.op(Service::Kv, "delete_many", &name).items(keys.len());
+        if let Err(e) = batch_size(keys.len()) {
+            return Ok(Err(e));
+        }
         let d = &self.data;
         let db = match d.db() {
             Ok(db) => db,
@@ -470,7 +504,7 @@ const MAX_WATCH_MS: u64 = 60_000;
 fn doc_out(d: Document) -> docs_wit::Document {
     docs_wit::Document {
         id: d.id,
-        json: d.body.to_string(),
+        json: d.body.get().to_string(),
         version: d.version.max(0) as u64,
         created_at: d.created_at_us,
         updated_at: d.updated_at_us,
@@ -638,9 +672,7 @@ impl docs_wit::Host for Host {
         Ok(op.result(
             db.doc_query(&d.app, &collection, &q)
                 .await
-                .map(|(docs, cursor)| {
-                    serde_json::json!({ "documents": docs, "cursor": cursor }).to_string()
-                })
+                .map(|page| serde_json::to_string(&page).expect("documents serialize"))
                 .map_err(doc_err),
         ))
     }
@@ -780,7 +812,7 @@ impl blobs_wit::Host for Host {
             metadata: Vec::new(),
             last_modified_us: nimbus_store::now_us(),
         };
-        Ok(op.result(match db.put_object(&row).await {
+        Ok(op.result(match db.put_object(&row, &[]).await {
             Ok(old) => {
                 if let Some(old) = old {
                     files.delete(&old).await;
@@ -804,7 +836,7 @@ impl blobs_wit::Host for Host {
             Ok(x) => x,
             Err(e) => return Ok(Err(e)),
         };
-        Ok(op.result(match db.delete_object(&bucket, &key).await {
+        Ok(op.result(match db.delete_object(&bucket, &key, &[]).await {
             Ok(Some(f)) => {
                 files.delete(&f).await;
                 Ok(true)

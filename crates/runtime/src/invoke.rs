@@ -1,7 +1,7 @@
 //! One invocation: admission, a fresh instance, the guest's handler, the
 //! response streamed back, and the invocation record.
 
-use crate::admission::Throttled;
+use crate::admission::{Limit, Throttled};
 use crate::capture::Capture;
 use crate::data::{ConfigSnapshot, DataBinding, DataGrants};
 use crate::events::EventsBinding;
@@ -53,6 +53,8 @@ pub struct Function {
     share: std::sync::atomic::AtomicU32,
     grants: Arc<DataGrants>,
     config: arc_swap::ArcSwap<ConfigSnapshot>,
+    /// Its app's share of the node (set at its first invocation).
+    app_share: std::sync::OnceLock<Arc<crate::admission::AppShare>>,
 }
 
 impl Function {
@@ -79,6 +81,7 @@ impl Function {
             app_name: Arc::from(app),
             grants: Arc::default(),
             config: arc_swap::ArcSwap::from_pointee(ConfigSnapshot::default()),
+            app_share: std::sync::OnceLock::new(),
         }
     }
 
@@ -598,10 +601,13 @@ impl Runtime {
         // Named in error messages only; formatting it costs nothing until then.
         let qualified: &Function = f;
 
+        let app = f
+            .app_share
+            .get_or_init(|| self.admission.app_share(&f.app_name));
         let admitted = if meta.patient {
-            Ok(self.admission.admit_patient(&f.concurrency).await)
+            Ok(self.admission.admit_patient(&f.concurrency, app).await)
         } else {
-            self.admission.admit(&f.concurrency).await
+            self.admission.admit(&f.concurrency, app).await
         };
         let permit = match admitted {
             Ok(p) => p,
@@ -613,29 +619,43 @@ impl Runtime {
                 )
                 .increment(1);
                 let wait = self.admission.wait_timeout();
-                let why = match why {
-                    Throttled::QueueFull => "too many requests are already waiting".to_string(),
-                    Throttled::WaitTimedOut => {
-                        format!("no capacity freed up within {} ms", wait.as_millis())
+                let app_limit = self.admission.app_limit();
+                let message = match why {
+                    Throttled::QueueFull => format!(
+                        "function {qualified} cannot be admitted: too many requests are already waiting on this node: retry later"
+                    ),
+                    Throttled::AppQueueFull => format!(
+                        "app {:?} is at its in-flight limit ({app_limit} per app, --max-app-in-flight) and as many of its requests are already waiting: retry later",
+                        f.app
+                    ),
+                    Throttled::WaitTimedOut(Limit::Function) => {
+                        let limit = match f.limits.concurrency_scope {
+                            nimbus_core::ConcurrencyScope::Node => {
+                                format!("{} per function", f.limits.max_concurrency)
+                            }
+                            nimbus_core::ConcurrencyScope::Cluster => format!(
+                                "{} per function across the cluster, {} of them on this node",
+                                f.limits.max_concurrency,
+                                f.concurrency_share()
+                            ),
+                        };
+                        format!(
+                            "function {qualified} is at its concurrency limit ({limit}) and no capacity freed up within {} ms: retry later",
+                            wait.as_millis()
+                        )
                     }
-                };
-                let limit = match f.limits.concurrency_scope {
-                    nimbus_core::ConcurrencyScope::Node => {
-                        format!("{} per function", f.limits.max_concurrency)
-                    }
-                    nimbus_core::ConcurrencyScope::Cluster => format!(
-                        "{} per function across the cluster, {} of them on this node",
-                        f.limits.max_concurrency,
-                        f.concurrency_share()
+                    Throttled::WaitTimedOut(Limit::App) => format!(
+                        "app {:?} is at its in-flight limit ({app_limit} per app, --max-app-in-flight) and none of its invocations ended within {} ms: retry later",
+                        f.app,
+                        wait.as_millis()
+                    ),
+                    Throttled::WaitTimedOut(Limit::Platform) => format!(
+                        "this node is at its in-flight limit ({} platform-wide) and no capacity freed up within {} ms: retry later",
+                        self.config.max_in_flight,
+                        wait.as_millis()
                     ),
                 };
-                let mut resp = text_response(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    format!(
-                        "function {qualified} is at its concurrency limit ({limit}, {} platform-wide) and {why}: retry later",
-                        self.config.max_in_flight
-                    ),
-                );
+                let mut resp = text_response(StatusCode::TOO_MANY_REQUESTS, message);
                 let retry = wait.as_secs().max(1).to_string();
                 resp.headers_mut().insert(
                     header::RETRY_AFTER,

@@ -104,6 +104,11 @@ pub struct RuntimeConfig {
     pub max_memory_mb: u32,
     /// Invocations in flight platform-wide (and instance slots in the pool).
     pub max_in_flight: u32,
+    /// Invocations of one app in flight at once, across its functions
+    /// (at most `max_in_flight`).
+    pub max_app_in_flight: u32,
+    /// Longest `timeout_ms` (and `first_byte_timeout_ms`) a function may ask for.
+    pub max_timeout_ms: u64,
     /// Requests that may wait for capacity at once.
     pub admission_queue: usize,
     /// How long a request may wait for capacity before a 429.
@@ -133,6 +138,8 @@ impl Default for RuntimeConfig {
             cache_dir: PathBuf::from(".nimbus/cache"),
             max_memory_mb: 1024,
             max_in_flight: 1000,
+            max_app_in_flight: 250,
+            max_timeout_ms: 15 * 60 * 1000,
             admission_queue: 1000,
             admission_timeout: Duration::from_secs(5),
             loaded_capacity: 1000,
@@ -208,6 +215,7 @@ impl Runtime {
         let cache = CodeCache::new(&engine, &config.cache_dir, config.loaded_capacity)?;
         let admission = Admission::new(
             slots as usize,
+            config.max_app_in_flight as usize,
             config.admission_queue,
             config.admission_timeout,
         );
@@ -298,6 +306,13 @@ impl Runtime {
             return Err(RuntimeError::Limit(format!(
                 "function {function:?} asks for memory_mb = {}, above this server's limit of {} MiB: lower it, or start the server with a larger --max-memory-mb",
                 limits.memory_mb, self.config.max_memory_mb
+            )));
+        }
+        let longest = limits.timeout_ms.max(limits.first_byte_timeout_ms);
+        if longest > self.config.max_timeout_ms {
+            return Err(RuntimeError::Limit(format!(
+                "function {function:?} asks for timeout_ms = {longest}, above this server's limit of {} ms: lower it, or start the server with a larger --max-timeout-ms",
+                self.config.max_timeout_ms
             )));
         }
         Ok(())

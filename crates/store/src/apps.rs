@@ -467,16 +467,19 @@ mod tests {
             .unwrap();
             let bucket = format!("{app}-data");
             s.create_bucket(&bucket, app).await.unwrap().unwrap();
-            s.put_object(&ObjectRow {
-                bucket: bucket.clone(),
-                key: "k".into(),
-                file: format!("{app}-object"),
-                size: 1,
-                etag: "e".into(),
-                content_type: None,
-                metadata: vec![],
-                last_modified_us: 1,
-            })
+            s.put_object(
+                &ObjectRow {
+                    bucket: bucket.clone(),
+                    key: "k".into(),
+                    file: format!("{app}-object"),
+                    size: 1,
+                    etag: "e".into(),
+                    content_type: None,
+                    metadata: vec![],
+                    last_modified_us: 1,
+                },
+                &[],
+            )
             .await
             .unwrap();
             let upload = format!("{app}-upload");

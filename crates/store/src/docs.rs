@@ -42,12 +42,13 @@ impl From<sqlx::Error> for DocError {
 }
 
 /// A stored document.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Document {
     /// Id.
     pub id: String,
-    /// The JSON object.
-    pub body: Value,
+    /// The JSON object, as stored (passed on without being parsed: a page
+    /// of documents costs the host their text, not a tree of values).
+    pub body: Box<serde_json::value::RawValue>,
     /// 1 when created, +1 on every write.
     pub version: i64,
     /// µs since the epoch.
@@ -90,6 +91,9 @@ pub struct DocQuery {
 
 /// Most documents a query page returns.
 pub const MAX_PAGE: u32 = 1000;
+/// Most bytes of documents a query page returns (at least one document):
+/// past them the page ends early, with a cursor, and says so.
+pub const MAX_PAGE_BYTES: usize = 4 << 20;
 /// Largest offset a cursor may carry.
 const MAX_OFFSET: u64 = 1 << 40;
 
@@ -238,11 +242,36 @@ fn bind_scalar(backend: Backend, q: &mut QueryBuilder<'_>, v: &Value) {
     };
 }
 
+impl Document {
+    /// The body as a JSON value (parsed).
+    pub fn value(&self) -> Value {
+        serde_json::from_str(self.body.get()).unwrap_or(Value::Null)
+    }
+
+    /// Bytes of the body's text.
+    pub fn size(&self) -> usize {
+        self.body.get().len()
+    }
+}
+
+/// A page of a query's results.
+#[derive(Debug, Serialize)]
+pub struct DocPage {
+    /// The documents, in order.
+    pub documents: Vec<Document>,
+    /// Where the next page starts, if there is one.
+    pub cursor: Option<String>,
+    /// The page ended before its `limit` because its documents reached
+    /// [`MAX_PAGE_BYTES`] (the cursor goes on from there).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub ended_early: bool,
+}
+
 fn document(row: &sqlx::any::AnyRow) -> Result<Document, DocError> {
     let body: String = row.try_get("body")?;
     Ok(Document {
         id: row.try_get("id")?,
-        body: serde_json::from_str(&body)
+        body: serde_json::value::RawValue::from_string(body)
             .map_err(|e| StoreError::Corrupt(format!("document body: {e}")))?,
         version: row.try_get("version")?,
         created_at_us: row.try_get("created_at")?,
@@ -606,7 +635,7 @@ impl Store {
         app: &str,
         coll: &str,
         q: &DocQuery,
-    ) -> Result<(Vec<Document>, Option<String>), DocError> {
+    ) -> Result<DocPage, DocError> {
         let backend = self.backend;
         let mut b = QueryBuilder::new(
             backend,
@@ -658,12 +687,31 @@ impl Store {
             .push_bind(i64::from(q.limit) + 1)
             .push(" OFFSET ")
             .push_bind(q.offset as i64);
-        let rows = b.build().fetch_all(&self.pool).await?;
-        let mut docs = rows.iter().map(document).collect::<Result<Vec<_>, _>>()?;
-        let more = docs.len() > q.limit as usize;
-        docs.truncate(q.limit as usize);
-        let cursor = more.then(|| format!("o{}", q.offset.saturating_add(q.limit as u64)));
-        Ok((docs, cursor))
+        // Rows are read one at a time, so the page stops at its byte
+        // budget without the rest of `limit` ever being held.
+        let mut rows = b.build().fetch(&self.pool);
+        let mut documents = Vec::new();
+        let (mut bytes, mut more, mut ended_early) = (0usize, false, false);
+        while let Some(row) = futures::TryStreamExt::try_next(&mut rows).await? {
+            if documents.len() == q.limit as usize {
+                more = true;
+                break;
+            }
+            let d = document(&row)?;
+            bytes += d.size();
+            if bytes > MAX_PAGE_BYTES && !documents.is_empty() {
+                more = true;
+                ended_early = true;
+                break;
+            }
+            documents.push(d);
+        }
+        let cursor = more.then(|| format!("o{}", q.offset.saturating_add(documents.len() as u64)));
+        Ok(DocPage {
+            documents,
+            cursor,
+            ended_early,
+        })
     }
 
     /// The plan the database picks for a query's order (for tests and
@@ -803,7 +851,7 @@ mod tests {
         write.await.unwrap();
         for d in [one, two] {
             let d = d.unwrap().unwrap();
-            assert_eq!((d.version, d.body["moves"].as_i64()), (2, Some(1)));
+            assert_eq!((d.version, d.value()["moves"].as_i64()), (2, Some(1)));
         }
         assert!(
             woke.elapsed() < crate::changes::RECHECK,
@@ -826,6 +874,41 @@ mod tests {
             "{:?}",
             woke.elapsed()
         );
+    }
+
+    /// Documents of 1 MiB each: a page of up to 1,000 ends at
+    /// [`MAX_PAGE_BYTES`], says so, and its cursor goes on to the rest.
+    #[tokio::test]
+    async fn a_query_page_ends_at_its_byte_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open_for_test(dir.path()).await.unwrap();
+        let big = format!(r#"{{"pad": "{}"}}"#, "x".repeat(1 << 20));
+        for i in 0..10 {
+            s.doc_put("a", "big", &format!("{i}"), &big, None)
+                .await
+                .unwrap();
+        }
+        let mut q = DocQuery::parse(r#"{"limit": 1000}"#).unwrap();
+        let mut seen = 0;
+        let mut pages = 0;
+        loop {
+            let page = s.doc_query("a", "big", &q).await.unwrap();
+            let bytes: usize = page.documents.iter().map(Document::size).sum();
+            assert!(bytes <= MAX_PAGE_BYTES, "{bytes}");
+            assert!(!page.documents.is_empty());
+            seen += page.documents.len();
+            pages += 1;
+            match page.cursor {
+                Some(c) => {
+                    assert!(page.ended_early);
+                    q.offset = DocQuery::parse(&format!(r#"{{"cursor": "{c}"}}"#))
+                        .unwrap()
+                        .offset;
+                }
+                None => break,
+            }
+        }
+        assert_eq!((seen, pages), (10, 4), "3 documents a page");
     }
 
     #[tokio::test]
@@ -881,7 +964,7 @@ mod tests {
             matches!(e, DocError::Invalid(ref m) if m.contains("over the limit")),
             "{e}"
         );
-        assert_eq!(d.body, serde_json::json!({"name": "bo"}));
+        assert_eq!(d.value(), serde_json::json!({"name": "bo"}));
         assert_eq!(d.version, 3);
         assert!(s.doc_put("a", "c", "x", "[1]", None).await.is_err());
         for i in 0..30 {
@@ -906,22 +989,30 @@ mod tests {
         .await
         .unwrap();
         let q = DocQuery::parse(r#"{"where": [["team", "==", "red"], ["score", ">=", 10]], "order_by": [["score", "desc"]], "limit": 3}"#).unwrap();
-        let (page, cursor) = s.doc_query("a", "lb", &q).await.unwrap();
+        let DocPage {
+            documents: page,
+            cursor,
+            ended_early,
+        } = s.doc_query("a", "lb", &q).await.unwrap();
+        assert!(!ended_early);
         let scores: Vec<i64> = page
             .iter()
-            .map(|d| d.body["score"].as_i64().unwrap())
+            .map(|d| d.value()["score"].as_i64().unwrap())
             .collect();
         assert_eq!(scores.len(), 3);
         assert!(scores.windows(2).all(|w| w[0] >= w[1]));
-        assert!(page.iter().all(|d| d.body["team"] == "red"));
+        assert!(page.iter().all(|d| d.value()["team"] == "red"));
         let mut q2 = q.clone();
         q2.offset = DocQuery::parse(&format!(r#"{{"cursor": "{}"}}"#, cursor.unwrap()))
             .unwrap()
             .offset;
-        let (page2, _) = s.doc_query("a", "lb", &q2).await.unwrap();
-        assert!(page2[0].body["score"].as_i64().unwrap() <= scores[2]);
+        let page2 = s.doc_query("a", "lb", &q2).await.unwrap().documents;
+        assert!(page2[0].value()["score"].as_i64().unwrap() <= scores[2]);
         let q = DocQuery::parse(r#"{"where": [["team", "in", ["blue"]]]}"#).unwrap();
-        assert_eq!(s.doc_query("a", "lb", &q).await.unwrap().0.len(), 15);
+        assert_eq!(
+            s.doc_query("a", "lb", &q).await.unwrap().documents.len(),
+            15
+        );
         let plan = s
             .doc_query_plan(
                 "a",

@@ -70,21 +70,53 @@ where
 
 /// Moves a complete, synced temporary file to `dest` (creating its
 /// directory) and syncs that directory, so the rename itself is durable.
+/// A sync that fails fails the write: nothing is acknowledged that a
+/// power loss could take back.
 pub(crate) async fn publish(tmp: &Path, dest: &Path) -> Result<(), StoreError> {
     let dir = dest.parent().expect("a stored file has a directory");
-    tokio::fs::create_dir_all(dir)
-        .await
-        .map_err(StoreError::io(format!("creating {}", dir.display())))?;
+    create_dirs(dir).await?;
     tokio::fs::rename(tmp, dest)
         .await
         .map_err(StoreError::io(format!(
             "moving a file to {}",
             dest.display()
         )))?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
+    sync_dir(dir).await
+}
+
+/// Creates `dir` and any missing parents, syncing the parent of each one
+/// it creates, so that the new directories survive a power loss.
+pub(crate) async fn create_dirs(dir: &Path) -> Result<(), StoreError> {
+    if tokio::fs::metadata(dir).await.is_ok_and(|m| m.is_dir()) {
+        return Ok(());
+    }
+    let mut missing = Vec::new();
+    let mut at = Some(dir);
+    while let Some(d) = at {
+        if tokio::fs::metadata(d).await.is_ok() {
+            break;
+        }
+        missing.push(d.to_path_buf());
+        at = d.parent();
+    }
+    tokio::fs::create_dir_all(dir)
+        .await
+        .map_err(StoreError::io(format!("creating {}", dir.display())))?;
+    for d in missing {
+        if let Some(parent) = d.parent().filter(|p| !p.as_os_str().is_empty()) {
+            sync_dir(parent).await?;
+        }
     }
     Ok(())
+}
+
+/// fsyncs a directory (its entries: names created, renamed or removed).
+pub(crate) async fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    let d = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || std::fs::File::open(&d)?.sync_all())
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+        .map_err(StoreError::io(format!("syncing {}", dir.display())))
 }
 
 /// Removes a temporary file (missing is fine).

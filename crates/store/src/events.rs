@@ -294,7 +294,7 @@ async fn check_keys<'m>(
 }
 
 /// Stores messages, in multi-row inserts.
-async fn insert_messages(
+pub(crate) async fn insert_messages(
     tx: &mut Transaction<'static, Any>,
     msgs: &[&NewMessage],
     now: i64,

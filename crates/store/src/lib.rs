@@ -33,7 +33,7 @@ pub use apps::{AppRow, RevisionRow};
 pub use blobs::{BlobError, BlobFiles, BlobInfo};
 pub use cluster::{CLUSTER_CHANNEL, NODE_LIVE_FOR, NodeRow};
 pub use components::{ComponentStore, PutError};
-pub use docs::{DocError, DocQuery, Document, Op};
+pub use docs::{DocError, DocPage, DocQuery, Document, MAX_PAGE_BYTES, Op};
 pub use events::{
     ChannelDepth, Enqueued, EventOp, EventResult, Leased, MessageRow, NewMessage, Settlement,
 };
@@ -84,6 +84,20 @@ impl StoreError {
     pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StoreError {
         let context = context.into();
         move |source| StoreError::Io { context, source }
+    }
+}
+
+/// A test-only crash point: when the environment variable
+/// `NIMBUS_FAULT_POINT` names `name`, the process aborts here at once (as
+/// a `kill -9` or a power cut would stop it: no destructor, no flush). The
+/// crash tests use it to stop a node between a commit and what follows.
+/// Unset (always, outside those tests), it costs one load of a static.
+pub fn fault_point(name: &str) {
+    static POINT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let point = POINT.get_or_init(|| std::env::var("NIMBUS_FAULT_POINT").ok());
+    if point.as_deref() == Some(name) {
+        eprintln!("nimbus: fault point {name}: aborting");
+        std::process::abort();
     }
 }
 
@@ -165,7 +179,7 @@ impl Store {
                     // would otherwise read pages back from the OS on every
                     // batch.
                     conn.execute(
-                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
+                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;
                          PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;
                          PRAGMA cache_size = -65536;",
                     )
@@ -459,7 +473,7 @@ mod tests {
                 .unwrap();
             assert_eq!(mode, "wal");
             for (pragma, want) in [
-                ("synchronous", 1i64),
+                ("synchronous", 2i64),
                 ("foreign_keys", 1),
                 ("busy_timeout", 10_000),
                 ("cache_size", -65_536),

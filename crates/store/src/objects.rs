@@ -14,7 +14,7 @@
 //! the other's check and its change (SQLite's single writer already
 //! orders them).
 
-use crate::{Result, Store, StoreError, now_us};
+use crate::{NewMessage, Result, Store, StoreError, now_us};
 use sqlx::Row;
 
 /// An object's metadata.
@@ -192,9 +192,10 @@ impl Store {
         Ok(true)
     }
 
-    /// Records an object (replacing one with the same key); the replaced
-    /// body's file, to delete once this is committed.
-    pub async fn put_object(&self, o: &ObjectRow) -> Result<Option<String>> {
+    /// Records an object (replacing one with the same key) and, in the
+    /// same transaction, the storage events it causes; the replaced body's
+    /// file, to delete once this is committed.
+    pub async fn put_object(&self, o: &ObjectRow, events: &[NewMessage]) -> Result<Option<String>> {
         let mut tx = self.begin_write().await?;
         self.lock_bucket(&mut tx, &o.bucket, "FOR SHARE").await?;
         self.lock_name(&mut tx, &format!("object/{}/{}", o.bucket, o.key))
@@ -222,6 +223,8 @@ impl Store {
         .bind(o.last_modified_us)
         .execute(&mut *tx)
         .await?;
+        let events: Vec<&NewMessage> = events.iter().collect();
+        crate::events::insert_messages(&mut tx, &events, crate::now_us()).await?;
         tx.commit().await?;
         Ok(old.filter(|f| *f != o.file))
     }
@@ -238,15 +241,28 @@ impl Store {
         row.as_ref().map(object).transpose()
     }
 
-    /// Deletes an object; its body's file, to delete once committed.
-    pub async fn delete_object(&self, bucket: &str, key: &str) -> Result<Option<String>> {
-        Ok(
+    /// Deletes an object and, if there was one, stores the storage events
+    /// it causes in the same transaction; its body's file, to delete once
+    /// committed.
+    pub async fn delete_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        events: &[NewMessage],
+    ) -> Result<Option<String>> {
+        let mut tx = self.pool.begin().await?;
+        let file: Option<String> =
             sqlx::query_scalar("DELETE FROM objects WHERE bucket = $1 AND key = $2 RETURNING file")
                 .bind(bucket)
                 .bind(key)
-                .fetch_optional(&self.pool)
-                .await?,
-        )
+                .fetch_optional(&mut *tx)
+                .await?;
+        if file.is_some() {
+            let events: Vec<&NewMessage> = events.iter().collect();
+            crate::events::insert_messages(&mut tx, &events, crate::now_us()).await?;
+        }
+        tx.commit().await?;
+        Ok(file)
     }
 
     /// Objects of a bucket with keys starting with `prefix`, from `from`
@@ -269,7 +285,11 @@ impl Store {
             format!("SELECT {OBJECT_COLUMNS} FROM objects WHERE bucket = "),
         );
         b.push_bind(bucket.to_string())
-            .push(if inclusive { " AND key >= " } else { " AND key > " })
+            .push(if inclusive {
+                " AND key >= "
+            } else {
+                " AND key > "
+            })
             .push_bind(lower.to_string());
         if let Some(upper) = upper {
             b.push(" AND key < ").push_bind(upper);
@@ -500,17 +520,23 @@ mod tests {
             s.create_bucket("b", "app2").await.unwrap(),
             Err("app1".into())
         );
-        assert_eq!(s.put_object(&obj("k", "f1")).await.unwrap(), None);
+        assert_eq!(s.put_object(&obj("k", "f1"), &[]).await.unwrap(), None);
         assert_eq!(
-            s.put_object(&obj("k", "f2")).await.unwrap(),
+            s.put_object(&obj("k", "f2"), &[]).await.unwrap(),
             Some("f1".into())
         );
-        s.put_object(&obj("dir/x", "f3")).await.unwrap();
-        let l = s.list_objects("b", "dir/", ListFrom::After(""), 10).await.unwrap();
+        s.put_object(&obj("dir/x", "f3"), &[]).await.unwrap();
+        let l = s
+            .list_objects("b", "dir/", ListFrom::After(""), 10)
+            .await
+            .unwrap();
         assert_eq!(l.len(), 1);
         assert_eq!(l[0].metadata, vec![("a".to_string(), "1".to_string())]);
         assert!(!s.delete_bucket("b").await.unwrap(), "not empty");
-        assert_eq!(s.delete_object("b", "k").await.unwrap(), Some("f2".into()));
+        assert_eq!(
+            s.delete_object("b", "k", &[]).await.unwrap(),
+            Some("f2".into())
+        );
         let u = UploadRow {
             id: "u1".into(),
             bucket: "b".into(),
@@ -526,7 +552,7 @@ mod tests {
             etag: "x".into(),
         };
         assert_eq!(s.put_part("u1", &part(2, "p2")).await.unwrap(), None);
-        s.delete_object("b", "dir/x").await.unwrap();
+        s.delete_object("b", "dir/x", &[]).await.unwrap();
         assert!(
             !s.delete_bucket("b").await.unwrap(),
             "an upload in progress keeps the bucket"
@@ -554,7 +580,7 @@ mod tests {
         assert_eq!(prefix_end("\u{10FFFF}\u{10FFFF}"), None);
         assert_eq!(prefix_end("x\u{D7FF}").as_deref(), Some("x\u{E000}"));
         let end = prefix_end("a/\u{10FFFF}").unwrap();
-        assert!("a/\u{10FFFF}\u{10FFFF}x".to_string() < end);
+        assert!("a/\u{10FFFF}\u{10FFFF}x" < end.as_str());
     }
 
     /// Keys with U+10FFFF in them are listed under their prefix, in key
@@ -565,15 +591,27 @@ mod tests {
         let s = Store::open_for_test(dir.path()).await.unwrap();
         s.create_bucket("b", "app").await.unwrap().unwrap();
         for k in ["a/\u{10FFFF}x", "a/\u{10FFFF}", "a/z", "\u{10FFFF}", "b"] {
-            s.put_object(&obj(k, k)).await.unwrap();
+            s.put_object(&obj(k, k), &[]).await.unwrap();
         }
         let keys = |l: Vec<ObjectRow>| l.into_iter().map(|o| o.key).collect::<Vec<_>>();
-        let all = keys(s.list_objects("b", "a/", ListFrom::After(""), 10).await.unwrap());
+        let all = keys(
+            s.list_objects("b", "a/", ListFrom::After(""), 10)
+                .await
+                .unwrap(),
+        );
         assert_eq!(all, ["a/z", "a/\u{10FFFF}", "a/\u{10FFFF}x"]);
         let past = prefix_end("a/\u{10FFFF}").unwrap();
-        let rest = keys(s.list_objects("b", "", ListFrom::At(&past), 10).await.unwrap());
+        let rest = keys(
+            s.list_objects("b", "", ListFrom::At(&past), 10)
+                .await
+                .unwrap(),
+        );
         assert_eq!(rest, ["b", "\u{10FFFF}"]);
-        let top = keys(s.list_objects("b", "", ListFrom::After("b"), 10).await.unwrap());
+        let top = keys(
+            s.list_objects("b", "", ListFrom::After("b"), 10)
+                .await
+                .unwrap(),
+        );
         assert_eq!(top, ["\u{10FFFF}"]);
     }
 
@@ -593,7 +631,7 @@ mod tests {
                 bucket: bucket.clone(),
                 ..obj("k", &format!("f{i}"))
             };
-            let (deleted, put) = tokio::join!(s.delete_bucket(&bucket), s.put_object(&o));
+            let (deleted, put) = tokio::join!(s.delete_bucket(&bucket), s.put_object(&o, &[]));
             let orphan = s.object(&bucket, "k").await.unwrap().is_some()
                 && s.bucket_owner(&bucket).await.unwrap().is_none();
             assert!(!orphan, "round {i}: an object outlived its bucket");

@@ -14,13 +14,13 @@ use tokio::sync::{mpsc, oneshot};
 pub struct RecordWriterConfig {
     /// Records waiting to be written before new ones are dropped (and counted).
     pub queue_capacity: usize,
-    /// Invocation records kept; older ones are pruned.
+    /// Invocation records kept per app; older ones are pruned.
     pub keep_invocations: i64,
-    /// Log entries kept; older ones are pruned.
+    /// Log entries kept per app; older ones are pruned.
     pub keep_log_entries: i64,
     /// Log entries older than this are pruned.
     pub keep_logs_for: Duration,
-    /// Text of log entries kept, in bytes; the oldest go first.
+    /// Text of log entries kept per app, in bytes; the oldest go first.
     pub keep_log_bytes: i64,
     /// Plain successful invocations stored per function and second; beyond
     /// it they are only counted (usage stays exact). Failed, logging,
@@ -32,10 +32,10 @@ impl Default for RecordWriterConfig {
     fn default() -> Self {
         RecordWriterConfig {
             queue_capacity: 65_536,
-            keep_invocations: 100_000,
-            keep_log_entries: 100_000,
+            keep_invocations: 10_000,
+            keep_log_entries: 10_000,
             keep_logs_for: Duration::from_secs(7 * 86_400),
-            keep_log_bytes: 1 << 30,
+            keep_log_bytes: 64 << 20,
             keep_successes_per_sec: 100,
         }
     }
@@ -817,45 +817,89 @@ impl Store {
             .collect()
     }
 
-    /// Applies the retention of `config`: all but the newest
-    /// `keep_invocations` records; log entries beyond `keep_log_entries`,
-    /// older than `keep_logs_for`, or beyond `keep_log_bytes` of text.
+    /// Applies the retention of `config`, app by app, so that one app's
+    /// flood of records or logs never evicts another's: of each app, all
+    /// but its newest `keep_invocations` records (with their failed
+    /// inputs and spans); its log entries beyond `keep_log_entries` or
+    /// beyond `keep_log_bytes` of text; and everyone's entries older than
+    /// `keep_logs_for`.
     pub async fn prune_records(&self, config: &RecordWriterConfig) -> Result<()> {
-        // Ids are UUIDv7 (time-ordered): the primary key orders invocations
-        // by start, so neither statement scans the table.
-        sqlx::query(
-            "DELETE FROM invocations WHERE id <= (
-                SELECT id FROM invocations ORDER BY id DESC LIMIT 1 OFFSET $1)",
-        )
-        .bind(config.keep_invocations)
-        .execute(&self.pool)
-        .await?;
-        sqlx::query(
-            "DELETE FROM failed_inputs WHERE invocation_id < (SELECT MIN(id) FROM invocations)",
-        )
-        .execute(&self.pool)
-        .await?;
-        sqlx::query("DELETE FROM op_spans WHERE invocation_id < (SELECT MIN(id) FROM invocations)")
-            .execute(&self.pool)
+        for app in self.apps_in("invocations").await? {
+            // Ids are UUIDv7 (time-ordered): (app, id) orders an app's
+            // invocations by start, so the cut is an index seek.
+            let cut: Option<String> = sqlx::query_scalar(
+                "SELECT id FROM invocations WHERE app = $1 ORDER BY id DESC LIMIT 1 OFFSET $2",
+            )
+            .bind(&app)
+            .bind(config.keep_invocations)
+            .fetch_optional(&self.pool)
             .await?;
+            let Some(cut) = cut else { continue };
+            let mut tx = self.pool.begin().await?;
+            sqlx::query(
+                "DELETE FROM op_spans WHERE invocation_id IN (
+                    SELECT id FROM invocations WHERE app = $1 AND id <= $2)",
+            )
+            .bind(&app)
+            .bind(&cut)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("DELETE FROM failed_inputs WHERE app = $1 AND invocation_id <= $2")
+                .bind(&app)
+                .bind(&cut)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM invocations WHERE app = $1 AND id <= $2")
+                .bind(&app)
+                .bind(&cut)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        }
         let cutoff =
             crate::now_us() - config.keep_logs_for.as_micros().min(i64::MAX as u128) as i64;
-        sqlx::query("DELETE FROM logs WHERE seq <= (SELECT MAX(seq) FROM logs) - $1 OR at < $2")
-            .bind(config.keep_log_entries)
+        sqlx::query("DELETE FROM logs WHERE at < $1")
             .bind(cutoff)
             .execute(&self.pool)
             .await?;
-        // The newest entries whose text adds up to the budget stay.
-        sqlx::query(
-            "DELETE FROM logs WHERE seq <= (
-                SELECT seq FROM (
-                    SELECT seq, SUM(LENGTH(text)) OVER (ORDER BY seq DESC) AS newer_bytes FROM logs
-                ) AS sized WHERE newer_bytes > $1 ORDER BY seq DESC LIMIT 1)",
-        )
-        .bind(config.keep_log_bytes)
-        .execute(&self.pool)
-        .await?;
+        for app in self.apps_in("logs").await? {
+            sqlx::query(
+                "DELETE FROM logs WHERE app = $1 AND seq <= (
+                    SELECT seq FROM logs WHERE app = $1 ORDER BY seq DESC LIMIT 1 OFFSET $2)",
+            )
+            .bind(&app)
+            .bind(config.keep_log_entries)
+            .execute(&self.pool)
+            .await?;
+            // The app's newest entries whose text adds up to the budget stay.
+            sqlx::query(
+                "DELETE FROM logs WHERE app = $1 AND seq <= (
+                    SELECT seq FROM (
+                        SELECT seq, SUM(LENGTH(text)) OVER (ORDER BY seq DESC) AS newer_bytes
+                        FROM logs WHERE app = $1
+                    ) AS sized WHERE newer_bytes > $2 ORDER BY seq DESC LIMIT 1)",
+            )
+            .bind(&app)
+            .bind(config.keep_log_bytes)
+            .execute(&self.pool)
+            .await?;
+        }
         Ok(())
+    }
+
+    /// The apps with rows in `table` (which has an index led by `app`),
+    /// found by skipping from one app to the next in that index rather
+    /// than reading every row.
+    async fn apps_in(&self, table: &'static str) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(&format!(
+            "WITH RECURSIVE a(app) AS (
+                SELECT MIN(app) FROM {table}
+                UNION ALL
+                SELECT (SELECT MIN(app) FROM {table} WHERE app > a.app) FROM a WHERE a.app IS NOT NULL
+            ) SELECT app FROM a WHERE app IS NOT NULL"
+        ))
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     /// Newest invocations of an app (optionally of one function, or the
@@ -1040,6 +1084,64 @@ mod tests {
         assert_eq!(usage[0].invocations, 50, "usage counts every invocation");
         assert_eq!(usage[0].errors, 1);
         assert_eq!(usage[0].duration_us, 500);
+    }
+
+    /// One app's flood of failures and logs leaves another app's records,
+    /// failed inputs and logs where they were: retention is per app.
+    #[tokio::test]
+    async fn retention_is_per_app() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_for_test(dir.path()).await.unwrap();
+        let writer = RecordWriter::spawn(store.clone(), RecordWriterConfig::default());
+        let mut quiet = record(3, "f");
+        quiet.app = "quiet".into();
+        quiet.id = "inv-00000-quiet".into();
+        quiet.outcome = Outcome::Trap;
+        writer.submit(quiet);
+        for i in 0..200 {
+            let mut r = record(i, "f");
+            r.app = "noisy".into();
+            r.id = format!("inv-{:05}-noisy", i + 1);
+            r.outcome = Outcome::Trap;
+            r.input = record(3, "f").input;
+            writer.submit(r);
+        }
+        writer.flush().await;
+        store
+            .prune_records(&RecordWriterConfig {
+                keep_invocations: 20,
+                keep_log_entries: 20,
+                keep_logs_for: Duration::MAX,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let count = |app: &'static str| {
+            let store = store.clone();
+            async move {
+                store
+                    .invocations(app, None, None, 1000)
+                    .await
+                    .unwrap()
+                    .len()
+            }
+        };
+        assert_eq!(count("noisy").await, 20);
+        assert_eq!(count("quiet").await, 1, "the quiet app keeps its record");
+        assert!(
+            store
+                .failed_input("quiet", "inv-00000-quiet")
+                .await
+                .unwrap()
+                .is_some()
+        );
+        let logs = |app: &str| LogQuery {
+            app: app.into(),
+            limit: 1000,
+            ..Default::default()
+        };
+        assert_eq!(store.logs(&logs("quiet")).await.unwrap().len(), 1);
+        assert_eq!(store.logs(&logs("noisy")).await.unwrap().len(), 20);
     }
 
     #[tokio::test]

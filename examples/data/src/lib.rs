@@ -142,6 +142,15 @@ fn handle(req: &IncomingRequest) -> Result<(u16, Vec<u8>), (u16, String)> {
             let cursor = cursor.map_or("null".to_string(), |c| format!("\"{c}\""));
             Ok((200, format!("{{\"keys\":[{}],\"cursor\":{cursor}}}", keys.join(",")).into_bytes()))
         }
+        (["getmany", s, k], _) => {
+            // The same key `n` times in one batch read (for the host's caps).
+            let n: usize = param(query, "n").and_then(|v| v.parse().ok()).unwrap_or(1);
+            let b = store::open(s).map_err(kv_error)?;
+            let keys = vec![k.to_string(); n];
+            let got = batch::get_many(&b, &keys).map_err(kv_error)?;
+            let bytes: usize = got.iter().flatten().map(|(_, v)| v.len()).sum();
+            Ok((200, format!("{} values, {bytes} bytes", got.len()).into_bytes()))
+        }
         (["batch", s], _) => {
             let b = store::open(s).map_err(kv_error)?;
             batch::set_many(&b, &[("a".into(), b"1".to_vec()), ("b".into(), b"2".to_vec())])

@@ -77,6 +77,18 @@ fn block_on<T: Send + 'static>(f: impl std::future::Future<Output = T> + Send + 
     .unwrap()
 }
 
+/// How [`Server::start_with`] starts a server.
+#[derive(Default)]
+pub struct Launch {
+    /// Extra environment variables.
+    pub env: Vec<(String, String)>,
+    /// On the embedded SQLite database even when the suite runs on PostgreSQL.
+    pub embedded: bool,
+    /// Under `strace`, writing the trace of its file syncs and socket and
+    /// file reads and writes to this file.
+    pub strace: Option<PathBuf>,
+}
+
 /// A running `nimbus up`.
 pub struct Server {
     child: Option<Child>,
@@ -125,10 +137,36 @@ impl Server {
     }
 
     fn launch(data_dir: &Path, args: &[&str]) -> Server {
+        Server::launch_with(data_dir, args, Launch::default())
+    }
+
+    /// Starts a server on `data_dir` as `how` says (an environment, the
+    /// embedded database whatever the suite's, a syscall trace).
+    pub fn start_with(data_dir: &Path, args: &[&str], how: Launch) -> Server {
+        let mut all = vec!["--allow-egress", "127.0.0.0/8"];
+        all.extend_from_slice(args);
+        Server::launch_with(data_dir, &all, how)
+    }
+
+    fn launch_with(data_dir: &Path, args: &[&str], how: Launch) -> Server {
         guests();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_nimbus"));
+        let mut cmd = match &how.strace {
+            Some(out) => {
+                let mut c = Command::new("strace");
+                c.args(["-f", "-ttt", "-T", "-yy", "-s", "96", "-o"])
+                    .arg(out)
+                    .args([
+                        "-e",
+                        "trace=fsync,fdatasync,read,recvfrom,readv,write,writev,sendto,sendmsg",
+                    ])
+                    .arg(env!("CARGO_BIN_EXE_nimbus"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_nimbus")),
+        };
         cmd.arg("up");
-        if let Some(url) = test_database(data_dir) {
+        cmd.envs(how.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        if let Some(url) = test_database(data_dir).filter(|_| !how.embedded) {
             cmd.args(["--database", &url]);
         }
         let mut child = cmd
@@ -164,6 +202,38 @@ impl Server {
             http: reqwest::Client::new(),
             args: args.iter().map(|s| s.to_string()).collect(),
         }
+    }
+
+    /// The process id of the server (of `strace` when it is traced).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// The server's resident memory now, in bytes (VmRSS).
+    pub fn rss_bytes(&self) -> u64 {
+        self.proc_status_kb("VmRSS:") << 10
+    }
+
+    /// The server's peak resident memory since the last
+    /// [`Server::reset_peak_rss`], in bytes (VmHWM).
+    pub fn peak_rss_bytes(&self) -> u64 {
+        self.proc_status_kb("VmHWM:") << 10
+    }
+
+    /// Starts measuring the peak resident memory afresh.
+    pub fn reset_peak_rss(&self) {
+        let pid = self.child.as_ref().expect("running").id();
+        std::fs::write(format!("/proc/{pid}/clear_refs"), "5").unwrap();
+    }
+
+    fn proc_status_kb(&self, field: &str) -> u64 {
+        let pid = self.child.as_ref().expect("running").id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
     }
 
     /// Stops the server gracefully (SIGTERM) and waits for it.

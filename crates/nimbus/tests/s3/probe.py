@@ -12,6 +12,14 @@ request or URL is signed; EXPIRES is X-Amz-Expires in seconds):
   get BUCKET KEY                    GetObject; "body"
   list BUCKET                       ListObjectsV2; "keys"
   mpu BUCKET KEY                    CreateMultipartUpload + UploadPart 1; "upload"
+  mpu-complete BUCKET KEY PARTS BYTES
+                                    a multipart upload of PARTS parts of BYTES bytes
+                                    each, completed
+  list-all BUCKET PREFIX DELIMITER PAGE
+                                    every page of ListObjectsV2 (PAGE keys a page; 20 s
+                                    at most a request); "keys", "prefixes", "pages"
+  list-v1-all BUCKET PREFIX DELIMITER PAGE
+                                    the same with ListObjects (markers)
   sigv2-get BUCKET KEY              GetObject signed with Signature Version 2
   sigv2-presigned-get BUCKET KEY EXPIRES
                                     a SigV2 presigned GET URL, fetched
@@ -21,7 +29,7 @@ request or URL is signed; EXPIRES is X-Amz-Expires in seconds):
   presigned-get BUCKET KEY EXPIRES AGE
   presigned-put BUCKET KEY EXPIRES AGE BODY
                                     a SigV4 presigned URL made AGE s ago, fetched
-The answer: {"status": HTTP status, "code": S3 error code or null,
+The answer: {"status": HTTP status (0: the connection was dropped), "code": S3 error code or null,
 "message": error message or "", ...}.
 """
 import datetime
@@ -34,7 +42,7 @@ import urllib.request
 import botocore.auth
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError
 
 endpoint, key, secret, check = sys.argv[1:5]
 args = sys.argv[5:]
@@ -51,7 +59,7 @@ def client(version="s3v4"):
         "s3", endpoint_url=endpoint, aws_access_key_id=key, aws_secret_access_key=secret,
         region_name="us-east-1",
         config=Config(signature_version=version, s3={"addressing_style": "path"},
-                      retries={"total_max_attempts": 1}))
+                      retries={"total_max_attempts": 1}, read_timeout=20))
 
 
 def fetch(url, method="GET", data=None, headers=None):
@@ -85,6 +93,31 @@ def run():
         up = s3.create_multipart_upload(Bucket=args[0], Key=args[1])["UploadId"]
         s3.upload_part(Bucket=args[0], Key=args[1], UploadId=up, PartNumber=1, Body=b"p" * 1024)
         return {"upload": up}
+    if check == "mpu-complete":
+        bucket, k, n, size = args[0], args[1], int(args[2]), int(args[3])
+        up = s3.create_multipart_upload(Bucket=bucket, Key=k)["UploadId"]
+        parts = []
+        for i in range(1, n + 1):
+            tag = s3.upload_part(Bucket=bucket, Key=k, UploadId=up, PartNumber=i,
+                                 Body=b"p" * size)["ETag"]
+            parts.append({"PartNumber": i, "ETag": tag})
+        s3.complete_multipart_upload(Bucket=bucket, Key=k, UploadId=up,
+                                     MultipartUpload={"Parts": parts})
+        return {"upload": up}
+    if check in ("list-all", "list-v1-all"):
+        bucket, prefix, delimiter, page = args[0], args[1], args[2], int(args[3])
+        op = "list_objects_v2" if check == "list-all" else "list_objects"
+        pages = s3.get_paginator(op).paginate(
+            Bucket=bucket, Prefix=prefix, Delimiter=delimiter,
+            PaginationConfig={"PageSize": page})
+        keys, prefixes, n = [], [], 0
+        for p in pages:
+            n += 1
+            if n > 10000:
+                raise SystemExit("the listing does not end")
+            keys += [o["Key"] for o in p.get("Contents", [])]
+            prefixes += [c["Prefix"] for c in p.get("CommonPrefixes", [])]
+        return {"keys": keys, "prefixes": prefixes, "pages": n}
     if check == "sigv2-get":
         return {"body": client("s3").get_object(Bucket=args[0], Key=args[1])["Body"].read().decode()}
     if check == "sigv2-presigned-get":
@@ -124,6 +157,9 @@ def run():
 try:
     out = {"status": 200, "code": None, "message": ""}
     out.update(run())
+except (ConnectionClosedError, EndpointConnectionError) as e:
+    # The server went away mid-request (the crash tests stop it so).
+    out = {"status": 0, "code": "ConnectionError", "message": str(e)}
 except ClientError as e:
     err = e.response.get("Error", {})
     out = {"status": e.response["ResponseMetadata"]["HTTPStatusCode"], "code": err.get("Code"),

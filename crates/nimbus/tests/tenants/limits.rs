@@ -1,0 +1,302 @@
+//! Noisy tenants: what one app can make the host spend is bounded — S3
+//! listings end whatever the keys, a multipart upload cannot complete
+//! past the object limit, guests' batch reads, queries and blob reads are
+//! capped, deploys cannot ask for unbounded time.
+
+use crate::common::{Server, app_dir};
+use crate::s3auth::{ok, probe, refused, s3_key, s3_url};
+use serde_json::Value;
+
+fn app(name: &str) -> tempfile::TempDir {
+    app_dir(&format!(
+        "[app]\nname = \"{name}\"\n[functions.hello]\ncomponent = \"@WASM@/hello.wasm\"\n"
+    ))
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not a list: {v}"))
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// A key with U+10FFFF after its common prefix used to make the listing
+/// query the same page forever (the next page started at `prefix +
+/// U+10FFFF`, which the key sorts after). Every listing ends, with each key
+/// or common prefix exactly once, in pages and in one, in V2 and V1.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_listing_ends_whatever_the_keys() {
+    let s = Server::start(&["--s3-listen", "127.0.0.1:0"]);
+    s.deploy(app("lister").path());
+    let url = s3_url(&s);
+    let k = s3_key(&s, "lister");
+    ok(probe(&url, &k, "mb", &["keys"]), "create");
+    let keys = [
+        "a/\u{10FFFF}x",
+        "a/\u{10FFFF}",
+        "a/b",
+        "b/\u{10FFFF}/c",
+        "b/d",
+        "c",
+        "\u{10FFFF}",
+        "\u{10FFFF}/z",
+    ];
+    for key in keys {
+        ok(probe(&url, &k, "put", &["keys", key, "x"]), key);
+    }
+    for check in ["list-all", "list-v1-all"] {
+        for page in ["1", "2", "1000"] {
+            let v = ok(probe(&url, &k, check, &["keys", "", "/", page]), check);
+            assert_eq!(
+                strings(&v["keys"]),
+                ["c", "\u{10FFFF}"],
+                "{check} {page}: {v}"
+            );
+            assert_eq!(
+                strings(&v["prefixes"]),
+                ["a/", "b/", "\u{10FFFF}/"],
+                "{check} {page}: {v}"
+            );
+            let v = ok(probe(&url, &k, check, &["keys", "a/", "/", page]), check);
+            assert_eq!(
+                strings(&v["keys"]),
+                ["a/b", "a/\u{10FFFF}", "a/\u{10FFFF}x"],
+                "{check} {page}: {v}"
+            );
+            let v = ok(
+                probe(&url, &k, check, &["keys", "", "\u{10FFFF}", page]),
+                check,
+            );
+            assert_eq!(
+                strings(&v["prefixes"]),
+                ["a/\u{10FFFF}", "b/\u{10FFFF}", "\u{10FFFF}"],
+                "{check} {page}: {v}"
+            );
+            assert_eq!(
+                strings(&v["keys"]),
+                ["a/b", "b/d", "c"],
+                "{check} {page}: {v}"
+            );
+        }
+    }
+    let mut sorted: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+    sorted.sort();
+    let v = ok(probe(&url, &k, "list-all", &["keys", "", "", "3"]), "all");
+    assert_eq!(strings(&v["keys"]), sorted);
+}
+
+/// Parts under the object limit each, over it together: completing the
+/// upload is refused (it used to assemble an object of any size).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_multipart_upload_cannot_complete_past_the_object_limit() {
+    let s = Server::start(&["--s3-listen", "127.0.0.1:0", "--max-object-mb", "1"]);
+    s.deploy(app("uploader").path());
+    let url = s3_url(&s);
+    let k = s3_key(&s, "uploader");
+    ok(probe(&url, &k, "mb", &["uploads"]), "create");
+    let v = refused(
+        probe(&url, &k, "mpu-complete", &["uploads", "big", "3", "400000"]),
+        400,
+        "EntityTooLarge",
+        "1.2 MB in three parts",
+    );
+    assert!(
+        v["message"].as_str().unwrap().contains("--max-object-mb"),
+        "{v}"
+    );
+    ok(
+        probe(
+            &url,
+            &k,
+            "mpu-complete",
+            &["uploads", "fits", "2", "400000"],
+        ),
+        "0.8 MB in two parts",
+    );
+    let v = ok(probe(&url, &k, "list", &["uploads"]), "list");
+    assert_eq!(strings(&v["keys"]), ["fits"]);
+}
+
+const HOG: &str = r#"
+[app]
+name = "hog"
+
+[kv.big]
+
+[collections.docs]
+access = "authenticated"
+
+[functions.api]
+component = "@WASM@/data.wasm"
+memory_mb = 24
+kv = ["big"]
+collections = ["docs"]
+"#;
+
+/// Calls the hog's guest through the control API.
+async fn call(s: &Server, method: &str, path: &str, body: Vec<u8>) -> (u16, String) {
+    let r = s
+        .http
+        .request(
+            reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+            format!("{}/v1/apps/hog/functions/api/invoke{path}", s.control),
+        )
+        .bearer_auth(s.token())
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// A guest limited to 24 MiB asks the host for 1,000 copies of a 1 MiB
+/// value in one batch read, and queries 1,000 documents of 1 MiB (through
+/// its interface and the REST API): the host used to gather all of it
+/// (over 1 GB) before the guest trapped. Now the batch read is refused
+/// with a clear error past 16 MiB, a query page ends at 4 MiB and says so,
+/// and the server's peak memory grows by less than 64 MiB.
+#[tokio::test(flavor = "multi_thread")]
+async fn guests_and_clients_cannot_make_the_host_hold_unbounded_memory() {
+    let s = Server::start(&[]);
+    s.deploy(app_dir(HOG).path());
+    let mb = vec![b'x'; 1 << 20];
+    assert_eq!(call(&s, "PUT", "/kv/big/k", mb).await.0, 204);
+    let doc = format!(r#"{{"pad": "{}"}}"#, "y".repeat((1 << 20) - 16));
+    for i in 0..12 {
+        let (st, body) = call(&s, "PUT", &format!("/docs/docs/d{i}"), doc.clone().into()).await;
+        assert_eq!(st, 200, "{body}");
+    }
+    // Warm up each path once with a small ask, then measure.
+    assert_eq!(call(&s, "GET", "/getmany/big/k?n=2", vec![]).await.0, 200);
+    let before = s.rss_bytes();
+    s.reset_peak_rss();
+
+    let (st, body) = call(&s, "GET", "/getmany/big/k?n=1000", vec![]).await;
+    assert_eq!(st, 500, "{body}");
+    assert!(
+        body.contains("get-many would return more than 16 MiB"),
+        "{body}"
+    );
+    let (st, body) = call(&s, "GET", "/getmany/big/k?n=1001", vec![]).await;
+    assert!(body.contains("at most 1000 keys"), "{st} {body}");
+    let (st, body) = call(&s, "POST", "/query/docs", br#"{"limit": 1000}"#.to_vec()).await;
+    assert_eq!(st, 200, "{}", &body[..body.len().min(300)]);
+    let page: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(page["ended_early"], true);
+    assert!(page["cursor"].is_string());
+    let n = page["documents"].as_array().unwrap().len();
+    assert!((1..=4).contains(&n), "{n} documents of 1 MiB in a page");
+
+    let r = s
+        .http
+        .post(format!("{}/v1/apps/hog/docs/docs/_query", s.control))
+        .bearer_auth(s.token())
+        .body(r#"{"limit": 1000}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let page: Value = r.json().await.unwrap();
+    assert_eq!(page["ended_early"], true);
+    let n = page["documents"].as_array().unwrap().len();
+    assert!(
+        (1..=4).contains(&n),
+        "{n} documents of 1 MiB in a REST page"
+    );
+
+    let grown = s.peak_rss_bytes().saturating_sub(before);
+    assert!(
+        grown < 64 << 20,
+        "the server's peak RSS grew by {} MiB",
+        grown >> 20
+    );
+}
+
+/// A deploy asking for a timeout beyond the server's cap is refused with
+/// a clear error (one of 18446744073709551615 ms used to be served).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_huge_timeout_is_refused_at_deploy() {
+    let s = Server::start(&["--max-timeout-ms", "60000"]);
+    let dir = app_dir(
+        "[app]\nname = \"slow\"\n[functions.hello]\ncomponent = \"@WASM@/hello.wasm\"\ntimeout_ms = 18446744073709551615\n",
+    );
+    let err = s.cli_err(&["deploy", dir.path().to_str().unwrap()]);
+    assert!(
+        err.contains("timeout_ms = 18446744073709551615")
+            && err.contains("60000 ms")
+            && err.contains("--max-timeout-ms"),
+        "{err}"
+    );
+    let dir = app_dir(
+        "[app]\nname = \"slow\"\n[functions.hello]\ncomponent = \"@WASM@/hello.wasm\"\ntimeout_ms = 60000\n",
+    );
+    s.deploy(dir.path());
+}
+
+/// Invokes `app`'s function `f` at `path` through the control API.
+async fn invoke(s: &Server, app: &str, f: &str, path: &str) -> (u16, String) {
+    let r = s
+        .http
+        .post(format!(
+            "{}/v1/apps/{app}/functions/{f}/invoke{path}",
+            s.control
+        ))
+        .bearer_auth(s.token())
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// One app with many functions, each under its own limit, holds as many
+/// sleeping invocations as it can: it gets its per-app share and 429s
+/// past it, and another app's requests are still admitted at once (with
+/// one platform pool and per-function limits only, the first app used to
+/// take every slot).
+#[tokio::test(flavor = "multi_thread")]
+async fn one_app_at_its_in_flight_cap_leaves_another_admitted() {
+    let s = Server::start(&["--max-app-in-flight", "6", "--admission-timeout-ms", "200"]);
+    let mut noisy = String::from("[app]\nname = \"noisy\"\n");
+    for i in 0..4 {
+        noisy.push_str(&format!(
+            "[functions.f{i}]\ncomponent = \"@WASM@/chaos.wasm\"\nmax_concurrency = 100\n"
+        ));
+    }
+    s.deploy(app_dir(&noisy).path());
+    s.deploy(app("quiet").path());
+    let mut sleepers = Vec::new();
+    for i in 0..24 {
+        let (http, url, token) = (s.http.clone(), s.control.clone(), s.token());
+        sleepers.push(tokio::spawn(async move {
+            let r = http
+                .post(format!(
+                    "{url}/v1/apps/noisy/functions/f{}/invoke/sleep?ms=3000",
+                    i % 4
+                ))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    for _ in 0..5 {
+        let (st, body) = invoke(&s, "quiet", "hello", "").await;
+        assert_eq!(st, 200, "the quiet app is admitted: {body}");
+    }
+    let mut ok = 0;
+    for t in sleepers {
+        let (st, body) = t.await.unwrap();
+        match st {
+            200 => ok += 1,
+            429 => assert!(
+                body.contains("app \"noisy\" is at its in-flight limit (6 per app"),
+                "{body}"
+            ),
+            other => panic!("{other}: {body}"),
+        }
+    }
+    assert_eq!(ok, 6, "exactly the app's share ran");
+}
