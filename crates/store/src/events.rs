@@ -364,7 +364,7 @@ async fn lease(
     .bind(app)
     .bind(channel)
     .bind(now)
-    .bind(now + (lease_ms as i64) * 1000)
+    .bind(now.saturating_add(i64::try_from(lease_ms).unwrap_or(i64::MAX).saturating_mul(1000)))
     .bind(function)
     .bind(i64::from(max))
     .bind(owner)

@@ -62,10 +62,13 @@ fn calls(trace: &Path) -> Vec<Call> {
         if name.starts_with("---") || name.starts_with("+++") {
             continue;
         }
-        let fd = args
+        // The first argument, up to `,` or `)` — or to ` <unfinished`
+        // when another thread's call cut the line short.
+        let first = args.trim_end_matches(" <unfinished ...>");
+        let fd = first
             .split_once([',', ')'])
-            .map(|(fd, _)| fd.to_string())
-            .unwrap_or_default();
+            .map_or(first, |(fd, _)| fd)
+            .to_string();
         let c = Call {
             start: ts,
             end: ts + duration(),
