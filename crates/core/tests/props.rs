@@ -22,26 +22,15 @@ use nimbus_core::route::{is_reserved, normalize_method, parse_pattern};
 use nimbus_core::trace::TraceContext;
 use nimbus_core::{Manifest, ManifestError};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, RngSeed};
+
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Duration;
 use toml::Value;
 
-/// The suite's proptest settings: a fixed seed, no persisted failures, and
-/// `NIMBUS_PROPTEST_CASES` cases (default `default_cases`).
-fn config(default_cases: u32) -> Config {
-    let cases = std::env::var("NIMBUS_PROPTEST_CASES")
-        .ok()
-        .map(|v| v.parse().expect("NIMBUS_PROPTEST_CASES must be a number"))
-        .unwrap_or(default_cases);
-    Config {
-        cases,
-        rng_seed: RngSeed::Fixed(0x6e69_6d62_7573),
-        failure_persistence: None,
-        ..Config::default()
-    }
-}
+#[path = "common/proptest_config.rs"]
+mod proptest_config;
+use proptest_config::config;
 
 /// A fixed instant the schedule properties start from: 2026-01-01T00:00:00Z.
 const T0_MS: i64 = 1_767_225_600_000;

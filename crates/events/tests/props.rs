@@ -10,22 +10,10 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use nimbus_core::trace::TraceContext;
 use nimbus_events::{EventError, Outgoing};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, RngSeed};
 
-/// The suite's proptest settings: a fixed seed, no persisted failures, and
-/// `NIMBUS_PROPTEST_CASES` cases (default `default_cases`).
-fn config(default_cases: u32) -> Config {
-    let cases = std::env::var("NIMBUS_PROPTEST_CASES")
-        .ok()
-        .map(|v| v.parse().expect("NIMBUS_PROPTEST_CASES must be a number"))
-        .unwrap_or(default_cases);
-    Config {
-        cases,
-        rng_seed: RngSeed::Fixed(0x6e69_6d62_7573),
-        failure_persistence: None,
-        ..Config::default()
-    }
-}
+#[path = "../../core/tests/common/proptest_config.rs"]
+mod proptest_config;
+use proptest_config::config;
 
 /// Header names: the ones `from_headers` reads, the `ce-*` ones it skips,
 /// mixed case (header names are case-insensitive), random `ce-*`

@@ -12,7 +12,7 @@
 //! delete-multiple, copy, list v1 and v2) and multipart uploads. Conditional
 //! requests, storage events and the guest interface come next.
 
-use nimbus_store::{BlobFiles, ObjectRow, Store};
+use nimbus_store::{BlobFiles, ListFrom, ObjectRow, Store};
 use s3s::auth::{Credentials, S3Auth, SecretKey};
 use s3s::dto::*;
 use s3s::path::S3Path;
@@ -536,8 +536,8 @@ impl S3 for Objects {
                     .is_some_and(|j| prefix.len() + j + d.len() == m.len())
             });
             match nimbus_store::prefix_end(m).filter(|_| is_common) {
-                Some(end) => Start::At(end).token(),
-                None => Start::After(m.clone()).token(),
+                Some(end) => token(&ListFrom::At(end)),
+                None => token(&ListFrom::After(m.clone())),
             }
         });
         let v2 = req.map_input(|i| ListObjectsV2Input {
@@ -790,8 +790,8 @@ impl S3 for Objects {
         // `start-after`, or where the continuation token says (a token
         // that ends a page on a common prefix starts past all its keys).
         let mut start = match &input.continuation_token {
-            Some(t) => Start::from_token(t)?,
-            None => Start::After(input.start_after.clone().unwrap_or_default()),
+            Some(t) => from_token(t)?,
+            None => ListFrom::After(input.start_after.clone().unwrap_or_default()),
         };
         let delimiter = input.delimiter.clone().filter(|d| !d.is_empty());
         let mut contents = Vec::new();
@@ -804,7 +804,7 @@ impl S3 for Objects {
             let want = (max - contents.len() - prefixes.len() + 1).min(LIST_BATCH);
             let page = self
                 .store
-                .list_objects(&input.bucket, &prefix, start.from(), want as u32)
+                .list_objects(&input.bucket, &prefix, &start, want as u32)
                 .await
                 .map_err(internal)?;
             let full = page.len() == want;
@@ -823,7 +823,7 @@ impl S3 for Objects {
                     // none is past it when the prefix ends in U+10FFFF
                     // only (no string sorts after all its extensions).
                     match nimbus_store::prefix_end(&common) {
-                        Some(end) => start = Start::At(end),
+                        Some(end) => start = ListFrom::At(end),
                         None => break 'pages,
                     }
                     if scanned >= LIST_SCAN_LIMIT {
@@ -832,7 +832,7 @@ impl S3 for Objects {
                     }
                     continue 'pages;
                 }
-                start = Start::After(o.key.clone());
+                start = ListFrom::After(o.key.clone());
                 contents.push(Object {
                     key: Some(o.key),
                     size: Some(o.size as i64),
@@ -857,7 +857,7 @@ impl S3 for Objects {
             max_keys: Some(max as i32),
             key_count: Some(count),
             is_truncated: Some(truncated),
-            next_continuation_token: truncated.then(|| start.token()),
+            next_continuation_token: truncated.then(|| token(&start)),
             continuation_token: input.continuation_token,
             start_after: input.start_after,
             contents: Some(contents),
@@ -878,41 +878,26 @@ const LIST_BATCH: usize = 1000;
 /// (truncated, with a continuation token) however few keys it holds.
 const LIST_SCAN_LIMIT: usize = 10_000;
 
-/// Where a listing page starts, as its continuation token carries it.
-enum Start {
-    /// After this key.
-    After(String),
-    /// At this key (the end of a common prefix already listed).
-    At(String),
+/// The opaque continuation token of a page that ends at `from`: `a` or
+/// `f`, then the key.
+fn token(from: &ListFrom) -> String {
+    match from {
+        ListFrom::After(k) => format!("a{k}"),
+        ListFrom::At(k) => format!("f{k}"),
+    }
 }
 
-impl Start {
-    fn from(&self) -> nimbus_store::ListFrom<'_> {
-        match self {
-            Start::After(k) => nimbus_store::ListFrom::After(k),
-            Start::At(k) => nimbus_store::ListFrom::At(k),
-        }
-    }
-
-    /// The opaque continuation token: `a` or `f`, then the key.
-    fn token(&self) -> String {
-        match self {
-            Start::After(k) => format!("a{k}"),
-            Start::At(k) => format!("f{k}"),
-        }
-    }
-
-    fn from_token(t: &str) -> S3Result<Start> {
-        if let Some(k) = t.strip_prefix('a') {
-            Ok(Start::After(k.to_string()))
-        } else if let Some(k) = t.strip_prefix('f') {
-            Ok(Start::At(k.to_string()))
-        } else {
-            Err(s3_error!(
-                InvalidArgument,
-                "the continuation token is not one this server gave: start the listing again without it"
-            ))
-        }
+/// Where the page a continuation token names starts.
+fn from_token(t: &str) -> S3Result<ListFrom> {
+    if let Some(k) = t.strip_prefix('a') {
+        Ok(ListFrom::After(k.to_string()))
+    } else if let Some(k) = t.strip_prefix('f') {
+        Ok(ListFrom::At(k.to_string()))
+    } else {
+        Err(s3_error!(
+            InvalidArgument,
+            "the continuation token is not one this server gave: start the listing again without it"
+        ))
     }
 }
 

@@ -62,6 +62,14 @@ pub struct Admission {
     wait_timeout: Duration,
 }
 
+/// Waits for a permit of `s` (admission's semaphores are never closed).
+async fn take(s: &Arc<Semaphore>) -> OwnedSemaphorePermit {
+    s.clone()
+        .acquire_owned()
+        .await
+        .expect("semaphores are never closed")
+}
+
 struct WaitGuard<'a>(&'a AtomicUsize);
 impl Drop for WaitGuard<'_> {
     fn drop(&mut self) {
@@ -133,28 +141,14 @@ impl Admission {
         self.waiting.load(Ordering::Relaxed)
     }
 
-    /// Takes a permit of `function` and one of the platform, waiting as long
-    /// as it takes. For event deliveries: their consumer bounds how many
+    /// Takes a permit of `function`, of its app and of the platform,
+    /// waiting as long as it takes. For event deliveries: their consumer bounds how many
     /// wait, and the event itself waits durably in its queue meanwhile, so
     /// a flood of events queues up instead of exceeding the limits.
     pub async fn admit_patient(&self, function: &Arc<Semaphore>, app: &AppShare) -> Permit {
-        let f = function
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("semaphores are never closed");
-        let a = app
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("semaphores are never closed");
-        let g = self
-            .global
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("semaphores are never closed");
+        let f = take(function).await;
+        let a = take(&app.permits).await;
+        let g = take(&self.global).await;
         Permit {
             _function: f,
             _app: a,
@@ -201,29 +195,15 @@ impl Admission {
         let wait = async {
             let f = match f {
                 Some(f) => f,
-                None => function
-                    .clone()
-                    .acquire_owned()
-                    .await
-                    .expect("semaphores are never closed"),
+                None => take(function).await,
             };
             at = Limit::App;
             let a = match a {
                 Some(a) => a,
-                None => app
-                    .permits
-                    .clone()
-                    .acquire_owned()
-                    .await
-                    .expect("semaphores are never closed"),
+                None => take(&app.permits).await,
             };
             at = Limit::Platform;
-            let g = self
-                .global
-                .clone()
-                .acquire_owned()
-                .await
-                .expect("semaphores are never closed");
+            let g = take(&self.global).await;
             Permit {
                 _function: f,
                 _app: a,

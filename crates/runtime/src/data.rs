@@ -862,7 +862,7 @@ impl blobs_wit::Host for Host {
             db.list_objects(
                 &bucket,
                 &prefix,
-                nimbus_store::ListFrom::After(after.as_deref().unwrap_or("")),
+                &nimbus_store::ListFrom::After(after.unwrap_or_default()),
                 limit.clamp(1, 1000),
             )
             .await

@@ -95,7 +95,7 @@ pub const MAX_PAGE: u32 = 1000;
 /// past them the page ends early, with a cursor, and says so.
 pub const MAX_PAGE_BYTES: usize = 4 << 20;
 /// Largest offset a cursor may carry.
-const MAX_OFFSET: u64 = 1 << 40;
+pub const MAX_OFFSET: u64 = 1 << 40;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -33,7 +33,7 @@ pub use apps::{AppRow, RevisionRow};
 pub use blobs::{BlobError, BlobFiles, BlobInfo};
 pub use cluster::{CLUSTER_CHANNEL, NODE_LIVE_FOR, NodeRow};
 pub use components::{ComponentStore, PutError};
-pub use docs::{DocError, DocPage, DocQuery, Document, MAX_PAGE_BYTES, Op};
+pub use docs::{DocError, DocPage, DocQuery, Document, MAX_OFFSET, MAX_PAGE, MAX_PAGE_BYTES, Op};
 pub use events::{
     ChannelDepth, Enqueued, EventOp, EventResult, Leased, MessageRow, NewMessage, Settlement,
 };

@@ -78,12 +78,12 @@ pub struct UploadRow {
 }
 
 /// Where a listing starts.
-#[derive(Debug, Clone, Copy)]
-pub enum ListFrom<'a> {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListFrom {
     /// After this key (a marker or a continuation).
-    After(&'a str),
+    After(String),
     /// At this key, included (e.g. past a common prefix: [`prefix_end`]).
-    At(&'a str),
+    At(String),
 }
 
 /// The least string greater than every string that starts with `prefix`
@@ -271,12 +271,12 @@ impl Store {
         &self,
         bucket: &str,
         prefix: &str,
-        from: ListFrom<'_>,
+        from: &ListFrom,
         limit: u32,
     ) -> Result<Vec<ObjectRow>> {
         let (lower, inclusive) = match from {
-            ListFrom::After(k) if k >= prefix => (k, false),
-            ListFrom::At(k) if k > prefix => (k, true),
+            ListFrom::After(k) if k.as_str() >= prefix => (k.as_str(), false),
+            ListFrom::At(k) if k.as_str() > prefix => (k.as_str(), true),
             _ => (prefix, true),
         };
         let upper = prefix_end(prefix);
@@ -527,7 +527,7 @@ mod tests {
         );
         s.put_object(&obj("dir/x", "f3"), &[]).await.unwrap();
         let l = s
-            .list_objects("b", "dir/", ListFrom::After(""), 10)
+            .list_objects("b", "dir/", &ListFrom::After(String::new()), 10)
             .await
             .unwrap();
         assert_eq!(l.len(), 1);
@@ -595,20 +595,20 @@ mod tests {
         }
         let keys = |l: Vec<ObjectRow>| l.into_iter().map(|o| o.key).collect::<Vec<_>>();
         let all = keys(
-            s.list_objects("b", "a/", ListFrom::After(""), 10)
+            s.list_objects("b", "a/", &ListFrom::After(String::new()), 10)
                 .await
                 .unwrap(),
         );
         assert_eq!(all, ["a/z", "a/\u{10FFFF}", "a/\u{10FFFF}x"]);
         let past = prefix_end("a/\u{10FFFF}").unwrap();
         let rest = keys(
-            s.list_objects("b", "", ListFrom::At(&past), 10)
+            s.list_objects("b", "", &ListFrom::At(past), 10)
                 .await
                 .unwrap(),
         );
         assert_eq!(rest, ["b", "\u{10FFFF}"]);
         let top = keys(
-            s.list_objects("b", "", ListFrom::After("b"), 10)
+            s.list_objects("b", "", &ListFrom::After("b".into()), 10)
                 .await
                 .unwrap(),
         );

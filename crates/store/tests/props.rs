@@ -7,30 +7,14 @@
 //! (bench/proptest.sh runs many more than the default).
 
 use nimbus_core::data::{IndexField, MAX_FIELD_PATH};
-use nimbus_store::{DocError, DocQuery, Op};
+use nimbus_store::{DocError, DocQuery, MAX_OFFSET, MAX_PAGE, Op};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, RngSeed};
+
 use serde_json::{Map, Value, json};
 
-/// The suite's proptest settings: a fixed seed, no persisted failures, and
-/// `NIMBUS_PROPTEST_CASES` cases (default `default_cases`).
-fn config(default_cases: u32) -> Config {
-    let cases = std::env::var("NIMBUS_PROPTEST_CASES")
-        .ok()
-        .map(|v| v.parse().expect("NIMBUS_PROPTEST_CASES must be a number"))
-        .unwrap_or(default_cases);
-    Config {
-        cases,
-        rng_seed: RngSeed::Fixed(0x6e69_6d62_7573),
-        failure_persistence: None,
-        ..Config::default()
-    }
-}
-
-/// Most documents a page returns (`docs::MAX_PAGE`, not exported).
-const MAX_PAGE: u32 = 1000;
-/// Largest offset a cursor may carry (`docs::MAX_OFFSET`, private).
-const MAX_OFFSET: u64 = 1 << 40;
+#[path = "../../core/tests/common/proptest_config.rs"]
+mod proptest_config;
+use proptest_config::config;
 
 /// Any JSON value, nested a few levels.
 fn json_value() -> impl Strategy<Value = Value> {

@@ -21,6 +21,32 @@ fn strings(v: &Value) -> Vec<String> {
         .collect()
 }
 
+/// Invokes `app`'s function `f` with `method` at `path` through the
+/// control API.
+async fn invoke(
+    s: &Server,
+    method: &str,
+    (app, f): (&str, &str),
+    path: &str,
+    body: Vec<u8>,
+) -> (u16, String) {
+    let r = s
+        .http
+        .request(
+            reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+            format!("{}/v1/apps/{app}/functions/{f}/invoke{path}", s.control),
+        )
+        .bearer_auth(s.token())
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// The hog app's guest.
+const HOG_API: (&str, &str) = ("hog", "api");
+
 /// A key with U+10FFFF after its common prefix used to make the listing
 /// query the same page forever (the next page started at `prefix +
 /// U+10FFFF`, which the key sorts after). Every listing ends, with each key
@@ -134,22 +160,6 @@ kv = ["big"]
 collections = ["docs"]
 "#;
 
-/// Calls the hog's guest through the control API.
-async fn call(s: &Server, method: &str, path: &str, body: Vec<u8>) -> (u16, String) {
-    let r = s
-        .http
-        .request(
-            reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
-            format!("{}/v1/apps/hog/functions/api/invoke{path}", s.control),
-        )
-        .bearer_auth(s.token())
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    (r.status().as_u16(), r.text().await.unwrap())
-}
-
 /// A guest limited to 24 MiB asks the host for 1,000 copies of a 1 MiB
 /// value in one batch read, and queries 1,000 documents of 1 MiB (through
 /// its interface and the REST API): the host used to gather all of it
@@ -161,26 +171,45 @@ async fn guests_and_clients_cannot_make_the_host_hold_unbounded_memory() {
     let s = Server::start(&[]);
     s.deploy(app_dir(HOG).path());
     let mb = vec![b'x'; 1 << 20];
-    assert_eq!(call(&s, "PUT", "/kv/big/k", mb).await.0, 204);
+    assert_eq!(invoke(&s, "PUT", HOG_API, "/kv/big/k", mb).await.0, 204);
     let doc = format!(r#"{{"pad": "{}"}}"#, "y".repeat((1 << 20) - 16));
     for i in 0..12 {
-        let (st, body) = call(&s, "PUT", &format!("/docs/docs/d{i}"), doc.clone().into()).await;
+        let (st, body) = invoke(
+            &s,
+            "PUT",
+            HOG_API,
+            &format!("/docs/docs/d{i}"),
+            doc.clone().into(),
+        )
+        .await;
         assert_eq!(st, 200, "{body}");
     }
     // Warm up each path once with a small ask, then measure.
-    assert_eq!(call(&s, "GET", "/getmany/big/k?n=2", vec![]).await.0, 200);
+    assert_eq!(
+        invoke(&s, "GET", HOG_API, "/getmany/big/k?n=2", vec![])
+            .await
+            .0,
+        200
+    );
     let before = s.rss_bytes();
     s.reset_peak_rss();
 
-    let (st, body) = call(&s, "GET", "/getmany/big/k?n=1000", vec![]).await;
+    let (st, body) = invoke(&s, "GET", HOG_API, "/getmany/big/k?n=1000", vec![]).await;
     assert_eq!(st, 500, "{body}");
     assert!(
         body.contains("get-many would return more than 16 MiB"),
         "{body}"
     );
-    let (st, body) = call(&s, "GET", "/getmany/big/k?n=1001", vec![]).await;
+    let (st, body) = invoke(&s, "GET", HOG_API, "/getmany/big/k?n=1001", vec![]).await;
     assert!(body.contains("at most 1000 keys"), "{st} {body}");
-    let (st, body) = call(&s, "POST", "/query/docs", br#"{"limit": 1000}"#.to_vec()).await;
+    let (st, body) = invoke(
+        &s,
+        "POST",
+        HOG_API,
+        "/query/docs",
+        br#"{"limit": 1000}"#.to_vec(),
+    )
+    .await;
     assert_eq!(st, 200, "{}", &body[..body.len().min(300)]);
     let page: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(page["ended_early"], true);
@@ -234,21 +263,6 @@ async fn a_huge_timeout_is_refused_at_deploy() {
     s.deploy(dir.path());
 }
 
-/// Invokes `app`'s function `f` at `path` through the control API.
-async fn invoke(s: &Server, app: &str, f: &str, path: &str) -> (u16, String) {
-    let r = s
-        .http
-        .post(format!(
-            "{}/v1/apps/{app}/functions/{f}/invoke{path}",
-            s.control
-        ))
-        .bearer_auth(s.token())
-        .send()
-        .await
-        .unwrap();
-    (r.status().as_u16(), r.text().await.unwrap())
-}
-
 /// One app with many functions, each under its own limit, holds as many
 /// sleeping invocations as it can: it gets its per-app share and 429s
 /// past it, and another app's requests are still admitted at once (with
@@ -283,7 +297,7 @@ async fn one_app_at_its_in_flight_cap_leaves_another_admitted() {
     }
     tokio::time::sleep(std::time::Duration::from_millis(800)).await;
     for _ in 0..5 {
-        let (st, body) = invoke(&s, "quiet", "hello", "").await;
+        let (st, body) = invoke(&s, "POST", ("quiet", "hello"), "", vec![]).await;
         assert_eq!(st, 200, "the quiet app is admitted: {body}");
     }
     let mut ok = 0;
