@@ -8,6 +8,8 @@ need() {
 # bench_init NAME: moves to the repository root; sets $root, $work (a fresh
 # directory under target/, removed on exit, when every background job is
 # killed), builds nimbus and the example guests; sets $nimbus and $guests.
+# With NIMBUS_BIN set, that binary is measured instead of this checkout's
+# (bench/durable.sh compares two builds this way).
 bench_init() {
   root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
   cd "$root"
@@ -15,9 +17,9 @@ bench_init() {
   work=$(mktemp -d "$root/target/bench-$1.XXXXXX")
   trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
   rustup target add wasm32-wasip2 >/dev/null 2>&1 || true
-  cargo build --release -p nimbus >&2
+  [ -n "${NIMBUS_BIN:-}" ] || cargo build --release -p nimbus >&2
   cargo build --release --target wasm32-wasip2 --manifest-path examples/Cargo.toml >&2
-  nimbus=$root/target/release/nimbus
+  nimbus=${NIMBUS_BIN:-$root/target/release/nimbus}
   guests=$root/examples/target/wasm32-wasip2/release
   export RUST_LIB_BACKTRACE=0
 }

@@ -47,6 +47,7 @@ impl From<PlatformError> for ApiError {
             PlatformError::Invalid(_) => StatusCode::BAD_REQUEST,
             PlatformError::NotFound(_) => StatusCode::NOT_FOUND,
             PlatformError::Conflict(_) => StatusCode::CONFLICT,
+            PlatformError::QuotaExceeded(_) => StatusCode::INSUFFICIENT_STORAGE,
             PlatformError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError(status, e.to_string())

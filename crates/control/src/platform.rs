@@ -37,6 +37,9 @@ pub enum PlatformError {
     /// It collides with what is deployed.
     #[error("{0}")]
     Conflict(String),
+    /// The app is at a storage quota.
+    #[error("{0}")]
+    QuotaExceeded(String),
     /// Nimbus itself failed.
     #[error("{0}")]
     Internal(String),
@@ -46,6 +49,7 @@ impl From<StoreError> for PlatformError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound(m) => PlatformError::NotFound(m),
+            e @ StoreError::QuotaExceeded(_) => PlatformError::QuotaExceeded(e.to_string()),
             other => PlatformError::Internal(other.to_string()),
         }
     }

@@ -6,7 +6,7 @@ use nimbus_control::{Platform, Sealer};
 use nimbus_events::{Events, EventsConfig};
 use nimbus_gateway::Gateway;
 use nimbus_runtime::{Runtime, RuntimeConfig};
-use nimbus_store::{ComponentStore, RecordWriter, RecordWriterConfig, Store};
+use nimbus_store::{ComponentStore, RecordWriter, RecordWriterConfig, StorageQuotas, Store};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -116,6 +116,19 @@ pub struct UpArgs {
     /// Largest KV value or JSON document, in KiB; a KV store may set a lower limit
     #[arg(long, default_value_t = 1024)]
     max_value_kb: u64,
+    /// Key-value data one app may store (keys and values, all its stores),
+    /// in MiB; a write past it is refused with a clear error (0: no quota)
+    #[arg(long, default_value_t = 1024)]
+    quota_kv_mb: u64,
+    /// JSON documents one app may store (their text, all collections), in
+    /// MiB (0: no quota)
+    #[arg(long, default_value_t = 1024)]
+    quota_docs_mb: u64,
+    /// Objects one app may store (all its buckets, unfinished multipart
+    /// uploads included), in MiB; S3 answers QuotaExceeded past it (0: no
+    /// quota)
+    #[arg(long, default_value_t = 10 * 1024)]
+    quota_objects_mb: u64,
     /// Address of the S3-compatible object storage endpoint (off if unset)
     #[arg(long, env = "NIMBUS_S3_LISTEN")]
     s3_listen: Option<String>,
@@ -270,6 +283,15 @@ pub async fn run(args: UpArgs) -> Result<()> {
             .context("opening the embedded store")?,
     };
     let store = store.with_node_id(&node_id(&data_dir)?);
+    let mib = |n: u64| (n > 0).then(|| n.saturating_mul(1 << 20));
+    store
+        .set_storage_quotas(&StorageQuotas {
+            kv: mib(args.quota_kv_mb),
+            docs: mib(args.quota_docs_mb),
+            objects: mib(args.quota_objects_mb),
+        })
+        .await
+        .context("setting the storage quotas")?;
     let generation = store.generation().await?;
     let components = ComponentStore::open(&shared_dir)?;
     let records = RecordWriter::spawn(

@@ -107,13 +107,30 @@ impl Objects {
     /// (durably), deletes the body it replaces (or `file` itself if
     /// recording fails). A crash at any point leaves the old object or the
     /// new one, each with its body, and its events.
-    async fn commit(&self, ext: &http::Extensions, row: ObjectRow, file: &str) -> S3Result<()> {
+    ///
+    /// With `upload`, this completes that multipart upload: its parts are
+    /// forgotten in the same transaction and their files deleted after.
+    async fn commit(
+        &self,
+        ext: &http::Extensions,
+        row: ObjectRow,
+        file: &str,
+        upload: Option<&str>,
+    ) -> S3Result<()> {
         let events = self.events_for(ext, &row.bucket, &row.key, "created", row.size, &row.etag);
-        match self.store.put_object(&row, &events).await {
-            Ok(old) => {
+        let recorded = match upload {
+            Some(id) => self.store.complete_upload(&row, id, &events).await,
+            None => self
+                .store
+                .put_object(&row, &events)
+                .await
+                .map(|old| (old, Vec::new())),
+        };
+        match recorded {
+            Ok((old, parts)) => {
                 nimbus_store::fault_point("after-object-commit");
-                if let Some(old) = old {
-                    self.blobs.delete(&old).await;
+                for f in old.iter().chain(&parts) {
+                    self.blobs.delete(f).await;
                 }
                 self.wake(&events);
                 Ok(())
@@ -221,9 +238,18 @@ fn internal(e: impl std::fmt::Display) -> s3s::S3Error {
 
 /// A store error of a write into a bucket, or of its deletion: the only
 /// thing such a write finds missing is its bucket (deleted meanwhile).
+/// Over a storage quota it is `QuotaExceeded`, 403 (as Ceph's RGW answers).
 fn write_err(e: nimbus_store::StoreError) -> s3s::S3Error {
     match e {
         nimbus_store::StoreError::NotFound(m) => s3_error!(NoSuchBucket, "{m}"),
+        e @ nimbus_store::StoreError::QuotaExceeded(_) => {
+            let mut err = s3s::S3Error::with_message(
+                s3s::S3ErrorCode::Custom("QuotaExceeded".into()),
+                e.to_string(),
+            );
+            err.set_status_code(http::StatusCode::FORBIDDEN);
+            err
+        }
         e => internal(e),
     }
 }
@@ -367,7 +393,7 @@ impl S3 for Objects {
             metadata,
             last_modified_us: nimbus_store::now_us(),
         };
-        self.commit(&ext, row, &stored.file).await?;
+        self.commit(&ext, row, &stored.file, None).await?;
         Ok(S3Response::new(PutObjectOutput {
             e_tag: Some(ETag::Strong(stored.md5)),
             ..Default::default()
@@ -509,7 +535,8 @@ impl S3 for Objects {
             metadata,
             last_modified_us: nimbus_store::now_us(),
         };
-        self.commit(&req.extensions, row, &stored.file).await?;
+        self.commit(&req.extensions, row, &stored.file, None)
+            .await?;
         Ok(S3Response::new(CopyObjectOutput {
             copy_object_result: Some(CopyObjectResult {
                 e_tag: Some(ETag::Strong(stored.md5)),
@@ -632,7 +659,7 @@ impl S3 for Objects {
             Ok(None) => {}
             Err(e) => {
                 self.blobs.delete(&stored.file).await;
-                return Err(internal(e));
+                return Err(write_err(e));
             }
         }
         Ok(S3Response::new(UploadPartOutput {
@@ -743,15 +770,8 @@ impl S3 for Objects {
             metadata: upload.metadata.clone(),
             last_modified_us: nimbus_store::now_us(),
         };
-        self.commit(&req.extensions, row, &joined.file).await?;
-        for f in self
-            .store
-            .delete_upload(&upload.id)
-            .await
-            .map_err(internal)?
-        {
-            self.blobs.delete(&f).await;
-        }
+        self.commit(&req.extensions, row, &joined.file, Some(&upload.id))
+            .await?;
         Ok(S3Response::new(CompleteMultipartUploadOutput {
             bucket: Some(upload.bucket),
             key: Some(upload.key),

@@ -57,7 +57,11 @@ use std::time::Duration;
 pub enum StoreError {
     /// The database failed.
     #[error("database error: {0}")]
-    Db(#[from] sqlx::Error),
+    Db(sqlx::Error),
+    /// The write would take its app past a storage quota; nothing was
+    /// written.
+    #[error("{}", .0.refusal())]
+    QuotaExceeded(StorageKind),
     /// A migration failed.
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -78,6 +82,83 @@ pub enum StoreError {
     /// The database is not one Nimbus can use, or not reachable.
     #[error("{0}")]
     Config(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        // The quota triggers refuse with this message (see the
+        // storage_quotas migrations).
+        if let sqlx::Error::Database(db) = &e
+            && let Some(kind) = db.message().strip_prefix(QUOTA_REFUSAL)
+            && let Some(kind) = StorageKind::ALL.into_iter().find(|k| k.name() == kind)
+        {
+            return StoreError::QuotaExceeded(kind);
+        }
+        StoreError::Db(e)
+    }
+}
+
+/// How the storage quota triggers start their error.
+const QUOTA_REFUSAL: &str = "nimbus storage quota exceeded: ";
+
+/// What an app stores, as quotas count it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageKind {
+    /// Keys and values of KV entries.
+    Kv,
+    /// Document bodies (their JSON text).
+    Docs,
+    /// Object bodies, with the parts of unfinished multipart uploads.
+    Objects,
+}
+
+impl StorageKind {
+    /// Every kind.
+    pub const ALL: [StorageKind; 3] = [StorageKind::Kv, StorageKind::Docs, StorageKind::Objects];
+
+    /// Its name in the database and in `nimbus up --quota-NAME-mb`.
+    pub fn name(self) -> &'static str {
+        match self {
+            StorageKind::Kv => "kv",
+            StorageKind::Docs => "docs",
+            StorageKind::Objects => "objects",
+        }
+    }
+
+    /// The message of a write refused by this kind's quota.
+    fn refusal(self) -> String {
+        let (what, things) = match self {
+            StorageKind::Kv => ("key-value", "keys"),
+            StorageKind::Docs => ("document", "documents"),
+            StorageKind::Objects => ("object", "objects or abort unfinished multipart uploads"),
+        };
+        format!(
+            "the app is at its {what} storage quota, so this write was refused and nothing was changed: delete {things} to make room, or ask the operator to raise it (nimbus up --quota-{}-mb)",
+            self.name()
+        )
+    }
+}
+
+/// Per-app storage quotas in bytes, by kind; `None`: no quota.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StorageQuotas {
+    /// KV keys and values.
+    pub kv: Option<u64>,
+    /// Document bodies.
+    pub docs: Option<u64>,
+    /// Object bodies and unfinished uploads' parts.
+    pub objects: Option<u64>,
+}
+
+impl StorageQuotas {
+    /// The quota of one kind.
+    pub fn of(&self, kind: StorageKind) -> Option<u64> {
+        match kind {
+            StorageKind::Kv => self.kv,
+            StorageKind::Docs => self.docs,
+            StorageKind::Objects => self.objects,
+        }
+    }
 }
 
 impl StoreError {

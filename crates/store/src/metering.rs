@@ -3,7 +3,7 @@
 //! which usage reports compute GB-hours (as object stores bill storage).
 
 use crate::records::hour_start;
-use crate::{Result, Store};
+use crate::{Result, StorageKind, StorageQuotas, Store};
 use sqlx::Row;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -44,6 +44,69 @@ pub struct StorageRow {
 }
 
 impl Store {
+    /// Sets the per-app storage quotas every node enforces (they live in
+    /// the database, so the last node started decides: give every node
+    /// the same `--quota-*-mb`). Writes already past a new, lower quota
+    /// stay; the next growing write of that app is refused.
+    pub async fn set_storage_quotas(&self, quotas: &StorageQuotas) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for kind in StorageKind::ALL {
+            match quotas.of(kind) {
+                Some(max) => sqlx::query(
+                    "INSERT INTO storage_quotas (kind, max_bytes) VALUES ($1, $2)
+                     ON CONFLICT (kind) DO UPDATE SET max_bytes = excluded.max_bytes",
+                )
+                .bind(kind.name())
+                .bind(i64::try_from(max).unwrap_or(i64::MAX)),
+                None => sqlx::query("DELETE FROM storage_quotas WHERE kind = $1").bind(kind.name()),
+            }
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The quotas in force.
+    pub async fn storage_quotas(&self) -> Result<StorageQuotas> {
+        let mut q = StorageQuotas::default();
+        for r in sqlx::query("SELECT kind, max_bytes FROM storage_quotas")
+            .fetch_all(&self.pool)
+            .await?
+        {
+            let max = u64::try_from(r.try_get::<i64, _>("max_bytes")?).ok();
+            match r.try_get::<String, _>("kind")?.as_str() {
+                "kv" => q.kv = max,
+                "docs" => q.docs = max,
+                "objects" => q.objects = max,
+                _ => {}
+            }
+        }
+        Ok(q)
+    }
+
+    /// What an app's quotas count now: KV entries (expired ones until they
+    /// are purged), document bodies, objects and unfinished uploads' parts.
+    pub async fn quota_usage(&self, app: &str) -> Result<StoredBytes> {
+        let mut out = StoredBytes::default();
+        for r in sqlx::query(
+            "SELECT kind, CAST(SUM(bytes) AS BIGINT) AS n FROM storage_usage WHERE app = $1 GROUP BY kind",
+        )
+        .bind(app)
+        .fetch_all(&self.pool)
+        .await?
+        {
+            let n: i64 = r.try_get("n")?;
+            match r.try_get::<String, _>("kind")?.as_str() {
+                "kv" => out.kv = n,
+                "docs" => out.docs = n,
+                "objects" => out.objects = n,
+                _ => {}
+            }
+        }
+        Ok(out)
+    }
+
     /// What every app stores now (apps storing nothing included).
     pub async fn stored_bytes(&self) -> Result<BTreeMap<String, StoredBytes>> {
         let mut out: BTreeMap<String, StoredBytes> = BTreeMap::new();
@@ -259,6 +322,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::StoreError;
     use crate::records::HOUR_US;
 
     #[tokio::test]
@@ -338,5 +402,122 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
+    }
+
+    fn refused<T: std::fmt::Debug>(r: Result<T>, kind: StorageKind) {
+        match r {
+            Err(StoreError::QuotaExceeded(k)) => assert_eq!(k, kind),
+            other => panic!(
+                "expected the {} quota to refuse, got {other:?}",
+                kind.name()
+            ),
+        }
+    }
+
+    /// Every kind of write counts against its app's quota, in the same
+    /// statement: a growing write past it is refused and changes nothing,
+    /// shrinking and deleting always pass and free room, another app is
+    /// unaffected, and a completed upload's parts stop counting as its
+    /// object starts to.
+    #[tokio::test]
+    async fn quotas_refuse_growth_past_them() {
+        use crate::{DocError, ObjectRow, PartRow, UploadRow};
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open_for_test(dir.path()).await.unwrap();
+        s.set_storage_quotas(&StorageQuotas {
+            kv: Some(1000),
+            docs: Some(1000),
+            objects: Some(1000),
+        })
+        .await
+        .unwrap();
+        assert_eq!(s.storage_quotas().await.unwrap().kv, Some(1000));
+
+        // KV: 1 + 600 bytes, then 1 + 400 more is too much.
+        s.kv_set("a", "s", "k", &[1; 600], None).await.unwrap();
+        refused(
+            s.kv_set("a", "s", "j", &[1; 400], None).await,
+            StorageKind::Kv,
+        );
+        assert_eq!(
+            s.kv_get("a", "s", "j").await.unwrap(),
+            None,
+            "nothing written"
+        );
+        refused(
+            s.kv_compare_and_swap("a", "s", "j", None, &[1; 400]).await,
+            StorageKind::Kv,
+        );
+        // Another app has its own quota.
+        s.kv_set("b", "s", "j", &[1; 900], None).await.unwrap();
+        // Shrinking passes, and so does what then fits.
+        s.kv_set("a", "s", "k", &[1; 100], None).await.unwrap();
+        s.kv_set("a", "s", "j", &[1; 400], None).await.unwrap();
+        assert_eq!(s.quota_usage("a").await.unwrap().kv, 101 + 401);
+        assert!(s.kv_delete("a", "s", "j").await.unwrap());
+        assert_eq!(s.quota_usage("a").await.unwrap().kv, 101);
+
+        // Documents.
+        let big = format!(r#"{{"t":"{}"}}"#, "x".repeat(700));
+        s.doc_put("a", "c", "d1", &big, None).await.unwrap();
+        match s.doc_put("a", "c", "d2", &big, None).await {
+            Err(DocError::Store(StoreError::QuotaExceeded(StorageKind::Docs))) => {}
+            other => panic!("expected the docs quota to refuse, got {other:?}"),
+        }
+        assert!(s.doc_get("a", "c", "d2").await.unwrap().is_none());
+        assert!(s.doc_delete("a", "c", "d1").await.unwrap());
+        s.doc_put("a", "c", "d2", &big, None).await.unwrap();
+
+        // Objects, with the parts of an upload.
+        s.create_bucket("bk", "a").await.unwrap().unwrap();
+        let obj = |key: &str, size| ObjectRow {
+            bucket: "bk".into(),
+            key: key.into(),
+            file: format!("f-{key}-{size}"),
+            size,
+            etag: "e".into(),
+            content_type: None,
+            metadata: vec![],
+            last_modified_us: 1,
+        };
+        s.put_object(&obj("o1", 500), &[]).await.unwrap();
+        refused(
+            s.put_object(&obj("o2", 501), &[]).await,
+            StorageKind::Objects,
+        );
+        assert!(s.object("bk", "o2").await.unwrap().is_none());
+        s.create_upload(&UploadRow {
+            id: "u".into(),
+            bucket: "bk".into(),
+            key: "big".into(),
+            content_type: None,
+            metadata: vec![],
+        })
+        .await
+        .unwrap();
+        let part = |n, size| PartRow {
+            part_number: n,
+            file: format!("p{n}"),
+            size,
+            etag: "x".into(),
+        };
+        s.put_part("u", &part(1, 200)).await.unwrap();
+        s.put_part("u", &part(2, 200)).await.unwrap();
+        refused(s.put_part("u", &part(3, 200)).await, StorageKind::Objects);
+        assert_eq!(s.quota_usage("a").await.unwrap().objects, 900);
+        // The 400-byte object replaces its 400 bytes of parts: it fits.
+        let (_, parts) = s.complete_upload(&obj("big", 400), "u", &[]).await.unwrap();
+        assert_eq!(parts.len(), 2);
+        assert!(s.upload("u").await.unwrap().is_none());
+        assert_eq!(s.quota_usage("a").await.unwrap().objects, 900);
+        // Deleting the app forgets its usage.
+        let spec = nimbus_core::spec::AppSpec {
+            name: "a".into(),
+            ..Default::default()
+        };
+        s.create_and_activate_revision(&spec, "").await.unwrap();
+        s.delete_app("a").await.unwrap();
+        assert_eq!(s.quota_usage("a").await.unwrap(), StoredBytes::default());
+        assert_eq!(s.quota_usage("b").await.unwrap().kv, 1 + 900);
     }
 }

@@ -196,10 +196,49 @@ impl Store {
     /// same transaction, the storage events it causes; the replaced body's
     /// file, to delete once this is committed.
     pub async fn put_object(&self, o: &ObjectRow, events: &[NewMessage]) -> Result<Option<String>> {
+        Ok(self.record_object(o, events, None).await?.0)
+    }
+
+    /// Completes a multipart upload: records its object (as
+    /// [`Store::put_object`]) and forgets the upload and its parts in the
+    /// same transaction, so the parts stop counting against the app's
+    /// quota as the object starts to; the replaced body's file and the
+    /// parts' files, to delete once this is committed.
+    pub async fn complete_upload(
+        &self,
+        o: &ObjectRow,
+        upload: &str,
+        events: &[NewMessage],
+    ) -> Result<(Option<String>, Vec<String>)> {
+        self.record_object(o, events, Some(upload)).await
+    }
+
+    async fn record_object(
+        &self,
+        o: &ObjectRow,
+        events: &[NewMessage],
+        upload: Option<&str>,
+    ) -> Result<(Option<String>, Vec<String>)> {
         let mut tx = self.begin_write().await?;
         self.lock_bucket(&mut tx, &o.bucket, "FOR SHARE").await?;
         self.lock_name(&mut tx, &format!("object/{}/{}", o.bucket, o.key))
             .await?;
+        let parts = match upload {
+            Some(id) => {
+                let files: Vec<String> = sqlx::query_scalar(
+                    "DELETE FROM upload_parts WHERE upload_id = $1 RETURNING file",
+                )
+                .bind(id)
+                .fetch_all(&mut *tx)
+                .await?;
+                sqlx::query("DELETE FROM uploads WHERE id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                files
+            }
+            None => Vec::new(),
+        };
         let old: Option<String> =
             sqlx::query_scalar("SELECT file FROM objects WHERE bucket = $1 AND key = $2")
                 .bind(&o.bucket)
@@ -226,7 +265,7 @@ impl Store {
         let events: Vec<&NewMessage> = events.iter().collect();
         crate::events::insert_messages(&mut tx, &events, crate::now_us()).await?;
         tx.commit().await?;
-        Ok(old.filter(|f| *f != o.file))
+        Ok((old.filter(|f| *f != o.file), parts))
     }
 
     /// An object's metadata.

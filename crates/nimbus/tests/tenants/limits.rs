@@ -1,7 +1,8 @@
 //! Noisy tenants: what one app can make the host spend is bounded — S3
 //! listings end whatever the keys, a multipart upload cannot complete
 //! past the object limit, guests' batch reads, queries and blob reads are
-//! capped, deploys cannot ask for unbounded time.
+//! capped, deploys cannot ask for unbounded time, storage stops at the
+//! app's quotas.
 
 use crate::common::{Server, app_dir};
 use crate::s3auth::{ok, probe, refused, s3_key, s3_url};
@@ -313,4 +314,125 @@ async fn one_app_at_its_in_flight_cap_leaves_another_admitted() {
         }
     }
     assert_eq!(ok, 6, "exactly the app's share ran");
+}
+
+fn quota_app(name: &str) -> String {
+    format!(
+        r#"
+[app]
+name = "{name}"
+
+[kv.s]
+
+[collections.c]
+
+[functions.api]
+component = "@WASM@/data.wasm"
+kv = ["s"]
+collections = ["c"]
+buckets = ["{name}-files"]
+"#
+    )
+}
+
+/// An app at a storage quota gets a clear refusal on each path it can
+/// write by (guest KV, documents and blobs, the REST API, S3 PutObject
+/// and UploadPart); nothing is written, deleting makes room again, and
+/// another app's quota is its own. There were no quotas at all.
+#[tokio::test(flavor = "multi_thread")]
+async fn writes_past_an_apps_storage_quota_are_refused() {
+    let s = Server::start(&[
+        "--s3-listen",
+        "127.0.0.1:0",
+        "--quota-kv-mb",
+        "1",
+        "--quota-docs-mb",
+        "1",
+        "--quota-objects-mb",
+        "1",
+    ]);
+    for name in ["full", "roomy"] {
+        s.deploy(app_dir(&quota_app(name)).path());
+    }
+    let full = ("full", "api");
+    let kib = |n: usize| vec![b'v'; n << 10];
+
+    // KV through the guest and through REST.
+    assert_eq!(invoke(&s, "PUT", full, "/kv/s/a", kib(600)).await.0, 204);
+    let (st, body) = invoke(&s, "PUT", full, "/kv/s/b", kib(600)).await;
+    assert_eq!(st, 500, "{body}");
+    assert!(body.contains("key-value storage quota"), "{body}");
+    assert!(body.contains("--quota-kv-mb"), "{body}");
+    assert_eq!(invoke(&s, "GET", full, "/kv/s/b", vec![]).await.0, 404);
+    let rest = |key: &str, body: Vec<u8>| {
+        s.http
+            .put(format!("{}/v1/apps/full/kv/s/{key}", s.control))
+            .bearer_auth(s.token())
+            .body(body)
+            .send()
+    };
+    let r = rest("c", kib(600)).await.unwrap();
+    assert_eq!(r.status(), 507);
+    let v: Value = r.json().await.unwrap();
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("key-value storage quota"),
+        "{v}"
+    );
+    // Another app is not affected.
+    let roomy = ("roomy", "api");
+    assert_eq!(invoke(&s, "PUT", roomy, "/kv/s/b", kib(600)).await.0, 204);
+    // Deleting makes room.
+    assert_eq!(invoke(&s, "DELETE", full, "/kv/s/a", vec![]).await.0, 204);
+    assert_eq!(rest("c", kib(600)).await.unwrap().status(), 204);
+
+    // Documents.
+    let doc = format!(r#"{{"pad": "{}"}}"#, "d".repeat(600 << 10));
+    let (st, body) = invoke(&s, "PUT", full, "/docs/c/d1", doc.clone().into()).await;
+    assert_eq!(st, 200, "{body}");
+    let (st, body) = invoke(&s, "PUT", full, "/docs/c/d2", doc.clone().into()).await;
+    assert_eq!(st, 500, "{body}");
+    assert!(body.contains("document storage quota"), "{body}");
+    assert_eq!(invoke(&s, "GET", full, "/docs/c/d2", vec![]).await.0, 404);
+
+    // Objects: S3 PutObject and UploadPart, and the guest's blob put.
+    let url = s3_url(&s);
+    let k = s3_key(&s, "full");
+    ok(probe(&url, &k, "mb", &["full-files"]), "create");
+    ok(
+        probe(
+            &url,
+            &k,
+            "mpu-complete",
+            &["full-files", "big", "2", "400000"],
+        ),
+        "800 kB in two parts",
+    );
+    let v = refused(
+        probe(
+            &url,
+            &k,
+            "mpu-complete",
+            &["full-files", "more", "2", "400000"],
+        ),
+        403,
+        "QuotaExceeded",
+        "800 kB more",
+    );
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("--quota-objects-mb"),
+        "{v}"
+    );
+    let (st, body) = invoke(&s, "PUT", full, "/blob/full-files/g", kib(300)).await;
+    assert_eq!(st, 500, "{body}");
+    assert!(body.contains("object storage quota"), "{body}");
+    let v = ok(probe(&url, &k, "list", &["full-files"]), "list");
+    assert_eq!(strings(&v["keys"]), ["big"], "nothing else was written");
+    let (st, body) = invoke(&s, "PUT", full, "/blob/full-files/g", kib(100)).await;
+    assert_eq!(st, 200, "what fits is written: {body}");
 }
