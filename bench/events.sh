@@ -26,7 +26,7 @@ token=$(cat "$work/data/admin-token")
 hello_app 64
 "$nimbus" deploy "$work/app" --data-dir "$work/data" >&2
 
-depth() { async_depth "$url" "$token"; }
+depth() { async_depth "$control" "$token"; }
 
 async_lua
 cat > "$work/sync.lua" <<'LUA'

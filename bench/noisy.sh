@@ -12,10 +12,13 @@
 # A's p99 alone, and no A request answered other than 200.
 #
 #   bench/noisy.sh [DURATION_SECONDS]      (default 15)
+#   B=query bench/noisy.sh                 (only some of B's floods: any of
+#                                           sleep, panic, query)
 #
 # Needs: wrk, hey (apt; installed if missing).
 set -euo pipefail
 dur=${1:-15}
+B=${B:-sleep,panic,query}
 source "$(dirname "$0")/lib.sh"
 need wrk wrk
 need hey hey
@@ -89,12 +92,24 @@ solo=$(a_load solo)
 
 echo "B floods" >&2
 flood=$((dur + 6))
-hey -c 300 -z "${flood}s" -t 30 "$url/b/sleep?ms=2000" > "$work/b-sleep.txt" 2>&1 &
-wrk -t1 -c16 -d"${flood}s" "$url/b/panic" > "$work/b-panic.txt" 2>&1 &
-wrk -t1 -c8 -d"${flood}s" -s "$work/query.lua" "$url/v1/apps/noisy/docs/big/_query" > "$work/b-query.txt" 2>&1 &
+floods=
+touch "$work/b-sleep.txt" "$work/b-panic.txt" "$work/b-query.txt"
+if [[ $B =~ sleep ]]; then
+  hey -c 300 -z "${flood}s" -t 30 "$url/b/sleep?ms=2000" > "$work/b-sleep.txt" 2>&1 &
+  floods="$floods $!"
+fi
+if [[ $B =~ panic ]]; then
+  wrk -t1 -c16 -d"${flood}s" "$url/b/panic" > "$work/b-panic.txt" 2>&1 &
+  floods="$floods $!"
+fi
+if [[ $B =~ query ]]; then
+  wrk -t1 -c8 -d"${flood}s" -s "$work/query.lua" "$url/v1/apps/noisy/docs/big/_query" > "$work/b-query.txt" 2>&1 &
+  floods="$floods $!"
+fi
 sleep 3
 noisy=$(a_load noisy)
-wait
+# shellcheck disable=SC2086 # one pid per word
+wait $floods
 
 b_sleep=$(grep -E "^ *\[[0-9]+\]" "$work/b-sleep.txt" | awk '{printf "%s%s x %s", sep, $1, $2; sep=", "}' || true)
 b_panic=$(awk '/requests in/ {print $1}' "$work/b-panic.txt")

@@ -236,6 +236,31 @@ pub fn client_router(platform: Arc<Platform>) -> Router {
     router(platform).layer(middleware::from_fn_with_state(ctx, app_door))
 }
 
+/// The largest request body of a client-facing call: axum's default body
+/// limit, which the handlers' extractors apply anyway.
+const CLIENT_BODY_LIMIT: usize = 2 << 20;
+
+fn unread_body(e: axum::Error) -> ApiError {
+    let too_large = std::iter::successors(Some(&e as &(dyn std::error::Error + 'static)), |e| {
+        e.source()
+    })
+    .any(|e| e.is::<http_body_util::LengthLimitError>());
+    if too_large {
+        ApiError(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the request body is over {} MiB, the most a client call may send: store larger data as an object",
+                CLIENT_BODY_LIMIT >> 20
+            ),
+        )
+    } else {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("the request body could not be read: {e}"),
+        )
+    }
+}
+
 async fn app_door(State(ctx): State<Ctx>, req: Request, next: Next) -> Response {
     let owner = nimbus_gateway::request_host(&req).and_then(|h| {
         ctx.platform
@@ -244,13 +269,25 @@ async fn app_door(State(ctx): State<Ctx>, req: Request, next: Next) -> Response 
             .host_owner(&h)
             .map(String::from)
     });
-    let allowed = match auth::client_facing(req.uri().path()) {
-        Some(None) => true,
-        Some(Some(app)) => owner.is_none_or(|o| o == app),
-        None => false,
-    };
-    if allowed {
-        return next.run(req).await;
+    match auth::client_facing(req.uri().path()) {
+        Some(None) => return next.run(req).await,
+        Some(Some(app)) if owner.is_none_or(|o| o == app) => {
+            // The app's data and user-pool calls take its share of the CPU
+            // as its guests do (see nimbus_runtime::FairCpu): their work
+            // runs on other threads (the rows SQLite reads, the password
+            // hashing), so the call holds one of its app's turns while its
+            // handler runs. Only then: the body is read first and the
+            // answer sent after, so a slow client holds no turn.
+            let (parts, body) = req.into_parts();
+            let body = match axum::body::to_bytes(body, CLIENT_BODY_LIMIT).await {
+                Ok(b) => b,
+                Err(e) => return unread_body(e).into_response(),
+            };
+            let req = Request::from_parts(parts, axum::body::Body::from(body));
+            let _turn = ctx.platform.runtime.fair.turn(Arc::from(app)).await;
+            return next.run(req).await;
+        }
+        _ => {}
     }
     ApiError(
         StatusCode::NOT_FOUND,

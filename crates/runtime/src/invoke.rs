@@ -914,7 +914,7 @@ impl Runtime {
             drop(store);
             end
         };
-        let mut guest: GuestFuture = Box::pin(guest);
+        let mut guest: GuestFuture = Box::pin(self.fair.gate(f.app_name.clone(), guest));
         let mut rx = rx;
 
         enum First {

@@ -26,7 +26,9 @@
 //!   grows past its `memory_mb`; the pool's slot size caps every function.
 //! * time: `first_byte_timeout_ms` bounds the wait for the response head,
 //!   `timeout_ms` the whole invocation; past either the instance is dropped.
-//! * concurrency: [`Admission`] (platform-wide and per-function, bounded wait).
+//! * concurrency: [`Admission`] (platform-wide, per-app and per-function,
+//!   bounded wait); the CPU itself: [`FairCpu`] hands the worker threads'
+//!   turns round robin over the apps that contend for them.
 //! * network: outbound HTTP goes only to hosts in the function's
 //!   `allowed_outbound_hosts`, and only to addresses the [`Egress`] guard
 //!   lets through (never loopback, private, link-local or the node itself,
@@ -39,6 +41,7 @@ mod capture;
 mod data;
 mod egress;
 mod events;
+mod fair;
 mod host;
 mod invoke;
 mod ops;
@@ -50,6 +53,7 @@ pub use capture::Capture;
 pub use data::{ConfigSnapshot, DataGrants};
 pub use egress::{Egress, Refused};
 pub use events::{EventProducer, GuestMessage, ProduceError};
+pub use fair::{Fair, FairCpu, Turn};
 pub use host::AllowedHost;
 pub use invoke::{
     Caller, EventMeta, Function, INVOCATION_ID_HEADER, InvokeRequest, ReplayBody, ResponseBody,
@@ -160,6 +164,8 @@ pub struct Runtime {
     cache: CodeCache,
     components: ComponentStore,
     admission: Admission,
+    /// Whose ready guest runs next, when apps contend for the CPU.
+    pub fair: Arc<FairCpu>,
     config: RuntimeConfig,
     sink: RecordSink,
     ticker_stop: Arc<AtomicBool>,
@@ -219,6 +225,9 @@ impl Runtime {
             config.admission_queue,
             config.admission_timeout,
         );
+        let fair = Arc::new(FairCpu::new(
+            std::thread::available_parallelism().map_or(1, |n| n.get()),
+        ));
         let ticker_stop = Arc::new(AtomicBool::new(false));
         {
             let engine = engine.clone();
@@ -241,6 +250,7 @@ impl Runtime {
             cache,
             components,
             admission,
+            fair,
             config,
             sink,
             ticker_stop,

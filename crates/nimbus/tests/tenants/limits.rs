@@ -316,6 +316,49 @@ async fn one_app_at_its_in_flight_cap_leaves_another_admitted() {
     assert_eq!(ok, 6, "exactly the app's share ran");
 }
 
+/// A client-facing call takes one of its app's CPU turns while it is
+/// answered, but never while its client is slow: clients of one app that
+/// send their request bodies a byte at a time leave every other app's
+/// guests running (had they held turns while sending, a few of them would
+/// have held every turn of the node).
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_clients_of_one_app_hold_no_cpu_turn() {
+    use tokio::io::AsyncWriteExt;
+    let s = Server::start(&[]);
+    s.deploy(app("slow").path());
+    s.deploy(app("quiet").path());
+    let addr = s.url.trim_start_matches("http://").to_string();
+    let mut slow = Vec::new();
+    for i in 0..8 {
+        let mut c = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let head = format!(
+            "PUT /v1/apps/slow/docs/c/d{i} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{{"
+        );
+        c.write_all(head.as_bytes()).await.unwrap();
+        slow.push(c);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    for _ in 0..5 {
+        let answer = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            invoke(&s, "GET", ("quiet", "hello"), "", vec![]),
+        )
+        .await
+        .expect("another app's guest runs while the slow clients send");
+        assert_eq!(answer.0, 200, "{}", answer.1);
+    }
+    // The slow clients are still being waited for, and are answered when
+    // they finish: a clear refusal (no such collection), not a hang.
+    let mut c = slow.pop().unwrap();
+    c.write_all(b"}").await.unwrap();
+    c.write_all(&[b' '; 998]).await.unwrap();
+    let mut answer = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut tokio::io::AsyncReadExt::take(c, 64), &mut answer)
+        .await
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 4"), "{answer}");
+}
+
 fn quota_app(name: &str) -> String {
     format!(
         r#"
