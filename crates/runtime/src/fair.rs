@@ -54,6 +54,9 @@ struct State {
     apps: HashMap<Arc<str>, Lane>,
     /// When lanes were last looked at for leaving.
     pruned: Instant,
+    /// Whether a task will look again when the present apps' presence
+    /// ends (see [`FairCpu::acquire`]).
+    timer: bool,
     /// The apps with waiters, in the order their next turn comes.
     ring: VecDeque<Arc<str>>,
 }
@@ -157,6 +160,7 @@ impl FairCpu {
                 free: slots as isize,
                 apps: HashMap::new(),
                 pruned: Instant::now(),
+                timer: false,
                 ring: VecDeque::new(),
             }),
         }
@@ -231,7 +235,7 @@ impl FairCpu {
     /// holds one (counted as `app`'s until released), `Pending` with its
     /// place kept in `ticket` otherwise.
     fn acquire(
-        &self,
+        self: &Arc<Self>,
         app: &Arc<str>,
         ticket: &mut Option<Arc<Ticket>>,
         cx: &Context<'_>,
@@ -253,6 +257,7 @@ impl FairCpu {
             return Poll::Ready(());
         }
         let mut s = self.state.lock();
+        s.prune(Instant::now(), self.presence);
         // Counting this app as present, as it is about to be.
         let n = s.apps.len() + usize::from(!s.apps.contains_key(app));
         let share = if n <= 1 {
@@ -284,6 +289,29 @@ impl FairCpu {
         // A turn may be free for it already (others wait only because they
         // are at their share).
         let wake = s.dispatch(self.slots);
+        // Waiting with a turn free, because an app that has gone quiet is
+        // still counted: nothing else may happen before its presence ends
+        // (the turns may be held by long calls), so look again then.
+        if s.free > 0
+            && !s.ring.is_empty()
+            && !s.timer
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            s.timer = true;
+            let gate = self.clone();
+            rt.spawn(async move {
+                tokio::time::sleep(gate.presence).await;
+                let wake = {
+                    let mut s = gate.state.lock();
+                    s.timer = false;
+                    let now = Instant::now();
+                    s.apps.retain(|_, l| !l.idle_since(now, gate.presence));
+                    s.pruned = now;
+                    s.dispatch(gate.slots)
+                };
+                wake.into_iter().for_each(Waker::wake);
+            });
+        }
         drop(s);
         wake.into_iter().for_each(Waker::wake);
         Poll::Pending
@@ -498,6 +526,26 @@ mod tests {
         gate.release(&"b".into());
         assert!(b.as_mut().poll(&mut cx).is_ready());
         assert_eq!(*log.lock(), ["a", "b"]);
+    }
+
+    /// B waits because A, gone quiet, still counts, while B's own turn is
+    /// held by a long call: once A's presence ends, B's waiter gets the
+    /// free turn without anyone releasing one.
+    #[tokio::test]
+    async fn a_waiter_kept_out_by_a_gone_app_is_let_in_when_its_presence_ends() {
+        let gate = Arc::new(FairCpu::with_presence(2, Duration::from_millis(30)));
+        let log: Log = Default::default();
+        let mut a = Box::pin(gate.gate("a".into(), step(&log, "a")));
+        std::future::poll_fn(|cx| a.as_mut().poll(cx)).await;
+        let long_call = gate.turn("b".into()).await;
+        let started = Instant::now();
+        gate.gate("b".into(), step(&log, "b")).await;
+        assert!(
+            started.elapsed() >= Duration::from_millis(20),
+            "it waited for A to leave"
+        );
+        assert_eq!(*log.lock(), ["a", "b"]);
+        drop(long_call);
     }
 
     #[tokio::test]
