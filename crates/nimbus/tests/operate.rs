@@ -164,8 +164,14 @@ async fn scrape(s: &Server) -> prometheus_parse::Scrape {
 }
 
 /// The value of a sample with these labels (counters and gauges), or the
-/// count of a histogram.
+/// count of a histogram, summed over the samples that match: 0 when none
+/// has these labels, but a metric missing from the scrape altogether (one
+/// renamed or never registered) fails, so an expected 0 proves something.
 fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    assert!(
+        scrape.samples.iter().any(|s| s.metric == name),
+        "the scrape has no metric {name}"
+    );
     scrape
         .samples
         .iter()
@@ -175,7 +181,7 @@ fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)])
             | prometheus_parse::Value::Gauge(v)
             | prometheus_parse::Value::Untyped(v) => *v,
             prometheus_parse::Value::Histogram(h) => h.last().map_or(0.0, |b| b.count),
-            prometheus_parse::Value::Summary(_) => 0.0,
+            prometheus_parse::Value::Summary(_) => panic!("{name} is a summary: no metric is"),
         })
         .sum()
 }
