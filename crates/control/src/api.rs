@@ -1,9 +1,10 @@
 //! HTTP handlers of the control API.
 
 use crate::auth::{self, Principal};
+use crate::ctx::{ApiError, ApiResult, Ctx};
 use crate::data_api;
 use crate::events_api;
-use crate::platform::{DeployEvent, Platform, PlatformError};
+use crate::platform::{DeployEvent, Platform};
 use crate::usage_api;
 use crate::users_api;
 use axum::body::Body;
@@ -20,47 +21,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-
-#[derive(Clone)]
-pub(crate) struct Ctx {
-    pub(crate) platform: Arc<Platform>,
-}
-
-impl Ctx {
-    pub(crate) fn new(platform: Arc<Platform>) -> Ctx {
-        Ctx { platform }
-    }
-}
-
-/// An error answered as `{"error": message}`.
-pub(crate) struct ApiError(pub(crate) StatusCode, pub(crate) String);
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (self.0, Json(json!({ "error": self.1 }))).into_response()
-    }
-}
-
-impl From<PlatformError> for ApiError {
-    fn from(e: PlatformError) -> Self {
-        let status = match &e {
-            PlatformError::Invalid(_) => StatusCode::BAD_REQUEST,
-            PlatformError::NotFound(_) => StatusCode::NOT_FOUND,
-            PlatformError::Conflict(_) => StatusCode::CONFLICT,
-            PlatformError::QuotaExceeded(_) => StatusCode::INSUFFICIENT_STORAGE,
-            PlatformError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        ApiError(status, e.to_string())
-    }
-}
-
-impl From<nimbus_store::StoreError> for ApiError {
-    fn from(e: nimbus_store::StoreError) -> Self {
-        PlatformError::from(e).into()
-    }
-}
-
-pub(crate) type ApiResult<T> = Result<T, ApiError>;
 
 /// The control API router (paths under `/v1/`). Every request passes
 /// [`auth::authenticate`] first.

@@ -7,7 +7,7 @@
 //! (`/auth/...`) need nothing here and check user tokens themselves; KV and
 //! document endpoints let handlers apply the store's client access rule.
 
-use crate::api::{ApiError, Ctx};
+use crate::ctx::{ApiError, Ctx};
 use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;

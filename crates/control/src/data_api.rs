@@ -1,8 +1,8 @@
 //! Control API for data: key-value stores, document collections,
 //! configuration and secrets of an app.
 
-use crate::api::{ApiError, ApiResult, Ctx};
 use crate::auth::{Grant, Principal, authorize};
+use crate::ctx::{ApiError, ApiResult, Ctx};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Extension, Path, Query, State};

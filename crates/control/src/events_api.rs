@@ -1,7 +1,7 @@
 //! Control API for events: send to queues, publish to topics, queue depths,
 //! event status with its attempts, and dead-letter queues.
 
-use crate::api::{ApiError, ApiResult, Ctx};
+use crate::ctx::{ApiError, ApiResult, Ctx};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};

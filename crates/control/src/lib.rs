@@ -10,6 +10,7 @@
 mod api;
 mod auth;
 mod console;
+mod ctx;
 mod data_api;
 mod events_api;
 pub mod metrics;

@@ -3,7 +3,7 @@
 //! it is submitted (one place, off the guest's path); gauges — in-flight
 //! invocations, queue depths and ages, dead letters — are read when scraped.
 
-use crate::api::Ctx;
+use crate::ctx::Ctx;
 use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
@@ -153,7 +153,7 @@ pub fn router(platform: std::sync::Arc<crate::Platform>) -> axum::Router {
 /// Prometheus text format.
 pub(crate) async fn scrape(State(ctx): State<Ctx>) -> Response {
     let Some(handle) = ctx.platform.metrics.clone() else {
-        return crate::api::ApiError(
+        return crate::ctx::ApiError(
             axum::http::StatusCode::NOT_FOUND,
             "metrics are off on this server".into(),
         )

@@ -1,8 +1,8 @@
 //! Replay: a failed invocation's kept input, and running it again against a
 //! chosen revision, side by side with the original.
 
-use crate::api::{ApiError, ApiResult, Ctx};
 use crate::auth::Principal;
+use crate::ctx::{ApiError, ApiResult, Ctx};
 use axum::Json;
 use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;

@@ -2,7 +2,7 @@
 //! invocations, GB-seconds, operations on KV, documents, objects and events,
 //! and stored GB-hours — with a cost estimate from the server's price sheet.
 
-use crate::api::{ApiError, ApiResult, Ctx};
+use crate::ctx::{ApiError, ApiResult, Ctx};
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;

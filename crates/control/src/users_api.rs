@@ -1,8 +1,8 @@
 //! Control API for identity: the client-facing user pool endpoints
 //! (`/v1/apps/{app}/auth/...`), user administration, and API keys.
 
-use crate::api::{ApiError, ApiResult, Ctx};
 use crate::auth::Principal;
+use crate::ctx::{ApiError, ApiResult, Ctx};
 use axum::Json;
 use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
