@@ -220,9 +220,13 @@ pub fn parse_timezone(tz: &str) -> Result<chrono_tz::Tz, String> {
 ///
 /// A text whose numbers could add up to `u64::MAX` seconds (each counted as
 /// that many years, plus one) is refused as too long: humantime panics on
-/// some such sums (`Duration::new` overflows) instead of failing.
+/// some such sums (`Duration::new` overflows) instead of failing. So is a
+/// duration past `u64::MAX` milliseconds, the unit callers keep.
 pub fn parse_duration(what: &str, s: &str) -> Result<Duration, String> {
     const YEAR_SECS: u128 = 31_557_600;
+    let refused = |why: &dyn std::fmt::Display| {
+        format!("{what} = {s:?} is not a duration ({why}): write e.g. \"250ms\", \"30s\", \"5m\"")
+    };
     let bound = s
         .split(|c: char| !c.is_ascii_digit())
         .filter(|n| !n.is_empty())
@@ -232,13 +236,13 @@ pub fn parse_duration(what: &str, s: &str) -> Result<Duration, String> {
         })
         .fold(0u128, u128::saturating_add);
     if bound >= u128::from(u64::MAX) {
-        return Err(format!(
-            "{what} = {s:?} is not a duration (too long): write e.g. \"250ms\", \"30s\", \"5m\""
-        ));
+        return Err(refused(&"too long"));
     }
-    humantime::parse_duration(s).map_err(|e| {
-        format!("{what} = {s:?} is not a duration ({e}): write e.g. \"250ms\", \"30s\", \"5m\"")
-    })
+    let d = humantime::parse_duration(s).map_err(|e| refused(&e))?;
+    if u64::try_from(d.as_millis()).is_err() {
+        return Err(refused(&"too long"));
+    }
+    Ok(d)
 }
 
 /// A schedule's tick rule, parsed once.
@@ -472,6 +476,18 @@ impl AppSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_too_long_for_u64_milliseconds_are_refused() {
+        // 5e11 years: under u64::MAX seconds, but not milliseconds, where
+        // callers read it (`as_millis() as u64` would have wrapped).
+        let e = parse_duration("dedup_window", "500000000000y").unwrap_err();
+        assert!(e.contains("too long"), "{e}");
+        assert_eq!(
+            parse_duration("x", "1000y").unwrap().as_millis(),
+            1000 * 31_557_600_000
+        );
+    }
 
     #[test]
     fn backoff_doubles_and_caps() {

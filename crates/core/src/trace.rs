@@ -64,7 +64,12 @@ impl TraceContext {
         if version == "00" && parts.next().is_some() {
             return None;
         }
-        if !is_hex(trace_id, 32) || !is_hex(span_id, 16) || flags.len() != 2 {
+        // Flags are two lowercase hex digits (from_str_radix alone would take "+1").
+        let flags_ok = flags.len() == 2
+            && flags
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if !is_hex(trace_id, 32) || !is_hex(span_id, 16) || !flags_ok {
             return None;
         }
         let flags = u8::from_str_radix(flags, 16).ok()?;
@@ -127,10 +132,14 @@ mod tests {
             "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
             "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-+1",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0A",
             "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
         ] {
             assert!(TraceContext::parse(bad).is_none(), "{bad:?}");
         }
+        let unsampled = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
+        assert!(!TraceContext::parse(unsampled).unwrap().sampled);
         // A future version with more fields is read by its first four.
         assert!(
             TraceContext::parse("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00-x")

@@ -1514,13 +1514,17 @@ proptest! {
             u128::from(*n) * factor + 1_000_000_000 <= u128::from(u64::MAX)
         });
         // Documented: numbers that could add up to u64::MAX seconds, each
-        // counted as that many years plus one, are refused as too long.
+        // counted as that many years plus one, are refused as too long, and
+        // so is a total past u64::MAX milliseconds.
         let too_long = terms.iter().map(|(n, _)| (u128::from(*n) + 1) * 31_557_600).sum::<u128>()
-            >= u128::from(u64::MAX);
+            >= u128::from(u64::MAX)
+            || nanos / 1_000_000 > u128::from(u64::MAX);
         match parse_duration("x", &text) {
             Ok(d) => {
                 prop_assert!(fits && !too_long);
                 prop_assert_eq!(d.as_nanos(), nanos, "{:?}", text);
+                // So every accepted duration's milliseconds fit in a u64.
+                prop_assert!(u64::try_from(d.as_millis()).is_ok(), "{:?}", text);
             }
             Err(e) => prop_assert!(!fits || !terms_fit || too_long, "{text:?} refused: {e}"),
         }
