@@ -1,0 +1,52 @@
+//! What every control API handler shares: its context ([`Ctx`]) and its
+//! error ([`ApiError`], answered as `{"error": message}`). A module of its
+//! own, below the router and the handler modules alike, so handlers do not
+//! import from the router that imports them.
+
+use crate::platform::{Platform, PlatformError};
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use std::sync::Arc;
+
+#[derive(Clone)]
+pub(crate) struct Ctx {
+    pub(crate) platform: Arc<Platform>,
+}
+
+impl Ctx {
+    pub(crate) fn new(platform: Arc<Platform>) -> Ctx {
+        Ctx { platform }
+    }
+}
+
+/// An error answered as `{"error": message}`.
+pub(crate) struct ApiError(pub(crate) StatusCode, pub(crate) String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+impl From<PlatformError> for ApiError {
+    fn from(e: PlatformError) -> Self {
+        let status = match &e {
+            PlatformError::Invalid(_) => StatusCode::BAD_REQUEST,
+            PlatformError::NotFound(_) => StatusCode::NOT_FOUND,
+            PlatformError::Conflict(_) => StatusCode::CONFLICT,
+            PlatformError::QuotaExceeded(_) => StatusCode::INSUFFICIENT_STORAGE,
+            PlatformError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError(status, e.to_string())
+    }
+}
+
+impl From<nimbus_store::StoreError> for ApiError {
+    fn from(e: nimbus_store::StoreError) -> Self {
+        PlatformError::from(e).into()
+    }
+}
+
+pub(crate) type ApiResult<T> = Result<T, ApiError>;
