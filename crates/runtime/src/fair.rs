@@ -85,9 +85,9 @@ struct Ticket {
 }
 
 impl State {
-    /// What one app may hold now.
-    fn share(&self, slots: usize) -> usize {
-        match self.apps.len() {
+    /// What one app may hold while `present` apps are.
+    fn share(slots: usize, present: usize) -> usize {
+        match present {
             0 | 1 => slots,
             n => (slots / n).max(1),
         }
@@ -103,7 +103,7 @@ impl State {
             if !alone && self.free <= 0 {
                 break;
             }
-            let share = self.share(slots);
+            let share = State::share(slots, self.apps.len());
             let app = self.ring.pop_front().expect("passed < len");
             let lane = self.apps.get_mut(&app).expect("a ringed app has a lane");
             if !alone && lane.holding >= share {
@@ -139,9 +139,13 @@ impl State {
     /// millisecond: it looks at every present app).
     fn prune(&mut self, now: Instant, presence: Duration) {
         if presence.is_zero() || now.duration_since(self.pruned) >= Duration::from_millis(1) {
-            self.pruned = now;
-            self.apps.retain(|_, l| !l.idle_since(now, presence));
+            self.prune_now(now, presence);
         }
+    }
+
+    fn prune_now(&mut self, now: Instant, presence: Duration) {
+        self.pruned = now;
+        self.apps.retain(|_, l| !l.idle_since(now, presence));
     }
 }
 
@@ -177,7 +181,8 @@ impl FairCpu {
     }
 
     /// Apps waiting for a turn now.
-    pub fn waiting_apps(&self) -> usize {
+    #[cfg(test)]
+    fn waiting_apps(&self) -> usize {
         self.state.lock().ring.len()
     }
 
@@ -260,11 +265,7 @@ impl FairCpu {
         s.prune(Instant::now(), self.presence);
         // Counting this app as present, as it is about to be.
         let n = s.apps.len() + usize::from(!s.apps.contains_key(app));
-        let share = if n <= 1 {
-            self.slots
-        } else {
-            (self.slots / n).max(1)
-        };
+        let share = State::share(self.slots, n);
         let State {
             free, apps, ring, ..
         } = &mut *s;
@@ -304,9 +305,7 @@ impl FairCpu {
                 let wake = {
                     let mut s = gate.state.lock();
                     s.timer = false;
-                    let now = Instant::now();
-                    s.apps.retain(|_, l| !l.idle_since(now, gate.presence));
-                    s.pruned = now;
+                    s.prune_now(Instant::now(), gate.presence);
                     s.dispatch(gate.slots)
                 };
                 wake.into_iter().for_each(Waker::wake);

@@ -90,7 +90,7 @@ impl From<sqlx::Error> for StoreError {
         // storage_quotas migrations).
         if let sqlx::Error::Database(db) = &e
             && let Some(kind) = db.message().strip_prefix(QUOTA_REFUSAL)
-            && let Some(kind) = StorageKind::ALL.into_iter().find(|k| k.name() == kind)
+            && let Some(kind) = StorageKind::named(kind)
         {
             return StoreError::QuotaExceeded(kind);
         }
@@ -123,6 +123,11 @@ impl StorageKind {
             StorageKind::Docs => "docs",
             StorageKind::Objects => "objects",
         }
+    }
+
+    /// The kind of this [`StorageKind::name`].
+    pub fn named(name: &str) -> Option<StorageKind> {
+        StorageKind::ALL.into_iter().find(|k| k.name() == name)
     }
 
     /// The message of a write refused by this kind's quota.

@@ -75,11 +75,11 @@ impl Store {
             .await?
         {
             let max = u64::try_from(r.try_get::<i64, _>("max_bytes")?).ok();
-            match r.try_get::<String, _>("kind")?.as_str() {
-                "kv" => q.kv = max,
-                "docs" => q.docs = max,
-                "objects" => q.objects = max,
-                _ => {}
+            match StorageKind::named(&r.try_get::<String, _>("kind")?) {
+                Some(StorageKind::Kv) => q.kv = max,
+                Some(StorageKind::Docs) => q.docs = max,
+                Some(StorageKind::Objects) => q.objects = max,
+                None => {}
             }
         }
         Ok(q)
@@ -97,11 +97,11 @@ impl Store {
         .await?
         {
             let n: i64 = r.try_get("n")?;
-            match r.try_get::<String, _>("kind")?.as_str() {
-                "kv" => out.kv = n,
-                "docs" => out.docs = n,
-                "objects" => out.objects = n,
-                _ => {}
+            match StorageKind::named(&r.try_get::<String, _>("kind")?) {
+                Some(StorageKind::Kv) => out.kv = n,
+                Some(StorageKind::Docs) => out.docs = n,
+                Some(StorageKind::Objects) => out.objects = n,
+                None => {}
             }
         }
         Ok(out)

@@ -224,19 +224,7 @@ impl Store {
         self.lock_name(&mut tx, &format!("object/{}/{}", o.bucket, o.key))
             .await?;
         let parts = match upload {
-            Some(id) => {
-                let files: Vec<String> = sqlx::query_scalar(
-                    "DELETE FROM upload_parts WHERE upload_id = $1 RETURNING file",
-                )
-                .bind(id)
-                .fetch_all(&mut *tx)
-                .await?;
-                sqlx::query("DELETE FROM uploads WHERE id = $1")
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-                files
-            }
+            Some(id) => forget_upload(&mut tx, id).await?,
             None => Vec::new(),
         };
         let old: Option<String> =
@@ -460,15 +448,7 @@ impl Store {
     /// Forgets an upload and its parts; their files, to delete.
     pub async fn delete_upload(&self, upload: &str) -> Result<Vec<String>> {
         let mut tx = self.begin_write().await?;
-        let files: Vec<String> =
-            sqlx::query_scalar("DELETE FROM upload_parts WHERE upload_id = $1 RETURNING file")
-                .bind(upload)
-                .fetch_all(&mut *tx)
-                .await?;
-        sqlx::query("DELETE FROM uploads WHERE id = $1")
-            .bind(upload)
-            .execute(&mut *tx)
-            .await?;
+        let files = forget_upload(&mut tx, upload).await?;
         tx.commit().await?;
         Ok(files)
     }
@@ -531,6 +511,21 @@ impl Store {
         row.map(|r| Ok((r.try_get("app")?, r.try_get("secret")?)))
             .transpose()
     }
+}
+
+/// Deletes an upload and its parts in `conn`'s transaction; the parts'
+/// files, to delete once it is committed.
+async fn forget_upload(conn: &mut sqlx::AnyConnection, upload: &str) -> Result<Vec<String>> {
+    let files: Vec<String> =
+        sqlx::query_scalar("DELETE FROM upload_parts WHERE upload_id = $1 RETURNING file")
+            .bind(upload)
+            .fetch_all(&mut *conn)
+            .await?;
+    sqlx::query("DELETE FROM uploads WHERE id = $1")
+        .bind(upload)
+        .execute(&mut *conn)
+        .await?;
+    Ok(files)
 }
 
 #[cfg(test)]
