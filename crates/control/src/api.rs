@@ -222,16 +222,17 @@ fn unread_body(e: axum::Error) -> ApiError {
 }
 
 async fn app_door(State(ctx): State<Ctx>, req: Request, next: Next) -> Response {
-    let owner = nimbus_gateway::request_host(&req).and_then(|h| {
-        ctx.platform
-            .gateway
-            .table()
-            .host_owner(&h)
-            .map(String::from)
-    });
+    let table = ctx.platform.gateway.table();
+    let owner =
+        nimbus_gateway::request_host(&req).and_then(|h| table.host_owner(&h).map(String::from));
     match auth::client_facing(req.uri().path()) {
         Some(None) => return next.run(req).await,
         Some(Some(app)) if owner.is_none_or(|o| o == app) => {
+            if table.app(&app).is_none() {
+                // Answered not found: nothing to share, and naming apps
+                // that do not exist must not count as apps present.
+                return next.run(req).await;
+            }
             // The app's data and user-pool calls take its share of the CPU
             // as its guests do (see nimbus_runtime::FairCpu): their work
             // runs on other threads (the rows SQLite reads, the password
