@@ -1,300 +1,23 @@
-//! HTTP handlers of the control API.
+//! HTTP handlers of the control API for apps, their revisions and
+//! functions, components, invocations and logs, and the node's status
+//! (the routes and what each needs are in [`crate::routes`]).
 
-use crate::auth::{self, Principal};
+use crate::auth::Principal;
 use crate::ctx::{ApiError, ApiResult, Ctx};
-use crate::data_api;
-use crate::events_api;
-use crate::platform::{DeployEvent, Platform};
-use crate::usage_api;
-use crate::users_api;
+use crate::platform::DeployEvent;
+use axum::Json;
 use axum::body::Body;
 use axum::extract::{Extension, Path, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, delete, get, post, put};
-use axum::{Json, Router};
 use http_body_util::BodyExt;
 use nimbus_runtime::InvokeRequest;
 use nimbus_store::{LogQuery, PutError};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
-/// The control API router (paths under `/v1/`). Every request passes
-/// [`auth::authenticate`] first.
-pub fn router(platform: Arc<Platform>) -> Router {
-    let ctx = Ctx { platform };
-    let protected = Router::new()
-        .route(
-            "/v1/keys",
-            get(users_api::list_keys).post(users_api::create_key),
-        )
-        .route("/v1/keys/{name}", delete(users_api::revoke_key))
-        .route("/v1/keys/s3/{access_key}", delete(data_api::revoke_s3_key))
-        .route("/v1/usage", get(usage_api::platform_usage))
-        .route("/v1/cluster", get(cluster))
-        .route("/v1/metrics", get(crate::metrics::scrape))
-        .route("/v1/invocations/{id}", get(crate::replay_api::find))
-        .route("/v1/traces/{id}", get(crate::replay_api::trace))
-        .route(
-            "/v1/apps/{app}/invocations/{id}/input",
-            get(crate::replay_api::input),
-        )
-        .route(
-            "/v1/apps/{app}/invocations/{id}/replay",
-            post(crate::replay_api::replay),
-        )
-        .route("/v1/apps/{app}/usage", get(usage_api::app_usage))
-        .route("/v1/apps/{app}/auth/signup", post(users_api::signup))
-        .route("/v1/apps/{app}/auth/login", post(users_api::login))
-        .route("/v1/apps/{app}/auth/refresh", post(users_api::refresh))
-        .route("/v1/apps/{app}/auth/logout", post(users_api::logout))
-        .route(
-            "/v1/apps/{app}/auth/me",
-            get(users_api::me).delete(users_api::delete_me),
-        )
-        .route(
-            "/v1/apps/{app}/auth/password",
-            post(users_api::change_password),
-        )
-        .route(
-            "/v1/apps/{app}/auth/password-reset",
-            post(users_api::request_reset),
-        )
-        .route(
-            "/v1/apps/{app}/auth/password-reset/confirm",
-            post(users_api::confirm_reset),
-        )
-        .route("/v1/apps/{app}/auth/jwks.json", get(users_api::jwks))
-        .route(
-            "/v1/apps/{app}/auth/rotate-keys",
-            post(users_api::rotate_keys),
-        )
-        .route(
-            "/v1/apps/{app}/users",
-            get(users_api::list_users).post(users_api::create_user),
-        )
-        .route(
-            "/v1/apps/{app}/users/{id}",
-            get(users_api::get_user).delete(users_api::delete_user),
-        )
-        .route("/v1/apps/{app}/users/{id}/roles", put(users_api::set_roles))
-        .route("/v1/status", get(status))
-        .route(
-            "/v1/components/{hash}",
-            put(upload_component).head(component_exists),
-        )
-        .route("/v1/apps", get(list_apps))
-        .route("/v1/apps/{app}", get(get_app).delete(delete_app))
-        .route("/v1/apps/{app}/revisions", get(list_revisions).post(deploy))
-        .route("/v1/apps/{app}/rollback", post(rollback))
-        .route("/v1/apps/{app}/functions", get(list_functions))
-        .route(
-            "/v1/apps/{app}/functions/{function}/invoke",
-            any(invoke_root),
-        )
-        .route(
-            "/v1/apps/{app}/functions/{function}/invoke/{*path}",
-            any(invoke_path),
-        )
-        .route("/v1/apps/{app}/invocations", get(list_invocations))
-        .route(
-            "/v1/apps/{app}/invocations/{id}",
-            get(events_api::get_invocation),
-        )
-        .route("/v1/apps/{app}/events", get(events_api::list_events))
-        .route("/v1/apps/{app}/kv/{store}", get(data_api::kv_list))
-        .route(
-            "/v1/apps/{app}/kv/{store}/{*key}",
-            get(data_api::kv_get)
-                .put(data_api::kv_put)
-                .delete(data_api::kv_delete)
-                .post(data_api::kv_op),
-        )
-        .route("/v1/apps/{app}/docs/{coll}", post(data_api::doc_bulk))
-        .route(
-            "/v1/apps/{app}/docs/{coll}/_query",
-            post(data_api::doc_query),
-        )
-        .route(
-            "/v1/apps/{app}/docs/{coll}/{id}",
-            get(data_api::doc_get)
-                .put(data_api::doc_put)
-                .patch(data_api::doc_patch)
-                .delete(data_api::doc_delete),
-        )
-        .route("/v1/apps/{app}/keys/s3", post(data_api::create_s3_key))
-        .route("/v1/apps/{app}/config", get(data_api::config_list))
-        .route(
-            "/v1/apps/{app}/config/{key}",
-            put(data_api::config_put).delete(data_api::config_delete),
-        )
-        .route(
-            "/v1/apps/{app}/secrets/{key}",
-            put(data_api::secret_put).delete(data_api::config_delete),
-        )
-        .route("/v1/apps/{app}/queues", get(events_api::depths))
-        .route(
-            "/v1/apps/{app}/queues/{queue}/messages",
-            post(events_api::send),
-        )
-        .route(
-            "/v1/apps/{app}/topics/{topic}/messages",
-            post(events_api::publish),
-        )
-        .route(
-            "/v1/apps/{app}/functions/{function}/dlq",
-            get(events_api::dlq_list),
-        )
-        .route(
-            "/v1/apps/{app}/functions/{function}/dlq/redrive",
-            post(events_api::dlq_redrive),
-        )
-        .route(
-            "/v1/apps/{app}/functions/{function}/dlq/purge",
-            post(events_api::dlq_purge),
-        )
-        .route(
-            "/v1/apps/{app}/functions/{function}/dlq/{id}",
-            get(events_api::dlq_show),
-        )
-        .route("/v1/apps/{app}/logs", get(logs))
-        .route(
-            "/v1/health",
-            get(|| async { Json(json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") })) }),
-        );
-    Router::new()
-        .merge(protected)
-        .merge(crate::console::router())
-        .fallback(|req: Request| async move {
-            ApiError(
-                StatusCode::NOT_FOUND,
-                format!(
-                    "no control API endpoint {} {}",
-                    req.method(),
-                    req.uri().path()
-                ),
-            )
-        })
-        .layer(middleware::from_fn_with_state(ctx.clone(), meter_clients))
-        .layer(middleware::from_fn_with_state(
-            ctx.clone(),
-            auth::authenticate,
-        ))
-        .with_state(ctx)
-}
-
-/// The part of the control API served on the apps' listener, for app
-/// pages ([`auth::client_facing`]): on a host that an app owns, only that
-/// app's endpoints. The rest is served only by [`router`] on the control
-/// listener, so no app's code shares an origin with the console or with
-/// the requests that carry operators' keys.
-pub fn client_router(platform: Arc<Platform>) -> Router {
-    let ctx = Ctx::new(platform.clone());
-    router(platform).layer(middleware::from_fn_with_state(ctx, app_door))
-}
-
-/// The largest request body of a client-facing call: axum's default body
-/// limit, which the handlers' extractors apply anyway.
-const CLIENT_BODY_LIMIT: usize = 2 << 20;
-
-fn unread_body(e: axum::Error) -> ApiError {
-    let too_large = std::iter::successors(Some(&e as &(dyn std::error::Error + 'static)), |e| {
-        e.source()
-    })
-    .any(|e| e.is::<http_body_util::LengthLimitError>());
-    if too_large {
-        ApiError(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "the request body is over {} MiB, the most a client call may send: store larger data as an object",
-                CLIENT_BODY_LIMIT >> 20
-            ),
-        )
-    } else {
-        ApiError(
-            StatusCode::BAD_REQUEST,
-            format!("the request body could not be read: {e}"),
-        )
-    }
-}
-
-async fn app_door(State(ctx): State<Ctx>, req: Request, next: Next) -> Response {
-    let table = ctx.platform.gateway.table();
-    let owner =
-        nimbus_gateway::request_host(&req).and_then(|h| table.host_owner(&h).map(String::from));
-    match auth::client_facing(req.uri().path()) {
-        Some(None) => return next.run(req).await,
-        Some(Some(app)) if owner.is_none_or(|o| o == app) => {
-            if table.app(&app).is_none() {
-                // Answered not found: nothing to share, and naming apps
-                // that do not exist must not count as apps present.
-                return next.run(req).await;
-            }
-            // The app's data and user-pool calls take its share of the CPU
-            // as its guests do (see nimbus_runtime::FairCpu): their work
-            // runs on other threads (the rows SQLite reads, the password
-            // hashing), so the call holds one of its app's turns while its
-            // handler runs. Only then: the body is read first and the
-            // answer sent after, so a slow client holds no turn.
-            let (parts, body) = req.into_parts();
-            let body = match axum::body::to_bytes(body, CLIENT_BODY_LIMIT).await {
-                Ok(b) => b,
-                Err(e) => return unread_body(e).into_response(),
-            };
-            let req = Request::from_parts(parts, axum::body::Body::from(body));
-            let _turn = ctx.platform.runtime.fair.turn(Arc::from(app)).await;
-            return next.run(req).await;
-        }
-        _ => {}
-    }
-    ApiError(
-        StatusCode::NOT_FOUND,
-        format!(
-            "{} {} is not served on app origins: the console and the control API have a listener of their own (`nimbus up --control-listen`, by default on loopback at the app port + 1; `nimbus` commands find it in the data dir)",
-            req.method(),
-            req.uri().path()
-        ),
-    )
-    .into_response()
-}
-
-/// The app (percent-decoded, as the router reads it) and service of a
-/// client's KV or document call (`/v1/apps/APP/kv/...`,
-/// `/v1/apps/APP/docs/...`).
-fn data_call(path: &str) -> Option<(String, nimbus_core::Service)> {
-    let (app, rest) = path.strip_prefix("/v1/apps/")?.split_once('/')?;
-    let service = match rest.split_once('/')?.0 {
-        "kv" => nimbus_core::Service::Kv,
-        "docs" => nimbus_core::Service::Docs,
-        _ => return None,
-    };
-    let app = percent_encoding::percent_decode_str(app)
-        .decode_utf8()
-        .ok()?;
-    Some((app.into_owned(), service))
-}
-
-/// Meters clients' KV and document calls that the store answered — a
-/// success, or a conflict with the expected value or version (409, 412) —
-/// as one operation of their app each. Refusals (401, 403), bad requests
-/// and not-found answers are not metered: they may come before the caller
-/// was authorized, and must not let anyone add to an app's bill.
-async fn meter_clients(State(ctx): State<Ctx>, req: Request, next: Next) -> Response {
-    let call = data_call(req.uri().path());
-    let resp = next.run(req).await;
-    if let Some((app, service)) = call {
-        let s = resp.status();
-        if s.is_success() || matches!(s, StatusCode::CONFLICT | StatusCode::PRECONDITION_FAILED) {
-            ctx.platform.records.meter(&app, service, 1);
-        }
-    }
-    resp
-}
-
-async fn status(State(ctx): State<Ctx>) -> Json<serde_json::Value> {
+pub(crate) async fn status(State(ctx): State<Ctx>) -> Json<serde_json::Value> {
     let rt = &ctx.platform.runtime;
     Json(json!({
         "in_flight": rt.admission().in_flight(),
@@ -317,7 +40,10 @@ fn check_hash(hash: &str) -> ApiResult<()> {
     }
 }
 
-async fn component_exists(State(ctx): State<Ctx>, Path(hash): Path<String>) -> StatusCode {
+pub(crate) async fn component_exists(
+    State(ctx): State<Ctx>,
+    Path(hash): Path<String>,
+) -> StatusCode {
     if nimbus_core::names::is_sha256_hex(&hash) && ctx.platform.components.contains(&hash) {
         StatusCode::OK
     } else {
@@ -325,7 +51,7 @@ async fn component_exists(State(ctx): State<Ctx>, Path(hash): Path<String>) -> S
     }
 }
 
-async fn upload_component(
+pub(crate) async fn upload_component(
     State(ctx): State<Ctx>,
     Path(hash): Path<String>,
     body: Body,
@@ -350,7 +76,7 @@ async fn upload_component(
 }
 
 #[derive(Serialize)]
-struct AppSummary {
+pub(crate) struct AppSummary {
     name: String,
     active_revision: Option<i64>,
     host: Option<String>,
@@ -361,7 +87,7 @@ struct AppSummary {
 
 /// The nodes sharing this node's database (admin): each with its last
 /// heartbeat, and which one answered.
-async fn cluster(State(ctx): State<Ctx>) -> ApiResult<Json<serde_json::Value>> {
+pub(crate) async fn cluster(State(ctx): State<Ctx>) -> ApiResult<Json<serde_json::Value>> {
     let store = &ctx.platform.store;
     let live_after = nimbus_store::now_us() - nimbus_store::NODE_LIVE_FOR.as_micros() as i64;
     let nodes: Vec<serde_json::Value> = store
@@ -385,7 +111,7 @@ async fn cluster(State(ctx): State<Ctx>) -> ApiResult<Json<serde_json::Value>> {
     })))
 }
 
-async fn list_apps(
+pub(crate) async fn list_apps(
     State(ctx): State<Ctx>,
     Extension(principal): Extension<Principal>,
 ) -> ApiResult<Json<Vec<AppSummary>>> {
@@ -414,7 +140,7 @@ async fn list_apps(
     ))
 }
 
-async fn get_app(
+pub(crate) async fn get_app(
     State(ctx): State<Ctx>,
     Path(app): Path<String>,
 ) -> ApiResult<Json<serde_json::Value>> {
@@ -428,13 +154,16 @@ async fn get_app(
     ))
 }
 
-async fn delete_app(State(ctx): State<Ctx>, Path(app): Path<String>) -> ApiResult<StatusCode> {
+pub(crate) async fn delete_app(
+    State(ctx): State<Ctx>,
+    Path(app): Path<String>,
+) -> ApiResult<StatusCode> {
     ctx.platform.delete(&app).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Serialize)]
-struct RevisionSummary {
+pub(crate) struct RevisionSummary {
     number: i64,
     active: bool,
     created_at_us: i64,
@@ -442,7 +171,7 @@ struct RevisionSummary {
     routes: usize,
 }
 
-async fn list_revisions(
+pub(crate) async fn list_revisions(
     State(ctx): State<Ctx>,
     Path(app): Path<String>,
 ) -> ApiResult<Json<Vec<RevisionSummary>>> {
@@ -462,14 +191,14 @@ async fn list_revisions(
 }
 
 #[derive(Deserialize)]
-struct DeployBody {
+pub(crate) struct DeployBody {
     manifest: String,
     components: BTreeMap<String, String>,
 }
 
 /// Validates synchronously (400 on a bad request), then streams
 /// [`DeployEvent`]s as JSON lines while compiling and activating.
-async fn deploy(
+pub(crate) async fn deploy(
     State(ctx): State<Ctx>,
     Path(app): Path<String>,
     Json(body): Json<DeployBody>,
@@ -509,11 +238,11 @@ fn tokio_stream_lines(
 }
 
 #[derive(Deserialize, Default)]
-struct RollbackBody {
+pub(crate) struct RollbackBody {
     revision: Option<i64>,
 }
 
-async fn rollback(
+pub(crate) async fn rollback(
     State(ctx): State<Ctx>,
     Path(app): Path<String>,
     body: Option<Json<RollbackBody>>,
@@ -523,7 +252,7 @@ async fn rollback(
     Ok(Json(json!({ "app": app, "active_revision": revision })))
 }
 
-async fn list_functions(
+pub(crate) async fn list_functions(
     State(ctx): State<Ctx>,
     Path(app): Path<String>,
 ) -> ApiResult<Json<serde_json::Value>> {
@@ -562,7 +291,7 @@ async fn list_functions(
     ))
 }
 
-async fn invoke_root(
+pub(crate) async fn invoke_root(
     State(ctx): State<Ctx>,
     Path((app, function)): Path<(String, String)>,
     req: Request,
@@ -570,7 +299,7 @@ async fn invoke_root(
     invoke(ctx, app, function, String::new(), req).await
 }
 
-async fn invoke_path(
+pub(crate) async fn invoke_path(
     State(ctx): State<Ctx>,
     Path((app, function, path)): Path<(String, String, String)>,
     req: Request,
@@ -649,12 +378,12 @@ async fn invoke(ctx: Ctx, app: String, function: String, path: String, req: Requ
 }
 
 #[derive(Deserialize)]
-struct InvocationsQuery {
+pub(crate) struct InvocationsQuery {
     function: Option<String>,
     limit: Option<i64>,
 }
 
-async fn list_invocations(
+pub(crate) async fn list_invocations(
     State(ctx): State<Ctx>,
     Path(app): Path<String>,
     Query(q): Query<InvocationsQuery>,
@@ -669,7 +398,7 @@ async fn list_invocations(
 }
 
 #[derive(Deserialize)]
-struct LogsQuery {
+pub(crate) struct LogsQuery {
     function: Option<String>,
     invocation: Option<String>,
     after: Option<i64>,
@@ -678,7 +407,7 @@ struct LogsQuery {
     grep: Option<String>,
 }
 
-async fn logs(
+pub(crate) async fn logs(
     State(ctx): State<Ctx>,
     Path(app): Path<String>,
     Query(q): Query<LogsQuery>,
@@ -693,28 +422,4 @@ async fn logs(
         limit: q.limit.unwrap_or(500).clamp(1, 5000),
     };
     Ok(Json(ctx.platform.store.logs(&query).await?))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn data_calls_are_recognised() {
-        use nimbus_core::Service;
-        let call = data_call;
-        assert_eq!(call("/v1/apps/a/kv/s/k"), Some(("a".into(), Service::Kv)));
-        assert_eq!(
-            call("/v1/apps/a/docs/c/_query"),
-            Some(("a".into(), Service::Docs))
-        );
-        assert_eq!(
-            call("/v1/apps/st%6Fred/kv/s/k"),
-            Some(("stored".into(), Service::Kv)),
-            "decoded as the router decodes it"
-        );
-        assert_eq!(call("/v1/apps/a/kv"), None);
-        assert_eq!(call("/v1/apps/a/logs"), None);
-        assert_eq!(call("/hello"), None);
-    }
 }

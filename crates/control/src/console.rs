@@ -4,17 +4,15 @@
 //! by the browser with the API key the user logs in with, so the console
 //! can do exactly what that key may do.
 //!
-//! It shares its origin with the apps' pages, so the key stays in the
-//! page's memory (no storage an app page could read), the page cannot be
-//! framed, and `Cross-Origin-Opener-Policy: same-origin` cuts it off from
-//! any app page that opened it (which would otherwise hold a reference to
-//! its window).
+//! It is served only on the control listener, never on an app's origin,
+//! so no app page shares its origin; the key stays in the page's memory
+//! (no storage), the page cannot be framed, and
+//! `Cross-Origin-Opener-Policy: same-origin` cuts it off from any page that
+//! opened it (which would otherwise hold a reference to its window).
 
-use axum::Router;
 use axum::extract::Path;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::get;
 
 /// (file, content type, text)
 const FILES: &[(&str, &str, &str)] = &[
@@ -63,15 +61,17 @@ fn file(name: &str) -> Response {
     }
 }
 
-pub(crate) fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
-    Router::new()
-        .route(
-            "/console",
-            get(|| async { Redirect::permanent("/console/") }),
-        )
-        .route("/console/", get(|| async { file("") }))
-        .route(
-            "/console/{name}",
-            get(|Path(name): Path<String>| async move { file(&name) }),
-        )
+/// `GET /console`: to the page.
+pub(crate) async fn redirect() -> Redirect {
+    Redirect::permanent("/console/")
+}
+
+/// `GET /console/`: the page.
+pub(crate) async fn index() -> Response {
+    file("")
+}
+
+/// `GET /console/{name}`: its script and styles.
+pub(crate) async fn named(Path(name): Path<String>) -> Response {
+    file(&name)
 }

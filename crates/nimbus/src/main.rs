@@ -272,6 +272,35 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// The control API's endpoints and what each needs (from the route
+    /// table the server is built from; no server needed)
+    Routes {
+        /// As the Markdown table in docs/API.md
+        #[arg(long)]
+        markdown: bool,
+    },
+}
+
+/// `nimbus routes`: the route table, aligned, or as Markdown.
+fn print_routes(markdown: bool) {
+    if markdown {
+        print!("{}", nimbus_control::routes::markdown());
+        return;
+    }
+    let rows: Vec<_> = nimbus_control::routes::endpoints()
+        .into_iter()
+        .map(|e| {
+            let mut needs = e.need.describe();
+            if e.client {
+                needs.push_str("; app origins too");
+            }
+            (e.verb.as_str(), e.path, needs)
+        })
+        .collect();
+    let width = rows.iter().map(|r| r.1.len()).max().unwrap_or(0);
+    for (verb, path, needs) in rows {
+        println!("{verb:<6} {path:<width$}  {needs}");
+    }
 }
 
 fn main() {
@@ -343,6 +372,10 @@ fn main() {
             Command::Revisions { app, target } => client::revisions(&target, &app).await,
             Command::Rollback { app, to, target } => client::rollback(&target, &app, to).await,
             Command::Delete { app, target } => client::delete(&target, &app).await,
+            Command::Routes { markdown } => {
+                print_routes(markdown);
+                Ok(())
+            }
             Command::Logs {
                 app,
                 function,
