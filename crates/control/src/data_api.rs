@@ -8,6 +8,7 @@ use axum::body::Bytes;
 use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use nimbus_core::data::WriteError;
 use nimbus_store::{DocError, DocQuery, KvError};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -74,15 +75,23 @@ fn kv_store(
             ),
         ));
     }
-    let limit = spec
-        .max_value_bytes
-        .unwrap_or(u64::MAX)
-        .min(ctx.platform.max_value_bytes);
+    let limit = nimbus_core::data::value_limit(spec.max_value_bytes, ctx.platform.max_value_bytes);
     Ok((limit, grant))
 }
 
-fn check_key(key: &str) -> ApiResult<()> {
-    nimbus_core::data::check_kv_key(key).map_err(|e| ApiError(StatusCode::BAD_REQUEST, e))
+/// A write refused by the data rule both faces share: a bad key or id is
+/// a bad request, an oversized value 413.
+fn refused(e: WriteError) -> ApiError {
+    let status = match e {
+        WriteError::Invalid(_) => StatusCode::BAD_REQUEST,
+        WriteError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+    };
+    ApiError(status, e.to_string())
+}
+
+/// Checks a KV write of `len` bytes at `key` of `app`/`store`.
+fn check_kv(app: &str, store: &str, key: &str, len: usize, limit: u64) -> ApiResult<()> {
+    nimbus_core::data::check_kv_write(&format!("{app}/{store}"), key, len, limit).map_err(refused)
 }
 
 /// `GET /v1/apps/{app}/kv/{store}/{*key}`: the raw value.
@@ -112,16 +121,7 @@ pub(crate) async fn kv_put(
     body: Bytes,
 ) -> ApiResult<StatusCode> {
     let (limit, _) = kv_store(&ctx, &who, &app, &store, Some(&key), true)?;
-    check_key(&key)?;
-    if body.len() as u64 > limit {
-        return Err(ApiError(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "the value is {} bytes, over the limit of {limit} bytes of {app}/{store}",
-                body.len()
-            ),
-        ));
-    }
+    check_kv(&app, &store, &key, body.len(), limit)?;
     let ttl_ms = match q.ttl {
         Some(t) => Some(
             humantime::parse_duration(&t)
@@ -175,19 +175,14 @@ pub(crate) async fn kv_op(
     Json(op): Json<KvOp>,
 ) -> ApiResult<Json<Value>> {
     let (limit, _) = kv_store(&ctx, &who, &app, &store, Some(&key), true)?;
-    check_key(&key)?;
+    check_kv(&app, &store, &key, 0, limit)?;
     let db = &ctx.platform.store;
     match (op.increment, op.compare_and_swap) {
         (Some(n), None) => Ok(Json(
             json!({ "value": db.kv_increment(&app, &store, &key, n).await? }),
         )),
         (None, Some(c)) => {
-            if c.value.len() as u64 > limit {
-                return Err(ApiError(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("the value is over the limit of {limit} bytes"),
-                ));
-            }
+            check_kv(&app, &store, &key, c.value.len(), limit)?;
             let swapped = db
                 .kv_compare_and_swap(
                     &app,
@@ -345,18 +340,10 @@ fn field_value<'a>(body: &'a Value, path: &str) -> Option<&'a Value> {
     path.split('.').try_fold(body, |v, k| v.get(k))
 }
 
-fn check_doc(ctx: &Ctx, id: &str, len: usize) -> ApiResult<()> {
-    nimbus_core::data::check_doc_id(id).map_err(|e| ApiError(StatusCode::BAD_REQUEST, e))?;
-    if len as u64 > ctx.platform.max_value_bytes {
-        return Err(ApiError(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "the document is {len} bytes, over the limit of {} bytes",
-                ctx.platform.max_value_bytes
-            ),
-        ));
-    }
-    Ok(())
+fn check_doc(ctx: &Ctx, coll: &str, id: &str, len: usize) -> ApiResult<()> {
+    let place = format!("collection {coll:?}");
+    nimbus_core::data::check_doc_write(&place, Some(id), len, ctx.platform.max_value_bytes)
+        .map_err(refused)
 }
 
 /// `If-Match: 3` (or `"3"`): the version a write expects; `0` means absent.
@@ -414,7 +401,7 @@ pub(crate) async fn doc_put(
     body: String,
 ) -> ApiResult<Response> {
     let owned = collection(&ctx, &who, &app, &coll, true)?;
-    check_doc(&ctx, &id, body.len())?;
+    check_doc(&ctx, &coll, &id, body.len())?;
     let mut body = body;
     if let Some((subject, field)) = &owned {
         // The document must name its writer as owner (set if absent).
@@ -460,7 +447,7 @@ pub(crate) async fn doc_patch(
     body: String,
 ) -> ApiResult<Response> {
     let owned = collection(&ctx, &who, &app, &coll, true)?;
-    check_doc(&ctx, &id, body.len())?;
+    check_doc(&ctx, &coll, &id, body.len())?;
     if let Some((subject, field)) = &owned {
         let patch: Value = serde_json::from_str(&body).map_err(|e| {
             ApiError(
@@ -605,7 +592,7 @@ pub(crate) async fn doc_bulk(
             o.remove("id");
         }
         let text = body.to_string();
-        check_doc(&ctx, &id, text.len())?;
+        check_doc(&ctx, &coll, &id, text.len())?;
         items.push((id, text));
     }
     let n = ctx.platform.store.doc_put_many(&app, &coll, &items).await?;

@@ -116,8 +116,101 @@ pub fn check_doc_id(id: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Why a KV value or a document is refused before it reaches the store:
+/// one rule for guests (`nimbus:data`, `wasi:keyvalue`) and clients (REST),
+/// so the two faces cannot drift.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WriteError {
+    /// The key or document id breaks its rules.
+    #[error("{0}")]
+    Invalid(String),
+    /// The value or document is larger than its store allows.
+    #[error("the {what} is {len} bytes, over the limit of {limit} bytes of {place}")]
+    TooLarge {
+        what: &'static str,
+        len: u64,
+        limit: u64,
+        place: String,
+    },
+}
+
+/// The largest value a store takes: its own limit (`max_value_kb`), at
+/// most the server's (`--max-value-kb`).
+pub fn value_limit(own: Option<u64>, server: u64) -> u64 {
+    own.map_or(server, |o| o.min(server))
+}
+
+/// Checks a KV write of `len` bytes under `key` in `place` (a store's name
+/// as the caller knows it), with the store's [`value_limit`].
+pub fn check_kv_write(place: &str, key: &str, len: usize, limit: u64) -> Result<(), WriteError> {
+    check_kv_key(key).map_err(WriteError::Invalid)?;
+    check_size("value", place, len, limit)
+}
+
+/// Checks a document write: its id (if the caller names one) and its JSON
+/// text's length, under the server's limit.
+pub fn check_doc_write(
+    place: &str,
+    id: Option<&str>,
+    len: usize,
+    limit: u64,
+) -> Result<(), WriteError> {
+    if let Some(id) = id {
+        check_doc_id(id).map_err(WriteError::Invalid)?;
+    }
+    check_size("document", place, len, limit)
+}
+
+fn check_size(what: &'static str, place: &str, len: usize, limit: u64) -> Result<(), WriteError> {
+    let len = len as u64;
+    if len > limit {
+        return Err(WriteError::TooLarge {
+            what,
+            len,
+            limit,
+            place: place.to_string(),
+        });
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn one_write_rule_for_both_faces() {
+        use super::*;
+        assert_eq!(value_limit(None, 1024), 1024);
+        assert_eq!(value_limit(Some(10), 1024), 10);
+        assert_eq!(
+            value_limit(Some(4096), 1024),
+            1024,
+            "the server's caps a store's"
+        );
+        assert!(check_kv_write("store \"s\"", "k", 10, 10).is_ok());
+        let e = check_kv_write("store \"s\"", "k", 11, 10).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "the value is 11 bytes, over the limit of 10 bytes of store \"s\""
+        );
+        assert!(matches!(
+            check_kv_write("s", "", 1, 10),
+            Err(WriteError::Invalid(_))
+        ));
+        assert!(matches!(
+            check_doc_write("c", Some("_x"), 1, 10),
+            Err(WriteError::Invalid(_))
+        ));
+        assert!(check_doc_write("c", None, 10, 10).is_ok());
+        assert!(matches!(
+            check_doc_write("c", Some("d"), 11, 10),
+            Err(WriteError::TooLarge {
+                len: 11,
+                limit: 10,
+                ..
+            })
+        ));
+    }
+
     use super::*;
 
     #[test]

@@ -116,19 +116,14 @@ impl DataBinding {
         let server_limit = self.store.as_ref().map_or(u64::MAX, |(_, l)| *l);
         Ok(Bucket {
             name: name.to_string(),
-            max_value_bytes: limit.unwrap_or(u64::MAX).min(server_limit),
+            max_value_bytes: nimbus_core::data::value_limit(*limit, server_limit),
         })
     }
 
     fn check_value(&self, b: &Bucket, key: &str, len: usize) -> Result<(), kv::Error> {
-        nimbus_core::data::check_kv_key(key).map_err(kv_err)?;
-        if len as u64 > b.max_value_bytes {
-            return Err(kv_err(format!(
-                "the value is {len} bytes, over the limit of {} bytes of store {:?}",
-                b.max_value_bytes, b.name
-            )));
-        }
-        Ok(())
+        let place = format!("store {:?}", b.name);
+        nimbus_core::data::check_kv_write(&place, key, len, b.max_value_bytes)
+            .map_err(|e| kv_err(e.to_string()))
     }
 
     fn collection(&self, name: &str) -> Result<(), docs_wit::Error> {
@@ -527,18 +522,13 @@ impl DataBinding {
         json_len: usize,
     ) -> Result<&Store, docs_wit::Error> {
         self.collection(coll)?;
-        if let Some(id) = id {
-            nimbus_core::data::check_doc_id(id).map_err(docs_wit::Error::Invalid)?;
-        }
         let (db, limit) = self
             .store
             .as_ref()
             .ok_or_else(|| docs_wit::Error::Other("this Nimbus server has no data store".into()))?;
-        if json_len as u64 > *limit {
-            return Err(docs_wit::Error::Invalid(format!(
-                "the document is {json_len} bytes, over the limit of {limit} bytes"
-            )));
-        }
+        let place = format!("collection {coll:?}");
+        nimbus_core::data::check_doc_write(&place, id, json_len, *limit)
+            .map_err(|e| docs_wit::Error::Invalid(e.to_string()))?;
         Ok(db)
     }
 }
