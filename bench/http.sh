@@ -5,6 +5,7 @@
 # loaded by the same wrk, in one run. Also times deploy -> first response.
 #
 #   bench/http.sh [DURATION_SECONDS]        (default 10)
+#   NIMBUS_BIN=path/to/nimbus bench/http.sh (measure another build)
 #
 # Needs: wrk (apt), wasmtime 48.0.8 (WASMTIME=path, else installed with
 # `cargo install` into ~/.cache/nimbus-bench, ~30 min once). Two layouts:
@@ -32,9 +33,10 @@ if [ -z "$WASMTIME" ]; then
 fi
 
 rustup target add wasm32-wasip2 >/dev/null 2>&1 || true
-cargo build --release -p nimbus >&2
+# NIMBUS_BIN=path measures that build of nimbus instead of this checkout's.
+[ -n "${NIMBUS_BIN:-}" ] || cargo build --release -p nimbus >&2
 cargo build --release --target wasm32-wasip2 --manifest-path examples/Cargo.toml >&2
-nimbus=$root/target/release/nimbus
+nimbus=${NIMBUS_BIN:-$root/target/release/nimbus}
 hello=$root/examples/target/wasm32-wasip2/release/hello.wasm
 
 export RUST_LIB_BACKTRACE=0

@@ -40,10 +40,19 @@ fn bearer(req: &Request) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-pub(crate) fn unauthorized(message: String) -> Response {
-    let mut r = ApiError(StatusCode::UNAUTHORIZED, message).into_response();
-    r.headers_mut()
-        .insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("static"));
+fn unauthorized(message: String) -> ApiError {
+    ApiError(StatusCode::UNAUTHORIZED, message)
+}
+
+/// The answer to a refused request: a 401 says how to authenticate
+/// (`WWW-Authenticate: Bearer`).
+pub(crate) fn refusal(e: ApiError) -> Response {
+    let challenge = e.0 == StatusCode::UNAUTHORIZED;
+    let mut r = e.into_response();
+    if challenge {
+        r.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("static"));
+    }
     r
 }
 
@@ -55,7 +64,7 @@ pub(crate) fn authenticate(
     req: &Request,
     app: Option<&str>,
     need: Need,
-) -> Result<Principal, Response> {
+) -> Result<Principal, ApiError> {
     let principal = match bearer(req) {
         None => Principal::Anonymous,
         Some(token) => match ctx.platform.keys.verify(token) {
@@ -121,8 +130,7 @@ pub(crate) fn authenticate(
                 .map(|a| format!("; limited to app {a:?}"))
                 .unwrap_or_default()
         ),
-    )
-    .into_response())
+    ))
 }
 
 /// What a data request may do under its store's access rule.

@@ -18,13 +18,22 @@ const DURATION_BUCKETS: [f64; 16] = [
 
 /// Installs the process-wide recorder; its handle renders the text format.
 pub fn install() -> Result<PrometheusHandle, String> {
-    PrometheusBuilder::new()
+    // The recorder is global: nodes in one process (tests) share it, and
+    // the first to start installs it.
+    static INSTALLED: std::sync::Mutex<Option<PrometheusHandle>> = std::sync::Mutex::new(None);
+    let mut installed = INSTALLED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(h) = installed.as_ref() {
+        return Ok(h.clone());
+    }
+    let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(
             Matcher::Full("nimbus_invocation_duration_seconds".into()),
             &DURATION_BUCKETS,
         )
         .and_then(|b| b.install_recorder())
-        .map_err(|e| format!("installing the metrics recorder failed: {e}"))
+        .map_err(|e| format!("installing the metrics recorder failed: {e}"))?;
+    *installed = Some(handle.clone());
+    Ok(handle)
 }
 
 /// The metric handles of one (app, function, trigger, outcome): registered
@@ -130,14 +139,14 @@ pub fn observe(r: &InvocationRecord) {
 /// Drains histogram samples into their buckets every few seconds, so their
 /// memory stays bounded between scrapes (the exporter only does it when
 /// rendering).
-pub fn spawn_upkeep(handle: PrometheusHandle) {
+pub fn spawn_upkeep(handle: PrometheusHandle) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
         loop {
             tick.tick().await;
             handle.run_upkeep();
         }
-    });
+    })
 }
 
 /// A router serving only `GET /metrics`, without authentication, for a

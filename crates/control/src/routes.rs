@@ -641,7 +641,7 @@ async fn guard(State(g): State<Guarded>, req: Request, next: Next) -> Response {
     }
     let principal = match auth::authenticate(&g.ctx, &req, app.as_deref(), g.endpoint.need) {
         Ok(p) => p,
-        Err(refused) => return refused,
+        Err(refused) => return auth::refusal(refused),
     };
     req.extensions_mut().insert(principal);
     let resp = next.run(req).await;

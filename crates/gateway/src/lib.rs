@@ -369,6 +369,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
     tokio::pin!(shutdown);
+    let connections = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -380,11 +381,12 @@ pub async fn serve(
                     continue;
                 }
             },
-            _ = &mut shutdown => return Ok(()),
+            _ = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
         let gateway = gateway.clone();
         let control = control.clone();
+        let watcher = connections.watcher();
         tokio::spawn(async move {
             let peer = nimbus_core::policy::canonical_ip(peer.ip());
             let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
@@ -423,15 +425,27 @@ pub async fn serve(
                 .http1()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_READ_TIMEOUT);
-            if let Err(e) = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
+            let connection = builder.serve_connection(TokioIo::new(stream), service);
+            if let Err(e) = watcher.watch(connection).await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
         });
     }
+    // Idle connections close now; requests being served finish first, for
+    // up to DRAIN.
+    drop(listener);
+    if tokio::time::timeout(DRAIN, connections.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after {DRAIN:?} of shutting down: left");
+    }
+    Ok(())
 }
+
+/// How long [`serve`] waits, once told to shut down, for the requests
+/// being served.
+pub const DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[cfg(test)]
 mod forwarded_tests {

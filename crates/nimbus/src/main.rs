@@ -41,7 +41,7 @@ pub struct Target {
 #[derive(Subcommand)]
 enum Command {
     /// Run a Nimbus server
-    Up(Box<up::UpArgs>),
+    Up(Box<nimbus_server::Config>),
     /// Bring a database's schema up to date (`nimbus up` also does at start)
     Migrate {
         /// A PostgreSQL database (postgres://USER:PASSWORD@HOST:PORT/DATABASE)

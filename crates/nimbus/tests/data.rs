@@ -57,7 +57,7 @@ async fn call(s: &Server, function: &str, method: &str, path: &str, body: &str) 
 }
 
 async fn start() -> Server {
-    let s = Server::start(&[]);
+    let s = Server::in_process(&[]);
     s.deploy(app_dir(APP).path());
     s
 }

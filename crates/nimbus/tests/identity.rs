@@ -168,7 +168,7 @@ function = "echo"
 "#;
 
 async fn setup() -> (Server, Relay, Vec<tempfile::TempDir>) {
-    let s = Server::start(&[]);
+    let s = Server::in_process(&[]);
     let relay = Relay::start().await;
     let other = app_dir(OTHER);
     s.deploy(other.path());

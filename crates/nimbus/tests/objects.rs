@@ -48,7 +48,7 @@ fn app(name: &str) -> tempfile::TempDir {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn boto3_and_aws_cli_against_the_s3_endpoint() {
-    let s = Server::start(&["--s3-listen", "127.0.0.1:0"]);
+    let s = Server::in_process(&["--s3-listen", "127.0.0.1:0"]);
     s.deploy(app("photos").path());
     s.deploy(app("other").path());
     let (k1, s1) = key(&s, "photos");
@@ -242,7 +242,7 @@ except ClientError as e:
 #[tokio::test(flavor = "multi_thread")]
 async fn storage_events_run_functions() {
     let relay = common::Relay::start().await;
-    let s = Server::start(&["--s3-listen", "127.0.0.1:0"]);
+    let s = Server::in_process(&["--s3-listen", "127.0.0.1:0"]);
     let manifest = format!(
         r#"
 [app]
@@ -336,7 +336,7 @@ print("done")
 /// the buckets their manifest grants (and their app owns).
 #[tokio::test(flavor = "multi_thread")]
 async fn guests_use_granted_buckets() {
-    let s = Server::start(&["--s3-listen", "127.0.0.1:0"]);
+    let s = Server::in_process(&["--s3-listen", "127.0.0.1:0"]);
     let manifest = r#"
 [app]
 name = "files"

@@ -8,9 +8,10 @@
 //! ([`Endpoint`]): no SigV2, no presigned URL valid for more than 7 days,
 //! no request dated outside 15 minutes of now.
 //!
-//! Work in progress: buckets, objects (put, get with range, head, delete,
-//! delete-multiple, copy, list v1 and v2) and multipart uploads. Conditional
-//! requests, storage events and the guest interface come next.
+//! Served: buckets, objects (put, get with range and conditions, head,
+//! delete, delete-multiple, copy, list v1 and v2), multipart uploads, and
+//! storage events written in the object change's transaction; guests reach
+//! the same buckets through `nimbus:data` blobs (runtime/data.rs).
 
 use nimbus_store::{BlobFiles, ListFrom, ObjectRow, Store};
 use s3s::auth::{Credentials, S3Auth, SecretKey};
@@ -1158,6 +1159,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     use hyper_util::rt::{TokioExecutor, TokioIo};
     tokio::pin!(shutdown);
+    let connections = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -1168,20 +1170,29 @@ pub async fn serve(
                     continue;
                 }
             },
-            _ = &mut shutdown => return Ok(()),
+            _ = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
         let service = service.clone();
+        let watcher = connections.watcher();
         tokio::spawn(async move {
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            if let Err(e) = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
+            let connection = builder.serve_connection(TokioIo::new(stream), service);
+            if let Err(e) = watcher.watch(connection).await {
                 tracing::debug!(error = %e, "S3 connection ended with an error");
             }
         });
     }
+    // Idle connections close now; transfers under way get up to DRAIN.
+    drop(listener);
+    const DRAIN: Duration = Duration::from_secs(10);
+    if tokio::time::timeout(DRAIN, connections.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("S3 connections still open after {DRAIN:?} of shutting down: left");
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -254,7 +254,7 @@ pub(crate) fn hour(at_us: i64) -> String {
 
 /// Samples stored bytes every `every` until the runtime ends, starting
 /// now (the first sample only records the current bytes).
-pub fn spawn_storage_sampler(store: Store, every: Duration) {
+pub fn spawn_storage_sampler(store: Store, every: Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let every = every.max(Duration::from_millis(100));
         let mut tick = tokio::time::interval(every);
@@ -275,7 +275,7 @@ pub fn spawn_storage_sampler(store: Store, every: Duration) {
                 tracing::error!(error = %e, "sampling stored bytes failed");
             }
         }
-    });
+    })
 }
 
 impl Store {

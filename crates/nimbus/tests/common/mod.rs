@@ -1,5 +1,7 @@
 //! Test harness: builds the example guests once, starts real `nimbus up`
-//! processes on ephemeral ports, writes app manifests, runs the real CLI.
+//! processes on ephemeral ports (or the same node in process, for tests
+//! that need no process boundary: [`Server::in_process`]), writes app
+//! manifests, runs the real CLI.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
@@ -89,9 +91,30 @@ pub struct Launch {
     pub strace: Option<PathBuf>,
 }
 
+/// A node started in the test process ([`Server::in_process`]): on a
+/// thread and a runtime of its own, as `nimbus up` runs it.
+struct InProcess {
+    /// `true`: stop gracefully ([`nimbus_server::Node::stop`]); `false`:
+    /// drop everything at once, as a kill would.
+    stop: Option<std::sync::mpsc::Sender<bool>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl InProcess {
+    fn end(&mut self, graceful: bool) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(graceful);
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// A running `nimbus up`.
 pub struct Server {
     child: Option<Child>,
+    node: Option<InProcess>,
     /// The app listener (gateway: app routes and the client-facing API).
     pub url: String,
     /// The control listener (console and the whole control API).
@@ -195,8 +218,86 @@ impl Server {
         };
         Server {
             child: Some(child),
+            node: None,
             control,
             url,
+            data_dir: data_dir.to_path_buf(),
+            _tmp: None,
+            http: reqwest::Client::new(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    /// Starts a node on a fresh data dir in this process, with the
+    /// arguments [`Server::start`] gives `nimbus up`: for tests that need
+    /// no process of their own (no pid, memory or kill -9).
+    pub fn in_process(args: &[&str]) -> Server {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut s = Server::in_process_in(tmp.path(), args);
+        s._tmp = Some(tmp);
+        s
+    }
+
+    /// [`Server::in_process`] on an existing data dir.
+    pub fn in_process_in(data_dir: &Path, args: &[&str]) -> Server {
+        guests();
+        let mut all: Vec<String> = Vec::new();
+        if !args.contains(&"--allow-egress") {
+            all.extend(["--allow-egress".into(), "127.0.0.0/8".into()]);
+        }
+        if let Some(url) = test_database(data_dir) {
+            all.extend(["--database".into(), url]);
+        }
+        all.extend(
+            ["--listen", "127.0.0.1:0", "--control-listen", "127.0.0.1:0"].map(String::from),
+        );
+        all.extend(["--data-dir".into(), data_dir.display().to_string()]);
+        all.extend(["--cache-dir".into(), shared_cache().display().to_string()]);
+        all.extend(["--max-in-flight".into(), "100".into()]);
+        all.extend(args.iter().map(|a| a.to_string()));
+        let config = nimbus_server::Config::from_args(&all).expect("nimbus up arguments");
+        let (started_tx, started) = std::sync::mpsc::channel();
+        let (stop, stop_rx) = std::sync::mpsc::channel::<bool>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            let node = match runtime.block_on(nimbus_server::Node::start(config)) {
+                Ok(node) => node,
+                Err(e) => {
+                    let _ = started_tx.send(Err(format!("{e:#}")));
+                    return;
+                }
+            };
+            let _ = started_tx.send(Ok((node.url.clone(), node.control_url.clone())));
+            // A dropped sender (the test panicked) is a kill.
+            let graceful = runtime
+                .block_on(async { tokio::task::spawn_blocking(move || stop_rx.recv()).await })
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or(false);
+            if graceful {
+                let _ = runtime.block_on(node.stop());
+            } else {
+                drop(node);
+            }
+            runtime.shutdown_background();
+        });
+        let (url, control) = match started.recv() {
+            Ok(Ok(urls)) => urls,
+            Ok(Err(e)) => panic!("the node did not start: {e}"),
+            Err(_) => panic!("the node's thread ended before it started"),
+        };
+        Server {
+            child: None,
+            node: Some(InProcess {
+                stop: Some(stop),
+                thread: Some(thread),
+            }),
+            url,
+            control,
             data_dir: data_dir.to_path_buf(),
             _tmp: None,
             http: reqwest::Client::new(),
@@ -236,8 +337,12 @@ impl Server {
             .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
     }
 
-    /// Stops the server gracefully (SIGTERM) and waits for it.
+    /// Stops the server gracefully (SIGTERM, or [`nimbus_server::Node::stop`]
+    /// in process) and waits for it.
     pub fn stop(&mut self) {
+        if let Some(mut node) = self.node.take() {
+            node.end(true);
+        }
         if let Some(mut child) = self.child.take() {
             let _ = Command::new("kill")
                 .arg("-TERM")
@@ -347,6 +452,9 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        if let Some(mut node) = self.node.take() {
+            node.end(false);
+        }
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();

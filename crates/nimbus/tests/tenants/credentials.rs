@@ -89,7 +89,7 @@ policy = "members"
 "#;
 
 fn vault() -> Server {
-    let s = Server::start(&[]);
+    let s = Server::in_process(&[]);
     s.deploy(app_dir(VAULT).path());
     s
 }
@@ -349,7 +349,7 @@ async fn an_ended_session_takes_its_access_tokens_with_it() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_password_change_kills_outstanding_reset_tokens() {
-    let s = Server::start(&["--allow-egress", "127.0.0.0/8"]);
+    let s = Server::in_process(&["--allow-egress", "127.0.0.0/8"]);
     let relay = Relay::start().await;
     let manifest = format!(
         "{VAULT}\n[functions.relay]\ncomponent = \"@WASM@/consumer.wasm\"\nenv = {{ RELAY_URL = \"{}\" }}\nallowed_outbound_hosts = [\"127.0.0.1:*\"]\n",

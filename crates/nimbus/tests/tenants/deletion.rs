@@ -83,7 +83,7 @@ async fn footprint(s: &Server, app: &str) -> std::collections::BTreeMap<String, 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_deleted_app_leaves_nothing_for_the_next_app_of_its_name() {
-    let s = Server::start(&["--s3-listen", "127.0.0.1:0"]);
+    let s = Server::in_process(&["--s3-listen", "127.0.0.1:0"]);
     let admin = s.token();
     let dir = app_dir(SHOP);
     s.deploy(dir.path());

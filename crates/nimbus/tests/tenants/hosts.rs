@@ -56,7 +56,7 @@ function = "sw"
 "#;
 
 fn two_tenants() -> Server {
-    let s = Server::start(&[]);
+    let s = Server::in_process(&[]);
     s.deploy(app_dir(SHOP).path());
     s.deploy(app_dir(EVIL).path());
     s

@@ -89,7 +89,7 @@ fn app(name: &str) -> tempfile::TempDir {
 }
 
 fn start() -> (Server, String, (String, String)) {
-    let s = Server::start(&["--s3-listen", "127.0.0.1:0"]);
+    let s = Server::in_process(&["--s3-listen", "127.0.0.1:0"]);
     s.deploy(app("vault").path());
     let key = s3_key(&s, "vault");
     let url = s3_url(&s);
