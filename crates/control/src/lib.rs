@@ -11,6 +11,7 @@
 
 mod api;
 mod auth;
+mod capability;
 mod console;
 mod ctx;
 mod data_api;

@@ -117,6 +117,8 @@ pub struct Platform {
     pub max_component_bytes: u64,
     /// Renders `/v1/metrics` (`None`: metrics are off).
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// The capabilities' parts in the app life cycle.
+    capabilities: Vec<Box<dyn crate::capability::Lifecycle>>,
     lock: Mutex<()>,
     /// This node's place among the cluster's live nodes: (index, count).
     cluster_view: std::sync::Mutex<(u32, u32)>,
@@ -154,7 +156,9 @@ impl Platform {
         limits: PlatformSettings,
     ) -> Arc<Platform> {
         let keys = gateway.verifiers().keys.clone();
+        let capabilities = crate::capability::all(&store, &users, gateway.runtime());
         Arc::new(Platform {
+            capabilities,
             keys,
             store,
             components,
@@ -173,21 +177,25 @@ impl Platform {
         })
     }
 
-    /// Readies an app's data before it serves: its collections' indexes,
-    /// and every function's configuration (manifest, then stored values
-    /// and secrets).
+    /// Readies an app before it serves: what each capability needs
+    /// ([`crate::capability`]), and every function's configuration
+    /// (manifest, then stored values and secrets).
     async fn prepare(&self, app: &ActiveApp) -> Result<(), PlatformError> {
-        for c in app.spec.collections.values() {
-            self.store.ensure_doc_indexes(&c.indexes).await?;
-        }
-        if app.spec.auth.is_some() {
-            self.users
-                .tokens()
-                .ensure(&app.spec.name)
-                .await
-                .map_err(|e| PlatformError::Internal(format!("signing key: {e}")))?;
-        }
+        self.prepare_capabilities(&app.spec).await?;
         self.apply_config(app).await
+    }
+
+    /// Runs every capability's `prepare` for `spec`.
+    async fn prepare_capabilities(&self, spec: &AppSpec) -> Result<(), PlatformError> {
+        for c in &self.capabilities {
+            c.prepare(spec).await.map_err(|e| match e {
+                PlatformError::Internal(m) => {
+                    PlatformError::Internal(format!("preparing {}: {m}", c.name()))
+                }
+                e => e,
+            })?;
+        }
+        Ok(())
     }
 
     /// A function of an app at a revision (`None`: the active one), ready
@@ -518,11 +526,9 @@ impl Platform {
         current
             .with_app(Arc::new(ActiveApp::new(spec.clone(), 0)))
             .map_err(|e| PlatformError::Conflict(e.to_string()))?;
-        // Indexes and configuration first: a deploy that cannot prepare
-        // them changes nothing.
-        for c in spec.collections.values() {
-            self.store.ensure_doc_indexes(&c.indexes).await?;
-        }
+        // The capabilities' needs and configuration first: a deploy that
+        // cannot prepare them changes nothing.
+        self.prepare_capabilities(&spec).await?;
         let config = self.config_snapshots(&spec).await?;
         let revision = self
             .store
@@ -579,7 +585,8 @@ impl Platform {
     /// configuration and secrets, events, users and their tokens, API, S3
     /// and signing keys, buckets with their objects and uploads, records,
     /// logs, kept inputs and operation spans (usage totals stay, for
-    /// billing); then the object bodies on disk. The transaction bumps the
+    /// billing); then what each capability keeps outside the database
+    /// (`Lifecycle::deleted`: the object bodies on disk). The transaction bumps the
     /// cluster generation, so every node drops the app and reloads its keys
     /// ([`Platform::resync`]); S3 keys are read from the store on every
     /// request. A later app of the same name starts empty.
@@ -590,10 +597,8 @@ impl Platform {
         self.records.flush().await;
         let files = self.store.delete_app(app).await?;
         self.activate(self.gateway.table().without_app(app));
-        if let Some(blobs) = self.runtime.blob_files() {
-            for file in &files {
-                blobs.delete(file).await;
-            }
+        for c in &self.capabilities {
+            c.deleted(app, &files).await;
         }
         self.reload_keys().await?;
         Ok(())
