@@ -26,6 +26,13 @@ use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
 
+mod bodies;
+mod head;
+mod tracker;
+
+use bodies::{Counted, GuestBody, GuestFuture, TaskEnd, is_bodiless};
+use tracker::Tracker;
+
 /// Body of every response the runtime produces (guest or error).
 pub type ResponseBody = HyperOutgoingBody;
 
@@ -209,342 +216,6 @@ pub struct EventMeta {
     pub attempt: u32,
 }
 
-struct End {
-    duration: Duration,
-    outcome: Outcome,
-    error: Option<String>,
-}
-
-/// Shared by the guest task and the response body; the record is emitted
-/// when both are done (the last `Arc` drops).
-struct Tracker {
-    id: String,
-    app: String,
-    function: String,
-    revision: i64,
-    trigger: &'static str,
-    method: String,
-    path: String,
-    event_id: Option<String>,
-    attempt: u32,
-    memory_mb: u32,
-    peak_memory: Arc<AtomicU64>,
-    cold: bool,
-    trace: nimbus_core::trace::TraceContext,
-    parent_span_id: Option<String>,
-    /// Request headers, kept for replay if it fails (credentials are
-    /// dropped then).
-    headers: http::HeaderMap,
-    /// The start of the request body, likewise.
-    input: Mutex<Vec<u8>>,
-    input_limit: usize,
-    /// Whether a failure keeps the request for replay.
-    keep_input: bool,
-    /// Whether the body was read to its end within `input_limit`.
-    input_complete: std::sync::atomic::AtomicBool,
-    started_at_us: i64,
-    start: Instant,
-    status: AtomicU16,
-    bytes_in: AtomicU64,
-    bytes_out: AtomicU64,
-    end: Mutex<Option<End>>,
-    stdout: Capture,
-    stderr: Capture,
-    config: Arc<ConfigSnapshot>,
-    /// The guest's calls to Nimbus services.
-    ops: Arc<crate::ops::OpLog>,
-    sink: RecordSink,
-}
-
-impl Tracker {
-    fn finish(&self, outcome: Outcome, error: Option<String>) {
-        let mut end = self.end.lock();
-        if end.is_none() {
-            *end = Some(End {
-                duration: self.start.elapsed(),
-                outcome,
-                error,
-            });
-        }
-    }
-
-    /// Overrides how the invocation ended (the guest's own end said "ok").
-    fn set_end(&self, outcome: Outcome, error: Option<String>) {
-        if let Some(end) = self.end.lock().as_mut() {
-            end.outcome = outcome;
-            end.error = error;
-        }
-    }
-
-    fn failed(&self) -> bool {
-        self.end
-            .lock()
-            .as_ref()
-            .is_some_and(|e| e.outcome != Outcome::Ok)
-    }
-
-    /// The error a response body must end with if the invocation failed.
-    fn failure(&self) -> Option<wasmtime_wasi_http::Error> {
-        let end = self.end.lock();
-        let end = end.as_ref().filter(|e| e.outcome != Outcome::Ok)?;
-        Some(wasmtime_wasi_http::Error::InternalError(end.error.clone()))
-    }
-}
-
-impl Tracker {
-    /// The request as kept for replay, secret values redacted.
-    fn stored_input(&mut self) -> Box<StoredInput> {
-        let mut body = std::mem::take(self.input.get_mut());
-        if let Ok(mut text) = String::from_utf8(body.clone()) {
-            self.config.redact(&mut text);
-            body = text.into_bytes();
-        }
-        let headers = self
-            .headers
-            .iter()
-            .filter(|(k, _)| !nimbus_core::record::is_credential_header(k.as_str()))
-            .map(|(k, v)| {
-                let mut v = String::from_utf8_lossy(v.as_bytes()).into_owned();
-                self.config.redact(&mut v);
-                (k.to_string(), v)
-            })
-            .collect();
-        let mut path = self.path.clone();
-        nimbus_core::record::redact_query(&mut path);
-        self.config.redact(&mut path);
-        Box::new(StoredInput {
-            method: self.method.clone(),
-            path,
-            headers,
-            body,
-            complete: self.input_complete.load(Ordering::Relaxed),
-        })
-    }
-
-    /// Guest output with every secret value replaced: secrets never reach
-    /// the logs, even if a guest prints them.
-    fn redacted(&self, mut text: String) -> String {
-        self.config.redact(&mut text);
-        text
-    }
-}
-
-impl Drop for Tracker {
-    fn drop(&mut self) {
-        // Every way an invocation ends records it, but one: its request was
-        // dropped before the response started (the client went away, or
-        // the server is shutting down), which dropped the instance too.
-        let end = self.end.lock().take().unwrap_or_else(|| End {
-            duration: self.start.elapsed(),
-            outcome: Outcome::Error,
-            error: Some(
-                "the request was cancelled before the response started (the client went away, or the server shut down), so the function was stopped"
-                    .into(),
-            ),
-        });
-        let status = self.status.load(Ordering::Relaxed);
-        let failed = end.outcome != Outcome::Ok || status >= 500;
-        let input = (failed && self.keep_input).then(|| self.stored_input());
-        let (ops, op_spans) = self.ops.take();
-        (self.sink)(InvocationRecord {
-            id: std::mem::take(&mut self.id),
-            app: std::mem::take(&mut self.app),
-            function: std::mem::take(&mut self.function),
-            revision: self.revision,
-            trigger: self.trigger.to_string(),
-            method: std::mem::take(&mut self.method),
-            path: {
-                let mut path = std::mem::take(&mut self.path);
-                nimbus_core::record::redact_query(&mut path);
-                self.config.redact(&mut path);
-                path
-            },
-            started_at_us: self.started_at_us,
-            duration_us: end.duration.as_micros() as i64,
-            status: self.status.load(Ordering::Relaxed),
-            outcome: end.outcome,
-            error: end.error.map(|e| self.redacted(e)),
-            bytes_in: self.bytes_in.load(Ordering::Relaxed),
-            bytes_out: self.bytes_out.load(Ordering::Relaxed),
-            event_id: self.event_id.take(),
-            attempt: self.attempt,
-            memory_mb: self.memory_mb,
-            peak_memory_bytes: self.peak_memory.load(Ordering::Relaxed),
-            cold: self.cold,
-            input,
-            ops,
-            op_spans,
-            trace_id: std::mem::take(&mut self.trace.trace_id),
-            span_id: std::mem::take(&mut self.trace.span_id),
-            parent_span_id: self.parent_span_id.take(),
-            stdout: self.redacted(self.stdout.text()),
-            stderr: self.redacted(self.stderr.text()),
-        });
-    }
-}
-
-/// Counts the bytes flowing through a body into the tracker; holds the
-/// tracker alive until the body is finished or dropped.
-struct Counted<B> {
-    inner: B,
-    tracker: Arc<Tracker>,
-    outbound: bool,
-}
-
-impl<B> Body for Counted<B>
-where
-    B: Body<Data = Bytes> + Unpin,
-    B::Error: Into<wasmtime_wasi_http::Error>,
-{
-    type Data = Bytes;
-    type Error = wasmtime_wasi_http::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    let t = &this.tracker;
-                    if this.outbound {
-                        t.bytes_out.fetch_add(data.len() as u64, Ordering::Relaxed);
-                    } else {
-                        let seen = t.bytes_in.fetch_add(data.len() as u64, Ordering::Relaxed);
-                        // Kept for replay, up to the limit.
-                        if (seen as usize) < t.input_limit {
-                            let room = t.input_limit - seen as usize;
-                            t.input
-                                .lock()
-                                .extend_from_slice(&data[..data.len().min(room)]);
-                        }
-                    }
-                }
-                Poll::Ready(Some(Ok(frame)))
-            }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
-            Poll::Ready(None) => {
-                let t = &this.tracker;
-                if !this.outbound && t.bytes_in.load(Ordering::Relaxed) as usize <= t.input_limit {
-                    t.input_complete.store(true, Ordering::Relaxed);
-                }
-                Poll::Ready(None)
-            }
-            Poll::Pending => Poll::Pending,
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-type GuestFuture = Pin<Box<dyn Future<Output = TaskEnd> + Send>>;
-
-/// The response body of a guest that may still be running: polls the guest
-/// (so it makes progress on this task) and the body it produces. The body
-/// ends only once the guest has, so the record and the failure check see
-/// how it ended.
-struct GuestBody {
-    guest: Option<GuestFuture>,
-    inner: Counted<ResponseBody>,
-    inner_done: bool,
-    /// A response that carries no body (to a HEAD request, or a 1xx, 204 or
-    /// 304): the server drops it unread, which is no client going away.
-    bodiless: bool,
-}
-
-impl Body for GuestBody {
-    type Data = Bytes;
-    type Error = wasmtime_wasi_http::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let this = &mut *self;
-        if let Some(guest) = this.guest.as_mut()
-            && guest.as_mut().poll(cx).is_ready()
-        {
-            this.guest = None;
-        }
-        if !this.inner_done {
-            match Pin::new(&mut this.inner).poll_frame(cx) {
-                Poll::Ready(None) => this.inner_done = true,
-                other => return other,
-            }
-        }
-        if this.guest.is_some() {
-            // The body is complete but the guest still runs; it wakes us.
-            return Poll::Pending;
-        }
-        // Guest and body are done. A guest stopped mid-response must not look
-        // like a complete response: fail the body so the connection aborts.
-        Poll::Ready(this.inner.tracker.failure().map(Err))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        // A failed invocation must reach `poll_frame`, which reports it.
-        self.guest.is_none() && self.inner.is_end_stream() && !self.inner.tracker.failed()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-impl Drop for GuestBody {
-    fn drop(&mut self) {
-        let Some(guest) = self.guest.take() else {
-            return;
-        };
-        if self.bodiless
-            && let Ok(rt) = tokio::runtime::Handle::try_current()
-        {
-            // Nothing reaches the client, but the guest still writes the
-            // body it made and may work on after it (within its timeout):
-            // a task of its own drives both, discarding the bytes, and the
-            // invocation is recorded as it really ended.
-            let empty: ResponseBody = http_body_util::Empty::new()
-                .map_err(|never| match never {})
-                .boxed_unsync();
-            let rest = GuestBody {
-                guest: Some(guest),
-                inner: Counted {
-                    inner: std::mem::replace(&mut self.inner.inner, empty),
-                    tracker: self.inner.tracker.clone(),
-                    outbound: self.inner.outbound,
-                },
-                inner_done: self.inner_done,
-                bodiless: false,
-            };
-            rt.spawn(async move {
-                let mut rest = std::pin::pin!(rest);
-                while let Some(Ok(_)) = rest.frame().await {}
-            });
-            return;
-        }
-        self.inner.tracker.finish(
-            Outcome::Error,
-            Some("the client went away before the response was complete".into()),
-        );
-    }
-}
-
-/// Whether a response to `method` with `status` has no body on the wire,
-/// so the server never polls it.
-fn is_bodiless(method: &http::Method, status: StatusCode) -> bool {
-    method == http::Method::HEAD
-        || status.is_informational()
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED
-}
-
 /// A plain-text response Nimbus writes itself (errors, throttling).
 pub fn text_response(status: StatusCode, message: String) -> Response<ResponseBody> {
     let mut resp = Response::new(
@@ -566,12 +237,6 @@ fn with_id(mut resp: Response<ResponseBody>, id: &str) -> Response<ResponseBody>
             .insert(HeaderName::from_static(INVOCATION_ID_HEADER), v);
     }
     resp
-}
-
-/// What the guest task reports when it ends.
-struct TaskEnd {
-    outcome: Outcome,
-    error: Option<String>,
 }
 
 fn describe_error(e: &wasmtime::Error) -> String {
@@ -619,48 +284,14 @@ impl Runtime {
                 )
                 .increment(1);
                 let wait = self.admission.wait_timeout();
-                let app_limit = self.admission.app_limit();
-                let message = match why {
-                    Throttled::QueueFull => format!(
-                        "function {qualified} cannot be admitted: too many requests are already waiting on this node: retry later"
-                    ),
-                    Throttled::AppQueueFull => format!(
-                        "app {:?} is at its in-flight limit ({app_limit} per app, --max-app-in-flight) and as many of its requests are already waiting: retry later",
-                        f.app
-                    ),
-                    Throttled::WaitTimedOut(Limit::Function) => {
-                        let limit = match f.limits.concurrency_scope {
-                            nimbus_core::ConcurrencyScope::Node => {
-                                format!("{} per function", f.limits.max_concurrency)
-                            }
-                            nimbus_core::ConcurrencyScope::Cluster => format!(
-                                "{} per function across the cluster, {} of them on this node",
-                                f.limits.max_concurrency,
-                                f.concurrency_share()
-                            ),
-                        };
-                        format!(
-                            "function {qualified} is at its concurrency limit ({limit}) and no capacity freed up within {} ms: retry later",
-                            wait.as_millis()
-                        )
-                    }
-                    Throttled::WaitTimedOut(Limit::App) => format!(
-                        "app {:?} is at its in-flight limit ({app_limit} per app, --max-app-in-flight) and none of its invocations ended within {} ms: retry later",
-                        f.app,
-                        wait.as_millis()
-                    ),
-                    Throttled::WaitTimedOut(Limit::Platform) => format!(
-                        "this node is at its in-flight limit ({} platform-wide) and no capacity freed up within {} ms: retry later",
-                        self.config.max_in_flight,
-                        wait.as_millis()
-                    ),
-                };
-                let mut resp = text_response(StatusCode::TOO_MANY_REQUESTS, message);
-                let retry = wait.as_secs().max(1).to_string();
-                resp.headers_mut().insert(
-                    header::RETRY_AFTER,
-                    HeaderValue::from_str(&retry).expect("digits"),
+                let message = head::throttled_message(
+                    why,
+                    f,
+                    wait,
+                    self.admission.app_limit(),
+                    self.config.max_in_flight,
                 );
+                let resp = head::throttled_response(message, wait);
                 return with_id(resp, &id);
             }
         };
@@ -748,54 +379,18 @@ impl Runtime {
         });
 
         // Headers the guest can trust: clients cannot set nimbus-* themselves.
-        let forged: Vec<HeaderName> = parts
-            .headers
-            .keys()
-            .filter(|k| k.as_str().starts_with("nimbus-"))
-            .cloned()
-            .collect();
-        for k in forged {
-            parts.headers.remove(k);
-        }
         // What the guest calls (outbound HTTP, sends) becomes a child of its
-        // span: the host adds it. A request that came with a `traceparent`
-        // reaches the guest with its own span in its place; one without is
-        // not given one (an extra header on every request is measurable).
-        if let Some(v) = &traceparent
-            && let Some(existing) = parts.headers.get_mut("traceparent")
-        {
-            *existing = v.clone();
-        }
-        let mut add = |name: String, value: &str| {
-            if let (Ok(n), Ok(v)) = (HeaderName::try_from(name), HeaderValue::from_str(value)) {
-                parts.headers.append(n, v);
-            }
-        };
-        add(INVOCATION_ID_HEADER.into(), &id);
-        add("nimbus-app".into(), &f.app);
-        add("nimbus-function".into(), &f.name);
-        add("nimbus-trigger".into(), meta.trigger);
-        if let Some(e) = &meta.event {
-            add("nimbus-attempt".into(), &e.attempt.to_string());
-        }
-        if let Some(route) = &meta.route {
-            add("nimbus-route".into(), route);
-        }
-        for (k, v) in &meta.params {
-            add(format!("nimbus-param-{}", k.to_ascii_lowercase()), v);
-        }
-        if let Some(c) = &meta.caller {
-            add("nimbus-auth-kind".into(), c.kind);
-            add("nimbus-auth-subject".into(), &c.subject);
-            if let Some(claims) = &c.claims {
-                add("nimbus-auth-claims".into(), claims);
-            }
-        }
-        if !parts.headers.contains_key(header::HOST) && parts.uri.authority().is_none() {
-            parts
-                .headers
-                .insert(header::HOST, HeaderValue::from_static("localhost"));
-        }
+        // span: the host adds it.
+        head::trusted_head(
+            &mut parts,
+            &head::Trusted {
+                id: &id,
+                app: &f.app,
+                function: &f.name,
+                meta: &meta,
+                traceparent: traceparent.as_ref(),
+            },
+        );
         let req = Request::from_parts(
             parts,
             Counted {
@@ -884,30 +479,7 @@ impl Runtime {
                     .await
             };
             let result = tokio::time::timeout_at(deadline.into(), run).await;
-            let end = match result {
-                Ok(Ok(())) => TaskEnd {
-                    outcome: Outcome::Ok,
-                    error: None,
-                },
-                Err(_) => TaskEnd {
-                    outcome: Outcome::Timeout,
-                    error: Some(format!(
-                        "timed out: still running after its timeout_ms of {} ms, so it was stopped",
-                        limits.timeout_ms
-                    )),
-                },
-                Ok(Err(e)) if store.data().limiter.hit => TaskEnd {
-                    outcome: Outcome::MemoryLimit,
-                    error: Some(format!("was stopped: {}", describe_error(&e))),
-                },
-                Ok(Err(e)) => TaskEnd {
-                    outcome: Outcome::Trap,
-                    error: Some(format!(
-                        "trapped ({}); a Rust panic ends this way, its message is in the logs",
-                        describe_error(&e)
-                    )),
-                },
-            };
+            let end = head::task_end(result, store.data().limiter.hit, limits.timeout_ms);
             // Record the end first: the response body, which ends when the
             // store (and the guest's half of the body) drops, checks it.
             task_tracker.finish(end.outcome, end.error.clone());
@@ -983,20 +555,8 @@ impl Runtime {
             }
             Err(end) => {
                 // The guest ended without setting a response.
-                let (status, msg) = match end.outcome {
-                    Outcome::Timeout => {
-                        (StatusCode::GATEWAY_TIMEOUT, end.error.unwrap_or_default())
-                    }
-                    Outcome::Ok => (
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "returned without sending a response".to_string(),
-                    ),
-                    _ => (
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        end.error.unwrap_or_default(),
-                    ),
-                };
-                if end.outcome == Outcome::Ok {
+                let (status, msg, sent_nothing) = head::no_response(end);
+                if sent_nothing {
                     tracker.set_end(Outcome::Error, Some(msg.clone()));
                 }
                 tracker.status.store(status.as_u16(), Ordering::Relaxed);

@@ -1,0 +1,173 @@
+//! The bodies of one invocation: the request body counted into the
+//! tracker as the guest reads it, and the response body that keeps polling
+//! the guest (which runs on the response's own task) until both end.
+
+use super::tracker::Tracker;
+use super::*;
+/// Counts the bytes flowing through a body into the tracker; holds the
+/// tracker alive until the body is finished or dropped.
+pub(super) struct Counted<B> {
+    pub(super) inner: B,
+    pub(super) tracker: Arc<Tracker>,
+    pub(super) outbound: bool,
+}
+
+impl<B> Body for Counted<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<wasmtime_wasi_http::Error>,
+{
+    type Data = Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    let t = &this.tracker;
+                    if this.outbound {
+                        t.bytes_out.fetch_add(data.len() as u64, Ordering::Relaxed);
+                    } else {
+                        let seen = t.bytes_in.fetch_add(data.len() as u64, Ordering::Relaxed);
+                        // Kept for replay, up to the limit.
+                        if (seen as usize) < t.input_limit {
+                            let room = t.input_limit - seen as usize;
+                            t.input
+                                .lock()
+                                .extend_from_slice(&data[..data.len().min(room)]);
+                        }
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(None) => {
+                let t = &this.tracker;
+                if !this.outbound && t.bytes_in.load(Ordering::Relaxed) as usize <= t.input_limit {
+                    t.input_complete.store(true, Ordering::Relaxed);
+                }
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+pub(super) type GuestFuture = Pin<Box<dyn Future<Output = TaskEnd> + Send>>;
+
+/// The response body of a guest that may still be running: polls the guest
+/// (so it makes progress on this task) and the body it produces. The body
+/// ends only once the guest has, so the record and the failure check see
+/// how it ended.
+pub(super) struct GuestBody {
+    pub(super) guest: Option<GuestFuture>,
+    pub(super) inner: Counted<ResponseBody>,
+    pub(super) inner_done: bool,
+    /// A response that carries no body (to a HEAD request, or a 1xx, 204 or
+    /// 304): the server drops it unread, which is no client going away.
+    pub(super) bodiless: bool,
+}
+
+impl Body for GuestBody {
+    type Data = Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        if let Some(guest) = this.guest.as_mut()
+            && guest.as_mut().poll(cx).is_ready()
+        {
+            this.guest = None;
+        }
+        if !this.inner_done {
+            match Pin::new(&mut this.inner).poll_frame(cx) {
+                Poll::Ready(None) => this.inner_done = true,
+                other => return other,
+            }
+        }
+        if this.guest.is_some() {
+            // The body is complete but the guest still runs; it wakes us.
+            return Poll::Pending;
+        }
+        // Guest and body are done. A guest stopped mid-response must not look
+        // like a complete response: fail the body so the connection aborts.
+        Poll::Ready(this.inner.tracker.failure().map(Err))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        // A failed invocation must reach `poll_frame`, which reports it.
+        self.guest.is_none() && self.inner.is_end_stream() && !self.inner.tracker.failed()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for GuestBody {
+    fn drop(&mut self) {
+        let Some(guest) = self.guest.take() else {
+            return;
+        };
+        if self.bodiless
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            // Nothing reaches the client, but the guest still writes the
+            // body it made and may work on after it (within its timeout):
+            // a task of its own drives both, discarding the bytes, and the
+            // invocation is recorded as it really ended.
+            let empty: ResponseBody = http_body_util::Empty::new()
+                .map_err(|never| match never {})
+                .boxed_unsync();
+            let rest = GuestBody {
+                guest: Some(guest),
+                inner: Counted {
+                    inner: std::mem::replace(&mut self.inner.inner, empty),
+                    tracker: self.inner.tracker.clone(),
+                    outbound: self.inner.outbound,
+                },
+                inner_done: self.inner_done,
+                bodiless: false,
+            };
+            rt.spawn(async move {
+                let mut rest = std::pin::pin!(rest);
+                while let Some(Ok(_)) = rest.frame().await {}
+            });
+            return;
+        }
+        self.inner.tracker.finish(
+            Outcome::Error,
+            Some("the client went away before the response was complete".into()),
+        );
+    }
+}
+
+/// Whether a response to `method` with `status` has no body on the wire,
+/// so the server never polls it.
+pub(super) fn is_bodiless(method: &http::Method, status: StatusCode) -> bool {
+    method == http::Method::HEAD
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+}
+
+/// What the guest task reports when it ends.
+pub(super) struct TaskEnd {
+    pub(super) outcome: Outcome,
+    pub(super) error: Option<String>,
+}
