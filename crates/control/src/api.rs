@@ -11,11 +11,14 @@ use axum::extract::{Extension, Path, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
+use nimbus_api::{
+    Activated, AppSummary, DeployRequest, FunctionSummary, Functions, RevisionSummary,
+    RollbackRequest, RouteSummary,
+};
 use nimbus_runtime::InvokeRequest;
 use nimbus_store::{LogQuery, PutError};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::json;
-use std::collections::BTreeMap;
 
 pub(crate) async fn status(State(ctx): State<Ctx>) -> Json<serde_json::Value> {
     let rt = &ctx.platform.runtime;
@@ -73,16 +76,6 @@ pub(crate) async fn upload_component(
             ApiError(status, e.to_string())
         })?;
     Ok(Json(json!({ "hash": hash, "size": size })))
-}
-
-#[derive(Serialize)]
-pub(crate) struct AppSummary {
-    name: String,
-    active_revision: Option<i64>,
-    host: Option<String>,
-    functions: usize,
-    routes: usize,
-    updated_at_us: i64,
 }
 
 /// The nodes sharing this node's database (admin): each with its last
@@ -162,15 +155,6 @@ pub(crate) async fn delete_app(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Serialize)]
-pub(crate) struct RevisionSummary {
-    number: i64,
-    active: bool,
-    created_at_us: i64,
-    functions: Vec<String>,
-    routes: usize,
-}
-
 pub(crate) async fn list_revisions(
     State(ctx): State<Ctx>,
     Path(app): Path<String>,
@@ -190,18 +174,12 @@ pub(crate) async fn list_revisions(
     ))
 }
 
-#[derive(Deserialize)]
-pub(crate) struct DeployBody {
-    manifest: String,
-    components: BTreeMap<String, String>,
-}
-
 /// Validates synchronously (400 on a bad request), then streams
 /// [`DeployEvent`]s as JSON lines while compiling and activating.
 pub(crate) async fn deploy(
     State(ctx): State<Ctx>,
     Path(app): Path<String>,
-    Json(body): Json<DeployBody>,
+    Json(body): Json<DeployRequest>,
 ) -> ApiResult<Response> {
     let spec = ctx
         .platform
@@ -237,25 +215,23 @@ fn tokio_stream_lines(
     })
 }
 
-#[derive(Deserialize, Default)]
-pub(crate) struct RollbackBody {
-    revision: Option<i64>,
-}
-
 pub(crate) async fn rollback(
     State(ctx): State<Ctx>,
     Path(app): Path<String>,
-    body: Option<Json<RollbackBody>>,
-) -> ApiResult<Json<serde_json::Value>> {
+    body: Option<Json<RollbackRequest>>,
+) -> ApiResult<Json<Activated>> {
     let target = body.map(|Json(b)| b).unwrap_or_default().revision;
-    let revision = ctx.platform.rollback(&app, target).await?;
-    Ok(Json(json!({ "app": app, "active_revision": revision })))
+    let active_revision = ctx.platform.rollback(&app, target).await?;
+    Ok(Json(Activated {
+        app,
+        active_revision,
+    }))
 }
 
 pub(crate) async fn list_functions(
     State(ctx): State<Ctx>,
     Path(app): Path<String>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<Functions>> {
     let table = ctx.platform.gateway.table();
     let active = table.app(&app).ok_or_else(|| {
         ApiError(
@@ -263,32 +239,35 @@ pub(crate) async fn list_functions(
             format!("app {app:?} is not deployed: see `nimbus apps`"),
         )
     })?;
-    let functions: Vec<_> = active
+    let functions = active
         .spec
         .functions
         .iter()
-        .map(|(name, f)| {
-            let routes: Vec<_> = active
+        .map(|(name, f)| FunctionSummary {
+            name: name.clone(),
+            component: f.component.clone(),
+            limits: f.limits,
+            env: f.env.keys().cloned().collect(),
+            allowed_outbound_hosts: f.allowed_outbound_hosts.clone(),
+            routes: active
                 .spec
                 .routes
                 .iter()
                 .filter(|r| &r.function == name)
-                .map(|r| json!({ "path": r.path, "methods": r.methods }))
-                .collect();
-            json!({
-                "name": name,
-                "component": f.component,
-                "limits": f.limits,
-                "env": f.env.keys().collect::<Vec<_>>(),
-                "allowed_outbound_hosts": f.allowed_outbound_hosts,
-                "routes": routes,
-                "in_flight": active.functions.get(name).map_or(0, |x| x.in_flight()),
-            })
+                .map(|r| RouteSummary {
+                    path: r.path.clone(),
+                    methods: r.methods.clone(),
+                })
+                .collect(),
+            in_flight: active.functions.get(name).map_or(0, |x| x.in_flight()),
         })
         .collect();
-    Ok(Json(
-        json!({ "app": app, "revision": active.revision, "host": active.spec.host, "functions": functions }),
-    ))
+    Ok(Json(Functions {
+        app,
+        revision: active.revision,
+        host: active.spec.host.clone(),
+        functions,
+    }))
 }
 
 pub(crate) async fn invoke_root(

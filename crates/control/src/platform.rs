@@ -11,7 +11,6 @@ use nimbus_identity::{ApiKeys, Sealer, Users};
 use nimbus_runtime::{ConfigSnapshot, manifest_config};
 use nimbus_runtime::{LoadSource, Runtime};
 use nimbus_store::{ComponentStore, RecordWriter, Store, StoreError};
-use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio::sync::{Mutex, mpsc};
@@ -56,38 +55,7 @@ impl From<StoreError> for PlatformError {
 }
 
 /// Progress of a deploy, streamed to the client as JSON lines.
-#[derive(Debug, Clone, Serialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
-pub enum DeployEvent {
-    /// Compiling or loading functions starts.
-    Started {
-        /// Number of functions.
-        total: usize,
-    },
-    /// One function is ready.
-    Function {
-        /// Function name.
-        name: String,
-        /// 1-based position.
-        index: usize,
-        /// Number of functions.
-        total: usize,
-        /// "compiled in N ms", "loaded (compile cache)"...
-        status: String,
-        /// Whether it was compiled now.
-        compiled: bool,
-    },
-    /// The new revision is active.
-    Activated {
-        /// Revision number.
-        revision: i64,
-    },
-    /// The deploy failed; the old revision keeps serving.
-    Error {
-        /// What went wrong.
-        message: String,
-    },
-}
+pub use nimbus_api::DeployEvent;
 
 /// The running platform: store, runtime and gateway, and the operations on them.
 pub struct Platform {

@@ -4,6 +4,7 @@ use crate::Target;
 use anyhow::{Context, Result, anyhow, bail};
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
+use nimbus_api::DeployEvent;
 use nimbus_core::Manifest;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -78,11 +79,19 @@ impl Api {
     }
 
     pub(crate) async fn get_json(&self, path: &str) -> Result<Value> {
-        Ok(self
-            .send(self.req(reqwest::Method::GET, path))
-            .await?
-            .json()
-            .await?)
+        self.get(path).await
+    }
+
+    /// `GET path`, read as `T` (a body of `nimbus_api`): a body that does
+    /// not have its shape is an error saying so, not empty fields.
+    pub(crate) async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T> {
+        let resp = self.send(self.req(reqwest::Method::GET, path)).await?;
+        let bytes = resp.bytes().await?;
+        serde_json::from_slice(&bytes).with_context(|| {
+            format!(
+                "the server's answer to GET {path} is not what this nimbus expects (a server of another version?)"
+            )
+        })
     }
 }
 
@@ -215,7 +224,10 @@ pub async fn deploy(target: &Target, path: &Path, build: bool) -> Result<()> {
     }
 
     let app = manifest.name().to_string();
-    let body = serde_json::json!({ "manifest": text, "components": hashes });
+    let body = nimbus_api::DeployRequest {
+        manifest: text,
+        components: hashes,
+    };
     let resp = api
         .send(
             api.req(reqwest::Method::POST, &format!("/v1/apps/{app}/revisions"))
@@ -232,27 +244,24 @@ pub async fn deploy(target: &Target, path: &Path, build: bool) -> Result<()> {
         buf.extend_from_slice(&chunk?);
         while let Some(i) = buf.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = buf.drain(..=i).collect();
-            let ev: Value = serde_json::from_slice(&line)?;
-            match ev["event"].as_str() {
-                Some("function") => {
-                    bar.set_position(ev["index"].as_u64().unwrap_or(0));
-                    bar.suspend(|| {
-                        eprintln!(
-                            "  {}: {}",
-                            ev["name"].as_str().unwrap_or("?"),
-                            ev["status"].as_str().unwrap_or("")
-                        )
-                    });
+            let ev: DeployEvent = serde_json::from_slice(&line)
+                .context("the server's deploy progress is not what this nimbus expects")?;
+            match ev {
+                DeployEvent::Function {
+                    name,
+                    index,
+                    status,
+                    ..
+                } => {
+                    bar.set_position(index as u64);
+                    bar.suspend(|| eprintln!("  {name}: {status}"));
                 }
-                Some("activated") => revision = ev["revision"].as_i64(),
-                Some("error") => {
+                DeployEvent::Activated { revision: r } => revision = Some(r),
+                DeployEvent::Error { message } => {
                     bar.abandon();
-                    bail!(
-                        "deploy of {app} failed, the previous revision keeps serving: {}",
-                        ev["message"].as_str().unwrap_or("?")
-                    );
+                    bail!("deploy of {app} failed, the previous revision keeps serving: {message}");
                 }
-                _ => {}
+                DeployEvent::Started { .. } => {}
             }
         }
     }
@@ -372,8 +381,7 @@ pub async fn invoke(
 
 pub async fn apps(target: &Target) -> Result<()> {
     let api = Api::new(target)?;
-    let apps = api.get_json("/v1/apps").await?;
-    let apps = apps.as_array().cloned().unwrap_or_default();
+    let apps: Vec<nimbus_api::AppSummary> = api.get("/v1/apps").await?;
     if apps.is_empty() {
         println!("no apps deployed: try `nimbus deploy examples/demo`");
         return Ok(());
@@ -385,15 +393,14 @@ pub async fn apps(target: &Target) -> Result<()> {
     for a in apps {
         println!(
             "{:<24} {:>8} {:>9} {:>6}  {:<20} {}",
-            a["name"].as_str().unwrap_or(""),
-            a["active_revision"]
-                .as_i64()
+            a.name,
+            a.active_revision
                 .map(|n| n.to_string())
                 .unwrap_or("-".into()),
-            a["functions"].as_u64().unwrap_or(0),
-            a["routes"].as_u64().unwrap_or(0),
-            a["host"].as_str().unwrap_or("*"),
-            format_time(a["updated_at_us"].as_i64().unwrap_or(0))
+            a.functions,
+            a.routes,
+            a.host.as_deref().unwrap_or("*"),
+            format_time(a.updated_at_us)
         );
     }
     Ok(())
@@ -401,41 +408,32 @@ pub async fn apps(target: &Target) -> Result<()> {
 
 pub async fn functions(target: &Target, app: &str) -> Result<()> {
     let api = Api::new(target)?;
-    let v = api.get_json(&format!("/v1/apps/{app}/functions")).await?;
-    println!("app {app}, revision {}", v["revision"]);
-    for f in v["functions"].as_array().cloned().unwrap_or_default() {
-        let l = &f["limits"];
+    let v: nimbus_api::Functions = api.get(&format!("/v1/apps/{app}/functions")).await?;
+    println!("app {app}, revision {}", v.revision);
+    for f in v.functions {
+        let l = &f.limits;
         println!(
             "{}  memory {} MiB, timeout {} ms (first byte {} ms), concurrency {}, component {}",
-            f["name"].as_str().unwrap_or(""),
-            l["memory_mb"],
-            l["timeout_ms"],
-            l["first_byte_timeout_ms"],
-            l["max_concurrency"],
-            &f["component"].as_str().unwrap_or("")
-                [..12.min(f["component"].as_str().unwrap_or("").len())]
+            f.name,
+            l.memory_mb,
+            l.timeout_ms,
+            l.first_byte_timeout_ms,
+            l.max_concurrency,
+            &f.component[..12.min(f.component.len())]
         );
-        for r in f["routes"].as_array().cloned().unwrap_or_default() {
-            let methods: Vec<String> = r["methods"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-                .iter()
-                .filter_map(|m| m.as_str().map(String::from))
-                .collect();
-            let methods = if methods.is_empty() {
+        for r in &f.routes {
+            let methods = if r.methods.is_empty() {
                 "ANY".to_string()
             } else {
-                methods.join(",")
+                r.methods.join(",")
             };
-            println!("    {methods:<8} {}", r["path"].as_str().unwrap_or(""));
+            println!("    {methods:<8} {}", r.path);
         }
-        let hosts = f["allowed_outbound_hosts"]
-            .as_array()
-            .map(|a| a.len())
-            .unwrap_or(0);
-        if hosts > 0 {
-            println!("    outbound: {}", f["allowed_outbound_hosts"]);
+        if !f.allowed_outbound_hosts.is_empty() {
+            println!(
+                "    outbound: {}",
+                serde_json::to_string(&f.allowed_outbound_hosts)?
+            );
         }
     }
     Ok(())
@@ -443,29 +441,19 @@ pub async fn functions(target: &Target, app: &str) -> Result<()> {
 
 pub async fn revisions(target: &Target, app: &str) -> Result<()> {
     let api = Api::new(target)?;
-    let v = api.get_json(&format!("/v1/apps/{app}/revisions")).await?;
+    let revisions: Vec<nimbus_api::RevisionSummary> =
+        api.get(&format!("/v1/apps/{app}/revisions")).await?;
     println!(
         "{:>8}  {:<6}  {:<24}  FUNCTIONS",
         "REVISION", "ACTIVE", "CREATED"
     );
-    for r in v.as_array().cloned().unwrap_or_default() {
-        let fns: Vec<String> = r["functions"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|f| f.as_str().map(String::from))
-            .collect();
+    for r in revisions {
         println!(
             "{:>8}  {:<6}  {:<24}  {}",
-            r["number"],
-            if r["active"].as_bool() == Some(true) {
-                "*"
-            } else {
-                ""
-            },
-            format_time(r["created_at_us"].as_i64().unwrap_or(0)),
-            fns.join(", ")
+            r.number,
+            if r.active { "*" } else { "" },
+            format_time(r.created_at_us),
+            r.functions.join(", ")
         );
     }
     Ok(())
@@ -473,16 +461,17 @@ pub async fn revisions(target: &Target, app: &str) -> Result<()> {
 
 pub async fn rollback(target: &Target, app: &str, to: Option<i64>) -> Result<()> {
     let api = Api::new(target)?;
-    let body = serde_json::json!({ "revision": to });
-    let v: Value = api
+    let body = nimbus_api::RollbackRequest { revision: to };
+    let v: nimbus_api::Activated = api
         .send(
             api.req(reqwest::Method::POST, &format!("/v1/apps/{app}/rollback"))
                 .json(&body),
         )
         .await?
         .json()
-        .await?;
-    println!("{app}: revision {} is active", v["active_revision"]);
+        .await
+        .context("the server's answer to a rollback is not what this nimbus expects")?;
+    println!("{app}: revision {} is active", v.active_revision);
     Ok(())
 }
 

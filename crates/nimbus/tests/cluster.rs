@@ -152,8 +152,15 @@ async fn changes_through_one_node_reach_the_others() {
     a.cli_ok(&["rollback", "c"]);
     until_served(&b, "/hi", |_, body| greeting(body) == "one").await;
     until_served(&a, "/hi", |_, body| greeting(body) == "one").await;
-    let revs = b.api("/v1/apps/c/revisions").await;
-    assert_eq!(revs.as_array().unwrap().len(), 2, "{revs:#}");
+    let revs: Vec<nimbus_api::RevisionSummary> =
+        serde_json::from_value(b.api("/v1/apps/c/revisions").await).unwrap();
+    assert_eq!(revs.len(), 2, "{revs:?}");
+    let active: Vec<i64> = revs.iter().filter(|r| r.active).map(|r| r.number).collect();
+    assert_eq!(
+        active,
+        [1],
+        "the rollback through A activated revision 1 for B too"
+    );
 
     // Configuration set through B applies on A without a new revision.
     until_served(&a, "/config/mode", |_, body| body == "initial").await;

@@ -330,8 +330,14 @@ async fn restart_brings_apps_back_without_recompiling() {
     assert_eq!(server.get_text("/hello").await, (200, "hello".to_string()));
     let v: serde_json::Value = server.get("/echo/x").await.json().await.unwrap();
     assert_eq!(v["params"]["name"], "x");
-    let apps = server.api("/v1/apps").await;
-    assert_eq!(apps[0]["active_revision"], 1);
+    let apps: Vec<nimbus_api::AppSummary> =
+        serde_json::from_value(server.api("/v1/apps").await).unwrap();
+    assert_eq!(apps.len(), 1, "{apps:?}");
+    assert_eq!(
+        apps[0].active_revision,
+        Some(1),
+        "restored at its active revision"
+    );
 
     // A new data dir sharing the compile cache loads native code from disk.
     let fresh = Server::start(&[]);

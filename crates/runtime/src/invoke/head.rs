@@ -210,6 +210,20 @@ mod tests {
         }
     }
 
+    /// The head invocation `inv1` of shop/cart gives the guest, with its
+    /// own span `00-mine-mine-01`.
+    fn trust(parts: &mut http::request::Parts, meta: &InvokeRequest) {
+        let span = HeaderValue::from_static("00-mine-mine-01");
+        let t = Trusted {
+            id: "inv1",
+            app: "shop",
+            function: "cart",
+            meta,
+            traceparent: Some(&span),
+        };
+        trusted_head(parts, &t);
+    }
+
     #[test]
     fn a_guest_sees_only_the_hosts_nimbus_headers() {
         let (mut parts, ()) = Request::builder()
@@ -221,18 +235,7 @@ mod tests {
             .body(())
             .unwrap()
             .into_parts();
-        let span = HeaderValue::from_static("00-mine-mine-01");
-        let m = meta();
-        trusted_head(
-            &mut parts,
-            &Trusted {
-                id: "inv1",
-                app: "shop",
-                function: "cart",
-                meta: &m,
-                traceparent: Some(&span),
-            },
-        );
+        trust(&mut parts, &meta());
         let h = &parts.headers;
         assert_eq!(h.get_all("nimbus-auth-subject").iter().count(), 1);
         assert_eq!(h["nimbus-auth-subject"], "u1");
@@ -249,18 +252,7 @@ mod tests {
     #[test]
     fn no_traceparent_is_added_to_a_request_without_one() {
         let (mut parts, ()) = Request::builder().body(()).unwrap().into_parts();
-        let span = HeaderValue::from_static("00-mine-mine-01");
-        let m = InvokeRequest::default();
-        trusted_head(
-            &mut parts,
-            &Trusted {
-                id: "i",
-                app: "a",
-                function: "f",
-                meta: &m,
-                traceparent: Some(&span),
-            },
-        );
+        trust(&mut parts, &InvokeRequest::default());
         assert!(!parts.headers.contains_key("traceparent"));
     }
 

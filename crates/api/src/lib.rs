@@ -1,0 +1,170 @@
+//! The control API's bodies (`/v1/...`), one definition for the server
+//! that writes them, the CLI that reads them and the tests: a field renamed
+//! on one side fails to compile on the other instead of reading as empty.
+//!
+//! Covered so far: apps, revisions, deploys (the request and its progress
+//! lines), rollbacks and the functions of an app. The other endpoints'
+//! bodies are still built with `serde_json::json!` (see docs/API.md for
+//! the endpoints).
+//!
+//! Invariant: only plain data and serde here — no I/O, no HTTP client or
+//! server types — so every side can depend on it.
+
+use nimbus_core::Limits;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// `GET /v1/apps`: one app.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppSummary {
+    pub name: String,
+    /// `None`: created, never activated.
+    pub active_revision: Option<i64>,
+    /// The host the app owns, if it claims one.
+    pub host: Option<String>,
+    /// Functions and routes of the active revision.
+    pub functions: usize,
+    pub routes: usize,
+    pub updated_at_us: i64,
+}
+
+/// `GET /v1/apps/{app}/revisions`: one revision, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevisionSummary {
+    pub number: i64,
+    pub active: bool,
+    pub created_at_us: i64,
+    /// Its functions' names.
+    pub functions: Vec<String>,
+    pub routes: usize,
+}
+
+/// `POST /v1/apps/{app}/revisions`: the manifest's text, and each
+/// function's uploaded component by SHA-256 (`PUT /v1/components/{hash}`
+/// first).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeployRequest {
+    pub manifest: String,
+    pub components: BTreeMap<String, String>,
+}
+
+/// Progress of a deploy: the answer to [`DeployRequest`] is one of these
+/// per line (JSON lines), ending with `Activated` or `Error`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum DeployEvent {
+    /// Compiling or loading functions starts.
+    Started {
+        /// Number of functions.
+        total: usize,
+    },
+    /// One function is ready.
+    Function {
+        /// Function name.
+        name: String,
+        /// 1-based position.
+        index: usize,
+        /// Number of functions.
+        total: usize,
+        /// "compiled in N ms", "loaded (compile cache)"...
+        status: String,
+        /// Whether it was compiled now.
+        compiled: bool,
+    },
+    /// The new revision is active.
+    Activated {
+        /// Revision number.
+        revision: i64,
+    },
+    /// The deploy failed; the old revision keeps serving.
+    Error {
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// `POST /v1/apps/{app}/rollback` (the body is optional): the revision to
+/// activate, or `None` for the one before the active one.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RollbackRequest {
+    #[serde(default)]
+    pub revision: Option<i64>,
+}
+
+/// The answer to a rollback.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Activated {
+    pub app: String,
+    pub active_revision: i64,
+}
+
+/// `GET /v1/apps/{app}/functions`: the active revision's functions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Functions {
+    pub app: String,
+    pub revision: i64,
+    pub host: Option<String>,
+    pub functions: Vec<FunctionSummary>,
+}
+
+/// One function of [`Functions`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FunctionSummary {
+    pub name: String,
+    /// SHA-256 of its component.
+    pub component: String,
+    pub limits: Limits,
+    /// The names of its environment variables (never their values).
+    pub env: Vec<String>,
+    pub allowed_outbound_hosts: Vec<String>,
+    /// Its HTTP routes.
+    pub routes: Vec<RouteSummary>,
+    /// Its invocations running on the node that answered.
+    pub in_flight: usize,
+}
+
+/// An HTTP route of a function.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteSummary {
+    pub path: String,
+    /// Empty: any method.
+    pub methods: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deploy_lines_read_back_as_written() {
+        let events = [
+            DeployEvent::Started { total: 2 },
+            DeployEvent::Function {
+                name: "api".into(),
+                index: 1,
+                total: 2,
+                status: "compiled in 12 ms".into(),
+                compiled: true,
+            },
+            DeployEvent::Activated { revision: 3 },
+            DeployEvent::Error {
+                message: "no".into(),
+            },
+        ];
+        for e in events {
+            let line = serde_json::to_string(&e).unwrap();
+            assert_eq!(serde_json::from_str::<DeployEvent>(&line).unwrap(), e);
+        }
+        // The wire form the CLIs of earlier releases read.
+        assert_eq!(
+            serde_json::to_string(&DeployEvent::Activated { revision: 3 }).unwrap(),
+            r#"{"event":"activated","revision":3}"#
+        );
+    }
+
+    #[test]
+    fn a_rollback_body_may_be_empty() {
+        let r: RollbackRequest = serde_json::from_str("{}").unwrap();
+        assert_eq!(r.revision, None);
+    }
+}
