@@ -91,7 +91,8 @@ fn refused(e: WriteError) -> ApiError {
 
 /// Checks a KV write of `len` bytes at `key` of `app`/`store`.
 fn check_kv(app: &str, store: &str, key: &str, len: usize, limit: u64) -> ApiResult<()> {
-    nimbus_core::data::check_kv_write(&format!("{app}/{store}"), key, len, limit).map_err(refused)
+    nimbus_core::data::check_kv_write(format_args!("{app}/{store}"), key, len, limit)
+        .map_err(refused)
 }
 
 /// `GET /v1/apps/{app}/kv/{store}/{*key}`: the raw value.
@@ -175,6 +176,7 @@ pub(crate) async fn kv_op(
     Json(op): Json<KvOp>,
 ) -> ApiResult<Json<Value>> {
     let (limit, _) = kv_store(&ctx, &who, &app, &store, Some(&key), true)?;
+    // The key (an operation's value, if any, is checked below).
     check_kv(&app, &store, &key, 0, limit)?;
     let db = &ctx.platform.store;
     match (op.increment, op.compare_and_swap) {
@@ -341,8 +343,8 @@ fn field_value<'a>(body: &'a Value, path: &str) -> Option<&'a Value> {
 }
 
 fn check_doc(ctx: &Ctx, coll: &str, id: &str, len: usize) -> ApiResult<()> {
-    let place = format!("collection {coll:?}");
-    nimbus_core::data::check_doc_write(&place, Some(id), len, ctx.platform.max_value_bytes)
+    let place = format_args!("collection {coll:?}");
+    nimbus_core::data::check_doc_write(place, Some(id), len, ctx.platform.max_value_bytes)
         .map_err(refused)
 }
 

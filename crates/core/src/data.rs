@@ -141,8 +141,14 @@ pub fn value_limit(own: Option<u64>, server: u64) -> u64 {
 }
 
 /// Checks a KV write of `len` bytes under `key` in `place` (a store's name
-/// as the caller knows it), with the store's [`value_limit`].
-pub fn check_kv_write(place: &str, key: &str, len: usize, limit: u64) -> Result<(), WriteError> {
+/// as the caller knows it, formatted only if the write is refused), with
+/// the store's [`value_limit`].
+pub fn check_kv_write(
+    place: impl std::fmt::Display,
+    key: &str,
+    len: usize,
+    limit: u64,
+) -> Result<(), WriteError> {
     check_kv_key(key).map_err(WriteError::Invalid)?;
     check_size("value", place, len, limit)
 }
@@ -150,7 +156,7 @@ pub fn check_kv_write(place: &str, key: &str, len: usize, limit: u64) -> Result<
 /// Checks a document write: its id (if the caller names one) and its JSON
 /// text's length, under the server's limit.
 pub fn check_doc_write(
-    place: &str,
+    place: impl std::fmt::Display,
     id: Option<&str>,
     len: usize,
     limit: u64,
@@ -161,7 +167,12 @@ pub fn check_doc_write(
     check_size("document", place, len, limit)
 }
 
-fn check_size(what: &'static str, place: &str, len: usize, limit: u64) -> Result<(), WriteError> {
+fn check_size(
+    what: &'static str,
+    place: impl std::fmt::Display,
+    len: usize,
+    limit: u64,
+) -> Result<(), WriteError> {
     let len = len as u64;
     if len > limit {
         return Err(WriteError::TooLarge {

@@ -121,8 +121,8 @@ impl DataBinding {
     }
 
     fn check_value(&self, b: &Bucket, key: &str, len: usize) -> Result<(), kv::Error> {
-        let place = format!("store {:?}", b.name);
-        nimbus_core::data::check_kv_write(&place, key, len, b.max_value_bytes)
+        let place = format_args!("store {:?}", b.name);
+        nimbus_core::data::check_kv_write(place, key, len, b.max_value_bytes)
             .map_err(|e| kv_err(e.to_string()))
     }
 
@@ -526,8 +526,8 @@ impl DataBinding {
             .store
             .as_ref()
             .ok_or_else(|| docs_wit::Error::Other("this Nimbus server has no data store".into()))?;
-        let place = format!("collection {coll:?}");
-        nimbus_core::data::check_doc_write(&place, id, json_len, *limit)
+        let place = format_args!("collection {coll:?}");
+        nimbus_core::data::check_doc_write(place, id, json_len, *limit)
             .map_err(|e| docs_wit::Error::Invalid(e.to_string()))?;
         Ok(db)
     }
