@@ -14,6 +14,8 @@
 #   bench/noisy.sh [DURATION_SECONDS]      (default 15)
 #   B=query bench/noisy.sh                 (only some of B's floods: any of
 #                                           sleep, panic, query)
+#   SEPARATE=1 bench/noisy.sh              (B on a second nimbus process on
+#                                           the same cores: the reference)
 #
 # Needs: wrk, hey (apt; installed if missing).
 set -euo pipefail
@@ -24,8 +26,19 @@ need wrk wrk
 need hey hey
 bench_init noisy
 
+# With SEPARATE=1, B runs on a node of its own: a second nimbus process on
+# the same cores, the most isolation this machine can give without idling
+# cores. Its A figures are the reference for what sharing one node costs.
+if [ "${SEPARATE:-0}" = 1 ]; then
+  nimbus_up "$work/bdata"
+  burl=$url bcontrol=$control bpid=$pid bdata=$work/bdata
+fi
 nimbus_up "$work/data"
 token=$(cat "$work/data/admin-token")
+if [ "${SEPARATE:-0}" != 1 ]; then
+  burl=$url bcontrol=$control bpid=$pid bdata=$work/data
+fi
+btoken=$(cat "$bdata/admin-token")
 mkdir -p "$work/a" "$work/b"
 cat > "$work/a/nimbus.toml" <<TOML
 [app]
@@ -60,10 +73,10 @@ route = "/b/{*rest}"
 function = "chaos"
 TOML
 "$nimbus" deploy "$work/a" --data-dir "$work/data" >&2
-"$nimbus" deploy "$work/b" --data-dir "$work/data" >&2
+"$nimbus" deploy "$work/b" --data-dir "$bdata" >&2
 
 # Twelve documents of 1 MiB in B's collection.
-python3 - "$control" "$token" <<'PY'
+python3 - "$bcontrol" "$btoken" <<'PY'
 import json, sys, urllib.request
 url, token = sys.argv[1], sys.argv[2]
 for i in range(12):
@@ -77,7 +90,7 @@ wrk.method = "POST"
 wrk.body = '{"limit": 1000}'
 wrk.headers["Content-Type"] = "application/json"
 LUA
-code=$(curl -s -o /dev/null -w '%{http_code}' -X POST --data '{"limit": 1000}' "$url/v1/apps/noisy/docs/big/_query")
+code=$(curl -s -o /dev/null -w '%{http_code}' -X POST --data '{"limit": 1000}' "$burl/v1/apps/noisy/docs/big/_query")
 [ "$code" = 200 ] || { echo "an anonymous query of B's collection answered $code" >&2; exit 1; }
 
 # a_load NAME: A's hello for $dur seconds; prints "req/s p50 p99 non2xx errors".
@@ -95,15 +108,15 @@ flood=$((dur + 6))
 floods=
 touch "$work/b-sleep.txt" "$work/b-panic.txt" "$work/b-query.txt"
 if [[ $B =~ sleep ]]; then
-  hey -c 300 -z "${flood}s" -t 30 "$url/b/sleep?ms=2000" > "$work/b-sleep.txt" 2>&1 &
+  hey -c 300 -z "${flood}s" -t 30 "$burl/b/sleep?ms=2000" > "$work/b-sleep.txt" 2>&1 &
   floods="$floods $!"
 fi
 if [[ $B =~ panic ]]; then
-  wrk -t1 -c16 -d"${flood}s" "$url/b/panic" > "$work/b-panic.txt" 2>&1 &
+  wrk -t1 -c16 -d"${flood}s" "$burl/b/panic" > "$work/b-panic.txt" 2>&1 &
   floods="$floods $!"
 fi
 if [[ $B =~ query ]]; then
-  wrk -t1 -c8 -d"${flood}s" -s "$work/query.lua" "$url/v1/apps/noisy/docs/big/_query" > "$work/b-query.txt" 2>&1 &
+  wrk -t1 -c8 -d"${flood}s" -s "$work/query.lua" "$burl/v1/apps/noisy/docs/big/_query" > "$work/b-query.txt" 2>&1 &
   floods="$floods $!"
 fi
 sleep 3
@@ -134,4 +147,4 @@ print(f"  B flooding:   {n[0]:>8.0f} req/s  p50 {n[1]:.2f} ms  p99 {n[2]:.2f} ms
 print(f"  p99 ratio (flooding / alone): {n[2] / s[2]:.2f}   (target: at most 2.00, with 0 errors)")
 print(f"B meanwhile: sleepers answered by status {b_sleep or 'none'}; {b_panic} failures; {b_query} queries ({b_query_bytes} read)")
 PY
-kill $pid
+kill $pid $bpid 2>/dev/null || true
