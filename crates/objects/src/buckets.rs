@@ -1,0 +1,90 @@
+//! Buckets: list, create, head, delete, and who owns one.
+
+use crate::Objects;
+use crate::auth::app_of;
+use crate::mapping::{internal, timestamp, write_err};
+use nimbus_store::Store;
+use s3s::dto::*;
+use s3s::{S3Request, S3Response, S3Result, s3_error};
+
+/// Refuses a bucket that does not exist (404) or belongs to another app (403).
+/// Refuses a bucket that does not exist (404) or belongs to another app (403).
+pub(crate) async fn check_owner(store: &Store, bucket: &str, app: &str) -> S3Result<()> {
+    match store.bucket_owner(bucket).await.map_err(internal)? {
+        None => Err(s3_error!(NoSuchBucket)),
+        Some(owner) if owner != app => Err(s3_error!(
+            AccessDenied,
+            "bucket {bucket:?} belongs to another app"
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
+pub(crate) async fn list(
+    this: &Objects,
+    req: S3Request<ListBucketsInput>,
+) -> S3Result<S3Response<ListBucketsOutput>> {
+    let app = app_of(&req.extensions)?;
+    let buckets = this
+        .store
+        .buckets(&app)
+        .await
+        .map_err(internal)?
+        .into_iter()
+        .map(|(name, created)| Bucket {
+            name: Some(name),
+            creation_date: Some(timestamp(created)),
+            ..Default::default()
+        })
+        .collect();
+    Ok(S3Response::new(ListBucketsOutput {
+        buckets: Some(buckets),
+        ..Default::default()
+    }))
+}
+
+pub(crate) async fn create(
+    this: &Objects,
+    req: S3Request<CreateBucketInput>,
+) -> S3Result<S3Response<CreateBucketOutput>> {
+    let app = app_of(&req.extensions)?;
+    let name = req.input.bucket;
+    match this
+        .store
+        .create_bucket(&name, &app)
+        .await
+        .map_err(internal)?
+    {
+        Ok(()) => Ok(S3Response::new(CreateBucketOutput {
+            location: Some(format!("/{name}")),
+        })),
+        Err(owner) if owner == app => Err(s3_error!(BucketAlreadyOwnedByYou)),
+        Err(_) => Err(s3_error!(BucketAlreadyExists)),
+    }
+}
+
+pub(crate) async fn head(
+    _this: &Objects,
+    _req: S3Request<HeadBucketInput>,
+) -> S3Result<S3Response<HeadBucketOutput>> {
+    // Access has checked that the bucket exists and is the caller's.
+    Ok(S3Response::new(HeadBucketOutput::default()))
+}
+
+pub(crate) async fn delete(
+    this: &Objects,
+    req: S3Request<DeleteBucketInput>,
+) -> S3Result<S3Response<DeleteBucketOutput>> {
+    if !this
+        .store
+        .delete_bucket(&req.input.bucket)
+        .await
+        .map_err(write_err)?
+    {
+        return Err(s3_error!(
+            BucketNotEmpty,
+            "the bucket still holds objects or multipart uploads in progress: delete the objects and abort the uploads first"
+        ));
+    }
+    Ok(S3Response::new(DeleteBucketOutput::default()))
+}

@@ -1,0 +1,252 @@
+//! Listings, v1 and v2, with opaque continuation tokens.
+//!
+//! A listing ends whatever the keys are: each read is bounded above by
+//! `nimbus_store::prefix_end(prefix)` (the least string past every
+//! extension of the prefix, U+10FFFF included), every page moves forward,
+//! and one request reads at most `LIST_SCAN_LIMIT` rows (past them, the
+//! page ends truncated, with a token).
+
+use crate::Objects;
+use crate::mapping::{internal, timestamp};
+use nimbus_store::ListFrom;
+use s3s::dto::*;
+use s3s::{S3Request, S3Response, S3Result, s3_error};
+
+pub(crate) async fn list_v1(
+    this: &Objects,
+    req: S3Request<ListObjectsInput>,
+) -> S3Result<S3Response<ListObjectsOutput>> {
+    let marker = req.input.marker.clone();
+    let delimiter = req.input.delimiter.clone().filter(|d| !d.is_empty());
+    let prefix = req.input.prefix.clone().unwrap_or_default();
+    let token = marker
+        .as_ref()
+        .map(|m| token(&v1_start(m, &prefix, delimiter.as_deref())));
+    let v2 = req.map_input(|i| ListObjectsV2Input {
+        bucket: i.bucket,
+        delimiter: i.delimiter,
+        max_keys: i.max_keys,
+        prefix: i.prefix,
+        continuation_token: token,
+        ..Default::default()
+    });
+    let out = list_v2(this, v2).await?.output;
+    // The next marker: the last key or common prefix of this page.
+    let last_key = out.contents.as_ref().and_then(|c| c.last()?.key.clone());
+    let last_prefix = out
+        .common_prefixes
+        .as_ref()
+        .and_then(|c| c.last()?.prefix.clone());
+    let next_marker = if out.is_truncated == Some(true) {
+        last_key.max(last_prefix)
+    } else {
+        None
+    };
+    Ok(S3Response::new(ListObjectsOutput {
+        name: out.name,
+        prefix: out.prefix,
+        delimiter: out.delimiter,
+        max_keys: out.max_keys,
+        is_truncated: out.is_truncated,
+        marker,
+        next_marker,
+        contents: out.contents,
+        common_prefixes: out.common_prefixes,
+        ..Default::default()
+    }))
+}
+
+pub(crate) async fn list_v2(
+    this: &Objects,
+    req: S3Request<ListObjectsV2Input>,
+) -> S3Result<S3Response<ListObjectsV2Output>> {
+    let input = req.input;
+    let prefix = input.prefix.clone().unwrap_or_default();
+    let max = input.max_keys.unwrap_or(1000).clamp(1, 1000) as usize;
+    // Where this page starts: after the marker or the client's
+    // `start-after`, or where the continuation token says (a token
+    // that ends a page on a common prefix starts past all its keys).
+    let mut start = match &input.continuation_token {
+        Some(t) => from_token(t)?,
+        None => ListFrom::After(input.start_after.clone().unwrap_or_default()),
+    };
+    let delimiter = input.delimiter.clone().filter(|d| !d.is_empty());
+    let mut contents = Vec::new();
+    let mut prefixes: Vec<String> = Vec::new();
+    let mut truncated = false;
+    // Rows read for this request: a page may end early (truncated,
+    // with a token) so that no request scans without bound.
+    let mut scanned = 0usize;
+    'pages: loop {
+        let want = (max - contents.len() - prefixes.len() + 1).min(LIST_BATCH);
+        let page = this
+            .store
+            .list_objects(&input.bucket, &prefix, &start, want as u32)
+            .await
+            .map_err(internal)?;
+        let full = page.len() == want;
+        scanned += page.len();
+        for o in page {
+            if contents.len() + prefixes.len() >= max {
+                truncated = true;
+                break 'pages;
+            }
+            if let Some(d) = &delimiter
+                && let Some(i) = o.key[prefix.len()..].find(d.as_str())
+            {
+                let common = o.key[..prefix.len() + i + d.len()].to_string();
+                prefixes.push(common.clone());
+                // The next read starts past every key of this prefix;
+                // none is past it when the prefix ends in U+10FFFF
+                // only (no string sorts after all its extensions).
+                match nimbus_store::prefix_end(&common) {
+                    Some(end) => start = ListFrom::At(end),
+                    None => break 'pages,
+                }
+                if scanned >= LIST_SCAN_LIMIT {
+                    truncated = true;
+                    break 'pages;
+                }
+                continue 'pages;
+            }
+            start = ListFrom::After(o.key.clone());
+            contents.push(Object {
+                key: Some(o.key),
+                size: Some(o.size as i64),
+                e_tag: Some(ETag::Strong(o.etag)),
+                last_modified: Some(timestamp(o.last_modified_us)),
+                ..Default::default()
+            });
+        }
+        if !full {
+            break;
+        }
+        if scanned >= LIST_SCAN_LIMIT {
+            truncated = true;
+            break;
+        }
+    }
+    let count = (contents.len() + prefixes.len()) as i32;
+    Ok(S3Response::new(ListObjectsV2Output {
+        name: Some(input.bucket),
+        prefix: input.prefix,
+        delimiter: input.delimiter,
+        max_keys: Some(max as i32),
+        key_count: Some(count),
+        is_truncated: Some(truncated),
+        next_continuation_token: truncated.then(|| token(&start)),
+        continuation_token: input.continuation_token,
+        start_after: input.start_after,
+        contents: Some(contents),
+        common_prefixes: Some(
+            prefixes
+                .into_iter()
+                .map(|p| CommonPrefix { prefix: Some(p) })
+                .collect(),
+        ),
+        ..Default::default()
+    }))
+}
+
+/// Rows one listing read asks for at most.
+const LIST_BATCH: usize = 1000;
+/// Rows one listing request reads at most: past them, the page ends
+/// (truncated, with a continuation token) however few keys it holds.
+const LIST_SCAN_LIMIT: usize = 10_000;
+
+/// The opaque continuation token of a page that ends at `from`: `a` or
+/// `f`, then the key.
+fn token(from: &ListFrom) -> String {
+    match from {
+        ListFrom::After(k) => format!("a{k}"),
+        ListFrom::At(k) => format!("f{k}"),
+    }
+}
+
+/// Where a v1 listing page after `marker` starts: past every key of the
+/// marker if it is a common prefix (as a page of this listing ends, so the
+/// next page does not list that prefix's keys again), else after it.
+fn v1_start(marker: &str, prefix: &str, delimiter: Option<&str>) -> ListFrom {
+    let is_common = delimiter.is_some_and(|d| {
+        marker
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.find(d))
+            .is_some_and(|j| prefix.len() + j + d.len() == marker.len())
+    });
+    match nimbus_store::prefix_end(marker).filter(|_| is_common) {
+        Some(end) => ListFrom::At(end),
+        None => ListFrom::After(marker.to_string()),
+    }
+}
+
+/// Where the page a continuation token names starts.
+fn from_token(t: &str) -> S3Result<ListFrom> {
+    if let Some(k) = t.strip_prefix('a') {
+        Ok(ListFrom::After(k.to_string()))
+    } else if let Some(k) = t.strip_prefix('f') {
+        Ok(ListFrom::At(k.to_string()))
+    } else {
+        Err(s3_error!(
+            InvalidArgument,
+            "the continuation token is not one this server gave: start the listing again without it"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn after(k: &str) -> ListFrom {
+        ListFrom::After(k.into())
+    }
+
+    #[test]
+    fn tokens_round_trip_and_strangers_are_refused() {
+        for from in [
+            after(""),
+            after("a/b"),
+            ListFrom::At("a0".into()),
+            after("\u{10FFFF}x"),
+        ] {
+            assert_eq!(from_token(&token(&from)).unwrap(), from);
+        }
+        let e = from_token("zzz").unwrap_err();
+        assert_eq!(e.code().as_str(), "InvalidArgument");
+        assert!(e.message().unwrap().contains("without it"), "{e:?}");
+    }
+
+    #[test]
+    fn a_v1_marker_on_a_common_prefix_skips_its_keys() {
+        // "photos/" is a common prefix of prefix "" and delimiter "/": the
+        // next page starts at "photos0", past every "photos/..." key.
+        assert_eq!(
+            v1_start("photos/", "", Some("/")),
+            ListFrom::At("photos0".into())
+        );
+        assert_eq!(
+            v1_start("a/b/", "a/", Some("/")),
+            ListFrom::At("a/b0".into())
+        );
+        // A key, or no delimiter: after the marker itself.
+        assert_eq!(
+            v1_start("photos/x.jpg", "", Some("/")),
+            after("photos/x.jpg")
+        );
+        assert_eq!(v1_start("photos/", "", None), after("photos/"));
+        // Past a prefix ending in U+10FFFF: its last other character, raised.
+        assert_eq!(
+            v1_start("\u{10FFFF}/", "", Some("/")),
+            ListFrom::At("\u{10FFFF}0".into())
+        );
+        assert_eq!(
+            v1_start("a\u{10FFFF}", "", Some("\u{10FFFF}")),
+            ListFrom::At("b".into())
+        );
+        // A prefix of U+10FFFF only has no end: after the marker.
+        assert_eq!(
+            v1_start("\u{10FFFF}", "", Some("\u{10FFFF}")),
+            after("\u{10FFFF}")
+        );
+    }
+}

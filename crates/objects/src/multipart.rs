@@ -1,0 +1,289 @@
+//! Multipart uploads: create, upload a part, list parts, complete (the
+//! whole held to the object size limit), abort.
+
+use crate::Objects;
+use crate::mapping::{body_error, check_key, hex_decode, internal, md5_hex, write_err};
+use nimbus_store::{ObjectRow, PartRow};
+use s3s::dto::*;
+use s3s::{S3Request, S3Response, S3Result, s3_error};
+
+pub(crate) async fn create(
+    this: &Objects,
+    req: S3Request<CreateMultipartUploadInput>,
+) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+    let input = req.input;
+    check_key(&input.key)?;
+    let id = uuid::Uuid::now_v7().simple().to_string();
+    let mut metadata: Vec<(String, String)> =
+        input.metadata.unwrap_or_default().into_iter().collect();
+    metadata.sort();
+    this.store
+        .create_upload(&nimbus_store::UploadRow {
+            id: id.clone(),
+            bucket: input.bucket.clone(),
+            key: input.key.clone(),
+            content_type: input.content_type,
+            metadata,
+        })
+        .await
+        .map_err(write_err)?;
+    Ok(S3Response::new(CreateMultipartUploadOutput {
+        bucket: Some(input.bucket),
+        key: Some(input.key),
+        upload_id: Some(id),
+        ..Default::default()
+    }))
+}
+
+pub(crate) async fn upload_part(
+    this: &Objects,
+    req: S3Request<UploadPartInput>,
+) -> S3Result<S3Response<UploadPartOutput>> {
+    let input = req.input;
+    let upload = this
+        .upload_of(&input.upload_id, &input.bucket, &input.key)
+        .await?;
+    if !(1..=10_000).contains(&input.part_number) {
+        return Err(s3_error!(InvalidArgument, "part numbers are 1 to 10000"));
+    }
+    let Some(body) = input.body else {
+        return Err(s3_error!(IncompleteBody));
+    };
+    let stored = this
+        .blobs
+        .put_stream(this.max_object_bytes, body)
+        .await
+        .map_err(body_error)?;
+    let part = nimbus_store::PartRow {
+        part_number: i64::from(input.part_number),
+        file: stored.file.clone(),
+        size: stored.size,
+        etag: stored.md5.clone(),
+    };
+    match this.store.put_part(&upload.id, &part).await {
+        Ok(Some(old)) => this.blobs.delete(&old).await,
+        Ok(None) => {}
+        Err(e) => {
+            this.blobs.delete(&stored.file).await;
+            return Err(write_err(e));
+        }
+    }
+    Ok(S3Response::new(UploadPartOutput {
+        e_tag: Some(ETag::Strong(stored.md5)),
+        ..Default::default()
+    }))
+}
+
+pub(crate) async fn list_parts(
+    this: &Objects,
+    req: S3Request<ListPartsInput>,
+) -> S3Result<S3Response<ListPartsOutput>> {
+    let input = req.input;
+    let upload = this
+        .upload_of(&input.upload_id, &input.bucket, &input.key)
+        .await?;
+    let marker = i64::from(input.part_number_marker.unwrap_or(0));
+    let max = input.max_parts.unwrap_or(1000).clamp(1, 1000) as usize;
+    let all: Vec<_> = this
+        .store
+        .parts(&upload.id)
+        .await
+        .map_err(internal)?
+        .into_iter()
+        .filter(|p| p.part_number > marker)
+        .collect();
+    let truncated = all.len() > max;
+    let parts: Vec<Part> = all
+        .iter()
+        .take(max)
+        .map(|p| Part {
+            part_number: Some(p.part_number as i32),
+            size: Some(p.size as i64),
+            e_tag: Some(ETag::Strong(p.etag.clone())),
+            ..Default::default()
+        })
+        .collect();
+    Ok(S3Response::new(ListPartsOutput {
+        bucket: Some(input.bucket),
+        key: Some(input.key),
+        upload_id: Some(upload.id),
+        is_truncated: Some(truncated),
+        next_part_number_marker: parts.last().and_then(|p| p.part_number),
+        parts: Some(parts),
+        ..Default::default()
+    }))
+}
+
+pub(crate) async fn complete(
+    this: &Objects,
+    req: S3Request<CompleteMultipartUploadInput>,
+) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+    let input = req.input;
+    let upload = this
+        .upload_of(&input.upload_id, &input.bucket, &input.key)
+        .await?;
+    let stored_parts = this.store.parts(&upload.id).await.map_err(internal)?;
+    let asked = input
+        .multipart_upload
+        .and_then(|m| m.parts)
+        .unwrap_or_default();
+    let plan = assemble(&asked, &stored_parts, this.max_object_bytes)?;
+    let joined = this.blobs.concat(&plan.files).await.map_err(internal)?;
+    let etag = plan.etag;
+    let row = ObjectRow {
+        bucket: upload.bucket.clone(),
+        key: upload.key.clone(),
+        file: joined.file.clone(),
+        size: joined.size,
+        etag: etag.clone(),
+        content_type: upload.content_type.clone(),
+        metadata: upload.metadata.clone(),
+        last_modified_us: nimbus_store::now_us(),
+    };
+    this.commit(&req.extensions, row, &joined.file, Some(&upload.id))
+        .await?;
+    Ok(S3Response::new(CompleteMultipartUploadOutput {
+        bucket: Some(upload.bucket),
+        key: Some(upload.key),
+        e_tag: Some(ETag::Strong(etag)),
+        ..Default::default()
+    }))
+}
+
+pub(crate) async fn abort(
+    this: &Objects,
+    req: S3Request<AbortMultipartUploadInput>,
+) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+    let input = req.input;
+    let upload = this
+        .upload_of(&input.upload_id, &input.bucket, &input.key)
+        .await?;
+    for f in this
+        .store
+        .delete_upload(&upload.id)
+        .await
+        .map_err(internal)?
+    {
+        this.blobs.delete(&f).await;
+    }
+    Ok(S3Response::new(AbortMultipartUploadOutput::default()))
+}
+
+/// What completing an upload assembles: the parts' files in order, and
+/// the object's ETag (the MD5 of the parts' MD5s, then `-` and the count,
+/// as S3 makes it).
+#[derive(Debug, PartialEq)]
+struct Assembly {
+    files: Vec<String>,
+    etag: String,
+}
+
+/// Checks the parts a completion names against those uploaded: named in
+/// increasing order, each uploaded (with the ETag given, if one is), and
+/// adding up to at most `max_bytes`.
+fn assemble(asked: &[CompletedPart], stored: &[PartRow], max_bytes: u64) -> S3Result<Assembly> {
+    if asked.is_empty() {
+        return Err(s3_error!(MalformedXML, "name the parts to assemble"));
+    }
+    let mut files = Vec::with_capacity(asked.len());
+    let mut md5s = Vec::with_capacity(asked.len() * 16);
+    let mut last = 0;
+    let mut total = 0u64;
+    for p in asked {
+        let n = i64::from(p.part_number.unwrap_or(0));
+        if n <= last {
+            return Err(s3_error!(InvalidPartOrder));
+        }
+        last = n;
+        let Some(part) = stored.iter().find(|s| s.part_number == n) else {
+            return Err(s3_error!(InvalidPart, "part {n} was not uploaded"));
+        };
+        if let Some(tag) = &p.e_tag
+            && tag.value() != part.etag
+        {
+            return Err(s3_error!(
+                InvalidPart,
+                "part {n} has ETag {}, not {}",
+                part.etag,
+                tag.value()
+            ));
+        }
+        files.push(part.file.clone());
+        md5s.extend(hex_decode(&part.etag));
+        total = total.saturating_add(part.size);
+    }
+    if total > max_bytes {
+        return Err(s3_error!(
+            EntityTooLarge,
+            "the parts add up to {total} bytes, over this server's object limit of {max_bytes} bytes (nimbus up --max-object-mb): complete the upload with fewer parts, or abort it"
+        ));
+    }
+    Ok(Assembly {
+        etag: format!("{}-{}", md5_hex(&md5s), asked.len()),
+        files,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(n: i64, etag: &str, size: u64) -> PartRow {
+        PartRow {
+            part_number: n,
+            file: format!("f{n}"),
+            size,
+            etag: etag.into(),
+        }
+    }
+
+    fn asked(n: i32, etag: Option<&str>) -> CompletedPart {
+        CompletedPart {
+            part_number: Some(n),
+            e_tag: etag.map(|e| ETag::Strong(e.into())),
+            ..Default::default()
+        }
+    }
+
+    fn code(r: S3Result<Assembly>) -> String {
+        r.unwrap_err().code().as_str().to_string()
+    }
+
+    #[test]
+    fn parts_assemble_in_order_with_s3s_etag() {
+        let a = "0cc175b9c0f1b6a831c399e269772661"; // md5("a")
+        let b = "92eb5ffee6ae2fec3ad71c777531578f"; // md5("b")
+        let parts = [stored(1, a, 1), stored(2, b, 1), stored(3, a, 1)];
+        let got = assemble(&[asked(1, Some(a)), asked(3, None)], &parts, 10).unwrap();
+        assert_eq!(got.files, ["f1", "f3"]);
+        // md5 of the two binary digests, then the count (as S3 and
+        // aws-cli compute a multipart ETag).
+        let mut both = hex_decode(a);
+        both.extend(hex_decode(a));
+        assert_eq!(got.etag, format!("{}-2", md5_hex(&both)));
+        assert_eq!(hex_decode(a).len(), 16);
+    }
+
+    #[test]
+    fn completions_that_s3_refuses() {
+        let a = "0cc175b9c0f1b6a831c399e269772661";
+        let parts = [stored(1, a, 6), stored(2, a, 6)];
+        assert_eq!(code(assemble(&[], &parts, 100)), "MalformedXML");
+        let backwards = [asked(2, None), asked(1, None)];
+        assert_eq!(code(assemble(&backwards, &parts, 100)), "InvalidPartOrder");
+        let twice = [asked(1, None), asked(1, None)];
+        assert_eq!(code(assemble(&twice, &parts, 100)), "InvalidPartOrder");
+        assert_eq!(
+            code(assemble(&[asked(3, None)], &parts, 100)),
+            "InvalidPart"
+        );
+        let wrong_tag = [asked(1, Some("00000000000000000000000000000000"))];
+        assert_eq!(code(assemble(&wrong_tag, &parts, 100)), "InvalidPart");
+        // The whole is held to the object limit, not each part.
+        let both = [asked(1, None), asked(2, None)];
+        assert!(assemble(&both, &parts, 12).is_ok());
+        let e = assemble(&both, &parts, 11).unwrap_err();
+        assert_eq!(e.code().as_str(), "EntityTooLarge");
+        assert!(e.message().unwrap().contains("12 bytes"), "{e:?}");
+    }
+}

@@ -1,0 +1,226 @@
+//! Objects: put, get (ranges and conditions), head, delete one or many,
+//! copy.
+//!
+//! An object's body streams to `BlobFiles` (temp file, fsync, rename)
+//! before its row is committed; the row and its storage events
+//! (`Events::storage_messages`, one per matching `[[triggers.storage]]`)
+//! commit in one transaction ([`Objects::commit`], `Store::put_object`,
+//! `Store::delete_object`), after which `Events::stored` wakes their
+//! consumers and the body it replaced (or, if recording failed, the new
+//! one) is deleted. A crash at any point leaves the old object or the new
+//! one, each with its body and its events. Object keys are data in SQL,
+//! never paths: bodies live under generated ids. (Guests writing through
+//! `nimbus:data/blobs` store no storage events: only S3 writes do.)
+
+use crate::Objects;
+use crate::auth::app_of;
+use crate::buckets::check_owner;
+use crate::mapping::{body_error, check_key, check_read, internal, matches, timestamp};
+use nimbus_store::ObjectRow;
+use s3s::dto::*;
+use s3s::{S3Request, S3Response, S3Result, s3_error};
+
+pub(crate) async fn put(
+    this: &Objects,
+    req: S3Request<PutObjectInput>,
+) -> S3Result<S3Response<PutObjectOutput>> {
+    let ext = req.extensions;
+    let input = req.input;
+    check_key(&input.key)?;
+    if input.if_match.is_some() || input.if_none_match.is_some() {
+        let current = this
+            .store
+            .object(&input.bucket, &input.key)
+            .await
+            .map_err(internal)?
+            .map(|o| o.etag);
+        if let Some(c) = &input.if_match
+            && !matches(c, current.as_deref())
+        {
+            return Err(s3_error!(
+                PreconditionFailed,
+                "If-Match does not match the current object"
+            ));
+        }
+        if let Some(c) = &input.if_none_match
+            && matches(c, current.as_deref())
+        {
+            return Err(s3_error!(
+                PreconditionFailed,
+                "If-None-Match: the object exists"
+            ));
+        }
+    }
+    let Some(body) = input.body else {
+        return Err(s3_error!(IncompleteBody));
+    };
+    let stored = this
+        .blobs
+        .put_stream(this.max_object_bytes, body)
+        .await
+        .map_err(body_error)?;
+    let mut metadata: Vec<(String, String)> =
+        input.metadata.unwrap_or_default().into_iter().collect();
+    metadata.sort();
+    let row = ObjectRow {
+        bucket: input.bucket,
+        key: input.key,
+        file: stored.file.clone(),
+        size: stored.size,
+        etag: stored.md5.clone(),
+        content_type: input.content_type,
+        metadata,
+        last_modified_us: nimbus_store::now_us(),
+    };
+    this.commit(&ext, row, &stored.file, None).await?;
+    Ok(S3Response::new(PutObjectOutput {
+        e_tag: Some(ETag::Strong(stored.md5)),
+        ..Default::default()
+    }))
+}
+
+pub(crate) async fn get(
+    this: &Objects,
+    req: S3Request<GetObjectInput>,
+) -> S3Result<S3Response<GetObjectOutput>> {
+    let input = req.input;
+    let row = this.object_row(&input.bucket, &input.key).await?;
+    check_read(&input.if_match, &input.if_none_match, &row.etag)?;
+    let (start, end) = match input.range {
+        None => (0, row.size),
+        Some(r) => {
+            let r = r.check(row.size).map_err(|_| s3_error!(InvalidRange))?;
+            (r.start, r.end)
+        }
+    };
+    let len = end - start;
+    let file = this
+        .blobs
+        .open_range(&row.file, start)
+        .await
+        .map_err(internal)?;
+    let body = tokio_util::io::ReaderStream::with_capacity(
+        tokio::io::AsyncReadExt::take(file, len),
+        64 * 1024,
+    );
+    let content_range = (len != row.size || start != 0)
+        .then(|| format!("bytes {start}-{}/{}", end.saturating_sub(1), row.size));
+    Ok(S3Response::new(GetObjectOutput {
+        body: Some(StreamingBlob::wrap(body)),
+        content_length: Some(len as i64),
+        content_range,
+        content_type: row.content_type,
+        e_tag: Some(ETag::Strong(row.etag)),
+        last_modified: Some(timestamp(row.last_modified_us)),
+        metadata: Some(row.metadata.into_iter().collect()),
+        accept_ranges: Some("bytes".into()),
+        ..Default::default()
+    }))
+}
+
+pub(crate) async fn head(
+    this: &Objects,
+    req: S3Request<HeadObjectInput>,
+) -> S3Result<S3Response<HeadObjectOutput>> {
+    let input = req.input;
+    let row = this.object_row(&input.bucket, &input.key).await?;
+    check_read(&input.if_match, &input.if_none_match, &row.etag)?;
+    Ok(S3Response::new(HeadObjectOutput {
+        content_length: Some(row.size as i64),
+        content_type: row.content_type,
+        e_tag: Some(ETag::Strong(row.etag)),
+        last_modified: Some(timestamp(row.last_modified_us)),
+        metadata: Some(row.metadata.into_iter().collect()),
+        accept_ranges: Some("bytes".into()),
+        ..Default::default()
+    }))
+}
+
+pub(crate) async fn delete(
+    this: &Objects,
+    req: S3Request<DeleteObjectInput>,
+) -> S3Result<S3Response<DeleteObjectOutput>> {
+    let input = req.input;
+    this.remove(&req.extensions, &input.bucket, &input.key)
+        .await?;
+    Ok(S3Response::new(DeleteObjectOutput::default()))
+}
+
+pub(crate) async fn delete_many(
+    this: &Objects,
+    req: S3Request<DeleteObjectsInput>,
+) -> S3Result<S3Response<DeleteObjectsOutput>> {
+    let input = req.input;
+    let mut deleted = Vec::new();
+    for o in input.delete.objects {
+        this.remove(&req.extensions, &input.bucket, &o.key).await?;
+        deleted.push(DeletedObject {
+            key: Some(o.key),
+            ..Default::default()
+        });
+    }
+    let quiet = input.delete.quiet.unwrap_or(false);
+    Ok(S3Response::new(DeleteObjectsOutput {
+        deleted: (!quiet).then_some(deleted),
+        ..Default::default()
+    }))
+}
+
+pub(crate) async fn copy(
+    this: &Objects,
+    req: S3Request<CopyObjectInput>,
+) -> S3Result<S3Response<CopyObjectOutput>> {
+    let app = app_of(&req.extensions)?;
+    let input = req.input;
+    check_key(&input.key)?;
+    let CopySource::Bucket { bucket, key, .. } = &input.copy_source else {
+        return Err(s3_error!(
+            NotImplemented,
+            "copy from an access point is not supported"
+        ));
+    };
+    // The destination bucket was checked by Access; the source is checked here.
+    check_owner(&this.store, bucket, &app).await?;
+    let src = this.object_row(bucket, key).await?;
+    let file = this
+        .blobs
+        .open_range(&src.file, 0)
+        .await
+        .map_err(internal)?;
+    let stored = this
+        .blobs
+        .put_stream(
+            u64::MAX,
+            tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024),
+        )
+        .await
+        .map_err(internal)?;
+    let replace = input.metadata_directive.as_ref().map(|d| d.as_str()) == Some("REPLACE");
+    let (content_type, metadata) = if replace {
+        let mut m: Vec<(String, String)> = input.metadata.unwrap_or_default().into_iter().collect();
+        m.sort();
+        (input.content_type, m)
+    } else {
+        (src.content_type.clone(), src.metadata.clone())
+    };
+    let row = ObjectRow {
+        bucket: input.bucket,
+        key: input.key,
+        file: stored.file.clone(),
+        size: stored.size,
+        etag: stored.md5.clone(),
+        content_type,
+        metadata,
+        last_modified_us: nimbus_store::now_us(),
+    };
+    this.commit(&req.extensions, row, &stored.file, None)
+        .await?;
+    Ok(S3Response::new(CopyObjectOutput {
+        copy_object_result: Some(CopyObjectResult {
+            e_tag: Some(ETag::Strong(stored.md5)),
+            last_modified: Some(timestamp(nimbus_store::now_us())),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }))
+}
