@@ -1,6 +1,14 @@
 //! HTTP handlers of the control API for apps, their revisions and
 //! functions, components, invocations and logs, and the node's status
 //! (the routes and what each needs are in [`crate::routes`]).
+//!
+//! Deploy protocol: the CLI uploads each component once
+//! (`HEAD`, then `PUT /v1/components/{sha256}`, streamed and hash-verified),
+//! then posts the manifest with the function → hash map to
+//! `/v1/apps/{app}/revisions`; `deploy` validates it at once (400 on a
+//! bad request) and then answers with JSON lines of progress
+//! ([`nimbus_api::DeployEvent`]) while it compiles, so the CLI can draw a
+//! progress bar.
 
 use crate::auth::Principal;
 use crate::ctx::{ApiError, ApiResult, Ctx};

@@ -9,6 +9,13 @@
 //! (no storage), the page cannot be framed, and
 //! `Cross-Origin-Opener-Policy: same-origin` cuts it off from any page that
 //! opened it (which would otherwise hold a reference to its window).
+//!
+//! Plain HTML, CSS and JavaScript (`console/`, compiled in with
+//! `include_str!`), charts and the trace waterfall drawn as SVG and
+//! positioned boxes, no framework: no npm build step inside the Rust build,
+//! nothing to fetch at run time (the console must work with no network
+//! beyond this machine), and nothing a framework would add for this many
+//! views. It is tested in a real browser (`tests/e2e/`).
 
 use axum::extract::Path;
 use axum::http::{StatusCode, header};

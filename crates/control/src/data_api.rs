@@ -1,5 +1,15 @@
-//! Control API for data: key-value stores, document collections,
-//! configuration and secrets of an app.
+//! Control API for data: key-value stores, document collections (ETag /
+//! `If-Match` versions, bulk writes, queries with `?explain`),
+//! configuration and secrets of an app, and S3 keys.
+//!
+//! The stores' client access rules (`none`, `public-read`,
+//! `authenticated`, `owner`, `owner-read`: `owner`'s reads without its
+//! writes) are applied here through `auth::authorize`. Under `owner`, a
+//! user reaches only keys under `SUBJECT/` and documents whose owner field
+//! names them, and writes go through the document's current version, so a
+//! concurrent change conflicts instead of changing hands. Keys, ids and
+//! sizes are checked by `nimbus_core::data::check_kv_write` /
+//! `check_doc_write`, as for guests.
 
 use crate::auth::{Grant, Principal, authorize};
 use crate::ctx::{ApiError, ApiResult, Ctx};

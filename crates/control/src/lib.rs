@@ -1,5 +1,6 @@
 //! The control plane: what changes the platform (deploys, rollbacks) and the
-//! HTTP control API under `/v1/` that the CLI (and later the console) calls.
+//! HTTP control API under `/v1/` that the CLI, the web console and app
+//! pages (the client-facing endpoints) call.
 //!
 //! Invariant: every endpoint is one entry of the route table
 //! ([`routes`]), which says what a caller needs (an API key with a scope

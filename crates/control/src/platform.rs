@@ -3,6 +3,25 @@
 //! with one atomic swap of the gateway's route table; validation (manifest,
 //! components, compilation, route collisions) happens before anything is
 //! written, so a failed deploy leaves the active revision serving.
+//!
+//! A deploy: validate the manifest and the uploads → load or compile each
+//! component, reporting progress → check route collisions → prepare every
+//! capability ([`crate::capability`]) and compute every function's
+//! configuration (manifest, then stored values, then secrets) → store the
+//! revision and mark it active in one transaction → activate. `activate`
+//! sizes cluster-wide concurrency shares, syncs the event consumers and
+//! swaps the table. Delete is one transaction of `Store::delete_app` (which
+//! bumps the cluster generation, so every node drops the app and reloads
+//! its keys), then what capabilities keep outside the database.
+//!
+//! In a cluster, [`Platform::resync`] reloads what another node changed
+//! (keeping unchanged apps and their rate-limit buckets; a request in
+//! flight keeps its revision), and [`Platform::heartbeat`] (every second)
+//! takes this node's place among the live ones. A function with
+//! `concurrency_scope = "cluster"` gets [`concurrency_share`] of its
+//! `max_concurrency` (the shares add up to it), with no per-request round
+//! trip to the database; when membership changes, shares move within a few
+//! seconds.
 
 use nimbus_core::{AppSpec, Manifest};
 use nimbus_events::Events;

@@ -1,5 +1,13 @@
 //! Replay: a failed invocation's kept input, and running it again against a
 //! chosen revision, side by side with the original.
+//!
+//! The runtime keeps a failed invocation's input (see
+//! `nimbus_runtime`'s `invoke` module); the record writer stores it in
+//! `failed_inputs`, pruned with the records. `Platform::function_at`
+//! prepares a non-active revision's function with its configuration.
+//! `nimbus replay --local` builds a `Runtime` inside the CLI instead. Also
+//! here: `GET /v1/traces/{id}`, a trace read back from the records and
+//! their operation spans.
 
 use crate::auth::Principal;
 use crate::ctx::{ApiError, ApiResult, Ctx};

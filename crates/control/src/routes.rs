@@ -5,6 +5,15 @@
 //! (`nimbus routes`, docs/API.md): there is no second list of paths, and
 //! authorization never matches path strings — the router finds the entry,
 //! and the entry says what it needs.
+//!
+//! Each endpoint sits behind one `guard` middleware: on an app's origin,
+//! the host check (on a host an app owns, only that app's endpoints) and,
+//! once the body is read, a fair CPU turn of the app while its handler runs
+//! (`nimbus_runtime::FairCpu::turn`: their CPU is spent on other threads,
+//! and a slow client holds no turn); then `auth::authenticate` with the
+//! entry's need; then the handler; then metering of clients' KV and
+//! document calls that the store answered. A unit test keeps docs/API.md
+//! equal to [`markdown`].
 
 use crate::auth;
 use crate::ctx::{ApiError, Ctx};

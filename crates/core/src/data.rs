@@ -17,6 +17,12 @@
 //! collections = ["leaderboard"]   # collections it may use
 //! config = { greeting = "hi" }    # its own variables, over the app's
 //! ```
+//!
+//! The write rule is here once for both faces: guests (`runtime` data
+//! bindings) and REST clients (`control` data API) check keys, ids and
+//! sizes with [`check_kv_write`] and [`check_doc_write`], under
+//! [`value_limit`]. Field paths ([`check_field_path`]) are validated here
+//! before the store writes them into SQL text.
 
 use crate::policy::Access;
 use serde::{Deserialize, Serialize};

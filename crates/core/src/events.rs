@@ -31,6 +31,12 @@
 //! cron = "0 3 * * *"        # or: every = "5m"
 //! timezone = "Europe/Paris" # optional, default UTC
 //! function = "report"
+//!
+//! [[triggers.storage]]      # objects of a bucket of this app (S3 writes)
+//! bucket = "uploads"
+//! events = ["created"]      # optional, default: created and deleted
+//! prefix = "images/"        # optional key filters: prefix, suffix
+//! function = "thumbnail"
 //! ```
 //!
 //! Every message waits in a *channel* of its app until a consumer takes it;

@@ -1,4 +1,9 @@
-//! What the platform remembers about each invocation.
+//! What the platform remembers about each invocation: the record (timings,
+//! bytes, outcome, captured output, trace ids), the input kept when it
+//! failed ([`StoredInput`]), the calls its guest made to Nimbus's services
+//! ([`Service`], counted in [`OpCounts`], the first [`MAX_OP_SPANS`] kept
+//! as [`OpSpan`]s), and the redaction rules shared by every writer of
+//! records: [`is_credential_header`] and [`redact_query`].
 
 use serde::{Deserialize, Serialize};
 

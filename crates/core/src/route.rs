@@ -4,7 +4,11 @@
 //! parameters (one segment) or, as the last segment only, a wildcard written
 //! `{*name}` or `*` (one or more remaining characters). Paths under `/v1/`
 //! (the control and service APIs) and `/console` (the web console) are
-//! reserved for Nimbus itself.
+//! reserved for Nimbus itself ([`is_reserved`]: the listeners send them to
+//! the control router).
+//!
+//! Only the syntax check is hand-written; matching is `matchit`'s (in the
+//! gateway's route table).
 
 /// The prefix reserved for Nimbus's control and service APIs.
 pub const RESERVED_PREFIX: &str = "/v1";

@@ -1,6 +1,8 @@
 //! The resolved, immutable description of one app revision, as stored and
 //! activated by the server. It is produced from a [`crate::Manifest`] once
 //! every function's component has been uploaded and named by its hash.
+//! Per-function [`Limits`] and their defaults are defined here, in one
+//! place.
 
 use crate::data::{CollectionSpec, KvSpec};
 use crate::events::{

@@ -1,5 +1,14 @@
 //! Distributed tracing: W3C Trace Context (`traceparent`) and the spans
 //! Nimbus records for the work it does on behalf of a request.
+//!
+//! How a trace goes through Nimbus: the gateway passes a client's
+//! `traceparent` to the runtime (`InvokeRequest::trace`), an event delivery
+//! the one stored with its message. The invocation becomes a child span of
+//! it (or starts a trace); the outbound HTTP hook and the event producer
+//! add the invocation's position to what the guest sends. The record
+//! stores trace, span and parent span ids, and `GET /v1/traces/{id}` reads
+//! a trace back from the records and the operation spans (optionally also
+//! exported over OTLP).
 
 use serde::{Deserialize, Serialize};
 

@@ -5,10 +5,20 @@
 //! is a failure, retried with exponential backoff and jitter until the
 //! policy's last attempt, then dead-lettered.
 //!
-//! Bounds: at most `max_concurrency` deliveries of a channel run at once
-//! (and each still takes the function's and the platform's admission
-//! permits, waiting for them); at most `batch_size` more are leased ahead.
-//! Everything else waits in the database.
+//! Bounds: at most `max_concurrency` messages of a channel are leased and
+//! unfinished at once, so a leased message starts at once (and each still
+//! takes the function's, the app's and the platform's admission permits,
+//! waiting for them: `InvokeRequest::patient`); a lease takes at most
+//! `batch_size` of them. Everything else waits in the database.
+//!
+//! A retry waits the policy's backoff with equal jitter (between half and
+//! all of it). A lease lasts the function's timeout plus 30 s, or the
+//! queue's `visibility_timeout`; one that runs out (its node died) is
+//! delivered again by any node. An idle consumer sleeps until notified
+//! (every source of work on the node notifies: sends, settlements,
+//! redrives, expired leases, ticks) or until its next retry is due, so an
+//! idle function costs nothing; on PostgreSQL it also looks at least every
+//! second, as sends through other nodes do not wake it.
 
 use crate::writer::Writer;
 use bytes::Bytes;

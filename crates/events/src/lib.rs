@@ -19,6 +19,22 @@
 //! * Back-pressure: consumers take bounded batches and wait for admission;
 //!   a flood of events waits in the database, never in memory.
 //!
+//! [`Events::send`], [`Events::publish`] and [`Events::invoke_async`] build
+//! the stored message (its CloudEvents headers fixed at send time) and
+//! return once it is committed, so a `202` means stored. Storage events are
+//! built by [`Events::storage_messages`] and stored by the object change's
+//! own transaction. [`Events::sync`] makes consumer and schedule tasks
+//! match the active apps; the control plane calls it on every route-table
+//! swap. A maintenance task puts expired leases back every second and
+//! prunes old succeeded events. At start-up a node releases its own leases
+//! from before (`Store::release_own_leases`).
+//!
+//! Events live in the SQL store rather than a separate broker: one durable
+//! store to operate, and the same tables on PostgreSQL in a cluster, where
+//! nodes lease from the same channels. The `nimbus:events` WIT is Nimbus's
+//! own: `wasi:messaging` is still a draft whose shape (connect to a named
+//! client, then send) does not fit an app's declared queues.
+//!
 //! [`RetryPolicy`]: nimbus_core::events::RetryPolicy
 
 mod deliver;

@@ -2,7 +2,8 @@
 //!
 //! Each schedule's last fired tick is stored; firing a tick stores its event
 //! and advances that mark in one transaction, guarded by `last_tick < tick`,
-//! so a tick fires once even across restarts (or, later, several nodes).
+//! so a tick fires once even across restarts and nodes: in a cluster every
+//! node's task tries, and one `UPDATE … WHERE last_tick < tick` wins.
 //!
 //! Missed ticks (Nimbus was down): on start-up the schedule fires **once**,
 //! for the latest tick that passed, never a burst of every missed tick.

@@ -3,9 +3,21 @@
 //! One request: accept (hyper) → look up the route in the current
 //! [`RouteTable`] snapshot → admission, a fresh instance and the guest call
 //! in [`nimbus_runtime::Runtime::invoke`] → the guest's body streamed back.
-//! Paths under `/v1/` go to the control router instead. A request with
+//! Paths under `/v1/` and `/console` (`nimbus_core::route::is_reserved`)
+//! go to the control router instead. A request with
 //! `Prefer: respond-async` is stored as an event instead and answered 202
 //! ([`asynchronous`]).
+//!
+//! [`serve`] runs one of two doors ([`Door`]): on the apps' door the
+//! control router it is given is the client-facing part of the control
+//! API, and everything else goes through the route table; on the control
+//! door it is the whole control API, and anything else is answered 404, so
+//! no app code runs on the console's origin. The client address that
+//! policies and user pools see is the TCP peer's; only for a peer inside
+//! `--trusted-proxy` ranges is it taken from `X-Forwarded-For`
+//! ([`forwarded_client`]). On a shared origin (a host no app owns),
+//! [`Gateway::handle`] refuses service-worker script fetches and drops
+//! `Service-Worker-Allowed` from responses.
 //!
 //! Invariant: a request holds one table snapshot (an `Arc`) from lookup to
 //! the end, so it is served entirely by one revision even if a deploy swaps

@@ -6,6 +6,15 @@
 //! A compiled [`Policy`] lives in the route table; a new table reuses the
 //! previous one's policy when it did not change, so a deploy does not reset
 //! rate limits.
+//!
+//! A request runs: CIDR check ([`Policy::check_ip`]) → CORS preflight
+//! (answered by the route the preflight asks about) → [`Policy::admit`]:
+//! body size (`Content-Length`; the gateway limits chunked bodies) → rate
+//! limit by IP → authentication (an API key with `invoke` on the app, or a
+//! JWT of the app's pool or of an external issuer, with required roles and
+//! claims) → rate limit by key or user → the verified caller, with its
+//! credentials removed from the headers. Routes whose policy is open skip
+//! all of it.
 
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use nimbus_core::policy::{AuthMode, CorsSpec, RateKey, ResolvedPolicy};

@@ -1,6 +1,14 @@
 //! The route table: every active revision's HTTP routes, compiled into one
 //! matcher per host. A table is immutable; a deploy builds a new one and
 //! swaps it in whole, so a request sees exactly one revision of each app.
+//!
+//! Apps bound to a host (`[app] host`) get a `matchit` router of their own;
+//! unbound apps share one. Building refuses routes of different apps that
+//! collide and a host that two apps claim (a host has one owner,
+//! [`RouteTable::host_owner`]). A bound host is looked up in its app's
+//! router only, never falling through to the unbound apps'. Policies are
+//! compiled once per table and shared by the routes that use them; a new
+//! table reuses the unchanged ones, so a deploy does not reset rate limits.
 
 use crate::policy::{Policy, cors_layer};
 use http::Method;

@@ -1,4 +1,9 @@
-//! API keys: named secrets with scopes, limited to one app or platform-wide.
+//! API keys: named secrets with scopes (`admin`, `deploy`, `read-logs`,
+//! `invoke`, `data`, `users`), limited to one app or platform-wide. Stored
+//! as SHA-256 hashes and held in memory by hash (an `ArcSwap`, reloaded
+//! after every change and when the cluster generation moves) for the
+//! request path. The data dir's `admin-token` is bootstrapped as the first
+//! `admin` key.
 
 use crate::{IdentityError, Result, hash_secret, random_secret};
 use arc_swap::ArcSwap;

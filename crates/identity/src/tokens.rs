@@ -1,5 +1,21 @@
 //! Access tokens: JWTs signed with each app's Ed25519 keys, their JWKS, and
 //! tokens of external issuers verified through a JWKS URL.
+//!
+//! [`Tokens`]: each app's signing keys (generated with `ring`, private
+//! halves sealed); tokens issued and verified with `jsonwebtoken` (`kid`,
+//! `iss = nimbus:APP`, `aud = APP`, 2 s leeway). A rotated key stops
+//! signing but verifies for [`MAX_ACCESS_TTL_SECS`] after its retirement.
+//! Verified tokens are remembered by their exact text (an LRU, until
+//! `exp`), so a client's repeated token costs one signature check, not one
+//! per request. Ended sessions (`token_revocations`, reloaded on every
+//! node with the cluster generation) refuse a user's tokens issued before
+//! them (`iat_us`, a microsecond issue time), checked after that cache too.
+//!
+//! [`ExternalKeys`]: other issuers' JWKS, cached 10 minutes and refetched
+//! (at most every 30 s) on an unknown `kid`; public-key algorithms only. A
+//! fetch follows no redirect, reads at most [`JWKS_MAX_BYTES`] and takes at
+//! most [`JWKS_TIMEOUT`]; each URL is fetched once at a time, so a slow
+//! issuer delays only lookups of its own keys.
 
 use crate::{IdentityError, Result, Sealer, now_secs};
 use arc_swap::ArcSwap;

@@ -1,5 +1,19 @@
 //! Per-app user pools: accounts with argon2 passwords, sessions made of a
 //! short-lived access token (JWT) and a rotating refresh token.
+//!
+//! Passwords are hashed with argon2id on blocking threads, at most one per
+//! core at once; a login for a missing account checks a decoy hash, so
+//! timing does not tell. Password checks are limited per account and
+//! requests per client address (IPv6 by /64). A refresh token spent again
+//! within 10 s is only refused (another tab, a retry); later, it revokes
+//! every session of the user. Ending a user's sessions (logout everywhere,
+//! password change or reset, deletion, a replayed refresh token) revokes
+//! their refresh tokens, deletes their reset tokens and records a
+//! revocation in the same transaction, so every node refuses the user's
+//! older access tokens; a role change records the revocation alone (the
+//! client refreshes to get the new roles). A reset token reaches the app's `reset_hook`
+//! function by a direct call from the control plane (retried a few times),
+//! never through the event store, whose bodies the API shows.
 
 use crate::{IdentityError, Limiter, Result, Tokens, hash_secret, random_secret};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};

@@ -9,6 +9,10 @@
 //! slow function cannot hold platform permits while waiting for its own,
 //! and one app — however many functions it has — can neither hold more
 //! than its share of the platform's slots nor fill its waiting line.
+//!
+//! Hand-rolled, and small: three tokio semaphores and two counters of
+//! waiters. Event deliveries use [`Admission::admit_patient`], which waits
+//! as long as it takes (the event waits durably in the meantime).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,6 +1,12 @@
 //! Compiled code: an on-disk cache of native artifacts keyed by component
 //! hash and engine configuration, and a bounded in-memory LRU of pre-linked
-//! components ready to instantiate.
+//! components (`ProxyPre`) ready to instantiate.
+//!
+//! A cache file is `HASH-ENGINEKEY.cwasm`; its last 32 bytes are the
+//! SHA-256 of the rest, so a damaged file is recompiled, never loaded.
+//! `Runtime::load` lets one load of a component run at a time: concurrent
+//! first requests for a cold function wait for it instead of each
+//! compiling it again.
 
 use crate::RuntimeError;
 use crate::host::Host;

@@ -1,4 +1,9 @@
 //! Bounded capture of a guest's stdout or stderr for one invocation.
+//!
+//! Hand-rolled because wasmtime's `MemoryOutputPipe` errors when full, and
+//! a guest must not fail because it logged too much: past the limit, bytes
+//! are counted and dropped. Captured text is redacted of the app's secret
+//! values before it is recorded.
 
 use bytes::Bytes;
 use parking_lot::Mutex;

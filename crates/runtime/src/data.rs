@@ -4,7 +4,20 @@
 //! `wasi:config/store` on its configuration (see `wit/data/`).
 //!
 //! A guest opens only the stores and collections its function's manifest
-//! grants; everything is scoped to its app.
+//! grants; everything is scoped to its app. `nimbus:data/blobs` reaches
+//! granted buckets that belong to the app; a guest's object writes store
+//! no storage events (only the S3 endpoint's do). Writes check keys and
+//! sizes with `nimbus_core::data::check_kv_write` / `check_doc_write`, the
+//! rule the REST API uses too.
+//!
+//! Host calls bound what they make the host hold: [`MAX_BATCH_KEYS`] keys
+//! per batch call, [`MAX_CALL_BYTES`] returned per call; the store's query
+//! pages stop at `MAX_PAGE_BYTES` and pass documents on as stored text.
+//!
+//! A function's configuration is a [`ConfigSnapshot`] in an `ArcSwap` that
+//! the control plane replaces when configuration changes; an invocation
+//! sees one snapshot from start to end, and its captured output is
+//! redacted of the snapshot's secret values.
 
 use crate::host::Host;
 use nimbus_core::Service;

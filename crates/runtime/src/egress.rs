@@ -16,7 +16,9 @@
 //! asked for), so a DNS answer that changes between check and connect
 //! (rebinding) changes nothing. The HTTP/1 and TLS handling is
 //! wasmtime-wasi-http's `default_send_request` (48.0.8), which only takes a
-//! URI to connect to, adapted to connect to a given socket address.
+//! URI to connect to, adapted to connect to a given socket address (the
+//! reason this is hand-written). The refused ranges are a table of `ipnet`
+//! CIDRs.
 
 use crate::capture::Capture;
 use bytes::Bytes;

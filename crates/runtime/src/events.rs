@@ -1,7 +1,9 @@
 //! The `nimbus:events/producer` host interface (see `wit/events.wit`):
 //! guests send messages to their app's queues and topics with no network
 //! hop. The runtime only carries the call; an [`EventProducer`] (the events
-//! engine) stores the message.
+//! engine) stores the message, so the runtime never depends on the events
+//! crate. A guest reaches only its own app's queues and topics (the binding
+//! names the app, not the guest).
 
 use crate::host::Host;
 use futures::future::BoxFuture;

@@ -1,5 +1,13 @@
-//! The per-invocation store state: WASI contexts, the memory limiter, the
-//! deadline, and the outbound HTTP policy.
+//! The per-invocation store state: WASI contexts, the memory limiter
+//! (a `ResourceLimiter`), the data and events bindings, and the outbound
+//! HTTP policy: the function's `allowed_outbound_hosts` ([`AllowedHost`],
+//! hand-rolled because the manifest's host patterns have no library),
+//! checked in `WasiHttpHooks::send_request` before the egress guard
+//! (`egress.rs`) checks the address. A host off the list is
+//! `HTTP-request-denied` to the guest, an address the guard refuses
+//! `destination-IP-prohibited`; both leave a note in the guest's log. The
+//! hook also adds the invocation's `traceparent` to an outgoing request
+//! that has none.
 
 use crate::capture::Capture;
 use crate::egress::Egress;

@@ -33,6 +33,25 @@
 //!   `allowed_outbound_hosts`, and only to addresses the [`Egress`] guard
 //!   lets through (never loopback, private, link-local or the node itself,
 //!   unless the operator allows the range).
+//!
+//! # Parts
+//! [`Runtime`] owns the engine (its pool sized by `--max-in-flight`), the
+//! linker (all of WASI 0.2, `wasi:http`, `nimbus:events` and
+//! `nimbus:data`), the epoch ticker thread, [`Admission`], [`FairCpu`] and
+//! the code cache. `invoke/` is the hot path; `host.rs` the per-invocation
+//! store state; `data.rs`, `events.rs` and `ops.rs` the host interfaces and
+//! their metering; `egress.rs` the outbound address guard.
+//!
+//! # Invariants
+//! * One instance per invocation, dropped when it ends.
+//! * Every admitted invocation emits exactly one record; every response
+//!   carries `nimbus-invocation-id`.
+//! * Clients cannot set `nimbus-*` request headers: the guest's are
+//!   Nimbus's.
+//! * A guest reaches only its own app's queues, topics and data, and of
+//!   the data only what its function is granted.
+//! * A guest's outbound connection goes only to an address the egress
+//!   guard checked.
 
 mod admission;
 mod app;

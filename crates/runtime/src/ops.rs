@@ -1,6 +1,13 @@
 //! What a guest does with Nimbus's services (KV, documents, objects,
 //! events): every call is counted for metering, and the first
 //! [`MAX_OP_SPANS`] become spans of the invocation's trace.
+//!
+//! Every host call into a service opens an [`Op`] guard (`Host::op`) that
+//! records it when dropped; an early error return counts as failed with no
+//! extra code. The [`OpLog`] is shared by the invocation's store state and
+//! its tracker, which puts it in the record. A producer send's span id is
+//! chosen before the send, so the message's `traceparent` names it and the
+//! delivery becomes its child.
 
 use nimbus_core::record::MAX_OP_SPANS;
 use nimbus_core::{OpCounts, OpSpan, Service};

@@ -4,6 +4,15 @@
 //! drains it. `nimbus up` is this plus argument parsing, its log setup and
 //! a signal handler; tests start nodes the same way without a process.
 //!
+//! Listeners: the apps on `--listen`; the console and the control API on
+//! `--control-listen` (by default loopback at the app port + 1); S3 on
+//! `--s3-listen` and metrics on `--metrics-listen` if given. Their
+//! addresses are written to `server.json` in the data dir, where the CLI
+//! finds the control URL, and given to the egress guard as the node's own.
+//! In a cluster (`--database postgres://…`), components, object bodies,
+//! the secret key and the admin token live in `--shared-dir`; the node id
+//! stays in the data dir.
+//!
 //! Invariants: everything a node spawns is stopped by [`Node::stop`] (its
 //! listeners, its background loops, its event consumers), after the
 //! invocations in flight finish (up to [`DRAIN`]) and the records and

@@ -1,4 +1,10 @@
-//! Apps and their revisions.
+//! Apps and their revisions (the active one is marked in the transaction
+//! that stores it), and deleting an app: [`Store::delete_app`] removes, in
+//! one transaction, its rows in every table with an `app` column (found in
+//! the schema, so a new table is not forgotten; usage totals aside), the
+//! objects, uploads and parts of its buckets, and the spans of its
+//! invocations, and returns the body files to delete after the commit.
+//! [`Store::app_footprint`] counts what is left (the tests' proof).
 
 use crate::{Result, Store, StoreError, now_us};
 use nimbus_core::AppSpec;

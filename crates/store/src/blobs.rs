@@ -3,8 +3,11 @@
 //! A body streams to a temporary file while its MD5 (the S3 ETag) and size
 //! are computed; it is fsynced and renamed to its final name (a fresh id)
 //! before its metadata row is committed, so a crash never makes a partial
-//! body visible: at worst it leaves an unreferenced file, which
-//! [`BlobFiles::sweep`] removes. Memory use is one chunk, whatever the size.
+//! body visible. Temporary files of uploads cut short are removed by
+//! [`BlobFiles::open`] at start-up; a body renamed into place whose row was
+//! never committed stays on disk, unreferenced and unreachable. Multipart
+//! uploads are concatenated here ([`BlobFiles::concat`]). Memory use is one
+//! chunk, whatever the size.
 
 use crate::StoreError;
 use crate::durable::{self, WriteError};

@@ -6,6 +6,14 @@
 //! nimbus_cluster`, so listening nodes reload at once; polling the counter
 //! is the fallback that bounds the delay when a notification is missed
 //! (a dropped LISTEN connection, a node that was starting).
+//!
+//! The bump runs in the change's own transaction, with its `NOTIFY`,
+//! which PostgreSQL sends at commit: a node that dies mid-change cannot
+//! commit a change without its announcement. [`Store::follow_cluster`]
+//! follows the counter; `spawn_listener` is the one LISTEN loop (also
+//! used by `changes.rs`). The `nodes` table holds heartbeats: a node is
+//! live for [`NODE_LIVE_FOR`] after its last one, and the live nodes split
+//! cluster-wide concurrency limits between them.
 
 use crate::{Backend, Result, Store};
 use std::time::Duration;

@@ -1,4 +1,9 @@
-//! Content-addressed component files.
+//! Content-addressed component files: component bytes under
+//! `DIR/components`, named by their SHA-256 (the data dir, or the shared
+//! dir of a cluster). An upload streams through `durable.rs` (hashed and
+//! size-checked on the way, temp → fsync → rename) and is refused if its
+//! hash is not the one it was uploaded as, so a crash never exposes a
+//! partial file and nodes never see one.
 
 use crate::StoreError;
 use crate::durable::{self, WriteError};

@@ -10,7 +10,12 @@
 //! manifest's indexes are expression indexes on exactly those expressions,
 //! so the planner uses them.
 //! Field paths are validated (`nimbus_core::data::check_field_path`) before
-//! they are written into SQL text; values are always bound.
+//! they are written into SQL text; values are always bound. A JSON null
+//! reads as SQL NULL on both backends.
+//!
+//! Query pages stop at [`MAX_PAGE_BYTES`] and pass documents on as their
+//! stored text (`RawValue`), never parsed. Every document write through the
+//! store wakes that document's watchers (`changes.rs`).
 
 use crate::builder::QueryBuilder;
 use crate::{Backend, Result, Store, StoreError, now_us};

@@ -1,7 +1,9 @@
 //! The one way the store writes a streamed file: to a temporary file,
 //! hashed and size-checked on the way, fsynced, then renamed into place and
 //! its directory synced. A crash leaves either nothing or the whole file
-//! under its final name. Components and object bodies both use it.
+//! under its final name. Directories it creates have their parents synced,
+//! and a failed sync fails the write. Components and object bodies both
+//! use it.
 
 use crate::StoreError;
 use bytes::Bytes;

@@ -9,7 +9,19 @@
 //! Writes that must be grouped for throughput (enqueue, lease, settle, a
 //! schedule's tick) go through [`Store::apply_events`], which runs a batch
 //! of operations in one transaction. The caller (one writer task) decides
-//! how to batch.
+//! how to batch. Consecutive sends become multi-row inserts and consecutive
+//! settlements one update per kind, each written before any lease that
+//! follows them.
+//!
+//! An idempotency key is claimed by one upsert (`ON CONFLICT … DO UPDATE …
+//! WHERE expired RETURNING`), so concurrent senders on several nodes cannot
+//! both claim it. A lease is one `UPDATE … WHERE seq IN (SELECT … ORDER BY
+//! seq LIMIT n) RETURNING` that skips messages whose FIFO group has an
+//! older unfinished one; on PostgreSQL the inner select is `FOR UPDATE
+//! SKIP LOCKED`, so nodes leasing from one channel skip each other's rows.
+//! Leases carry the node's id: [`Store::release_own_leases`] takes a
+//! restarted node's back at once (the interrupted attempt uncounted), and
+//! [`Store::expire_leases`] puts back those that ran out.
 
 use crate::builder::QueryBuilder;
 use crate::records::batches;

@@ -1,6 +1,10 @@
-//! Rows of identity: API keys, users, refresh and reset tokens, signing keys.
-//! Hashing, sealing and token formats belong to the `identity` crate; this
-//! module stores what it is given.
+//! Rows of identity: API keys, users, refresh and reset tokens, signing keys,
+//! and token revocations. Hashing, sealing and token formats belong to the
+//! `identity` crate; this module stores what it is given (tokens as hashes,
+//! private keys sealed). A refresh or reset token is spent by a single
+//! statement, so two concurrent uses cannot both succeed. Changes the nodes
+//! keep in memory (API keys, signing keys, revocations) bump the cluster
+//! generation in their own transaction.
 
 use crate::{Result, Store, now_us};
 use serde::Serialize;

@@ -2,8 +2,9 @@
 //!
 //! Every key-value operation is one statement (no read-modify-write
 //! transaction), so concurrent writers never conflict: increments and
-//! compare-and-swap are decided inside SQLite. Expired values are invisible
-//! at once and deleted by [`Store::purge_expired_kv`].
+//! compare-and-swap are decided inside the database (SQLite or
+//! PostgreSQL). Expired values (TTL) are invisible at once and deleted by
+//! [`Store::purge_expired_kv`]. Listings are prefix pages.
 
 use crate::{Backend, Result, Store, StoreError, now_us};
 use sqlx::Row;

@@ -1,9 +1,16 @@
 //! Nimbus's durable state.
 //!
 //! * [`Store`]: apps, immutable numbered revisions and which one is active,
-//!   invocation records and guest logs, in SQL (SQLite through `sqlx` by
-//!   default; statements use `$n` placeholders and portable types so a
-//!   PostgreSQL backend can run the same SQL).
+//!   data, events, identity and object metadata, invocation records and
+//!   guest logs, in SQL: the embedded SQLite (one file in the data dir, one
+//!   node) or PostgreSQL (shared by a cluster's nodes), both through
+//!   `sqlx`'s `Any` driver with run-time queries. One set of statements
+//!   (`$n` placeholders, portable types such as BIGINT and TEXT), one set
+//!   of migrations per backend (`migrations/sqlite`, `migrations/postgres`),
+//!   and a [`Backend`] switch in the few places the dialects differ (JSON
+//!   documents, the counter increment, `BEGIN IMMEDIATE` against row
+//!   locks, `SKIP LOCKED`, advisory locks, query plans). No feature exists
+//!   on one backend only.
 //! * [`ComponentStore`]: component bytes, content-addressed by SHA-256, as
 //!   files under the data dir. Uploads stream to a temporary file that is
 //!   hashed, fsynced and renamed into place: a crash never leaves a partial
@@ -11,8 +18,22 @@
 //! * [`RecordWriter`]: the background task that batches invocation records
 //!   into the database, so the request path never waits on a write.
 //!
-//! Invariant: nothing here knows about HTTP or wasm; the store holds bytes
-//! and rows, and the callers give them meaning.
+//! Durability: the embedded SQLite commits with `synchronous = FULL`, so a
+//! commit is on disk before it returns, and so is anything acknowledged
+//! after it (docs/DURABILITY.md; [`fault_point`] is the crash tests' hook).
+//!
+//! Storage quotas are kept by SQL triggers on `kv`, `docs`, `objects` and
+//! `upload_parts` (the `storage_quotas` migrations), not by Rust
+//! bookkeeping: every row change adds its byte delta to its app's
+//! `storage_usage` in the same statement, and a growing change past the
+//! kind's `storage_quotas` row aborts with `nimbus storage quota exceeded:
+//! KIND`, which `From<sqlx::Error>` turns into [`StoreError::QuotaExceeded`].
+//! No write path (a guest's batch, the REST API, S3, expiry, `delete_app`)
+//! can forget them, and the count is exact and transactional.
+//!
+//! Invariants: nothing here knows about HTTP or wasm; the store holds bytes
+//! and rows, and the callers give them meaning. Field paths are validated
+//! before they are written into SQL text, and every value is bound.
 
 mod apps;
 mod blobs;

@@ -1,6 +1,16 @@
 //! Stored bytes over time: each app's KV, document and object bytes are
-//! sampled periodically and integrated into byte-seconds per hour, from
+//! sampled periodically (a task, every `--storage-sample-secs`) and
+//! integrated into byte-seconds per app and hour (`storage_hourly`), from
 //! which usage reports compute GB-hours (as object stores bill storage).
+//!
+//! Per-app storage quotas too: their limits (`storage_quotas`, set from
+//! `nimbus up --quota-*-mb`) and the bytes counted against them
+//! (`storage_usage`), which SQL triggers keep (see the crate doc). On
+//! PostgreSQL an app's bytes are spread over 16 rows by key hash
+//! (`hashtext(key) & 15`), so one app's concurrent writers rarely queue on
+//! one row lock; writes committing at once may overshoot a quota by what
+//! they add together. A completed multipart upload drops its parts in the
+//! object's own transaction, so its bytes are not counted twice.
 
 use crate::records::hour_start;
 use crate::{Result, StorageKind, StorageQuotas, Store};

@@ -1,11 +1,20 @@
 //! Object storage metadata: buckets (owned by one app each), objects,
-//! multipart uploads and their parts, and S3 access keys (listed without
-//! their secrets, revoked by deletion). Bodies are files
-//! ([`crate::BlobFiles`]); a row points at a complete, durable file.
+//! multipart uploads and their parts, and S3 access keys (secrets sealed by
+//! the control plane; listed without them, revoked by deletion). Bodies are
+//! files ([`crate::BlobFiles`]); a row points at a complete, durable file.
+//! Object keys are data in SQL, never paths: bodies live under generated
+//! ids.
+//!
+//! An object's put or delete stores its storage events (built by the
+//! caller) in the same transaction. A listing is bounded above by
+//! [`prefix_end`] of its prefix, the least string past every extension of
+//! it, so it ends whatever the keys (U+10FFFF included).
 //!
 //! Transactions that read before they write start with `BEGIN IMMEDIATE`:
 //! a deferred one would fail (SQLITE_BUSY_SNAPSHOT, not retried) when a
-//! concurrent writer commits between its read and its write.
+//! concurrent writer commits between its read and its write. On PostgreSQL
+//! they take a transaction-scoped advisory lock on the object or part
+//! instead (`Store::lock_name`).
 //!
 //! A bucket is deleted only while empty, and an object or upload is only
 //! recorded in a bucket that exists: on PostgreSQL, where transactions of

@@ -1,6 +1,12 @@
 //! The bodies of one invocation: the request body counted into the
 //! tracker as the guest reads it, and the response body that keeps polling
 //! the guest (which runs on the response's own task) until both end.
+//!
+//! A response cut short by a timeout or a trap fails its body, so the
+//! client sees an aborted response, not a complete one. A response hyper
+//! never polls (to a HEAD request, or a 1xx, 204 or 304) hands guest and
+//! body to a task of their own that drains the body, so the guest finishes
+//! as it would have and is not recorded as a client that went away.
 
 use super::tracker::Tracker;
 use super::*;

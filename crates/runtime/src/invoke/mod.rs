@@ -1,5 +1,31 @@
 //! One invocation: admission, a fresh instance, the guest's handler, the
 //! response streamed back, and the invocation record.
+//!
+//! [`Runtime::invoke`]: admit (function, app, platform permits; a 429 past
+//! a bound, or an unbounded wait for a `patient` event delivery, whose
+//! event waits durably meanwhile) → load (memory, disk cache or compile) →
+//! a fresh `Store` and instance → `incoming-handler.handle`, run inside
+//! [`crate::FairCpu::gate`] on the request's own task (no spawn) until it
+//! sends the response head (bounded by `first_byte_timeout_ms`), then
+//! driven by the response body as hyper polls it (bounded by `timeout_ms`)
+//! → the record, when guest and body are both done. A request dropped
+//! before its response started (the client gave up) drops the instance and
+//! is recorded as an error saying so.
+//!
+//! While it runs, the invocation keeps its input (the request headers, and
+//! the body as the guest reads it, up to `--replay-body-kb`); the record
+//! carries it only if the invocation failed (or answered 5xx), without
+//! credential headers and with secret values redacted. The recorded path
+//! has credential query parameters (`nimbus_core::record::redact_query`)
+//! and secret values redacted.
+//! [`InvokeRequest::secret`] marks a request carrying a credential for the
+//! guest alone (the password-reset hook): no input is kept, and the value
+//! is redacted from its logs and error.
+//!
+//! Tracing: the invocation is a child span of [`InvokeRequest::trace`] (or
+//! starts a trace); a request's own `traceparent` is replaced by the
+//! invocation's span, and none is added to a request that had none (an
+//! extra header per request costs a few percent of hello throughput).
 
 use crate::admission::{Limit, Throttled};
 use crate::capture::Capture;

@@ -1,4 +1,13 @@
 //! Retention: pruning records, failed inputs, spans and logs app by app.
+//!
+//! The writer prunes every 10,000 records, and at least once a minute while
+//! records come in. It works app by app, so one app's flood never evicts
+//! another's history: the apps are found by skipping through the index led
+//! by `app` (a recursive CTE), never by a scan; each app is cut at its
+//! `keep_invocations`-th newest record by time-ordered id (UUIDv7, index
+//! `invocations (app, id)`), and its failed inputs and spans go with those
+//! records. Logs are pruned by count and bytes of text per app, and by age.
+//! Usage sums (`usage_hourly`) are never pruned here.
 
 use super::RecordWriterConfig;
 use crate::{Result, Store};
