@@ -3,12 +3,22 @@
 //! on one side fails to compile on the other instead of reading as empty.
 //!
 //! Covered so far: apps, revisions, deploys (the request and its progress
-//! lines), rollbacks and the functions of an app. The other endpoints'
-//! bodies are still built with `serde_json::json!` (see docs/API.md for
-//! the endpoints).
+//! lines), rollbacks and the functions of an app (here); invocation records
+//! (`invocations`); sends, publishes, queue depths, events and dead letters
+//! (`events`). The other endpoints' bodies are still built with
+//! `serde_json::json!` (see docs/API.md for the endpoints).
 //!
 //! Invariant: only plain data and serde here — no I/O, no HTTP client or
 //! server types — so every side can depend on it.
+
+mod events;
+mod invocations;
+
+pub use events::{
+    ChannelStatus, DeadLetters, EventDetail, InvocationLookup, MessageRow, Published, Purged,
+    QueueDepths, Redriven, Sent,
+};
+pub use invocations::InvocationRow;
 
 use nimbus_core::Limits;
 use serde::{Deserialize, Serialize};

@@ -9,9 +9,12 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use base64::Engine as _;
 use nimbus_events::{EventError, Outgoing};
-use nimbus_store::MessageRow;
+use nimbus_api::{
+    ChannelStatus, DeadLetters, EventDetail, InvocationLookup, MessageRow, Published, Purged,
+    QueueDepths, Redriven, Sent,
+};
+use nimbus_store::ChannelDepth;
 use serde::Deserialize;
-use serde_json::json;
 
 impl From<EventError> for ApiError {
     fn from(e: EventError) -> Self {
@@ -52,7 +55,10 @@ pub(crate) async fn send(
     let r = ctx.platform.events.send(&app, &queue, msg).await?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({ "id": r.id, "duplicate": r.duplicate })),
+        Json(Sent {
+            id: r.id,
+            duplicate: r.duplicate,
+        }),
     ))
 }
 
@@ -67,7 +73,7 @@ pub(crate) async fn publish(
     let msg = Outgoing::from_headers(&headers, body.to_vec())?;
     let copies = ctx.platform.events.publish(&app, &topic, msg).await?;
     let ids: Vec<_> = copies.into_iter().map(|r| r.id).collect();
-    Ok((StatusCode::ACCEPTED, Json(json!({ "ids": ids }))))
+    Ok((StatusCode::ACCEPTED, Json(Published { ids })))
 }
 
 /// `GET /v1/apps/{app}/queues`: every channel with unfinished messages or a
@@ -75,67 +81,63 @@ pub(crate) async fn publish(
 pub(crate) async fn depths(
     State(ctx): State<Ctx>,
     Path(app): Path<String>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<QueueDepths>> {
     let table = ctx.platform.gateway.table();
     let active = table.app(&app).cloned();
     let mut depths = ctx.platform.events.store().channel_depths(&app).await?;
-    let mut out = Vec::new();
-    let consumers = active
-        .as_ref()
-        .map(|a| a.spec.consumers())
-        .unwrap_or_default();
-    for c in &consumers {
-        let name = c.channel.to_string();
-        let d = match depths.iter().position(|d| d.channel == name) {
-            Some(i) => depths.remove(i),
-            None => nimbus_store::ChannelDepth {
-                channel: name,
-                ..Default::default()
-            },
-        };
-        out.push(json!({
-            "channel": d.channel, "function": c.function,
-            "queued": d.queued, "running": d.running, "failed": d.failed, "dead": d.dead,
-        }));
-    }
-    // Queues without a consumer, and channels of a previous revision.
+    // The depth of `channel`, taken out of `depths` (zero if it has none).
+    let mut take = |channel: String| match depths.iter().position(|d| d.channel == channel) {
+        Some(i) => depths.remove(i),
+        None => ChannelDepth {
+            channel,
+            ..Default::default()
+        },
+    };
+    let status = |d: ChannelDepth, function: Option<String>| ChannelStatus {
+        channel: d.channel,
+        function,
+        queued: d.queued,
+        running: d.running,
+        failed: d.failed,
+        dead: d.dead,
+    };
+    let mut channels = Vec::new();
     if let Some(a) = &active {
+        for c in a.spec.consumers() {
+            channels.push(status(take(c.channel.to_string()), Some(c.function)));
+        }
+        // Queues without a consumer.
         for q in a.spec.queues.keys() {
             let name = format!("queue:{q}");
-            if out.iter().any(|o| o["channel"] == name) {
-                continue;
+            if !channels.iter().any(|c| c.channel == name) {
+                channels.push(status(take(name), None));
             }
-            let d = match depths.iter().position(|d| d.channel == name) {
-                Some(i) => depths.remove(i),
-                None => nimbus_store::ChannelDepth {
-                    channel: name,
-                    ..Default::default()
-                },
-            };
-            out.push(json!({
-                "channel": d.channel, "function": null,
-                "queued": d.queued, "running": d.running, "failed": d.failed, "dead": d.dead,
-            }));
         }
     }
-    for d in depths {
-        out.push(json!({
-            "channel": d.channel, "function": null,
-            "queued": d.queued, "running": d.running, "failed": d.failed, "dead": d.dead,
-        }));
-    }
-    Ok(Json(json!({ "app": app, "channels": out })))
+    // Channels of a previous revision.
+    drop(take);
+    channels.extend(depths.into_iter().map(|d| status(d, None)));
+    Ok(Json(QueueDepths { app, channels }))
 }
 
-fn with_body(row: &MessageRow, body: Vec<u8>) -> serde_json::Value {
-    let mut v = serde_json::to_value(row).expect("serializable");
-    match String::from_utf8(body) {
-        Ok(text) => v["body"] = json!(text),
-        Err(e) => {
-            v["body_base64"] = json!(base64::engine::general_purpose::STANDARD.encode(e.as_bytes()))
-        }
+fn with_body(
+    message: MessageRow,
+    body: Vec<u8>,
+    invocations: Vec<nimbus_api::InvocationRow>,
+) -> EventDetail {
+    let (body, body_base64) = match String::from_utf8(body) {
+        Ok(text) => (Some(text), None),
+        Err(e) => (
+            None,
+            Some(base64::engine::general_purpose::STANDARD.encode(e.as_bytes())),
+        ),
+    };
+    EventDetail {
+        message,
+        body,
+        body_base64,
+        invocations,
     }
-    v
 }
 
 /// `GET /v1/apps/{app}/invocations/{id}`: an event with its state and
@@ -143,16 +145,13 @@ fn with_body(row: &MessageRow, body: Vec<u8>) -> serde_json::Value {
 pub(crate) async fn get_invocation(
     State(ctx): State<Ctx>,
     Path((app, id)): Path<(String, String)>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<InvocationLookup>> {
     let store = ctx.platform.events.store();
-    let attempts = store.invocations(&app, None, Some(&id), 1000).await?;
     match store.message(&app, &id).await {
         Ok(row) => {
+            let attempts = store.invocations(&app, None, Some(&id), 1000).await?;
             let body = store.message_body(&app, &id).await?;
-            let mut v = with_body(&row, body);
-            v["kind"] = json!("event");
-            v["invocations"] = json!(attempts);
-            Ok(Json(v))
+            Ok(Json(InvocationLookup::Event(with_body(row, body, attempts))))
         }
         Err(nimbus_store::StoreError::NotFound(_)) => {
             let inv = store
@@ -164,9 +163,7 @@ pub(crate) async fn get_invocation(
                         format!("app {app:?} has no invocation or event {id:?} (records are kept for a limited time)"),
                     )
                 })?;
-            let mut v = serde_json::to_value(inv).expect("serializable");
-            v["kind"] = json!("invocation");
-            Ok(Json(v))
+            Ok(Json(InvocationLookup::Invocation(inv)))
         }
         Err(e) => Err(e.into()),
     }
@@ -243,7 +240,7 @@ pub(crate) async fn dlq_list(
 pub(crate) async fn dlq_show(
     State(ctx): State<Ctx>,
     Path((app, function, id)): Path<(String, String, String)>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<EventDetail>> {
     let store = ctx.platform.events.store();
     let row = store.message(&app, &id).await?;
     if row.state != "dead" || row.function.as_deref() != Some(function.as_str()) {
@@ -256,14 +253,8 @@ pub(crate) async fn dlq_show(
         ));
     }
     let body = store.message_body(&app, &id).await?;
-    let mut v = with_body(&row, body);
-    v["invocations"] = json!(store.invocations(&app, None, Some(&id), 1000).await?);
-    Ok(Json(v))
-}
-
-#[derive(Deserialize, Default)]
-pub(crate) struct IdsBody {
-    ids: Option<Vec<String>>,
+    let attempts = store.invocations(&app, None, Some(&id), 1000).await?;
+    Ok(Json(with_body(row, body, attempts)))
 }
 
 /// `POST /v1/apps/{app}/functions/{function}/dlq/redrive` `{"ids": [...]}`
@@ -271,15 +262,15 @@ pub(crate) struct IdsBody {
 pub(crate) async fn dlq_redrive(
     State(ctx): State<Ctx>,
     Path((app, function)): Path<(String, String)>,
-    body: Option<Json<IdsBody>>,
-) -> ApiResult<Json<serde_json::Value>> {
+    body: Option<Json<DeadLetters>>,
+) -> ApiResult<Json<Redriven>> {
     let ids = body.and_then(|Json(b)| b.ids);
-    let n = ctx
+    let redriven = ctx
         .platform
         .events
         .redrive(&app, &function, ids.as_deref())
         .await?;
-    Ok(Json(json!({ "redriven": n })))
+    Ok(Json(Redriven { redriven }))
 }
 
 /// `POST /v1/apps/{app}/functions/{function}/dlq/purge` `{"ids": [...]}`
@@ -287,14 +278,14 @@ pub(crate) async fn dlq_redrive(
 pub(crate) async fn dlq_purge(
     State(ctx): State<Ctx>,
     Path((app, function)): Path<(String, String)>,
-    body: Option<Json<IdsBody>>,
-) -> ApiResult<Json<serde_json::Value>> {
+    body: Option<Json<DeadLetters>>,
+) -> ApiResult<Json<Purged>> {
     let ids = body.and_then(|Json(b)| b.ids);
-    let n = ctx
+    let purged = ctx
         .platform
         .events
         .store()
         .purge_dead(&app, &function, ids.as_deref())
         .await?;
-    Ok(Json(json!({ "purged": n })))
+    Ok(Json(Purged { purged }))
 }

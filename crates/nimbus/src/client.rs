@@ -85,11 +85,25 @@ impl Api {
     /// `GET path`, read as `T` (a body of `nimbus_api`): a body that does
     /// not have its shape is an error saying so, not empty fields.
     pub(crate) async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T> {
-        let resp = self.send(self.req(reqwest::Method::GET, path)).await?;
+        self.read(self.req(reqwest::Method::GET, path)).await
+    }
+
+    /// Sends `rb` and reads the answer as `T` (a body of `nimbus_api`),
+    /// as [`Api::get`] does.
+    pub(crate) async fn read<T: serde::de::DeserializeOwned>(
+        &self,
+        rb: reqwest::RequestBuilder,
+    ) -> Result<T> {
+        let what = rb
+            .try_clone()
+            .and_then(|r| r.build().ok())
+            .map(|r| format!("{} {}", r.method(), r.url().path()))
+            .unwrap_or_else(|| "the request".into());
+        let resp = self.send(rb).await?;
         let bytes = resp.bytes().await?;
         serde_json::from_slice(&bytes).with_context(|| {
             format!(
-                "the server's answer to GET {path} is not what this nimbus expects (a server of another version?)"
+                "the server's answer to {what} is not what this nimbus expects (a server of another version?)"
             )
         })
     }
@@ -581,7 +595,7 @@ pub async fn invocations(
     if let Some(f) = &function {
         q.push_str(&format!("&function={f}"));
     }
-    let v = api.get_json(&q).await?;
+    let records: Vec<nimbus_api::InvocationRow> = api.get(&q).await?;
     // Events not finished yet have no record: show them first, with their state.
     let mut pending = Vec::new();
     for state in ["running", "failed", "queued"] {
@@ -589,13 +603,7 @@ pub async fn invocations(
         if let Some(f) = &function {
             q.push_str(&format!("&function={f}"));
         }
-        pending.extend(
-            api.get_json(&q)
-                .await?
-                .as_array()
-                .cloned()
-                .unwrap_or_default(),
-        );
+        pending.extend(api.get::<Vec<nimbus_api::MessageRow>>(&q).await?);
     }
     if !pending.is_empty() {
         println!("EVENTS NOT FINISHED (`nimbus invocations {app} --id ID` for one)");
@@ -608,23 +616,23 @@ pub async fn invocations(
         "{:<36}  {:<24}  {:<12} {:<8} {:>6} {:>10}  {:<12} PATH",
         "INVOCATION", "STARTED", "FUNCTION", "TRIGGER", "STATUS", "DURATION", "OUTCOME"
     );
-    for i in v.as_array().cloned().unwrap_or_default() {
+    for i in records {
         println!(
             "{:<36}  {:<24}  {:<12} {:<8} {:>6} {:>8.2}ms  {:<12} {} {}",
-            i["id"].as_str().unwrap_or(""),
-            format_time(i["started_at_us"].as_i64().unwrap_or(0)),
-            i["function"].as_str().unwrap_or(""),
-            i["trigger"].as_str().unwrap_or(""),
-            i["status"],
-            i["duration_us"].as_f64().unwrap_or(0.0) / 1000.0,
-            i["outcome"].as_str().unwrap_or(""),
-            i["method"].as_str().unwrap_or(""),
-            i["path"].as_str().unwrap_or("")
+            i.id,
+            format_time(i.started_at_us),
+            i.function,
+            i.trigger,
+            i.status,
+            i.duration_us as f64 / 1000.0,
+            i.outcome.as_str(),
+            i.method,
+            i.path
         );
-        if let Some(e) = i["event_id"].as_str() {
-            println!("    event {e}, attempt {}", i["attempt"]);
+        if let Some(e) = &i.event_id {
+            println!("    event {e}, attempt {}", i.attempt);
         }
-        if let Some(e) = i["error"].as_str() {
+        if let Some(e) = &i.error {
             println!("    {e}");
         }
     }

@@ -5,7 +5,10 @@ use crate::Target;
 use crate::client::{Api, format_time};
 use anyhow::{Context, Result, anyhow};
 use clap::{Args, Subcommand};
-use serde_json::{Value, json};
+use nimbus_api::{
+    DeadLetters, EventDetail, InvocationLookup, MessageRow, Published, Purged, QueueDepths,
+    Redriven, Sent,
+};
 use std::path::PathBuf;
 
 fn split<'a>(what: &str, s: &'a str) -> Result<(&'a str, &'a str)> {
@@ -129,31 +132,31 @@ pub async fn queue(target: &Target, cmd: QueueCommand) -> Result<()> {
         QueueCommand::Send { queue, message } => {
             let (app, q) = split("queue", &queue)?;
             let rb = message.request(&api, &format!("/v1/apps/{app}/queues/{q}/messages"))?;
-            let v: Value = api.send(rb).await?.json().await?;
-            let id = v["id"].as_str().unwrap_or("");
-            if v["duplicate"].as_bool() == Some(true) {
+            let sent: Sent = api.read(rb).await?;
+            if sent.duplicate {
                 println!(
-                    "{id} (duplicate: the idempotency key was seen recently; nothing new stored)"
+                    "{} (duplicate: the idempotency key was seen recently; nothing new stored)",
+                    sent.id
                 );
             } else {
-                println!("{id}");
+                println!("{}", sent.id);
             }
         }
         QueueCommand::Ls { app } => {
-            let v = api.get_json(&format!("/v1/apps/{app}/queues")).await?;
+            let depths: QueueDepths = api.get(&format!("/v1/apps/{app}/queues")).await?;
             println!(
                 "{:<32} {:<16} {:>8} {:>8} {:>8} {:>8}",
                 "CHANNEL", "FUNCTION", "QUEUED", "RUNNING", "RETRYING", "DEAD"
             );
-            for c in v["channels"].as_array().cloned().unwrap_or_default() {
+            for c in depths.channels {
                 println!(
                     "{:<32} {:<16} {:>8} {:>8} {:>8} {:>8}",
-                    c["channel"].as_str().unwrap_or(""),
-                    c["function"].as_str().unwrap_or("-"),
-                    c["queued"],
-                    c["running"],
-                    c["failed"],
-                    c["dead"]
+                    c.channel,
+                    c.function.as_deref().unwrap_or("-"),
+                    c.queued,
+                    c.running,
+                    c.failed,
+                    c.dead
                 );
             }
         }
@@ -167,86 +170,69 @@ pub async fn topic(target: &Target, cmd: TopicCommand) -> Result<()> {
         TopicCommand::Publish { topic, message } => {
             let (app, t) = split("topic", &topic)?;
             let rb = message.request(&api, &format!("/v1/apps/{app}/topics/{t}/messages"))?;
-            let v: Value = api.send(rb).await?.json().await?;
-            let ids = v["ids"].as_array().cloned().unwrap_or_default();
-            if ids.is_empty() {
+            let published: Published = api.read(rb).await?;
+            if published.ids.is_empty() {
                 println!("published; the topic has no subscribers, so no copy was stored");
             }
-            for id in ids {
-                println!("{}", id.as_str().unwrap_or(""));
+            for id in published.ids {
+                println!("{id}");
             }
         }
     }
     Ok(())
 }
 
-pub(crate) fn print_event(e: &Value) {
+pub(crate) fn print_event(e: &MessageRow) {
     println!(
         "{:<36}  {:<9} attempts {:<3} {:<24} {}",
-        e["id"].as_str().unwrap_or(""),
-        e["state"].as_str().unwrap_or(""),
-        e["attempts"],
-        format_time(e["created_at_us"].as_i64().unwrap_or(0)),
-        e["channel"].as_str().unwrap_or(""),
+        e.id,
+        e.state,
+        e.attempts,
+        format_time(e.created_at_us),
+        e.channel,
     );
-    if let Some(err) = e["last_error"].as_str() {
+    if let Some(err) = &e.last_error {
         println!("    {err}");
     }
 }
 
-fn print_detail(v: &Value) {
-    for key in [
-        "id",
-        "state",
-        "channel",
-        "function",
-        "attempts",
-        "group_key",
-        "last_error",
-    ] {
-        if !v[key].is_null() {
-            println!(
-                "{key}: {}",
-                v[key].as_str().map_or(v[key].to_string(), String::from)
-            );
-        }
+fn print_detail(d: &EventDetail) {
+    let m = &d.message;
+    println!("id: {}", m.id);
+    println!("state: {}", m.state);
+    println!("channel: {}", m.channel);
+    if let Some(f) = &m.function {
+        println!("function: {f}");
     }
-    println!(
-        "created: {}",
-        format_time(v["created_at_us"].as_i64().unwrap_or(0))
-    );
-    println!(
-        "{} {}",
-        v["method"].as_str().unwrap_or(""),
-        v["path"].as_str().unwrap_or("")
-    );
-    for h in v["headers"].as_array().cloned().unwrap_or_default() {
-        println!(
-            "{}: {}",
-            h[0].as_str().unwrap_or(""),
-            h[1].as_str().unwrap_or("")
-        );
+    println!("attempts: {}", m.attempts);
+    if let Some(g) = &m.group_key {
+        println!("group_key: {g}");
     }
-    match (v["body"].as_str(), v["body_base64"].as_str()) {
+    if let Some(e) = &m.last_error {
+        println!("last_error: {e}");
+    }
+    println!("created: {}", format_time(m.created_at_us));
+    println!("{} {}", m.method, m.path);
+    for (name, value) in &m.headers {
+        println!("{name}: {value}");
+    }
+    match (&d.body, &d.body_base64) {
         (Some(b), _) => println!("\n{b}"),
         (None, Some(b)) => println!("\n(binary, base64) {b}"),
         _ => {}
     }
-    let attempts = v["invocations"].as_array().cloned().unwrap_or_default();
-    if !attempts.is_empty() {
+    if !d.invocations.is_empty() {
         println!("\nattempts:");
     }
-    for i in attempts.iter().rev() {
+    for i in d.invocations.iter().rev() {
         println!(
             "  #{} {}  {}  {} {:.2}ms  {}",
-            i["attempt"],
-            i["id"].as_str().unwrap_or(""),
-            format_time(i["started_at_us"].as_i64().unwrap_or(0)),
-            i["status"],
-            i["duration_us"].as_f64().unwrap_or(0.0) / 1000.0,
-            i["error"]
-                .as_str()
-                .unwrap_or(i["outcome"].as_str().unwrap_or("")),
+            i.attempt,
+            i.id,
+            format_time(i.started_at_us),
+            i.status,
+            i.duration_us as f64 / 1000.0,
+            i.error.as_deref().unwrap_or(i.outcome.as_str()),
         );
     }
 }
@@ -256,64 +242,56 @@ pub async fn dlq(target: &Target, cmd: DlqCommand) -> Result<()> {
     match cmd {
         DlqCommand::List { function, limit } => {
             let (app, f) = split("function", &function)?;
-            let v = api
-                .get_json(&format!("/v1/apps/{app}/functions/{f}/dlq?limit={limit}"))
+            let list: Vec<MessageRow> = api
+                .get(&format!("/v1/apps/{app}/functions/{f}/dlq?limit={limit}"))
                 .await?;
-            let list = v.as_array().cloned().unwrap_or_default();
             if list.is_empty() {
                 println!("the dead-letter queue of {app}/{f} is empty");
             }
-            for e in list {
-                print_event(&e);
+            for e in &list {
+                print_event(e);
             }
         }
         DlqCommand::Show { function, id } => {
             let (app, f) = split("function", &function)?;
-            let v = api
-                .get_json(&format!("/v1/apps/{app}/functions/{f}/dlq/{id}"))
+            let detail: EventDetail = api
+                .get(&format!("/v1/apps/{app}/functions/{f}/dlq/{id}"))
                 .await?;
-            print_detail(&v);
+            print_detail(&detail);
         }
         DlqCommand::Redrive { function, ids } => {
             let (app, f) = split("function", &function)?;
-            let n = dlq_action(&api, app, f, "redrive", ids).await?;
-            println!("{n} event(s) back in their queue");
+            let path = format!("/v1/apps/{app}/functions/{f}/dlq/redrive");
+            let done: Redriven = api.read(dlq_request(&api, &path, ids)).await?;
+            println!("{} event(s) back in their queue", done.redriven);
         }
         DlqCommand::Purge { function, ids } => {
             let (app, f) = split("function", &function)?;
-            let n = dlq_action(&api, app, f, "purge", ids).await?;
-            println!("{n} event(s) deleted");
+            let path = format!("/v1/apps/{app}/functions/{f}/dlq/purge");
+            let done: Purged = api.read(dlq_request(&api, &path, ids)).await?;
+            println!("{} event(s) deleted", done.purged);
         }
     }
     Ok(())
 }
 
-async fn dlq_action(api: &Api, app: &str, f: &str, action: &str, ids: Vec<String>) -> Result<u64> {
-    let body = if ids.is_empty() {
-        json!({})
-    } else {
-        json!({ "ids": ids })
+/// A redrive or purge of the dead letters `ids` (all when empty).
+fn dlq_request(api: &Api, path: &str, ids: Vec<String>) -> reqwest::RequestBuilder {
+    let body = DeadLetters {
+        ids: (!ids.is_empty()).then_some(ids),
     };
-    let rb = api
-        .req(
-            reqwest::Method::POST,
-            &format!("/v1/apps/{app}/functions/{f}/dlq/{action}"),
-        )
-        .json(&body);
-    let v: Value = api.send(rb).await?.json().await?;
-    Ok(v["redriven"].as_u64().or(v["purged"].as_u64()).unwrap_or(0))
+    api.req(reqwest::Method::POST, path).json(&body)
 }
 
 /// `nimbus invocations APP --id ID`: an event's state and attempts, or one invocation.
 pub async fn invocation(target: &Target, app: &str, id: &str) -> Result<()> {
     let api = Api::new(target)?;
-    let v = api
-        .get_json(&format!("/v1/apps/{app}/invocations/{id}"))
+    let found: InvocationLookup = api
+        .get(&format!("/v1/apps/{app}/invocations/{id}"))
         .await?;
-    if v["kind"] == "event" {
-        print_detail(&v);
-    } else {
-        println!("{}", serde_json::to_string_pretty(&v)?);
+    match found {
+        InvocationLookup::Event(detail) => print_detail(&detail),
+        InvocationLookup::Invocation(i) => println!("{}", serde_json::to_string_pretty(&i)?),
     }
     Ok(())
 }
@@ -331,9 +309,9 @@ pub async fn events_in_state(
     if let Some(f) = function {
         q.push_str(&format!("&function={f}"));
     }
-    let v = api.get_json(&q).await?;
-    for e in v.as_array().cloned().unwrap_or_default() {
-        print_event(&e);
+    let events: Vec<MessageRow> = api.get(&q).await?;
+    for e in &events {
+        print_event(e);
     }
     Ok(())
 }

@@ -157,40 +157,8 @@ pub enum EventResult {
     Fired(bool),
 }
 
-/// A stored message, as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct MessageRow {
-    /// Message id.
-    pub id: String,
-    /// App.
-    pub app: String,
-    /// Channel.
-    pub channel: String,
-    /// queued, running, failed, succeeded or dead.
-    pub state: String,
-    /// Attempts started.
-    pub attempts: u32,
-    /// Function that consumed it last.
-    pub function: Option<String>,
-    /// FIFO group.
-    pub group_key: Option<String>,
-    /// Error of the last failed attempt.
-    pub last_error: Option<String>,
-    /// Delivery method.
-    pub method: String,
-    /// Delivery path.
-    pub path: String,
-    /// Delivery headers.
-    pub headers: Vec<(String, String)>,
-    /// Body size.
-    pub body_bytes: u64,
-    /// Stored at (µs).
-    pub created_at_us: i64,
-    /// Last change (µs).
-    pub updated_at_us: i64,
-    /// Next attempt not before (µs).
-    pub available_at_us: i64,
-}
+/// A stored message, as the API shows it (the type is the API's).
+pub use nimbus_api::MessageRow;
 
 /// Messages of a channel by state.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]

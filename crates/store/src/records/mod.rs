@@ -25,56 +25,8 @@ mod writer;
 
 pub use writer::{CLIENT_OPS, RecordWriter, RecordWriterConfig};
 
-use nimbus_core::Outcome;
-
-/// A stored invocation (without its logs).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct InvocationRow {
-    /// Invocation id.
-    pub id: String,
-    /// App name.
-    pub app: String,
-    /// Function name.
-    pub function: String,
-    /// Revision that served it.
-    pub revision: i64,
-    /// `http` or `invoke`.
-    pub trigger: String,
-    /// Request method.
-    pub method: String,
-    /// Request path.
-    pub path: String,
-    /// Start (µs since epoch).
-    pub started_at_us: i64,
-    /// Duration (µs).
-    pub duration_us: i64,
-    /// HTTP status answered.
-    pub status: u16,
-    /// How it ended.
-    pub outcome: Outcome,
-    /// Error, if it failed.
-    pub error: Option<String>,
-    /// Request bytes.
-    pub bytes_in: u64,
-    /// Response bytes.
-    pub bytes_out: u64,
-    /// Event delivered, for event-triggered invocations.
-    pub event_id: Option<String>,
-    /// Attempt number of that event (0 for plain requests).
-    pub attempt: u32,
-    /// Memory limit (MiB).
-    pub memory_mb: u32,
-    /// Peak linear memory (bytes).
-    pub peak_memory_bytes: u64,
-    /// Whether its code was loaded for it.
-    pub cold: bool,
-    /// Its trace.
-    pub trace_id: String,
-    /// Its span in the trace.
-    pub span_id: String,
-    /// The span that caused it.
-    pub parent_span_id: Option<String>,
-}
+/// A stored invocation, without its logs (the type is the API's).
+pub use nimbus_api::InvocationRow;
 
 /// Usage over a period, for one group (a function, a day or an app).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -211,7 +163,7 @@ pub(crate) fn batches<T>(mut rows: &[T]) -> impl Iterator<Item = &[T]> {
 mod tests {
     use super::*;
     use crate::Store;
-    use nimbus_core::{InvocationRecord, StoredInput};
+    use nimbus_core::{InvocationRecord, Outcome, StoredInput};
     use std::time::Duration;
 
     fn record(i: usize, function: &str) -> InvocationRecord {

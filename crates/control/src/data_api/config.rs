@@ -1,0 +1,93 @@
+//! `/v1/apps/{app}/config` and `/secrets`: variables, app-wide or per
+//! function, and secrets (sealed at rest, never returned).
+
+use crate::auth::{Grant, Principal, authorize};
+use crate::ctx::{ApiError, ApiResult, Ctx};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Extension, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use nimbus_core::data::WriteError;
+use nimbus_store::{DocError, DocQuery, KvError};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use super::{not_found, refused};
+
+
+#[derive(Deserialize)]
+pub(crate) struct ScopeQuery {
+    function: Option<String>,
+}
+
+/// `GET /v1/apps/{app}/config`: variables and the names of secrets (never
+/// their values).
+pub(crate) async fn config_list(
+    State(ctx): State<Ctx>,
+    Path(app): Path<String>,
+) -> ApiResult<Json<Value>> {
+    ctx.platform.store.app(&app).await?;
+    let rows = ctx.platform.store.config_rows(&app).await?;
+    let list: Vec<Value> = rows
+        .into_iter()
+        .map(|r| {
+            json!({
+                "function": if r.function.is_empty() { None } else { Some(r.function) },
+                "key": r.key,
+                "value": if r.secret { None } else { Some(r.value) },
+                "secret": r.secret,
+                "updated_at_us": r.updated_at_us,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "app": app, "config": list })))
+}
+
+async fn set(
+    ctx: &Ctx,
+    app: &str,
+    key: &str,
+    function: Option<&str>,
+    value: Option<&str>,
+    secret: bool,
+) -> ApiResult<Json<Value>> {
+    let changed = ctx
+        .platform
+        .set_config(app, function, key, value, secret)
+        .await?;
+    Ok(Json(json!({ "key": key, "changed": changed })))
+}
+
+/// `PUT /v1/apps/{app}/config/{key}?function=F` (body: the value).
+pub(crate) async fn config_put(
+    State(ctx): State<Ctx>,
+    Path((app, key)): Path<(String, String)>,
+    Query(q): Query<ScopeQuery>,
+    body: String,
+) -> ApiResult<Json<Value>> {
+    set(&ctx, &app, &key, q.function.as_deref(), Some(&body), false).await
+}
+
+/// `DELETE /v1/apps/{app}/config/{key}?function=F`.
+pub(crate) async fn config_delete(
+    State(ctx): State<Ctx>,
+    Path((app, key)): Path<(String, String)>,
+    Query(q): Query<ScopeQuery>,
+) -> ApiResult<Json<Value>> {
+    set(&ctx, &app, &key, q.function.as_deref(), None, false).await
+}
+
+/// `PUT /v1/apps/{app}/secrets/{key}?function=F` (body: the value; it is
+/// sealed at rest and never returned).
+pub(crate) async fn secret_put(
+    State(ctx): State<Ctx>,
+    Path((app, key)): Path<(String, String)>,
+    Query(q): Query<ScopeQuery>,
+    body: String,
+) -> ApiResult<Json<Value>> {
+    set(&ctx, &app, &key, q.function.as_deref(), Some(&body), true).await
+}
+
+/// `DELETE /v1/keys/s3/{access_key}`: revokes an S3 key of an app the
+/// caller's key has the data scope on (the scope that creates them). The
+/// next request signed with it is refused, on every node: secrets are read

@@ -1,0 +1,183 @@
+//! `nimbus:data/blobs`: objects of the app's buckets that the function is
+//! granted, through the same store and body files as the S3 API (writes
+//! here store no storage events: only S3 writes do).
+
+use super::{DataBinding, blobs_wit};
+use crate::host::Host;
+use nimbus_core::Service;
+use nimbus_store::Store;
+
+impl DataBinding {
+    async fn bucket(
+        &self,
+        bucket: &str,
+    ) -> Result<(&Store, &nimbus_store::BlobFiles, u64), blobs_wit::Error> {
+        let (Some((db, limit)), Some(files)) = (&self.store, &self.blobs) else {
+            return Err(blobs_wit::Error::Other(
+                "this Nimbus server has no object storage".into(),
+            ));
+        };
+        if !self.grants.buckets.iter().any(|b| b == bucket) {
+            return Err(blobs_wit::Error::NoSuchBucket(format!(
+                "bucket {bucket:?} is not granted to this function: add it to its `buckets` in nimbus.toml"
+            )));
+        }
+        match db.bucket_owner(bucket).await {
+            Ok(Some(owner)) if *owner == *self.app => Ok((db, files, *limit)),
+            Ok(_) => Err(blobs_wit::Error::NoSuchBucket(format!(
+                "the app has no bucket {bucket:?}: create it through the S3 API"
+            ))),
+            Err(e) => Err(blobs_wit::Error::Other(e.to_string())),
+        }
+    }
+}
+
+fn info(o: &nimbus_store::ObjectRow) -> blobs_wit::ObjectInfo {
+    blobs_wit::ObjectInfo {
+        key: o.key.clone(),
+        size: o.size,
+        etag: o.etag.clone(),
+        content_type: o.content_type.clone(),
+        last_modified: o.last_modified_us,
+    }
+}
+
+fn blob_err(e: impl std::fmt::Display) -> blobs_wit::Error {
+    blobs_wit::Error::Other(e.to_string())
+}
+
+impl blobs_wit::Host for Host {
+    async fn get(
+        &mut self,
+        bucket: String,
+        key: String,
+    ) -> wasmtime::Result<Result<Option<Vec<u8>>, blobs_wit::Error>> {
+        let op = self.op(Service::Objects, "get", &bucket);
+        let (db, files, limit) = match self.data.bucket(&bucket).await {
+            Ok(x) => x,
+            Err(e) => return Ok(Err(e)),
+        };
+        let row = match db.object(&bucket, &key).await {
+            Ok(Some(r)) => r,
+            Ok(None) => {
+                op.succeeded();
+                return Ok(Ok(None));
+            }
+            Err(e) => return Ok(Err(blob_err(e))),
+        };
+        if row.size > limit {
+            return Ok(Err(blobs_wit::Error::TooLarge(format!(
+                "object {key:?} is {} bytes, over the {limit} bytes this interface carries; read it through the S3 API",
+                row.size
+            ))));
+        }
+        let mut f = match files.open_range(&row.file, 0).await {
+            Ok(f) => f,
+            Err(e) => return Ok(Err(blob_err(e))),
+        };
+        let mut buf = Vec::with_capacity(row.size as usize);
+        Ok(op.result(
+            match tokio::io::AsyncReadExt::read_to_end(&mut f, &mut buf).await {
+                Ok(_) => Ok(Some(buf)),
+                Err(e) => Err(blob_err(e)),
+            },
+        ))
+    }
+
+    async fn put(
+        &mut self,
+        bucket: String,
+        key: String,
+        data: Vec<u8>,
+        content_type: Option<String>,
+    ) -> wasmtime::Result<Result<blobs_wit::ObjectInfo, blobs_wit::Error>> {
+        let op = self.op(Service::Objects, "put", &bucket);
+        let (db, files, limit) = match self.data.bucket(&bucket).await {
+            Ok(x) => x,
+            Err(e) => return Ok(Err(e)),
+        };
+        if key.is_empty() || key.len() > 1024 || key.contains('\0') {
+            return Ok(Err(blobs_wit::Error::Other(
+                "object keys are 1-1024 bytes without NUL".into(),
+            )));
+        }
+        if data.len() as u64 > limit {
+            return Ok(Err(blobs_wit::Error::TooLarge(format!(
+                "the object is {} bytes, over the {limit} bytes this interface carries; write it through the S3 API",
+                data.len()
+            ))));
+        }
+        let chunk = futures::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(data))]);
+        let stored = match files.put_stream(limit, chunk).await {
+            Ok(s) => s,
+            Err(e) => return Ok(Err(blob_err(e))),
+        };
+        let row = nimbus_store::ObjectRow {
+            bucket,
+            key,
+            file: stored.file.clone(),
+            size: stored.size,
+            etag: stored.md5,
+            content_type,
+            metadata: Vec::new(),
+            last_modified_us: nimbus_store::now_us(),
+        };
+        Ok(op.result(match db.put_object(&row, &[]).await {
+            Ok(old) => {
+                if let Some(old) = old {
+                    files.delete(&old).await;
+                }
+                Ok(info(&row))
+            }
+            Err(e) => {
+                files.delete(&stored.file).await;
+                Err(blob_err(e))
+            }
+        }))
+    }
+
+    async fn delete(
+        &mut self,
+        bucket: String,
+        key: String,
+    ) -> wasmtime::Result<Result<bool, blobs_wit::Error>> {
+        let op = self.op(Service::Objects, "delete", &bucket);
+        let (db, files, _) = match self.data.bucket(&bucket).await {
+            Ok(x) => x,
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(op.result(match db.delete_object(&bucket, &key, &[]).await {
+            Ok(Some(f)) => {
+                files.delete(&f).await;
+                Ok(true)
+            }
+            Ok(None) => Ok(false),
+            Err(e) => Err(blob_err(e)),
+        }))
+    }
+
+    async fn list_objects(
+        &mut self,
+        bucket: String,
+        prefix: String,
+        after: Option<String>,
+        limit: u32,
+    ) -> wasmtime::Result<Result<Vec<blobs_wit::ObjectInfo>, blobs_wit::Error>> {
+        let op = self.op(Service::Objects, "list", &bucket);
+        let (db, _, _) = match self.data.bucket(&bucket).await {
+            Ok(x) => x,
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(op.result(
+            db.list_objects(
+                &bucket,
+                &prefix,
+                &nimbus_store::ListFrom::After(after.unwrap_or_default()),
+                limit.clamp(1, 1000),
+            )
+            .await
+            .map(|rows| rows.iter().map(info).collect())
+            .map_err(blob_err),
+        ))
+    }
+}
