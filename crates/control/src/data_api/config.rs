@@ -1,19 +1,11 @@
 //! `/v1/apps/{app}/config` and `/secrets`: variables, app-wide or per
 //! function, and secrets (sealed at rest, never returned).
 
-use crate::auth::{Grant, Principal, authorize};
-use crate::ctx::{ApiError, ApiResult, Ctx};
+use crate::ctx::{ApiResult, Ctx};
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::{Extension, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use nimbus_core::data::WriteError;
-use nimbus_store::{DocError, DocQuery, KvError};
+use axum::extract::{Path, Query, State};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use super::{not_found, refused};
-
 
 #[derive(Deserialize)]
 pub(crate) struct ScopeQuery {
@@ -87,7 +79,3 @@ pub(crate) async fn secret_put(
 ) -> ApiResult<Json<Value>> {
     set(&ctx, &app, &key, q.function.as_deref(), Some(&body), true).await
 }
-
-/// `DELETE /v1/keys/s3/{access_key}`: revokes an S3 key of an app the
-/// caller's key has the data scope on (the scope that creates them). The
-/// next request signed with it is refused, on every node: secrets are read

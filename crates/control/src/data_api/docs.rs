@@ -2,19 +2,18 @@
 //! merge patches, queries and bulk writes; under the collection's access
 //! rule (the owner rule sees and writes only the user's documents).
 
-use crate::auth::{Grant, Principal, authorize};
+use super::{not_found, refused};
+use crate::auth::{Principal, authorize};
 use crate::ctx::{ApiError, ApiResult, Ctx};
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use nimbus_core::data::WriteError;
-use nimbus_store::{DocError, DocQuery, KvError};
+use nimbus_store::DocQuery;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use super::{not_found, refused};
 
+/// A declared collection of an active app, and what the caller may do in
 /// it: under the `owner` rule, the grant and the owner field.
 fn collection(
     ctx: &Ctx,

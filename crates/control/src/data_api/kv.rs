@@ -1,18 +1,16 @@
 //! `/v1/apps/{app}/kv/{store}`: raw values by key, counters and
 //! compare-and-swap, listings; under the store's access rule.
 
+use super::{not_found, refused};
 use crate::auth::{Grant, Principal, authorize};
 use crate::ctx::{ApiError, ApiResult, Ctx};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Extension, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use nimbus_core::data::WriteError;
-use nimbus_store::{DocError, DocQuery, KvError};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use super::{not_found, refused};
 
 /// The value limit of a declared store of an active app, and what the
 /// caller may do in it (`write`: a write is asked for). Under the `owner`
@@ -54,7 +52,6 @@ fn kv_store(
     let limit = nimbus_core::data::value_limit(spec.max_value_bytes, ctx.platform.max_value_bytes);
     Ok((limit, grant))
 }
-
 
 /// Checks a KV write of `len` bytes at `key` of `app`/`store`.
 fn check_kv(app: &str, store: &str, key: &str, len: usize, limit: u64) -> ApiResult<()> {
@@ -223,5 +220,3 @@ pub(crate) async fn kv_list(
             .await?,
     ))
 }
-
-/// A declared collection of an active app, and what the caller may do in

@@ -52,7 +52,6 @@ impl From<KvError> for ApiError {
     }
 }
 
-
 /// A write refused by the data rule both faces share: a bad key or id is
 /// a bad request, an oversized value 413.
 pub(super) fn refused(e: WriteError) -> ApiError {

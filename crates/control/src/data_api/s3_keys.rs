@@ -1,19 +1,17 @@
 //! S3 access keys of an app: created with the secret shown once, revoked
 //! on every node at once.
 
-use crate::auth::{Grant, Principal, authorize};
-use crate::ctx::{ApiError, ApiResult, Ctx};
+use super::not_found;
+use crate::auth::Principal;
+use crate::ctx::{ApiResult, Ctx};
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::{Extension, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use nimbus_core::data::WriteError;
-use nimbus_store::{DocError, DocQuery, KvError};
-use serde::Deserialize;
+use axum::extract::{Extension, Path, State};
+use axum::http::StatusCode;
 use serde_json::{Value, json};
-use super::{not_found, refused};
 
+/// `DELETE /v1/keys/s3/{access_key}`: revokes an S3 key of an app the
+/// caller's key has the data scope on (the scope that creates them). The
+/// next request signed with it is refused, on every node: secrets are read
 /// from the store for each request.
 pub(crate) async fn revoke_s3_key(
     State(ctx): State<Ctx>,
