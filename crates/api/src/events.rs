@@ -195,12 +195,18 @@ mod tests {
         assert_eq!(v["body"], "{}");
         assert!(v.get("body_base64").is_none());
         assert_eq!(v["invocations"][0]["outcome"], "ok");
-        assert_eq!(serde_json::from_value::<InvocationLookup>(v).unwrap(), event);
+        assert_eq!(
+            serde_json::from_value::<InvocationLookup>(v).unwrap(),
+            event
+        );
         let plain = InvocationLookup::Invocation(attempt());
         let v = serde_json::to_value(&plain).unwrap();
         assert_eq!(v["kind"], "invocation");
         assert_eq!(v["status"], 500);
-        assert_eq!(serde_json::from_value::<InvocationLookup>(v).unwrap(), plain);
+        assert_eq!(
+            serde_json::from_value::<InvocationLookup>(v).unwrap(),
+            plain
+        );
     }
 
     #[test]

@@ -8,11 +8,11 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use base64::Engine as _;
-use nimbus_events::{EventError, Outgoing};
 use nimbus_api::{
     ChannelStatus, DeadLetters, EventDetail, InvocationLookup, MessageRow, Published, Purged,
     QueueDepths, Redriven, Sent,
 };
+use nimbus_events::{EventError, Outgoing};
 use nimbus_store::ChannelDepth;
 use serde::Deserialize;
 
@@ -151,7 +151,9 @@ pub(crate) async fn get_invocation(
         Ok(row) => {
             let attempts = store.invocations(&app, None, Some(&id), 1000).await?;
             let body = store.message_body(&app, &id).await?;
-            Ok(Json(InvocationLookup::Event(with_body(row, body, attempts))))
+            Ok(Json(InvocationLookup::Event(with_body(
+                row, body, attempts,
+            ))))
         }
         Err(nimbus_store::StoreError::NotFound(_)) => {
             let inv = store

@@ -286,9 +286,7 @@ fn dlq_request(api: &Api, path: &str, ids: Vec<String>) -> reqwest::RequestBuild
 /// `nimbus invocations APP --id ID`: an event's state and attempts, or one invocation.
 pub async fn invocation(target: &Target, app: &str, id: &str) -> Result<()> {
     let api = Api::new(target)?;
-    let found: InvocationLookup = api
-        .get(&format!("/v1/apps/{app}/invocations/{id}"))
-        .await?;
+    let found: InvocationLookup = api.get(&format!("/v1/apps/{app}/invocations/{id}")).await?;
     match found {
         InvocationLookup::Event(detail) => print_detail(&detail),
         InvocationLookup::Invocation(i) => println!("{}", serde_json::to_string_pretty(&i)?),

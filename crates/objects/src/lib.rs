@@ -17,7 +17,7 @@
 //! Served: buckets, objects (put, get with range and conditions, head,
 //! delete, delete-multiple, copy, list v1 and v2), multipart uploads, and
 //! storage events written in the object change's transaction; guests reach
-//! the same buckets through `nimbus:data` blobs (runtime/data.rs).
+//! the same buckets through `nimbus:data` blobs (runtime/src/data/blobs.rs).
 //!
 //! The code map: [`Objects`] and the write path every operation shares
 //! (commit an object with its events, then drop the body it replaced) are
