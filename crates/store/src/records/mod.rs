@@ -166,7 +166,8 @@ mod tests {
     use nimbus_core::{InvocationRecord, Outcome, StoredInput};
     use std::time::Duration;
 
-    fn record(i: usize, function: &str) -> InvocationRecord {
+    /// A record of invocation `i` of `a/function` (a test fixture).
+    pub(super) fn record(i: usize, function: &str) -> InvocationRecord {
         InvocationRecord {
             id: format!("inv-{i:05}"),
             app: "a".into(),

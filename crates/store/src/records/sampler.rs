@@ -101,36 +101,17 @@ mod tests {
     use super::*;
     use nimbus_core::Outcome;
 
+    /// A plain success of `a/function` at `at_us`: no logs, no input.
     fn plain(function: &str, at_us: i64) -> InvocationRecord {
-        InvocationRecord {
-            id: format!("{function}-{at_us}"),
-            app: "a".into(),
-            function: function.into(),
-            revision: 1,
-            trigger: "http".into(),
-            method: "GET".into(),
-            path: "/".into(),
-            started_at_us: at_us,
-            duration_us: 7,
-            status: 200,
-            outcome: Outcome::Ok,
-            error: None,
-            bytes_in: 1,
-            bytes_out: 2,
-            event_id: None,
-            attempt: 0,
-            memory_mb: 64,
-            peak_memory_bytes: 0,
-            cold: false,
-            ops: Default::default(),
-            op_spans: Vec::new(),
-            input: None,
-            trace_id: "t".repeat(32),
-            span_id: "s".repeat(16),
-            parent_span_id: None,
-            stdout: String::new(),
-            stderr: String::new(),
-        }
+        let mut r = super::super::tests::record(0, function);
+        r.stdout.clear();
+        r.input = None;
+        r.started_at_us = at_us;
+        r.duration_us = 7;
+        r.memory_mb = 64;
+        r.bytes_in = 1;
+        r.bytes_out = 2;
+        r
     }
 
     #[test]
