@@ -5,15 +5,22 @@
 //! Covered so far: apps, revisions, deploys (the request and its progress
 //! lines), rollbacks and the functions of an app (here); invocation records
 //! (`invocations`); sends, publishes, queue depths, events and dead letters
-//! (`events`). The other endpoints' bodies are still built with
-//! `serde_json::json!` (see docs/API.md for the endpoints).
+//! (`events`); key-value answers and operations, document writes,
+//! configuration and S3 keys (`data`). The other endpoints' bodies are
+//! still built with `serde_json::json!` (see docs/API.md for the
+//! endpoints).
 //!
 //! Invariant: only plain data and serde here — no I/O, no HTTP client or
 //! server types — so every side can depend on it.
 
+mod data;
 mod events;
 mod invocations;
 
+pub use data::{
+    ConfigChanged, ConfigEntry, ConfigList, Counter, Deleted, KeyPage, KvOp, S3KeyCreated, Swapped,
+    Written,
+};
 pub use events::{
     ChannelStatus, DeadLetters, EventDetail, InvocationLookup, MessageRow, Published, Purged,
     QueueDepths, Redriven, Sent,

@@ -4,7 +4,8 @@ use crate::Target;
 use crate::client::Api;
 use anyhow::{Context, Result, anyhow};
 use clap::Subcommand;
-use serde_json::{Value, json};
+use nimbus_api::{ConfigList, Counter, Deleted, KeyPage, KvOp, Written};
+use serde_json::Value;
 use std::io::{Read, Write};
 use std::path::PathBuf;
 
@@ -198,12 +199,10 @@ pub async fn kv(target: &Target, cmd: KvCommand) -> Result<()> {
                 .await?;
         }
         KvCommand::Del { store, key } => {
-            let v: Value = api
-                .send(api.req(reqwest::Method::DELETE, &path(&store, &key)?))
-                .await?
-                .json()
+            let done: Deleted = api
+                .read(api.req(reqwest::Method::DELETE, &path(&store, &key)?))
                 .await?;
-            if v["deleted"] != true {
+            if !done.deleted {
                 println!("(there was no such key)");
             }
         }
@@ -221,24 +220,22 @@ pub async fn kv(target: &Target, cmd: KvCommand) -> Result<()> {
             if let Some(a) = after {
                 p.push_str(&format!("&after={}", enc(&a)));
             }
-            let v = api.get_json(&p).await?;
-            for k in v["keys"].as_array().cloned().unwrap_or_default() {
-                println!("{}", k.as_str().unwrap_or(""));
+            let page: KeyPage = api.get(&p).await?;
+            for k in page.keys {
+                println!("{k}");
             }
-            if let Some(c) = v["cursor"].as_str() {
+            if let Some(c) = page.cursor {
                 eprintln!("-- more: --after {c:?}");
             }
         }
         KvCommand::Incr { store, key, by } => {
-            let v: Value = api
-                .send(
+            let counter: Counter = api
+                .read(
                     api.req(reqwest::Method::POST, &path(&store, &key)?)
-                        .json(&json!({ "increment": by })),
+                        .json(&KvOp::Increment(by)),
                 )
-                .await?
-                .json()
                 .await?;
-            println!("{}", v["value"]);
+            println!("{}", counter.value);
         }
     }
     Ok(())
@@ -287,12 +284,10 @@ pub async fn docs(target: &Target, cmd: DocsCommand) -> Result<()> {
             print_doc(&api.send(rb).await?.json().await?);
         }
         DocsCommand::Del { collection, id } => {
-            let v: Value = api
-                .send(api.req(reqwest::Method::DELETE, &path(&collection, &id)?))
-                .await?
-                .json()
+            let done: Deleted = api
+                .read(api.req(reqwest::Method::DELETE, &path(&collection, &id)?))
                 .await?;
-            if v["deleted"] != true {
+            if !done.deleted {
                 println!("(there was no such document)");
             }
         }
@@ -327,15 +322,13 @@ pub async fn docs(target: &Target, cmd: DocsCommand) -> Result<()> {
                 .with_context(|| format!("reading {}", file.display()))?;
             let docs: Value = serde_json::from_str(&text)
                 .with_context(|| format!("{} is not JSON", file.display()))?;
-            let v: Value = api
-                .send(
+            let done: Written = api
+                .read(
                     api.req(reqwest::Method::POST, &format!("/v1/apps/{app}/docs/{c}"))
                         .json(&docs),
                 )
-                .await?
-                .json()
                 .await?;
-            println!("{} document(s) written", v["written"]);
+            println!("{} document(s) written", done.written);
         }
     }
     Ok(())
@@ -349,18 +342,12 @@ fn scope(function: &Option<String>) -> String {
 }
 
 async fn list(api: &Api, app: &str, secrets: bool) -> Result<()> {
-    let v = api.get_json(&format!("/v1/apps/{app}/config")).await?;
-    for r in v["config"].as_array().cloned().unwrap_or_default() {
-        if r["secret"].as_bool() != Some(secrets) {
-            continue;
-        }
-        let scope = r["function"]
-            .as_str()
-            .map(|f| format!("{f}: "))
-            .unwrap_or_default();
-        match r["value"].as_str() {
-            Some(val) => println!("{scope}{} = {val}", r["key"].as_str().unwrap_or("")),
-            None => println!("{scope}{} (secret)", r["key"].as_str().unwrap_or("")),
+    let list: ConfigList = api.get(&format!("/v1/apps/{app}/config")).await?;
+    for r in list.config.into_iter().filter(|r| r.secret == secrets) {
+        let scope = r.function.map(|f| format!("{f}: ")).unwrap_or_default();
+        match r.value {
+            Some(val) => println!("{scope}{} = {val}", r.key),
+            None => println!("{scope}{} (secret)", r.key),
         }
     }
     Ok(())

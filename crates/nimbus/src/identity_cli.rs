@@ -50,19 +50,11 @@ pub async fn keys(target: &Target, cmd: KeysCommand) -> Result<()> {
             if name.is_some() {
                 bail!("S3 keys have no name: drop it, or drop --s3 for an API key");
             }
-            let v: Value = api
-                .send(api.req(Method::POST, &format!("/v1/apps/{app}/keys/s3")))
-                .await?
-                .json()
+            let key: nimbus_api::S3KeyCreated = api
+                .read(api.req(Method::POST, &format!("/v1/apps/{app}/keys/s3")))
                 .await?;
-            println!(
-                "access key id:     {}",
-                v["access_key"].as_str().unwrap_or("")
-            );
-            println!(
-                "secret access key: {}",
-                v["secret_key"].as_str().unwrap_or("")
-            );
+            println!("access key id:     {}", key.access_key);
+            println!("secret access key: {}", key.secret_key);
             eprintln!(
                 "-- the secret is shown only now; use path-style addressing with the S3 endpoint"
             );

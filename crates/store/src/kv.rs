@@ -29,14 +29,8 @@ impl From<sqlx::Error> for KvError {
     }
 }
 
-/// A page of keys.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct KeyPage {
-    /// Keys, in order.
-    pub keys: Vec<String>,
-    /// The last key, when more follow (pass it as `after`).
-    pub cursor: Option<String>,
-}
+/// A page of keys (the type is the API's).
+pub use nimbus_api::KeyPage;
 
 /// One configuration row.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

@@ -4,8 +4,8 @@
 use crate::ctx::{ApiResult, Ctx};
 use axum::Json;
 use axum::extract::{Path, Query, State};
+use nimbus_api::{ConfigChanged, ConfigEntry, ConfigList};
 use serde::Deserialize;
-use serde_json::{Value, json};
 
 #[derive(Deserialize)]
 pub(crate) struct ScopeQuery {
@@ -17,22 +17,20 @@ pub(crate) struct ScopeQuery {
 pub(crate) async fn config_list(
     State(ctx): State<Ctx>,
     Path(app): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ConfigList>> {
     ctx.platform.store.app(&app).await?;
     let rows = ctx.platform.store.config_rows(&app).await?;
-    let list: Vec<Value> = rows
+    let config = rows
         .into_iter()
-        .map(|r| {
-            json!({
-                "function": if r.function.is_empty() { None } else { Some(r.function) },
-                "key": r.key,
-                "value": if r.secret { None } else { Some(r.value) },
-                "secret": r.secret,
-                "updated_at_us": r.updated_at_us,
-            })
+        .map(|r| ConfigEntry {
+            function: (!r.function.is_empty()).then_some(r.function),
+            key: r.key,
+            value: (!r.secret).then_some(r.value),
+            secret: r.secret,
+            updated_at_us: r.updated_at_us,
         })
         .collect();
-    Ok(Json(json!({ "app": app, "config": list })))
+    Ok(Json(ConfigList { app, config }))
 }
 
 async fn set(
@@ -42,12 +40,15 @@ async fn set(
     function: Option<&str>,
     value: Option<&str>,
     secret: bool,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ConfigChanged>> {
     let changed = ctx
         .platform
         .set_config(app, function, key, value, secret)
         .await?;
-    Ok(Json(json!({ "key": key, "changed": changed })))
+    Ok(Json(ConfigChanged {
+        key: key.to_string(),
+        changed,
+    }))
 }
 
 /// `PUT /v1/apps/{app}/config/{key}?function=F` (body: the value).
@@ -56,7 +57,7 @@ pub(crate) async fn config_put(
     Path((app, key)): Path<(String, String)>,
     Query(q): Query<ScopeQuery>,
     body: String,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ConfigChanged>> {
     set(&ctx, &app, &key, q.function.as_deref(), Some(&body), false).await
 }
 
@@ -65,7 +66,7 @@ pub(crate) async fn config_delete(
     State(ctx): State<Ctx>,
     Path((app, key)): Path<(String, String)>,
     Query(q): Query<ScopeQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ConfigChanged>> {
     set(&ctx, &app, &key, q.function.as_deref(), None, false).await
 }
 
@@ -76,6 +77,6 @@ pub(crate) async fn secret_put(
     Path((app, key)): Path<(String, String)>,
     Query(q): Query<ScopeQuery>,
     body: String,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ConfigChanged>> {
     set(&ctx, &app, &key, q.function.as_deref(), Some(&body), true).await
 }

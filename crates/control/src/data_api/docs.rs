@@ -9,9 +9,10 @@ use axum::Json;
 use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use nimbus_api::{Deleted, Written};
 use nimbus_store::DocQuery;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// A declared collection of an active app, and what the caller may do in
 /// it: under the `owner` rule, the grant and the owner field.
@@ -244,16 +245,16 @@ pub(crate) async fn doc_delete(
     State(ctx): State<Ctx>,
     Extension(who): Extension<Principal>,
     Path((app, coll, id)): Path<(String, String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Deleted>> {
     let owned = collection(&ctx, &who, &app, &coll, true)?;
     if owned.is_none() {
         let existed = ctx.platform.store.doc_delete(&app, &coll, &id).await?;
-        return Ok(Json(json!({ "deleted": existed })));
+        return Ok(Json(Deleted { deleted: existed }));
     }
     // Under the owner rule: delete the version that was checked, so a
     // document created or replaced meanwhile is not deleted unseen.
     match owned_current(&ctx, &app, &coll, &id, &owned, None).await? {
-        Some(0) | None => Ok(Json(json!({ "deleted": false }))),
+        Some(0) | None => Ok(Json(Deleted { deleted: false })),
         Some(version) => {
             if ctx
                 .platform
@@ -261,7 +262,7 @@ pub(crate) async fn doc_delete(
                 .doc_delete_at(&app, &coll, &id, Some(version))
                 .await?
             {
-                Ok(Json(json!({ "deleted": true })))
+                Ok(Json(Deleted { deleted: true }))
             } else {
                 Err(ApiError(
                     StatusCode::PRECONDITION_FAILED,
@@ -325,7 +326,7 @@ pub(crate) async fn doc_bulk(
     Extension(who): Extension<Principal>,
     Path((app, coll)): Path<(String, String)>,
     Json(docs): Json<Vec<Value>>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Written>> {
     if collection(&ctx, &who, &app, &coll, true)?.is_some() {
         return Err(ApiError(
             StatusCode::FORBIDDEN,
@@ -354,5 +355,5 @@ pub(crate) async fn doc_bulk(
         items.push((id, text));
     }
     let n = ctx.platform.store.doc_put_many(&app, &coll, &items).await?;
-    Ok(Json(json!({ "written": n })))
+    Ok(Json(Written { written: n as u64 }))
 }

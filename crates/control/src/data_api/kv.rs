@@ -9,8 +9,8 @@ use axum::body::Bytes;
 use axum::extract::{Extension, Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use nimbus_api::{Counter, Deleted, KeyPage, KvOp, Swapped};
 use serde::Deserialize;
-use serde_json::{Value, json};
 
 /// The value limit of a declared store of an active app, and what the
 /// caller may do in it (`write`: a write is asked for). Under the `owner`
@@ -113,22 +113,10 @@ pub(crate) async fn kv_delete(
     State(ctx): State<Ctx>,
     Extension(who): Extension<Principal>,
     Path((app, store, key)): Path<(String, String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Deleted>> {
     kv_store(&ctx, &who, &app, &store, Some(&key), true)?;
-    let existed = ctx.platform.store.kv_delete(&app, &store, &key).await?;
-    Ok(Json(json!({ "deleted": existed })))
-}
-
-#[derive(Deserialize)]
-pub(crate) struct KvOp {
-    increment: Option<i64>,
-    compare_and_swap: Option<CasBody>,
-}
-
-#[derive(Deserialize)]
-pub(crate) struct CasBody {
-    expected: Option<String>,
-    value: String,
+    let deleted = ctx.platform.store.kv_delete(&app, &store, &key).await?;
+    Ok(Json(Deleted { deleted }))
 }
 
 /// `POST /v1/apps/{app}/kv/{store}/{*key}` with `{"increment": N}` or
@@ -137,40 +125,44 @@ pub(crate) async fn kv_op(
     State(ctx): State<Ctx>,
     Extension(who): Extension<Principal>,
     Path((app, store, key)): Path<(String, String, String)>,
-    Json(op): Json<KvOp>,
-) -> ApiResult<Json<Value>> {
+    body: Bytes,
+) -> ApiResult<Response> {
     let (limit, _) = kv_store(&ctx, &who, &app, &store, Some(&key), true)?;
+    let op: KvOp = serde_json::from_slice(&body).map_err(|e| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("send {{\"increment\": N}} or {{\"compare_and_swap\": {{\"expected\": ..., \"value\": ...}}}} ({e})"),
+        )
+    })?;
     // The key (an operation's value, if any, is checked below).
     check_kv(&app, &store, &key, 0, limit)?;
     let db = &ctx.platform.store;
-    match (op.increment, op.compare_and_swap) {
-        (Some(n), None) => Ok(Json(
-            json!({ "value": db.kv_increment(&app, &store, &key, n).await? }),
-        )),
-        (None, Some(c)) => {
-            check_kv(&app, &store, &key, c.value.len(), limit)?;
+    match op {
+        KvOp::Increment(n) => {
+            let value = db.kv_increment(&app, &store, &key, n).await?;
+            Ok(Json(Counter { value }).into_response())
+        }
+        KvOp::CompareAndSwap { expected, value } => {
+            check_kv(&app, &store, &key, value.len(), limit)?;
             let swapped = db
                 .kv_compare_and_swap(
                     &app,
                     &store,
                     &key,
-                    c.expected.as_deref().map(str::as_bytes),
-                    c.value.as_bytes(),
+                    expected.as_deref().map(str::as_bytes),
+                    value.as_bytes(),
                 )
                 .await?;
             if !swapped {
                 return Err(ApiError(
                     StatusCode::CONFLICT,
-                    format!("compare-and-swap of {key:?} failed: its value is not the expected one; read it again and retry"),
+                    format!(
+                        "compare-and-swap of {key:?} failed: its value is not the expected one; read it again and retry"
+                    ),
                 ));
             }
-            Ok(Json(json!({ "swapped": true })))
+            Ok(Json(Swapped { swapped }).into_response())
         }
-        _ => Err(ApiError(
-            StatusCode::BAD_REQUEST,
-            "send {\"increment\": N} or {\"compare_and_swap\": {\"expected\": ..., \"value\": ...}}"
-                .into(),
-        )),
     }
 }
 
@@ -187,7 +179,7 @@ pub(crate) async fn kv_list(
     Extension(who): Extension<Principal>,
     Path((app, store)): Path<(String, String)>,
     Query(q): Query<ListQuery>,
-) -> ApiResult<Json<nimbus_store::KeyPage>> {
+) -> ApiResult<Json<KeyPage>> {
     let (_, grant) = kv_store(&ctx, &who, &app, &store, None, false)?;
     // Under the owner rule a listing stays within the user's keys.
     let prefix = match grant.owner() {

@@ -7,7 +7,7 @@ use crate::ctx::{ApiResult, Ctx};
 use axum::Json;
 use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
-use serde_json::{Value, json};
+use nimbus_api::S3KeyCreated;
 
 /// `DELETE /v1/keys/s3/{access_key}`: revokes an S3 key of an app the
 /// caller's key has the data scope on (the scope that creates them). The
@@ -37,7 +37,7 @@ pub(crate) async fn revoke_s3_key(
 pub(crate) async fn create_s3_key(
     State(ctx): State<Ctx>,
     Path(app): Path<String>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<S3KeyCreated>)> {
     ctx.platform.store.app(&app).await?;
     const UPPER: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
     const ANY: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
@@ -54,6 +54,10 @@ pub(crate) async fn create_s3_key(
         .await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "app": app, "access_key": access_key, "secret_key": secret })),
+        Json(S3KeyCreated {
+            app,
+            access_key,
+            secret_key: secret,
+        }),
     ))
 }
