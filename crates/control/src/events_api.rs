@@ -115,7 +115,6 @@ pub(crate) async fn depths(
         }
     }
     // Channels of a previous revision.
-    drop(take);
     channels.extend(depths.into_iter().map(|d| status(d, None)));
     Ok(Json(QueueDepths { app, channels }))
 }

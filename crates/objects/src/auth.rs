@@ -206,8 +206,6 @@ impl s3s::access::S3Access for Access {
     }
 }
 
-/// The S3 HTTP service: storage, per-app keys (SigV4) and access checks.
-
 #[cfg(test)]
 mod tests {
     use super::*;

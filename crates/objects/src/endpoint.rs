@@ -5,6 +5,7 @@ use crate::auth::{Access, Keys, check_signature, now_secs};
 use crate::{Objects, Unseal};
 use std::time::Duration;
 
+/// The S3 HTTP service: storage, per-app keys (SigV4) and access checks.
 /// Path-style addressing (`http://host:port/bucket/key`).
 pub fn service(objects: Objects, unseal: Unseal) -> Endpoint {
     let store = objects.store.clone();

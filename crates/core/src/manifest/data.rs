@@ -177,10 +177,22 @@ mod tests {
 
     #[test]
     fn stores_collections_and_grants_resolve() {
-        let src = format!(
-            "[app]\nname = \"demo\"\n[functions.f]\ncomponent = \"f.wasm\"\nkv = [\"cache\"]\ncollections = [\"games\"]\nconfig = {{ \"db.url\" = \"x\" }}\n[variables]\nmode = \"dev\"\n[kv.cache]\nmax_value_kb = 2\n[collections.games]\naccess = \"owner\"\nindexes = [[\"score\", \"-at\"]]\n"
-        );
-        let m = Manifest::parse(&src).unwrap();
+        let src = r#"[app]
+name = "demo"
+[functions.f]
+component = "f.wasm"
+kv = ["cache"]
+collections = ["games"]
+config = { "db.url" = "x" }
+[variables]
+mode = "dev"
+[kv.cache]
+max_value_kb = 2
+[collections.games]
+access = "owner"
+indexes = [["score", "-at"]]
+"#;
+        let m = Manifest::parse(src).unwrap();
         let spec = m.to_spec(&[("f".into(), "h".into())].into()).unwrap();
         assert_eq!(spec.kv["cache"].max_value_bytes, Some(2048));
         assert_eq!(spec.kv["cache"].access, Access::None);
