@@ -119,11 +119,16 @@ pub(crate) async fn depths(
     Ok(Json(QueueDepths { app, channels }))
 }
 
-fn with_body(
+/// An event with its payload and its attempts.
+async fn event_detail(
+    store: &nimbus_store::Store,
+    app: &str,
     message: MessageRow,
-    body: Vec<u8>,
-    invocations: Vec<nimbus_api::InvocationRow>,
-) -> EventDetail {
+) -> ApiResult<EventDetail> {
+    let body = store.message_body(app, &message.id).await?;
+    let invocations = store
+        .invocations(app, None, Some(&message.id), 1000)
+        .await?;
     let (body, body_base64) = match String::from_utf8(body) {
         Ok(text) => (Some(text), None),
         Err(e) => (
@@ -131,12 +136,12 @@ fn with_body(
             Some(base64::engine::general_purpose::STANDARD.encode(e.as_bytes())),
         ),
     };
-    EventDetail {
+    Ok(EventDetail {
         message,
         body,
         body_base64,
         invocations,
-    }
+    })
 }
 
 /// `GET /v1/apps/{app}/invocations/{id}`: an event with its state and
@@ -147,13 +152,9 @@ pub(crate) async fn get_invocation(
 ) -> ApiResult<Json<InvocationLookup>> {
     let store = ctx.platform.events.store();
     match store.message(&app, &id).await {
-        Ok(row) => {
-            let attempts = store.invocations(&app, None, Some(&id), 1000).await?;
-            let body = store.message_body(&app, &id).await?;
-            Ok(Json(InvocationLookup::Event(with_body(
-                row, body, attempts,
-            ))))
-        }
+        Ok(row) => Ok(Json(InvocationLookup::Event(
+            event_detail(store, &app, row).await?,
+        ))),
         Err(nimbus_store::StoreError::NotFound(_)) => {
             let inv = store
                 .invocation(&app, &id)
@@ -253,9 +254,7 @@ pub(crate) async fn dlq_show(
             ),
         ));
     }
-    let body = store.message_body(&app, &id).await?;
-    let attempts = store.invocations(&app, None, Some(&id), 1000).await?;
-    Ok(Json(with_body(row, body, attempts)))
+    Ok(Json(event_detail(store, &app, row).await?))
 }
 
 /// `POST /v1/apps/{app}/functions/{function}/dlq/redrive` `{"ids": [...]}`

@@ -94,16 +94,12 @@ impl Api {
         &self,
         rb: reqwest::RequestBuilder,
     ) -> Result<T> {
-        let what = rb
-            .try_clone()
-            .and_then(|r| r.build().ok())
-            .map(|r| format!("{} {}", r.method(), r.url().path()))
-            .unwrap_or_else(|| "the request".into());
         let resp = self.send(rb).await?;
+        let path = resp.url().path().to_string();
         let bytes = resp.bytes().await?;
         serde_json::from_slice(&bytes).with_context(|| {
             format!(
-                "the server's answer to {what} is not what this nimbus expects (a server of another version?)"
+                "the server's answer to {path} is not what this nimbus expects (a server of another version?)"
             )
         })
     }

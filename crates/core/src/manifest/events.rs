@@ -467,11 +467,8 @@ impl Manifest {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::err;
     use super::*;
-
-    fn err(src: &str) -> ManifestError {
-        Manifest::parse(src).unwrap_err()
-    }
 
     const EVENTS: &str = r#"
 [app]

@@ -526,7 +526,8 @@ function = "echo"
         );
     }
 
-    fn err(src: &str) -> ManifestError {
+    /// The error `src` is refused with (shared by the sections' tests).
+    pub(super) fn err(src: &str) -> ManifestError {
         Manifest::parse(src).unwrap_err()
     }
 
