@@ -6,7 +6,8 @@
 //! lines), rollbacks and the functions of an app (here); invocation records
 //! (`invocations`); sends, publishes, queue depths, events and dead letters
 //! (`events`); key-value answers and operations, document writes,
-//! configuration and S3 keys (`data`). The other endpoints' bodies are
+//! configuration and S3 keys (`data`); API keys, S3 keys and users
+//! (`identity`). The other endpoints' bodies are
 //! still built with `serde_json::json!` (see docs/API.md for the
 //! endpoints).
 //!
@@ -15,6 +16,7 @@
 
 mod data;
 mod events;
+mod identity;
 mod invocations;
 
 pub use data::{
@@ -25,11 +27,21 @@ pub use events::{
     ChannelStatus, DeadLetters, EventDetail, InvocationLookup, MessageRow, Published, Purged,
     QueueDepths, Redriven, Sent,
 };
+pub use identity::{
+    ApiKey, CreatedKey, KeyList, KeyRotated, NewKey, NewUser, S3Key, User, UserList,
+};
 pub use invocations::InvocationRow;
 
 use nimbus_core::Limits;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+
+/// Every refusal or failure of the API: `{"error": "what was wrong and how
+/// to fix it"}`, with the status saying which kind.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+}
 
 /// `GET /v1/apps`: one app.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

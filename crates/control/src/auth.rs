@@ -13,20 +13,8 @@ use crate::routes::Need;
 use axum::extract::Request;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use nimbus_core::policy::Access;
-use nimbus_identity::{Claims, IdentityError, KeyInfo, Scope};
-use std::sync::Arc;
-
-/// The authenticated caller of a control API request.
-#[derive(Clone)]
-pub(crate) enum Principal {
-    /// An API key.
-    Key(Arc<KeyInfo>),
-    /// A user of the app in the path, by their access token.
-    User(Arc<Claims>),
-    /// No credentials.
-    Anonymous,
-}
+use nimbus_identity::IdentityError;
+pub(crate) use nimbus_identity::Principal;
 
 fn bearer(req: &Request) -> Option<&str> {
     req.headers()
@@ -131,101 +119,6 @@ pub(crate) fn authenticate(
                 .unwrap_or_default()
         ),
     ))
-}
-
-/// What a data request may do under its store's access rule.
-pub(crate) enum Grant {
-    /// An API key with the data scope: everything.
-    Full,
-    /// Reads by anyone.
-    PublicRead,
-    /// A signed-in user of the app: reads and writes.
-    User,
-    /// A signed-in user: only what they own.
-    Owner(String),
-}
-
-impl Grant {
-    /// The subject an owner-rule grant is limited to.
-    pub(crate) fn owner(&self) -> Option<&str> {
-        match self {
-            Grant::Owner(s) => Some(s),
-            _ => None,
-        }
-    }
-}
-
-/// Decides a KV or document request: keys need the data scope on the app;
-/// users and anonymous callers get what the store's `access` rule allows.
-pub(crate) fn authorize(
-    principal: &Principal,
-    app: &str,
-    what: &str,
-    access: Access,
-    write: bool,
-) -> Result<Grant, ApiError> {
-    match principal {
-        Principal::Key(k) => {
-            if k.allows(Some(app), Scope::Data) {
-                Ok(Grant::Full)
-            } else {
-                Err(ApiError(
-                    StatusCode::FORBIDDEN,
-                    format!(
-                        "API key {:?} may not use {what} of app {app:?}: it needs the data scope on the app",
-                        k.name
-                    ),
-                ))
-            }
-        }
-        Principal::Anonymous => match access {
-            Access::PublicRead if !write => Ok(Grant::PublicRead),
-            Access::PublicRead => Err(ApiError(
-                StatusCode::UNAUTHORIZED,
-                format!(
-                    "{what} is read-only for clients (access = \"public-read\"): writes need an API key with the data scope, or a function"
-                ),
-            )),
-            Access::None => Err(ApiError(
-                StatusCode::UNAUTHORIZED,
-                format!(
-                    "{what} is not open to clients (access = \"none\"): use an API key with the data scope, or a function"
-                ),
-            )),
-            Access::OwnerRead if write => Err(ApiError(
-                StatusCode::UNAUTHORIZED,
-                format!(
-                    "{what} is read-only for clients (access = \"owner-read\"): writes need an API key with the data scope, or a function"
-                ),
-            )),
-            _ => Err(ApiError(
-                StatusCode::UNAUTHORIZED,
-                format!(
-                    "{what} needs a signed-in user: send `Authorization: Bearer ACCESS_TOKEN` (log in at /v1/apps/{app}/auth/login)"
-                ),
-            )),
-        },
-        Principal::User(c) => match access {
-            Access::None => Err(ApiError(
-                StatusCode::FORBIDDEN,
-                format!("{what} is not open to clients (access = \"none\")"),
-            )),
-            Access::PublicRead if !write => Ok(Grant::PublicRead),
-            Access::PublicRead => Err(ApiError(
-                StatusCode::FORBIDDEN,
-                format!("{what} is read-only for clients (access = \"public-read\")"),
-            )),
-            Access::Authenticated => Ok(Grant::User),
-            Access::Owner => Ok(Grant::Owner(c.subject.clone())),
-            Access::OwnerRead if !write => Ok(Grant::Owner(c.subject.clone())),
-            Access::OwnerRead => Err(ApiError(
-                StatusCode::FORBIDDEN,
-                format!(
-                    "{what} is read-only for clients (access = \"owner-read\"): a user reads only their own, and only functions write"
-                ),
-            )),
-        },
-    }
 }
 
 impl From<IdentityError> for ApiError {

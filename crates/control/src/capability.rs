@@ -15,9 +15,7 @@ use crate::platform::PlatformError;
 use futures::future::BoxFuture;
 use nimbus_core::AppSpec;
 use nimbus_identity::Users;
-use nimbus_runtime::Runtime;
-use nimbus_store::Store;
-use std::sync::Arc;
+use nimbus_store::{BlobFiles, Store};
 
 /// One capability's part in the app life cycle.
 pub(crate) trait Lifecycle: Send + Sync {
@@ -40,7 +38,8 @@ pub(crate) trait Lifecycle: Send + Sync {
     }
 }
 
-/// Document collections: their indexes exist before a revision queries them.
+/// Document collections: their indexes exist before a revision queries
+/// them (`nimbus_data::docs::prepare`).
 struct Documents(Store);
 
 impl Lifecycle for Documents {
@@ -49,12 +48,7 @@ impl Lifecycle for Documents {
     }
 
     fn prepare<'a>(&'a self, spec: &'a AppSpec) -> BoxFuture<'a, Result<(), PlatformError>> {
-        Box::pin(async move {
-            for c in spec.collections.values() {
-                self.0.ensure_doc_indexes(&c.indexes).await?;
-            }
-            Ok(())
-        })
+        Box::pin(async move { Ok(nimbus_data::docs::prepare(&self.0, spec).await?) })
     }
 }
 
@@ -82,7 +76,7 @@ impl Lifecycle for UserPools {
 
 /// Object storage: a deleted app's object bodies and upload parts leave the
 /// disk once their rows are gone.
-struct ObjectBodies(Arc<Runtime>);
+struct ObjectBodies(BlobFiles);
 
 impl Lifecycle for ObjectBodies {
     fn name(&self) -> &'static str {
@@ -91,10 +85,8 @@ impl Lifecycle for ObjectBodies {
 
     fn deleted<'a>(&'a self, _app: &'a str, files: &'a [String]) -> BoxFuture<'a, ()> {
         Box::pin(async move {
-            if let Some(blobs) = self.0.blob_files() {
-                for file in files {
-                    blobs.delete(file).await;
-                }
+            for file in files {
+                self.0.delete(file).await;
             }
         })
     }
@@ -103,10 +95,10 @@ impl Lifecycle for ObjectBodies {
 /// Every capability with a part in the life cycle. (Configuration and
 /// secrets are not here: they are computed per function and installed into
 /// the active app, see `Platform::apply_config`.)
-pub(crate) fn all(store: &Store, users: &Users, runtime: &Arc<Runtime>) -> Vec<Box<dyn Lifecycle>> {
+pub(crate) fn all(store: &Store, users: &Users, blobs: &BlobFiles) -> Vec<Box<dyn Lifecycle>> {
     vec![
         Box::new(Documents(store.clone())),
         Box::new(UserPools(users.clone())),
-        Box::new(ObjectBodies(runtime.clone())),
+        Box::new(ObjectBodies(blobs.clone())),
     ]
 }

@@ -7,17 +7,30 @@ use crate::platform::{Platform, PlatformError};
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 use std::sync::Arc;
 
 #[derive(Clone)]
 pub(crate) struct Ctx {
     pub(crate) platform: Arc<Platform>,
+    /// What the data capabilities' endpoints work with.
+    data: nimbus_data::DataFace,
 }
 
 impl Ctx {
     pub(crate) fn new(platform: Arc<Platform>) -> Ctx {
-        Ctx { platform }
+        let data = nimbus_data::DataFace::new(
+            platform.store.clone(),
+            platform.gateway.clone(),
+            platform.max_value_bytes,
+        );
+        Ctx { platform, data }
+    }
+}
+
+/// The data capabilities' handlers take their part of the context.
+impl axum::extract::FromRef<Ctx> for nimbus_data::DataFace {
+    fn from_ref(ctx: &Ctx) -> Self {
+        ctx.data.clone()
     }
 }
 
@@ -26,7 +39,7 @@ pub(crate) struct ApiError(pub(crate) StatusCode, pub(crate) String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(json!({ "error": self.1 }))).into_response()
+        (self.0, Json(nimbus_api::ErrorBody { error: self.1 })).into_response()
     }
 }
 

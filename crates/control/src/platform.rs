@@ -129,6 +129,8 @@ pub struct PlatformSettings {
     pub max_component_bytes: u64,
     /// Largest KV value or document, in bytes.
     pub max_value_bytes: u64,
+    /// The object bodies (a deleted app's leave with it).
+    pub blob_files: nimbus_store::BlobFiles,
 }
 
 impl Platform {
@@ -143,7 +145,7 @@ impl Platform {
         limits: PlatformSettings,
     ) -> Arc<Platform> {
         let keys = gateway.verifiers().keys.clone();
-        let capabilities = crate::capability::all(&store, &users, gateway.runtime());
+        let capabilities = crate::capability::all(&store, &users, &limits.blob_files);
         Arc::new(Platform {
             capabilities,
             keys,

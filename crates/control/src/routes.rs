@@ -89,6 +89,19 @@ impl Verb {
         }
     }
 
+    /// The verb of a method a data route names.
+    fn of(method: &axum::http::Method) -> Verb {
+        match *method {
+            axum::http::Method::GET => Verb::Get,
+            axum::http::Method::HEAD => Verb::Head,
+            axum::http::Method::POST => Verb::Post,
+            axum::http::Method::PUT => Verb::Put,
+            axum::http::Method::PATCH => Verb::Patch,
+            axum::http::Method::DELETE => Verb::Delete,
+            _ => Verb::Any,
+        }
+    }
+
     fn filter(self) -> Option<MethodFilter> {
         Some(match self {
             Verb::Get => MethodFilter::GET,
@@ -128,11 +141,6 @@ impl Route {
         self.endpoint.client = true;
         self
     }
-
-    fn meters(mut self, service: Service) -> Route {
-        self.endpoint.meters = Some(service);
-        self
-    }
 }
 
 fn route<H, T>(verb: Verb, path: &'static str, need: Need, handler: H) -> Route
@@ -155,15 +163,22 @@ where
     }
 }
 
-/// A KV or document endpoint: the access rule, open to app pages, metered.
-fn data<H, T>(verb: Verb, path: &'static str, service: Service, handler: H) -> Route
-where
-    H: Handler<T, Ctx>,
-    T: 'static,
-{
-    route(verb, path, Need::DataRule, handler)
-        .client()
-        .meters(service)
+/// The data capabilities' endpoints (`nimbus_data::routes`): each under
+/// its store's access rule, open to app pages, metered as its service.
+fn data_routes() -> Vec<Route> {
+    nimbus_data::routes::<Ctx>()
+        .into_iter()
+        .map(|r| Route {
+            endpoint: Endpoint {
+                verb: Verb::of(&r.method),
+                path: r.path,
+                need: Need::DataRule,
+                client: true,
+                meters: Some(r.service),
+            },
+            handler: r.handler,
+        })
+        .collect()
 }
 
 async fn health() -> Json<serde_json::Value> {
@@ -180,7 +195,7 @@ fn table() -> Vec<Route> {
             concat!("/v1/apps/{app}", $rest)
         };
     }
-    vec![
+    let mut table = vec![
         route(Get, "/v1/health", Nothing, health).client(),
         route(Get, "/console", Nothing, console::redirect),
         route(Get, "/console/", Nothing, console::index),
@@ -326,68 +341,10 @@ fn table() -> Vec<Route> {
             App(ReadLogs),
             events_api::dlq_show,
         ),
-        // Key-value and documents, under the stores' access rules.
-        data(Get, app!("/kv/{store}"), Service::Kv, data_api::kv_list),
-        data(
-            Get,
-            app!("/kv/{store}/{*key}"),
-            Service::Kv,
-            data_api::kv_get,
-        ),
-        data(
-            Put,
-            app!("/kv/{store}/{*key}"),
-            Service::Kv,
-            data_api::kv_put,
-        ),
-        data(
-            Delete,
-            app!("/kv/{store}/{*key}"),
-            Service::Kv,
-            data_api::kv_delete,
-        ),
-        data(
-            Post,
-            app!("/kv/{store}/{*key}"),
-            Service::Kv,
-            data_api::kv_op,
-        ),
-        data(
-            Post,
-            app!("/docs/{coll}"),
-            Service::Docs,
-            data_api::doc_bulk,
-        ),
-        data(
-            Post,
-            app!("/docs/{coll}/_query"),
-            Service::Docs,
-            data_api::doc_query,
-        ),
-        data(
-            Get,
-            app!("/docs/{coll}/{id}"),
-            Service::Docs,
-            data_api::doc_get,
-        ),
-        data(
-            Put,
-            app!("/docs/{coll}/{id}"),
-            Service::Docs,
-            data_api::doc_put,
-        ),
-        data(
-            Patch,
-            app!("/docs/{coll}/{id}"),
-            Service::Docs,
-            data_api::doc_patch,
-        ),
-        data(
-            Delete,
-            app!("/docs/{coll}/{id}"),
-            Service::Docs,
-            data_api::doc_delete,
-        ),
+    ];
+    // Key-value and documents, under the stores' access rules.
+    table.extend(data_routes());
+    table.extend([
         route(Post, app!("/keys/s3"), App(Data), data_api::create_s3_key),
         // Configuration and secrets.
         route(Get, app!("/config"), App(ReadLogs), data_api::config_list),
@@ -466,7 +423,8 @@ fn table() -> Vec<Route> {
             App(Users),
             users_api::set_roles,
         ),
-    ]
+    ]);
+    table
 }
 
 /// Every endpoint, in the table's order.

@@ -8,6 +8,7 @@ use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt as _;
+use nimbus_api::{ApiKey, CreatedKey, KeyList, KeyRotated, NewKey, NewUser, S3Key, User, UserList};
 use nimbus_core::policy::AuthSpec;
 use nimbus_gateway::ClientIp;
 use nimbus_identity::{Claims, IdentityError, Scope, Session};
@@ -390,10 +391,10 @@ pub(crate) async fn jwks(State(ctx): State<Ctx>, Path(app): Path<String>) -> Res
 pub(crate) async fn rotate_keys(
     State(ctx): State<Ctx>,
     Path(app): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<KeyRotated>> {
     pool(&ctx, &app)?;
     let kid = ctx.platform.users.tokens().rotate(&app).await?;
-    Ok(Json(json!({ "app": app, "kid": kid })))
+    Ok(Json(KeyRotated { app, kid }))
 }
 
 #[derive(Deserialize)]
@@ -407,7 +408,7 @@ pub(crate) async fn list_users(
     State(ctx): State<Ctx>,
     Path(app): Path<String>,
     Query(q): Query<UsersQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<UserList>> {
     pool(&ctx, &app)?;
     let users = ctx
         .platform
@@ -418,15 +419,10 @@ pub(crate) async fn list_users(
             q.limit.unwrap_or(100),
         )
         .await?;
-    Ok(Json(json!({ "app": app, "users": users })))
-}
-
-#[derive(Deserialize)]
-pub(crate) struct NewUser {
-    email: String,
-    password: String,
-    #[serde(default)]
-    roles: Vec<String>,
+    Ok(Json(UserList {
+        app,
+        users: users.into_iter().map(User::from).collect(),
+    }))
 }
 
 /// `POST /v1/apps/{app}/users`: creates a user (sign-up need not be open).
@@ -434,22 +430,22 @@ pub(crate) async fn create_user(
     State(ctx): State<Ctx>,
     Path(app): Path<String>,
     Json(b): Json<NewUser>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<User>)> {
     let spec = pool(&ctx, &app)?;
     let u = ctx
         .platform
         .users
         .create(&app, &spec, &b.email, &b.password, b.roles)
         .await?;
-    Ok((StatusCode::CREATED, Json(json!(u))))
+    Ok((StatusCode::CREATED, Json(u.into())))
 }
 
 /// `GET /v1/apps/{app}/users/{id}`.
 pub(crate) async fn get_user(
     State(ctx): State<Ctx>,
     Path((app, id)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
-    Ok(Json(json!(ctx.platform.users.get(&app, &id).await?)))
+) -> ApiResult<Json<User>> {
+    Ok(Json(ctx.platform.users.get(&app, &id).await?.into()))
 }
 
 /// `DELETE /v1/apps/{app}/users/{id}`.
@@ -491,26 +487,22 @@ fn caller_key(principal: &Principal) -> ApiResult<&nimbus_identity::KeyInfo> {
 pub(crate) async fn list_keys(
     State(ctx): State<Ctx>,
     Extension(principal): Extension<Principal>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<KeyList>> {
     let by = caller_key(&principal)?;
-    let s3_keys: Vec<_> = ctx
+    let s3_keys = ctx
         .platform
         .store
         .s3_keys()
         .await?
         .into_iter()
         .filter(|k| by.allows(Some(&k.app), Scope::Admin))
+        .map(S3Key::from)
         .collect();
-    Ok(Json(
-        json!({ "keys": ctx.platform.keys.list(by).await?, "s3_keys": s3_keys }),
-    ))
-}
-
-#[derive(Deserialize)]
-pub(crate) struct NewKey {
-    name: String,
-    app: Option<String>,
-    scopes: Vec<String>,
+    let keys = ctx.platform.keys.list(by).await?;
+    Ok(Json(KeyList {
+        keys: keys.into_iter().map(ApiKey::from).collect(),
+        s3_keys,
+    }))
 }
 
 /// `POST /v1/keys`: a new key; its secret is in this answer only.
@@ -518,7 +510,7 @@ pub(crate) async fn create_key(
     State(ctx): State<Ctx>,
     Extension(principal): Extension<Principal>,
     Json(b): Json<NewKey>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<CreatedKey>)> {
     let by = caller_key(&principal)?;
     let scopes = b
         .scopes
@@ -534,7 +526,17 @@ pub(crate) async fn create_key(
         .keys
         .create(by, &b.name, b.app.as_deref(), &scopes)
         .await?;
-    Ok((StatusCode::CREATED, Json(json!(created))))
+    let info = created.info;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedKey {
+            id: info.id,
+            name: info.name,
+            app: info.app,
+            scopes: info.scopes.iter().map(|s| s.as_str().to_string()).collect(),
+            secret: created.secret,
+        }),
+    ))
 }
 
 /// `DELETE /v1/keys/{name}`: revokes a key (by name or id).

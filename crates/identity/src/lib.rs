@@ -13,17 +13,21 @@
 //! * [`Limiter`] (`limit.rs`): keyed token buckets (`governor`), used for
 //!   logins here and for gateway rate limits.
 //! * [`Sealer`] (`seal.rs`): encryption of secrets at rest.
+//! * [`Principal`], [`authorize`] (`access.rs`): a data request's caller
+//!   and what a store's client access rule grants them.
 //!
 //! Invariant: secrets are never stored in clear — API keys, refresh and reset
 //! tokens as SHA-256 hashes (they are 256-bit random), passwords as argon2
 //! hashes, private keys sealed.
 
+mod access;
 mod keys;
 mod limit;
 pub mod seal;
 mod tokens;
 mod users;
 
+pub use access::{Grant, Principal, authorize};
 pub use keys::{ApiKeys, CreatedKey, KeyInfo, Scope};
 pub use limit::Limiter;
 pub use seal::Sealer;

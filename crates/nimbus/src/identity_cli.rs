@@ -5,7 +5,7 @@ use crate::client::{Api, format_time};
 use anyhow::{Result, bail};
 use clap::Subcommand;
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 
 #[derive(Subcommand)]
 pub enum KeysCommand {
@@ -70,52 +70,51 @@ pub async fn keys(target: &Target, cmd: KeysCommand) -> Result<()> {
                     "give the key at least one --scope: admin, deploy, read-logs, invoke, data, users"
                 );
             }
-            let v: Value = api
-                .send(
-                    api.req(Method::POST, "/v1/keys")
-                        .json(&json!({ "name": name, "app": app, "scopes": scopes })),
-                )
+            let k: nimbus_api::CreatedKey = api
+                .send(api.req(Method::POST, "/v1/keys").json(&nimbus_api::NewKey {
+                    name,
+                    app,
+                    scopes,
+                }))
                 .await?
                 .json()
                 .await?;
-            println!("{}", v["secret"].as_str().unwrap_or(""));
+            println!("{}", k.secret);
             eprintln!(
                 "-- key {:?} ({}) created; the secret above is shown only now: send it as `Authorization: Bearer SECRET` or set NIMBUS_TOKEN",
-                v["name"].as_str().unwrap_or(""),
-                v["id"].as_str().unwrap_or("")
+                k.name, k.id
             );
         }
         KeysCommand::List => {
-            let v = api.get_json("/v1/keys").await?;
+            let v: nimbus_api::KeyList = api.get("/v1/keys").await?;
             println!(
                 "{:<20} {:<18} {:<12} {:<28} {:<24} STATE",
                 "NAME", "ID", "APP", "SCOPES", "CREATED"
             );
-            for k in v["keys"].as_array().into_iter().flatten() {
+            for k in &v.keys {
                 println!(
                     "{:<20} {:<18} {:<12} {:<28} {:<24} {}",
-                    k["name"].as_str().unwrap_or(""),
-                    k["id"].as_str().unwrap_or(""),
-                    k["app"].as_str().unwrap_or("*"),
-                    k["scopes"].as_str().unwrap_or(""),
-                    format_time(k["created_at_us"].as_i64().unwrap_or(0)),
-                    if k["revoked_at_us"].is_null() {
+                    k.name,
+                    k.id,
+                    k.app.as_deref().unwrap_or("*"),
+                    k.scopes,
+                    format_time(k.created_at_us),
+                    if k.revoked_at_us.is_none() {
                         "active"
                     } else {
                         "revoked"
                     }
                 );
             }
-            let s3 = v["s3_keys"].as_array().map(Vec::as_slice).unwrap_or(&[]);
-            if !s3.is_empty() {
+            if !v.s3_keys.is_empty() {
                 println!();
                 println!("{:<24} {:<20} CREATED", "S3 ACCESS KEY ID", "APP");
-                for k in s3 {
+                for k in &v.s3_keys {
                     println!(
                         "{:<24} {:<20} {}",
-                        k["access_key"].as_str().unwrap_or(""),
-                        k["app"].as_str().unwrap_or(""),
-                        format_time(k["created_at_us"].as_i64().unwrap_or(0)),
+                        k.access_key,
+                        k.app,
+                        format_time(k.created_at_us),
                     );
                 }
             }
@@ -188,39 +187,37 @@ pub async fn users(target: &Target, cmd: UsersCommand) -> Result<()> {
             if let Some(a) = after {
                 path.push_str(&format!("&after={}", crate::data_cli::enc(&a)));
             }
-            let v = api.get_json(&path).await?;
+            let v: nimbus_api::UserList = api.get(&path).await?;
             println!("{:<38} {:<32} {:<20} CREATED", "ID", "EMAIL", "ROLES");
-            for u in v["users"].as_array().into_iter().flatten() {
-                let roles: Vec<&str> = u["roles"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(Value::as_str)
-                    .collect();
+            for u in &v.users {
                 println!(
                     "{:<38} {:<32} {:<20} {}",
-                    u["id"].as_str().unwrap_or(""),
-                    u["email"].as_str().unwrap_or(""),
-                    roles.join(","),
-                    format_time(u["created_at_us"].as_i64().unwrap_or(0))
+                    u.id,
+                    u.email,
+                    u.roles.join(","),
+                    format_time(u.created_at_us)
                 );
             }
         }
         UsersCommand::Create { app, email, roles } => {
             let password = read_password()?;
-            let v: Value = api
+            let u: nimbus_api::User = api
                 .send(
                     api.req(Method::POST, &format!("/v1/apps/{app}/users"))
-                        .json(&json!({ "email": email, "password": password, "roles": roles })),
+                        .json(&nimbus_api::NewUser {
+                            email,
+                            password,
+                            roles,
+                        }),
                 )
                 .await?
                 .json()
                 .await?;
-            println!("{}", v["id"].as_str().unwrap_or(""));
+            println!("{}", u.id);
         }
         UsersCommand::Show { app, id } => {
-            let v = api.get_json(&format!("/v1/apps/{app}/users/{id}")).await?;
-            println!("{}", serde_json::to_string_pretty(&v)?);
+            let u: nimbus_api::User = api.get(&format!("/v1/apps/{app}/users/{id}")).await?;
+            println!("{}", serde_json::to_string_pretty(&u)?);
         }
         UsersCommand::Delete { app, id } => {
             api.send(api.req(Method::DELETE, &format!("/v1/apps/{app}/users/{id}")))
@@ -236,15 +233,12 @@ pub async fn users(target: &Target, cmd: UsersCommand) -> Result<()> {
             println!("{id}: roles {}", roles.join(","));
         }
         UsersCommand::RotateKeys { app } => {
-            let v: Value = api
+            let r: nimbus_api::KeyRotated = api
                 .send(api.req(Method::POST, &format!("/v1/apps/{app}/auth/rotate-keys")))
                 .await?
                 .json()
                 .await?;
-            println!(
-                "{app} now signs with key {}",
-                v["kid"].as_str().unwrap_or("")
-            );
+            println!("{app} now signs with key {}", r.kid);
         }
     }
     Ok(())

@@ -133,6 +133,18 @@ async fn run_local(
     spec.component = hash;
     let records: Arc<Mutex<Vec<InvocationRecord>>> = Arc::default();
     let sink = records.clone();
+    // The guest's data calls reach an empty embedded store of this replay:
+    // the function links as it does on the node, and its data is not copied.
+    let store = nimbus_store::Store::open_embedded(&dir.path().join("data"))
+        .await
+        .context("opening the replay's store")?;
+    let max_value_bytes = 1 << 20;
+    let mut capabilities = nimbus_data::guest_capabilities(&store, max_value_bytes);
+    capabilities.push(Arc::new(nimbus_objects::Blobs::new(
+        store.clone(),
+        nimbus_store::BlobFiles::open(dir.path())?,
+        max_value_bytes,
+    )));
     let runtime = nimbus_runtime::Runtime::new(
         nimbus_runtime::RuntimeConfig {
             cache_dir: dir.path().join("cache"),
@@ -141,6 +153,7 @@ async fn run_local(
         },
         components,
         Arc::new(move |r| sink.lock().expect("not poisoned").push(r)),
+        capabilities,
     )?;
     let app_spec = AppSpec {
         name: app.to_string(),

@@ -17,7 +17,8 @@
 //! Served: buckets, objects (put, get with range and conditions, head,
 //! delete, delete-multiple, copy, list v1 and v2), multipart uploads, and
 //! storage events written in the object change's transaction; guests reach
-//! the same buckets through `nimbus:data` blobs (runtime/src/data/blobs.rs).
+//! the same buckets through `nimbus:data/blobs` ([`Blobs`], `guest.rs`: the
+//! guest side, linked into the runtime as a `GuestCapability`).
 //!
 //! The code map: [`Objects`] and the write path every operation shares
 //! (commit an object with its events, then drop the body it replaced) are
@@ -31,6 +32,7 @@
 mod auth;
 mod buckets;
 mod endpoint;
+mod guest;
 mod listing;
 mod mapping;
 mod multipart;
@@ -38,6 +40,7 @@ mod object;
 
 pub use auth::{Access, Keys, MAX_PRESIGNED_SECS};
 pub use endpoint::{Endpoint, serve, service};
+pub use guest::Blobs;
 
 use auth::app_of;
 use mapping::{internal, write_err};

@@ -68,7 +68,7 @@ fn main() {
             cache_dir: dir.path().join("cache"),
             ..Default::default()
         };
-        let runtime = Runtime::new(config, components, Arc::new(|_record| {})).unwrap();
+        let runtime = Runtime::new(config, components, Arc::new(|_record| {}), Vec::new()).unwrap();
         runtime.load(&hash).await.unwrap();
         let spec = FunctionSpec {
             component: hash.clone(),

@@ -1,6 +1,6 @@
 //! An app at its active revision, with its functions ready to invoke.
 
-use crate::{ConfigSnapshot, DataGrants, Function};
+use crate::{ConfigSnapshot, Function};
 use nimbus_core::AppSpec;
 use nimbus_core::FunctionSpec;
 use std::collections::BTreeMap;
@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 /// One app at its active revision, with its functions ready to invoke.
 pub struct ActiveApp {
-    /// The revision's spec.
-    pub spec: AppSpec,
+    /// The revision's spec (its functions share it: [`Function::app_spec`]).
+    pub spec: Arc<AppSpec>,
     /// Revision number.
     pub revision: i64,
     /// Functions by name.
@@ -19,22 +19,12 @@ pub struct ActiveApp {
 impl ActiveApp {
     /// Prepares the functions of a revision.
     pub fn new(spec: AppSpec, revision: i64) -> ActiveApp {
+        let spec = Arc::new(spec);
         let functions = spec
             .functions
             .iter()
             .map(|(name, f)| {
-                let grants = DataGrants {
-                    kv_declared: spec
-                        .kv
-                        .iter()
-                        .map(|(n, k)| (n.clone(), k.max_value_bytes))
-                        .collect(),
-                    kv: f.kv.clone(),
-                    collections_declared: spec.collections.keys().cloned().collect(),
-                    collections: f.collections.clone(),
-                    buckets: f.buckets.clone(),
-                };
-                let function = Function::new(&spec.name, name, revision, f).with_grants(grants);
+                let function = Function::new(&spec.name, name, revision, f).in_app(spec.clone());
                 function.set_config(manifest_config(&spec, f));
                 (name.clone(), Arc::new(function))
             })

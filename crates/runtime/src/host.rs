@@ -27,12 +27,38 @@ pub struct Host {
     pub(crate) outbound: OutboundPolicy,
     pub(crate) limiter: Limiter,
     pub(crate) events: crate::events::EventsBinding,
-    pub(crate) data: crate::data::DataBinding,
+    /// Each guest capability's state in this instance.
+    pub(crate) caps: Vec<Box<dyn std::any::Any + Send>>,
     /// Calls to Nimbus's services, for metering and the trace.
     pub(crate) ops: Arc<crate::ops::OpLog>,
 }
 
 impl Host {
+    /// What a host call of the capability whose instance state is a `T`
+    /// reaches (see [`crate::capability`]).
+    ///
+    /// # Panics
+    ///
+    /// If no capability built a `T` for this instance: a capability's
+    /// `link` asking for a state type its `instance` does not build.
+    pub fn capability<T: std::any::Any + Send>(&mut self) -> crate::GuestCx<'_, T> {
+        let state = self
+            .caps
+            .iter_mut()
+            .find_map(|c| c.downcast_mut::<T>())
+            .unwrap_or_else(|| {
+                panic!(
+                    "no guest capability built a {} for this instance",
+                    std::any::type_name::<T>()
+                )
+            });
+        crate::GuestCx {
+            state,
+            table: &mut self.table,
+            ops: &self.ops,
+        }
+    }
+
     /// Starts timing one call to a Nimbus service on `target`.
     pub(crate) fn op(
         &self,

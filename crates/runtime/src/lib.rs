@@ -36,11 +36,14 @@
 //!
 //! # Parts
 //! [`Runtime`] owns the engine (its pool sized by `--max-in-flight`), the
-//! linker (all of WASI 0.2, `wasi:http`, `nimbus:events` and
-//! `nimbus:data`), the epoch ticker thread, [`Admission`], [`FairCpu`] and
-//! the code cache. `invoke/` is the hot path; `host.rs` the per-invocation
-//! store state; `data.rs`, `events.rs` and `ops.rs` the host interfaces and
-//! their metering; `egress.rs` the outbound address guard.
+//! linker (all of WASI 0.2, `wasi:http`, `nimbus:events`, and the
+//! interfaces of the [`GuestCapability`]s it is given: KV, documents,
+//! configuration, blobs), the epoch ticker thread, [`Admission`],
+//! [`FairCpu`] and the code cache. `invoke/` is the hot path; `host.rs` the
+//! per-invocation store state; `capability.rs` what a capability's guest
+//! side plugs into; `events.rs` and `ops.rs` the events interface and the
+//! metering of host calls; `config.rs` a function's configuration;
+//! `egress.rs` the outbound address guard.
 //!
 //! # Invariants
 //! * One instance per invocation, dropped when it ends.
@@ -56,8 +59,9 @@
 mod admission;
 mod app;
 mod cache;
+mod capability;
 mod capture;
-mod data;
+mod config;
 mod egress;
 mod events;
 mod fair;
@@ -68,19 +72,20 @@ mod ops;
 pub use admission::{Admission, Permit, Throttled};
 pub use app::{ActiveApp, manifest_config};
 pub use cache::{LoadSource, Loaded};
+pub use capability::{GuestCapability, GuestCx, InstanceCx};
 pub use capture::Capture;
-pub use data::{ConfigSnapshot, DataGrants};
+pub use config::ConfigSnapshot;
 pub use egress::{Egress, Refused};
 pub use events::{EventProducer, GuestMessage, ProduceError};
 pub use fair::{Fair, FairCpu, Turn};
-pub use host::AllowedHost;
+pub use host::{AllowedHost, Host};
 pub use invoke::{
     Caller, EventMeta, Function, INVOCATION_ID_HEADER, InvokeRequest, ReplayBody, ResponseBody,
     replay_request, text_response,
 };
+pub use ops::Op;
 
 use cache::CodeCache;
-use host::Host;
 use nimbus_core::InvocationRecord;
 use nimbus_store::ComponentStore;
 use std::path::PathBuf;
@@ -189,8 +194,8 @@ pub struct Runtime {
     sink: RecordSink,
     ticker_stop: Arc<AtomicBool>,
     pub(crate) producer: std::sync::OnceLock<Arc<dyn EventProducer>>,
-    pub(crate) data_store: std::sync::OnceLock<(nimbus_store::Store, u64)>,
-    pub(crate) blob_files: std::sync::OnceLock<nimbus_store::BlobFiles>,
+    /// The guest capabilities linked, each building its instance state.
+    pub(crate) capabilities: Vec<Arc<dyn GuestCapability>>,
     pub(crate) egress: Arc<Egress>,
     loading: parking_lot::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -203,11 +208,13 @@ impl Drop for Runtime {
 
 impl Runtime {
     /// Builds the engine (pooling allocator, epoch interruption), the linker
-    /// with every WASI 0.2 interface, and starts the epoch ticker.
+    /// with every WASI 0.2 interface and the interfaces of `capabilities`,
+    /// and starts the epoch ticker.
     pub fn new(
         config: RuntimeConfig,
         components: ComponentStore,
         sink: RecordSink,
+        capabilities: Vec<Arc<dyn GuestCapability>>,
     ) -> Result<Arc<Runtime>, RuntimeError> {
         let slots = config.max_in_flight.max(1);
         let mut pool = PoolingAllocationConfig::new();
@@ -236,7 +243,11 @@ impl Runtime {
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
             .map_err(|e| RuntimeError::Io(format!("{e:#}")))?;
         events::add_to_linker(&mut linker).map_err(|e| RuntimeError::Io(format!("{e:#}")))?;
-        data::add_to_linker(&mut linker).map_err(|e| RuntimeError::Io(format!("{e:#}")))?;
+        for c in &capabilities {
+            c.link(&mut linker).map_err(|e| {
+                RuntimeError::Io(format!("linking the {} interfaces: {e:#}", c.name()))
+            })?;
+        }
         let cache = CodeCache::new(&engine, &config.cache_dir, config.loaded_capacity)?;
         let admission = Admission::new(
             slots as usize,
@@ -274,8 +285,7 @@ impl Runtime {
             sink,
             ticker_stop,
             producer: Default::default(),
-            data_store: Default::default(),
-            blob_files: Default::default(),
+            capabilities,
             loading: Default::default(),
         }))
     }
@@ -285,23 +295,6 @@ impl Runtime {
     /// `unavailable`.
     pub fn set_event_producer(&self, producer: Arc<dyn EventProducer>) {
         let _ = self.producer.set(producer);
-    }
-
-    /// Connects the data interfaces (`wasi:keyvalue`, `nimbus:data`) to the
-    /// store, with the largest value or document accepted. Set once, at
-    /// start-up; before that, guests' data calls fail.
-    pub fn set_data_store(&self, store: nimbus_store::Store, max_value_bytes: u64) {
-        let _ = self.data_store.set((store, max_value_bytes));
-    }
-
-    /// Connects the `nimbus:data/blobs` interface to the object bodies.
-    pub fn set_blob_files(&self, files: nimbus_store::BlobFiles) {
-        let _ = self.blob_files.set(files);
-    }
-
-    /// The object body files, once set.
-    pub fn blob_files(&self) -> Option<&nimbus_store::BlobFiles> {
-        self.blob_files.get()
     }
 
     /// Where guests' outbound HTTP may connect; tell it the node's

@@ -32,7 +32,7 @@ impl OpLog {
 /// One operation in progress; recorded when dropped. It counts as failed
 /// unless [`Op::result`] or [`Op::succeeded`] says otherwise, so an early
 /// error return needs nothing.
-pub(crate) struct Op {
+pub struct Op {
     log: Arc<OpLog>,
     service: Service,
     op: &'static str,
@@ -61,7 +61,7 @@ impl Op {
     }
 
     /// Counts it as `n` operations (a batch of `n` keys), at least one.
-    pub(crate) fn items(mut self, n: usize) -> Op {
+    pub fn items(mut self, n: usize) -> Op {
         self.n = (n as u64).max(1);
         self
     }
@@ -82,13 +82,13 @@ impl Op {
     }
 
     /// Marks it succeeded or failed by its result, and passes the result on.
-    pub(crate) fn result<T, E>(mut self, r: Result<T, E>) -> Result<T, E> {
+    pub fn result<T, E>(mut self, r: Result<T, E>) -> Result<T, E> {
         self.ok = r.is_ok();
         r
     }
 
     /// Marks it succeeded.
-    pub(crate) fn succeeded(mut self) {
+    pub fn succeeded(mut self) {
         self.ok = true;
     }
 }

@@ -138,6 +138,16 @@ impl Node {
         } else {
             None
         };
+        let max_value_bytes = args.max_value_kb * 1024;
+        let blob_files = nimbus_store::BlobFiles::open(&shared_dir)?;
+        // What guests reach besides WASI, HTTP and events: each capability's
+        // guest side.
+        let mut capabilities = nimbus_data::guest_capabilities(&store, max_value_bytes);
+        capabilities.push(Arc::new(nimbus_objects::Blobs::new(
+            store.clone(),
+            blob_files.clone(),
+            max_value_bytes,
+        )));
         let otlp = match (&args.otlp_endpoint, telemetry) {
             (Some(url), true) => Some(
                 nimbus_control::otlp::OtlpExporter::spawn(url).map_err(|e| anyhow::anyhow!(e))?,
@@ -176,6 +186,7 @@ impl Node {
                     sink_writer.submit(r)
                 }
             }),
+            capabilities,
         )?;
         let events = Events::start(
             store.clone(),
@@ -186,8 +197,6 @@ impl Node {
             },
         )
         .await?;
-        let max_value_bytes = args.max_value_kb * 1024;
-        runtime.set_data_store(store.clone(), max_value_bytes);
         {
             // Expired KV values are invisible at once; this reclaims their space.
             let store = store.clone();
@@ -207,8 +216,6 @@ impl Node {
             ));
         }
         let sealer = files::secret_key(&shared_dir)?;
-        let blob_files = nimbus_store::BlobFiles::open(&shared_dir)?;
-        runtime.set_blob_files(blob_files.clone());
         let s3_url = match &args.s3_listen {
             Some(addr) => {
                 let listener = bind(addr, "S3", "--s3-listen").await?;
@@ -280,6 +287,7 @@ impl Node {
                 max_value_bytes,
                 prices,
                 metrics: metrics_handle,
+                blob_files: blob_files.clone(),
             },
         );
         let restored = platform.restore().await?;

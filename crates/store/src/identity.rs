@@ -548,6 +548,32 @@ impl Store {
     }
 }
 
+impl From<UserRow> for nimbus_api::User {
+    fn from(u: UserRow) -> Self {
+        nimbus_api::User {
+            app: u.app,
+            id: u.id,
+            email: u.email,
+            roles: u.roles,
+            created_at_us: u.created_at_us,
+            updated_at_us: u.updated_at_us,
+        }
+    }
+}
+
+impl From<ApiKeyRow> for nimbus_api::ApiKey {
+    fn from(k: ApiKeyRow) -> Self {
+        nimbus_api::ApiKey {
+            id: k.id,
+            name: k.name,
+            app: k.app,
+            scopes: k.scopes,
+            created_at_us: k.created_at_us,
+            revoked_at_us: k.revoked_at_us,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

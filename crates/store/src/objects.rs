@@ -58,6 +58,16 @@ pub struct S3KeyRow {
     pub created_at_us: i64,
 }
 
+impl From<S3KeyRow> for nimbus_api::S3Key {
+    fn from(k: S3KeyRow) -> Self {
+        nimbus_api::S3Key {
+            access_key: k.access_key,
+            app: k.app,
+            created_at_us: k.created_at_us,
+        }
+    }
+}
+
 /// A part of a multipart upload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartRow {

@@ -27,9 +27,10 @@
 //! invocation's span, and none is added to a request that had none (an
 //! extra header per request costs a few percent of hello throughput).
 
+use crate::ConfigSnapshot;
 use crate::admission::{Limit, Throttled};
+use crate::capability::InstanceCx;
 use crate::capture::Capture;
-use crate::data::{ConfigSnapshot, DataBinding, DataGrants};
 use crate::events::EventsBinding;
 use crate::host::{AllowedHost, Host, Limiter, OutboundPolicy};
 use crate::{RecordSink, Runtime};
@@ -37,7 +38,7 @@ use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode, header};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
-use nimbus_core::{FunctionSpec, InvocationRecord, Limits, Outcome, StoredInput};
+use nimbus_core::{AppSpec, FunctionSpec, InvocationRecord, Limits, Outcome, StoredInput};
 use parking_lot::Mutex;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -84,7 +85,9 @@ pub struct Function {
     /// The permits `concurrency` holds in all: `max_concurrency`, or this
     /// node's share of it when the limit is cluster-wide.
     share: std::sync::atomic::AtomicU32,
-    grants: Arc<DataGrants>,
+    /// Its app's spec at this revision, and its own.
+    app_spec: Arc<AppSpec>,
+    spec: Arc<FunctionSpec>,
     config: arc_swap::ArcSwap<ConfigSnapshot>,
     /// Its app's share of the node (set at its first invocation).
     app_share: std::sync::OnceLock<Arc<crate::admission::AppShare>>,
@@ -112,16 +115,28 @@ impl Function {
             concurrency: Arc::new(Semaphore::new(spec.limits.max_concurrency as usize)),
             share: std::sync::atomic::AtomicU32::new(spec.limits.max_concurrency),
             app_name: Arc::from(app),
-            grants: Arc::default(),
+            app_spec: Arc::default(),
+            spec: Arc::new(spec.clone()),
             config: arc_swap::ArcSwap::from_pointee(ConfigSnapshot::default()),
             app_share: std::sync::OnceLock::new(),
         }
     }
 
-    /// Sets what data the function may reach.
-    pub fn with_grants(mut self, grants: DataGrants) -> Function {
-        self.grants = Arc::new(grants);
+    /// Places the function in its app's spec, which says what it may
+    /// reach of the app's data (each capability reads its own section).
+    pub fn in_app(mut self, app_spec: Arc<AppSpec>) -> Function {
+        self.app_spec = app_spec;
         self
+    }
+
+    /// Its app's spec at this revision (empty for a function outside one).
+    pub fn app_spec(&self) -> &Arc<AppSpec> {
+        &self.app_spec
+    }
+
+    /// Its own spec.
+    pub fn spec(&self) -> &Arc<FunctionSpec> {
+        &self.spec
     }
 
     /// Replaces the configuration new invocations see (atomically: an
@@ -453,12 +468,12 @@ impl Runtime {
                     producer: self.producer.get().cloned(),
                     traceparent,
                 },
-                data: DataBinding {
-                    app: f.app_name.clone(),
-                    grants: f.grants.clone(),
-                    config,
-                    store: self.data_store.get().cloned(),
-                    blobs: self.blob_files.get().cloned(),
+                caps: {
+                    let cx = InstanceCx {
+                        function: f,
+                        config: &config,
+                    };
+                    self.capabilities.iter().map(|c| c.instance(&cx)).collect()
                 },
                 ops: tracker.ops.clone(),
             },

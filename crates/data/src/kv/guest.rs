@@ -1,12 +1,122 @@
-//! `wasi:keyvalue` (store, atomics, batch) and `nimbus:data/kv-extras` on
-//! the app's KV stores: a guest opens only the stores its function is
-//! granted, and every write passes `nimbus_core::data::check_kv_write`.
+//! `wasi:keyvalue` (store, atomics, batch) and `nimbus:data/kv-extras`
+//! for guests: a store opens through [`KvStore::open`] with the function's
+//! grants, and every write passes [`KvStore::check_write`].
 
-use super::{Bucket, DataBinding, MAX_BATCH_KEYS, MAX_CALL_BYTES, atomics, batch, kv, kv_extras};
-use crate::host::Host;
-use nimbus_core::Service;
+use super::KvStore;
+use crate::{Caller, MAX_BATCH_KEYS, MAX_CALL_BYTES, Refusal};
+use nimbus_core::{AppSpec, FunctionSpec, Service};
+use nimbus_runtime::{GuestCapability, GuestCx, Host, InstanceCx};
 use nimbus_store::{KvError, Store};
-use wasmtime::component::Resource;
+use std::any::Any;
+use std::sync::Arc;
+use wasmtime::component::{HasData, Linker, Resource};
+
+wasmtime::component::bindgen!({
+    path: "../../wit/data",
+    world: "nimbus:data/kv-host",
+    imports: { default: async | trappable },
+    with: {
+        "wasi:keyvalue/store.bucket": Bucket,
+    },
+});
+
+use nimbus::data::kv_extras;
+use wasi::keyvalue::{atomics, batch, store as kv};
+
+/// The KV capability's guest side.
+pub struct Kv(Arc<Node>);
+
+/// What every instance shares.
+struct Node {
+    store: Store,
+    max_value_bytes: u64,
+}
+
+impl Kv {
+    pub fn new(store: Store, max_value_bytes: u64) -> Kv {
+        Kv(Arc::new(Node {
+            store,
+            max_value_bytes,
+        }))
+    }
+}
+
+/// One instance's state: its function and app.
+pub struct KvState {
+    node: Arc<Node>,
+    app: Arc<AppSpec>,
+    function: Arc<FunctionSpec>,
+}
+
+type Cx<'a> = GuestCx<'a, KvState>;
+
+struct HasKv;
+
+impl HasData for HasKv {
+    type Data<'a> = Cx<'a>;
+}
+
+impl GuestCapability for Kv {
+    fn name(&self) -> &'static str {
+        "key-value"
+    }
+
+    fn link(&self, linker: &mut Linker<Host>) -> wasmtime::Result<()> {
+        fn cx(h: &mut Host) -> Cx<'_> {
+            h.capability::<KvState>()
+        }
+        kv::add_to_linker::<Host, HasKv>(linker, cx)?;
+        atomics::add_to_linker::<Host, HasKv>(linker, cx)?;
+        batch::add_to_linker::<Host, HasKv>(linker, cx)?;
+        kv_extras::add_to_linker::<Host, HasKv>(linker, cx)
+    }
+
+    fn instance(&self, cx: &InstanceCx<'_>) -> Box<dyn Any + Send> {
+        Box::new(KvState {
+            node: self.0.clone(),
+            app: cx.function.app_spec().clone(),
+            function: cx.function.spec().clone(),
+        })
+    }
+}
+
+/// An open KV store (the `bucket` resource).
+pub struct Bucket {
+    name: String,
+    store: KvStore,
+}
+
+impl KvState {
+    fn db(&self) -> &Store {
+        &self.node.store
+    }
+
+    fn app(&self) -> &str {
+        &self.app.name
+    }
+
+    fn open(&self, name: &str) -> Result<Bucket, kv::Error> {
+        let store = KvStore::open(
+            &self.app,
+            name,
+            Caller::Function(&self.function),
+            self.node.max_value_bytes,
+        )
+        .map_err(|e| match e {
+            Refusal::NotFound(_) => kv::Error::NoSuchStore,
+            Refusal::NotGranted(_) => kv::Error::AccessDenied,
+            e => refused(e),
+        })?;
+        Ok(Bucket {
+            name: name.to_string(),
+            store,
+        })
+    }
+}
+
+fn refused(e: Refusal) -> kv::Error {
+    kv_err(e.to_string())
+}
 
 fn batch_size(n: usize) -> Result<(), kv::Error> {
     if n > MAX_BATCH_KEYS {
@@ -21,56 +131,27 @@ fn kv_err(m: impl Into<String>) -> kv::Error {
     kv::Error::Other(m.into())
 }
 
-impl DataBinding {
-    fn db(&self) -> Result<&Store, kv::Error> {
-        self.store
-            .as_ref()
-            .map(|(s, _)| s)
-            .ok_or_else(|| kv_err("this Nimbus server has no data store"))
-    }
-
-    fn open(&self, name: &str) -> Result<Bucket, kv::Error> {
-        let Some((_, limit)) = self.grants.kv_declared.iter().find(|(n, _)| n == name) else {
-            return Err(kv::Error::NoSuchStore);
-        };
-        if !self.grants.kv.iter().any(|n| n == name) {
-            return Err(kv::Error::AccessDenied);
-        }
-        let server_limit = self.store.as_ref().map_or(u64::MAX, |(_, l)| *l);
-        Ok(Bucket {
-            name: name.to_string(),
-            max_value_bytes: nimbus_core::data::value_limit(*limit, server_limit),
-        })
-    }
-
-    fn check_value(&self, b: &Bucket, key: &str, len: usize) -> Result<(), kv::Error> {
-        let place = format_args!("store {:?}", b.name);
-        nimbus_core::data::check_kv_write(place, key, len, b.max_value_bytes)
-            .map_err(|e| kv_err(e.to_string()))
-    }
-}
-
 fn store_err(e: impl std::fmt::Display) -> kv::Error {
     kv_err(e.to_string())
 }
 
-fn bucket<'a>(h: &'a Host, r: &Resource<Bucket>) -> wasmtime::Result<&'a Bucket> {
+fn bucket<'a>(h: &'a Cx<'_>, r: &Resource<Bucket>) -> wasmtime::Result<&'a Bucket> {
     Ok(h.table.get(r)?)
 }
 
-impl kv::Host for Host {
+impl kv::Host for Cx<'_> {
     async fn open(
         &mut self,
         identifier: String,
     ) -> wasmtime::Result<Result<Resource<Bucket>, kv::Error>> {
-        match self.data.open(&identifier) {
+        match self.state.open(&identifier) {
             Ok(b) => Ok(Ok(self.table.push(b)?)),
             Err(e) => Ok(Err(e)),
         }
     }
 }
 
-impl kv::HostBucket for Host {
+impl kv::HostBucket for Cx<'_> {
     async fn get(
         &mut self,
         b: Resource<Bucket>,
@@ -78,10 +159,10 @@ impl kv::HostBucket for Host {
     ) -> wasmtime::Result<Result<Option<Vec<u8>>, kv::Error>> {
         let name = bucket(self, &b)?.name.clone();
         let op = self.op(Service::Kv, "get", &name);
-        let d = &self.data;
-        Ok(op.result(match d.db() {
-            Ok(db) => db.kv_get(&d.app, &name, &key).await.map_err(store_err),
-            Err(e) => Err(e),
+        let d = &*self.state;
+        Ok(op.result({
+            let db = d.db();
+            db.kv_get(d.app(), &name, &key).await.map_err(store_err)
         }))
     }
 
@@ -93,17 +174,16 @@ impl kv::HostBucket for Host {
     ) -> wasmtime::Result<Result<(), kv::Error>> {
         let bk = bucket(self, &b)?;
         let op = self.op(Service::Kv, "set", &bk.name);
-        if let Err(e) = self.data.check_value(bk, &key, value.len()) {
+        if let Err(e) = bk.store.check_write(&key, value.len()).map_err(refused) {
             return Ok(Err(e));
         }
         let name = bk.name.clone();
-        let d = &self.data;
-        Ok(op.result(match d.db() {
-            Ok(db) => db
-                .kv_set(&d.app, &name, &key, &value, None)
+        let d = &*self.state;
+        Ok(op.result({
+            let db = d.db();
+            db.kv_set(d.app(), &name, &key, &value, None)
                 .await
-                .map_err(store_err),
-            Err(e) => Err(e),
+                .map_err(store_err)
         }))
     }
 
@@ -114,14 +194,13 @@ impl kv::HostBucket for Host {
     ) -> wasmtime::Result<Result<(), kv::Error>> {
         let name = bucket(self, &b)?.name.clone();
         let op = self.op(Service::Kv, "delete", &name);
-        let d = &self.data;
-        Ok(op.result(match d.db() {
-            Ok(db) => db
-                .kv_delete(&d.app, &name, &key)
+        let d = &*self.state;
+        Ok(op.result({
+            let db = d.db();
+            db.kv_delete(d.app(), &name, &key)
                 .await
                 .map(|_| ())
-                .map_err(store_err),
-            Err(e) => Err(e),
+                .map_err(store_err)
         }))
     }
 
@@ -132,14 +211,13 @@ impl kv::HostBucket for Host {
     ) -> wasmtime::Result<Result<bool, kv::Error>> {
         let name = bucket(self, &b)?.name.clone();
         let op = self.op(Service::Kv, "exists", &name);
-        let d = &self.data;
-        Ok(op.result(match d.db() {
-            Ok(db) => db
-                .kv_get(&d.app, &name, &key)
+        let d = &*self.state;
+        Ok(op.result({
+            let db = d.db();
+            db.kv_get(d.app(), &name, &key)
                 .await
                 .map(|v| v.is_some())
-                .map_err(store_err),
-            Err(e) => Err(e),
+                .map_err(store_err)
         }))
     }
 
@@ -152,11 +230,8 @@ impl kv::HostBucket for Host {
         const PAGE: u32 = 1000;
         let name = bucket(self, &b)?.name.clone();
         let op = self.op(Service::Kv, "list_keys", &name);
-        let d = &self.data;
-        let db = match d.db() {
-            Ok(db) => db,
-            Err(e) => return Ok(Err(e)),
-        };
+        let d = &*self.state;
+        let db = d.db();
         let skip = cursor.unwrap_or(0);
         let mut after: Option<String> = None;
         let mut skipped = 0u64;
@@ -167,7 +242,7 @@ impl kv::HostBucket for Host {
             } else {
                 PAGE
             };
-            let page = match db.kv_list(&d.app, &name, "", after.as_deref(), want).await {
+            let page = match db.kv_list(d.app(), &name, "", after.as_deref(), want).await {
                 Ok(p) => p,
                 Err(e) => return Ok(Err(store_err(e))),
             };
@@ -198,7 +273,7 @@ impl kv::HostBucket for Host {
     }
 }
 
-impl atomics::Host for Host {
+impl atomics::Host for Cx<'_> {
     async fn increment(
         &mut self,
         b: Resource<Bucket>,
@@ -207,17 +282,14 @@ impl atomics::Host for Host {
     ) -> wasmtime::Result<Result<u64, kv::Error>> {
         let name = bucket(self, &b)?.name.clone();
         let op = self.op(Service::Kv, "increment", &name);
-        if let Err(e) = nimbus_core::data::check_kv_key(&key) {
-            return Ok(Err(kv_err(e)));
+        if let Err(e) = bucket(self, &b)?.store.check_write(&key, 0) {
+            return Ok(Err(refused(e)));
         }
-        let d = &self.data;
-        let db = match d.db() {
-            Ok(db) => db,
-            Err(e) => return Ok(Err(e)),
-        };
+        let d = &*self.state;
+        let db = d.db();
         let delta = i64::try_from(delta).unwrap_or(i64::MAX);
         Ok(
-            op.result(match db.kv_increment(&d.app, &name, &key, delta).await {
+            op.result(match db.kv_increment(d.app(), &name, &key, delta).await {
                 Ok(v) => Ok(v.max(0) as u64),
                 Err(e @ (KvError::NotANumber(_) | KvError::Overflow(_))) => {
                     Err(kv_err(e.to_string()))
@@ -228,7 +300,7 @@ impl atomics::Host for Host {
     }
 }
 
-impl batch::Host for Host {
+impl batch::Host for Cx<'_> {
     async fn get_many(
         &mut self,
         b: Resource<Bucket>,
@@ -236,18 +308,15 @@ impl batch::Host for Host {
     ) -> wasmtime::Result<Result<Vec<Option<(String, Vec<u8>)>>, kv::Error>> {
         let name = bucket(self, &b)?.name.clone();
         let op = self.op(Service::Kv, "get_many", &name).items(keys.len());
-        let d = &self.data;
-        let db = match d.db() {
-            Ok(db) => db,
-            Err(e) => return Ok(Err(e)),
-        };
+        let d = &*self.state;
+        let db = d.db();
         if let Err(e) = batch_size(keys.len()) {
             return Ok(Err(e));
         }
         let mut out = Vec::with_capacity(keys.len());
         let mut bytes = 0usize;
         for k in keys {
-            match db.kv_get(&d.app, &name, &k).await {
+            match db.kv_get(d.app(), &name, &k).await {
                 Ok(v) => {
                     bytes += k.len() + v.as_ref().map_or(0, Vec::len);
                     if bytes > MAX_CALL_BYTES {
@@ -278,18 +347,15 @@ impl batch::Host for Host {
             return Ok(Err(e));
         }
         for (k, v) in &key_values {
-            if let Err(e) = self.data.check_value(bk, k, v.len()) {
+            if let Err(e) = bk.store.check_write(k, v.len()).map_err(refused) {
                 return Ok(Err(e));
             }
         }
         let name = bk.name.clone();
-        let d = &self.data;
-        let db = match d.db() {
-            Ok(db) => db,
-            Err(e) => return Ok(Err(e)),
-        };
+        let d = &*self.state;
+        let db = d.db();
         for (k, v) in key_values {
-            if let Err(e) = db.kv_set(&d.app, &name, &k, &v, None).await {
+            if let Err(e) = db.kv_set(d.app(), &name, &k, &v, None).await {
                 return Ok(Err(store_err(e)));
             }
         }
@@ -307,13 +373,10 @@ impl batch::Host for Host {
         if let Err(e) = batch_size(keys.len()) {
             return Ok(Err(e));
         }
-        let d = &self.data;
-        let db = match d.db() {
-            Ok(db) => db,
-            Err(e) => return Ok(Err(e)),
-        };
+        let d = &*self.state;
+        let db = d.db();
         for k in keys {
-            if let Err(e) = db.kv_delete(&d.app, &name, &k).await {
+            if let Err(e) = db.kv_delete(d.app(), &name, &k).await {
                 return Ok(Err(store_err(e)));
             }
         }
@@ -322,7 +385,7 @@ impl batch::Host for Host {
     }
 }
 
-impl kv_extras::Host for Host {
+impl kv_extras::Host for Cx<'_> {
     async fn set_with_ttl(
         &mut self,
         store: String,
@@ -331,20 +394,19 @@ impl kv_extras::Host for Host {
         ttl_ms: u64,
     ) -> wasmtime::Result<Result<(), kv::Error>> {
         let op = self.op(Service::Kv, "set_with_ttl", &store);
-        let d = &self.data;
+        let d = &*self.state;
         let bk = match d.open(&store) {
             Ok(b) => b,
             Err(e) => return Ok(Err(e)),
         };
-        if let Err(e) = d.check_value(&bk, &key, value.len()) {
+        if let Err(e) = bk.store.check_write(&key, value.len()).map_err(refused) {
             return Ok(Err(e));
         }
-        Ok(op.result(match d.db() {
-            Ok(db) => db
-                .kv_set(&d.app, &store, &key, &value, Some(ttl_ms.max(1)))
+        Ok(op.result({
+            let db = d.db();
+            db.kv_set(d.app(), &store, &key, &value, Some(ttl_ms.max(1)))
                 .await
-                .map_err(store_err),
-            Err(e) => Err(e),
+                .map_err(store_err)
         }))
     }
 
@@ -356,23 +418,22 @@ impl kv_extras::Host for Host {
         limit: u32,
     ) -> wasmtime::Result<Result<(Vec<String>, Option<String>), kv::Error>> {
         let op = self.op(Service::Kv, "list_prefix", &store);
-        let d = &self.data;
+        let d = &*self.state;
         if let Err(e) = d.open(&store) {
             return Ok(Err(e));
         }
-        Ok(op.result(match d.db() {
-            Ok(db) => db
-                .kv_list(
-                    &d.app,
-                    &store,
-                    &prefix,
-                    cursor.as_deref(),
-                    limit.clamp(1, 1000),
-                )
-                .await
-                .map(|p| (p.keys, p.cursor))
-                .map_err(store_err),
-            Err(e) => Err(e),
+        Ok(op.result({
+            let db = d.db();
+            db.kv_list(
+                d.app(),
+                &store,
+                &prefix,
+                cursor.as_deref(),
+                limit.clamp(1, 1000),
+            )
+            .await
+            .map(|p| (p.keys, p.cursor))
+            .map_err(store_err)
         }))
     }
 
@@ -384,20 +445,19 @@ impl kv_extras::Host for Host {
         new: Vec<u8>,
     ) -> wasmtime::Result<Result<bool, kv::Error>> {
         let op = self.op(Service::Kv, "compare_and_swap", &store);
-        let d = &self.data;
+        let d = &*self.state;
         let bk = match d.open(&store) {
             Ok(b) => b,
             Err(e) => return Ok(Err(e)),
         };
-        if let Err(e) = d.check_value(&bk, &key, new.len()) {
+        if let Err(e) = bk.store.check_write(&key, new.len()).map_err(refused) {
             return Ok(Err(e));
         }
-        Ok(op.result(match d.db() {
-            Ok(db) => db
-                .kv_compare_and_swap(&d.app, &store, &key, expected.as_deref(), &new)
+        Ok(op.result({
+            let db = d.db();
+            db.kv_compare_and_swap(d.app(), &store, &key, expected.as_deref(), &new)
                 .await
-                .map_err(store_err),
-            Err(e) => Err(e),
+                .map_err(store_err)
         }))
     }
 }

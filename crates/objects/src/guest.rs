@@ -1,29 +1,90 @@
-//! `nimbus:data/blobs`: objects of the app's buckets that the function is
-//! granted, through the same store and body files as the S3 API (writes
-//! here store no storage events: only S3 writes do).
+//! `nimbus:data/blobs` for guests: objects of the app's buckets that the
+//! function is granted (`buckets = [...]`), through the same store and
+//! body files as the S3 API. Writes here store no storage events (only the
+//! S3 endpoint's do), and one call carries at most the node's value limit:
+//! larger objects go through S3.
 
-use super::{DataBinding, blobs_wit};
-use crate::host::Host;
-use nimbus_core::Service;
-use nimbus_store::Store;
+use nimbus_core::{AppSpec, FunctionSpec, Service};
+use nimbus_runtime::{GuestCapability, GuestCx, Host, InstanceCx};
+use nimbus_store::{BlobFiles, Store};
+use std::any::Any;
+use std::sync::Arc;
+use wasmtime::component::{HasData, Linker};
 
-impl DataBinding {
-    async fn bucket(
-        &self,
-        bucket: &str,
-    ) -> Result<(&Store, &nimbus_store::BlobFiles, u64), blobs_wit::Error> {
-        let (Some((db, limit)), Some(files)) = (&self.store, &self.blobs) else {
-            return Err(blobs_wit::Error::Other(
-                "this Nimbus server has no object storage".into(),
-            ));
-        };
-        if !self.grants.buckets.iter().any(|b| b == bucket) {
+wasmtime::component::bindgen!({
+    path: "../../wit/data",
+    world: "nimbus:data/blobs-host",
+    imports: { default: async | trappable },
+});
+
+use nimbus::data::blobs as blobs_wit;
+
+/// Object storage's guest side.
+pub struct Blobs(Arc<Node>);
+
+/// What every instance shares.
+struct Node {
+    store: Store,
+    files: BlobFiles,
+    /// Most bytes one call carries.
+    limit: u64,
+}
+
+impl Blobs {
+    pub fn new(store: Store, files: BlobFiles, limit: u64) -> Blobs {
+        Blobs(Arc::new(Node {
+            store,
+            files,
+            limit,
+        }))
+    }
+}
+
+/// One instance's state: its function and app.
+pub struct BlobsState {
+    node: Arc<Node>,
+    app: Arc<AppSpec>,
+    function: Arc<FunctionSpec>,
+}
+
+type Cx<'a> = GuestCx<'a, BlobsState>;
+
+struct HasBlobs;
+
+impl HasData for HasBlobs {
+    type Data<'a> = Cx<'a>;
+}
+
+impl GuestCapability for Blobs {
+    fn name(&self) -> &'static str {
+        "blobs"
+    }
+
+    fn link(&self, linker: &mut Linker<Host>) -> wasmtime::Result<()> {
+        blobs_wit::add_to_linker::<Host, HasBlobs>(linker, |h| h.capability::<BlobsState>())
+    }
+
+    fn instance(&self, cx: &InstanceCx<'_>) -> Box<dyn Any + Send> {
+        Box::new(BlobsState {
+            node: self.0.clone(),
+            app: cx.function.app_spec().clone(),
+            function: cx.function.spec().clone(),
+        })
+    }
+}
+
+impl BlobsState {
+    /// The store, the body files and the call limit, once `bucket` is
+    /// granted to the function and belongs to its app.
+    async fn bucket(&self, bucket: &str) -> Result<(&Store, &BlobFiles, u64), blobs_wit::Error> {
+        if !self.function.buckets.iter().any(|b| b == bucket) {
             return Err(blobs_wit::Error::NoSuchBucket(format!(
                 "bucket {bucket:?} is not granted to this function: add it to its `buckets` in nimbus.toml"
             )));
         }
-        match db.bucket_owner(bucket).await {
-            Ok(Some(owner)) if *owner == *self.app => Ok((db, files, *limit)),
+        let n = &self.node;
+        match n.store.bucket_owner(bucket).await {
+            Ok(Some(owner)) if owner == self.app.name => Ok((&n.store, &n.files, n.limit)),
             Ok(_) => Err(blobs_wit::Error::NoSuchBucket(format!(
                 "the app has no bucket {bucket:?}: create it through the S3 API"
             ))),
@@ -46,14 +107,14 @@ fn blob_err(e: impl std::fmt::Display) -> blobs_wit::Error {
     blobs_wit::Error::Other(e.to_string())
 }
 
-impl blobs_wit::Host for Host {
+impl blobs_wit::Host for Cx<'_> {
     async fn get(
         &mut self,
         bucket: String,
         key: String,
     ) -> wasmtime::Result<Result<Option<Vec<u8>>, blobs_wit::Error>> {
         let op = self.op(Service::Objects, "get", &bucket);
-        let (db, files, limit) = match self.data.bucket(&bucket).await {
+        let (db, files, limit) = match self.state.bucket(&bucket).await {
             Ok(x) => x,
             Err(e) => return Ok(Err(e)),
         };
@@ -92,7 +153,7 @@ impl blobs_wit::Host for Host {
         content_type: Option<String>,
     ) -> wasmtime::Result<Result<blobs_wit::ObjectInfo, blobs_wit::Error>> {
         let op = self.op(Service::Objects, "put", &bucket);
-        let (db, files, limit) = match self.data.bucket(&bucket).await {
+        let (db, files, limit) = match self.state.bucket(&bucket).await {
             Ok(x) => x,
             Err(e) => return Ok(Err(e)),
         };
@@ -142,7 +203,7 @@ impl blobs_wit::Host for Host {
         key: String,
     ) -> wasmtime::Result<Result<bool, blobs_wit::Error>> {
         let op = self.op(Service::Objects, "delete", &bucket);
-        let (db, files, _) = match self.data.bucket(&bucket).await {
+        let (db, files, _) = match self.state.bucket(&bucket).await {
             Ok(x) => x,
             Err(e) => return Ok(Err(e)),
         };
@@ -164,7 +225,7 @@ impl blobs_wit::Host for Host {
         limit: u32,
     ) -> wasmtime::Result<Result<Vec<blobs_wit::ObjectInfo>, blobs_wit::Error>> {
         let op = self.op(Service::Objects, "list", &bucket);
-        let (db, _, _) = match self.data.bucket(&bucket).await {
+        let (db, _, _) = match self.state.bucket(&bucket).await {
             Ok(x) => x,
             Err(e) => return Ok(Err(e)),
         };

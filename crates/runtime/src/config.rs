@@ -1,8 +1,9 @@
-//! `wasi:config/store`: the app's variables and the function's own, with
-//! secrets opened (and redacted from captured logs).
-
-use super::config_wit;
-use crate::host::Host;
+//! A function's configuration as its instances see it: a
+//! [`ConfigSnapshot`] in an `ArcSwap` of the [`crate::Function`], which the
+//! control plane replaces when configuration changes. An invocation sees
+//! one snapshot from start to end (the `wasi:config/store` binding reads
+//! it, see `nimbus-data`), and its captured output is redacted of the
+//! snapshot's secret values.
 
 /// Configuration as a guest sees it: variables (secrets included, in
 /// clear) and the secret values, which are redacted from captured logs.
@@ -23,23 +24,12 @@ impl ConfigSnapshot {
             }
         }
     }
-}
 
-impl config_wit::Host for Host {
-    async fn get(
-        &mut self,
-        key: String,
-    ) -> wasmtime::Result<Result<Option<String>, config_wit::Error>> {
-        let vars = &self.data.config.vars;
-        Ok(Ok(vars
-            .binary_search_by(|(k, _)| k.as_str().cmp(&key))
+    /// The value of `key`, if set.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.vars
+            .binary_search_by(|(k, _)| k.as_str().cmp(key))
             .ok()
-            .map(|i| vars[i].1.clone())))
-    }
-
-    async fn get_all(
-        &mut self,
-    ) -> wasmtime::Result<Result<Vec<(String, String)>, config_wit::Error>> {
-        Ok(Ok(self.data.config.vars.clone()))
+            .map(|i| self.vars[i].1.as_str())
     }
 }

@@ -1,25 +1,101 @@
-//! `nimbus:data/documents` on the app's collections: a guest uses only the
-//! collections its function is granted, and every write passes
-//! `nimbus_core::data::check_doc_write`.
+//! `nimbus:data/documents` for guests: a collection opens through
+//! [`Collection::open`] with the function's grants, and every call passes
+//! [`Collection::check_write`] (an id's rules; a write's size).
 
-use super::{DataBinding, docs_wit};
-use crate::host::Host;
-use nimbus_core::Service;
+use super::Collection;
+use crate::{Caller, Refusal};
+use nimbus_core::{AppSpec, FunctionSpec, Service};
+use nimbus_runtime::{GuestCapability, GuestCx, Host, InstanceCx};
 use nimbus_store::{DocError, DocQuery, Document, Store};
+use std::any::Any;
+use std::sync::Arc;
+use wasmtime::component::{HasData, Linker};
 
-impl DataBinding {
-    fn collection(&self, name: &str) -> Result<(), docs_wit::Error> {
-        if !self.grants.collections_declared.iter().any(|n| n == name) {
-            return Err(docs_wit::Error::NoSuchCollection(format!(
-                "the app has no collection {name:?}: declare it as [collections.{name}]"
-            )));
-        }
-        if !self.grants.collections.iter().any(|n| n == name) {
-            return Err(docs_wit::Error::NoSuchCollection(format!(
-                "collection {name:?} is not granted to this function: add it to its `collections` in nimbus.toml"
-            )));
-        }
-        Ok(())
+wasmtime::component::bindgen!({
+    path: "../../wit/data",
+    world: "nimbus:data/docs-host",
+    imports: { default: async | trappable },
+});
+
+use nimbus::data::documents as docs_wit;
+
+/// The documents capability's guest side.
+pub struct Docs(Arc<Node>);
+
+/// What every instance shares.
+struct Node {
+    store: Store,
+    max_value_bytes: u64,
+}
+
+impl Docs {
+    pub fn new(store: Store, max_value_bytes: u64) -> Docs {
+        Docs(Arc::new(Node {
+            store,
+            max_value_bytes,
+        }))
+    }
+}
+
+/// One instance's state: its function and app.
+pub struct DocsState {
+    node: Arc<Node>,
+    app: Arc<AppSpec>,
+    function: Arc<FunctionSpec>,
+}
+
+type Cx<'a> = GuestCx<'a, DocsState>;
+
+struct HasDocs;
+
+impl HasData for HasDocs {
+    type Data<'a> = Cx<'a>;
+}
+
+impl GuestCapability for Docs {
+    fn name(&self) -> &'static str {
+        "documents"
+    }
+
+    fn link(&self, linker: &mut Linker<Host>) -> wasmtime::Result<()> {
+        docs_wit::add_to_linker::<Host, HasDocs>(linker, |h| h.capability::<DocsState>())
+    }
+
+    fn instance(&self, cx: &InstanceCx<'_>) -> Box<dyn Any + Send> {
+        Box::new(DocsState {
+            node: self.0.clone(),
+            app: cx.function.app_spec().clone(),
+            function: cx.function.spec().clone(),
+        })
+    }
+}
+
+impl DocsState {
+    fn app(&self) -> &str {
+        &self.app.name
+    }
+
+    /// The store, once `coll` opened for the function and a document `id`
+    /// (if named) of `json_len` bytes passed the collection's rule.
+    fn docs(
+        &self,
+        coll: &str,
+        id: Option<&str>,
+        json_len: usize,
+    ) -> Result<&Store, docs_wit::Error> {
+        let c = Collection::open(
+            &self.app,
+            coll,
+            Caller::Function(&self.function),
+            self.node.max_value_bytes,
+        )
+        .map_err(|e| match e {
+            Refusal::NotFound(m) | Refusal::NotGranted(m) => docs_wit::Error::NoSuchCollection(m),
+            e => docs_wit::Error::Invalid(e.to_string()),
+        })?;
+        c.check_write(id, json_len)
+            .map_err(|e| docs_wit::Error::Invalid(e.to_string()))?;
+        Ok(&self.node.store)
     }
 }
 
@@ -44,36 +120,17 @@ fn doc_err(e: DocError) -> docs_wit::Error {
     }
 }
 
-impl DataBinding {
-    fn docs(
-        &self,
-        coll: &str,
-        id: Option<&str>,
-        json_len: usize,
-    ) -> Result<&Store, docs_wit::Error> {
-        self.collection(coll)?;
-        let (db, limit) = self
-            .store
-            .as_ref()
-            .ok_or_else(|| docs_wit::Error::Other("this Nimbus server has no data store".into()))?;
-        let place = format_args!("collection {coll:?}");
-        nimbus_core::data::check_doc_write(place, id, json_len, *limit)
-            .map_err(|e| docs_wit::Error::Invalid(e.to_string()))?;
-        Ok(db)
-    }
-}
-
-impl docs_wit::Host for Host {
+impl docs_wit::Host for Cx<'_> {
     async fn get(
         &mut self,
         collection: String,
         id: String,
     ) -> wasmtime::Result<Result<Option<docs_wit::Document>, docs_wit::Error>> {
         let op = self.op(Service::Docs, "get", &collection);
-        let d = &self.data;
+        let d = &*self.state;
         Ok(op.result(match d.docs(&collection, Some(&id), 0) {
             Ok(db) => db
-                .doc_get(&d.app, &collection, &id)
+                .doc_get(d.app(), &collection, &id)
                 .await
                 .map(|o| o.map(doc_out))
                 .map_err(doc_err),
@@ -89,12 +146,12 @@ impl docs_wit::Host for Host {
         timeout_ms: u32,
     ) -> wasmtime::Result<Result<Option<docs_wit::Document>, docs_wit::Error>> {
         let op = self.op(Service::Docs, "watch", &collection);
-        let d = &self.data;
+        let d = &*self.state;
         let timeout = std::time::Duration::from_millis(u64::from(timeout_ms).min(MAX_WATCH_MS));
         Ok(op.result(match d.docs(&collection, Some(&id), 0) {
             Ok(db) => db
                 .doc_watch(
-                    &d.app,
+                    d.app(),
                     &collection,
                     &id,
                     i64::try_from(after_version).unwrap_or(i64::MAX),
@@ -115,11 +172,11 @@ impl docs_wit::Host for Host {
         expected_version: Option<u64>,
     ) -> wasmtime::Result<Result<docs_wit::Document, docs_wit::Error>> {
         let op = self.op(Service::Docs, "put", &collection);
-        let d = &self.data;
+        let d = &*self.state;
         Ok(op.result(match d.docs(&collection, Some(&id), json.len()) {
             Ok(db) => db
                 .doc_put(
-                    &d.app,
+                    d.app(),
                     &collection,
                     &id,
                     &json,
@@ -140,16 +197,16 @@ impl docs_wit::Host for Host {
         expected_version: Option<u64>,
     ) -> wasmtime::Result<Result<docs_wit::Document, docs_wit::Error>> {
         let op = self.op(Service::Docs, "patch", &collection);
-        let d = &self.data;
+        let d = &*self.state;
         Ok(op.result(match d.docs(&collection, Some(&id), json.len()) {
             Ok(db) => db
                 .doc_patch(
-                    &d.app,
+                    d.app(),
                     &collection,
                     &id,
                     &json,
                     expected_version.map(|v| v as i64),
-                    d.store.as_ref().map_or(u64::MAX, |(_, l)| *l),
+                    d.node.max_value_bytes,
                 )
                 .await
                 .map(doc_out)
@@ -164,10 +221,10 @@ impl docs_wit::Host for Host {
         id: String,
     ) -> wasmtime::Result<Result<bool, docs_wit::Error>> {
         let op = self.op(Service::Docs, "delete", &collection);
-        let d = &self.data;
+        let d = &*self.state;
         Ok(op.result(match d.docs(&collection, Some(&id), 0) {
             Ok(db) => db
-                .doc_delete(&d.app, &collection, &id)
+                .doc_delete(d.app(), &collection, &id)
                 .await
                 .map_err(doc_err),
             Err(e) => Err(e),
@@ -180,7 +237,7 @@ impl docs_wit::Host for Host {
         query: String,
     ) -> wasmtime::Result<Result<String, docs_wit::Error>> {
         let op = self.op(Service::Docs, "query", &collection);
-        let d = &self.data;
+        let d = &*self.state;
         let db = match d.docs(&collection, None, 0) {
             Ok(db) => db,
             Err(e) => return Ok(Err(e)),
@@ -190,7 +247,7 @@ impl docs_wit::Host for Host {
             Err(e) => return Ok(Err(doc_err(e))),
         };
         Ok(op.result(
-            db.doc_query(&d.app, &collection, &q)
+            db.doc_query(d.app(), &collection, &q)
                 .await
                 .map(|page| serde_json::to_string(&page).expect("documents serialize"))
                 .map_err(doc_err),

@@ -1,112 +1,78 @@
 //! `/v1/apps/{app}/docs/{coll}`: JSON documents with versions (ETags),
-//! merge patches, queries and bulk writes; under the collection's access
-//! rule (the owner rule sees and writes only the user's documents).
+//! merge patches, queries and bulk writes; a collection opens through
+//! [`Collection::open`] with the caller's access rule (the owner rule sees
+//! and writes only the user's documents).
 
-use super::{not_found, refused};
-use crate::auth::{Principal, authorize};
-use crate::ctx::{ApiError, ApiResult, Ctx};
+use super::{Collection, field_value};
+use crate::Caller;
+use crate::face::{DataFace, RestError, RestResult};
 use axum::Json;
 use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use nimbus_api::{Deleted, Written};
-use nimbus_store::DocQuery;
+use nimbus_identity::Principal;
+use nimbus_store::{DocError, DocQuery};
 use serde::Deserialize;
 use serde_json::Value;
 
-/// A declared collection of an active app, and what the caller may do in
-/// it: under the `owner` rule, the grant and the owner field.
-fn collection(
-    ctx: &Ctx,
+/// Opens `coll` of `app` for the caller.
+fn open(
+    face: &DataFace,
     principal: &Principal,
     app: &str,
     coll: &str,
     write: bool,
-) -> ApiResult<Owned> {
-    let table = ctx.platform.gateway.table();
-    let active = table
-        .app(app)
-        .ok_or_else(|| not_found(format!("app {app:?} is not deployed")))?;
-    let spec = active.spec.collections.get(coll).ok_or_else(|| {
-        not_found(format!(
-            "app {app:?} has no collection {coll:?}: declare it in nimbus.toml as [collections.{coll}]"
-        ))
-    })?;
-    let grant = authorize(
-        principal,
-        app,
-        &format!("collection {coll:?}"),
-        spec.access,
-        write,
-    )?;
-    Ok(grant.owner().map(|subject| {
-        (
-            subject.to_string(),
-            spec.owner_field.clone().unwrap_or_else(|| "owner".into()),
-        )
-    }))
+) -> RestResult<Collection> {
+    let spec = face.app(app)?;
+    let caller = Caller::Client { principal, write };
+    Ok(Collection::open(&spec, coll, caller, face.max_value_bytes)?)
 }
 
-/// Under the owner rule: the user's subject and the owner field.
-type Owned = Option<(String, String)>;
-
-fn not_yours(coll: &str, id: &str, field: &str) -> ApiError {
-    ApiError(
-        StatusCode::FORBIDDEN,
-        format!("document {coll}/{id} belongs to another user (its {field:?} is not your user id)"),
-    )
+impl From<DocError> for RestError {
+    fn from(e: DocError) -> Self {
+        match e {
+            DocError::Conflict(m) => RestError(StatusCode::PRECONDITION_FAILED, m),
+            DocError::Invalid(m) => RestError::bad_request(m),
+            DocError::Store(e) => e.into(),
+        }
+    }
 }
 
 /// Under the owner rule, the current document (which must be the user's)
 /// and the version to write against, so a concurrent change conflicts.
 async fn owned_current(
-    ctx: &Ctx,
+    face: &DataFace,
     app: &str,
-    coll: &str,
+    c: &Collection,
     id: &str,
-    owned: &Owned,
     expected: Option<i64>,
-) -> ApiResult<Option<i64>> {
-    let Some((subject, field)) = owned else {
+) -> RestResult<Option<i64>> {
+    if c.owner().is_none() {
         return Ok(expected);
-    };
-    let current = ctx.platform.store.doc_get(app, coll, id).await?;
+    }
+    let current = face.store.doc_get(app, c.name(), id).await?;
     let version = match &current {
         Some(d) => {
-            if !owns(&d.value(), field, subject) {
-                return Err(not_yours(coll, id, field));
-            }
+            c.check_owner(id, &d.value())?;
             d.version
         }
         None => 0,
     };
     if expected.is_some_and(|e| e != version) {
-        return Err(ApiError(
+        return Err(RestError(
             StatusCode::PRECONDITION_FAILED,
-            format!("document {coll}/{id} is at version {version}, not the expected one"),
+            format!(
+                "document {}/{id} is at version {version}, not the expected one",
+                c.name()
+            ),
         ));
     }
     Ok(Some(version))
 }
 
-/// Whether `body`'s owner field names `subject`.
-fn owns(body: &Value, field: &str, subject: &str) -> bool {
-    field_value(body, field).and_then(Value::as_str) == Some(subject)
-}
-
-/// The value at a dotted field path.
-fn field_value<'a>(body: &'a Value, path: &str) -> Option<&'a Value> {
-    path.split('.').try_fold(body, |v, k| v.get(k))
-}
-
-fn check_doc(ctx: &Ctx, coll: &str, id: &str, len: usize) -> ApiResult<()> {
-    let place = format_args!("collection {coll:?}");
-    nimbus_core::data::check_doc_write(place, Some(id), len, ctx.platform.max_value_bytes)
-        .map_err(refused)
-}
-
 /// `If-Match: 3` (or `"3"`): the version a write expects; `0` means absent.
-fn expected_version(headers: &HeaderMap) -> ApiResult<Option<i64>> {
+fn expected_version(headers: &HeaderMap) -> RestResult<Option<i64>> {
     match headers.get(header::IF_MATCH) {
         None => Ok(None),
         Some(v) => v
@@ -117,7 +83,7 @@ fn expected_version(headers: &HeaderMap) -> ApiResult<Option<i64>> {
             .filter(|v| *v >= 0)
             .map(Some)
             .ok_or_else(|| {
-                ApiError(
+                RestError(
                     StatusCode::BAD_REQUEST,
                     "If-Match must be a document version (0: only if absent)".into(),
                 )
@@ -131,41 +97,39 @@ fn with_etag(doc: nimbus_store::Document) -> Response {
 }
 
 /// `GET /v1/apps/{app}/docs/{coll}/{id}`.
-pub(crate) async fn doc_get(
-    State(ctx): State<Ctx>,
+pub(crate) async fn get(
+    State(face): State<DataFace>,
     Extension(who): Extension<Principal>,
     Path((app, coll, id)): Path<(String, String, String)>,
-) -> ApiResult<Response> {
-    let owned = collection(&ctx, &who, &app, &coll, false)?;
-    match ctx.platform.store.doc_get(&app, &coll, &id).await? {
+) -> RestResult<Response> {
+    let c = open(&face, &who, &app, &coll, false)?;
+    match face.store.doc_get(&app, &coll, &id).await? {
         Some(d) => {
-            if let Some((subject, field)) = &owned
-                && !owns(&d.value(), field, subject)
-            {
-                return Err(not_yours(&coll, &id, field));
-            }
+            c.check_owner(&id, &d.value())?;
             Ok(with_etag(d))
         }
-        None => Err(not_found(format!("no document {coll}/{id} in app {app:?}"))),
+        None => Err(RestError::not_found(format!(
+            "no document {coll}/{id} in app {app:?}"
+        ))),
     }
 }
 
 /// `PUT /v1/apps/{app}/docs/{coll}/{id}` (body: a JSON object; `If-Match`
 /// for optimistic concurrency).
-pub(crate) async fn doc_put(
-    State(ctx): State<Ctx>,
+pub(crate) async fn put(
+    State(face): State<DataFace>,
     Extension(who): Extension<Principal>,
     Path((app, coll, id)): Path<(String, String, String)>,
     headers: HeaderMap,
     body: String,
-) -> ApiResult<Response> {
-    let owned = collection(&ctx, &who, &app, &coll, true)?;
-    check_doc(&ctx, &coll, &id, body.len())?;
+) -> RestResult<Response> {
+    let c = open(&face, &who, &app, &coll, true)?;
+    c.check_write(Some(&id), body.len())?;
     let mut body = body;
-    if let Some((subject, field)) = &owned {
+    if let Some((subject, field)) = c.owner() {
         // The document must name its writer as owner (set if absent).
         let mut v: Value = serde_json::from_str(&body).map_err(|e| {
-            ApiError(
+            RestError(
                 StatusCode::BAD_REQUEST,
                 format!("the document is not JSON: {e}"),
             )
@@ -173,24 +137,21 @@ pub(crate) async fn doc_put(
         match field_value(&v, field) {
             None => {
                 if field.contains('.') {
-                    return Err(ApiError(
+                    return Err(RestError(
                         StatusCode::BAD_REQUEST,
                         format!("set the owner field {field:?} to your user id"),
                     ));
                 }
                 if let Some(o) = v.as_object_mut() {
-                    o.insert(field.clone(), Value::String(subject.clone()));
+                    o.insert(field.to_string(), Value::String(subject.to_string()));
                 }
             }
-            Some(Value::String(s)) if s == subject => {}
-            Some(_) => return Err(not_yours(&coll, &id, field)),
+            Some(_) => c.check_owner(&id, &v)?,
         }
         body = v.to_string();
     }
-    let expected =
-        owned_current(&ctx, &app, &coll, &id, &owned, expected_version(&headers)?).await?;
-    let d = ctx
-        .platform
+    let expected = owned_current(&face, &app, &c, &id, expected_version(&headers)?).await?;
+    let d = face
         .store
         .doc_put(&app, &coll, &id, &body, expected)
         .await?;
@@ -198,73 +159,65 @@ pub(crate) async fn doc_put(
 }
 
 /// `PATCH /v1/apps/{app}/docs/{coll}/{id}`: a JSON merge patch (RFC 7396).
-pub(crate) async fn doc_patch(
-    State(ctx): State<Ctx>,
+pub(crate) async fn patch(
+    State(face): State<DataFace>,
     Extension(who): Extension<Principal>,
     Path((app, coll, id)): Path<(String, String, String)>,
     headers: HeaderMap,
     body: String,
-) -> ApiResult<Response> {
-    let owned = collection(&ctx, &who, &app, &coll, true)?;
-    check_doc(&ctx, &coll, &id, body.len())?;
-    if let Some((subject, field)) = &owned {
+) -> RestResult<Response> {
+    let c = open(&face, &who, &app, &coll, true)?;
+    c.check_write(Some(&id), body.len())?;
+    if let Some((_, field)) = c.owner() {
         let patch: Value = serde_json::from_str(&body).map_err(|e| {
-            ApiError(
+            RestError(
                 StatusCode::BAD_REQUEST,
                 format!("the patch is not JSON: {e}"),
             )
         })?;
         // A patch may not hand the document to someone else (or drop its owner).
         let head = field.split('.').next().unwrap_or(field);
-        if patch.get(head).is_some() && !owns(&patch, field, subject) {
-            return Err(not_yours(&coll, &id, field));
+        if patch.get(head).is_some() {
+            c.check_owner(&id, &patch)?;
         }
     }
-    let expected =
-        owned_current(&ctx, &app, &coll, &id, &owned, expected_version(&headers)?).await?;
-    if owned.is_some() && expected == Some(0) {
-        return Err(not_found(format!("no document {coll}/{id} in app {app:?}")));
+    let expected = owned_current(&face, &app, &c, &id, expected_version(&headers)?).await?;
+    if c.owner().is_some() && expected == Some(0) {
+        return Err(RestError::not_found(format!(
+            "no document {coll}/{id} in app {app:?}"
+        )));
     }
-    let d = ctx
-        .platform
+    let d = face
         .store
-        .doc_patch(
-            &app,
-            &coll,
-            &id,
-            &body,
-            expected,
-            ctx.platform.max_value_bytes,
-        )
+        .doc_patch(&app, &coll, &id, &body, expected, face.max_value_bytes)
         .await?;
     Ok(with_etag(d))
 }
 
 /// `DELETE /v1/apps/{app}/docs/{coll}/{id}`.
-pub(crate) async fn doc_delete(
-    State(ctx): State<Ctx>,
+pub(crate) async fn delete(
+    State(face): State<DataFace>,
     Extension(who): Extension<Principal>,
     Path((app, coll, id)): Path<(String, String, String)>,
-) -> ApiResult<Json<Deleted>> {
-    let owned = collection(&ctx, &who, &app, &coll, true)?;
-    if owned.is_none() {
-        let existed = ctx.platform.store.doc_delete(&app, &coll, &id).await?;
+) -> RestResult<Json<Deleted>> {
+    let c = open(&face, &who, &app, &coll, true)?;
+    if c.owner().is_none() {
+        let existed = face.store.doc_delete(&app, &coll, &id).await?;
         return Ok(Json(Deleted { deleted: existed }));
     }
     // Under the owner rule: delete the version that was checked, so a
     // document created or replaced meanwhile is not deleted unseen.
-    match owned_current(&ctx, &app, &coll, &id, &owned, None).await? {
+    match owned_current(&face, &app, &c, &id, None).await? {
         Some(0) | None => Ok(Json(Deleted { deleted: false })),
         Some(version) => {
-            if ctx
-                .platform
+            if face
                 .store
                 .doc_delete_at(&app, &coll, &id, Some(version))
                 .await?
             {
                 Ok(Json(Deleted { deleted: true }))
             } else {
-                Err(ApiError(
+                Err(RestError(
                     StatusCode::PRECONDITION_FAILED,
                     format!(
                         "document {coll}/{id} changed while it was being deleted: read it again"
@@ -282,23 +235,26 @@ pub(crate) struct ExplainQuery {
 
 /// `POST /v1/apps/{app}/docs/{coll}/_query` (body: the JSON query;
 /// `?explain=true` adds the query plan).
-pub(crate) async fn doc_query(
-    State(ctx): State<Ctx>,
+pub(crate) async fn query(
+    State(face): State<DataFace>,
     Extension(who): Extension<Principal>,
     Path((app, coll)): Path<(String, String)>,
     Query(x): Query<ExplainQuery>,
     body: String,
-) -> ApiResult<impl axum::response::IntoResponse> {
-    let owned = collection(&ctx, &who, &app, &coll, false)?;
+) -> RestResult<impl axum::response::IntoResponse> {
+    let c = open(&face, &who, &app, &coll, false)?;
     let mut q = DocQuery::parse(if body.trim().is_empty() { "{}" } else { &body })?;
     // Under the owner rule a query sees the user's documents only.
-    if let Some((subject, field)) = owned {
-        q.filters
-            .push((field, nimbus_store::Op::Eq, Value::String(subject)));
+    if let Some((subject, field)) = c.owner() {
+        q.filters.push((
+            field.to_string(),
+            nimbus_store::Op::Eq,
+            Value::String(subject.to_string()),
+        ));
     }
-    let page = ctx.platform.store.doc_query(&app, &coll, &q).await?;
+    let page = face.store.doc_query(&app, &coll, &q).await?;
     let plan = match x.explain {
-        Some(true) => Some(ctx.platform.store.doc_query_plan(&app, &coll, &q).await?),
+        Some(true) => Some(face.store.doc_query_plan(&app, &coll, &q).await?),
         _ => None,
     };
     // Serialized straight from the stored text, never as a tree of values.
@@ -321,14 +277,15 @@ pub(crate) async fn doc_query(
 
 /// `POST /v1/apps/{app}/docs/{coll}` with a JSON array of objects, each
 /// with an `"id"`: creates or replaces them all in one transaction.
-pub(crate) async fn doc_bulk(
-    State(ctx): State<Ctx>,
+pub(crate) async fn bulk(
+    State(face): State<DataFace>,
     Extension(who): Extension<Principal>,
     Path((app, coll)): Path<(String, String)>,
     Json(docs): Json<Vec<Value>>,
-) -> ApiResult<Json<Written>> {
-    if collection(&ctx, &who, &app, &coll, true)?.is_some() {
-        return Err(ApiError(
+) -> RestResult<Json<Written>> {
+    let c = open(&face, &who, &app, &coll, true)?;
+    if c.owner().is_some() {
+        return Err(RestError(
             StatusCode::FORBIDDEN,
             format!(
                 "bulk writes to {coll:?} (owner rule) need an API key: write documents one at a time"
@@ -340,7 +297,7 @@ pub(crate) async fn doc_bulk(
         let id = d["id"]
             .as_str()
             .ok_or_else(|| {
-                ApiError(
+                RestError(
                     StatusCode::BAD_REQUEST,
                     "every document of a bulk write needs a string \"id\"".into(),
                 )
@@ -351,9 +308,9 @@ pub(crate) async fn doc_bulk(
             o.remove("id");
         }
         let text = body.to_string();
-        check_doc(&ctx, &coll, &id, text.len())?;
+        c.check_write(Some(&id), text.len())?;
         items.push((id, text));
     }
-    let n = ctx.platform.store.doc_put_many(&app, &coll, &items).await?;
+    let n = face.store.doc_put_many(&app, &coll, &items).await?;
     Ok(Json(Written { written: n as u64 }))
 }
