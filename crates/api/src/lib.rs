@@ -30,7 +30,10 @@ pub use events::{
 pub use identity::{
     ApiKey, CreatedKey, KeyList, KeyRotated, NewKey, NewUser, S3Key, User, UserList,
 };
-pub use invocations::InvocationRow;
+pub use invocations::{
+    InvocationRow, KeptInput, KeptInvocation, LogLine, OpSpanRow, ReplayRequest, Replayed, Run,
+    Trace,
+};
 
 use nimbus_core::Limits;
 use serde::{Deserialize, Serialize};

@@ -13,7 +13,6 @@ use crate::routes::Need;
 use axum::extract::Request;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use nimbus_identity::IdentityError;
 pub(crate) use nimbus_identity::Principal;
 
 fn bearer(req: &Request) -> Option<&str> {
@@ -119,21 +118,4 @@ pub(crate) fn authenticate(
                 .unwrap_or_default()
         ),
     ))
-}
-
-impl From<IdentityError> for ApiError {
-    fn from(e: IdentityError) -> Self {
-        let status = match &e {
-            IdentityError::Invalid(_) => StatusCode::BAD_REQUEST,
-            IdentityError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            IdentityError::Forbidden(_) => StatusCode::FORBIDDEN,
-            IdentityError::NotFound(_) => StatusCode::NOT_FOUND,
-            IdentityError::Conflict(_) => StatusCode::CONFLICT,
-            IdentityError::TooMany { .. } => StatusCode::TOO_MANY_REQUESTS,
-            IdentityError::Store(_) | IdentityError::Internal(_) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
-        };
-        ApiError(status, e.to_string())
-    }
 }

@@ -4,9 +4,7 @@
 //! import from the router that imports them.
 
 use crate::platform::{Platform, PlatformError};
-use axum::Json;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
 
 #[derive(Clone)]
@@ -34,14 +32,9 @@ impl axum::extract::FromRef<Ctx> for nimbus_data::DataFace {
     }
 }
 
-/// An error answered as `{"error": message}`.
-pub(crate) struct ApiError(pub(crate) StatusCode, pub(crate) String);
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (self.0, Json(nimbus_api::ErrorBody { error: self.1 })).into_response()
-    }
-}
+/// An error answered as `{"error": message}` (the data capabilities'
+/// too, so both kinds of handler share one).
+pub(crate) use nimbus_data::ApiError;
 
 impl From<PlatformError> for ApiError {
     fn from(e: PlatformError) -> Self {
@@ -53,12 +46,6 @@ impl From<PlatformError> for ApiError {
             PlatformError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError(status, e.to_string())
-    }
-}
-
-impl From<nimbus_store::StoreError> for ApiError {
-    fn from(e: nimbus_store::StoreError) -> Self {
-        PlatformError::from(e).into()
     }
 }
 

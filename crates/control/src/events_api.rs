@@ -16,8 +16,9 @@ use nimbus_events::{EventError, Outgoing};
 use nimbus_store::ChannelDepth;
 use serde::Deserialize;
 
-impl From<EventError> for ApiError {
-    fn from(e: EventError) -> Self {
+/// An events engine refusal, answered.
+pub(crate) fn event_error(e: EventError) -> ApiError {
+    {
         let status = match &e {
             EventError::NotFound(_) => StatusCode::NOT_FOUND,
             EventError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -51,8 +52,13 @@ pub(crate) async fn send(
     body: Bytes,
 ) -> ApiResult<impl IntoResponse> {
     too_large(&ctx, body.len())?;
-    let msg = Outgoing::from_headers(&headers, body.to_vec())?;
-    let r = ctx.platform.events.send(&app, &queue, msg).await?;
+    let msg = Outgoing::from_headers(&headers, body.to_vec()).map_err(event_error)?;
+    let r = ctx
+        .platform
+        .events
+        .send(&app, &queue, msg)
+        .await
+        .map_err(event_error)?;
     Ok((
         StatusCode::ACCEPTED,
         Json(Sent {
@@ -70,8 +76,13 @@ pub(crate) async fn publish(
     body: Bytes,
 ) -> ApiResult<impl IntoResponse> {
     too_large(&ctx, body.len())?;
-    let msg = Outgoing::from_headers(&headers, body.to_vec())?;
-    let copies = ctx.platform.events.publish(&app, &topic, msg).await?;
+    let msg = Outgoing::from_headers(&headers, body.to_vec()).map_err(event_error)?;
+    let copies = ctx
+        .platform
+        .events
+        .publish(&app, &topic, msg)
+        .await
+        .map_err(event_error)?;
     let ids: Vec<_> = copies.into_iter().map(|r| r.id).collect();
     Ok((StatusCode::ACCEPTED, Json(Published { ids })))
 }
@@ -269,7 +280,8 @@ pub(crate) async fn dlq_redrive(
         .platform
         .events
         .redrive(&app, &function, ids.as_deref())
-        .await?;
+        .await
+        .map_err(event_error)?;
     Ok(Json(Redriven { redriven }))
 }
 

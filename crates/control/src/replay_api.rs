@@ -16,10 +16,11 @@ use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use base64::Engine as _;
 use http_body_util::BodyExt as _;
+use nimbus_api::{
+    InvocationRow, KeptInput, KeptInvocation, LogLine, ReplayRequest, Replayed, Run, Trace,
+};
 use nimbus_core::StoredInput;
 use nimbus_store::LogQuery;
-use serde::Deserialize;
-use serde_json::{Value, json};
 use std::sync::Arc;
 
 /// Most response body bytes a replay returns.
@@ -42,15 +43,15 @@ async fn kept_input(ctx: &Ctx, app: &str, id: &str) -> ApiResult<StoredInput> {
         .ok_or_else(|| not_kept(app, id))
 }
 
-/// The stored input as JSON (the body base64-encoded).
-pub(crate) fn input_json(i: &StoredInput) -> Value {
-    json!({
-        "method": i.method,
-        "path": i.path,
-        "headers": i.headers,
-        "body_base64": base64::engine::general_purpose::STANDARD.encode(&i.body),
-        "complete": i.complete,
-    })
+/// The stored input as the API shows it (the body base64-encoded).
+fn kept(i: &StoredInput) -> KeptInput {
+    KeptInput {
+        method: i.method.clone(),
+        path: i.path.clone(),
+        headers: i.headers.clone(),
+        body_base64: base64::engine::general_purpose::STANDARD.encode(&i.body),
+        complete: i.complete,
+    }
 }
 
 /// `GET /v1/invocations/{id}`: which app and function an invocation was
@@ -59,7 +60,7 @@ pub(crate) async fn find(
     State(ctx): State<Ctx>,
     Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<InvocationRow>> {
     let row = ctx
         .platform
         .store
@@ -75,7 +76,7 @@ pub(crate) async fn find(
                 format!("no invocation {id} that this key can read"),
             )
         })?;
-    Ok(Json(json!(row)))
+    Ok(Json(row))
 }
 
 /// `GET /v1/traces/{id}` (a trace id, or an invocation id of the trace):
@@ -84,7 +85,7 @@ pub(crate) async fn trace(
     State(ctx): State<Ctx>,
     Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Trace>> {
     let store = &ctx.platform.store;
     let trace_id =
         if nimbus_core::trace::TraceContext::parse(&format!("00-{id}-0000000000000001-01"))
@@ -130,16 +131,18 @@ pub(crate) async fn trace(
         .into_iter()
         .filter(|o| seen.contains(o.invocation_id.as_str()))
         .collect();
-    Ok(Json(
-        json!({ "trace_id": trace_id, "spans": spans, "operations": operations }),
-    ))
+    Ok(Json(Trace {
+        trace_id,
+        spans,
+        operations,
+    }))
 }
 
 /// `GET /v1/apps/{app}/invocations/{id}/input`.
 pub(crate) async fn input(
     State(ctx): State<Ctx>,
     Path((app, id)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<KeptInvocation>> {
     let input = kept_input(&ctx, &app, &id).await?;
     let original = ctx.platform.store.invocation(&app, &id).await?;
     let revision = original.as_ref().map(|o| o.revision);
@@ -147,21 +150,17 @@ pub(crate) async fn input(
         Some(n) => Some(ctx.platform.store.revision(&app, n).await?.spec),
         None => None,
     };
-    let function = original.as_ref().map(|o| o.function.clone());
-    Ok(Json(json!({
-        "input": input_json(&input),
-        "original": original,
-        "function": function.as_ref().and_then(|f| spec.as_ref()?.functions.get(f)),
-    })))
+    let function = original
+        .as_ref()
+        .and_then(|o| spec?.functions.remove(&o.function));
+    Ok(Json(KeptInvocation {
+        input: kept(&input),
+        original,
+        function,
+    }))
 }
 
-#[derive(Deserialize, Default)]
-pub(crate) struct ReplayBody {
-    /// Revision to run against (default: the active one).
-    revision: Option<i64>,
-}
-
-async fn logs_of(ctx: &Ctx, app: &str, id: &str) -> ApiResult<Vec<Value>> {
+async fn logs_of(ctx: &Ctx, app: &str, id: &str) -> ApiResult<Vec<LogLine>> {
     let entries = ctx
         .platform
         .store
@@ -174,7 +173,10 @@ async fn logs_of(ctx: &Ctx, app: &str, id: &str) -> ApiResult<Vec<Value>> {
         .await?;
     Ok(entries
         .into_iter()
-        .map(|e| json!({ "stream": e.stream, "text": e.text }))
+        .map(|e| LogLine {
+            stream: e.stream,
+            text: e.text,
+        })
         .collect())
 }
 
@@ -183,8 +185,8 @@ async fn logs_of(ctx: &Ctx, app: &str, id: &str) -> ApiResult<Vec<Value>> {
 pub(crate) async fn replay(
     State(ctx): State<Ctx>,
     Path((app, id)): Path<(String, String)>,
-    body: Option<Json<ReplayBody>>,
-) -> ApiResult<Json<Value>> {
+    body: Option<Json<ReplayRequest>>,
+) -> ApiResult<Json<Replayed>> {
     let Json(body) = body.unwrap_or_default();
     let input = kept_input(&ctx, &app, &id).await?;
     let original = ctx
@@ -220,24 +222,25 @@ pub(crate) async fn replay(
     };
     ctx.platform.records.flush().await;
     let record = ctx.platform.store.invocation(&app, &replay_id).await?;
-    Ok(Json(json!({
-        "original": {
-            "invocation_id": id,
-            "revision": original.revision,
-            "status": original.status,
-            "outcome": original.outcome,
-            "error": original.error,
-            "logs": logs_of(&ctx, &app, &id).await?,
-            "input_complete": input.complete,
+    Ok(Json(Replayed {
+        original: Run {
+            logs: logs_of(&ctx, &app, &id).await?,
+            invocation_id: Some(id),
+            revision: Some(original.revision),
+            status: original.status,
+            outcome: Some(original.outcome),
+            error: original.error,
+            body: None,
         },
-        "replay": {
-            "invocation_id": replay_id,
-            "revision": function.revision,
-            "status": status,
-            "outcome": record.as_ref().map(|r| r.outcome),
-            "error": record.as_ref().and_then(|r| r.error.clone()),
-            "body": body,
-            "logs": logs_of(&ctx, &app, &replay_id).await?,
+        replay: Run {
+            logs: logs_of(&ctx, &app, &replay_id).await?,
+            invocation_id: Some(replay_id),
+            revision: Some(function.revision),
+            status,
+            outcome: record.as_ref().map(|r| r.outcome),
+            error: record.and_then(|r| r.error),
+            body: Some(body),
         },
-    })))
+        input_complete: input.complete,
+    }))
 }

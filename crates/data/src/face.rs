@@ -1,6 +1,7 @@
 //! What the capabilities' REST faces share: their state ([`DataFace`]),
-//! their error ([`RestError`], answered as the API's `{"error": ...}`),
-//! and their entries for the control API's route table ([`routes`]).
+//! their error ([`ApiError`], answered as the API's `{"error": ...}`; the
+//! control API's handlers answer with it too), and their entries for the
+//! control API's route table ([`routes`]).
 
 use crate::Refusal;
 use axum::Json;
@@ -35,58 +36,75 @@ impl DataFace {
     }
 
     /// The active spec of `app`.
-    pub(crate) fn app(&self, app: &str) -> Result<Arc<AppSpec>, RestError> {
+    pub(crate) fn app(&self, app: &str) -> Result<Arc<AppSpec>, ApiError> {
         self.gateway
             .table()
             .app(app)
             .map(|a| a.spec.clone())
-            .ok_or_else(|| RestError::not_found(format!("app {app:?} is not deployed")))
+            .ok_or_else(|| ApiError::not_found(format!("app {app:?} is not deployed")))
     }
 }
 
-/// A data endpoint's refusal or failure: a status and what was wrong.
+/// An API endpoint's refusal or failure: a status and what was wrong,
+/// answered as [`nimbus_api::ErrorBody`].
 #[derive(Debug)]
-pub struct RestError(pub StatusCode, pub String);
+pub struct ApiError(pub StatusCode, pub String);
 
-pub(crate) type RestResult<T> = Result<T, RestError>;
+pub type ApiResult<T> = Result<T, ApiError>;
 
-impl RestError {
-    pub(crate) fn not_found(m: String) -> RestError {
-        RestError(StatusCode::NOT_FOUND, m)
+impl ApiError {
+    pub(crate) fn not_found(m: String) -> ApiError {
+        ApiError(StatusCode::NOT_FOUND, m)
     }
 
-    pub(crate) fn bad_request(m: String) -> RestError {
-        RestError(StatusCode::BAD_REQUEST, m)
+    pub(crate) fn bad_request(m: String) -> ApiError {
+        ApiError(StatusCode::BAD_REQUEST, m)
     }
 }
 
-impl IntoResponse for RestError {
+impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (self.0, Json(nimbus_api::ErrorBody { error: self.1 })).into_response()
     }
 }
 
-impl From<Refusal> for RestError {
+impl From<Refusal> for ApiError {
     fn from(r: Refusal) -> Self {
-        let status = match &r {
+        let status = match r {
+            Refusal::Access(e) => return e.into(),
             Refusal::NotFound(_) | Refusal::NotGranted(_) => StatusCode::NOT_FOUND,
-            Refusal::Access(IdentityError::Unauthorized(_)) => StatusCode::UNAUTHORIZED,
-            Refusal::Access(_) => StatusCode::FORBIDDEN,
             Refusal::Invalid(_) => StatusCode::BAD_REQUEST,
             Refusal::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         };
-        RestError(status, r.to_string())
+        ApiError(status, r.to_string())
     }
 }
 
-impl From<StoreError> for RestError {
+impl From<IdentityError> for ApiError {
+    fn from(e: IdentityError) -> Self {
+        let status = match &e {
+            IdentityError::Invalid(_) => StatusCode::BAD_REQUEST,
+            IdentityError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            IdentityError::Forbidden(_) => StatusCode::FORBIDDEN,
+            IdentityError::NotFound(_) => StatusCode::NOT_FOUND,
+            IdentityError::Conflict(_) => StatusCode::CONFLICT,
+            IdentityError::TooMany { .. } => StatusCode::TOO_MANY_REQUESTS,
+            IdentityError::Store(_) | IdentityError::Internal(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        ApiError(status, e.to_string())
+    }
+}
+
+impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         let status = match &e {
             StoreError::QuotaExceeded(_) => StatusCode::INSUFFICIENT_STORAGE,
             StoreError::NotFound(_) => StatusCode::NOT_FOUND,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        RestError(status, e.to_string())
+        ApiError(status, e.to_string())
     }
 }
 

@@ -34,7 +34,7 @@ pub mod docs;
 mod face;
 pub mod kv;
 
-pub use face::{DataFace, DataRoute, RestError, routes};
+pub use face::{ApiError, ApiResult, DataFace, DataRoute, routes};
 
 use nimbus_core::FunctionSpec;
 use nimbus_identity::{IdentityError, Principal};

@@ -38,17 +38,17 @@
 //! [`RetryPolicy`]: nimbus_core::events::RetryPolicy
 
 mod deliver;
+mod guest;
 mod schedule;
 mod writer;
 
+pub use guest::Producer;
+
 use arc_swap::ArcSwap;
 use deliver::ConsumerHandle;
-use futures::future::BoxFuture;
 use http::HeaderMap;
 use nimbus_core::events::Channel;
-use nimbus_runtime::{
-    ActiveApp, Caller, EventProducer, Function, GuestMessage, ProduceError, Runtime,
-};
+use nimbus_runtime::{ActiveApp, Caller, Function, Runtime};
 use nimbus_store::{Enqueued, EventOp, EventResult, NewMessage, Store, now_us};
 use parking_lot::Mutex;
 use schedule::ScheduleHandle;
@@ -513,11 +513,13 @@ const MAINTENANCE_EVERY: Duration = Duration::from_secs(1);
 impl Events {
     /// Starts the engine: releases the leases of a previous process (this
     /// node is the only one), starts the writer and maintenance, and
-    /// connects the guests' `nimbus:events/producer` interface.
+    /// connects the guests' `nimbus:events/producer` interface (`producer`,
+    /// the guest capability `runtime` was built with).
     pub async fn start(
         store: Store,
         runtime: Arc<Runtime>,
         config: EventsConfig,
+        producer: &Producer,
     ) -> Result<Arc<Events>, EventError> {
         // This node's leases from before a crash; in a cluster, other
         // nodes' leases are alive, or (a dead node's) run out (`maintain`).
@@ -542,7 +544,7 @@ impl Events {
         });
         let stop = CancellationToken::new();
         tokio::spawn(maintain(Arc::downgrade(&shared), stop.clone()));
-        runtime.set_event_producer(Arc::new(GuestProducer(Arc::downgrade(&shared))));
+        producer.connect(&shared);
         Ok(Arc::new(Events {
             shared,
             schedules: Mutex::new(HashMap::new()),
@@ -828,75 +830,5 @@ async fn maintain(shared: std::sync::Weak<Shared>, stop: CancellationToken) {
                 tracing::error!(error = %e, "pruning messages failed");
             }
         }
-    }
-}
-
-/// Guests' `nimbus:events/producer` calls.
-struct GuestProducer(std::sync::Weak<Shared>);
-
-impl GuestProducer {
-    fn shared(&self) -> Result<Arc<Shared>, ProduceError> {
-        self.0
-            .upgrade()
-            .ok_or_else(|| ProduceError::Unavailable("the events engine has stopped".into()))
-    }
-}
-
-fn outgoing(m: GuestMessage, traceparent: Option<String>) -> Outgoing {
-    Outgoing {
-        body: m.body,
-        content_type: m.content_type,
-        ce_type: m.type_,
-        group: m.group,
-        idempotency_key: m.idempotency_key,
-        traceparent,
-        ..Default::default()
-    }
-}
-
-fn produce_error(e: EventError) -> ProduceError {
-    match e {
-        EventError::NotFound(m) => ProduceError::UnknownTarget(m),
-        EventError::TooLarge(m) => ProduceError::TooLarge(m),
-        EventError::Invalid(m) => ProduceError::Invalid(m),
-        EventError::Unavailable(m) => ProduceError::Unavailable(m),
-    }
-}
-
-impl EventProducer for GuestProducer {
-    fn send(
-        &self,
-        app: &str,
-        queue: &str,
-        msg: GuestMessage,
-        trace: Option<String>,
-    ) -> BoxFuture<'static, Result<String, ProduceError>> {
-        let shared = self.shared();
-        let (app, queue) = (app.to_string(), queue.to_string());
-        Box::pin(async move {
-            shared?
-                .send(&app, &queue, outgoing(msg, trace))
-                .await
-                .map(|r| r.id)
-                .map_err(produce_error)
-        })
-    }
-
-    fn publish(
-        &self,
-        app: &str,
-        topic: &str,
-        msg: GuestMessage,
-        trace: Option<String>,
-    ) -> BoxFuture<'static, Result<Vec<String>, ProduceError>> {
-        let shared = self.shared();
-        let (app, topic) = (app.to_string(), topic.to_string());
-        Box::pin(async move {
-            shared?
-                .publish(&app, &topic, outgoing(msg, trace))
-                .await
-                .map(|r| r.into_iter().map(|r| r.id).collect())
-                .map_err(produce_error)
-        })
     }
 }

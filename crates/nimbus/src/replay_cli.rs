@@ -8,31 +8,34 @@ use crate::client::Api;
 use anyhow::{Context, Result, anyhow, bail};
 use base64::Engine as _;
 use http_body_util::BodyExt as _;
-use nimbus_core::{AppSpec, FunctionSpec, InvocationRecord};
-use serde_json::{Value, json};
+use nimbus_api::{
+    InvocationRow, KeptInput, KeptInvocation, LogLine, OpSpanRow, ReplayRequest, Replayed, Run,
+    Trace,
+};
+use nimbus_core::{AppSpec, FunctionSpec, InvocationRecord, Outcome};
 use sha2::{Digest, Sha256};
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-fn print_side(title: &str, v: &Value) {
+fn print_side(title: &str, run: &Run) {
     println!(
         "{title}: HTTP {} {}{}",
-        v["status"],
-        v["outcome"].as_str().unwrap_or("?"),
-        v["error"]
-            .as_str()
+        run.status,
+        run.outcome.map_or("?", Outcome::as_str),
+        run.error
+            .as_deref()
             .map(|e| format!(" — {e}"))
             .unwrap_or_default()
     );
-    if let Some(body) = v["body"].as_str().filter(|b| !b.is_empty()) {
+    if let Some(body) = run.body.as_deref().filter(|b| !b.is_empty()) {
         for line in body.lines().take(20) {
             println!("  body   | {line}");
         }
     }
-    for l in v["logs"].as_array().into_iter().flatten() {
-        let stream = l["stream"].as_str().unwrap_or("");
-        for line in l["text"].as_str().unwrap_or("").lines() {
-            println!("  {stream:<6} | {line}");
+    for l in &run.logs {
+        for line in l.text.lines() {
+            println!("  {:<6} | {line}", l.stream);
         }
     }
 }
@@ -47,67 +50,75 @@ pub async fn replay(
     let api = Api::new(target)?;
     let app = match app {
         Some(a) => a,
-        None => api.get_json(&format!("/v1/invocations/{id}")).await?["app"]
-            .as_str()
-            .ok_or_else(|| anyhow!("the server did not say which app invocation {id} is of"))?
-            .to_string(),
+        None => {
+            api.get::<InvocationRow>(&format!("/v1/invocations/{id}"))
+                .await?
+                .app
+        }
     };
     let Some(wasm) = local else {
-        let v: Value = api
+        let v: Replayed = api
             .send(
                 api.req(
                     reqwest::Method::POST,
                     &format!("/v1/apps/{app}/invocations/{id}/replay"),
                 )
-                .json(&json!({ "revision": revision })),
+                .json(&ReplayRequest { revision }),
             )
             .await?
             .json()
             .await?;
+        let revision = |r: &Run| r.revision.map_or("?".into(), |n| n.to_string());
         print_side(
-            &format!("original (revision {})", v["original"]["revision"]),
-            &v["original"],
+            &format!("original (revision {})", revision(&v.original)),
+            &v.original,
         );
         print_side(
             &format!(
                 "replay   (revision {}, invocation {})",
-                v["replay"]["revision"],
-                v["replay"]["invocation_id"].as_str().unwrap_or("")
+                revision(&v.replay),
+                v.replay.invocation_id.as_deref().unwrap_or("")
             ),
-            &v["replay"],
+            &v.replay,
         );
+        if !v.input_complete {
+            eprintln!(
+                "-- the kept body was cut at the server's limit (--replay-body-kb): the replay saw less than the original"
+            );
+        }
         return Ok(());
     };
     if revision.is_some() {
         bail!("--revision and --local exclude each other: a local replay runs the given component");
     }
-    let kept = api
-        .get_json(&format!("/v1/apps/{app}/invocations/{id}/input"))
+    let kept: KeptInvocation = api
+        .get(&format!("/v1/apps/{app}/invocations/{id}/input"))
         .await?;
-    let original = &kept["original"];
-    let function_name = original["function"]
-        .as_str()
-        .ok_or_else(|| anyhow!("the original invocation's record is gone (pruned)"))?
-        .to_string();
-    let mut spec: FunctionSpec = serde_json::from_value(kept["function"].clone())
-        .context("the original revision's function spec")?;
-    let logs = api
-        .get_json(&format!("/v1/apps/{app}/logs?invocation={id}"))
+    let original = kept
+        .original
+        .ok_or_else(|| anyhow!("the original invocation's record is gone (pruned)"))?;
+    let mut spec = kept.function.ok_or_else(|| {
+        anyhow!(
+            "function {:?} is not in the revision that served the invocation",
+            original.function
+        )
+    })?;
+    let logs: Vec<LogLine> = api
+        .get(&format!("/v1/apps/{app}/logs?invocation={id}"))
         .await?;
-    let original_view = json!({
-        "status": original["status"],
-        "outcome": original["outcome"],
-        "error": original["error"],
-        "logs": logs,
-    });
     print_side(
-        &format!(
-            "original (revision {}, on the server)",
-            original["revision"]
-        ),
-        &original_view,
+        &format!("original (revision {}, on the server)", original.revision),
+        &Run {
+            invocation_id: Some(original.id.clone()),
+            revision: Some(original.revision),
+            status: original.status,
+            outcome: Some(original.outcome),
+            error: original.error.clone(),
+            body: None,
+            logs,
+        },
     );
-    let local = run_local(&app, &function_name, &mut spec, wasm, &kept["input"]).await?;
+    let local = run_local(&app, &original.function, &mut spec, wasm, &kept.input).await?;
     print_side(&format!("replay   (local {})", wasm.display()), &local);
     Ok(())
 }
@@ -118,8 +129,8 @@ async fn run_local(
     function: &str,
     spec: &mut FunctionSpec,
     wasm: &Path,
-    input: &Value,
-) -> Result<Value> {
+    input: &KeptInput,
+) -> Result<Run> {
     let bytes = std::fs::read(wasm).with_context(|| format!("reading {}", wasm.display()))?;
     let hash = hex::encode(Sha256::digest(&bytes));
     let dir = tempfile::tempdir()?;
@@ -145,6 +156,9 @@ async fn run_local(
         nimbus_store::BlobFiles::open(dir.path())?,
         max_value_bytes,
     )));
+    // No events engine runs here: a replayed send fails as `unavailable`
+    // (the interface links, so the function instantiates as on the node).
+    capabilities.push(Arc::new(nimbus_events::Producer::new()));
     let runtime = nimbus_runtime::Runtime::new(
         nimbus_runtime::RuntimeConfig {
             cache_dir: dir.path().join("cache"),
@@ -167,14 +181,14 @@ async fn run_local(
         .cloned()
         .ok_or_else(|| anyhow!("function {function:?} missing"))?;
     let body = base64::engine::general_purpose::STANDARD
-        .decode(input["body_base64"].as_str().unwrap_or(""))
+        .decode(&input.body_base64)
         .context("the kept body")?;
     let kept = nimbus_core::StoredInput {
-        method: input["method"].as_str().unwrap_or("GET").to_string(),
-        path: input["path"].as_str().unwrap_or("/").to_string(),
-        headers: serde_json::from_value(input["headers"].clone()).context("the kept headers")?,
+        method: input.method.clone(),
+        path: input.path.clone(),
+        headers: input.headers.clone(),
         body,
-        complete: input["complete"].as_bool().unwrap_or(false),
+        complete: input.complete,
     };
     let req = nimbus_runtime::replay_request(&kept).map_err(|e| anyhow!(e))?;
     let meta = nimbus_runtime::InvokeRequest {
@@ -192,94 +206,112 @@ async fn run_local(
         .expect("not poisoned")
         .pop()
         .ok_or_else(|| anyhow!("the local invocation left no record"))?;
-    let mut logs = Vec::new();
-    for (stream, text) in [("stdout", &record.stdout), ("stderr", &record.stderr)] {
-        if !text.is_empty() {
-            logs.push(json!({ "stream": stream, "text": text }));
-        }
-    }
-    Ok(json!({
-        "status": status,
-        "outcome": record.outcome,
-        "error": record.error,
-        "body": body,
-        "logs": logs,
-    }))
+    let logs = [("stdout", record.stdout), ("stderr", record.stderr)]
+        .into_iter()
+        .filter(|(_, text)| !text.is_empty())
+        .map(|(stream, text)| LogLine {
+            stream: stream.into(),
+            text,
+        })
+        .collect();
+    Ok(Run {
+        invocation_id: None,
+        revision: None,
+        status,
+        outcome: Some(record.outcome),
+        error: record.error,
+        body: Some(body),
+        logs,
+    })
 }
 
 /// `nimbus trace ID`: a trace's invocations as a tree, with timings.
 pub async fn trace(target: &Target, id: &str) -> Result<()> {
     let api = Api::new(target)?;
-    let v = api.get_json(&format!("/v1/traces/{id}")).await?;
-    let mut spans = v["spans"].as_array().cloned().unwrap_or_default();
+    let v: Trace = api.get(&format!("/v1/traces/{id}")).await?;
     // A guest's operations hang under its invocation's span.
-    let span_of: std::collections::HashMap<String, String> = spans
+    let span_of: HashMap<&str, &str> = v
+        .spans
         .iter()
-        .filter_map(|s| Some((s["id"].as_str()?.into(), s["span_id"].as_str()?.into())))
+        .map(|s| (s.id.as_str(), s.span_id.as_str()))
         .collect();
-    for op in v["operations"].as_array().cloned().unwrap_or_default() {
-        let mut op = op;
-        let parent = op["invocation_id"]
-            .as_str()
-            .and_then(|i| span_of.get(i))
-            .cloned();
-        op["parent_span_id"] = parent.into();
-        op["kind"] = "operation".into();
-        spans.push(op);
-    }
-    spans.sort_by_key(|s| s["started_at_us"].as_i64().unwrap_or(0));
-    let start = spans
-        .iter()
-        .filter_map(|s| s["started_at_us"].as_i64())
-        .min()
-        .unwrap_or(0);
-    let ids: std::collections::HashSet<&str> =
-        spans.iter().filter_map(|s| s["span_id"].as_str()).collect();
-    println!("trace {}", v["trace_id"].as_str().unwrap_or(""));
-    fn print(
-        spans: &[Value],
-        parent: Option<&str>,
-        ids: &std::collections::HashSet<&str>,
-        start: i64,
-        depth: usize,
-    ) {
-        for s in spans.iter().filter(|s| {
-            let p = s["parent_span_id"].as_str();
-            match parent {
-                Some(parent) => p == Some(parent),
-                // Roots: no parent, or a parent outside the recorded spans.
-                None => p.is_none_or(|p| !ids.contains(p)),
-            }
+    let mut spans: Vec<Span> = v.spans.iter().map(Span::Invocation).collect();
+    spans.extend(v.operations.iter().map(|o| Span::Operation {
+        parent: span_of.get(o.invocation_id.as_str()).copied(),
+        op: o,
+    }));
+    spans.sort_by_key(|s| s.started_at_us());
+    let start = spans.iter().map(Span::started_at_us).min().unwrap_or(0);
+    let ids: HashSet<&str> = spans.iter().map(Span::id).collect();
+    println!("trace {}", v.trace_id);
+    fn print(spans: &[Span], parent: Option<&str>, ids: &HashSet<&str>, start: i64, depth: usize) {
+        for s in spans.iter().filter(|s| match parent {
+            Some(parent) => s.parent() == Some(parent),
+            // Roots: no parent, or a parent outside the recorded spans.
+            None => s.parent().is_none_or(|p| !ids.contains(p)),
         }) {
-            let offset = (s["started_at_us"].as_i64().unwrap_or(0) - start) as f64 / 1000.0;
-            let duration = s["duration_us"].as_i64().unwrap_or(0) as f64 / 1000.0;
-            if s["kind"] == "operation" {
-                println!(
-                    "{:indent$}{} {} {} {} +{offset:.1}ms {duration:.3}ms",
+            let offset = (s.started_at_us() - start) as f64 / 1000.0;
+            match s {
+                Span::Operation { op, .. } => println!(
+                    "{:indent$}{} {} {} {} +{offset:.1}ms {:.3}ms",
                     "",
-                    s["service"].as_str().unwrap_or(""),
-                    s["op"].as_str().unwrap_or(""),
-                    s["target"].as_str().unwrap_or(""),
-                    if s["ok"] == true { "ok" } else { "failed" },
+                    op.service,
+                    op.op,
+                    op.target,
+                    if op.ok { "ok" } else { "failed" },
+                    op.duration_us as f64 / 1000.0,
                     indent = depth * 2
-                );
-            } else {
-                println!(
-                    "{:indent$}{}/{} {} {} {} -> {} {} +{offset:.1}ms {duration:.3}ms",
+                ),
+                Span::Invocation(r) => println!(
+                    "{:indent$}{}/{} {} {} {} -> {} {} +{offset:.1}ms {:.3}ms",
                     "",
-                    s["app"].as_str().unwrap_or(""),
-                    s["function"].as_str().unwrap_or(""),
-                    s["trigger"].as_str().unwrap_or(""),
-                    s["method"].as_str().unwrap_or(""),
-                    s["path"].as_str().unwrap_or(""),
-                    s["status"],
-                    s["outcome"].as_str().unwrap_or(""),
+                    r.app,
+                    r.function,
+                    r.trigger,
+                    r.method,
+                    r.path,
+                    r.status,
+                    r.outcome.as_str(),
+                    r.duration_us as f64 / 1000.0,
                     indent = depth * 2
-                );
+                ),
             }
-            print(spans, s["span_id"].as_str(), ids, start, depth + 1);
+            print(spans, Some(s.id()), ids, start, depth + 1);
         }
     }
     print(&spans, None, &ids, start, 1);
     Ok(())
+}
+
+/// A span of a trace as `nimbus trace` draws it: an invocation, or a
+/// guest's operation under its invocation's span.
+enum Span<'a> {
+    Invocation(&'a InvocationRow),
+    Operation {
+        op: &'a OpSpanRow,
+        parent: Option<&'a str>,
+    },
+}
+
+impl Span<'_> {
+    fn id(&self) -> &str {
+        match self {
+            Span::Invocation(r) => &r.span_id,
+            Span::Operation { op, .. } => &op.span_id,
+        }
+    }
+
+    fn parent(&self) -> Option<&str> {
+        match self {
+            Span::Invocation(r) => r.parent_span_id.as_deref(),
+            Span::Operation { parent, .. } => *parent,
+        }
+    }
+
+    fn started_at_us(&self) -> i64 {
+        match self {
+            Span::Invocation(r) => r.started_at_us,
+            Span::Operation { op, .. } => op.started_at_us,
+        }
+    }
 }

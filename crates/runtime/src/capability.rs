@@ -42,6 +42,9 @@ pub struct InstanceCx<'a> {
     pub function: &'a Function,
     /// The configuration this invocation sees from start to end.
     pub config: &'a Arc<ConfigSnapshot>,
+    /// The invocation's own `traceparent` (`None` when tracing is off):
+    /// what a capability that starts work elsewhere (a send) continues.
+    pub traceparent: Option<&'a http::HeaderValue>,
 }
 
 /// What one host call of a capability reaches: its own state in this

@@ -1,5 +1,5 @@
 //! The per-invocation store state: WASI contexts, the memory limiter
-//! (a `ResourceLimiter`), the data and events bindings, and the outbound
+//! (a `ResourceLimiter`), each guest capability's state, and the outbound
 //! HTTP policy: the function's `allowed_outbound_hosts` ([`AllowedHost`],
 //! hand-rolled because the manifest's host patterns have no library),
 //! checked in `WasiHttpHooks::send_request` before the egress guard
@@ -26,7 +26,6 @@ pub struct Host {
     pub(crate) table: ResourceTable,
     pub(crate) outbound: OutboundPolicy,
     pub(crate) limiter: Limiter,
-    pub(crate) events: crate::events::EventsBinding,
     /// Each guest capability's state in this instance.
     pub(crate) caps: Vec<Box<dyn std::any::Any + Send>>,
     /// Calls to Nimbus's services, for metering and the trace.
@@ -57,16 +56,6 @@ impl Host {
             table: &mut self.table,
             ops: &self.ops,
         }
-    }
-
-    /// Starts timing one call to a Nimbus service on `target`.
-    pub(crate) fn op(
-        &self,
-        service: nimbus_core::Service,
-        op: &'static str,
-        target: &str,
-    ) -> crate::ops::Op {
-        crate::ops::Op::start(&self.ops, service, op, target)
     }
 }
 

@@ -36,14 +36,13 @@
 //!
 //! # Parts
 //! [`Runtime`] owns the engine (its pool sized by `--max-in-flight`), the
-//! linker (all of WASI 0.2, `wasi:http`, `nimbus:events`, and the
-//! interfaces of the [`GuestCapability`]s it is given: KV, documents,
-//! configuration, blobs), the epoch ticker thread, [`Admission`],
-//! [`FairCpu`] and the code cache. `invoke/` is the hot path; `host.rs` the
-//! per-invocation store state; `capability.rs` what a capability's guest
-//! side plugs into; `events.rs` and `ops.rs` the events interface and the
-//! metering of host calls; `config.rs` a function's configuration;
-//! `egress.rs` the outbound address guard.
+//! linker (all of WASI 0.2, `wasi:http`, and the interfaces of the
+//! [`GuestCapability`]s it is given: KV, documents, configuration, blobs,
+//! events), the epoch ticker thread, [`Admission`], [`FairCpu`] and the
+//! code cache. `invoke/` is the hot path; `host.rs` the per-invocation
+//! store state; `capability.rs` what a capability's guest side plugs into;
+//! `ops.rs` the metering of host calls; `config.rs` a function's
+//! configuration; `egress.rs` the outbound address guard.
 //!
 //! # Invariants
 //! * One instance per invocation, dropped when it ends.
@@ -63,7 +62,6 @@ mod capability;
 mod capture;
 mod config;
 mod egress;
-mod events;
 mod fair;
 mod host;
 mod invoke;
@@ -76,7 +74,6 @@ pub use capability::{GuestCapability, GuestCx, InstanceCx};
 pub use capture::Capture;
 pub use config::ConfigSnapshot;
 pub use egress::{Egress, Refused};
-pub use events::{EventProducer, GuestMessage, ProduceError};
 pub use fair::{Fair, FairCpu, Turn};
 pub use host::{AllowedHost, Host};
 pub use invoke::{
@@ -193,7 +190,6 @@ pub struct Runtime {
     config: RuntimeConfig,
     sink: RecordSink,
     ticker_stop: Arc<AtomicBool>,
-    pub(crate) producer: std::sync::OnceLock<Arc<dyn EventProducer>>,
     /// The guest capabilities linked, each building its instance state.
     pub(crate) capabilities: Vec<Arc<dyn GuestCapability>>,
     pub(crate) egress: Arc<Egress>,
@@ -242,7 +238,6 @@ impl Runtime {
             .map_err(|e| RuntimeError::Io(format!("{e:#}")))?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
             .map_err(|e| RuntimeError::Io(format!("{e:#}")))?;
-        events::add_to_linker(&mut linker).map_err(|e| RuntimeError::Io(format!("{e:#}")))?;
         for c in &capabilities {
             c.link(&mut linker).map_err(|e| {
                 RuntimeError::Io(format!("linking the {} interfaces: {e:#}", c.name()))
@@ -284,17 +279,9 @@ impl Runtime {
             config,
             sink,
             ticker_stop,
-            producer: Default::default(),
             capabilities,
             loading: Default::default(),
         }))
-    }
-
-    /// Connects the `nimbus:events/producer` interface to the events
-    /// engine. Set once, at start-up; before that, guests' sends fail with
-    /// `unavailable`.
-    pub fn set_event_producer(&self, producer: Arc<dyn EventProducer>) {
-        let _ = self.producer.set(producer);
     }
 
     /// Where guests' outbound HTTP may connect; tell it the node's

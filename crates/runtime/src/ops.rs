@@ -71,7 +71,7 @@ impl Op {
     /// [`MAX_OP_SPANS`] already), so nothing names a span that is not
     /// stored. A guest's calls run one at a time, so the room seen here is
     /// still there when this one ends.
-    pub(crate) fn span_id(&mut self) -> Option<&str> {
+    pub fn span_id(&mut self) -> Option<&str> {
         if self.log.inner.lock().1.len() >= MAX_OP_SPANS {
             return None;
         }

@@ -140,14 +140,16 @@ impl Node {
         };
         let max_value_bytes = args.max_value_kb * 1024;
         let blob_files = nimbus_store::BlobFiles::open(&shared_dir)?;
-        // What guests reach besides WASI, HTTP and events: each capability's
-        // guest side.
+        // What guests reach besides WASI and HTTP: each capability's guest
+        // side. The events producer is connected once the engine starts.
+        let producer = nimbus_events::Producer::new();
         let mut capabilities = nimbus_data::guest_capabilities(&store, max_value_bytes);
         capabilities.push(Arc::new(nimbus_objects::Blobs::new(
             store.clone(),
             blob_files.clone(),
             max_value_bytes,
         )));
+        capabilities.push(Arc::new(producer.clone()));
         let otlp = match (&args.otlp_endpoint, telemetry) {
             (Some(url), true) => Some(
                 nimbus_control::otlp::OtlpExporter::spawn(url).map_err(|e| anyhow::anyhow!(e))?,
@@ -195,6 +197,7 @@ impl Node {
                 max_message_bytes: args.max_message_kb * 1024,
                 keep_succeeded: Duration::from_secs(args.keep_events_secs),
             },
+            &producer,
         )
         .await?;
         {

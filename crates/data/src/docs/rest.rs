@@ -5,7 +5,7 @@
 
 use super::{Collection, field_value};
 use crate::Caller;
-use crate::face::{DataFace, RestError, RestResult};
+use crate::face::{ApiError, ApiResult, DataFace};
 use axum::Json;
 use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -23,17 +23,17 @@ fn open(
     app: &str,
     coll: &str,
     write: bool,
-) -> RestResult<Collection> {
+) -> ApiResult<Collection> {
     let spec = face.app(app)?;
     let caller = Caller::Client { principal, write };
     Ok(Collection::open(&spec, coll, caller, face.max_value_bytes)?)
 }
 
-impl From<DocError> for RestError {
+impl From<DocError> for ApiError {
     fn from(e: DocError) -> Self {
         match e {
-            DocError::Conflict(m) => RestError(StatusCode::PRECONDITION_FAILED, m),
-            DocError::Invalid(m) => RestError::bad_request(m),
+            DocError::Conflict(m) => ApiError(StatusCode::PRECONDITION_FAILED, m),
+            DocError::Invalid(m) => ApiError::bad_request(m),
             DocError::Store(e) => e.into(),
         }
     }
@@ -47,7 +47,7 @@ async fn owned_current(
     c: &Collection,
     id: &str,
     expected: Option<i64>,
-) -> RestResult<Option<i64>> {
+) -> ApiResult<Option<i64>> {
     if c.owner().is_none() {
         return Ok(expected);
     }
@@ -60,7 +60,7 @@ async fn owned_current(
         None => 0,
     };
     if expected.is_some_and(|e| e != version) {
-        return Err(RestError(
+        return Err(ApiError(
             StatusCode::PRECONDITION_FAILED,
             format!(
                 "document {}/{id} is at version {version}, not the expected one",
@@ -72,7 +72,7 @@ async fn owned_current(
 }
 
 /// `If-Match: 3` (or `"3"`): the version a write expects; `0` means absent.
-fn expected_version(headers: &HeaderMap) -> RestResult<Option<i64>> {
+fn expected_version(headers: &HeaderMap) -> ApiResult<Option<i64>> {
     match headers.get(header::IF_MATCH) {
         None => Ok(None),
         Some(v) => v
@@ -83,7 +83,7 @@ fn expected_version(headers: &HeaderMap) -> RestResult<Option<i64>> {
             .filter(|v| *v >= 0)
             .map(Some)
             .ok_or_else(|| {
-                RestError(
+                ApiError(
                     StatusCode::BAD_REQUEST,
                     "If-Match must be a document version (0: only if absent)".into(),
                 )
@@ -101,14 +101,14 @@ pub(crate) async fn get(
     State(face): State<DataFace>,
     Extension(who): Extension<Principal>,
     Path((app, coll, id)): Path<(String, String, String)>,
-) -> RestResult<Response> {
+) -> ApiResult<Response> {
     let c = open(&face, &who, &app, &coll, false)?;
     match face.store.doc_get(&app, &coll, &id).await? {
         Some(d) => {
             c.check_owner(&id, &d.value())?;
             Ok(with_etag(d))
         }
-        None => Err(RestError::not_found(format!(
+        None => Err(ApiError::not_found(format!(
             "no document {coll}/{id} in app {app:?}"
         ))),
     }
@@ -122,14 +122,14 @@ pub(crate) async fn put(
     Path((app, coll, id)): Path<(String, String, String)>,
     headers: HeaderMap,
     body: String,
-) -> RestResult<Response> {
+) -> ApiResult<Response> {
     let c = open(&face, &who, &app, &coll, true)?;
     c.check_write(Some(&id), body.len())?;
     let mut body = body;
     if let Some((subject, field)) = c.owner() {
         // The document must name its writer as owner (set if absent).
         let mut v: Value = serde_json::from_str(&body).map_err(|e| {
-            RestError(
+            ApiError(
                 StatusCode::BAD_REQUEST,
                 format!("the document is not JSON: {e}"),
             )
@@ -137,7 +137,7 @@ pub(crate) async fn put(
         match field_value(&v, field) {
             None => {
                 if field.contains('.') {
-                    return Err(RestError(
+                    return Err(ApiError(
                         StatusCode::BAD_REQUEST,
                         format!("set the owner field {field:?} to your user id"),
                     ));
@@ -165,12 +165,12 @@ pub(crate) async fn patch(
     Path((app, coll, id)): Path<(String, String, String)>,
     headers: HeaderMap,
     body: String,
-) -> RestResult<Response> {
+) -> ApiResult<Response> {
     let c = open(&face, &who, &app, &coll, true)?;
     c.check_write(Some(&id), body.len())?;
     if let Some((_, field)) = c.owner() {
         let patch: Value = serde_json::from_str(&body).map_err(|e| {
-            RestError(
+            ApiError(
                 StatusCode::BAD_REQUEST,
                 format!("the patch is not JSON: {e}"),
             )
@@ -183,7 +183,7 @@ pub(crate) async fn patch(
     }
     let expected = owned_current(&face, &app, &c, &id, expected_version(&headers)?).await?;
     if c.owner().is_some() && expected == Some(0) {
-        return Err(RestError::not_found(format!(
+        return Err(ApiError::not_found(format!(
             "no document {coll}/{id} in app {app:?}"
         )));
     }
@@ -199,7 +199,7 @@ pub(crate) async fn delete(
     State(face): State<DataFace>,
     Extension(who): Extension<Principal>,
     Path((app, coll, id)): Path<(String, String, String)>,
-) -> RestResult<Json<Deleted>> {
+) -> ApiResult<Json<Deleted>> {
     let c = open(&face, &who, &app, &coll, true)?;
     if c.owner().is_none() {
         let existed = face.store.doc_delete(&app, &coll, &id).await?;
@@ -217,7 +217,7 @@ pub(crate) async fn delete(
             {
                 Ok(Json(Deleted { deleted: true }))
             } else {
-                Err(RestError(
+                Err(ApiError(
                     StatusCode::PRECONDITION_FAILED,
                     format!(
                         "document {coll}/{id} changed while it was being deleted: read it again"
@@ -241,7 +241,7 @@ pub(crate) async fn query(
     Path((app, coll)): Path<(String, String)>,
     Query(x): Query<ExplainQuery>,
     body: String,
-) -> RestResult<impl axum::response::IntoResponse> {
+) -> ApiResult<impl axum::response::IntoResponse> {
     let c = open(&face, &who, &app, &coll, false)?;
     let mut q = DocQuery::parse(if body.trim().is_empty() { "{}" } else { &body })?;
     // Under the owner rule a query sees the user's documents only.
@@ -282,10 +282,10 @@ pub(crate) async fn bulk(
     Extension(who): Extension<Principal>,
     Path((app, coll)): Path<(String, String)>,
     Json(docs): Json<Vec<Value>>,
-) -> RestResult<Json<Written>> {
+) -> ApiResult<Json<Written>> {
     let c = open(&face, &who, &app, &coll, true)?;
     if c.owner().is_some() {
-        return Err(RestError(
+        return Err(ApiError(
             StatusCode::FORBIDDEN,
             format!(
                 "bulk writes to {coll:?} (owner rule) need an API key: write documents one at a time"
@@ -297,7 +297,7 @@ pub(crate) async fn bulk(
         let id = d["id"]
             .as_str()
             .ok_or_else(|| {
-                RestError(
+                ApiError(
                     StatusCode::BAD_REQUEST,
                     "every document of a bulk write needs a string \"id\"".into(),
                 )

@@ -4,7 +4,7 @@
 
 use super::KvStore;
 use crate::Caller;
-use crate::face::{DataFace, RestError, RestResult};
+use crate::face::{ApiError, ApiResult, DataFace};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Extension, Path, Query, State};
@@ -22,17 +22,17 @@ fn open(
     app: &str,
     store: &str,
     write: bool,
-) -> RestResult<KvStore> {
+) -> ApiResult<KvStore> {
     let spec = face.app(app)?;
     let caller = Caller::Client { principal, write };
     Ok(KvStore::open(&spec, store, caller, face.max_value_bytes)?)
 }
 
-impl From<KvError> for RestError {
+impl From<KvError> for ApiError {
     fn from(e: KvError) -> Self {
         match e {
             KvError::NotANumber(_) | KvError::Overflow(_) => {
-                RestError(StatusCode::CONFLICT, e.to_string())
+                ApiError(StatusCode::CONFLICT, e.to_string())
             }
             KvError::Store(e) => e.into(),
         }
@@ -44,11 +44,11 @@ pub(crate) async fn get(
     State(face): State<DataFace>,
     Extension(who): Extension<Principal>,
     Path((app, store, key)): Path<(String, String, String)>,
-) -> RestResult<Response> {
+) -> ApiResult<Response> {
     open(&face, &who, &app, &store, false)?.reach(&key)?;
     match face.store.kv_get(&app, &store, &key).await? {
         Some(v) => Ok(([(header::CONTENT_TYPE, "application/octet-stream")], v).into_response()),
-        None => Err(RestError::not_found(format!(
+        None => Err(ApiError::not_found(format!(
             "no key {key:?} in {app}/{store}"
         ))),
     }
@@ -66,13 +66,13 @@ pub(crate) async fn put(
     Path((app, store, key)): Path<(String, String, String)>,
     Query(q): Query<SetQuery>,
     body: Bytes,
-) -> RestResult<StatusCode> {
+) -> ApiResult<StatusCode> {
     open(&face, &who, &app, &store, true)?.check_write(&key, body.len())?;
     let ttl_ms = match q.ttl {
         Some(t) => Some(
             humantime::parse_duration(&t)
                 .map_err(|e| {
-                    RestError::bad_request(format!(
+                    ApiError::bad_request(format!(
                         "ttl {t:?} is not a duration ({e}): write e.g. 30s, 5m"
                     ))
                 })?
@@ -90,7 +90,7 @@ pub(crate) async fn delete(
     State(face): State<DataFace>,
     Extension(who): Extension<Principal>,
     Path((app, store, key)): Path<(String, String, String)>,
-) -> RestResult<Json<Deleted>> {
+) -> ApiResult<Json<Deleted>> {
     open(&face, &who, &app, &store, true)?.reach(&key)?;
     let deleted = face.store.kv_delete(&app, &store, &key).await?;
     Ok(Json(Deleted { deleted }))
@@ -103,10 +103,10 @@ pub(crate) async fn op(
     Extension(who): Extension<Principal>,
     Path((app, store, key)): Path<(String, String, String)>,
     body: Bytes,
-) -> RestResult<Response> {
+) -> ApiResult<Response> {
     let kv = open(&face, &who, &app, &store, true)?;
     let op: KvOp = serde_json::from_slice(&body).map_err(|e| {
-        RestError::bad_request(format!(
+        ApiError::bad_request(format!(
             "send {{\"increment\": N}} or {{\"compare_and_swap\": {{\"expected\": ..., \"value\": ...}}}} ({e})"
         ))
     })?;
@@ -129,7 +129,7 @@ pub(crate) async fn op(
                 )
                 .await?;
             if !swapped {
-                return Err(RestError(
+                return Err(ApiError(
                     StatusCode::CONFLICT,
                     format!(
                         "compare-and-swap of {key:?} failed: its value is not the expected one; read it again and retry"
@@ -154,7 +154,7 @@ pub(crate) async fn list(
     Extension(who): Extension<Principal>,
     Path((app, store)): Path<(String, String)>,
     Query(q): Query<ListQuery>,
-) -> RestResult<Json<KeyPage>> {
+) -> ApiResult<Json<KeyPage>> {
     let prefix = open(&face, &who, &app, &store, false)?
         .list_prefix(q.prefix.as_deref().unwrap_or_default())?;
     Ok(Json(

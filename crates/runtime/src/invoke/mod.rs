@@ -31,7 +31,6 @@ use crate::ConfigSnapshot;
 use crate::admission::{Limit, Throttled};
 use crate::capability::InstanceCx;
 use crate::capture::Capture;
-use crate::events::EventsBinding;
 use crate::host::{AllowedHost, Host, Limiter, OutboundPolicy};
 use crate::{RecordSink, Runtime};
 use bytes::Bytes;
@@ -137,6 +136,11 @@ impl Function {
     /// Its own spec.
     pub fn spec(&self) -> &Arc<FunctionSpec> {
         &self.spec
+    }
+
+    /// Its app's name, shared.
+    pub fn app_name(&self) -> &Arc<str> {
+        &self.app_name
     }
 
     /// Replaces the configuration new invocations see (atomically: an
@@ -463,15 +467,11 @@ impl Runtime {
                     hit: false,
                     peak: tracker.peak_memory.clone(),
                 },
-                events: EventsBinding {
-                    app: f.app_name.clone(),
-                    producer: self.producer.get().cloned(),
-                    traceparent,
-                },
                 caps: {
                     let cx = InstanceCx {
                         function: f,
                         config: &config,
+                        traceparent: traceparent.as_ref(),
                     };
                     self.capabilities.iter().map(|c| c.instance(&cx)).collect()
                 },

@@ -76,26 +76,8 @@ impl UsageRow {
     }
 }
 
-/// A span of a guest's operation, as stored.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct OpSpanRow {
-    /// The invocation that made it (its span is the parent).
-    pub invocation_id: String,
-    /// Its span id.
-    pub span_id: String,
-    /// `kv`, `docs`, `objects` or `events`.
-    pub service: String,
-    /// The operation.
-    pub op: String,
-    /// Store, collection, bucket, queue or topic.
-    pub target: String,
-    /// Start (µs since epoch).
-    pub started_at_us: i64,
-    /// Duration (µs).
-    pub duration_us: i64,
-    /// Whether it succeeded.
-    pub ok: bool,
-}
+/// A span of a guest's operation, as stored (the type is the API's).
+pub use nimbus_api::OpSpanRow;
 
 /// How usage is grouped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
