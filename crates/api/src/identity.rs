@@ -90,3 +90,20 @@ pub struct KeyRotated {
     pub app: String,
     pub kid: String,
 }
+
+/// What an app's `reset_hook` function receives (`POST
+/// /auth/password-reset`, JSON) when a user asks to reset their password:
+/// the one-time token to send them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PasswordResetHook {
+    /// Always `password_reset`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub app: String,
+    pub user_id: String,
+    pub email: String,
+    /// The token to confirm the reset with.
+    pub token: String,
+    /// When it expires, in seconds since the epoch.
+    pub expires_at: u64,
+}

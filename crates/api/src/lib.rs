@@ -2,14 +2,16 @@
 //! that writes them, the CLI that reads them and the tests: a field renamed
 //! on one side fails to compile on the other instead of reading as empty.
 //!
-//! Covered so far: apps, revisions, deploys (the request and its progress
-//! lines), rollbacks and the functions of an app (here); invocation records
-//! (`invocations`); sends, publishes, queue depths, events and dead letters
-//! (`events`); key-value answers and operations, document writes,
-//! configuration and S3 keys (`data`); API keys, S3 keys and users
-//! (`identity`). The other endpoints' bodies are
-//! still built with `serde_json::json!` (see docs/API.md for the
-//! endpoints).
+//! Every JSON body the server builds is here: errors ([`ErrorBody`]),
+//! health, node status, the cluster, components, apps, revisions, deploys
+//! (the request and its progress lines), rollbacks and the functions of an
+//! app (here); invocation records, traces and replays (`invocations`);
+//! sends, publishes, queue depths, events and dead letters (`events`);
+//! key-value answers and operations, document writes, configuration and S3
+//! keys (`data`); API keys, users and the password-reset hook's body
+//! (`identity`); usage and cost estimates (`usage`). What is not typed is
+//! the app's own data: KV values (bytes) and documents (JSON), which the
+//! API carries as the app wrote them. See docs/API.md for the endpoints.
 //!
 //! Invariant: only plain data and serde here — no I/O, no HTTP client or
 //! server types — so every side can depend on it.
@@ -18,6 +20,7 @@ mod data;
 mod events;
 mod identity;
 mod invocations;
+mod usage;
 
 pub use data::{
     ConfigChanged, ConfigEntry, ConfigList, Counter, Deleted, KeyPage, KvOp, S3KeyCreated, Swapped,
@@ -28,12 +31,14 @@ pub use events::{
     QueueDepths, Redriven, Sent,
 };
 pub use identity::{
-    ApiKey, CreatedKey, KeyList, KeyRotated, NewKey, NewUser, S3Key, User, UserList,
+    ApiKey, CreatedKey, KeyList, KeyRotated, NewKey, NewUser, PasswordResetHook, S3Key, User,
+    UserList,
 };
 pub use invocations::{
     InvocationRow, KeptInput, KeptInvocation, LogLine, OpSpanRow, ReplayRequest, Replayed, Run,
     Trace,
 };
+pub use usage::{Operations, Prices, StorageLine, Stored, Usage, UsageLine};
 
 use nimbus_core::Limits;
 use serde::{Deserialize, Serialize};
@@ -199,4 +204,77 @@ mod tests {
         let r: RollbackRequest = serde_json::from_str("{}").unwrap();
         assert_eq!(r.revision, None);
     }
+}
+
+/// `GET /v1/health`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    /// `ok`.
+    pub status: String,
+    /// The server's version.
+    pub version: String,
+}
+
+/// `GET /v1/status`: this node's load.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    /// Invocations running now.
+    pub in_flight: u64,
+    /// Invocations waiting for admission.
+    pub waiting: u64,
+    /// `--max-in-flight`.
+    pub max_in_flight: u32,
+    /// Pre-linked components in memory.
+    pub loaded_components: u64,
+    /// Invocation records dropped because the writer fell behind.
+    pub records_dropped: u64,
+    /// Largest message a queue or topic accepts, in bytes.
+    pub max_message_bytes: u64,
+}
+
+/// `PUT /v1/components/{hash}`: the stored component.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ComponentStored {
+    pub hash: String,
+    pub size: u64,
+}
+
+/// `GET /v1/cluster`: one node sharing the database.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterNode {
+    /// Its id (the data dir's `node-id`).
+    pub id: String,
+    /// Where it serves.
+    pub url: String,
+    pub started_at_us: i64,
+    /// Its last heartbeat.
+    pub seen_at_us: i64,
+    /// Whether that heartbeat is recent enough to count it live.
+    pub live: bool,
+}
+
+/// `GET /v1/cluster`: the nodes sharing this node's database.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cluster {
+    /// The node that answered.
+    pub node: String,
+    /// `sqlite` or `postgres`.
+    pub backend: String,
+    pub nodes: Vec<ClusterNode>,
+}
+
+/// `GET /v1/apps/{app}`: an app and its active revision's spec.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppDetail {
+    pub name: String,
+    pub active_revision: Option<i64>,
+    /// `None`: created, never activated.
+    pub spec: Option<nimbus_core::AppSpec>,
+}
+
+/// `POST /v1/apps/{app}/auth/password-reset`: always the same answer, so
+/// it tells nobody whether an account exists.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResetRequested {
+    pub status: String,
 }

@@ -20,24 +20,23 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
 use nimbus_api::{
-    Activated, AppSummary, DeployRequest, FunctionSummary, Functions, RevisionSummary,
-    RollbackRequest, RouteSummary,
+    Activated, AppDetail, AppSummary, Cluster, ClusterNode, ComponentStored, DeployRequest,
+    FunctionSummary, Functions, NodeStatus, RevisionSummary, RollbackRequest, RouteSummary,
 };
 use nimbus_runtime::InvokeRequest;
 use nimbus_store::{LogQuery, PutError};
 use serde::Deserialize;
-use serde_json::json;
 
-pub(crate) async fn status(State(ctx): State<Ctx>) -> Json<serde_json::Value> {
+pub(crate) async fn status(State(ctx): State<Ctx>) -> Json<NodeStatus> {
     let rt = &ctx.platform.runtime;
-    Json(json!({
-        "in_flight": rt.admission().in_flight(),
-        "waiting": rt.admission().waiting(),
-        "max_in_flight": rt.config().max_in_flight,
-        "loaded_components": rt.loaded_count(),
-        "records_dropped": ctx.platform.records.dropped(),
-        "max_message_bytes": ctx.platform.events.max_message_bytes(),
-    }))
+    Json(NodeStatus {
+        in_flight: rt.admission().in_flight() as u64,
+        waiting: rt.admission().waiting() as u64,
+        max_in_flight: rt.config().max_in_flight,
+        loaded_components: rt.loaded_count() as u64,
+        records_dropped: ctx.platform.records.dropped(),
+        max_message_bytes: ctx.platform.events.max_message_bytes(),
+    })
 }
 
 fn check_hash(hash: &str) -> ApiResult<()> {
@@ -66,7 +65,7 @@ pub(crate) async fn upload_component(
     State(ctx): State<Ctx>,
     Path(hash): Path<String>,
     body: Body,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<ComponentStored>> {
     check_hash(&hash)?;
     let limit = ctx.platform.max_component_bytes;
     let stream = body.into_data_stream();
@@ -83,33 +82,35 @@ pub(crate) async fn upload_component(
             };
             ApiError(status, e.to_string())
         })?;
-    Ok(Json(json!({ "hash": hash, "size": size })))
+    Ok(Json(ComponentStored { hash, size }))
 }
 
 /// The nodes sharing this node's database (admin): each with its last
 /// heartbeat, and which one answered.
-pub(crate) async fn cluster(State(ctx): State<Ctx>) -> ApiResult<Json<serde_json::Value>> {
+pub(crate) async fn cluster(State(ctx): State<Ctx>) -> ApiResult<Json<Cluster>> {
     let store = &ctx.platform.store;
     let live_after = nimbus_store::now_us() - nimbus_store::NODE_LIVE_FOR.as_micros() as i64;
-    let nodes: Vec<serde_json::Value> = store
+    let nodes = store
         .nodes()
         .await?
         .into_iter()
-        .map(|n| {
-            let live = n.seen_at_us > live_after;
-            let mut v = json!(n);
-            v["live"] = json!(live);
-            v
+        .map(|n| ClusterNode {
+            live: n.seen_at_us > live_after,
+            id: n.id,
+            url: n.url,
+            started_at_us: n.started_at_us,
+            seen_at_us: n.seen_at_us,
         })
         .collect();
-    Ok(Json(json!({
-        "node": store.node_id(),
-        "backend": match store.backend() {
+    Ok(Json(Cluster {
+        node: store.node_id().to_string(),
+        backend: match store.backend() {
             nimbus_store::Backend::Sqlite => "sqlite",
             nimbus_store::Backend::Postgres => "postgres",
-        },
-        "nodes": nodes,
-    })))
+        }
+        .into(),
+        nodes,
+    }))
 }
 
 pub(crate) async fn list_apps(
@@ -144,15 +145,17 @@ pub(crate) async fn list_apps(
 pub(crate) async fn get_app(
     State(ctx): State<Ctx>,
     Path(app): Path<String>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<AppDetail>> {
     let row = ctx.platform.store.app(&app).await?;
     let spec = match row.active_revision {
         Some(n) => Some(ctx.platform.store.revision(&app, n).await?.spec),
         None => None,
     };
-    Ok(Json(
-        json!({ "name": row.name, "active_revision": row.active_revision, "spec": spec }),
-    ))
+    Ok(Json(AppDetail {
+        name: row.name,
+        active_revision: row.active_revision,
+        spec,
+    }))
 }
 
 pub(crate) async fn delete_app(

@@ -28,7 +28,6 @@ use axum::routing::{MethodFilter, MethodRouter, any, on};
 use axum::{Json, Router};
 use nimbus_core::Service;
 use nimbus_identity::Scope;
-use serde_json::json;
 use std::sync::Arc;
 
 /// What a caller of an endpoint needs.
@@ -181,8 +180,11 @@ fn data_routes() -> Vec<Route> {
         .collect()
 }
 
-async fn health() -> Json<serde_json::Value> {
-    Json(json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }))
+async fn health() -> Json<nimbus_api::Health> {
+    Json(nimbus_api::Health {
+        status: "ok".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    })
 }
 
 /// The table.

@@ -6,9 +6,9 @@ use crate::ctx::{ApiError, ApiResult, Ctx};
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use nimbus_api::{Operations, Prices, StorageLine, Stored, Usage, UsageLine};
 use nimbus_store::{StorageRow, UsageBy, UsageRow};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 
 /// Prices a cost estimate uses. The defaults are published AWS prices in
 /// us-east-1 (an example, not a bill): Lambda on-demand x86 for compute,
@@ -81,46 +81,63 @@ pub(crate) struct UsageQuery {
 
 const GIB: f64 = (1u64 << 30) as f64;
 
-fn row_json(r: &UsageRow, prices: &PriceSheet) -> Value {
+impl From<&PriceSheet> for Prices {
+    fn from(p: &PriceSheet) -> Self {
+        Prices {
+            currency: p.currency.clone(),
+            per_gb_second: p.per_gb_second,
+            per_million_requests: p.per_million_requests,
+            per_million_operations: p.per_million_operations,
+            per_gb_month: p.per_gb_month,
+        }
+    }
+}
+
+fn usage_line(r: &UsageRow, prices: &PriceSheet) -> UsageLine {
     let gb_seconds = r.mb_us as f64 / 1024.0 / 1e6;
     let operations = r.kv_ops + r.doc_ops + r.object_ops + r.event_ops;
     let cost = gb_seconds * prices.per_gb_second
         + r.invocations as f64 / 1e6 * prices.per_million_requests
         + operations as f64 / 1e6 * prices.per_million_operations;
-    json!({
-        "key": r.key,
-        "invocations": r.invocations,
-        "errors": r.errors,
-        "duration_us": r.duration_us,
-        "gb_seconds": gb_seconds,
-        "bytes_in": r.bytes_in,
-        "bytes_out": r.bytes_out,
-        "cold_starts": r.cold_starts,
-        "operations": {
-            "kv": r.kv_ops,
-            "docs": r.doc_ops,
-            "objects": r.object_ops,
-            "events": r.event_ops,
+    UsageLine {
+        key: r.key.clone(),
+        invocations: r.invocations,
+        errors: r.errors,
+        duration_us: r.duration_us,
+        gb_seconds,
+        bytes_in: r.bytes_in,
+        bytes_out: r.bytes_out,
+        cold_starts: r.cold_starts,
+        operations: Operations {
+            kv: r.kv_ops,
+            docs: r.doc_ops,
+            objects: r.object_ops,
+            events: r.event_ops,
         },
-        "cost": cost,
-    })
+        cost,
+        gb_hours: None,
+    }
 }
 
-fn storage_json(r: &StorageRow, prices: &PriceSheet) -> Value {
+fn storage_line(r: &StorageRow, prices: &PriceSheet) -> StorageLine {
     let gb_hours = |byte_seconds: i64| byte_seconds as f64 / GIB / 3600.0;
     let total = gb_hours(r.kv_byte_seconds + r.doc_byte_seconds + r.object_byte_seconds);
-    json!({
-        "key": r.key,
-        "gb_hours": total,
-        "kv_gb_hours": gb_hours(r.kv_byte_seconds),
-        "docs_gb_hours": gb_hours(r.doc_byte_seconds),
-        "objects_gb_hours": gb_hours(r.object_byte_seconds),
-        "stored_bytes": r.stored,
-        "cost": total / 730.0 * prices.per_gb_month,
-    })
+    StorageLine {
+        key: r.key.clone(),
+        gb_hours: total,
+        kv_gb_hours: gb_hours(r.kv_byte_seconds),
+        docs_gb_hours: gb_hours(r.doc_byte_seconds),
+        objects_gb_hours: gb_hours(r.object_byte_seconds),
+        stored_bytes: Stored {
+            kv: r.stored.kv,
+            docs: r.stored.docs,
+            objects: r.stored.objects,
+        },
+        cost: total / 730.0 * prices.per_gb_month,
+    }
 }
 
-async fn usage(ctx: &Ctx, app: Option<&str>, q: UsageQuery) -> ApiResult<Json<Value>> {
+async fn usage(ctx: &Ctx, app: Option<&str>, q: UsageQuery) -> ApiResult<Json<Usage>> {
     let since = match &q.since {
         Some(s) => humantime::parse_duration(s).map_err(|e| {
             ApiError(
@@ -164,40 +181,38 @@ async fn usage(ctx: &Ctx, app: Option<&str>, q: UsageQuery) -> ApiResult<Json<Va
         }
         t
     });
-    let mut total = row_json(
+    let mut total = usage_line(
         &UsageRow {
             key: "total".into(),
             ..total
         },
         prices,
     );
-    let storage_total = storage_json(
+    let storage_total = storage_line(
         &StorageRow {
             key: "total".into(),
             ..storage_total
         },
         prices,
     );
-    total["gb_hours"] = storage_total["gb_hours"].clone();
-    total["cost"] = json!(
-        total["cost"].as_f64().unwrap_or(0.0) + storage_total["cost"].as_f64().unwrap_or(0.0)
-    );
-    Ok(Json(json!({
-        "app": app,
-        "since_us": since_us,
-        "by": q.by.as_deref().unwrap_or("function"),
-        "prices": prices,
-        "rows": rows.iter().map(|r| row_json(r, prices)).collect::<Vec<_>>(),
-        "storage": storage.iter().map(|r| storage_json(r, prices)).collect::<Vec<_>>(),
-        "total": total,
-    })))
+    total.gb_hours = Some(storage_total.gb_hours);
+    total.cost += storage_total.cost;
+    Ok(Json(Usage {
+        app: app.map(str::to_string),
+        since_us,
+        by: q.by.unwrap_or_else(|| "function".into()),
+        prices: prices.into(),
+        rows: rows.iter().map(|r| usage_line(r, prices)).collect(),
+        storage: storage.iter().map(|r| storage_line(r, prices)).collect(),
+        total,
+    }))
 }
 
 /// `GET /v1/usage?since=24h&by=function|hour|day|app`: every app.
 pub(crate) async fn platform_usage(
     State(ctx): State<Ctx>,
     Query(q): Query<UsageQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Usage>> {
     usage(&ctx, None, q).await
 }
 
@@ -206,7 +221,7 @@ pub(crate) async fn app_usage(
     State(ctx): State<Ctx>,
     Path(app): Path<String>,
     Query(q): Query<UsageQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Usage>> {
     usage(&ctx, Some(&app), q).await
 }
 
@@ -229,22 +244,23 @@ mod tests {
             mb_us: 1024 * 1_000_000 * 1_000_000,
             ..Default::default()
         };
-        let v = row_json(&r, &PriceSheet::default());
-        assert!((v["gb_seconds"].as_f64().unwrap() - 1e6).abs() < 1e-6);
-        assert!((v["cost"].as_f64().unwrap() - (16.6667 + 0.20)).abs() < 1e-3);
+        let v = usage_line(&r, &PriceSheet::default());
+        assert!((v.gb_seconds - 1e6).abs() < 1e-6);
+        assert!((v.cost - (16.6667 + 0.20)).abs() < 1e-3);
         // 2 million KV operations; 1 GiB held for 730 hours: one GB-month.
         let r = UsageRow {
             kv_ops: 2_000_000,
             ..Default::default()
         };
-        let v = row_json(&r, &PriceSheet::default());
-        assert!((v["cost"].as_f64().unwrap() - 1.25).abs() < 1e-9);
+        let v = usage_line(&r, &PriceSheet::default());
+        assert_eq!(v.operations.kv, 2_000_000);
+        assert!((v.cost - 1.25).abs() < 1e-9);
         let s = StorageRow {
             object_byte_seconds: (1i64 << 30) * 3600 * 730,
             ..Default::default()
         };
-        let v = storage_json(&s, &PriceSheet::default());
-        assert!((v["gb_hours"].as_f64().unwrap() - 730.0).abs() < 1e-9);
-        assert!((v["cost"].as_f64().unwrap() - 0.023).abs() < 1e-12);
+        let v = storage_line(&s, &PriceSheet::default());
+        assert!((v.gb_hours - 730.0).abs() < 1e-9);
+        assert!((v.cost - 0.023).abs() < 1e-12);
     }
 }

@@ -13,7 +13,6 @@ use nimbus_core::policy::AuthSpec;
 use nimbus_gateway::ClientIp;
 use nimbus_identity::{Claims, IdentityError, Scope, Session};
 use serde::Deserialize;
-use serde_json::{Value, json};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -288,7 +287,7 @@ pub(crate) async fn request_reset(
     Path(app): Path<String>,
     client: Option<Extension<ClientIp>>,
     Json(b): Json<ResetRequest>,
-) -> AuthResult<(StatusCode, Json<Value>)> {
+) -> AuthResult<(StatusCode, Json<nimbus_api::ResetRequested>)> {
     let spec = pool(&ctx, &app)?;
     let Some(hook) = spec.reset_hook.clone() else {
         return Err(AuthError::Api(ApiError(
@@ -315,24 +314,22 @@ pub(crate) async fn request_reset(
         .request_reset(&app, &spec, &b.email, ip(&client))
         .await?
     {
-        let body = json!({
-            "type": "password_reset",
-            "app": app,
-            "user_id": user.id,
-            "email": user.email,
-            "token": token,
-            "expires_at": expires_at,
-        });
-        tokio::spawn(deliver_reset(
-            ctx.clone(),
-            function,
-            body.to_string(),
-            token,
-        ));
+        let body = serde_json::to_string(&nimbus_api::PasswordResetHook {
+            kind: "password_reset".into(),
+            app,
+            user_id: user.id,
+            email: user.email,
+            token: token.clone(),
+            expires_at,
+        })
+        .expect("a reset hook body serializes");
+        tokio::spawn(deliver_reset(ctx.clone(), function, body, token));
     }
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({ "status": "if the account exists, a reset token was sent" })),
+        Json(nimbus_api::ResetRequested {
+            status: "if the account exists, a reset token was sent".into(),
+        }),
     ))
 }
 

@@ -71,9 +71,8 @@ impl Api {
         }
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
-        let msg = serde_json::from_str::<Value>(&text)
-            .ok()
-            .and_then(|v| v["error"].as_str().map(String::from))
+        let msg = serde_json::from_str::<nimbus_api::ErrorBody>(&text)
+            .map(|e| e.error)
             .unwrap_or(text);
         bail!("{msg} (HTTP {status})")
     }
@@ -347,9 +346,8 @@ pub async fn invoke(
             && resp.headers().get("nimbus-invocation-id").is_none())
     {
         let text = resp.text().await.unwrap_or_default();
-        let msg = serde_json::from_str::<Value>(&text)
-            .ok()
-            .and_then(|v| v["error"].as_str().map(String::from))
+        let msg = serde_json::from_str::<nimbus_api::ErrorBody>(&text)
+            .map(|e| e.error)
             .unwrap_or(text);
         bail!("{msg} (HTTP {status})");
     }
@@ -536,19 +534,18 @@ pub async fn logs(
         if let Some(g) = &grep {
             q.push_str(&format!("&grep={}", crate::data_cli::enc(g)));
         }
-        let entries = api.get_json(&q).await?;
-        let entries = entries.as_array().cloned().unwrap_or_default();
+        let entries: Vec<nimbus_core::LogEntry> = api.get(&q).await?;
         for e in &entries {
-            after = after.max(e["seq"].as_i64().unwrap_or(0));
+            after = after.max(e.seq);
             let prefix = format!(
                 "{} {}/{} {} {}",
-                format_time(e["at_us"].as_i64().unwrap_or(0)),
+                format_time(e.at_us),
                 app,
-                e["function"].as_str().unwrap_or(""),
-                e["invocation_id"].as_str().unwrap_or(""),
-                e["stream"].as_str().unwrap_or("")
+                e.function,
+                e.invocation_id,
+                e.stream
             );
-            for line in e["text"].as_str().unwrap_or("").lines() {
+            for line in e.text.lines() {
                 if needle
                     .as_ref()
                     .is_some_and(|n| !line.to_lowercase().contains(n))
@@ -557,11 +554,11 @@ pub async fn logs(
                 }
                 if json {
                     let v = serde_json::json!({
-                        "time": format_time(e["at_us"].as_i64().unwrap_or(0)),
+                        "time": format_time(e.at_us),
                         "app": app,
-                        "function": e["function"],
-                        "invocation_id": e["invocation_id"],
-                        "stream": e["stream"],
+                        "function": e.function,
+                        "invocation_id": e.invocation_id,
+                        "stream": e.stream,
                         "line": line,
                     });
                     println!("{v}");
@@ -648,14 +645,12 @@ pub async fn usage(
         Some(a) => format!("/v1/apps/{a}/usage"),
         None => "/v1/usage".to_string(),
     };
-    let v = api
-        .get_json(&format!("{base}?since={since}&by={by}"))
-        .await?;
+    let v: nimbus_api::Usage = api.get(&format!("{base}?since={since}&by={by}")).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
-    let currency = v["prices"]["currency"].as_str().unwrap_or("");
+    let currency = &v.prices.currency;
     println!(
         "{:<28} {:>11} {:>7} {:>12} {:>11} {:>10} {:>10} {:>6} {:>9} {:>12}",
         by.to_uppercase(),
@@ -669,32 +664,23 @@ pub async fn usage(
         "DATA OPS",
         format!("COST {currency}")
     );
-    let rows = v["rows"].as_array().cloned().unwrap_or_default();
-    for r in rows.iter().chain(std::iter::once(&v["total"])) {
-        let ops = &r["operations"];
-        let ops: i64 = ["kv", "docs", "objects", "events"]
-            .iter()
-            .map(|k| ops[k].as_i64().unwrap_or(0))
-            .sum();
+    for r in v.rows.iter().chain(std::iter::once(&v.total)) {
+        let o = &r.operations;
         println!(
             "{:<28} {:>11} {:>7} {:>12.6} {:>11} {:>10} {:>10} {:>6} {:>9} {:>12.6}",
-            r["key"].as_str().unwrap_or(""),
-            r["invocations"].as_i64().unwrap_or(0),
-            r["errors"].as_i64().unwrap_or(0),
-            r["gb_seconds"].as_f64().unwrap_or(0.0),
-            format!(
-                "{:.3}s",
-                r["duration_us"].as_i64().unwrap_or(0) as f64 / 1e6
-            ),
-            r["bytes_in"].as_i64().unwrap_or(0),
-            r["bytes_out"].as_i64().unwrap_or(0),
-            r["cold_starts"].as_i64().unwrap_or(0),
-            ops,
-            r["cost"].as_f64().unwrap_or(0.0),
+            r.key,
+            r.invocations,
+            r.errors,
+            r.gb_seconds,
+            format!("{:.3}s", r.duration_us as f64 / 1e6),
+            r.bytes_in,
+            r.bytes_out,
+            r.cold_starts,
+            o.kv + o.docs + o.objects + o.events,
+            r.cost,
         );
     }
-    let storage = v["storage"].as_array().cloned().unwrap_or_default();
-    if !storage.is_empty() {
+    if !v.storage.is_empty() {
         println!();
         println!(
             "{:<28} {:>12} {:>12} {:>12} {:>14} {:>12}",
@@ -705,31 +691,26 @@ pub async fn usage(
             "OBJECT BYTES",
             format!("COST {currency}")
         );
-        for r in &storage {
-            let b = &r["stored_bytes"];
+        for r in &v.storage {
+            let b = &r.stored_bytes;
             println!(
                 "{:<28} {:>12.6} {:>12} {:>12} {:>14} {:>12.6}",
-                r["key"].as_str().unwrap_or(""),
-                r["gb_hours"].as_f64().unwrap_or(0.0),
-                b["kv"].as_i64().unwrap_or(0),
-                b["docs"].as_i64().unwrap_or(0),
-                b["objects"].as_i64().unwrap_or(0),
-                r["cost"].as_f64().unwrap_or(0.0),
+                r.key, r.gb_hours, b.kv, b.docs, b.objects, r.cost,
             );
         }
     }
     println!(
         "\ntotal cost {:.6} {currency} (compute, requests, data operations and storage)",
-        v["total"]["cost"].as_f64().unwrap_or(0.0)
+        v.total.cost
     );
-    let p = &v["prices"];
+    let p = &v.prices;
     eprintln!(
         "-- GB-seconds: memory limit x duration; DATA OPS: KV, document, object and event operations ({} is clients' REST and S3 calls); stored bytes at the last sample. Cost: {} per GB-second + {} per million invocations + {} per million operations + {} per GB-month (the server's price sheet, an estimate)",
         nimbus_store::CLIENT_OPS,
-        p["per_gb_second"],
-        p["per_million_requests"],
-        p["per_million_operations"],
-        p["per_gb_month"]
+        p.per_gb_second,
+        p.per_million_requests,
+        p.per_million_operations,
+        p.per_gb_month
     );
     Ok(())
 }
