@@ -1,6 +1,6 @@
-//! The data API's bodies: key-value answers and operations, document
-//! writes, configuration, S3 keys. (Values and documents themselves are
-//! the app's: raw bytes and JSON.)
+//! The data API's bodies: key-value answers and operations, documents,
+//! their writes and query pages, configuration, S3 keys. (Values and
+//! document bodies themselves are the app's: raw bytes and JSON.)
 
 use serde::{Deserialize, Serialize};
 
@@ -119,4 +119,48 @@ mod tests {
             .is_err()
         );
     }
+}
+
+/// A stored document.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Document {
+    pub id: String,
+    /// The JSON object, as stored (passed on without being parsed: a page
+    /// of documents costs the host their text, not a tree of values).
+    pub body: Box<serde_json::value::RawValue>,
+    /// 1 when created, +1 on every write.
+    pub version: i64,
+    /// µs since the epoch.
+    pub created_at_us: i64,
+    /// µs since the epoch.
+    pub updated_at_us: i64,
+}
+
+impl Document {
+    /// The body as a JSON value (parsed).
+    pub fn value(&self) -> serde_json::Value {
+        serde_json::from_str(self.body.get()).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// Bytes of the body's text.
+    pub fn size(&self) -> usize {
+        self.body.get().len()
+    }
+}
+
+/// A page of a document query's results (`POST .../docs/{coll}/_query`,
+/// and `nimbus:data/documents.query` as JSON text).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct DocPage {
+    /// The documents, in order.
+    pub documents: Vec<Document>,
+    /// Where the next page starts, if there is one.
+    pub cursor: Option<String>,
+    /// The page ended before its `limit` because its documents reached
+    /// the page's byte limit (the cursor goes on from there).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ended_early: bool,
+    /// With `?explain=true`: how the database runs the query.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<String>,
 }

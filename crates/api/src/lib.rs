@@ -23,8 +23,8 @@ mod invocations;
 mod usage;
 
 pub use data::{
-    ConfigChanged, ConfigEntry, ConfigList, Counter, Deleted, KeyPage, KvOp, S3KeyCreated, Swapped,
-    Written,
+    ConfigChanged, ConfigEntry, ConfigList, Counter, Deleted, DocPage, Document, KeyPage, KvOp,
+    S3KeyCreated, Swapped, Written,
 };
 pub use events::{
     ChannelStatus, DeadLetters, EventDetail, InvocationLookup, MessageRow, Published, Purged,
@@ -277,4 +277,17 @@ pub struct AppDetail {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResetRequested {
     pub status: String,
+}
+
+/// `server.json`, which a running node writes in its data dir: where it
+/// listens, so the CLI on the same machine finds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerInfo {
+    /// The apps' listener.
+    pub url: String,
+    /// The control API and console.
+    pub control_url: Option<String>,
+    pub s3_url: Option<String>,
+    pub metrics_url: Option<String>,
+    pub pid: u32,
 }

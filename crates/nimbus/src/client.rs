@@ -25,13 +25,8 @@ impl Api {
             Some(s) => s.clone(),
             None => std::fs::read_to_string(target.data_dir.join("server.json"))
                 .ok()
-                .and_then(|s| serde_json::from_str::<Value>(&s).ok())
-                .and_then(|v| {
-                    v["control_url"]
-                        .as_str()
-                        .or_else(|| v["url"].as_str())
-                        .map(String::from)
-                })
+                .and_then(|s| serde_json::from_str::<nimbus_api::ServerInfo>(&s).ok())
+                .map(|i| i.control_url.unwrap_or(i.url))
                 .unwrap_or_else(|| "http://127.0.0.1:8081".into()),
         };
         let token = match &target.token {

@@ -301,18 +301,18 @@ pub async fn docs(target: &Target, cmd: DocsCommand) -> Result<()> {
                 "/v1/apps/{app}/docs/{c}/_query{}",
                 if explain { "?explain=true" } else { "" }
             );
-            let v: Value = api
+            let page: nimbus_api::DocPage = api
                 .send(api.req(reqwest::Method::POST, &p).body(query))
                 .await?
                 .json()
                 .await?;
-            for d in v["documents"].as_array().cloned().unwrap_or_default() {
-                println!("{}", serde_json::to_string(&d)?);
+            for d in &page.documents {
+                println!("{}", serde_json::to_string(d)?);
             }
-            if let Some(c) = v["cursor"].as_str() {
+            if let Some(c) = &page.cursor {
                 eprintln!("-- more: add \"cursor\": {c:?} to the query");
             }
-            if let Some(plan) = v["plan"].as_str() {
+            if let Some(plan) = &page.plan {
                 eprintln!("-- plan:\n{plan}");
             }
         }

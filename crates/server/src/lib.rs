@@ -384,7 +384,13 @@ impl Node {
         let info = data_dir.join("server.json");
         std::fs::write(
             &info,
-            serde_json::json!({ "url": url, "control_url": control_url, "s3_url": s3_url, "metrics_url": metrics_url, "pid": std::process::id() }).to_string(),
+            serde_json::to_string(&nimbus_api::ServerInfo {
+                url: url.clone(),
+                control_url: Some(control_url.clone()),
+                s3_url: s3_url.clone(),
+                metrics_url: metrics_url.clone(),
+                pid: std::process::id(),
+            })?,
         )?;
         let database = match &args.database {
             Some(url) => nimbus_store::redact_url(url),

@@ -10,7 +10,7 @@ use axum::Json;
 use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use nimbus_api::{Deleted, Written};
+use nimbus_api::{Deleted, DocPage, Written};
 use nimbus_identity::Principal;
 use nimbus_store::{DocError, DocQuery};
 use serde::Deserialize;
@@ -258,21 +258,7 @@ pub(crate) async fn query(
         _ => None,
     };
     // Serialized straight from the stored text, never as a tree of values.
-    #[derive(serde::Serialize)]
-    struct Out {
-        documents: Vec<nimbus_store::Document>,
-        cursor: Option<String>,
-        #[serde(skip_serializing_if = "std::ops::Not::not")]
-        ended_early: bool,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        plan: Option<String>,
-    }
-    Ok(Json(Out {
-        documents: page.documents,
-        cursor: page.cursor,
-        ended_early: page.ended_early,
-        plan,
-    }))
+    Ok(Json(DocPage { plan, ..page }))
 }
 
 /// `POST /v1/apps/{app}/docs/{coll}` with a JSON array of objects, each

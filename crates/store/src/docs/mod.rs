@@ -26,7 +26,6 @@ mod query;
 pub use query::{DocPage, DocQuery, MAX_OFFSET, MAX_PAGE, MAX_PAGE_BYTES, Op};
 
 use crate::{Backend, Result, Store, StoreError, now_us};
-use serde::Serialize;
 use serde_json::Value;
 use sqlx::Row;
 use std::time::Duration;
@@ -51,33 +50,8 @@ impl From<sqlx::Error> for DocError {
     }
 }
 
-/// A stored document.
-#[derive(Debug, Clone, Serialize)]
-pub struct Document {
-    /// Id.
-    pub id: String,
-    /// The JSON object, as stored (passed on without being parsed: a page
-    /// of documents costs the host their text, not a tree of values).
-    pub body: Box<serde_json::value::RawValue>,
-    /// 1 when created, +1 on every write.
-    pub version: i64,
-    /// µs since the epoch.
-    pub created_at_us: i64,
-    /// µs since the epoch.
-    pub updated_at_us: i64,
-}
-
-impl Document {
-    /// The body as a JSON value (parsed).
-    pub fn value(&self) -> Value {
-        serde_json::from_str(self.body.get()).unwrap_or(Value::Null)
-    }
-
-    /// Bytes of the body's text.
-    pub fn size(&self) -> usize {
-        self.body.get().len()
-    }
-}
+/// A stored document (the type is the API's).
+pub use nimbus_api::Document;
 
 fn document(row: &sqlx::any::AnyRow) -> Result<Document, DocError> {
     let body: String = row.try_get("body")?;
@@ -639,6 +613,7 @@ mod tests {
             documents: page,
             cursor,
             ended_early,
+            ..
         } = s.doc_query("a", "lb", &q).await.unwrap();
         assert!(!ended_early);
         let scores: Vec<i64> = page

@@ -3,11 +3,11 @@
 //! manifest's indexes, which are expression indexes on exactly the
 //! expressions queries use.
 
-use super::{DocError, Document, document};
+use super::{DocError, document};
 use crate::builder::QueryBuilder;
 use crate::{Backend, Result, Store, StoreError};
 use nimbus_core::data::{IndexField, check_field_path};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
@@ -197,18 +197,9 @@ fn bind_scalar(backend: Backend, q: &mut QueryBuilder<'_>, v: &Value) {
     };
 }
 
-/// A page of a query's results.
-#[derive(Debug, Serialize)]
-pub struct DocPage {
-    /// The documents, in order.
-    pub documents: Vec<Document>,
-    /// Where the next page starts, if there is one.
-    pub cursor: Option<String>,
-    /// The page ended before its `limit` because its documents reached
-    /// [`MAX_PAGE_BYTES`] (the cursor goes on from there).
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub ended_early: bool,
-}
+/// A page of a query's results (the type is the API's; `plan` is the
+/// REST face's to fill).
+pub use nimbus_api::DocPage;
 
 impl Store {
     /// Creates the expression indexes a collection declares (idempotent).
@@ -319,6 +310,7 @@ impl Store {
             documents,
             cursor,
             ended_early,
+            plan: None,
         })
     }
 
