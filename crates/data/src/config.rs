@@ -6,10 +6,10 @@
 //! platform's (`nimbus_control::Platform::set_config`), which replaces the
 //! snapshots of the functions concerned.
 
-use nimbus_runtime::{ConfigSnapshot, GuestCapability, GuestCx, Host, InstanceCx};
+use nimbus_runtime::{ConfigSnapshot, GuestCapability, GuestCx, HasCx, Host, InstanceCx};
 use std::any::Any;
 use std::sync::Arc;
-use wasmtime::component::{HasData, Linker};
+use wasmtime::component::Linker;
 
 wasmtime::component::bindgen!({
     path: "../../wit/data",
@@ -27,19 +27,16 @@ pub struct ConfigState(Arc<ConfigSnapshot>);
 
 type Cx<'a> = GuestCx<'a, ConfigState>;
 
-struct HasConfig;
-
-impl HasData for HasConfig {
-    type Data<'a> = Cx<'a>;
-}
-
 impl GuestCapability for Config {
     fn name(&self) -> &'static str {
         "configuration"
     }
 
     fn link(&self, linker: &mut Linker<Host>) -> wasmtime::Result<()> {
-        config_wit::add_to_linker::<Host, HasConfig>(linker, |h| h.capability::<ConfigState>())
+        config_wit::add_to_linker::<Host, HasCx<ConfigState>>(
+            linker,
+            Host::capability::<ConfigState>,
+        )
     }
 
     fn instance(&self, cx: &InstanceCx<'_>) -> Box<dyn Any + Send> {

@@ -13,10 +13,10 @@
 use super::{EventError, Outgoing, Shared};
 use http::HeaderValue;
 use nimbus_core::Service;
-use nimbus_runtime::{GuestCapability, GuestCx, Host, InstanceCx};
+use nimbus_runtime::{GuestCapability, GuestCx, HasCx, Host, InstanceCx};
 use std::any::Any;
 use std::sync::{Arc, OnceLock, Weak};
-use wasmtime::component::{HasData, Linker};
+use wasmtime::component::Linker;
 
 wasmtime::component::bindgen!({
     path: "../../wit/events.wit",
@@ -52,19 +52,16 @@ pub struct ProducerState {
 
 type Cx<'a> = GuestCx<'a, ProducerState>;
 
-struct HasProducer;
-
-impl HasData for HasProducer {
-    type Data<'a> = Cx<'a>;
-}
-
 impl GuestCapability for Producer {
     fn name(&self) -> &'static str {
         "events"
     }
 
     fn link(&self, linker: &mut Linker<Host>) -> wasmtime::Result<()> {
-        producer::add_to_linker::<Host, HasProducer>(linker, |h| h.capability::<ProducerState>())
+        producer::add_to_linker::<Host, HasCx<ProducerState>>(
+            linker,
+            Host::capability::<ProducerState>,
+        )
     }
 
     fn instance(&self, cx: &InstanceCx<'_>) -> Box<dyn Any + Send> {

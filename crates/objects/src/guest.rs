@@ -5,11 +5,11 @@
 //! larger objects go through S3.
 
 use nimbus_core::{AppSpec, FunctionSpec, Service};
-use nimbus_runtime::{GuestCapability, GuestCx, Host, InstanceCx};
+use nimbus_runtime::{GuestCapability, GuestCx, HasCx, Host, InstanceCx};
 use nimbus_store::{BlobFiles, Store};
 use std::any::Any;
 use std::sync::Arc;
-use wasmtime::component::{HasData, Linker};
+use wasmtime::component::Linker;
 
 wasmtime::component::bindgen!({
     path: "../../wit/data",
@@ -49,19 +49,13 @@ pub struct BlobsState {
 
 type Cx<'a> = GuestCx<'a, BlobsState>;
 
-struct HasBlobs;
-
-impl HasData for HasBlobs {
-    type Data<'a> = Cx<'a>;
-}
-
 impl GuestCapability for Blobs {
     fn name(&self) -> &'static str {
         "blobs"
     }
 
     fn link(&self, linker: &mut Linker<Host>) -> wasmtime::Result<()> {
-        blobs_wit::add_to_linker::<Host, HasBlobs>(linker, |h| h.capability::<BlobsState>())
+        blobs_wit::add_to_linker::<Host, HasCx<BlobsState>>(linker, Host::capability::<BlobsState>)
     }
 
     fn instance(&self, cx: &InstanceCx<'_>) -> Box<dyn Any + Send> {

@@ -57,6 +57,15 @@ pub struct GuestCx<'a, T> {
     pub(crate) ops: &'a Arc<OpLog>,
 }
 
+/// The `HasData` of a capability whose instance state is a `T`: its
+/// bindings' `add_to_linker::<Host, HasCx<T>>(linker, Host::capability::<T>)`
+/// hand each host call a [`GuestCx`] of that state.
+pub struct HasCx<T>(std::marker::PhantomData<fn() -> T>);
+
+impl<T: Send + 'static> wasmtime::component::HasData for HasCx<T> {
+    type Data<'a> = GuestCx<'a, T>;
+}
+
 impl<T> GuestCx<'_, T> {
     /// Starts timing one call to `service` on `target`: counted for
     /// metering and traced when the returned guard drops.

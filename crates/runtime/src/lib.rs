@@ -70,7 +70,7 @@ mod ops;
 pub use admission::{Admission, Permit, Throttled};
 pub use app::{ActiveApp, manifest_config};
 pub use cache::{LoadSource, Loaded};
-pub use capability::{GuestCapability, GuestCx, InstanceCx};
+pub use capability::{GuestCapability, GuestCx, HasCx, InstanceCx};
 pub use capture::Capture;
 pub use config::ConfigSnapshot;
 pub use egress::{Egress, Refused};

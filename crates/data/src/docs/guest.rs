@@ -5,11 +5,11 @@
 use super::Collection;
 use crate::{Caller, Refusal};
 use nimbus_core::{AppSpec, FunctionSpec, Service};
-use nimbus_runtime::{GuestCapability, GuestCx, Host, InstanceCx};
+use nimbus_runtime::{GuestCapability, GuestCx, HasCx, Host, InstanceCx};
 use nimbus_store::{DocError, DocQuery, Document, Store};
 use std::any::Any;
 use std::sync::Arc;
-use wasmtime::component::{HasData, Linker};
+use wasmtime::component::Linker;
 
 wasmtime::component::bindgen!({
     path: "../../wit/data",
@@ -46,19 +46,13 @@ pub struct DocsState {
 
 type Cx<'a> = GuestCx<'a, DocsState>;
 
-struct HasDocs;
-
-impl HasData for HasDocs {
-    type Data<'a> = Cx<'a>;
-}
-
 impl GuestCapability for Docs {
     fn name(&self) -> &'static str {
         "documents"
     }
 
     fn link(&self, linker: &mut Linker<Host>) -> wasmtime::Result<()> {
-        docs_wit::add_to_linker::<Host, HasDocs>(linker, |h| h.capability::<DocsState>())
+        docs_wit::add_to_linker::<Host, HasCx<DocsState>>(linker, Host::capability::<DocsState>)
     }
 
     fn instance(&self, cx: &InstanceCx<'_>) -> Box<dyn Any + Send> {

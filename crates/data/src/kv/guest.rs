@@ -5,11 +5,11 @@
 use super::KvStore;
 use crate::{Caller, MAX_BATCH_KEYS, MAX_CALL_BYTES, Refusal};
 use nimbus_core::{AppSpec, FunctionSpec, Service};
-use nimbus_runtime::{GuestCapability, GuestCx, Host, InstanceCx};
+use nimbus_runtime::{GuestCapability, GuestCx, HasCx, Host, InstanceCx};
 use nimbus_store::{KvError, Store};
 use std::any::Any;
 use std::sync::Arc;
-use wasmtime::component::{HasData, Linker, Resource};
+use wasmtime::component::{Linker, Resource};
 
 wasmtime::component::bindgen!({
     path: "../../wit/data",
@@ -50,25 +50,18 @@ pub struct KvState {
 
 type Cx<'a> = GuestCx<'a, KvState>;
 
-struct HasKv;
-
-impl HasData for HasKv {
-    type Data<'a> = Cx<'a>;
-}
-
 impl GuestCapability for Kv {
     fn name(&self) -> &'static str {
         "key-value"
     }
 
     fn link(&self, linker: &mut Linker<Host>) -> wasmtime::Result<()> {
-        fn cx(h: &mut Host) -> Cx<'_> {
-            h.capability::<KvState>()
-        }
-        kv::add_to_linker::<Host, HasKv>(linker, cx)?;
-        atomics::add_to_linker::<Host, HasKv>(linker, cx)?;
-        batch::add_to_linker::<Host, HasKv>(linker, cx)?;
-        kv_extras::add_to_linker::<Host, HasKv>(linker, cx)
+        type D = HasCx<KvState>;
+        let cx = Host::capability::<KvState>;
+        kv::add_to_linker::<Host, D>(linker, cx)?;
+        atomics::add_to_linker::<Host, D>(linker, cx)?;
+        batch::add_to_linker::<Host, D>(linker, cx)?;
+        kv_extras::add_to_linker::<Host, D>(linker, cx)
     }
 
     fn instance(&self, cx: &InstanceCx<'_>) -> Box<dyn Any + Send> {
