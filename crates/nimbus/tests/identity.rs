@@ -866,6 +866,19 @@ async fn keys_scopes_and_app_isolation() {
     )
     .await;
     assert_eq!(st, StatusCode::FORBIDDEN);
+    // An operation on another user's key is refused before its body is
+    // read: a malformed body changes nothing.
+    for op in [json!({ "increment": 1 }), json!({ "bogus": 1 })] {
+        let (st, _, _) = call(
+            &s,
+            Method::POST,
+            &format!("/v1/apps/game/kv/prefs/{id1}/theme"),
+            Some(&t2),
+            Some(op),
+        )
+        .await;
+        assert_eq!(st, StatusCode::FORBIDDEN);
+    }
     let (st, page, _) = call(&s, Method::GET, "/v1/apps/game/kv/prefs", Some(&t2), None).await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(page["keys"].as_array().unwrap().len(), 0, "{page}");

@@ -105,6 +105,9 @@ pub(crate) async fn op(
     body: Bytes,
 ) -> ApiResult<Response> {
     let kv = open(&face, &who, &app, &store, true)?;
+    // Whose key it is comes before what is asked of it: another user's key
+    // is refused whatever the body says.
+    kv.reach(&key)?;
     let op: KvOp = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(format!(
             "send {{\"increment\": N}} or {{\"compare_and_swap\": {{\"expected\": ..., \"value\": ...}}}} ({e})"
