@@ -71,6 +71,16 @@ pub(crate) async fn head(
     Ok(S3Response::new(HeadBucketOutput::default()))
 }
 
+/// The bucket's region. Nimbus has one, and answers as S3 does for
+/// `us-east-1`: an empty `LocationConstraint`.
+pub(crate) async fn location(
+    _this: &Objects,
+    _req: S3Request<GetBucketLocationInput>,
+) -> S3Result<S3Response<GetBucketLocationOutput>> {
+    // Access has checked that the bucket exists and is the caller's.
+    Ok(S3Response::new(GetBucketLocationOutput::default()))
+}
+
 pub(crate) async fn delete(
     this: &Objects,
     req: S3Request<DeleteBucketInput>,

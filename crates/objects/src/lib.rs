@@ -14,11 +14,13 @@
 //! SigV4's own checks (`X-Amz-Date` within 15 minutes, a presigned URL not
 //! past its expiry) are `s3s`'s.
 //!
-//! Served: buckets, objects (put, get with range and conditions, head,
-//! delete, delete-multiple, copy, list v1 and v2), multipart uploads, and
-//! storage events written in the object change's transaction; guests reach
-//! the same buckets through `nimbus:data/blobs` ([`Blobs`], `guest.rs`: the
-//! guest side, linked into the runtime as a `GuestCapability`).
+//! Served: buckets (list, create, head, delete, location), objects (put,
+//! get with range and conditions, head, delete, delete-multiple, copy,
+//! list v1 and v2), multipart uploads, and storage events written in the
+//! object change's transaction; guests reach the same buckets through
+//! `nimbus:data/blobs` ([`Blobs`], `guest.rs`: the guest side, linked into
+//! the runtime as a `GuestCapability`). docs/S3.md lists every S3
+//! operation and how far it is served.
 //!
 //! The code map: [`Objects`] and the write path every operation shares
 //! (commit an object with its events, then drop the body it replaced) are
@@ -223,6 +225,13 @@ impl S3 for Objects {
         req: S3Request<DeleteBucketInput>,
     ) -> S3Result<S3Response<DeleteBucketOutput>> {
         buckets::delete(self, req).await
+    }
+
+    async fn get_bucket_location(
+        &self,
+        req: S3Request<GetBucketLocationInput>,
+    ) -> S3Result<S3Response<GetBucketLocationOutput>> {
+        buckets::location(self, req).await
     }
 
     async fn put_object(

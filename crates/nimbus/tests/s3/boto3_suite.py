@@ -37,6 +37,8 @@ s3.create_bucket(Bucket="photos")
 refused("BucketAlreadyOwnedByYou", lambda: s3.create_bucket(Bucket="photos"))
 refused("BucketAlreadyExists", lambda: other.create_bucket(Bucket="photos"))
 s3.head_bucket(Bucket="photos")
+assert s3.get_bucket_location(Bucket="photos")["LocationConstraint"] is None
+refused("NoSuchBucket", lambda: s3.get_bucket_location(Bucket="nowhere"))
 print("buckets ok")
 
 s3.put_object(Bucket="photos", Key="a/b.txt", Body=b"hello world", ContentType="text/plain", Metadata={"who": "me"})
@@ -107,6 +109,7 @@ refused("InvalidAccessKeyId", lambda: client("NKNOSUCHKEY000000000", "x" * 40).l
 for f in [lambda: other.get_object(Bucket="photos", Key="a/b.txt"),
           lambda: other.put_object(Bucket="photos", Key="z", Body=b"1"),
           lambda: other.list_objects_v2(Bucket="photos"),
+          lambda: other.get_bucket_location(Bucket="photos"),
           lambda: other.delete_object(Bucket="photos", Key="a/b.txt"),
           lambda: other.copy_object(Bucket="mine", Key="stolen", CopySource={"Bucket": "photos", "Key": "a/b.txt"})]:
     try:
