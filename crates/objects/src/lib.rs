@@ -16,7 +16,7 @@
 //!
 //! Served: buckets (list, create, head, delete, location), objects (put,
 //! get with range and conditions, head, delete, delete-multiple, copy,
-//! list v1 and v2), multipart uploads, and storage events written in the
+//! list v1 and v2), multipart uploads (and their listing), and storage events written in the
 //! object change's transaction; guests reach the same buckets through
 //! `nimbus:data/blobs` ([`Blobs`], `guest.rs`: the guest side, linked into
 //! the runtime as a `GuestCapability`). docs/S3.md lists every S3
@@ -288,6 +288,13 @@ impl S3 for Objects {
         req: S3Request<UploadPartInput>,
     ) -> S3Result<S3Response<UploadPartOutput>> {
         multipart::upload_part(self, req).await
+    }
+
+    async fn list_multipart_uploads(
+        &self,
+        req: S3Request<ListMultipartUploadsInput>,
+    ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
+        multipart::list_uploads(self, req).await
     }
 
     async fn list_parts(

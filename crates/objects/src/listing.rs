@@ -166,7 +166,7 @@ fn token(from: &ListFrom) -> String {
 /// Where a v1 listing page after `marker` starts: past every key of the
 /// marker if it is a common prefix (as a page of this listing ends, so the
 /// next page does not list that prefix's keys again), else after it.
-fn v1_start(marker: &str, prefix: &str, delimiter: Option<&str>) -> ListFrom {
+pub(crate) fn v1_start(marker: &str, prefix: &str, delimiter: Option<&str>) -> ListFrom {
     let is_common = delimiter.is_some_and(|d| {
         marker
             .strip_prefix(prefix)

@@ -178,6 +178,103 @@ struct Assembly {
     etag: String,
 }
 
+/// `ListMultipartUploads`: the uploads in progress, in (key, upload id)
+/// order, with S3's prefix, delimiter (common prefixes), key and upload-id
+/// markers and `max-uploads` (1 to 1000).
+pub(crate) async fn list_uploads(
+    this: &Objects,
+    req: S3Request<ListMultipartUploadsInput>,
+) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
+    let input = req.input;
+    let prefix = input.prefix.clone().unwrap_or_default();
+    let max = input.max_uploads.unwrap_or(1000).clamp(1, 1000) as usize;
+    let delimiter = input.delimiter.clone().filter(|d| !d.is_empty());
+    // Where the page starts: after the key marker (past every key of it,
+    // if it is a common prefix), or, with an upload-id marker, after that
+    // upload of the marker's key.
+    let mut start = match &input.key_marker {
+        Some(k) => crate::listing::v1_start(k, &prefix, delimiter.as_deref()),
+        None => nimbus_store::ListFrom::After(String::new()),
+    };
+    let mut after_id = input
+        .upload_id_marker
+        .clone()
+        .filter(|_| input.key_marker.is_some());
+    let mut uploads = Vec::new();
+    let mut prefixes: Vec<String> = Vec::new();
+    let mut truncated = false;
+    let mut next: Option<(String, String)> = None;
+    'pages: loop {
+        let want = (max - uploads.len() - prefixes.len() + 1).min(1000);
+        let page = this
+            .store
+            .list_uploads(
+                &input.bucket,
+                &prefix,
+                &start,
+                after_id.as_deref(),
+                want as u32,
+            )
+            .await
+            .map_err(internal)?;
+        let full = page.len() == want;
+        for (u, created_us) in page {
+            if uploads.len() + prefixes.len() >= max {
+                truncated = true;
+                break 'pages;
+            }
+            if let Some(d) = &delimiter
+                && let Some(i) = u.key[prefix.len()..].find(d.as_str())
+            {
+                let common = u.key[..prefix.len() + i + d.len()].to_string();
+                next = Some((common.clone(), String::new()));
+                prefixes.push(common.clone());
+                after_id = None;
+                match nimbus_store::prefix_end(&common) {
+                    Some(end) => start = nimbus_store::ListFrom::At(end),
+                    None => break 'pages,
+                }
+                continue 'pages;
+            }
+            next = Some((u.key.clone(), u.id.clone()));
+            start = nimbus_store::ListFrom::After(u.key.clone());
+            after_id = Some(u.id.clone());
+            uploads.push(MultipartUpload {
+                key: Some(u.key),
+                upload_id: Some(u.id),
+                initiated: Some(crate::mapping::timestamp(created_us)),
+                ..Default::default()
+            });
+        }
+        if !full {
+            break;
+        }
+    }
+    let (next_key, next_id) = match next.filter(|_| truncated) {
+        Some((k, id)) => (Some(k), (!id.is_empty()).then_some(id)),
+        None => (None, None),
+    };
+    Ok(S3Response::new(ListMultipartUploadsOutput {
+        bucket: Some(input.bucket),
+        prefix: input.prefix,
+        delimiter: input.delimiter,
+        key_marker: input.key_marker,
+        upload_id_marker: input.upload_id_marker,
+        max_uploads: Some(max as i32),
+        is_truncated: Some(truncated),
+        next_key_marker: next_key,
+        next_upload_id_marker: next_id,
+        uploads: Some(uploads),
+        common_prefixes: Some(
+            prefixes
+                .into_iter()
+                .map(|p| CommonPrefix { prefix: Some(p) })
+                .collect(),
+        ),
+        ..Default::default()
+    }))
+}
+
 /// Checks the parts a completion names against those uploaded: named in
 /// increasing order, each uploaded (with the ETag given, if one is), and
 /// adding up to at most `max_bytes`.

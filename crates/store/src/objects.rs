@@ -413,6 +413,63 @@ impl Store {
         .transpose()
     }
 
+    /// Multipart uploads in progress in `bucket` with keys under `prefix`,
+    /// in (key, upload id) order, each with its start (µs), from `from`:
+    /// past `from`'s key (`ListFrom::After`), or at it (`At`). With
+    /// `after_id`, the uploads of `from`'s key itself that sort after that
+    /// id come first (S3's `key-marker` with `upload-id-marker`).
+    pub async fn list_uploads(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        from: &ListFrom,
+        after_id: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<(UploadRow, i64)>> {
+        let (start, same_key) = match from {
+            ListFrom::After(k) if k.as_str() >= prefix => (k.as_str(), after_id),
+            ListFrom::At(k) if k.as_str() > prefix => (k.as_str(), Some("")),
+            _ => (prefix, Some("")),
+        };
+        let mut b = crate::builder::QueryBuilder::new(
+            self.backend,
+            "SELECT id, bucket, key, content_type, metadata, created_at FROM uploads WHERE bucket = "
+                .to_string(),
+        );
+        b.push_bind(bucket.to_string())
+            .push(" AND (key > ")
+            .push_bind(start.to_string());
+        if let Some(id) = same_key {
+            // "" sorts before every id: all of `start`'s uploads.
+            b.push(" OR (key = ")
+                .push_bind(start.to_string())
+                .push(" AND id > ")
+                .push_bind(id.to_string())
+                .push(")");
+        }
+        b.push(")");
+        if let Some(upper) = prefix_end(prefix) {
+            b.push(" AND key < ").push_bind(upper);
+        }
+        b.push(" ORDER BY key, id LIMIT ")
+            .push_bind(i64::from(limit));
+        let rows = b.build().fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    UploadRow {
+                        id: r.try_get("id")?,
+                        bucket: r.try_get("bucket")?,
+                        key: r.try_get("key")?,
+                        content_type: r.try_get("content_type")?,
+                        metadata: meta_of(&r.try_get::<String, _>("metadata")?)?,
+                    },
+                    r.try_get("created_at")?,
+                ))
+            })
+            .collect()
+    }
+
     /// Records a part (replacing one with the same number); the replaced
     /// part's file.
     pub async fn put_part(&self, upload: &str, p: &PartRow) -> Result<Option<String>> {
@@ -562,6 +619,47 @@ mod tests {
             metadata: vec![("a".into(), "1".into())],
             last_modified_us: 1,
         }
+    }
+
+    #[tokio::test]
+    async fn uploads_list_in_key_then_id_order_from_their_markers() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open_for_test(dir.path()).await.unwrap();
+        s.create_bucket("b", "app").await.unwrap().unwrap();
+        for (id, key) in [("u2", "k/a"), ("u1", "k/a"), ("u3", "k/b"), ("u4", "z")] {
+            s.create_upload(&UploadRow {
+                id: id.into(),
+                bucket: "b".into(),
+                key: key.into(),
+                content_type: None,
+                metadata: Vec::new(),
+            })
+            .await
+            .unwrap();
+        }
+        let ids = |from: ListFrom, after: Option<&str>, prefix: &str| {
+            let s = s.clone();
+            let prefix = prefix.to_string();
+            let after = after.map(str::to_string);
+            async move {
+                s.list_uploads("b", &prefix, &from, after.as_deref(), 10)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|(u, _)| u.id)
+                    .collect::<Vec<_>>()
+            }
+        };
+        let from = |k: &str| ListFrom::After(k.into());
+        assert_eq!(ids(from(""), None, "").await, ["u1", "u2", "u3", "u4"]);
+        assert_eq!(ids(from(""), None, "k/").await, ["u1", "u2", "u3"]);
+        // A key marker alone skips its key; with an upload id, only the
+        // key's uploads up to that id.
+        assert_eq!(ids(from("k/a"), None, "").await, ["u3", "u4"]);
+        assert_eq!(ids(from("k/a"), Some("u1"), "").await, ["u2", "u3", "u4"]);
+        // Past a common prefix: at the first key after all of it.
+        let past = ListFrom::At(prefix_end("k/").unwrap());
+        assert_eq!(ids(past, None, "").await, ["u4"]);
     }
 
     #[tokio::test]

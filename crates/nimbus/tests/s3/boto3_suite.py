@@ -97,6 +97,29 @@ s3.abort_multipart_upload(Bucket="photos", Key="aborted", UploadId=up["UploadId"
 refused("NoSuchUpload", lambda: s3.list_parts(Bucket="photos", Key="aborted", UploadId=up["UploadId"]))
 print("multipart 50 MiB ok")
 
+started = [s3.create_multipart_upload(Bucket="photos", Key=k)["UploadId"] for k in ["dir/one", "dir/one", "solo"]]
+want = sorted(zip(["dir/one", "dir/one", "solo"], started))
+l = s3.list_multipart_uploads(Bucket="photos")
+assert [(u["Key"], u["UploadId"]) for u in l["Uploads"]] == want, l
+assert all(u["Initiated"] for u in l["Uploads"]) and not l["IsTruncated"], l
+l = s3.list_multipart_uploads(Bucket="photos", Delimiter="/")
+assert [p["Prefix"] for p in l["CommonPrefixes"]] == ["dir/"], l
+assert [u["Key"] for u in l["Uploads"]] == ["solo"], l
+assert [u["Key"] for u in s3.list_multipart_uploads(Bucket="photos", Prefix="dir/")["Uploads"]] == ["dir/one"] * 2
+seen, marks = [], {}
+while True:
+    page = s3.list_multipart_uploads(Bucket="photos", MaxUploads=1, **marks)
+    seen += [(u["Key"], u["UploadId"]) for u in page.get("Uploads", [])]
+    if not page["IsTruncated"]:
+        break
+    marks = {"KeyMarker": page["NextKeyMarker"], "UploadIdMarker": page["NextUploadIdMarker"]}
+assert seen == want, seen
+refused("AccessDenied", lambda: other.list_multipart_uploads(Bucket="photos"))
+for k, u in want:
+    s3.abort_multipart_upload(Bucket="photos", Key=k, UploadId=u)
+assert s3.list_multipart_uploads(Bucket="photos").get("Uploads", []) == []
+print("list multipart uploads ok")
+
 get_url = s3.generate_presigned_url("get_object", Params={"Bucket": "photos", "Key": "a/b.txt"}, ExpiresIn=60)
 assert urllib.request.urlopen(get_url).read() == b"hello world"
 put_url = s3.generate_presigned_url("put_object", Params={"Bucket": "photos", "Key": "presigned.txt"}, ExpiresIn=60)
@@ -129,6 +152,8 @@ refused("BucketNotEmpty", lambda: s3.delete_bucket(Bucket="photos"))
 s3.create_bucket(Bucket="empty")
 pending = s3.create_multipart_upload(Bucket="empty", Key="half")
 refused("BucketNotEmpty", lambda: s3.delete_bucket(Bucket="empty"))
+# The forgotten upload is found by listing, and aborted.
+assert [u["Key"] for u in s3.list_multipart_uploads(Bucket="empty")["Uploads"]] == ["half"]
 s3.abort_multipart_upload(Bucket="empty", Key="half", UploadId=pending["UploadId"])
 s3.delete_bucket(Bucket="empty")
 print("all ok")
