@@ -91,10 +91,7 @@ pub(crate) async fn list_v2(
                 truncated = true;
                 break 'pages;
             }
-            if let Some(d) = &delimiter
-                && let Some(i) = o.key[prefix.len()..].find(d.as_str())
-            {
-                let common = o.key[..prefix.len() + i + d.len()].to_string();
+            if let Some(common) = common_prefix(&o.key, &prefix, delimiter.as_deref()) {
                 prefixes.push(common.clone());
                 // The next read starts past every key of this prefix;
                 // none is past it when the prefix ends in U+10FFFF
@@ -149,10 +146,18 @@ pub(crate) async fn list_v2(
 }
 
 /// Rows one listing read asks for at most.
-const LIST_BATCH: usize = 1000;
+pub(crate) const LIST_BATCH: usize = 1000;
 /// Rows one listing request reads at most: past them, the page ends
 /// (truncated, with a continuation token) however few keys it holds.
-const LIST_SCAN_LIMIT: usize = 10_000;
+pub(crate) const LIST_SCAN_LIMIT: usize = 10_000;
+
+/// The common prefix `key` rolls up into under `delimiter`: `prefix` and
+/// what follows it up to and including the first delimiter, if any.
+pub(crate) fn common_prefix(key: &str, prefix: &str, delimiter: Option<&str>) -> Option<String> {
+    let d = delimiter?;
+    let i = key[prefix.len()..].find(d)?;
+    Some(key[..prefix.len() + i + d.len()].to_string())
+}
 
 /// The opaque continuation token of a page that ends at `from`: `a` or
 /// `f`, then the key.

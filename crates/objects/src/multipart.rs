@@ -204,8 +204,12 @@ pub(crate) async fn list_uploads(
     let mut prefixes: Vec<String> = Vec::new();
     let mut truncated = false;
     let mut next: Option<(String, String)> = None;
+    // Rows read for this request: as for object listings, a page may end
+    // early (truncated, with markers) so that no request scans without
+    // bound.
+    let mut scanned = 0usize;
     'pages: loop {
-        let want = (max - uploads.len() - prefixes.len() + 1).min(1000);
+        let want = (max - uploads.len() - prefixes.len() + 1).min(crate::listing::LIST_BATCH);
         let page = this
             .store
             .list_uploads(
@@ -218,21 +222,25 @@ pub(crate) async fn list_uploads(
             .await
             .map_err(internal)?;
         let full = page.len() == want;
+        scanned += page.len();
         for (u, created_us) in page {
             if uploads.len() + prefixes.len() >= max {
                 truncated = true;
                 break 'pages;
             }
-            if let Some(d) = &delimiter
-                && let Some(i) = u.key[prefix.len()..].find(d.as_str())
+            if let Some(common) =
+                crate::listing::common_prefix(&u.key, &prefix, delimiter.as_deref())
             {
-                let common = u.key[..prefix.len() + i + d.len()].to_string();
                 next = Some((common.clone(), String::new()));
                 prefixes.push(common.clone());
                 after_id = None;
                 match nimbus_store::prefix_end(&common) {
                     Some(end) => start = nimbus_store::ListFrom::At(end),
                     None => break 'pages,
+                }
+                if scanned >= crate::listing::LIST_SCAN_LIMIT {
+                    truncated = true;
+                    break 'pages;
                 }
                 continue 'pages;
             }
@@ -247,6 +255,10 @@ pub(crate) async fn list_uploads(
             });
         }
         if !full {
+            break;
+        }
+        if scanned >= crate::listing::LIST_SCAN_LIMIT {
+            truncated = true;
             break;
         }
     }
