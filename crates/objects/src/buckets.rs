@@ -1,13 +1,13 @@
-//! Buckets: list, create, head, delete, and who owns one.
+//! Buckets: list, create, head, delete, location, versioning, and who owns
+//! one.
 
 use crate::Objects;
 use crate::auth::app_of;
 use crate::mapping::{internal, timestamp, write_err};
-use nimbus_store::Store;
+use nimbus_store::{Store, Versioning};
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
-/// Refuses a bucket that does not exist (404) or belongs to another app (403).
 /// Refuses a bucket that does not exist (404) or belongs to another app (403).
 pub(crate) async fn check_owner(store: &Store, bucket: &str, app: &str) -> S3Result<()> {
     match store.bucket_owner(bucket).await.map_err(internal)? {
@@ -81,6 +81,61 @@ pub(crate) async fn location(
     Ok(S3Response::new(GetBucketLocationOutput::default()))
 }
 
+/// The bucket's versioning: no status until it was first enabled.
+pub(crate) async fn get_versioning(
+    this: &Objects,
+    req: S3Request<GetBucketVersioningInput>,
+) -> S3Result<S3Response<GetBucketVersioningOutput>> {
+    let status = match this
+        .store
+        .bucket_versioning(&req.input.bucket)
+        .await
+        .map_err(internal)?
+    {
+        Versioning::Unversioned => None,
+        Versioning::Enabled => Some(BucketVersioningStatus::ENABLED),
+        Versioning::Suspended => Some(BucketVersioningStatus::SUSPENDED),
+    };
+    Ok(S3Response::new(GetBucketVersioningOutput {
+        status: status.map(BucketVersioningStatus::from_static),
+        ..Default::default()
+    }))
+}
+
+/// Enables or suspends versioning. MFA delete is not offered: Nimbus has
+/// no MFA devices to check a code against.
+pub(crate) async fn put_versioning(
+    this: &Objects,
+    req: S3Request<PutBucketVersioningInput>,
+) -> S3Result<S3Response<PutBucketVersioningOutput>> {
+    let conf = req.input.versioning_configuration;
+    if conf
+        .mfa_delete
+        .as_ref()
+        .is_some_and(|m| m.as_str() == MFADelete::ENABLED)
+    {
+        return Err(s3_error!(
+            NotImplemented,
+            "MFA delete is not supported: leave MfaDelete out or Disabled"
+        ));
+    }
+    let enabled = match conf.status.as_ref().map(|s| s.as_str()) {
+        Some(BucketVersioningStatus::ENABLED) => true,
+        Some(BucketVersioningStatus::SUSPENDED) => false,
+        other => {
+            return Err(s3_error!(
+                MalformedXML,
+                "VersioningConfiguration Status is {other:?}: it must be Enabled or Suspended"
+            ));
+        }
+    };
+    this.store
+        .set_bucket_versioning(&req.input.bucket, enabled)
+        .await
+        .map_err(write_err)?;
+    Ok(S3Response::new(PutBucketVersioningOutput::default()))
+}
+
 pub(crate) async fn delete(
     this: &Objects,
     req: S3Request<DeleteBucketInput>,
@@ -93,7 +148,7 @@ pub(crate) async fn delete(
     {
         return Err(s3_error!(
             BucketNotEmpty,
-            "the bucket still holds objects or multipart uploads in progress: delete the objects and abort the uploads first"
+            "the bucket still holds objects, object versions or delete markers, or multipart uploads in progress: delete them (ListObjectVersions lists every version) and abort the uploads first"
         ));
     }
     Ok(S3Response::new(DeleteBucketOutput::default()))

@@ -176,11 +176,12 @@ impl blobs_wit::Host for Cx<'_> {
             content_type,
             metadata: Vec::new(),
             last_modified_us: nimbus_store::now_us(),
+            version_id: String::new(),
         };
         Ok(op.result(match db.put_object(&row, &[]).await {
-            Ok(old) => {
-                if let Some(old) = old {
-                    files.delete(&old).await;
+            Ok(written) => {
+                for f in &written.freed {
+                    files.delete(f).await;
                 }
                 Ok(info(&row))
             }
@@ -201,14 +202,19 @@ impl blobs_wit::Host for Cx<'_> {
             Ok(x) => x,
             Err(e) => return Ok(Err(e)),
         };
-        Ok(op.result(match db.delete_object(&bucket, &key, &[]).await {
-            Ok(Some(f)) => {
-                files.delete(&f).await;
-                Ok(true)
-            }
-            Ok(None) => Ok(false),
-            Err(e) => Err(blob_err(e)),
-        }))
+        // In a versioned bucket, a deletion adds a delete marker (S3's
+        // rule): `true` then too, as the key is gone from reads.
+        Ok(
+            op.result(match db.delete_object(&bucket, &key, None, &[]).await {
+                Ok(removed) => {
+                    for f in &removed.freed {
+                        files.delete(f).await;
+                    }
+                    Ok(removed.changed)
+                }
+                Err(e) => Err(blob_err(e)),
+            }),
+        )
     }
 
     async fn list_objects(

@@ -14,10 +14,11 @@
 //! SigV4's own checks (`X-Amz-Date` within 15 minutes, a presigned URL not
 //! past its expiry) are `s3s`'s.
 //!
-//! Served: buckets (list, create, head, delete, location), objects (put,
-//! get with range and conditions, head, delete, delete-multiple, copy,
-//! list v1 and v2), multipart uploads (and their listing), and storage events written in the
-//! object change's transaction; guests reach the same buckets through
+//! Served: buckets (list, create, head, delete, location, versioning),
+//! objects (put, get with range and conditions, head, delete,
+//! delete-multiple, copy, list v1 and v2; each by version too, and their
+//! versions' listing), multipart uploads (and their listing), and storage
+//! events written in the object change's transaction; guests reach the same buckets through
 //! `nimbus:data/blobs` ([`Blobs`], `guest.rs`: the guest side, linked into
 //! the runtime as a `GuestCapability`). docs/S3.md lists every S3
 //! operation and how far it is served.
@@ -50,6 +51,12 @@ use nimbus_store::{BlobFiles, ObjectRow, Store};
 use s3s::dto::*;
 use s3s::{S3, S3Request, S3Response, S3Result, s3_error};
 use std::sync::Arc;
+
+/// The `x-amz-version-id` of a version: none for the null version (as a
+/// bucket without versioning answers).
+fn version_header(id: String) -> Option<String> {
+    (id != nimbus_store::NULL_VERSION).then_some(id)
+}
 
 /// Opens a sealed secret (the control plane's sealer).
 pub type Unseal = Arc<dyn Fn(&str) -> Result<String, String> + Send + Sync>;
@@ -115,20 +122,30 @@ impl Objects {
         }
     }
 
-    /// Deletes an object with its storage events; its body goes once the
-    /// deletion is committed (durably).
-    async fn remove(&self, ext: &http::Extensions, bucket: &str, key: &str) -> S3Result<()> {
+    /// Deletes an object (or, with `version`, that version) with its
+    /// storage events, as the bucket's versioning says
+    /// (`Store::delete_object`); the bodies it frees go once the deletion
+    /// is committed (durably).
+    async fn remove(
+        &self,
+        ext: &http::Extensions,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+    ) -> S3Result<nimbus_store::Removed> {
         let events = self.events_for(ext, bucket, key, "deleted", 0, "");
-        if let Some(file) = self
+        let removed = self
             .store
-            .delete_object(bucket, key, &events)
+            .delete_object(bucket, key, version, &events)
             .await
-            .map_err(internal)?
-        {
-            self.blobs.delete(&file).await;
+            .map_err(write_err)?;
+        for f in &removed.freed {
+            self.blobs.delete(f).await;
+        }
+        if removed.changed {
             self.wake(&events);
         }
-        Ok(())
+        Ok(removed)
     }
 }
 
@@ -141,30 +158,28 @@ impl Objects {
     ///
     /// With `upload`, this completes that multipart upload: its parts are
     /// forgotten in the same transaction and their files deleted after.
+    /// The new version's id (S3's `x-amz-version-id`: none for the null
+    /// version).
     async fn commit(
         &self,
         ext: &http::Extensions,
         row: ObjectRow,
         file: &str,
         upload: Option<&str>,
-    ) -> S3Result<()> {
+    ) -> S3Result<Option<String>> {
         let events = self.events_for(ext, &row.bucket, &row.key, "created", row.size, &row.etag);
         let recorded = match upload {
             Some(id) => self.store.complete_upload(&row, id, &events).await,
-            None => self
-                .store
-                .put_object(&row, &events)
-                .await
-                .map(|old| (old, Vec::new())),
+            None => self.store.put_object(&row, &events).await,
         };
         match recorded {
-            Ok((old, parts)) => {
+            Ok(written) => {
                 nimbus_store::fault_point("after-object-commit");
-                for f in old.iter().chain(&parts) {
+                for f in &written.freed {
                     self.blobs.delete(f).await;
                 }
                 self.wake(&events);
-                Ok(())
+                Ok(version_header(written.version_id))
             }
             Err(e) => {
                 self.blobs.delete(file).await;
@@ -173,13 +188,51 @@ impl Objects {
         }
     }
 
-    /// An object's metadata, or NoSuchKey.
-    async fn object_row(&self, bucket: &str, key: &str) -> S3Result<ObjectRow> {
-        self.store
-            .object(bucket, key)
+    /// An object's metadata: its current version, or the version named.
+    /// A key whose latest version is a delete marker answers NoSuchKey,
+    /// and a delete marker named by its id MethodNotAllowed, each with
+    /// `x-amz-delete-marker: true` (as S3 does).
+    async fn object_row(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+    ) -> S3Result<ObjectRow> {
+        let Some(version) = version else {
+            if let Some(row) = self.store.object(bucket, key).await.map_err(internal)? {
+                return Ok(row);
+            }
+            let marker = self
+                .store
+                .latest_marker(bucket, key)
+                .await
+                .map_err(internal)?;
+            let mut e = s3_error!(NoSuchKey);
+            if let Some(id) = marker {
+                e.set_headers(mapping::marker_headers(&id));
+            }
+            return Err(e);
+        };
+        match self
+            .store
+            .object_version(bucket, key, version)
             .await
             .map_err(internal)?
-            .ok_or_else(|| s3_error!(NoSuchKey))
+        {
+            Some(v) if v.delete_marker => {
+                let mut e = s3_error!(
+                    MethodNotAllowed,
+                    "version {version:?} of {key:?} is a delete marker: it has no body or metadata"
+                );
+                e.set_headers(mapping::marker_headers(version));
+                Err(e)
+            }
+            Some(v) => Ok(v.object),
+            None => Err(s3_error!(
+                NoSuchVersion,
+                "{key:?} has no version {version:?}: ListObjectVersions lists its versions"
+            )),
+        }
     }
 
     /// A multipart upload of this bucket and key.
@@ -232,6 +285,20 @@ impl S3 for Objects {
         req: S3Request<GetBucketLocationInput>,
     ) -> S3Result<S3Response<GetBucketLocationOutput>> {
         buckets::location(self, req).await
+    }
+
+    async fn get_bucket_versioning(
+        &self,
+        req: S3Request<GetBucketVersioningInput>,
+    ) -> S3Result<S3Response<GetBucketVersioningOutput>> {
+        buckets::get_versioning(self, req).await
+    }
+
+    async fn put_bucket_versioning(
+        &self,
+        req: S3Request<PutBucketVersioningInput>,
+    ) -> S3Result<S3Response<PutBucketVersioningOutput>> {
+        buckets::put_versioning(self, req).await
     }
 
     async fn put_object(
@@ -330,5 +397,12 @@ impl S3 for Objects {
         req: S3Request<ListObjectsV2Input>,
     ) -> S3Result<S3Response<ListObjectsV2Output>> {
         listing::list_v2(self, req).await
+    }
+
+    async fn list_object_versions(
+        &self,
+        req: S3Request<ListObjectVersionsInput>,
+    ) -> S3Result<S3Response<ListObjectVersionsOutput>> {
+        listing::list_versions(self, req).await
     }
 }

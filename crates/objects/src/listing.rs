@@ -1,4 +1,5 @@
-//! Listings, v1 and v2, with opaque continuation tokens.
+//! Listings, v1 and v2 with opaque continuation tokens, and the listing
+//! of versions with S3's key and version-id markers.
 //!
 //! A listing ends whatever the keys are: each read is bounded above by
 //! `nimbus_store::prefix_end(prefix)` (the least string past every
@@ -7,8 +8,9 @@
 //! page ends truncated, with a token).
 
 use crate::Objects;
+use crate::auth::app_of;
 use crate::mapping::{internal, timestamp};
-use nimbus_store::ListFrom;
+use nimbus_store::{ListFrom, VersionFrom};
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
@@ -135,6 +137,143 @@ pub(crate) async fn list_v2(
         continuation_token: input.continuation_token,
         start_after: input.start_after,
         contents: Some(contents),
+        common_prefixes: Some(
+            prefixes
+                .into_iter()
+                .map(|p| CommonPrefix { prefix: Some(p) })
+                .collect(),
+        ),
+        ..Default::default()
+    }))
+}
+
+/// ListObjectVersions: every version and delete marker of the bucket's
+/// keys, in key order and newest first within a key, with the same
+/// prefix, delimiter and scan bound as the object listings. A page ends
+/// on a version (`NextKeyMarker` and `NextVersionIdMarker`) or on a
+/// common prefix (`NextKeyMarker` alone, which the next page skips past).
+pub(crate) async fn list_versions(
+    this: &Objects,
+    req: S3Request<ListObjectVersionsInput>,
+) -> S3Result<S3Response<ListObjectVersionsOutput>> {
+    let owner = app_of(&req.extensions)?;
+    let input = req.input;
+    let prefix = input.prefix.clone().unwrap_or_default();
+    let delimiter = input.delimiter.clone().filter(|d| !d.is_empty());
+    let max = input.max_keys.unwrap_or(1000).clamp(0, 1000) as usize;
+    let mut start = match (&input.key_marker, &input.version_id_marker) {
+        (Some(key), Some(v)) if !key.is_empty() && !v.is_empty() => VersionFrom::Version {
+            key: key.clone(),
+            version_id: v.clone(),
+        },
+        (Some(key), _) => VersionFrom::Key(v1_start(key, &prefix, delimiter.as_deref())),
+        (None, Some(v)) if !v.is_empty() => {
+            return Err(s3_error!(
+                InvalidArgument,
+                "a version-id-marker needs the key-marker of its key"
+            ));
+        }
+        (None, _) => VersionFrom::Key(ListFrom::After(String::new())),
+    };
+    let owner = Owner {
+        display_name: Some(owner.clone()),
+        id: Some(owner),
+    };
+    let mut versions = Vec::new();
+    let mut markers = Vec::new();
+    let mut prefixes: Vec<String> = Vec::new();
+    // The last entry listed: its key and, for a version, its id.
+    let mut last: Option<(String, Option<String>)> = None;
+    let mut truncated = false;
+    let mut scanned = 0usize;
+    let count = |v: &Vec<ObjectVersion>, m: &Vec<DeleteMarkerEntry>, p: &Vec<String>| {
+        v.len() + m.len() + p.len()
+    };
+    // MaxKeys=0 lists nothing, and is not truncated (as S3 answers).
+    'pages: loop {
+        if max == 0 {
+            break;
+        }
+        let want = (max - count(&versions, &markers, &prefixes) + 1).min(LIST_BATCH);
+        let page = this
+            .store
+            .list_versions(&input.bucket, &prefix, &start, want as u32)
+            .await
+            .map_err(internal)?;
+        let full = page.len() == want;
+        scanned += page.len();
+        for v in page {
+            if count(&versions, &markers, &prefixes) >= max {
+                truncated = true;
+                break 'pages;
+            }
+            let o = v.object;
+            if let Some(common) = common_prefix(&o.key, &prefix, delimiter.as_deref()) {
+                prefixes.push(common.clone());
+                last = Some((common.clone(), None));
+                match nimbus_store::prefix_end(&common) {
+                    Some(end) => start = VersionFrom::Key(ListFrom::At(end)),
+                    None => break 'pages,
+                }
+                if scanned >= LIST_SCAN_LIMIT {
+                    truncated = true;
+                    break 'pages;
+                }
+                continue 'pages;
+            }
+            start = VersionFrom::Version {
+                key: o.key.clone(),
+                version_id: o.version_id.clone(),
+            };
+            last = Some((o.key.clone(), Some(o.version_id.clone())));
+            if v.delete_marker {
+                markers.push(DeleteMarkerEntry {
+                    key: Some(o.key),
+                    version_id: Some(o.version_id),
+                    is_latest: Some(v.is_latest),
+                    last_modified: Some(timestamp(o.last_modified_us)),
+                    owner: Some(owner.clone()),
+                });
+            } else {
+                versions.push(ObjectVersion {
+                    key: Some(o.key),
+                    version_id: Some(o.version_id),
+                    is_latest: Some(v.is_latest),
+                    last_modified: Some(timestamp(o.last_modified_us)),
+                    e_tag: Some(ETag::Strong(o.etag)),
+                    size: Some(o.size as i64),
+                    storage_class: Some(ObjectVersionStorageClass::from_static(
+                        ObjectVersionStorageClass::STANDARD,
+                    )),
+                    owner: Some(owner.clone()),
+                    ..Default::default()
+                });
+            }
+        }
+        if !full {
+            break;
+        }
+        if scanned >= LIST_SCAN_LIMIT {
+            truncated = true;
+            break;
+        }
+    }
+    let (next_key, next_version) = match last.filter(|_| truncated) {
+        Some((k, v)) => (Some(k), v),
+        None => (None, None),
+    };
+    Ok(S3Response::new(ListObjectVersionsOutput {
+        name: Some(input.bucket),
+        prefix: input.prefix,
+        delimiter: input.delimiter,
+        key_marker: input.key_marker,
+        version_id_marker: input.version_id_marker,
+        max_keys: Some(max as i32),
+        is_truncated: Some(truncated),
+        next_key_marker: next_key,
+        next_version_id_marker: next_version,
+        versions: Some(versions),
+        delete_markers: Some(markers),
         common_prefixes: Some(
             prefixes
                 .into_iter()

@@ -37,6 +37,19 @@ pub(crate) fn check_read(
     Ok(())
 }
 
+/// The headers S3 adds to an answer about a delete marker.
+pub(crate) fn marker_headers(version_id: &str) -> http::HeaderMap {
+    let mut h = http::HeaderMap::new();
+    h.insert(
+        "x-amz-delete-marker",
+        http::HeaderValue::from_static("true"),
+    );
+    if let Ok(v) = http::HeaderValue::from_str(version_id) {
+        h.insert("x-amz-version-id", v);
+    }
+    h
+}
+
 pub(crate) fn hex_decode(s: &str) -> Vec<u8> {
     (0..s.len() / 2)
         .filter_map(|i| u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok())

@@ -139,13 +139,16 @@ pub(crate) async fn complete(
         content_type: upload.content_type.clone(),
         metadata: upload.metadata.clone(),
         last_modified_us: nimbus_store::now_us(),
+        version_id: String::new(),
     };
-    this.commit(&req.extensions, row, &joined.file, Some(&upload.id))
+    let version_id = this
+        .commit(&req.extensions, row, &joined.file, Some(&upload.id))
         .await?;
     Ok(S3Response::new(CompleteMultipartUploadOutput {
         bucket: Some(upload.bucket),
         key: Some(upload.key),
         e_tag: Some(ETag::Strong(etag)),
+        version_id,
         ..Default::default()
     }))
 }

@@ -1,5 +1,6 @@
 //! Objects: put, get (ranges and conditions), head, delete one or many,
-//! copy.
+//! copy; each by version id too (`Store::delete_object` says what a
+//! deletion does under each versioning state).
 //!
 //! An object's body streams to `BlobFiles` (temp file, fsync, rename)
 //! before its row is committed; the row and its storage events
@@ -71,10 +72,12 @@ pub(crate) async fn put(
         content_type: input.content_type,
         metadata,
         last_modified_us: nimbus_store::now_us(),
+        version_id: String::new(),
     };
-    this.commit(&ext, row, &stored.file, None).await?;
+    let version_id = this.commit(&ext, row, &stored.file, None).await?;
     Ok(S3Response::new(PutObjectOutput {
         e_tag: Some(ETag::Strong(stored.md5)),
+        version_id,
         ..Default::default()
     }))
 }
@@ -84,7 +87,9 @@ pub(crate) async fn get(
     req: S3Request<GetObjectInput>,
 ) -> S3Result<S3Response<GetObjectOutput>> {
     let input = req.input;
-    let row = this.object_row(&input.bucket, &input.key).await?;
+    let row = this
+        .object_row(&input.bucket, &input.key, input.version_id.as_deref())
+        .await?;
     check_read(&input.if_match, &input.if_none_match, &row.etag)?;
     let (start, end) = match input.range {
         None => (0, row.size),
@@ -114,6 +119,7 @@ pub(crate) async fn get(
         last_modified: Some(timestamp(row.last_modified_us)),
         metadata: Some(row.metadata.into_iter().collect()),
         accept_ranges: Some("bytes".into()),
+        version_id: crate::version_header(row.version_id),
         ..Default::default()
     }))
 }
@@ -123,7 +129,9 @@ pub(crate) async fn head(
     req: S3Request<HeadObjectInput>,
 ) -> S3Result<S3Response<HeadObjectOutput>> {
     let input = req.input;
-    let row = this.object_row(&input.bucket, &input.key).await?;
+    let row = this
+        .object_row(&input.bucket, &input.key, input.version_id.as_deref())
+        .await?;
     check_read(&input.if_match, &input.if_none_match, &row.etag)?;
     Ok(S3Response::new(HeadObjectOutput {
         content_length: Some(row.size as i64),
@@ -132,6 +140,7 @@ pub(crate) async fn head(
         last_modified: Some(timestamp(row.last_modified_us)),
         metadata: Some(row.metadata.into_iter().collect()),
         accept_ranges: Some("bytes".into()),
+        version_id: crate::version_header(row.version_id),
         ..Default::default()
     }))
 }
@@ -141,27 +150,64 @@ pub(crate) async fn delete(
     req: S3Request<DeleteObjectInput>,
 ) -> S3Result<S3Response<DeleteObjectOutput>> {
     let input = req.input;
-    this.remove(&req.extensions, &input.bucket, &input.key)
+    let removed = this
+        .remove(
+            &req.extensions,
+            &input.bucket,
+            &input.key,
+            input.version_id.as_deref(),
+        )
         .await?;
-    Ok(S3Response::new(DeleteObjectOutput::default()))
+    Ok(S3Response::new(DeleteObjectOutput {
+        delete_marker: removed.delete_marker.then_some(true),
+        version_id: removed.version_id,
+        ..Default::default()
+    }))
 }
 
+/// Deletes up to 1,000 objects (or versions), each on its own: one that
+/// fails is reported in `Error` and the others still go, as S3 does.
 pub(crate) async fn delete_many(
     this: &Objects,
     req: S3Request<DeleteObjectsInput>,
 ) -> S3Result<S3Response<DeleteObjectsOutput>> {
     let input = req.input;
+    if input.delete.objects.len() > 1000 {
+        return Err(s3_error!(
+            MalformedXML,
+            "a DeleteObjects request names at most 1,000 objects; it named {}",
+            input.delete.objects.len()
+        ));
+    }
     let mut deleted = Vec::new();
+    let mut errors = Vec::new();
     for o in input.delete.objects {
-        this.remove(&req.extensions, &input.bucket, &o.key).await?;
-        deleted.push(DeletedObject {
-            key: Some(o.key),
-            ..Default::default()
-        });
+        let version = o.version_id.as_deref();
+        match this
+            .remove(&req.extensions, &input.bucket, &o.key, version)
+            .await
+        {
+            Ok(r) => {
+                // A marker, created or deleted, is answered with its id.
+                deleted.push(DeletedObject {
+                    key: Some(o.key),
+                    version_id: o.version_id,
+                    delete_marker: r.delete_marker.then_some(true),
+                    delete_marker_version_id: r.version_id.filter(|_| r.delete_marker),
+                })
+            }
+            Err(e) => errors.push(Error {
+                key: Some(o.key),
+                version_id: o.version_id,
+                code: Some(e.code().as_str().to_string()),
+                message: e.message().map(str::to_string),
+            }),
+        }
     }
     let quiet = input.delete.quiet.unwrap_or(false);
     Ok(S3Response::new(DeleteObjectsOutput {
         deleted: (!quiet).then_some(deleted),
+        errors: (!errors.is_empty()).then_some(errors),
         ..Default::default()
     }))
 }
@@ -173,7 +219,12 @@ pub(crate) async fn copy(
     let app = app_of(&req.extensions)?;
     let input = req.input;
     check_key(&input.key)?;
-    let CopySource::Bucket { bucket, key, .. } = &input.copy_source else {
+    let CopySource::Bucket {
+        bucket,
+        key,
+        version_id: src_version,
+    } = &input.copy_source
+    else {
         return Err(s3_error!(
             NotImplemented,
             "copy from an access point is not supported"
@@ -181,7 +232,15 @@ pub(crate) async fn copy(
     };
     // The destination bucket was checked by Access; the source is checked here.
     check_owner(&this.store, bucket, &app).await?;
-    let src = this.object_row(bucket, key).await?;
+    let src = match this.object_row(bucket, key, src_version.as_deref()).await {
+        Err(e) if *e.code() == s3s::S3ErrorCode::MethodNotAllowed => {
+            return Err(s3_error!(
+                InvalidRequest,
+                "the copy source names a delete marker by version id: name a version with a body"
+            ));
+        }
+        other => other?,
+    };
     let file = this
         .blobs
         .open_range(&src.file, 0)
@@ -212,15 +271,23 @@ pub(crate) async fn copy(
         content_type,
         metadata,
         last_modified_us: nimbus_store::now_us(),
+        version_id: String::new(),
     };
-    this.commit(&req.extensions, row, &stored.file, None)
+    let last_modified = row.last_modified_us;
+    let version_id = this
+        .commit(&req.extensions, row, &stored.file, None)
         .await?;
     Ok(S3Response::new(CopyObjectOutput {
         copy_object_result: Some(CopyObjectResult {
             e_tag: Some(ETag::Strong(stored.md5)),
-            last_modified: Some(timestamp(nimbus_store::now_us())),
+            last_modified: Some(timestamp(last_modified)),
             ..Default::default()
         }),
+        version_id,
+        copy_source_version_id: src_version
+            .is_some()
+            .then(|| src.version_id.clone())
+            .or_else(|| crate::version_header(src.version_id.clone())),
         ..Default::default()
     }))
 }

@@ -183,7 +183,8 @@ impl Store {
     /// revisions, its rows in every table with an `app` column (data,
     /// configuration and secrets, events, identity, S3 keys, records, logs
     /// and kept inputs),
-    /// its buckets with their objects, multipart uploads and parts, and the
+    /// its buckets with their objects (every version), multipart uploads and
+    /// parts, and the
     /// operation spans of its invocations; only the usage totals of
     /// [`KEPT_TABLES`] stay, for billing. Announced to the cluster in the
     /// same transaction. Returns the body files of the deleted objects and
@@ -218,6 +219,14 @@ impl Store {
         .bind(name)
         .fetch_all(&mut *tx)
         .await?;
+        let versions: Vec<String> = sqlx::query_scalar(&format!(
+            "DELETE FROM object_versions WHERE bucket IN ({BUCKETS}) RETURNING file"
+        ))
+        .bind(name)
+        .fetch_all(&mut *tx)
+        .await?;
+        // Delete markers have no body.
+        files.extend(versions.into_iter().filter(|f| !f.is_empty()));
         let parts: Vec<String> = sqlx::query_scalar(&format!(
             "DELETE FROM upload_parts WHERE upload_id IN
                 (SELECT id FROM uploads WHERE bucket IN ({BUCKETS})) RETURNING file"
@@ -286,6 +295,10 @@ impl Store {
                 format!("SELECT COUNT(*) FROM objects WHERE bucket IN {BUCKETS}"),
             ),
             (
+                "object_versions".into(),
+                format!("SELECT COUNT(*) FROM object_versions WHERE bucket IN {BUCKETS}"),
+            ),
+            (
                 "uploads".into(),
                 format!("SELECT COUNT(*) FROM uploads WHERE bucket IN {BUCKETS}"),
             ),
@@ -309,6 +322,10 @@ impl Store {
             (
                 "objects (orphaned)",
                 "SELECT COUNT(*) FROM objects WHERE bucket NOT IN (SELECT name FROM buckets)",
+            ),
+            (
+                "object_versions (orphaned)",
+                "SELECT COUNT(*) FROM object_versions WHERE bucket NOT IN (SELECT name FROM buckets)",
             ),
             (
                 "uploads (orphaned)",
@@ -473,21 +490,26 @@ mod tests {
             .unwrap();
             let bucket = format!("{app}-data");
             s.create_bucket(&bucket, app).await.unwrap().unwrap();
-            s.put_object(
-                &ObjectRow {
-                    bucket: bucket.clone(),
-                    key: "k".into(),
-                    file: format!("{app}-object"),
-                    size: 1,
-                    etag: "e".into(),
-                    content_type: None,
-                    metadata: vec![],
-                    last_modified_us: 1,
-                },
-                &[],
-            )
-            .await
-            .unwrap();
+            // Two versions: one current, one noncurrent.
+            s.set_bucket_versioning(&bucket, true).await.unwrap();
+            for (n, file) in [(1, "object"), (2, "object-2")] {
+                s.put_object(
+                    &ObjectRow {
+                        bucket: bucket.clone(),
+                        key: "k".into(),
+                        file: format!("{app}-{file}"),
+                        size: 1,
+                        etag: "e".into(),
+                        content_type: None,
+                        metadata: vec![],
+                        last_modified_us: n,
+                        version_id: String::new(),
+                    },
+                    &[],
+                )
+                .await
+                .unwrap();
+            }
             let upload = format!("{app}-upload");
             s.create_upload(&UploadRow {
                 id: upload.clone(),
@@ -522,6 +544,7 @@ mod tests {
             "users",
             "buckets",
             "objects",
+            "object_versions",
             "uploads",
             "upload_parts",
         ] {
@@ -530,7 +553,7 @@ mod tests {
         let g = s.generation().await.unwrap();
         let mut files = s.delete_app("shop").await.unwrap();
         files.sort();
-        assert_eq!(files, ["shop-object", "shop-part"]);
+        assert_eq!(files, ["shop-object", "shop-object-2", "shop-part"]);
         assert!(
             s.generation().await.unwrap() > g,
             "announced to the cluster"

@@ -49,6 +49,7 @@ mod kv;
 mod metering;
 mod objects;
 mod records;
+mod versions;
 
 pub use apps::{AppRow, RevisionRow};
 pub use blobs::{BlobError, BlobFiles, BlobInfo};
@@ -61,11 +62,12 @@ pub use events::{
 pub use identity::{ApiKeyRow, RefreshUse, SigningKeyRow, TokenRevocation, UserRow};
 pub use kv::{ConfigRow, KeyPage, KvError};
 pub use metering::{StorageRow, StoredBytes, spawn_storage_sampler};
-pub use objects::{ListFrom, ObjectRow, PartRow, S3KeyRow, UploadRow, prefix_end};
+pub use objects::{ListFrom, NULL_VERSION, ObjectRow, PartRow, S3KeyRow, UploadRow, prefix_end};
 pub use records::{
     CLIENT_OPS, InvocationRow, LogQuery, OpSpanRow, RecordWriter, RecordWriterConfig, UsageBy,
     UsageRow,
 };
+pub use versions::{Removed, VersionFrom, VersionRow, Versioning, Written};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};

@@ -146,7 +146,9 @@ impl Store {
                 |b| &mut b.docs,
             ),
             (
-                "SELECT b.app AS app, CAST(SUM(o.size) AS BIGINT) AS n FROM objects o
+                // Noncurrent versions are stored bytes too.
+                "SELECT b.app AS app, CAST(SUM(o.size) AS BIGINT) AS n FROM
+                   (SELECT bucket, size FROM objects UNION ALL SELECT bucket, size FROM object_versions) o
                  JOIN buckets b ON b.name = o.bucket WHERE $1 = $1 GROUP BY b.app",
                 |b| &mut b.objects,
             ),
@@ -489,6 +491,7 @@ mod tests {
             content_type: None,
             metadata: vec![],
             last_modified_us: 1,
+            version_id: String::new(),
         };
         s.put_object(&obj("o1", 500), &[]).await.unwrap();
         refused(
@@ -516,10 +519,22 @@ mod tests {
         refused(s.put_part("u", &part(3, 200)).await, StorageKind::Objects);
         assert_eq!(s.quota_usage("a").await.unwrap().objects, 900);
         // The 400-byte object replaces its 400 bytes of parts: it fits.
-        let (_, parts) = s.complete_upload(&obj("big", 400), "u", &[]).await.unwrap();
-        assert_eq!(parts.len(), 2);
+        let done = s.complete_upload(&obj("big", 400), "u", &[]).await.unwrap();
+        assert_eq!(done.freed, ["p1", "p2"]);
         assert!(s.upload("u").await.unwrap().is_none());
         assert_eq!(s.quota_usage("a").await.unwrap().objects, 900);
+        // Noncurrent versions count: o1's 500 bytes stay when it is
+        // overwritten in a versioned bucket, and go with their version.
+        s.set_bucket_versioning("bk", true).await.unwrap();
+        s.put_object(&obj("o1", 100), &[]).await.unwrap();
+        assert_eq!(s.quota_usage("a").await.unwrap().objects, 1000);
+        refused(s.put_object(&obj("o3", 1), &[]).await, StorageKind::Objects);
+        let gone = s
+            .delete_object("bk", "o1", Some(crate::NULL_VERSION), &[])
+            .await
+            .unwrap();
+        assert_eq!(gone.freed, ["f-o1-500"]);
+        assert_eq!(s.quota_usage("a").await.unwrap().objects, 500);
         // Deleting the app forgets its usage.
         let spec = nimbus_core::spec::AppSpec {
             name: "a".into(),

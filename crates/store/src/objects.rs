@@ -23,6 +23,7 @@
 //! the other's check and its change (SQLite's single writer already
 //! orders them).
 
+use crate::versions::{Removed, Versioning, Written};
 use crate::{NewMessage, Result, Store, StoreError, now_us};
 use sqlx::Row;
 
@@ -45,7 +46,15 @@ pub struct ObjectRow {
     pub metadata: Vec<(String, String)>,
     /// µs since the epoch.
     pub last_modified_us: i64,
+    /// Its version id, [`NULL_VERSION`] for the version written while the
+    /// bucket's versioning was off or suspended. Assigned by the store
+    /// when the object is recorded (what a writer sets is not read).
+    pub version_id: String,
 }
+
+/// The id of the version an object has when written while its bucket's
+/// versioning is off or suspended (S3's "null" version).
+pub const NULL_VERSION: &str = "null";
 
 /// An S3 access key as listed: never its secret.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -124,7 +133,7 @@ pub fn prefix_end(prefix: &str) -> Option<String> {
     None
 }
 
-fn meta_json(m: &[(String, String)]) -> String {
+pub(crate) fn meta_json(m: &[(String, String)]) -> String {
     serde_json::to_string(m).expect("strings serialize")
 }
 
@@ -132,7 +141,7 @@ fn meta_of(s: &str) -> Result<Vec<(String, String)>> {
     serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("object metadata: {e}")))
 }
 
-fn object(row: &sqlx::any::AnyRow) -> Result<ObjectRow> {
+pub(crate) fn object(row: &sqlx::any::AnyRow) -> Result<ObjectRow> {
     Ok(ObjectRow {
         bucket: row.try_get("bucket")?,
         key: row.try_get("key")?,
@@ -142,10 +151,12 @@ fn object(row: &sqlx::any::AnyRow) -> Result<ObjectRow> {
         content_type: row.try_get("content_type")?,
         metadata: meta_of(&row.try_get::<String, _>("metadata")?)?,
         last_modified_us: row.try_get("last_modified")?,
+        version_id: row.try_get("version_id")?,
     })
 }
 
-const OBJECT_COLUMNS: &str = "bucket, key, file, size, etag, content_type, metadata, last_modified";
+pub(crate) const OBJECT_COLUMNS: &str =
+    "bucket, key, file, size, etag, content_type, metadata, last_modified, version_id";
 
 impl Store {
     /// Creates a bucket for `app`. `Err(owner)` if the name is taken.
@@ -188,13 +199,15 @@ impl Store {
             .collect()
     }
 
-    /// Deletes an empty bucket; `false` if it still holds objects or
-    /// multipart uploads in progress (whose parts would be left behind).
+    /// Deletes an empty bucket; `false` if it still holds objects, object
+    /// versions or delete markers, or multipart uploads in progress (whose
+    /// parts would be left behind).
     pub async fn delete_bucket(&self, name: &str) -> Result<bool> {
         let mut tx = self.begin_write().await?;
         self.lock_bucket(&mut tx, name, "FOR UPDATE").await?;
         let used: Option<i64> = sqlx::query_scalar(
             "SELECT 1 FROM objects WHERE bucket = $1
+             UNION ALL SELECT 1 FROM object_versions WHERE bucket = $1
              UNION ALL SELECT 1 FROM uploads WHERE bucket = $1 LIMIT 1",
         )
         .bind(name)
@@ -211,24 +224,28 @@ impl Store {
         Ok(true)
     }
 
-    /// Records an object (replacing one with the same key) and, in the
-    /// same transaction, the storage events it causes; the replaced body's
-    /// file, to delete once this is committed.
-    pub async fn put_object(&self, o: &ObjectRow, events: &[NewMessage]) -> Result<Option<String>> {
-        Ok(self.record_object(o, events, None).await?.0)
+    /// Records an object as its key's current version and, in the same
+    /// transaction, the storage events it causes. What happens to the
+    /// version it replaces follows the bucket's versioning
+    /// ([`Versioning`]): kept as a noncurrent version (enabled), or
+    /// replaced (off; suspended, for the null version). The new version's
+    /// id, and the files of the bodies it replaced, to delete once this is
+    /// committed.
+    pub async fn put_object(&self, o: &ObjectRow, events: &[NewMessage]) -> Result<Written> {
+        self.record_object(o, events, None).await
     }
 
     /// Completes a multipart upload: records its object (as
     /// [`Store::put_object`]) and forgets the upload and its parts in the
     /// same transaction, so the parts stop counting against the app's
-    /// quota as the object starts to; the replaced body's file and the
-    /// parts' files, to delete once this is committed.
+    /// quota as the object starts to; among the files to delete once this
+    /// is committed, the parts'.
     pub async fn complete_upload(
         &self,
         o: &ObjectRow,
         upload: &str,
         events: &[NewMessage],
-    ) -> Result<(Option<String>, Vec<String>)> {
+    ) -> Result<Written> {
         self.record_object(o, events, Some(upload)).await
     }
 
@@ -237,27 +254,46 @@ impl Store {
         o: &ObjectRow,
         events: &[NewMessage],
         upload: Option<&str>,
-    ) -> Result<(Option<String>, Vec<String>)> {
+    ) -> Result<Written> {
         let mut tx = self.begin_write().await?;
-        self.lock_bucket(&mut tx, &o.bucket, "FOR SHARE").await?;
+        let versioning = self.lock_bucket(&mut tx, &o.bucket, "FOR SHARE").await?;
         self.lock_name(&mut tx, &format!("object/{}/{}", o.bucket, o.key))
             .await?;
-        let parts = match upload {
+        let mut freed = match upload {
             Some(id) => forget_upload(&mut tx, id).await?,
             None => Vec::new(),
         };
-        let old: Option<String> =
-            sqlx::query_scalar("SELECT file FROM objects WHERE bucket = $1 AND key = $2")
-                .bind(&o.bucket)
-                .bind(&o.key)
-                .fetch_optional(&mut *tx)
-                .await?;
+        let version_id = match versioning {
+            Versioning::Enabled => crate::versions::new_version_id(),
+            _ => NULL_VERSION.to_string(),
+        };
+        match versioning {
+            Versioning::Unversioned => {
+                let old: Option<String> =
+                    sqlx::query_scalar("SELECT file FROM objects WHERE bucket = $1 AND key = $2")
+                        .bind(&o.bucket)
+                        .bind(&o.key)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                freed.extend(old.filter(|f| *f != o.file));
+            }
+            Versioning::Enabled => {
+                crate::versions::retire_current(&mut tx, &o.bucket, &o.key, true).await?;
+            }
+            Versioning::Suspended => {
+                freed.extend(
+                    crate::versions::retire_current(&mut tx, &o.bucket, &o.key, false).await?,
+                );
+                freed.extend(crate::versions::drop_null_version(&mut tx, &o.bucket, &o.key).await?);
+            }
+        }
         sqlx::query(
-            "INSERT INTO objects (bucket, key, file, size, etag, content_type, metadata, last_modified)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+            "INSERT INTO objects (bucket, key, file, size, etag, content_type, metadata, last_modified, version_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
              ON CONFLICT (bucket, key) DO UPDATE SET file = excluded.file, size = excluded.size,
                 etag = excluded.etag, content_type = excluded.content_type,
-                metadata = excluded.metadata, last_modified = excluded.last_modified",
+                metadata = excluded.metadata, last_modified = excluded.last_modified,
+                version_id = excluded.version_id",
         )
         .bind(&o.bucket)
         .bind(&o.key)
@@ -267,12 +303,13 @@ impl Store {
         .bind(&o.content_type)
         .bind(meta_json(&o.metadata))
         .bind(o.last_modified_us)
+        .bind(&version_id)
         .execute(&mut *tx)
         .await?;
         let events: Vec<&NewMessage> = events.iter().collect();
         crate::events::insert_messages(&mut tx, &events, crate::now_us()).await?;
         tx.commit().await?;
-        Ok((old.filter(|f| *f != o.file), parts))
+        Ok(Written { version_id, freed })
     }
 
     /// An object's metadata.
@@ -287,28 +324,82 @@ impl Store {
         row.as_ref().map(object).transpose()
     }
 
-    /// Deletes an object and, if there was one, stores the storage events
-    /// it causes in the same transaction; its body's file, to delete once
-    /// committed.
+    /// Deletes an object, as S3 does under the bucket's versioning:
+    ///
+    /// - without `version`: off, the current version goes; enabled, it
+    ///   becomes noncurrent and a delete marker is the key's latest
+    ///   version; suspended, a null delete marker replaces the null
+    ///   version (a non-null current version becomes noncurrent);
+    /// - with `version`, that version (or delete marker) goes for good,
+    ///   and the newest remaining version becomes current unless it is a
+    ///   delete marker. An unknown version deletes nothing.
+    ///
+    /// When anything changed, the storage events are stored in the same
+    /// transaction. What was deleted or created, and the files of the
+    /// bodies that went, to delete once this is committed.
     pub async fn delete_object(
         &self,
         bucket: &str,
         key: &str,
+        version: Option<&str>,
         events: &[NewMessage],
-    ) -> Result<Option<String>> {
-        let mut tx = self.pool.begin().await?;
-        let file: Option<String> =
-            sqlx::query_scalar("DELETE FROM objects WHERE bucket = $1 AND key = $2 RETURNING file")
-                .bind(bucket)
-                .bind(key)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if file.is_some() {
+    ) -> Result<Removed> {
+        let mut tx = self.begin_write().await?;
+        let versioning = self.lock_bucket(&mut tx, bucket, "FOR SHARE").await?;
+        self.lock_name(&mut tx, &format!("object/{bucket}/{key}"))
+            .await?;
+        let removed = match version {
+            Some(v) => crate::versions::delete_version(&mut tx, bucket, key, v).await?,
+            None => match versioning {
+                Versioning::Unversioned => {
+                    let file: Option<String> = sqlx::query_scalar(
+                        "DELETE FROM objects WHERE bucket = $1 AND key = $2 RETURNING file",
+                    )
+                    .bind(bucket)
+                    .bind(key)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    Removed {
+                        changed: file.is_some(),
+                        freed: file.into_iter().collect(),
+                        version_id: None,
+                        delete_marker: false,
+                    }
+                }
+                Versioning::Enabled => {
+                    crate::versions::retire_current(&mut tx, bucket, key, true).await?;
+                    let id = crate::versions::new_version_id();
+                    crate::versions::insert_marker(&mut tx, bucket, key, &id).await?;
+                    Removed {
+                        changed: true,
+                        freed: Vec::new(),
+                        version_id: Some(id),
+                        delete_marker: true,
+                    }
+                }
+                Versioning::Suspended => {
+                    let mut freed: Vec<String> =
+                        crate::versions::retire_current(&mut tx, bucket, key, false)
+                            .await?
+                            .into_iter()
+                            .collect();
+                    freed.extend(crate::versions::drop_null_version(&mut tx, bucket, key).await?);
+                    crate::versions::insert_marker(&mut tx, bucket, key, NULL_VERSION).await?;
+                    Removed {
+                        changed: true,
+                        freed,
+                        version_id: Some(NULL_VERSION.into()),
+                        delete_marker: true,
+                    }
+                }
+            },
+        };
+        if removed.changed {
             let events: Vec<&NewMessage> = events.iter().collect();
             crate::events::insert_messages(&mut tx, &events, crate::now_us()).await?;
         }
         tx.commit().await?;
-        Ok(file)
+        Ok(removed)
     }
 
     /// Objects of a bucket with keys starting with `prefix`, from `from`
@@ -368,25 +459,26 @@ impl Store {
     /// Within a write transaction: checks that `bucket` exists and, on
     /// PostgreSQL, locks its row (`lock`: `FOR SHARE` to write into it,
     /// `FOR UPDATE` to delete it) until the transaction ends. A missing
-    /// bucket is [`StoreError::NotFound`].
+    /// bucket is [`StoreError::NotFound`]. Its versioning.
     async fn lock_bucket(
         &self,
         conn: &mut sqlx::AnyConnection,
         bucket: &str,
         lock: &str,
-    ) -> Result<()> {
+    ) -> Result<Versioning> {
         let lock = if self.backend() == crate::Backend::Postgres {
             lock
         } else {
             ""
         };
-        let found: Option<i64> =
-            sqlx::query_scalar(&format!("SELECT 1 FROM buckets WHERE name = $1 {lock}"))
-                .bind(bucket)
-                .fetch_optional(conn)
-                .await?;
+        let found: Option<Option<String>> = sqlx::query_scalar(&format!(
+            "SELECT versioning FROM buckets WHERE name = $1 {lock}"
+        ))
+        .bind(bucket)
+        .fetch_optional(conn)
+        .await?;
         match found {
-            Some(_) => Ok(()),
+            Some(v) => Versioning::parse(v.as_deref()),
             None => Err(StoreError::NotFound(format!(
                 "bucket {bucket:?} does not exist (it may have been deleted during the request): create it and retry"
             ))),
@@ -618,6 +710,7 @@ mod tests {
             content_type: None,
             metadata: vec![("a".into(), "1".into())],
             last_modified_us: 1,
+            version_id: String::new(),
         }
     }
 
@@ -671,10 +764,16 @@ mod tests {
             s.create_bucket("b", "app2").await.unwrap(),
             Err("app1".into())
         );
-        assert_eq!(s.put_object(&obj("k", "f1"), &[]).await.unwrap(), None);
+        assert!(
+            s.put_object(&obj("k", "f1"), &[])
+                .await
+                .unwrap()
+                .freed
+                .is_empty()
+        );
         assert_eq!(
-            s.put_object(&obj("k", "f2"), &[]).await.unwrap(),
-            Some("f1".into())
+            s.put_object(&obj("k", "f2"), &[]).await.unwrap().freed,
+            ["f1"]
         );
         s.put_object(&obj("dir/x", "f3"), &[]).await.unwrap();
         let l = s
@@ -685,8 +784,8 @@ mod tests {
         assert_eq!(l[0].metadata, vec![("a".to_string(), "1".to_string())]);
         assert!(!s.delete_bucket("b").await.unwrap(), "not empty");
         assert_eq!(
-            s.delete_object("b", "k", &[]).await.unwrap(),
-            Some("f2".into())
+            s.delete_object("b", "k", None, &[]).await.unwrap().freed,
+            ["f2"]
         );
         let u = UploadRow {
             id: "u1".into(),
@@ -703,7 +802,7 @@ mod tests {
             etag: "x".into(),
         };
         assert_eq!(s.put_part("u1", &part(2, "p2")).await.unwrap(), None);
-        s.delete_object("b", "dir/x", &[]).await.unwrap();
+        s.delete_object("b", "dir/x", None, &[]).await.unwrap();
         assert!(
             !s.delete_bucket("b").await.unwrap(),
             "an upload in progress keeps the bucket"
@@ -788,7 +887,7 @@ mod tests {
             assert!(!orphan, "round {i}: an object outlived its bucket");
             match (deleted.unwrap(), put) {
                 (true, Err(StoreError::NotFound(m))) => assert!(m.contains("create it"), "{m}"),
-                (false, Ok(None)) => {}
+                (false, Ok(w)) if w.freed.is_empty() => {}
                 other => panic!("round {i}: {other:?}"),
             }
         }

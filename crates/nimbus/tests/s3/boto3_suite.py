@@ -13,6 +13,8 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+import versioning
+
 endpoint, key, secret, okey, osecret, work = sys.argv[1:7]
 
 
@@ -156,4 +158,6 @@ refused("BucketNotEmpty", lambda: s3.delete_bucket(Bucket="empty"))
 assert [u["Key"] for u in s3.list_multipart_uploads(Bucket="empty")["Uploads"]] == ["half"]
 s3.abort_multipart_upload(Bucket="empty", Key="half", UploadId=pending["UploadId"])
 s3.delete_bucket(Bucket="empty")
+
+versioning.run(s3, other, refused)
 print("all ok")

@@ -1,0 +1,27 @@
+-- S3 versioning. A bucket's `versioning` is NULL (never enabled),
+-- 'Enabled' or 'Suspended'. `objects` keeps each key's current version
+-- (the latest, unless that is a delete marker) with its id ('null': the
+-- version written while versioning was off or suspended); every other
+-- version of the key, and its delete markers, are rows of
+-- `object_versions`, ordered newest first by (last_modified, version_id).
+-- A key has a row in `objects` exactly when its latest version is not a
+-- delete marker. Noncurrent versions take storage as objects do.
+ALTER TABLE buckets ADD COLUMN versioning TEXT;
+ALTER TABLE objects ADD COLUMN version_id TEXT COLLATE "C" NOT NULL DEFAULT 'null';
+
+CREATE TABLE object_versions (
+    bucket        TEXT NOT NULL,
+    key           TEXT COLLATE "C" NOT NULL,
+    version_id    TEXT COLLATE "C" NOT NULL,
+    delete_marker BIGINT NOT NULL,
+    file          TEXT NOT NULL,
+    size          BIGINT NOT NULL,
+    etag          TEXT NOT NULL,
+    content_type  TEXT,
+    metadata      TEXT NOT NULL,
+    last_modified BIGINT NOT NULL,
+    PRIMARY KEY (bucket, key, version_id)
+);
+
+CREATE TRIGGER object_versions_usage AFTER INSERT OR UPDATE OR DELETE ON object_versions
+    FOR EACH ROW EXECUTE FUNCTION objects_usage();
