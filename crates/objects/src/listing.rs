@@ -9,7 +9,7 @@
 
 use crate::Objects;
 use crate::auth::app_of;
-use crate::mapping::{internal, timestamp};
+use crate::mapping::{KeyEncoding, internal, timestamp};
 use nimbus_store::{ListFrom, VersionFrom};
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
@@ -18,42 +18,45 @@ pub(crate) async fn list_v1(
     this: &Objects,
     req: S3Request<ListObjectsInput>,
 ) -> S3Result<S3Response<ListObjectsOutput>> {
-    let marker = req.input.marker.clone();
-    let delimiter = req.input.delimiter.clone().filter(|d| !d.is_empty());
-    let prefix = req.input.prefix.clone().unwrap_or_default();
-    let token = marker
-        .as_ref()
-        .map(|m| token(&v1_start(m, &prefix, delimiter.as_deref())));
-    let v2 = req.map_input(|i| ListObjectsV2Input {
-        bucket: i.bucket,
-        delimiter: i.delimiter,
-        max_keys: i.max_keys,
-        prefix: i.prefix,
-        continuation_token: token,
-        ..Default::default()
-    });
-    let out = list_v2(this, v2).await?.output;
+    let owner = owner_of(&req.extensions)?;
+    let input = req.input;
+    let enc = KeyEncoding::of(input.encoding_type.as_ref())?;
+    let prefix = input.prefix.clone().unwrap_or_default();
+    let delimiter = input.delimiter.clone().filter(|d| !d.is_empty());
+    let start = match &input.marker {
+        Some(m) => v1_start(m, &prefix, delimiter.as_deref()),
+        None => ListFrom::After(String::new()),
+    };
+    let max = max_keys(input.max_keys);
+    let walk = walk(
+        this,
+        &input.bucket,
+        &prefix,
+        delimiter.as_deref(),
+        start,
+        max,
+    )
+    .await?;
     // The next marker: the last key or common prefix of this page.
-    let last_key = out.contents.as_ref().and_then(|c| c.last()?.key.clone());
-    let last_prefix = out
-        .common_prefixes
-        .as_ref()
-        .and_then(|c| c.last()?.prefix.clone());
-    let next_marker = if out.is_truncated == Some(true) {
+    let last_key = walk.contents.last().map(|o| o.key.clone());
+    let last_prefix = walk.prefixes.last().cloned();
+    let next_marker = if walk.truncated {
         last_key.max(last_prefix)
     } else {
         None
     };
     Ok(S3Response::new(ListObjectsOutput {
-        name: out.name,
-        prefix: out.prefix,
-        delimiter: out.delimiter,
-        max_keys: out.max_keys,
-        is_truncated: out.is_truncated,
-        marker,
-        next_marker,
-        contents: out.contents,
-        common_prefixes: out.common_prefixes,
+        name: Some(input.bucket),
+        prefix: enc.opt(input.prefix),
+        delimiter: enc.opt(input.delimiter),
+        max_keys: Some(max as i32),
+        is_truncated: Some(walk.truncated),
+        marker: enc.opt(input.marker),
+        next_marker: enc.opt(next_marker),
+        encoding_type: input.encoding_type,
+        // ListObjects (v1) names every object's owner.
+        contents: Some(walk.objects(enc, Some(&owner))),
+        common_prefixes: Some(walk.common_prefixes(enc)),
         ..Default::default()
     }))
 }
@@ -62,17 +65,108 @@ pub(crate) async fn list_v2(
     this: &Objects,
     req: S3Request<ListObjectsV2Input>,
 ) -> S3Result<S3Response<ListObjectsV2Output>> {
+    let owner = owner_of(&req.extensions)?;
     let input = req.input;
+    let enc = KeyEncoding::of(input.encoding_type.as_ref())?;
     let prefix = input.prefix.clone().unwrap_or_default();
-    let max = input.max_keys.unwrap_or(1000).clamp(1, 1000) as usize;
-    // Where this page starts: after the marker or the client's
-    // `start-after`, or where the continuation token says (a token
-    // that ends a page on a common prefix starts past all its keys).
-    let mut start = match &input.continuation_token {
+    let max = max_keys(input.max_keys);
+    // Where this page starts: after the client's `start-after`, or where
+    // the continuation token says (a token that ends a page on a common
+    // prefix starts past all its keys).
+    let start = match &input.continuation_token {
         Some(t) => from_token(t)?,
         None => ListFrom::After(input.start_after.clone().unwrap_or_default()),
     };
     let delimiter = input.delimiter.clone().filter(|d| !d.is_empty());
+    let walk = walk(
+        this,
+        &input.bucket,
+        &prefix,
+        delimiter.as_deref(),
+        start,
+        max,
+    )
+    .await?;
+    let count = (walk.contents.len() + walk.prefixes.len()) as i32;
+    let owner = (input.fetch_owner == Some(true)).then_some(&owner);
+    Ok(S3Response::new(ListObjectsV2Output {
+        name: Some(input.bucket),
+        prefix: enc.opt(input.prefix),
+        delimiter: enc.opt(input.delimiter),
+        max_keys: Some(max as i32),
+        key_count: Some(count),
+        is_truncated: Some(walk.truncated),
+        next_continuation_token: walk.truncated.then(|| token(&walk.next)),
+        continuation_token: input.continuation_token,
+        start_after: enc.opt(input.start_after),
+        encoding_type: input.encoding_type,
+        contents: Some(walk.objects(enc, owner)),
+        common_prefixes: Some(walk.common_prefixes(enc)),
+        ..Default::default()
+    }))
+}
+
+/// `MaxKeys` as S3 reads it: 1,000 when absent, at most 1,000; 0 lists
+/// nothing (and is not truncated).
+fn max_keys(asked: Option<i32>) -> usize {
+    asked.unwrap_or(1000).clamp(0, 1000) as usize
+}
+
+/// The owner listings name: the app (a bucket's only owner).
+pub(crate) fn owner_of(ext: &http::Extensions) -> S3Result<Owner> {
+    let app = app_of(ext)?;
+    Ok(Owner {
+        display_name: Some(app.clone()),
+        id: Some(app),
+    })
+}
+
+/// One page of an object listing, before it is written out.
+struct Walk {
+    contents: Vec<nimbus_store::ObjectRow>,
+    prefixes: Vec<String>,
+    truncated: bool,
+    /// Where the next page starts.
+    next: ListFrom,
+}
+
+impl Walk {
+    fn objects(&self, enc: KeyEncoding, owner: Option<&Owner>) -> Vec<Object> {
+        self.contents
+            .iter()
+            .map(|o| Object {
+                key: Some(enc.key(o.key.clone())),
+                size: Some(o.size as i64),
+                e_tag: Some(ETag::Strong(o.etag.clone())),
+                last_modified: Some(timestamp(o.last_modified_us)),
+                storage_class: Some(ObjectStorageClass::from_static(
+                    ObjectStorageClass::STANDARD,
+                )),
+                owner: owner.cloned(),
+                ..Default::default()
+            })
+            .collect()
+    }
+
+    fn common_prefixes(&self, enc: KeyEncoding) -> Vec<CommonPrefix> {
+        self.prefixes
+            .iter()
+            .map(|p| CommonPrefix {
+                prefix: Some(enc.key(p.clone())),
+            })
+            .collect()
+    }
+}
+
+/// Reads up to `max` keys and common prefixes of a bucket from `start`.
+async fn walk(
+    this: &Objects,
+    bucket: &str,
+    prefix: &str,
+    delimiter: Option<&str>,
+    mut start: ListFrom,
+    max: usize,
+) -> S3Result<Walk> {
     let mut contents = Vec::new();
     let mut prefixes: Vec<String> = Vec::new();
     let mut truncated = false;
@@ -80,10 +174,13 @@ pub(crate) async fn list_v2(
     // with a token) so that no request scans without bound.
     let mut scanned = 0usize;
     'pages: loop {
+        if max == 0 {
+            break;
+        }
         let want = (max - contents.len() - prefixes.len() + 1).min(LIST_BATCH);
         let page = this
             .store
-            .list_objects(&input.bucket, &prefix, &start, want as u32)
+            .list_objects(bucket, prefix, &start, want as u32)
             .await
             .map_err(internal)?;
         let full = page.len() == want;
@@ -93,7 +190,7 @@ pub(crate) async fn list_v2(
                 truncated = true;
                 break 'pages;
             }
-            if let Some(common) = common_prefix(&o.key, &prefix, delimiter.as_deref()) {
+            if let Some(common) = common_prefix(&o.key, prefix, delimiter) {
                 prefixes.push(common.clone());
                 // The next read starts past every key of this prefix;
                 // none is past it when the prefix ends in U+10FFFF
@@ -109,13 +206,7 @@ pub(crate) async fn list_v2(
                 continue 'pages;
             }
             start = ListFrom::After(o.key.clone());
-            contents.push(Object {
-                key: Some(o.key),
-                size: Some(o.size as i64),
-                e_tag: Some(ETag::Strong(o.etag)),
-                last_modified: Some(timestamp(o.last_modified_us)),
-                ..Default::default()
-            });
+            contents.push(o);
         }
         if !full {
             break;
@@ -125,26 +216,12 @@ pub(crate) async fn list_v2(
             break;
         }
     }
-    let count = (contents.len() + prefixes.len()) as i32;
-    Ok(S3Response::new(ListObjectsV2Output {
-        name: Some(input.bucket),
-        prefix: input.prefix,
-        delimiter: input.delimiter,
-        max_keys: Some(max as i32),
-        key_count: Some(count),
-        is_truncated: Some(truncated),
-        next_continuation_token: truncated.then(|| token(&start)),
-        continuation_token: input.continuation_token,
-        start_after: input.start_after,
-        contents: Some(contents),
-        common_prefixes: Some(
-            prefixes
-                .into_iter()
-                .map(|p| CommonPrefix { prefix: Some(p) })
-                .collect(),
-        ),
-        ..Default::default()
-    }))
+    Ok(Walk {
+        contents,
+        prefixes,
+        truncated,
+        next: start,
+    })
 }
 
 /// ListObjectVersions: every version and delete marker of the bucket's
@@ -156,11 +233,12 @@ pub(crate) async fn list_versions(
     this: &Objects,
     req: S3Request<ListObjectVersionsInput>,
 ) -> S3Result<S3Response<ListObjectVersionsOutput>> {
-    let owner = app_of(&req.extensions)?;
+    let owner = owner_of(&req.extensions)?;
     let input = req.input;
+    let enc = KeyEncoding::of(input.encoding_type.as_ref())?;
     let prefix = input.prefix.clone().unwrap_or_default();
     let delimiter = input.delimiter.clone().filter(|d| !d.is_empty());
-    let max = input.max_keys.unwrap_or(1000).clamp(0, 1000) as usize;
+    let max = max_keys(input.max_keys);
     let mut start = match (&input.key_marker, &input.version_id_marker) {
         (Some(key), Some(v)) if !key.is_empty() && !v.is_empty() => VersionFrom::Version {
             key: key.clone(),
@@ -175,10 +253,6 @@ pub(crate) async fn list_versions(
         }
         (None, _) => VersionFrom::Key(ListFrom::After(String::new())),
     };
-    let owner = Owner {
-        display_name: Some(owner.clone()),
-        id: Some(owner),
-    };
     let mut versions = Vec::new();
     let mut markers = Vec::new();
     let mut prefixes: Vec<String> = Vec::new();
@@ -189,7 +263,6 @@ pub(crate) async fn list_versions(
     let count = |v: &Vec<ObjectVersion>, m: &Vec<DeleteMarkerEntry>, p: &Vec<String>| {
         v.len() + m.len() + p.len()
     };
-    // MaxKeys=0 lists nothing, and is not truncated (as S3 answers).
     'pages: loop {
         if max == 0 {
             break;
@@ -228,7 +301,7 @@ pub(crate) async fn list_versions(
             last = Some((o.key.clone(), Some(o.version_id.clone())));
             if v.delete_marker {
                 markers.push(DeleteMarkerEntry {
-                    key: Some(o.key),
+                    key: Some(enc.key(o.key)),
                     version_id: Some(o.version_id),
                     is_latest: Some(v.is_latest),
                     last_modified: Some(timestamp(o.last_modified_us)),
@@ -236,7 +309,7 @@ pub(crate) async fn list_versions(
                 });
             } else {
                 versions.push(ObjectVersion {
-                    key: Some(o.key),
+                    key: Some(enc.key(o.key)),
                     version_id: Some(o.version_id),
                     is_latest: Some(v.is_latest),
                     last_modified: Some(timestamp(o.last_modified_us)),
@@ -264,20 +337,23 @@ pub(crate) async fn list_versions(
     };
     Ok(S3Response::new(ListObjectVersionsOutput {
         name: Some(input.bucket),
-        prefix: input.prefix,
-        delimiter: input.delimiter,
-        key_marker: input.key_marker,
+        prefix: enc.opt(input.prefix),
+        delimiter: enc.opt(input.delimiter),
+        key_marker: enc.opt(input.key_marker),
         version_id_marker: input.version_id_marker,
         max_keys: Some(max as i32),
         is_truncated: Some(truncated),
-        next_key_marker: next_key,
+        next_key_marker: enc.opt(next_key),
         next_version_id_marker: next_version,
+        encoding_type: input.encoding_type,
         versions: Some(versions),
         delete_markers: Some(markers),
         common_prefixes: Some(
             prefixes
                 .into_iter()
-                .map(|p| CommonPrefix { prefix: Some(p) })
+                .map(|p| CommonPrefix {
+                    prefix: Some(enc.key(p)),
+                })
                 .collect(),
         ),
         ..Default::default()

@@ -1,5 +1,5 @@
 //! How S3's terms map to the store's: errors, read conditions, object
-//! keys, ETags and timestamps. Pure functions, shared by the operations.
+//! keys (and their URL encoding in listings), ETags and timestamps. Pure functions, shared by the operations.
 
 use s3s::dto::{ETagCondition, Timestamp};
 use s3s::{S3Result, s3_error};
@@ -14,27 +14,109 @@ pub(crate) fn matches(cond: &ETagCondition, etag: Option<&str>) -> bool {
     }
 }
 
-/// Read preconditions (RFC 9110): If-Match fails with 412, If-None-Match
-/// matching answers 304.
-pub(crate) fn check_read(
-    if_match: &Option<ETagCondition>,
-    if_none_match: &Option<ETagCondition>,
+/// The preconditions of a read (GET, HEAD) or of a copy's source.
+#[derive(Default)]
+pub(crate) struct Conditions<'a> {
+    pub if_match: Option<&'a ETagCondition>,
+    pub if_none_match: Option<&'a ETagCondition>,
+    pub if_modified_since: Option<&'a Timestamp>,
+    pub if_unmodified_since: Option<&'a Timestamp>,
+}
+
+/// Whole seconds since the epoch of a timestamp (HTTP dates have no finer
+/// precision, so an object's time is compared at that precision too).
+fn secs(t: &Timestamp) -> i64 {
+    time::OffsetDateTime::from(t.clone()).unix_timestamp()
+}
+
+/// Read preconditions in RFC 9110's order (S3 follows it): If-Match, or
+/// without it If-Unmodified-Since, fails with 412; then If-None-Match
+/// matching, or without it If-Modified-Since not met, answers 304.
+pub(crate) fn check_read(c: &Conditions<'_>, etag: &str, last_modified_us: i64) -> S3Result<()> {
+    let modified = last_modified_us.div_euclid(1_000_000);
+    match (c.if_match, c.if_unmodified_since) {
+        (Some(m), _) if !matches(m, Some(etag)) => {
+            return Err(s3_error!(
+                PreconditionFailed,
+                "If-Match: the object's ETag is {etag}"
+            ));
+        }
+        (None, Some(t)) if modified > secs(t) => {
+            return Err(s3_error!(
+                PreconditionFailed,
+                "If-Unmodified-Since: the object was modified after it"
+            ));
+        }
+        _ => {}
+    }
+    match (c.if_none_match, c.if_modified_since) {
+        (Some(m), _) if matches(m, Some(etag)) => Err(s3_error!(NotModified)),
+        (None, Some(t)) if modified <= secs(t) => Err(s3_error!(NotModified)),
+        _ => Ok(()),
+    }
+}
+
+/// A copy's source preconditions (`x-amz-copy-source-if-*`): as a read's,
+/// but every failure is 412, as S3 answers.
+pub(crate) fn check_copy_source(
+    c: &Conditions<'_>,
     etag: &str,
+    last_modified_us: i64,
 ) -> S3Result<()> {
-    if let Some(c) = if_match
-        && !matches(c, Some(etag))
-    {
-        return Err(s3_error!(
-            PreconditionFailed,
-            "If-Match: the object's ETag is {etag}"
-        ));
+    check_read(c, etag, last_modified_us).map_err(|e| {
+        if *e.code() == s3s::S3ErrorCode::NotModified {
+            s3_error!(
+                PreconditionFailed,
+                "x-amz-copy-source-if-none-match or -if-modified-since: the source has not changed"
+            )
+        } else {
+            e
+        }
+    })
+}
+
+/// The media type S3 answers for an object stored without one.
+pub(crate) const DEFAULT_CONTENT_TYPE: &str = "binary/octet-stream";
+
+/// Characters S3's `EncodingType=url` leaves as they are: the unreserved
+/// ones and `/`.
+const URL_ENCODED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~')
+    .remove(b'/');
+
+/// How a listing writes keys and prefixes: as they are, or URL-encoded
+/// (`EncodingType=url`, which clients ask for so that keys with
+/// characters XML cannot carry survive; boto3 asks for it by default and
+/// decodes every key).
+#[derive(Clone, Copy)]
+pub(crate) struct KeyEncoding(bool);
+
+impl KeyEncoding {
+    pub(crate) fn of(e: Option<&s3s::dto::EncodingType>) -> S3Result<KeyEncoding> {
+        match e.map(|e| e.as_str()) {
+            None => Ok(KeyEncoding(false)),
+            Some(s3s::dto::EncodingType::URL) => Ok(KeyEncoding(true)),
+            Some(other) => Err(s3_error!(
+                InvalidArgument,
+                "EncodingType {other:?} is not one S3 knows: use \"url\" or leave it out"
+            )),
+        }
     }
-    if let Some(c) = if_none_match
-        && matches(c, Some(etag))
-    {
-        return Err(s3_error!(NotModified));
+
+    pub(crate) fn key(self, s: String) -> String {
+        if self.0 {
+            percent_encoding::utf8_percent_encode(&s, URL_ENCODED).to_string()
+        } else {
+            s
+        }
     }
-    Ok(())
+
+    pub(crate) fn opt(self, s: Option<String>) -> Option<String> {
+        s.map(|s| self.key(s))
+    }
 }
 
 /// The headers S3 adds to an answer about a delete marker.
@@ -123,18 +205,128 @@ mod tests {
 
     #[test]
     fn read_conditions_as_rfc_9110() {
-        assert!(check_read(&None, &None, "e1").is_ok());
-        assert!(check_read(&tag("e1"), &None, "e1").is_ok());
-        assert!(check_read(&Some(ETagCondition::Any), &None, "e1").is_ok());
-        let e = check_read(&tag("e2"), &None, "e1").unwrap_err();
+        let t = |secs: u64| timestamp(secs as i64 * 1_000_000);
+        let (e1, e2) = (tag("e1").unwrap(), tag("e2").unwrap());
+        let code = |c: Conditions<'_>| {
+            check_read(&c, "e1", 100_500_000)
+                .err()
+                .map(|e| e.code().as_str().to_string())
+        };
+        assert_eq!(code(Conditions::default()), None);
+        let any = ETagCondition::Any;
+        for (c, want) in [
+            (
+                Conditions {
+                    if_match: Some(&e1),
+                    ..Default::default()
+                },
+                None,
+            ),
+            (
+                Conditions {
+                    if_match: Some(&any),
+                    ..Default::default()
+                },
+                None,
+            ),
+            (
+                Conditions {
+                    if_match: Some(&e2),
+                    ..Default::default()
+                },
+                Some("PreconditionFailed"),
+            ),
+            (
+                Conditions {
+                    if_none_match: Some(&e1),
+                    ..Default::default()
+                },
+                Some("NotModified"),
+            ),
+            (
+                Conditions {
+                    if_none_match: Some(&e2),
+                    ..Default::default()
+                },
+                None,
+            ),
+        ] {
+            assert_eq!(code(c).as_deref(), want);
+        }
+        // Times compare in whole seconds: modified at 100.5 s is "at 100".
+        let (t99, t100) = (t(99), t(100));
+        for (c, want) in [
+            (
+                Conditions {
+                    if_unmodified_since: Some(&t100),
+                    ..Default::default()
+                },
+                None,
+            ),
+            (
+                Conditions {
+                    if_unmodified_since: Some(&t99),
+                    ..Default::default()
+                },
+                Some("PreconditionFailed"),
+            ),
+            (
+                Conditions {
+                    if_modified_since: Some(&t100),
+                    ..Default::default()
+                },
+                Some("NotModified"),
+            ),
+            (
+                Conditions {
+                    if_modified_since: Some(&t99),
+                    ..Default::default()
+                },
+                None,
+            ),
+            // A matching If-Match overrides If-Unmodified-Since, and a
+            // failing If-None-Match overrides If-Modified-Since.
+            (
+                Conditions {
+                    if_match: Some(&e1),
+                    if_unmodified_since: Some(&t99),
+                    ..Default::default()
+                },
+                None,
+            ),
+            (
+                Conditions {
+                    if_none_match: Some(&e2),
+                    if_modified_since: Some(&t100),
+                    ..Default::default()
+                },
+                None,
+            ),
+        ] {
+            assert_eq!(code(c).as_deref(), want);
+        }
+        let c = Conditions {
+            if_none_match: Some(&e1),
+            ..Default::default()
+        };
+        let e = check_copy_source(&c, "e1", 0).unwrap_err();
         assert_eq!(e.code().as_str(), "PreconditionFailed");
-        let e = check_read(&None, &tag("e1"), "e1").unwrap_err();
-        assert_eq!(e.code().as_str(), "NotModified");
-        assert!(check_read(&None, &tag("e2"), "e1").is_ok());
         // `*` matches an object that exists, and nothing that does not.
         assert!(matches(&ETagCondition::Any, Some("x")));
         assert!(!matches(&ETagCondition::Any, None));
         assert!(!matches(&tag("x").unwrap(), None));
+    }
+
+    #[test]
+    fn url_encoding_as_s3_writes_keys() {
+        let url = KeyEncoding::of(Some(&s3s::dto::EncodingType::from_static("url"))).unwrap();
+        assert_eq!(url.key("asdf+b".into()), "asdf%2Bb");
+        assert_eq!(url.key("quux ab/thud".into()), "quux%20ab/thud");
+        assert_eq!(url.key("%2e/ü~-_.".into()), "%252e/%C3%BC~-_.");
+        let plain = KeyEncoding::of(None).unwrap();
+        assert_eq!(plain.key("a+b c".into()), "a+b c");
+        let bad = KeyEncoding::of(Some(&s3s::dto::EncodingType::from_static("gzip")));
+        assert_eq!(bad.err().unwrap().code().as_str(), "InvalidArgument");
     }
 
     #[test]

@@ -188,7 +188,9 @@ pub(crate) async fn list_uploads(
     this: &Objects,
     req: S3Request<ListMultipartUploadsInput>,
 ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
+    let owner = crate::listing::owner_of(&req.extensions)?;
     let input = req.input;
+    let enc = crate::mapping::KeyEncoding::of(input.encoding_type.as_ref())?;
     let prefix = input.prefix.clone().unwrap_or_default();
     let max = input.max_uploads.unwrap_or(1000).clamp(1, 1000) as usize;
     let delimiter = input.delimiter.clone().filter(|d| !d.is_empty());
@@ -251,9 +253,15 @@ pub(crate) async fn list_uploads(
             start = nimbus_store::ListFrom::After(u.key.clone());
             after_id = Some(u.id.clone());
             uploads.push(MultipartUpload {
-                key: Some(u.key),
+                key: Some(enc.key(u.key)),
                 upload_id: Some(u.id),
                 initiated: Some(crate::mapping::timestamp(created_us)),
+                owner: Some(owner.clone()),
+                initiator: Some(Initiator {
+                    display_name: owner.display_name.clone(),
+                    id: owner.id.clone(),
+                }),
+                storage_class: Some(StorageClass::from_static(StorageClass::STANDARD)),
                 ..Default::default()
             });
         }
@@ -271,19 +279,22 @@ pub(crate) async fn list_uploads(
     };
     Ok(S3Response::new(ListMultipartUploadsOutput {
         bucket: Some(input.bucket),
-        prefix: input.prefix,
-        delimiter: input.delimiter,
-        key_marker: input.key_marker,
+        prefix: enc.opt(input.prefix),
+        delimiter: enc.opt(input.delimiter),
+        key_marker: enc.opt(input.key_marker),
         upload_id_marker: input.upload_id_marker,
         max_uploads: Some(max as i32),
         is_truncated: Some(truncated),
-        next_key_marker: next_key,
+        next_key_marker: enc.opt(next_key),
         next_upload_id_marker: next_id,
+        encoding_type: input.encoding_type,
         uploads: Some(uploads),
         common_prefixes: Some(
             prefixes
                 .into_iter()
-                .map(|p| CommonPrefix { prefix: Some(p) })
+                .map(|p| CommonPrefix {
+                    prefix: Some(enc.key(p)),
+                })
                 .collect(),
         ),
         ..Default::default()

@@ -16,7 +16,10 @@
 use crate::Objects;
 use crate::auth::app_of;
 use crate::buckets::check_owner;
-use crate::mapping::{body_error, check_key, check_read, internal, matches, timestamp};
+use crate::mapping::{
+    Conditions, DEFAULT_CONTENT_TYPE, body_error, check_copy_source, check_key, check_read,
+    internal, matches, timestamp,
+};
 use nimbus_store::ObjectRow;
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
@@ -90,7 +93,13 @@ pub(crate) async fn get(
     let row = this
         .object_row(&input.bucket, &input.key, input.version_id.as_deref())
         .await?;
-    check_read(&input.if_match, &input.if_none_match, &row.etag)?;
+    let conditions = Conditions {
+        if_match: input.if_match.as_ref(),
+        if_none_match: input.if_none_match.as_ref(),
+        if_modified_since: input.if_modified_since.as_ref(),
+        if_unmodified_since: input.if_unmodified_since.as_ref(),
+    };
+    check_read(&conditions, &row.etag, row.last_modified_us)?;
     let (start, end) = match input.range {
         None => (0, row.size),
         Some(r) => {
@@ -114,7 +123,10 @@ pub(crate) async fn get(
         body: Some(StreamingBlob::wrap(body)),
         content_length: Some(len as i64),
         content_range,
-        content_type: row.content_type,
+        content_type: Some(
+            row.content_type
+                .unwrap_or_else(|| DEFAULT_CONTENT_TYPE.into()),
+        ),
         e_tag: Some(ETag::Strong(row.etag)),
         last_modified: Some(timestamp(row.last_modified_us)),
         metadata: Some(row.metadata.into_iter().collect()),
@@ -132,10 +144,19 @@ pub(crate) async fn head(
     let row = this
         .object_row(&input.bucket, &input.key, input.version_id.as_deref())
         .await?;
-    check_read(&input.if_match, &input.if_none_match, &row.etag)?;
+    let conditions = Conditions {
+        if_match: input.if_match.as_ref(),
+        if_none_match: input.if_none_match.as_ref(),
+        if_modified_since: input.if_modified_since.as_ref(),
+        if_unmodified_since: input.if_unmodified_since.as_ref(),
+    };
+    check_read(&conditions, &row.etag, row.last_modified_us)?;
     Ok(S3Response::new(HeadObjectOutput {
         content_length: Some(row.size as i64),
-        content_type: row.content_type,
+        content_type: Some(
+            row.content_type
+                .unwrap_or_else(|| DEFAULT_CONTENT_TYPE.into()),
+        ),
         e_tag: Some(ETag::Strong(row.etag)),
         last_modified: Some(timestamp(row.last_modified_us)),
         metadata: Some(row.metadata.into_iter().collect()),
@@ -241,6 +262,13 @@ pub(crate) async fn copy(
         }
         other => other?,
     };
+    let conditions = Conditions {
+        if_match: input.copy_source_if_match.as_ref(),
+        if_none_match: input.copy_source_if_none_match.as_ref(),
+        if_modified_since: input.copy_source_if_modified_since.as_ref(),
+        if_unmodified_since: input.copy_source_if_unmodified_since.as_ref(),
+    };
+    check_copy_source(&conditions, &src.etag, src.last_modified_us)?;
     let file = this
         .blobs
         .open_range(&src.file, 0)

@@ -13,6 +13,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+import details
 import versioning
 
 endpoint, key, secret, okey, osecret, work = sys.argv[1:7]
@@ -160,4 +161,5 @@ s3.abort_multipart_upload(Bucket="empty", Key="half", UploadId=pending["UploadId
 s3.delete_bucket(Bucket="empty")
 
 versioning.run(s3, other, refused)
+details.run(s3, other, refused)
 print("all ok")
