@@ -177,6 +177,7 @@ impl blobs_wit::Host for Cx<'_> {
             metadata: Vec::new(),
             last_modified_us: nimbus_store::now_us(),
             version_id: String::new(),
+            attrs: Default::default(),
         };
         Ok(op.result(match db.put_object(&row, &[]).await {
             Ok(written) => {

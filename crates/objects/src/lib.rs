@@ -17,8 +17,9 @@
 //! Served: buckets (list, create, head, delete, location, versioning),
 //! objects (put, get with range and conditions, head, delete,
 //! delete-multiple, copy, list v1 and v2; each by version too, and their
-//! versions' listing), multipart uploads (and their listing), and storage
-//! events written in the object change's transaction; guests reach the same buckets through
+//! versions' listing; kept standard headers and tags: `attrs`,
+//! `tagging`), multipart uploads (and their listing), and storage events
+//! written in the object change's transaction; guests reach the same buckets through
 //! `nimbus:data/blobs` ([`Blobs`], `guest.rs`: the guest side, linked into
 //! the runtime as a `GuestCapability`). docs/S3.md lists every S3
 //! operation and how far it is served.
@@ -32,6 +33,7 @@
 //! do what is `auth` ([`Keys`], [`Access`], the signature checks); the HTTP
 //! service in front of `s3s` is `endpoint`.
 
+mod attrs;
 mod auth;
 mod buckets;
 mod endpoint;
@@ -40,6 +42,7 @@ mod listing;
 mod mapping;
 mod multipart;
 mod object;
+mod tagging;
 
 pub use auth::{Access, Keys, MAX_PRESIGNED_SECS};
 pub use endpoint::{Endpoint, serve, service};
@@ -397,6 +400,48 @@ impl S3 for Objects {
         req: S3Request<ListObjectsV2Input>,
     ) -> S3Result<S3Response<ListObjectsV2Output>> {
         listing::list_v2(self, req).await
+    }
+
+    async fn get_object_tagging(
+        &self,
+        req: S3Request<GetObjectTaggingInput>,
+    ) -> S3Result<S3Response<GetObjectTaggingOutput>> {
+        tagging::get_object(self, req).await
+    }
+
+    async fn put_object_tagging(
+        &self,
+        req: S3Request<PutObjectTaggingInput>,
+    ) -> S3Result<S3Response<PutObjectTaggingOutput>> {
+        tagging::put_object(self, req).await
+    }
+
+    async fn delete_object_tagging(
+        &self,
+        req: S3Request<DeleteObjectTaggingInput>,
+    ) -> S3Result<S3Response<DeleteObjectTaggingOutput>> {
+        tagging::delete_object(self, req).await
+    }
+
+    async fn get_bucket_tagging(
+        &self,
+        req: S3Request<GetBucketTaggingInput>,
+    ) -> S3Result<S3Response<GetBucketTaggingOutput>> {
+        tagging::get_bucket(self, req).await
+    }
+
+    async fn put_bucket_tagging(
+        &self,
+        req: S3Request<PutBucketTaggingInput>,
+    ) -> S3Result<S3Response<PutBucketTaggingOutput>> {
+        tagging::put_bucket(self, req).await
+    }
+
+    async fn delete_bucket_tagging(
+        &self,
+        req: S3Request<DeleteBucketTaggingInput>,
+    ) -> S3Result<S3Response<DeleteBucketTaggingOutput>> {
+        tagging::delete_bucket(self, req).await
     }
 
     async fn list_object_versions(

@@ -13,6 +13,16 @@ pub(crate) async fn create(
 ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
     let input = req.input;
     check_key(&input.key)?;
+    let attrs = nimbus_store::ObjectAttrs {
+        headers: crate::attrs::headers(
+            input.cache_control,
+            input.content_disposition,
+            input.content_encoding,
+            input.content_language,
+            input.expires.as_ref(),
+        ),
+        tags: crate::attrs::parse_tagging_header(input.tagging.as_deref())?,
+    };
     let id = uuid::Uuid::now_v7().simple().to_string();
     let mut metadata: Vec<(String, String)> =
         input.metadata.unwrap_or_default().into_iter().collect();
@@ -24,6 +34,7 @@ pub(crate) async fn create(
             key: input.key.clone(),
             content_type: input.content_type,
             metadata,
+            attrs,
         })
         .await
         .map_err(write_err)?;
@@ -140,6 +151,7 @@ pub(crate) async fn complete(
         metadata: upload.metadata.clone(),
         last_modified_us: nimbus_store::now_us(),
         version_id: String::new(),
+        attrs: upload.attrs.clone(),
     };
     let version_id = this
         .commit(&req.extensions, row, &joined.file, Some(&upload.id))

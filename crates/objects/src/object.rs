@@ -14,13 +14,14 @@
 //! `nimbus:data/blobs` store no storage events: only S3 writes do.)
 
 use crate::Objects;
+use crate::attrs::{expires, header, headers, parse_tagging_header};
 use crate::auth::app_of;
 use crate::buckets::check_owner;
 use crate::mapping::{
     Conditions, DEFAULT_CONTENT_TYPE, body_error, check_copy_source, check_key, check_read,
     internal, matches, timestamp,
 };
-use nimbus_store::ObjectRow;
+use nimbus_store::{ObjectAttrs, ObjectRow};
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
@@ -55,6 +56,17 @@ pub(crate) async fn put(
             ));
         }
     }
+    // Checked before the body is read: a refused tag set costs no upload.
+    let attrs = ObjectAttrs {
+        headers: headers(
+            input.cache_control,
+            input.content_disposition,
+            input.content_encoding,
+            input.content_language,
+            input.expires.as_ref(),
+        ),
+        tags: parse_tagging_header(input.tagging.as_deref())?,
+    };
     let Some(body) = input.body else {
         return Err(s3_error!(IncompleteBody));
     };
@@ -76,6 +88,7 @@ pub(crate) async fn put(
         metadata,
         last_modified_us: nimbus_store::now_us(),
         version_id: String::new(),
+        attrs,
     };
     let version_id = this.commit(&ext, row, &stored.file, None).await?;
     Ok(S3Response::new(PutObjectOutput {
@@ -124,14 +137,31 @@ pub(crate) async fn get(
         content_length: Some(len as i64),
         content_range,
         content_type: Some(
-            row.content_type
+            input
+                .response_content_type
+                .or(row.content_type)
                 .unwrap_or_else(|| DEFAULT_CONTENT_TYPE.into()),
         ),
         e_tag: Some(ETag::Strong(row.etag)),
         last_modified: Some(timestamp(row.last_modified_us)),
         metadata: Some(row.metadata.into_iter().collect()),
         accept_ranges: Some("bytes".into()),
+        tag_count: (!row.attrs.tags.is_empty()).then_some(row.attrs.tags.len() as i32),
         version_id: crate::version_header(row.version_id),
+        // `response-*` overrides of a (presigned) GET win over what is kept.
+        cache_control: input
+            .response_cache_control
+            .or_else(|| header(&row.attrs, "cache-control")),
+        content_disposition: input
+            .response_content_disposition
+            .or_else(|| header(&row.attrs, "content-disposition")),
+        content_encoding: input
+            .response_content_encoding
+            .or_else(|| header(&row.attrs, "content-encoding")),
+        content_language: input
+            .response_content_language
+            .or_else(|| header(&row.attrs, "content-language")),
+        expires: input.response_expires.or_else(|| expires(&row.attrs)),
         ..Default::default()
     }))
 }
@@ -161,6 +191,11 @@ pub(crate) async fn head(
         last_modified: Some(timestamp(row.last_modified_us)),
         metadata: Some(row.metadata.into_iter().collect()),
         accept_ranges: Some("bytes".into()),
+        cache_control: header(&row.attrs, "cache-control"),
+        content_disposition: header(&row.attrs, "content-disposition"),
+        content_encoding: header(&row.attrs, "content-encoding"),
+        content_language: header(&row.attrs, "content-language"),
+        expires: expires(&row.attrs),
         version_id: crate::version_header(row.version_id),
         ..Default::default()
     }))
@@ -282,13 +317,32 @@ pub(crate) async fn copy(
         )
         .await
         .map_err(internal)?;
+    // MetadataDirective REPLACE takes the media type, user metadata and
+    // kept headers from the request, COPY (the default) from the source;
+    // TaggingDirective does the same for tags.
     let replace = input.metadata_directive.as_ref().map(|d| d.as_str()) == Some("REPLACE");
-    let (content_type, metadata) = if replace {
+    let (content_type, metadata, kept) = if replace {
         let mut m: Vec<(String, String)> = input.metadata.unwrap_or_default().into_iter().collect();
         m.sort();
-        (input.content_type, m)
+        let kept = headers(
+            input.cache_control,
+            input.content_disposition,
+            input.content_encoding,
+            input.content_language,
+            input.expires.as_ref(),
+        );
+        (input.content_type, m, kept)
     } else {
-        (src.content_type.clone(), src.metadata.clone())
+        (
+            src.content_type.clone(),
+            src.metadata.clone(),
+            src.attrs.headers.clone(),
+        )
+    };
+    let tags = if input.tagging_directive.as_ref().map(|d| d.as_str()) == Some("REPLACE") {
+        parse_tagging_header(input.tagging.as_deref())?
+    } else {
+        src.attrs.tags.clone()
     };
     let row = ObjectRow {
         bucket: input.bucket,
@@ -300,6 +354,10 @@ pub(crate) async fn copy(
         metadata,
         last_modified_us: nimbus_store::now_us(),
         version_id: String::new(),
+        attrs: ObjectAttrs {
+            headers: kept,
+            tags,
+        },
     };
     let last_modified = row.last_modified_us;
     let version_id = this

@@ -504,6 +504,7 @@ mod tests {
                         metadata: vec![],
                         last_modified_us: n,
                         version_id: String::new(),
+                        attrs: Default::default(),
                     },
                     &[],
                 )
@@ -517,6 +518,7 @@ mod tests {
                 key: "big".into(),
                 content_type: None,
                 metadata: vec![],
+                attrs: Default::default(),
             })
             .await
             .unwrap();

@@ -49,6 +49,7 @@ mod kv;
 mod metering;
 mod objects;
 mod records;
+mod tags;
 mod versions;
 
 pub use apps::{AppRow, RevisionRow};
@@ -62,11 +63,14 @@ pub use events::{
 pub use identity::{ApiKeyRow, RefreshUse, SigningKeyRow, TokenRevocation, UserRow};
 pub use kv::{ConfigRow, KeyPage, KvError};
 pub use metering::{StorageRow, StoredBytes, spawn_storage_sampler};
-pub use objects::{ListFrom, NULL_VERSION, ObjectRow, PartRow, S3KeyRow, UploadRow, prefix_end};
+pub use objects::{
+    ListFrom, NULL_VERSION, ObjectAttrs, ObjectRow, PartRow, S3KeyRow, UploadRow, prefix_end,
+};
 pub use records::{
     CLIENT_OPS, InvocationRow, LogQuery, OpSpanRow, RecordWriter, RecordWriterConfig, UsageBy,
     UsageRow,
 };
+pub use tags::Tags;
 pub use versions::{Removed, VersionFrom, VersionRow, Versioning, Written};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};

@@ -492,6 +492,7 @@ mod tests {
             metadata: vec![],
             last_modified_us: 1,
             version_id: String::new(),
+            attrs: Default::default(),
         };
         s.put_object(&obj("o1", 500), &[]).await.unwrap();
         refused(
@@ -505,6 +506,7 @@ mod tests {
             key: "big".into(),
             content_type: None,
             metadata: vec![],
+            attrs: Default::default(),
         })
         .await
         .unwrap();

@@ -46,10 +46,33 @@ pub struct ObjectRow {
     pub metadata: Vec<(String, String)>,
     /// µs since the epoch.
     pub last_modified_us: i64,
+    /// Standard headers kept and tags.
+    pub attrs: ObjectAttrs,
     /// Its version id, [`NULL_VERSION`] for the version written while the
     /// bucket's versioning was off or suspended. Assigned by the store
     /// when the object is recorded (what a writer sets is not read).
     pub version_id: String,
+}
+
+/// What an object carries besides its body, media type and user
+/// metadata, stored as one JSON value: the standard headers S3 keeps and
+/// returns (name → value: `cache-control`, `content-disposition`,
+/// `content-encoding`, `content-language`, `expires`) and its tags.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct ObjectAttrs {
+    /// Standard headers, name (lower case) → value.
+    pub headers: Vec<(String, String)>,
+    /// Tags, key → value, in the order given.
+    pub tags: Vec<(String, String)>,
+}
+
+pub(crate) fn attrs_json(a: &ObjectAttrs) -> String {
+    serde_json::to_string(a).expect("strings serialize")
+}
+
+pub(crate) fn attrs_of(s: &str) -> Result<ObjectAttrs> {
+    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("object attributes: {e}")))
 }
 
 /// The id of the version an object has when written while its bucket's
@@ -103,6 +126,8 @@ pub struct UploadRow {
     pub content_type: Option<String>,
     /// Its user metadata.
     pub metadata: Vec<(String, String)>,
+    /// Its standard headers and tags.
+    pub attrs: ObjectAttrs,
 }
 
 /// Where a listing starts.
@@ -152,11 +177,12 @@ pub(crate) fn object(row: &sqlx::any::AnyRow) -> Result<ObjectRow> {
         metadata: meta_of(&row.try_get::<String, _>("metadata")?)?,
         last_modified_us: row.try_get("last_modified")?,
         version_id: row.try_get("version_id")?,
+        attrs: attrs_of(&row.try_get::<String, _>("attrs")?)?,
     })
 }
 
 pub(crate) const OBJECT_COLUMNS: &str =
-    "bucket, key, file, size, etag, content_type, metadata, last_modified, version_id";
+    "bucket, key, file, size, etag, content_type, metadata, last_modified, version_id, attrs";
 
 impl Store {
     /// Creates a bucket for `app`. `Err(owner)` if the name is taken.
@@ -288,12 +314,12 @@ impl Store {
             }
         }
         sqlx::query(
-            "INSERT INTO objects (bucket, key, file, size, etag, content_type, metadata, last_modified, version_id)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+            "INSERT INTO objects (bucket, key, file, size, etag, content_type, metadata, last_modified, version_id, attrs)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
              ON CONFLICT (bucket, key) DO UPDATE SET file = excluded.file, size = excluded.size,
                 etag = excluded.etag, content_type = excluded.content_type,
                 metadata = excluded.metadata, last_modified = excluded.last_modified,
-                version_id = excluded.version_id",
+                version_id = excluded.version_id, attrs = excluded.attrs",
         )
         .bind(&o.bucket)
         .bind(&o.key)
@@ -304,6 +330,7 @@ impl Store {
         .bind(meta_json(&o.metadata))
         .bind(o.last_modified_us)
         .bind(&version_id)
+        .bind(attrs_json(&o.attrs))
         .execute(&mut *tx)
         .await?;
         let events: Vec<&NewMessage> = events.iter().collect();
@@ -441,8 +468,8 @@ impl Store {
         let mut tx = self.begin_write().await?;
         self.lock_bucket(&mut tx, &u.bucket, "FOR SHARE").await?;
         sqlx::query(
-            "INSERT INTO uploads (id, bucket, key, content_type, metadata, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO uploads (id, bucket, key, content_type, metadata, created_at, attrs)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(&u.id)
         .bind(&u.bucket)
@@ -450,6 +477,7 @@ impl Store {
         .bind(&u.content_type)
         .bind(meta_json(&u.metadata))
         .bind(now_us())
+        .bind(attrs_json(&u.attrs))
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -488,7 +516,7 @@ impl Store {
     /// A multipart upload.
     pub async fn upload(&self, id: &str) -> Result<Option<UploadRow>> {
         let row = sqlx::query(
-            "SELECT id, bucket, key, content_type, metadata FROM uploads WHERE id = $1",
+            "SELECT id, bucket, key, content_type, metadata, attrs FROM uploads WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(&self.pool)
@@ -500,6 +528,7 @@ impl Store {
                 key: r.try_get("key")?,
                 content_type: r.try_get("content_type")?,
                 metadata: meta_of(&r.try_get::<String, _>("metadata")?)?,
+                attrs: attrs_of(&r.try_get::<String, _>("attrs")?)?,
             })
         })
         .transpose()
@@ -525,7 +554,7 @@ impl Store {
         };
         let mut b = crate::builder::QueryBuilder::new(
             self.backend,
-            "SELECT id, bucket, key, content_type, metadata, created_at FROM uploads WHERE bucket = "
+            "SELECT id, bucket, key, content_type, metadata, attrs, created_at FROM uploads WHERE bucket = "
                 .to_string(),
         );
         b.push_bind(bucket.to_string())
@@ -555,6 +584,7 @@ impl Store {
                         key: r.try_get("key")?,
                         content_type: r.try_get("content_type")?,
                         metadata: meta_of(&r.try_get::<String, _>("metadata")?)?,
+                        attrs: attrs_of(&r.try_get::<String, _>("attrs")?)?,
                     },
                     r.try_get("created_at")?,
                 ))
@@ -711,6 +741,7 @@ mod tests {
             metadata: vec![("a".into(), "1".into())],
             last_modified_us: 1,
             version_id: String::new(),
+            attrs: ObjectAttrs::default(),
         }
     }
 
@@ -726,6 +757,7 @@ mod tests {
                 key: key.into(),
                 content_type: None,
                 metadata: Vec::new(),
+                attrs: ObjectAttrs::default(),
             })
             .await
             .unwrap();
@@ -793,6 +825,7 @@ mod tests {
             key: "big".into(),
             content_type: None,
             metadata: vec![],
+            attrs: ObjectAttrs::default(),
         };
         s.create_upload(&u).await.unwrap();
         let part = |n, f: &str| PartRow {
@@ -898,6 +931,7 @@ mod tests {
                 key: "k".into(),
                 content_type: None,
                 metadata: vec![],
+                attrs: ObjectAttrs::default(),
             })
             .await;
         assert!(matches!(missing, Err(StoreError::NotFound(_))));

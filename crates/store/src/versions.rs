@@ -15,7 +15,7 @@
 //! deleted before its copy is inserted, so a move never counts twice
 //! against the app's storage quota.
 
-use crate::objects::{OBJECT_COLUMNS, meta_json, object};
+use crate::objects::{OBJECT_COLUMNS, attrs_json, meta_json, object};
 use crate::{ListFrom, ObjectRow, Result, Store, StoreError, now_us, prefix_end};
 use sqlx::Row;
 
@@ -101,7 +101,7 @@ pub(crate) fn new_version_id() -> String {
     uuid::Uuid::now_v7().simple().to_string()
 }
 
-const VERSION_COLUMNS: &str = "bucket, key, version_id, delete_marker, file, size, etag, content_type, metadata, last_modified";
+const VERSION_COLUMNS: &str = "bucket, key, version_id, delete_marker, file, size, etag, content_type, metadata, last_modified, attrs";
 
 /// Inserts a version row into `object_versions`.
 async fn insert_version(
@@ -110,7 +110,7 @@ async fn insert_version(
     delete_marker: bool,
 ) -> Result<()> {
     sqlx::query(&format!(
-        "INSERT INTO object_versions ({VERSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        "INSERT INTO object_versions ({VERSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
     ))
     .bind(&o.bucket)
     .bind(&o.key)
@@ -122,6 +122,7 @@ async fn insert_version(
     .bind(&o.content_type)
     .bind(meta_json(&o.metadata))
     .bind(o.last_modified_us)
+    .bind(attrs_json(&o.attrs))
     .execute(conn)
     .await?;
     Ok(())
@@ -190,6 +191,7 @@ pub(crate) async fn insert_marker(
         metadata: Vec::new(),
         last_modified_us: now_us(),
         version_id: version_id.into(),
+        attrs: Default::default(),
     };
     insert_version(conn, &marker, true).await
 }
@@ -273,7 +275,7 @@ async fn promote(conn: &mut sqlx::AnyConnection, bucket: &str, key: &str) -> Res
         .execute(&mut *conn)
         .await?;
     sqlx::query(&format!(
-        "INSERT INTO objects ({OBJECT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        "INSERT INTO objects ({OBJECT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
     ))
     .bind(&o.bucket)
     .bind(&o.key)
@@ -284,6 +286,7 @@ async fn promote(conn: &mut sqlx::AnyConnection, bucket: &str, key: &str) -> Res
     .bind(meta_json(&o.metadata))
     .bind(o.last_modified_us)
     .bind(&o.version_id)
+    .bind(attrs_json(&o.attrs))
     .execute(conn)
     .await?;
     Ok(())
@@ -419,7 +422,7 @@ impl Store {
         b.push(
             " UNION ALL
                SELECT v.bucket, v.key, v.file, v.size, v.etag, v.content_type, v.metadata,
-                      v.last_modified, v.version_id, v.delete_marker,
+                      v.last_modified, v.version_id, v.attrs, v.delete_marker,
                       CASE WHEN NOT EXISTS (SELECT 1 FROM objects o WHERE o.bucket = v.bucket AND o.key = v.key)
                             AND NOT EXISTS (SELECT 1 FROM object_versions w
                                  WHERE w.bucket = v.bucket AND w.key = v.key
@@ -473,6 +476,7 @@ mod tests {
             metadata: Vec::new(),
             last_modified_us: at,
             version_id: String::new(),
+            attrs: Default::default(),
         }
     }
 

@@ -1,6 +1,7 @@
 """S3's exact behaviour through boto3: keys in listings (URL encoding,
 which boto3 asks for and decodes by default), owners, MaxKeys=0, the
-default media type, time conditions on reads and copy-source conditions.
+default media type, time conditions on reads and copy-source conditions,
+kept standard headers, object and bucket tags.
 Run by boto3_suite.py."""
 import datetime
 import http.client
@@ -73,6 +74,53 @@ def run(s3, other, refused):
     assert s3.get_object(Bucket=b, Key="copy")["Body"].read() == b"1"
     print("copy conditions ok")
 
-    for k in keys + ["untyped", "copy"]:
+    # Standard headers are kept; response-* overrides win on a GET.
+    exp = datetime.datetime(2030, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)
+    s3.put_object(Bucket=b, Key="kept", Body=b"k", CacheControl="max-age=60",
+                  ContentDisposition='attachment; filename="k.txt"', ContentEncoding="identity",
+                  ContentLanguage="de", Expires=exp, Tagging="team=web&tier=gold")
+    for r in [s3.head_object(Bucket=b, Key="kept"), s3.get_object(Bucket=b, Key="kept")]:
+        assert r["CacheControl"] == "max-age=60" and r["ContentLanguage"] == "de", r
+        assert r["ContentDisposition"] == 'attachment; filename="k.txt"', r
+        assert r["ContentEncoding"] == "identity" and r["Expires"] == exp, r
+    assert s3.get_object(Bucket=b, Key="kept")["TagCount"] == 2
+    o = s3.get_object(Bucket=b, Key="kept", ResponseCacheControl="no-store", ResponseContentType="text/x-k")
+    assert o["CacheControl"] == "no-store" and o["ContentType"] == "text/x-k", o
+    # Copied with the object (COPY), or taken from the request (REPLACE).
+    s3.copy_object(Bucket=b, Key="kept2", CopySource={"Bucket": b, "Key": "kept"})
+    assert s3.head_object(Bucket=b, Key="kept2")["CacheControl"] == "max-age=60"
+    s3.copy_object(Bucket=b, Key="kept3", CopySource={"Bucket": b, "Key": "kept"},
+                   MetadataDirective="REPLACE", CacheControl="no-cache",
+                   TaggingDirective="REPLACE", Tagging="only=one")
+    assert s3.head_object(Bucket=b, Key="kept3")["CacheControl"] == "no-cache"
+    assert s3.get_object_tagging(Bucket=b, Key="kept3")["TagSet"] == [{"Key": "only", "Value": "one"}]
+    print("kept headers ok")
+
+    # Object tags: set, read, replaced, deleted; S3's limits.
+    tags = lambda k: s3.get_object_tagging(Bucket=b, Key=k)["TagSet"]
+    assert tags("kept") == [{"Key": "team", "Value": "web"}, {"Key": "tier", "Value": "gold"}]
+    assert tags("kept2") == tags("kept"), "tags are copied"
+    s3.put_object_tagging(Bucket=b, Key="kept", Tagging={"TagSet": [{"Key": "a", "Value": "1"}]})
+    assert tags("kept") == [{"Key": "a", "Value": "1"}]
+    s3.delete_object_tagging(Bucket=b, Key="kept")
+    assert tags("kept") == []
+    eleven = {"TagSet": [{"Key": f"k{i}", "Value": "v"} for i in range(11)]}
+    refused("InvalidTag", lambda: s3.put_object_tagging(Bucket=b, Key="kept", Tagging=eleven))
+    refused("InvalidTag", lambda: s3.put_object_tagging(
+        Bucket=b, Key="kept", Tagging={"TagSet": [{"Key": "k" * 129, "Value": "v"}]}))
+    refused("InvalidTag", lambda: s3.put_object(Bucket=b, Key="t", Body=b"", Tagging="aws:x=1"))
+    refused("NoSuchKey", lambda: s3.get_object_tagging(Bucket=b, Key="missing"))
+    refused("AccessDenied", lambda: other.get_object_tagging(Bucket=b, Key="kept"))
+    refused("AccessDenied", lambda: other.put_object_tagging(Bucket=b, Key="kept", Tagging={"TagSet": []}))
+    # Bucket tags.
+    refused("NoSuchTagSet", lambda: s3.get_bucket_tagging(Bucket=b))
+    s3.put_bucket_tagging(Bucket=b, Tagging={"TagSet": [{"Key": "cost", "Value": "7"}]})
+    assert s3.get_bucket_tagging(Bucket=b)["TagSet"] == [{"Key": "cost", "Value": "7"}]
+    refused("AccessDenied", lambda: other.get_bucket_tagging(Bucket=b))
+    s3.delete_bucket_tagging(Bucket=b)
+    refused("NoSuchTagSet", lambda: s3.get_bucket_tagging(Bucket=b))
+    print("tagging ok")
+
+    for k in keys + ["untyped", "copy", "kept", "kept2", "kept3"]:
         s3.delete_object(Bucket=b, Key=k)
     s3.delete_bucket(Bucket=b)

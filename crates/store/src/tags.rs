@@ -1,0 +1,170 @@
+//! Tags: an object version's (in its `attrs`) and a bucket's. The caller
+//! checks S3's limits; the store keeps the set as given.
+
+use crate::objects::{ObjectAttrs, attrs_json, attrs_of};
+use crate::{Result, Store, StoreError};
+
+/// A tag set: key → value, in the order given.
+pub type Tags = Vec<(String, String)>;
+
+impl Store {
+    /// Replaces the tags of an object's current version, or of the
+    /// version named; the id of the version tagged, or `None` if there is
+    /// no such object or version (a delete marker has no tags).
+    pub async fn set_object_tags(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+        tags: &Tags,
+    ) -> Result<Option<String>> {
+        let mut tx = self.begin_write().await?;
+        self.lock_name(&mut tx, &format!("object/{bucket}/{key}"))
+            .await?;
+        // The current version first, then (by id) a noncurrent one.
+        let mut found = None;
+        for table in ["objects", "object_versions"] {
+            let marker = if table == "object_versions" {
+                " AND delete_marker = 0"
+            } else {
+                ""
+            };
+            let mut b = crate::builder::QueryBuilder::new(
+                self.backend,
+                format!("SELECT version_id, attrs FROM {table} WHERE bucket = "),
+            );
+            b.push_bind(bucket.to_string())
+                .push(" AND key = ")
+                .push_bind(key.to_string())
+                .push(marker);
+            match version {
+                Some(v) => {
+                    b.push(" AND version_id = ").push_bind(v.to_string());
+                }
+                None if table == "object_versions" => break,
+                None => {}
+            }
+            if let Some(row) = b.build().fetch_optional(&mut *tx).await? {
+                use sqlx::Row;
+                let id: String = row.try_get("version_id")?;
+                let attrs = attrs_of(&row.try_get::<String, _>("attrs")?)?;
+                found = Some((table, id, attrs));
+                break;
+            }
+        }
+        let Some((table, id, attrs)) = found else {
+            return Ok(None);
+        };
+        let attrs = ObjectAttrs {
+            tags: tags.clone(),
+            ..attrs
+        };
+        sqlx::query(&format!(
+            "UPDATE {table} SET attrs = $1 WHERE bucket = $2 AND key = $3 AND version_id = $4"
+        ))
+        .bind(attrs_json(&attrs))
+        .bind(bucket)
+        .bind(key)
+        .bind(&id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(id))
+    }
+
+    /// A bucket's tags; `None` when it has none.
+    pub async fn bucket_tags(&self, bucket: &str) -> Result<Option<Tags>> {
+        let tags: Option<Option<String>> =
+            sqlx::query_scalar("SELECT tags FROM buckets WHERE name = $1")
+                .bind(bucket)
+                .fetch_optional(&self.pool)
+                .await?;
+        tags.flatten()
+            .map(|t| {
+                serde_json::from_str(&t)
+                    .map_err(|e| StoreError::Corrupt(format!("bucket tags: {e}")))
+            })
+            .transpose()
+    }
+
+    /// Replaces a bucket's tags (`None`: removes them).
+    pub async fn set_bucket_tags(&self, bucket: &str, tags: Option<&Tags>) -> Result<()> {
+        let json = tags.map(|t| serde_json::to_string(t).expect("strings serialize"));
+        let done = sqlx::query("UPDATE buckets SET tags = $1 WHERE name = $2")
+            .bind(json)
+            .bind(bucket)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        if done == 0 {
+            return Err(StoreError::NotFound(format!(
+                "bucket {bucket:?} does not exist: create it first"
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ObjectRow;
+
+    #[tokio::test]
+    async fn tags_of_versions_and_buckets() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open_for_test(dir.path()).await.unwrap();
+        s.create_bucket("b", "app").await.unwrap().unwrap();
+        assert_eq!(s.bucket_tags("b").await.unwrap(), None);
+        let t = |k: &str| vec![(k.to_string(), "v".to_string())];
+        s.set_bucket_tags("b", Some(&t("env"))).await.unwrap();
+        assert_eq!(s.bucket_tags("b").await.unwrap(), Some(t("env")));
+        s.set_bucket_tags("b", None).await.unwrap();
+        assert_eq!(s.bucket_tags("b").await.unwrap(), None);
+        assert!(s.set_bucket_tags("nope", None).await.is_err());
+
+        s.set_bucket_versioning("b", true).await.unwrap();
+        let o = |file: &str| ObjectRow {
+            bucket: "b".into(),
+            key: "k".into(),
+            file: file.into(),
+            size: 1,
+            etag: "e".into(),
+            content_type: None,
+            metadata: Vec::new(),
+            last_modified_us: 1,
+            version_id: String::new(),
+            attrs: ObjectAttrs {
+                headers: vec![("cache-control".into(), "no-cache".into())],
+                tags: t("first"),
+            },
+        };
+        let v1 = s.put_object(&o("f1"), &[]).await.unwrap().version_id;
+        let v2 = s.put_object(&o("f2"), &[]).await.unwrap().version_id;
+        assert_eq!(
+            s.set_object_tags("b", "k", None, &t("now")).await.unwrap(),
+            Some(v2.clone())
+        );
+        assert_eq!(
+            s.set_object_tags("b", "k", Some(&v1), &t("old"))
+                .await
+                .unwrap(),
+            Some(v1.clone())
+        );
+        let cur = s.object("b", "k").await.unwrap().unwrap();
+        assert_eq!(cur.attrs.tags, t("now"));
+        assert_eq!(cur.attrs.headers[0].1, "no-cache", "headers are kept");
+        let old = s.object_version("b", "k", &v1).await.unwrap().unwrap();
+        assert_eq!(old.object.attrs.tags, t("old"));
+        assert_eq!(
+            s.set_object_tags("b", "nope", None, &t("x")).await.unwrap(),
+            None
+        );
+        assert_eq!(
+            s.set_object_tags("b", "k", Some("nope"), &t("x"))
+                .await
+                .unwrap(),
+            None
+        );
+    }
+}
