@@ -1,5 +1,5 @@
-//! Multipart uploads: create, upload a part, list parts, complete (the
-//! whole held to the object size limit), abort.
+//! Multipart uploads: create, upload a part (or copy one from an object),
+//! list parts, complete (the whole held to the object size limit), abort.
 
 use crate::Objects;
 use crate::mapping::{body_error, check_key, hex_decode, internal, md5_hex, write_err};
@@ -83,6 +83,91 @@ pub(crate) async fn upload_part(
         e_tag: Some(ETag::Strong(stored.md5)),
         ..Default::default()
     }))
+}
+
+/// UploadPartCopy: a part copied from an object (or a byte range of it,
+/// `x-amz-copy-source-range: bytes=FIRST-LAST`), under the same source
+/// rules as CopyObject.
+pub(crate) async fn upload_part_copy(
+    this: &Objects,
+    req: S3Request<UploadPartCopyInput>,
+) -> S3Result<S3Response<UploadPartCopyOutput>> {
+    let input = req.input;
+    let upload = this
+        .upload_of(&input.upload_id, &input.bucket, &input.key)
+        .await?;
+    if !(1..=10_000).contains(&input.part_number) {
+        return Err(s3_error!(InvalidArgument, "part numbers are 1 to 10000"));
+    }
+    let conditions = crate::mapping::Conditions {
+        if_match: input.copy_source_if_match.as_ref(),
+        if_none_match: input.copy_source_if_none_match.as_ref(),
+        if_modified_since: input.copy_source_if_modified_since.as_ref(),
+        if_unmodified_since: input.copy_source_if_unmodified_since.as_ref(),
+    };
+    let src =
+        crate::object::copy_source(this, &req.extensions, &input.copy_source, &conditions).await?;
+    let (start, len) = match &input.copy_source_range {
+        None => (0, src.size),
+        Some(r) => copy_range(r, src.size)?,
+    };
+    let file = this
+        .blobs
+        .open_range(&src.file, start)
+        .await
+        .map_err(internal)?;
+    let body = tokio_util::io::ReaderStream::with_capacity(
+        tokio::io::AsyncReadExt::take(file, len),
+        256 * 1024,
+    );
+    let stored = this
+        .blobs
+        .put_stream(this.max_object_bytes, body)
+        .await
+        .map_err(body_error)?;
+    let part = nimbus_store::PartRow {
+        part_number: i64::from(input.part_number),
+        file: stored.file.clone(),
+        size: stored.size,
+        etag: stored.md5.clone(),
+    };
+    match this.store.put_part(&upload.id, &part).await {
+        Ok(Some(old)) => this.blobs.delete(&old).await,
+        Ok(None) => {}
+        Err(e) => {
+            this.blobs.delete(&stored.file).await;
+            return Err(write_err(e));
+        }
+    }
+    let version = match &input.copy_source {
+        CopySource::Bucket { version_id, .. } => version_id.clone(),
+        _ => None,
+    };
+    Ok(S3Response::new(UploadPartCopyOutput {
+        copy_part_result: Some(CopyPartResult {
+            e_tag: Some(ETag::Strong(stored.md5)),
+            last_modified: Some(crate::mapping::timestamp(nimbus_store::now_us())),
+            ..Default::default()
+        }),
+        copy_source_version_id: version.map(|v| v.to_string()),
+        ..Default::default()
+    }))
+}
+
+/// The start and length of an `x-amz-copy-source-range` (`bytes=F-L`,
+/// both given, inside an object of `size` bytes).
+fn copy_range(range: &str, size: u64) -> S3Result<(u64, u64)> {
+    let bounds = range.strip_prefix("bytes=").and_then(|r| {
+        let (f, l) = r.split_once('-')?;
+        Some((f.trim().parse::<u64>().ok()?, l.trim().parse::<u64>().ok()?))
+    });
+    match bounds {
+        Some((first, last)) if first <= last && last < size => Ok((first, last - first + 1)),
+        _ => Err(s3_error!(
+            InvalidRange,
+            "x-amz-copy-source-range {range:?} is not bytes=FIRST-LAST within the source's {size} bytes"
+        )),
+    }
 }
 
 pub(crate) async fn list_parts(
@@ -362,6 +447,23 @@ fn assemble(asked: &[CompletedPart], stored: &[PartRow], max_bytes: u64) -> S3Re
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn copy_ranges_as_s3_reads_them() {
+        assert_eq!(copy_range("bytes=0-9", 10).unwrap(), (0, 10));
+        assert_eq!(copy_range("bytes=3-3", 10).unwrap(), (3, 1));
+        for bad in [
+            "bytes=0-10",
+            "bytes=5-4",
+            "bytes=-3",
+            "bytes=3-",
+            "0-1",
+            "bytes=a-b",
+        ] {
+            let e = copy_range(bad, 10).unwrap_err();
+            assert_eq!(e.code().as_str(), "InvalidRange", "{bad}");
+        }
+    }
 
     fn stored(n: i64, etag: &str, size: u64) -> PartRow {
         PartRow {

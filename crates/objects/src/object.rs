@@ -268,27 +268,30 @@ pub(crate) async fn delete_many(
     }))
 }
 
-pub(crate) async fn copy(
+/// The source of a copy (CopyObject, UploadPartCopy): a bucket of the
+/// caller's app (the destination was checked by `Access`; the source is
+/// checked here), its current version or the version named (a delete
+/// marker is no source), meeting the `x-amz-copy-source-if-*` conditions.
+pub(crate) async fn copy_source(
     this: &Objects,
-    req: S3Request<CopyObjectInput>,
-) -> S3Result<S3Response<CopyObjectOutput>> {
-    let app = app_of(&req.extensions)?;
-    let input = req.input;
-    check_key(&input.key)?;
+    ext: &http::Extensions,
+    source: &CopySource,
+    conditions: &Conditions<'_>,
+) -> S3Result<ObjectRow> {
+    let app = app_of(ext)?;
     let CopySource::Bucket {
         bucket,
         key,
-        version_id: src_version,
-    } = &input.copy_source
+        version_id,
+    } = source
     else {
         return Err(s3_error!(
             NotImplemented,
             "copy from an access point is not supported"
         ));
     };
-    // The destination bucket was checked by Access; the source is checked here.
     check_owner(&this.store, bucket, &app).await?;
-    let src = match this.object_row(bucket, key, src_version.as_deref()).await {
+    let src = match this.object_row(bucket, key, version_id.as_deref()).await {
         Err(e) if *e.code() == s3s::S3ErrorCode::MethodNotAllowed => {
             return Err(s3_error!(
                 InvalidRequest,
@@ -297,13 +300,27 @@ pub(crate) async fn copy(
         }
         other => other?,
     };
+    check_copy_source(conditions, &src.etag, src.last_modified_us)?;
+    Ok(src)
+}
+
+pub(crate) async fn copy(
+    this: &Objects,
+    req: S3Request<CopyObjectInput>,
+) -> S3Result<S3Response<CopyObjectOutput>> {
+    let input = req.input;
+    check_key(&input.key)?;
     let conditions = Conditions {
         if_match: input.copy_source_if_match.as_ref(),
         if_none_match: input.copy_source_if_none_match.as_ref(),
         if_modified_since: input.copy_source_if_modified_since.as_ref(),
         if_unmodified_since: input.copy_source_if_unmodified_since.as_ref(),
     };
-    check_copy_source(&conditions, &src.etag, src.last_modified_us)?;
+    let src = copy_source(this, &req.extensions, &input.copy_source, &conditions).await?;
+    let src_version = match &input.copy_source {
+        CopySource::Bucket { version_id, .. } => version_id.clone(),
+        _ => None,
+    };
     let file = this
         .blobs
         .open_range(&src.file, 0)

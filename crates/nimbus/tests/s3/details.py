@@ -121,6 +121,34 @@ def run(s3, other, refused):
     refused("NoSuchTagSet", lambda: s3.get_bucket_tagging(Bucket=b))
     print("tagging ok")
 
-    for k in keys + ["untyped", "copy", "kept", "kept2", "kept3"]:
+    # UploadPartCopy: parts copied from objects, whole or by range.
+    s3.put_object(Bucket=b, Key="src", Body=b"a" * (5 << 20) + b"tail")
+    up = s3.create_multipart_upload(Bucket=b, Key="assembled")["UploadId"]
+    p1 = s3.upload_part_copy(Bucket=b, Key="assembled", UploadId=up, PartNumber=1,
+                             CopySource={"Bucket": b, "Key": "src"}, CopySourceRange="bytes=0-5242879")
+    p2 = s3.upload_part_copy(Bucket=b, Key="assembled", UploadId=up, PartNumber=2,
+                             CopySource={"Bucket": b, "Key": "src"})
+    refused("InvalidRange", lambda: s3.upload_part_copy(
+        Bucket=b, Key="assembled", UploadId=up, PartNumber=3,
+        CopySource={"Bucket": b, "Key": "src"}, CopySourceRange="bytes=0-99999999"))
+    refused("PreconditionFailed", lambda: s3.upload_part_copy(
+        Bucket=b, Key="assembled", UploadId=up, PartNumber=3,
+        CopySource={"Bucket": b, "Key": "src"}, CopySourceIfMatch='"nope"'))
+    s3.complete_multipart_upload(Bucket=b, Key="assembled", UploadId=up, MultipartUpload={"Parts": [
+        {"PartNumber": 1, "ETag": p1["CopyPartResult"]["ETag"]},
+        {"PartNumber": 2, "ETag": p2["CopyPartResult"]["ETag"]}]})
+    body = s3.get_object(Bucket=b, Key="assembled")["Body"].read()
+    assert body == b"a" * (5 << 20) + b"a" * (5 << 20) + b"tail", len(body)
+    # Another app's object is no source.
+    theirs = other.list_buckets()["Buckets"][0]["Name"]
+    other.put_object(Bucket=theirs, Key="secret", Body=b"s")
+    up = s3.create_multipart_upload(Bucket=b, Key="stolen")["UploadId"]
+    refused("AccessDenied", lambda: s3.upload_part_copy(
+        Bucket=b, Key="stolen", UploadId=up, PartNumber=1, CopySource={"Bucket": theirs, "Key": "secret"}))
+    s3.abort_multipart_upload(Bucket=b, Key="stolen", UploadId=up)
+    other.delete_object(Bucket=theirs, Key="secret")
+    print("upload part copy ok")
+
+    for k in keys + ["untyped", "copy", "kept", "kept2", "kept3", "src", "assembled"]:
         s3.delete_object(Bucket=b, Key=k)
     s3.delete_bucket(Bucket=b)
