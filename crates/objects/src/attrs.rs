@@ -150,7 +150,7 @@ mod tests {
             Timestamp::parse(TimestampFormat::HttpDate, "Wed, 21 Oct 2015 07:28:00 GMT").unwrap();
         let a = ObjectAttrs {
             headers: headers(None, None, None, None, Some(&t)),
-            tags: Vec::new(),
+            ..Default::default()
         };
         assert_eq!(
             header(&a, "expires").unwrap(),

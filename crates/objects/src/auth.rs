@@ -4,7 +4,8 @@
 //! the store on every request and opens it with the control plane's
 //! sealer; nothing is cached, so a key revoked, or deleted with its app,
 //! through any node fails on its next request. [`Access`]
-//! (`s3s::access::S3Access`) refuses anonymous requests, binds a signed
+//! (`s3s::access::S3Access`) lets unsigned requests through only to read
+//! what is public (`acl`), binds a signed
 //! request to its key's app (the `AppId` extension) and refuses other
 //! apps' buckets before any operation runs (403; 404 for a bucket that does
 //! not exist; `CreateBucket` is exempt, and a copy checks its source
@@ -79,6 +80,41 @@ impl Access {
     /// `meter`.
     pub fn new(store: Store, meter: Option<nimbus_store::RecordWriter>) -> Access {
         Access { store, meter }
+    }
+
+    /// An unsigned request: only reads of objects and listings of one
+    /// bucket pass, marked `Anonymous` (never with an `AppId`), for the
+    /// operation to allow only what is public (`acl::check_read`,
+    /// `acl::check_list`). Metered to the bucket's owner, as S3 bills the
+    /// bucket owner.
+    async fn anonymous(&self, cx: &mut s3s::access::S3AccessContext<'_>) -> S3Result<()> {
+        let refused = || {
+            s3_error!(
+                AccessDenied,
+                "unsigned requests may only read public objects and list public buckets: sign requests with a key from `nimbus keys create --s3`"
+            )
+        };
+        if !matches!(
+            cx.s3_op().name(),
+            "GetObject" | "HeadObject" | "ListObjects" | "ListObjectsV2"
+        ) {
+            return Err(refused());
+        }
+        let bucket = match cx.s3_path() {
+            S3Path::Root => return Err(refused()),
+            S3Path::Bucket { bucket } | S3Path::Object { bucket, .. } => bucket.to_string(),
+        };
+        let owner = self
+            .store
+            .bucket_owner(&bucket)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| s3_error!(NoSuchBucket))?;
+        if let Some(m) = &self.meter {
+            m.meter(&owner, nimbus_core::Service::Objects, 1);
+        }
+        cx.extensions_mut().insert(crate::acl::Anonymous { owner });
+        Ok(())
     }
 }
 
@@ -168,10 +204,7 @@ pub(crate) fn now_secs() -> u64 {
 impl s3s::access::S3Access for Access {
     async fn check(&self, cx: &mut s3s::access::S3AccessContext<'_>) -> S3Result<()> {
         let Some(Credentials { access_key, .. }) = cx.credentials() else {
-            return Err(s3_error!(
-                AccessDenied,
-                "anonymous access is not allowed: sign requests with a key from `nimbus keys create --s3`"
-            ));
+            return self.anonymous(cx).await;
         };
         let (app, _) = self
             .store

@@ -48,16 +48,33 @@ pub(crate) async fn create(
     req: S3Request<CreateBucketInput>,
 ) -> S3Result<S3Response<CreateBucketOutput>> {
     let app = app_of(&req.extensions)?;
-    let name = req.input.bucket;
+    let input = req.input;
+    crate::acl::no_grant_headers(&[
+        &input.grant_full_control,
+        &input.grant_read,
+        &input.grant_read_acp,
+        &input.grant_write,
+        &input.grant_write_acp,
+    ])?;
+    let public = crate::acl::canned(input.acl.as_ref().map(|a| a.as_str()))?;
+    let name = input.bucket;
     match this
         .store
         .create_bucket(&name, &app)
         .await
         .map_err(internal)?
     {
-        Ok(()) => Ok(S3Response::new(CreateBucketOutput {
-            location: Some(format!("/{name}")),
-        })),
+        Ok(()) => {
+            if public {
+                this.store
+                    .set_bucket_public(&name, true)
+                    .await
+                    .map_err(write_err)?;
+            }
+            Ok(S3Response::new(CreateBucketOutput {
+                location: Some(format!("/{name}")),
+            }))
+        }
         Err(owner) if owner == app => Err(s3_error!(BucketAlreadyOwnedByYou)),
         Err(_) => Err(s3_error!(BucketAlreadyExists)),
     }

@@ -18,8 +18,10 @@
 //! objects (put, get with range and conditions, head, delete,
 //! delete-multiple, copy, list v1 and v2; each by version too, and their
 //! versions' listing; kept standard headers and tags: `attrs`,
-//! `tagging`), multipart uploads (and their listing), and storage events
-//! written in the object change's transaction; guests reach the same buckets through
+//! `tagging`; ACLs `private` and `public-read`, the Public Access Block
+//! and unsigned reads of what is public: `acl`), multipart uploads (and
+//! their listing), and storage events written in the object change's
+//! transaction; guests reach the same buckets through
 //! `nimbus:data/blobs` ([`Blobs`], `guest.rs`: the guest side, linked into
 //! the runtime as a `GuestCapability`). docs/S3.md lists every S3
 //! operation and how far it is served.
@@ -33,6 +35,7 @@
 //! do what is `auth` ([`Keys`], [`Access`], the signature checks); the HTTP
 //! service in front of `s3s` is `endpoint`.
 
+mod acl;
 mod attrs;
 mod auth;
 mod buckets;
@@ -407,6 +410,55 @@ impl S3 for Objects {
         req: S3Request<ListObjectsV2Input>,
     ) -> S3Result<S3Response<ListObjectsV2Output>> {
         listing::list_v2(self, req).await
+    }
+
+    async fn get_bucket_acl(
+        &self,
+        req: S3Request<GetBucketAclInput>,
+    ) -> S3Result<S3Response<GetBucketAclOutput>> {
+        acl::get_bucket(self, req).await
+    }
+
+    async fn put_bucket_acl(
+        &self,
+        req: S3Request<PutBucketAclInput>,
+    ) -> S3Result<S3Response<PutBucketAclOutput>> {
+        acl::put_bucket(self, req).await
+    }
+
+    async fn get_object_acl(
+        &self,
+        req: S3Request<GetObjectAclInput>,
+    ) -> S3Result<S3Response<GetObjectAclOutput>> {
+        acl::get_object(self, req).await
+    }
+
+    async fn put_object_acl(
+        &self,
+        req: S3Request<PutObjectAclInput>,
+    ) -> S3Result<S3Response<PutObjectAclOutput>> {
+        acl::put_object(self, req).await
+    }
+
+    async fn get_public_access_block(
+        &self,
+        req: S3Request<GetPublicAccessBlockInput>,
+    ) -> S3Result<S3Response<GetPublicAccessBlockOutput>> {
+        acl::get_block(self, req).await
+    }
+
+    async fn put_public_access_block(
+        &self,
+        req: S3Request<PutPublicAccessBlockInput>,
+    ) -> S3Result<S3Response<PutPublicAccessBlockOutput>> {
+        acl::put_block(self, req).await
+    }
+
+    async fn delete_public_access_block(
+        &self,
+        req: S3Request<DeletePublicAccessBlockInput>,
+    ) -> S3Result<S3Response<DeletePublicAccessBlockOutput>> {
+        acl::delete_block(self, req).await
     }
 
     async fn get_object_tagging(

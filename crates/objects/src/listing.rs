@@ -20,6 +20,7 @@ pub(crate) async fn list_v1(
 ) -> S3Result<S3Response<ListObjectsOutput>> {
     let owner = owner_of(&req.extensions)?;
     let input = req.input;
+    crate::acl::check_list(this, &req.extensions, &input.bucket).await?;
     let enc = KeyEncoding::of(input.encoding_type.as_ref())?;
     let prefix = input.prefix.clone().unwrap_or_default();
     let delimiter = input.delimiter.clone().filter(|d| !d.is_empty());
@@ -67,6 +68,7 @@ pub(crate) async fn list_v2(
 ) -> S3Result<S3Response<ListObjectsV2Output>> {
     let owner = owner_of(&req.extensions)?;
     let input = req.input;
+    crate::acl::check_list(this, &req.extensions, &input.bucket).await?;
     let enc = KeyEncoding::of(input.encoding_type.as_ref())?;
     let prefix = input.prefix.clone().unwrap_or_default();
     let max = max_keys(input.max_keys);
@@ -114,7 +116,10 @@ fn max_keys(asked: Option<i32>) -> usize {
 
 /// The owner listings name: the app (a bucket's only owner).
 pub(crate) fn owner_of(ext: &http::Extensions) -> S3Result<Owner> {
-    let app = app_of(ext)?;
+    let app = match crate::acl::anonymous(ext) {
+        Some(a) => a.owner.clone(),
+        None => app_of(ext)?,
+    };
     Ok(Owner {
         display_name: Some(app.clone()),
         id: Some(app),

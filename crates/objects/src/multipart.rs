@@ -13,7 +13,16 @@ pub(crate) async fn create(
 ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
     let input = req.input;
     check_key(&input.key)?;
+    crate::acl::no_grant_headers(&[
+        &input.grant_full_control,
+        &input.grant_read,
+        &input.grant_read_acp,
+        &input.grant_write_acp,
+    ])?;
+    let public = crate::acl::canned(input.acl.as_ref().map(|a| a.as_str()))?;
+    crate::acl::check_may_publish(this, &input.bucket, public).await?;
     let attrs = nimbus_store::ObjectAttrs {
+        public,
         headers: crate::attrs::headers(
             input.cache_control,
             input.content_disposition,

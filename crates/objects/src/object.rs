@@ -14,6 +14,7 @@
 //! `nimbus:data/blobs` store no storage events: only S3 writes do.)
 
 use crate::Objects;
+use crate::acl;
 use crate::attrs::{expires, header, headers, parse_tagging_header};
 use crate::auth::app_of;
 use crate::buckets::check_owner;
@@ -56,8 +57,18 @@ pub(crate) async fn put(
             ));
         }
     }
-    // Checked before the body is read: a refused tag set costs no upload.
+    // Checked before the body is read: a refused tag set or ACL costs no
+    // upload.
+    acl::no_grant_headers(&[
+        &input.grant_full_control,
+        &input.grant_read,
+        &input.grant_read_acp,
+        &input.grant_write_acp,
+    ])?;
+    let public = acl::canned(input.acl.as_ref().map(|a| a.as_str()))?;
+    acl::check_may_publish(this, &input.bucket, public).await?;
     let attrs = ObjectAttrs {
+        public,
         headers: headers(
             input.cache_control,
             input.content_disposition,
@@ -103,9 +114,29 @@ pub(crate) async fn get(
     req: S3Request<GetObjectInput>,
 ) -> S3Result<S3Response<GetObjectOutput>> {
     let input = req.input;
-    let row = this
+    let found = this
         .object_row(&input.bucket, &input.key, input.version_id.as_deref())
-        .await?;
+        .await;
+    let row = acl::check_read(this, &req.extensions, &input.bucket, found, |o| {
+        o.attrs.public
+    })
+    .await?;
+    // As S3: an unsigned GET may not rewrite the answer's headers (a
+    // public object could otherwise be served as, say, text/html).
+    let overrides = [
+        input.response_cache_control.is_some(),
+        input.response_content_disposition.is_some(),
+        input.response_content_encoding.is_some(),
+        input.response_content_language.is_some(),
+        input.response_content_type.is_some(),
+        input.response_expires.is_some(),
+    ];
+    if acl::anonymous(&req.extensions).is_some() && overrides.contains(&true) {
+        return Err(s3_error!(
+            InvalidRequest,
+            "response-* parameters are not accepted on unsigned requests: sign the request (or presign the URL)"
+        ));
+    }
     let conditions = Conditions {
         if_match: input.if_match.as_ref(),
         if_none_match: input.if_none_match.as_ref(),
@@ -171,9 +202,13 @@ pub(crate) async fn head(
     req: S3Request<HeadObjectInput>,
 ) -> S3Result<S3Response<HeadObjectOutput>> {
     let input = req.input;
-    let row = this
+    let found = this
         .object_row(&input.bucket, &input.key, input.version_id.as_deref())
-        .await?;
+        .await;
+    let row = acl::check_read(this, &req.extensions, &input.bucket, found, |o| {
+        o.attrs.public
+    })
+    .await?;
     let conditions = Conditions {
         if_match: input.if_match.as_ref(),
         if_none_match: input.if_none_match.as_ref(),
@@ -356,6 +391,9 @@ pub(crate) async fn copy(
             src.attrs.headers.clone(),
         )
     };
+    // A copy is private unless its request says otherwise (S3's rule).
+    let public = acl::canned(input.acl.as_ref().map(|a| a.as_str()))?;
+    acl::check_may_publish(this, &input.bucket, public).await?;
     let tags = if input.tagging_directive.as_ref().map(|d| d.as_str()) == Some("REPLACE") {
         parse_tagging_header(input.tagging.as_deref())?
     } else {
@@ -374,6 +412,7 @@ pub(crate) async fn copy(
         attrs: ObjectAttrs {
             headers: kept,
             tags,
+            public,
         },
     };
     let last_modified = row.last_modified_us;

@@ -65,6 +65,8 @@ pub struct ObjectAttrs {
     pub headers: Vec<(String, String)>,
     /// Tags, key → value, in the order given.
     pub tags: Vec<(String, String)>,
+    /// Whether anyone may read it without signing (ACL `public-read`).
+    pub public: bool,
 }
 
 pub(crate) fn attrs_json(a: &ObjectAttrs) -> String {

@@ -1,5 +1,6 @@
-//! Tags: an object version's (in its `attrs`) and a bucket's. The caller
-//! checks S3's limits; the store keeps the set as given.
+//! What is set on an object version after it is written (its tags and
+//! ACL, in its `attrs`), and on a bucket (tags, ACL, Public Access Block).
+//! The caller checks S3's rules; the store keeps what it is given.
 
 use crate::objects::{ObjectAttrs, attrs_json, attrs_of};
 use crate::{Result, Store, StoreError};
@@ -17,6 +18,30 @@ impl Store {
         key: &str,
         version: Option<&str>,
         tags: &Tags,
+    ) -> Result<Option<String>> {
+        self.update_attrs(bucket, key, version, |a| a.tags = tags.clone())
+            .await
+    }
+
+    /// Makes an object's current version, or the version named, public
+    /// (readable without signing) or private; as [`Store::set_object_tags`].
+    pub async fn set_object_public(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+        public: bool,
+    ) -> Result<Option<String>> {
+        self.update_attrs(bucket, key, version, |a| a.public = public)
+            .await
+    }
+
+    async fn update_attrs(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+        change: impl FnOnce(&mut ObjectAttrs),
     ) -> Result<Option<String>> {
         let mut tx = self.begin_write().await?;
         self.lock_name(&mut tx, &format!("object/{bucket}/{key}"))
@@ -52,13 +77,10 @@ impl Store {
                 break;
             }
         }
-        let Some((table, id, attrs)) = found else {
+        let Some((table, id, mut attrs)) = found else {
             return Ok(None);
         };
-        let attrs = ObjectAttrs {
-            tags: tags.clone(),
-            ..attrs
-        };
+        change(&mut attrs);
         sqlx::query(&format!(
             "UPDATE {table} SET attrs = $1 WHERE bucket = $2 AND key = $3 AND version_id = $4"
         ))
@@ -105,6 +127,87 @@ impl Store {
     }
 }
 
+/// A bucket's Public Access Block, as S3 names its four settings.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PublicAccessBlock {
+    /// Refuse ACLs that make the bucket or its objects public.
+    pub block_public_acls: bool,
+    /// Ignore public ACLs: nothing of the bucket is read without signing.
+    pub ignore_public_acls: bool,
+    /// Refuse public bucket policies (Nimbus has none: kept as set).
+    pub block_public_policy: bool,
+    /// Restrict public buckets (kept as set).
+    pub restrict_public_buckets: bool,
+}
+
+/// Who owns a bucket and how public it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BucketAccess {
+    /// The owning app.
+    pub owner: String,
+    /// ACL `public-read`: anyone may list it.
+    pub public: bool,
+    /// Its Public Access Block, if set.
+    pub block: Option<PublicAccessBlock>,
+}
+
+impl Store {
+    /// A bucket's owner, ACL and Public Access Block.
+    pub async fn bucket_access(&self, bucket: &str) -> Result<Option<BucketAccess>> {
+        use sqlx::Row;
+        let row = sqlx::query("SELECT app, acl, public_access_block FROM buckets WHERE name = $1")
+            .bind(bucket)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(r) = row else { return Ok(None) };
+        let block: Option<String> = r.try_get("public_access_block")?;
+        Ok(Some(BucketAccess {
+            owner: r.try_get("app")?,
+            public: r.try_get::<Option<String>, _>("acl")?.as_deref() == Some("public-read"),
+            block: block
+                .map(|b| {
+                    serde_json::from_str(&b).map_err(|e| {
+                        StoreError::Corrupt(format!("bucket public access block: {e}"))
+                    })
+                })
+                .transpose()?,
+        }))
+    }
+
+    /// Makes a bucket listable without signing (`public-read`), or not.
+    pub async fn set_bucket_public(&self, bucket: &str, public: bool) -> Result<()> {
+        let acl = public.then_some("public-read");
+        self.update_bucket(bucket, "acl", acl.map(str::to_string))
+            .await
+    }
+
+    /// Sets (or, with `None`, removes) a bucket's Public Access Block.
+    pub async fn set_public_access_block(
+        &self,
+        bucket: &str,
+        block: Option<&PublicAccessBlock>,
+    ) -> Result<()> {
+        let json = block.map(|b| serde_json::to_string(b).expect("booleans serialize"));
+        self.update_bucket(bucket, "public_access_block", json)
+            .await
+    }
+
+    async fn update_bucket(&self, bucket: &str, column: &str, value: Option<String>) -> Result<()> {
+        let done = sqlx::query(&format!("UPDATE buckets SET {column} = $1 WHERE name = $2"))
+            .bind(value)
+            .bind(bucket)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        if done == 0 {
+            return Err(StoreError::NotFound(format!(
+                "bucket {bucket:?} does not exist: create it first"
+            )));
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,6 +240,7 @@ mod tests {
             attrs: ObjectAttrs {
                 headers: vec![("cache-control".into(), "no-cache".into())],
                 tags: t("first"),
+                public: false,
             },
         };
         let v1 = s.put_object(&o("f1"), &[]).await.unwrap().version_id;

@@ -14,6 +14,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 import details
+import public
 import versioning
 
 endpoint, key, secret, okey, osecret, work = sys.argv[1:7]
@@ -162,4 +163,5 @@ s3.delete_bucket(Bucket="empty")
 
 versioning.run(s3, other, refused)
 details.run(s3, other, refused)
+public.run(s3, other, refused, endpoint)
 print("all ok")
