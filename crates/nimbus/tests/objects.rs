@@ -140,6 +140,86 @@ async fn boto3_and_aws_cli_against_the_s3_endpoint() {
     );
 }
 
+/// Files under a directory, recursively.
+fn files_under(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| {
+                    let p = e.path();
+                    if p.is_dir() { files_under(&p) } else { 1 }
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// A copy refused for its ACL, the bucket's Public Access Block or its
+/// tags leaves no body behind: every refusal comes before the copy is
+/// written (a refused copy of a large object, repeated, would otherwise
+/// fill the disk with files no row points at, outside every quota).
+#[tokio::test(flavor = "multi_thread")]
+async fn refused_copies_leave_no_file_behind() {
+    let data = tempfile::tempdir().unwrap();
+    let s = Server::start_in(data.path(), &["--s3-listen", "127.0.0.1:0"]);
+    s.deploy(app("photos").path());
+    let (k, secret) = key(&s, "photos");
+    let url = s3_url(&s);
+    let run = |code: &str| {
+        let out = Command::new(pyenv().join("python"))
+            .arg("-c")
+            .arg(format!(
+                r#"
+import sys, boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+url, k, s = sys.argv[1:4]
+c = boto3.client("s3", endpoint_url=url, aws_access_key_id=k, aws_secret_access_key=s, region_name="us-east-1",
+                 config=Config(signature_version="s3v4", s3={{"addressing_style": "path"}}))
+def refused(f):
+    try:
+        f()
+    except ClientError as e:
+        print(e.response["Error"]["Code"])
+        return
+    print("ACCEPTED")
+{code}
+"#
+            ))
+            .args([&url, &k, &secret])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    run(
+        r#"c.create_bucket(Bucket="photos"); c.put_object(Bucket="photos", Key="big", Body=b"x" * (1 << 20))"#,
+    );
+    let before = files_under(&data.path().join("objects"));
+    let refusals = run(r#"
+src = {"Bucket": "photos", "Key": "big"}
+refused(lambda: c.copy_object(Bucket="photos", Key="c1", CopySource=src, ACL="authenticated-read"))
+refused(lambda: c.copy_object(Bucket="photos", Key="c2", CopySource=src, TaggingDirective="REPLACE", Tagging="aws:x=1"))
+refused(lambda: c.copy_object(Bucket="photos", Key="c3", CopySource=src, GrantRead='id="rival"'))
+c.put_public_access_block(Bucket="photos", PublicAccessBlockConfiguration={"BlockPublicAcls": True})
+refused(lambda: c.copy_object(Bucket="photos", Key="c4", CopySource=src, ACL="public-read"))
+"#);
+    assert_eq!(
+        files_under(&data.path().join("objects")),
+        before,
+        "a refused copy left its body on disk ({refusals})"
+    );
+    assert_eq!(
+        refusals.lines().collect::<Vec<_>>(),
+        ["AccessDenied", "InvalidTag", "AccessDenied", "AccessDenied"],
+        "{refusals}"
+    );
+}
+
 /// kill -9 during a large upload: after restart the object is absent or
 /// complete, never partial, and no partial file is left behind.
 #[tokio::test(flavor = "multi_thread")]

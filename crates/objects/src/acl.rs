@@ -163,11 +163,14 @@ pub(crate) async fn check_read<T>(
     found: S3Result<T>,
     public: impl Fn(&T) -> bool,
 ) -> S3Result<T> {
-    if anonymous(ext).is_none() {
+    let Some(anon) = anonymous(ext) else {
         return found;
-    }
+    };
     let a = bucket_access(this, bucket).await?;
     let ignore = a.block.is_some_and(|b| b.ignore_public_acls);
+    if !ignore && (a.public || found.as_ref().is_ok_and(&public)) {
+        meter(this, anon);
+    }
     let denied = || {
         s3_error!(
             AccessDenied,
@@ -188,13 +191,24 @@ pub(crate) async fn check_list(
     ext: &http::Extensions,
     bucket: &str,
 ) -> S3Result<()> {
-    if anonymous(ext).is_some() && !listable(this, bucket).await? {
+    let Some(anon) = anonymous(ext) else {
+        return Ok(());
+    };
+    if !listable(this, bucket).await? {
         return Err(s3_error!(
             AccessDenied,
             "this bucket is not public: sign the request with a key of its app"
         ));
     }
+    meter(this, anon);
     Ok(())
+}
+
+/// An unsigned request allowed: one object operation of the bucket's app.
+fn meter(this: &Objects, anon: &Anonymous) {
+    if let Some(m) = &this.meter {
+        m.meter(&anon.owner, nimbus_core::Service::Objects, 1);
+    }
 }
 
 /// The owner's full control, and READ for everyone when public.

@@ -85,8 +85,9 @@ impl Access {
     /// An unsigned request: only reads of objects and listings of one
     /// bucket pass, marked `Anonymous` (never with an `AppId`), for the
     /// operation to allow only what is public (`acl::check_read`,
-    /// `acl::check_list`). Metered to the bucket's owner, as S3 bills the
-    /// bucket owner.
+    /// `acl::check_list`, which meter what they allow to the bucket's
+    /// owner, as S3 bills the bucket owner; a refused one costs its owner
+    /// nothing).
     async fn anonymous(&self, cx: &mut s3s::access::S3AccessContext<'_>) -> S3Result<()> {
         let refused = || {
             s3_error!(
@@ -110,9 +111,6 @@ impl Access {
             .await
             .map_err(internal)?
             .ok_or_else(|| s3_error!(NoSuchBucket))?;
-        if let Some(m) = &self.meter {
-            m.meter(&owner, nimbus_core::Service::Objects, 1);
-        }
         cx.extensions_mut().insert(crate::acl::Anonymous { owner });
         Ok(())
     }

@@ -18,7 +18,7 @@ pub(crate) async fn list_v1(
     this: &Objects,
     req: S3Request<ListObjectsInput>,
 ) -> S3Result<S3Response<ListObjectsOutput>> {
-    let owner = owner_of(&req.extensions)?;
+    let owner = lister_owner(&req.extensions)?;
     let input = req.input;
     crate::acl::check_list(this, &req.extensions, &input.bucket).await?;
     let enc = KeyEncoding::of(input.encoding_type.as_ref())?;
@@ -66,7 +66,7 @@ pub(crate) async fn list_v2(
     this: &Objects,
     req: S3Request<ListObjectsV2Input>,
 ) -> S3Result<S3Response<ListObjectsV2Output>> {
-    let owner = owner_of(&req.extensions)?;
+    let owner = lister_owner(&req.extensions)?;
     let input = req.input;
     crate::acl::check_list(this, &req.extensions, &input.bucket).await?;
     let enc = KeyEncoding::of(input.encoding_type.as_ref())?;
@@ -116,6 +116,16 @@ fn max_keys(asked: Option<i32>) -> usize {
 
 /// The owner listings name: the app (a bucket's only owner).
 pub(crate) fn owner_of(ext: &http::Extensions) -> S3Result<Owner> {
+    let app = app_of(ext)?;
+    Ok(Owner {
+        display_name: Some(app.clone()),
+        id: Some(app),
+    })
+}
+
+/// The owner the object listings name, which an unsigned reader of a
+/// public bucket may list too.
+fn lister_owner(ext: &http::Extensions) -> S3Result<Owner> {
     let app = match crate::acl::anonymous(ext) {
         Some(a) => a.owner.clone(),
         None => app_of(ext)?,
@@ -375,7 +385,7 @@ pub(crate) const LIST_SCAN_LIMIT: usize = 10_000;
 /// what follows it up to and including the first delimiter, if any.
 pub(crate) fn common_prefix(key: &str, prefix: &str, delimiter: Option<&str>) -> Option<String> {
     let d = delimiter?;
-    let i = key[prefix.len()..].find(d)?;
+    let i = key.strip_prefix(prefix)?.find(d)?;
     Some(key[..prefix.len() + i + d.len()].to_string())
 }
 

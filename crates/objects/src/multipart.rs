@@ -227,6 +227,8 @@ pub(crate) async fn complete(
     let upload = this
         .upload_of(&input.upload_id, &input.bucket, &input.key)
         .await?;
+    // The bucket may have blocked public ACLs since the upload began.
+    crate::acl::check_may_publish(this, &upload.bucket, upload.attrs.public).await?;
     let stored_parts = this.store.parts(&upload.id).await.map_err(internal)?;
     let asked = input
         .multipart_upload

@@ -356,6 +356,22 @@ pub(crate) async fn copy(
         CopySource::Bucket { version_id, .. } => version_id.clone(),
         _ => None,
     };
+    // Every refusal comes before the body is copied: a copy refused after
+    // it would leave a file no row points at.
+    acl::no_grant_headers(&[
+        &input.grant_full_control,
+        &input.grant_read,
+        &input.grant_read_acp,
+        &input.grant_write_acp,
+    ])?;
+    // A copy is private unless its request says otherwise (S3's rule).
+    let public = acl::canned(input.acl.as_ref().map(|a| a.as_str()))?;
+    acl::check_may_publish(this, &input.bucket, public).await?;
+    let tags = if input.tagging_directive.as_ref().map(|d| d.as_str()) == Some("REPLACE") {
+        parse_tagging_header(input.tagging.as_deref())?
+    } else {
+        src.attrs.tags.clone()
+    };
     let file = this
         .blobs
         .open_range(&src.file, 0)
@@ -390,14 +406,6 @@ pub(crate) async fn copy(
             src.metadata.clone(),
             src.attrs.headers.clone(),
         )
-    };
-    // A copy is private unless its request says otherwise (S3's rule).
-    let public = acl::canned(input.acl.as_ref().map(|a| a.as_str()))?;
-    acl::check_may_publish(this, &input.bucket, public).await?;
-    let tags = if input.tagging_directive.as_ref().map(|d| d.as_str()) == Some("REPLACE") {
-        parse_tagging_header(input.tagging.as_deref())?
-    } else {
-        src.attrs.tags.clone()
     };
     let row = ObjectRow {
         bucket: input.bucket,

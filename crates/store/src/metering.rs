@@ -537,6 +537,17 @@ mod tests {
             .unwrap();
         assert_eq!(gone.freed, ["f-o1-500"]);
         assert_eq!(s.quota_usage("a").await.unwrap().objects, 500);
+        // Over a lowered quota, a deletion in a versioned bucket (the
+        // current version moving to the noncurrent ones) still passes.
+        s.set_storage_quotas(&StorageQuotas {
+            objects: Some(100),
+            ..s.storage_quotas().await.unwrap()
+        })
+        .await
+        .unwrap();
+        let marker = s.delete_object("bk", "big", None, &[]).await.unwrap();
+        assert!(marker.delete_marker);
+        assert_eq!(s.quota_usage("a").await.unwrap().objects, 500);
         // Deleting the app forgets its usage.
         let spec = nimbus_core::spec::AppSpec {
             name: "a".into(),

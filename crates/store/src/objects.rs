@@ -291,6 +291,9 @@ impl Store {
             Some(id) => forget_upload(&mut tx, id).await?,
             None => Vec::new(),
         };
+        // The version's time is taken under the object's lock, so versions
+        // are ordered as their writes commit (on one clock).
+        let last_modified = now_us().max(o.last_modified_us);
         let version_id = match versioning {
             Versioning::Enabled => crate::versions::new_version_id(),
             _ => NULL_VERSION.to_string(),
@@ -330,7 +333,7 @@ impl Store {
         .bind(&o.etag)
         .bind(&o.content_type)
         .bind(meta_json(&o.metadata))
-        .bind(o.last_modified_us)
+        .bind(last_modified)
         .bind(&version_id)
         .bind(attrs_json(&o.attrs))
         .execute(&mut *tx)

@@ -400,7 +400,13 @@ impl Store {
                     )),
                     None => None,
                 };
-                (key.clone(), false, place.map(|p| (key.clone(), p)))
+                // A marker outside the prefix places nothing inside it.
+                let inside = key.starts_with(prefix);
+                (
+                    key.clone(),
+                    false,
+                    place.filter(|_| inside).map(|p| (key.clone(), p)),
+                )
             }
         };
         let (lower, inclusive) = if lower.as_str() >= prefix {
@@ -632,6 +638,12 @@ mod tests {
         );
         assert_eq!(page(after("a", &ids[1])).await, ["f0", "f3"]);
         assert_eq!(page(after("a", "unknown")).await, ["f3"]);
+        // A marker outside the prefix lists nothing of its key.
+        let outside = s
+            .list_versions("b", "zz", &after("a", &ids[2]), 10)
+            .await
+            .unwrap();
+        assert!(outside.is_empty(), "{outside:?}");
         assert_eq!(
             page(VersionFrom::Key(ListFrom::After("a".into()))).await,
             ["f3"]

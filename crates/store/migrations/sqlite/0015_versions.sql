@@ -22,10 +22,19 @@ CREATE TABLE object_versions (
     last_modified BIGINT NOT NULL,
     PRIMARY KEY (bucket, key, version_id)
 );
+-- A key's versions newest first (listings, the latest, promotion).
+CREATE INDEX object_versions_by_age ON object_versions (bucket, key, last_modified, version_id);
 
-CREATE TRIGGER object_versions_usage_insert AFTER INSERT ON object_versions BEGIN
-    INSERT INTO storage_delta
-        VALUES ((SELECT app FROM buckets WHERE name = NEW.bucket), 'objects', NEW.size);
+-- Rows enter object_versions only by a move out of objects (whose bytes
+-- were counted) or as 0-byte delete markers, so an insert here is never
+-- checked against the quota: a deletion in a versioned bucket passes even
+-- for an app over its quota (the quota was lowered, say).
+CREATE TRIGGER object_versions_usage_insert AFTER INSERT ON object_versions
+WHEN NEW.size <> 0 AND (SELECT app FROM buckets WHERE name = NEW.bucket) IS NOT NULL
+BEGIN
+    INSERT INTO storage_usage (app, kind, shard, bytes)
+        VALUES ((SELECT app FROM buckets WHERE name = NEW.bucket), 'objects', 0, NEW.size)
+        ON CONFLICT (app, kind, shard) DO UPDATE SET bytes = bytes + excluded.bytes;
 END;
 CREATE TRIGGER object_versions_usage_update AFTER UPDATE ON object_versions BEGIN
     INSERT INTO storage_delta
