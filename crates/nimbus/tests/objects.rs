@@ -138,6 +138,69 @@ async fn boto3_and_aws_cli_against_the_s3_endpoint() {
         buckets.contains("cli-bucket") && buckets.contains("photos"),
         "{buckets}"
     );
+
+    // aws-cli s3api: versioning, the versions' listing, a public object.
+    let a_txt = src.join("a.txt");
+    aws(&["s3api", "create-bucket", "--bucket", "cli-versions"]);
+    aws(&[
+        "s3api",
+        "put-bucket-versioning",
+        "--bucket",
+        "cli-versions",
+        "--versioning-configuration",
+        "Status=Enabled",
+    ]);
+    for _ in 0..2 {
+        aws(&[
+            "s3api",
+            "put-object",
+            "--bucket",
+            "cli-versions",
+            "--key",
+            "v",
+            "--acl",
+            "public-read",
+            "--body",
+            a_txt.to_str().unwrap(),
+        ]);
+    }
+    let listed: serde_json::Value = serde_json::from_str(&aws(&[
+        "s3api",
+        "list-object-versions",
+        "--bucket",
+        "cli-versions",
+    ]))
+    .unwrap();
+    assert_eq!(
+        listed["Versions"].as_array().map(Vec::len),
+        Some(2),
+        "{listed}"
+    );
+    let public = reqwest::get(format!("{url}/cli-versions/v")).await.unwrap();
+    assert_eq!(
+        public.status(),
+        200,
+        "a public-read object, fetched unsigned"
+    );
+    assert_eq!(public.text().await.unwrap(), "a");
+
+    // s3cmd and rclone (Debian's), and curl for a public object.
+    let tools = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/s3/tools.sh");
+    let out = Command::new("bash")
+        .arg(&tools)
+        .args([&url, &k1, &s1])
+        .arg(work.path().join("tools"))
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && text.contains("s3cmd ok") && text.contains("rclone ok"),
+        "s3cmd/rclone run failed:\n{text}"
+    );
 }
 
 /// Files under a directory, recursively.
