@@ -48,7 +48,12 @@ fn app(name: &str) -> tempfile::TempDir {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn boto3_and_aws_cli_against_the_s3_endpoint() {
-    let s = Server::in_process(&["--s3-listen", "127.0.0.1:0"]);
+    let s = Server::in_process(&[
+        "--s3-listen",
+        "127.0.0.1:0",
+        "--s3-domain",
+        "s3.nimbus.test",
+    ]);
     s.deploy(app("photos").path());
     s.deploy(app("other").path());
     let (k1, s1) = key(&s, "photos");

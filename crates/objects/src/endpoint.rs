@@ -6,14 +6,82 @@ use crate::{Objects, Unseal};
 use std::time::Duration;
 
 /// The S3 HTTP service: storage, per-app keys (SigV4) and access checks.
-/// Path-style addressing (`http://host:port/bucket/key`).
-pub fn service(objects: Objects, unseal: Unseal) -> Endpoint {
+/// Path-style addressing (`http://host:port/bucket/key`), and with a
+/// `domain`, virtual-hosted-style too (`http://bucket.domain/key`).
+pub fn service(
+    objects: Objects,
+    unseal: Unseal,
+    domain: Option<&str>,
+) -> Result<Endpoint, BadDomain> {
     let store = objects.store.clone();
     let meter = objects.meter.clone();
     let mut b = s3s::service::S3ServiceBuilder::new(objects);
     b.set_auth(Keys::new(store.clone(), unseal));
     b.set_access(Access::new(store, meter));
-    Endpoint { s3: b.build() }
+    if let Some(d) = domain {
+        b.set_host(VirtualHosts::new(d)?);
+    }
+    Ok(Endpoint { s3: b.build() })
+}
+
+/// A `--s3-domain` that is not a host name.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "--s3-domain {0:?} is not a domain name: give the host name buckets are subdomains of, like s3.example.com (no scheme, port or path)"
+)]
+pub struct BadDomain(String);
+
+/// Virtual-hosted-style addressing under one domain: `BUCKET.DOMAIN`
+/// (any port) names the bucket; every other host (the domain itself, an
+/// IP address, localhost) is path-style. Unlike `s3s`'s `SingleDomain`, a
+/// host outside the domain is never taken for a bucket name, so requests
+/// to `127.0.0.1:9000/bucket/key` keep working.
+struct VirtualHosts {
+    domain: String,
+}
+
+impl VirtualHosts {
+    fn new(domain: &str) -> Result<VirtualHosts, BadDomain> {
+        let d = domain.trim_end_matches('.').to_ascii_lowercase();
+        let valid = !d.is_empty()
+            && d.split('.').all(|label| {
+                !label.is_empty()
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            });
+        if !valid {
+            return Err(BadDomain(domain.to_string()));
+        }
+        Ok(VirtualHosts { domain: d })
+    }
+
+    /// The bucket a Host header names, if it is `BUCKET.DOMAIN[:PORT]`.
+    fn bucket<'a>(&self, host: &'a str) -> Option<&'a str> {
+        let name = host.rsplit_once(':').map_or(host, |(h, port)| {
+            if port.bytes().all(|b| b.is_ascii_digit()) {
+                h
+            } else {
+                host
+            }
+        });
+        let cut = name.len().checked_sub(self.domain.len() + 1)?;
+        let (bucket, rest) = name.split_at(cut);
+        (rest[1..].eq_ignore_ascii_case(&self.domain)
+            && rest.starts_with('.')
+            && !bucket.is_empty())
+        .then_some(bucket)
+    }
+}
+
+impl s3s::host::S3Host for VirtualHosts {
+    fn parse_host_header<'a>(&'a self, host: &'a str) -> s3s::S3Result<s3s::host::VirtualHost<'a>> {
+        let vh = s3s::host::VirtualHost::new(host);
+        Ok(match self.bucket(host) {
+            Some(bucket) => vh.with_bucket(bucket),
+            None => vh,
+        })
+    }
 }
 
 /// The S3 endpoint: [`check_signature`] in front of `s3s`, so a refused
@@ -102,6 +170,34 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn virtual_hosts_name_buckets_under_the_domain_only() {
+        let v = VirtualHosts::new("s3.Example.com").unwrap();
+        assert_eq!(v.bucket("photos.s3.example.com"), Some("photos"));
+        assert_eq!(v.bucket("photos.S3.example.com:9000"), Some("photos"));
+        assert_eq!(v.bucket("a.b.s3.example.com"), Some("a.b"));
+        for path_style in [
+            "s3.example.com",
+            "s3.example.com:9000",
+            "127.0.0.1:9000",
+            "localhost",
+            "photos.s3.example.com.evil.net",
+            "photoss3.example.com",
+            ".s3.example.com",
+        ] {
+            assert_eq!(v.bucket(path_style), None, "{path_style}");
+        }
+        for bad in [
+            "",
+            "http://s3.example.com",
+            "s3.example.com:9000",
+            "s3..com",
+            "s3/x",
+        ] {
+            assert!(VirtualHosts::new(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn refusals_before_s3s_are_s3_errors() {

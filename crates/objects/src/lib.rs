@@ -48,7 +48,7 @@ mod object;
 mod tagging;
 
 pub use auth::{Access, Keys, MAX_PRESIGNED_SECS};
-pub use endpoint::{Endpoint, serve, service};
+pub use endpoint::{BadDomain, Endpoint, serve, service};
 pub use guest::Blobs;
 
 use auth::app_of;

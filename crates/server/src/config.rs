@@ -125,6 +125,11 @@ pub struct Config {
     /// Address of the S3-compatible object storage endpoint (off if unset)
     #[arg(long, env = "NIMBUS_S3_LISTEN")]
     pub s3_listen: Option<String>,
+    /// Domain of the S3 endpoint for virtual-hosted-style addressing:
+    /// `BUCKET.DOMAIN` names the bucket (path-style addressing keeps
+    /// working on every other host name). E.g. s3.example.com
+    #[arg(long, env = "NIMBUS_S3_DOMAIN")]
+    pub s3_domain: Option<String>,
     /// Largest object, in MiB (multipart uploads included)
     #[arg(long, default_value_t = 5 * 1024)]
     pub max_object_mb: u64,

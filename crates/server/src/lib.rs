@@ -232,8 +232,11 @@ impl Node {
                 )
                 .metered(records.clone());
                 let unsealer = sealer.clone();
-                let service =
-                    nimbus_objects::service(objects, Arc::new(move |s: &str| unsealer.open(s)));
+                let service = nimbus_objects::service(
+                    objects,
+                    Arc::new(move |s: &str| unsealer.open(s)),
+                    args.s3_domain.as_deref(),
+                )?;
                 let stop = stop.clone();
                 listeners.push(tokio::spawn(async move {
                     let stopped = async move { stop.cancelled().await };

@@ -15,6 +15,7 @@ from botocore.exceptions import ClientError
 
 import details
 import public
+import virtual
 import versioning
 
 endpoint, key, secret, okey, osecret, work = sys.argv[1:7]
@@ -164,4 +165,5 @@ s3.delete_bucket(Bucket="empty")
 versioning.run(s3, other, refused)
 details.run(s3, other, refused)
 public.run(s3, other, refused, endpoint)
+virtual.run(s3, refused, endpoint, key, secret, okey, osecret)
 print("all ok")
