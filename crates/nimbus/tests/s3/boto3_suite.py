@@ -6,6 +6,8 @@ Prints one line per check; exits non-zero on the first failure.
 import hashlib
 import os
 import sys
+import time
+import urllib.error
 import urllib.request
 
 import boto3
@@ -130,6 +132,19 @@ assert urllib.request.urlopen(get_url).read() == b"hello world"
 put_url = s3.generate_presigned_url("put_object", Params={"Bucket": "photos", "Key": "presigned.txt"}, ExpiresIn=60)
 urllib.request.urlopen(urllib.request.Request(put_url, data=b"via presigned put", method="PUT")).read()
 assert s3.get_object(Bucket="photos", Key="presigned.txt")["Body"].read() == b"via presigned put"
+# Past their expiry, a presigned PUT and GET are refused as S3 refuses
+# them: 403 AccessDenied, "Request has expired"; nothing is written.
+late_put = s3.generate_presigned_url("put_object", Params={"Bucket": "photos", "Key": "late.txt"}, ExpiresIn=1)
+late_get = s3.generate_presigned_url("get_object", Params={"Bucket": "photos", "Key": "a/b.txt"}, ExpiresIn=1)
+time.sleep(2.2)
+for u, m, d in [(late_put, "PUT", b"too late"), (late_get, "GET", None)]:
+    try:
+        urllib.request.urlopen(urllib.request.Request(u, data=d, method=m))
+        raise AssertionError(f"an expired presigned {m} was accepted")
+    except urllib.error.HTTPError as e:
+        body = e.read().decode()
+        assert e.code == 403 and "<Code>AccessDenied</Code>" in body and "expired" in body, (m, e.code, body)
+refused("NoSuchKey", lambda: s3.get_object(Bucket="photos", Key="late.txt"))
 print("presigned ok")
 
 refused("SignatureDoesNotMatch", lambda: client(key, "wrong" * 8).list_buckets())
