@@ -69,27 +69,9 @@ pub(crate) async fn upload_part(
     let Some(body) = input.body else {
         return Err(s3_error!(IncompleteBody));
     };
-    let stored = this
-        .blobs
-        .put_stream(this.max_object_bytes, body)
-        .await
-        .map_err(body_error)?;
-    let part = nimbus_store::PartRow {
-        part_number: i64::from(input.part_number),
-        file: stored.file.clone(),
-        size: stored.size,
-        etag: stored.md5.clone(),
-    };
-    match this.store.put_part(&upload.id, &part).await {
-        Ok(Some(old)) => this.blobs.delete(&old).await,
-        Ok(None) => {}
-        Err(e) => {
-            this.blobs.delete(&stored.file).await;
-            return Err(write_err(e));
-        }
-    }
+    let etag = store_part(this, &upload.id, input.part_number, body).await?;
     Ok(S3Response::new(UploadPartOutput {
-        e_tag: Some(ETag::Strong(stored.md5)),
+        e_tag: Some(ETag::Strong(etag)),
         ..Default::default()
     }))
 }
@@ -129,32 +111,14 @@ pub(crate) async fn upload_part_copy(
         tokio::io::AsyncReadExt::take(file, len),
         256 * 1024,
     );
-    let stored = this
-        .blobs
-        .put_stream(this.max_object_bytes, body)
-        .await
-        .map_err(body_error)?;
-    let part = nimbus_store::PartRow {
-        part_number: i64::from(input.part_number),
-        file: stored.file.clone(),
-        size: stored.size,
-        etag: stored.md5.clone(),
-    };
-    match this.store.put_part(&upload.id, &part).await {
-        Ok(Some(old)) => this.blobs.delete(&old).await,
-        Ok(None) => {}
-        Err(e) => {
-            this.blobs.delete(&stored.file).await;
-            return Err(write_err(e));
-        }
-    }
+    let etag = store_part(this, &upload.id, input.part_number, body).await?;
     let version = match &input.copy_source {
         CopySource::Bucket { version_id, .. } => version_id.clone(),
         _ => None,
     };
     Ok(S3Response::new(UploadPartCopyOutput {
         copy_part_result: Some(CopyPartResult {
-            e_tag: Some(ETag::Strong(stored.md5)),
+            e_tag: Some(ETag::Strong(etag)),
             last_modified: Some(crate::mapping::timestamp(nimbus_store::now_us())),
             ..Default::default()
         }),
@@ -177,6 +141,41 @@ fn copy_range(range: &str, size: u64) -> S3Result<(u64, u64)> {
             "x-amz-copy-source-range {range:?} is not bytes=FIRST-LAST within the source's {size} bytes"
         )),
     }
+}
+
+/// Streams a part's body to a file (held to the object size limit) and
+/// records it, replacing a part with the same number (whose file goes);
+/// its ETag. If recording fails, the new file goes.
+async fn store_part<S, E>(
+    this: &Objects,
+    upload: &str,
+    part_number: i32,
+    body: S,
+) -> S3Result<String>
+where
+    S: futures::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let stored = this
+        .blobs
+        .put_stream(this.max_object_bytes, body)
+        .await
+        .map_err(body_error)?;
+    let part = nimbus_store::PartRow {
+        part_number: i64::from(part_number),
+        file: stored.file.clone(),
+        size: stored.size,
+        etag: stored.md5.clone(),
+    };
+    match this.store.put_part(upload, &part).await {
+        Ok(Some(old)) => this.blobs.delete(&old).await,
+        Ok(None) => {}
+        Err(e) => {
+            this.blobs.delete(&stored.file).await;
+            return Err(write_err(e));
+        }
+    }
+    Ok(stored.md5)
 }
 
 pub(crate) async fn list_parts(

@@ -112,18 +112,7 @@ impl Store {
     /// Replaces a bucket's tags (`None`: removes them).
     pub async fn set_bucket_tags(&self, bucket: &str, tags: Option<&Tags>) -> Result<()> {
         let json = tags.map(|t| serde_json::to_string(t).expect("strings serialize"));
-        let done = sqlx::query("UPDATE buckets SET tags = $1 WHERE name = $2")
-            .bind(json)
-            .bind(bucket)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-        if done == 0 {
-            return Err(StoreError::NotFound(format!(
-                "bucket {bucket:?} does not exist: create it first"
-            )));
-        }
-        Ok(())
+        self.update_bucket(bucket, "tags", json).await
     }
 }
 
@@ -192,7 +181,14 @@ impl Store {
             .await
     }
 
-    async fn update_bucket(&self, bucket: &str, column: &str, value: Option<String>) -> Result<()> {
+    /// Sets one of a bucket's settings (`column`, never from a request);
+    /// a missing bucket is [`StoreError::NotFound`].
+    pub(crate) async fn update_bucket(
+        &self,
+        bucket: &str,
+        column: &str,
+        value: Option<String>,
+    ) -> Result<()> {
         let done = sqlx::query(&format!("UPDATE buckets SET {column} = $1 WHERE name = $2"))
             .bind(value)
             .bind(bucket)

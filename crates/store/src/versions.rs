@@ -315,18 +315,8 @@ impl Store {
     /// never returns to unversioned, as in S3).
     pub async fn set_bucket_versioning(&self, bucket: &str, enabled: bool) -> Result<()> {
         let state = if enabled { "Enabled" } else { "Suspended" };
-        let done = sqlx::query("UPDATE buckets SET versioning = $1 WHERE name = $2")
-            .bind(state)
-            .bind(bucket)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-        if done == 0 {
-            return Err(StoreError::NotFound(format!(
-                "bucket {bucket:?} does not exist: create it first"
-            )));
-        }
-        Ok(())
+        self.update_bucket(bucket, "versioning", Some(state.to_string()))
+            .await
     }
 
     /// One version of an object (current or not), or a delete marker.
