@@ -1,5 +1,5 @@
-//! Buckets: list, create, head, delete, location, versioning, and who owns
-//! one.
+//! Buckets: list, create (with Object Lock too), head, delete, location,
+//! versioning, and who owns one.
 
 use crate::Objects;
 use crate::auth::app_of;
@@ -58,12 +58,12 @@ pub(crate) async fn create(
     ])?;
     let public = crate::acl::canned(input.acl.as_ref().map(|a| a.as_str()))?;
     let name = input.bucket;
-    match this
-        .store
-        .create_bucket(&name, &app)
-        .await
-        .map_err(internal)?
-    {
+    let created = if input.object_lock_enabled_for_bucket == Some(true) {
+        this.store.create_locked_bucket(&name, &app).await
+    } else {
+        this.store.create_bucket(&name, &app).await
+    };
+    match created.map_err(internal)? {
         Ok(()) => {
             if public {
                 this.store
@@ -146,10 +146,16 @@ pub(crate) async fn put_versioning(
             ));
         }
     };
-    this.store
+    match this
+        .store
         .set_bucket_versioning(&req.input.bucket, enabled)
         .await
-        .map_err(write_err)?;
+    {
+        Err(nimbus_store::StoreError::Locked(m)) => {
+            return Err(s3_error!(InvalidBucketState, "{m}"));
+        }
+        other => other.map_err(write_err)?,
+    }
     Ok(S3Response::new(PutBucketVersioningOutput::default()))
 }
 

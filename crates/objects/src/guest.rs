@@ -167,6 +167,15 @@ impl blobs_wit::Host for Cx<'_> {
             Ok(s) => s,
             Err(e) => return Ok(Err(blob_err(e))),
         };
+        // A bucket with Object Lock gives a guest's write its default
+        // retention, as it gives an S3 write.
+        let retention = match db.bucket_object_lock(&bucket).await {
+            Ok(lock) => lock.and_then(|l| l.default_retention(nimbus_store::now_us())),
+            Err(e) => {
+                files.delete(&stored.file).await;
+                return Ok(op.result(Err(blob_err(e))));
+            }
+        };
         let row = nimbus_store::ObjectRow {
             bucket,
             key,
@@ -177,7 +186,10 @@ impl blobs_wit::Host for Cx<'_> {
             metadata: Vec::new(),
             last_modified_us: nimbus_store::now_us(),
             version_id: String::new(),
-            attrs: Default::default(),
+            attrs: nimbus_store::ObjectAttrs {
+                retention,
+                ..Default::default()
+            },
         };
         Ok(op.result(match db.put_object(&row, &[]).await {
             Ok(written) => {
@@ -205,8 +217,8 @@ impl blobs_wit::Host for Cx<'_> {
         };
         // In a versioned bucket, a deletion adds a delete marker (S3's
         // rule): `true` then too, as the key is gone from reads.
-        Ok(
-            op.result(match db.delete_object(&bucket, &key, None, &[]).await {
+        Ok(op.result(
+            match db.delete_object(&bucket, &key, None, &[], false).await {
                 Ok(removed) => {
                     for f in &removed.freed {
                         files.delete(f).await;
@@ -214,8 +226,8 @@ impl blobs_wit::Host for Cx<'_> {
                     Ok(removed.changed)
                 }
                 Err(e) => Err(blob_err(e)),
-            }),
-        )
+            },
+        ))
     }
 
     async fn list_objects(

@@ -42,6 +42,7 @@ mod buckets;
 mod endpoint;
 mod guest;
 mod listing;
+mod lock;
 mod mapping;
 mod multipart;
 mod object;
@@ -130,19 +131,21 @@ impl Objects {
 
     /// Deletes an object (or, with `version`, that version) with its
     /// storage events, as the bucket's versioning says
-    /// (`Store::delete_object`); the bodies it frees go once the deletion
-    /// is committed (durably).
+    /// (`Store::delete_object`; a version its Object Lock keeps is
+    /// `AccessDenied`); the bodies it frees go once the deletion is
+    /// committed (durably).
     async fn remove(
         &self,
         ext: &http::Extensions,
         bucket: &str,
         key: &str,
         version: Option<&str>,
+        bypass_governance: bool,
     ) -> S3Result<nimbus_store::Removed> {
         let events = self.events_for(ext, bucket, key, "deleted", 0, "");
         let removed = self
             .store
-            .delete_object(bucket, key, version, &events)
+            .delete_object(bucket, key, version, &events, bypass_governance)
             .await
             .map_err(write_err)?;
         for f in &removed.freed {
@@ -466,6 +469,48 @@ impl S3 for Objects {
         req: S3Request<GetObjectTaggingInput>,
     ) -> S3Result<S3Response<GetObjectTaggingOutput>> {
         tagging::get_object(self, req).await
+    }
+
+    async fn get_object_lock_configuration(
+        &self,
+        req: S3Request<GetObjectLockConfigurationInput>,
+    ) -> S3Result<S3Response<GetObjectLockConfigurationOutput>> {
+        lock::get_configuration(self, req).await
+    }
+
+    async fn put_object_lock_configuration(
+        &self,
+        req: S3Request<PutObjectLockConfigurationInput>,
+    ) -> S3Result<S3Response<PutObjectLockConfigurationOutput>> {
+        lock::put_configuration(self, req).await
+    }
+
+    async fn get_object_retention(
+        &self,
+        req: S3Request<GetObjectRetentionInput>,
+    ) -> S3Result<S3Response<GetObjectRetentionOutput>> {
+        lock::get_retention(self, req).await
+    }
+
+    async fn put_object_retention(
+        &self,
+        req: S3Request<PutObjectRetentionInput>,
+    ) -> S3Result<S3Response<PutObjectRetentionOutput>> {
+        lock::put_retention(self, req).await
+    }
+
+    async fn get_object_legal_hold(
+        &self,
+        req: S3Request<GetObjectLegalHoldInput>,
+    ) -> S3Result<S3Response<GetObjectLegalHoldOutput>> {
+        lock::get_legal_hold(self, req).await
+    }
+
+    async fn put_object_legal_hold(
+        &self,
+        req: S3Request<PutObjectLegalHoldInput>,
+    ) -> S3Result<S3Response<PutObjectLegalHoldOutput>> {
+        lock::put_legal_hold(self, req).await
     }
 
     async fn put_object_tagging(

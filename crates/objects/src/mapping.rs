@@ -165,6 +165,7 @@ pub(crate) fn internal(e: impl std::fmt::Display) -> s3s::S3Error {
 pub(crate) fn write_err(e: nimbus_store::StoreError) -> s3s::S3Error {
     match e {
         nimbus_store::StoreError::NotFound(m) => s3_error!(NoSuchBucket, "{m}"),
+        nimbus_store::StoreError::Locked(m) => s3_error!(AccessDenied, "{m}"),
         e @ nimbus_store::StoreError::QuotaExceeded(_) => {
             let mut err = s3s::S3Error::with_message(
                 s3s::S3ErrorCode::Custom("QuotaExceeded".into()),

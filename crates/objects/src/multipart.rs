@@ -21,8 +21,20 @@ pub(crate) async fn create(
     ])?;
     let public = crate::acl::canned(input.acl.as_ref().map(|a| a.as_str()))?;
     crate::acl::check_may_publish(this, &input.bucket, public).await?;
+    // The bucket's default retention is applied when the upload completes.
+    let (retention, legal_hold) = crate::lock::for_write(
+        this,
+        &input.bucket,
+        input.object_lock_mode.as_ref(),
+        input.object_lock_retain_until_date.as_ref(),
+        input.object_lock_legal_hold_status.as_ref(),
+        false,
+    )
+    .await?;
     let attrs = nimbus_store::ObjectAttrs {
         public,
+        retention,
+        legal_hold,
         headers: crate::attrs::headers(
             input.cache_control,
             input.content_disposition,
@@ -234,6 +246,10 @@ pub(crate) async fn complete(
         .and_then(|m| m.parts)
         .unwrap_or_default();
     let plan = assemble(&asked, &stored_parts, this.max_object_bytes)?;
+    let mut attrs = upload.attrs.clone();
+    if attrs.retention.is_none() {
+        attrs.retention = crate::lock::default_retention(this, &upload.bucket).await?;
+    }
     let joined = this.blobs.concat(&plan.files).await.map_err(internal)?;
     let etag = plan.etag;
     let row = ObjectRow {
@@ -246,7 +262,7 @@ pub(crate) async fn complete(
         metadata: upload.metadata.clone(),
         last_modified_us: nimbus_store::now_us(),
         version_id: String::new(),
-        attrs: upload.attrs.clone(),
+        attrs,
     };
     let version_id = this
         .commit(&req.extensions, row, &joined.file, Some(&upload.id))

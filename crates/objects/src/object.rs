@@ -67,8 +67,19 @@ pub(crate) async fn put(
     ])?;
     let public = acl::canned(input.acl.as_ref().map(|a| a.as_str()))?;
     acl::check_may_publish(this, &input.bucket, public).await?;
+    let (retention, legal_hold) = crate::lock::for_write(
+        this,
+        &input.bucket,
+        input.object_lock_mode.as_ref(),
+        input.object_lock_retain_until_date.as_ref(),
+        input.object_lock_legal_hold_status.as_ref(),
+        true,
+    )
+    .await?;
     let attrs = ObjectAttrs {
         public,
+        retention,
+        legal_hold,
         headers: headers(
             input.cache_control,
             input.content_disposition,
@@ -107,6 +118,23 @@ pub(crate) async fn put(
         version_id,
         ..Default::default()
     }))
+}
+
+/// A version's Object Lock as a read answers it: to its app only (S3
+/// answers it to those allowed to read retentions and holds, never to an
+/// unsigned reader).
+fn lock_of(
+    ext: &http::Extensions,
+    a: &ObjectAttrs,
+) -> (
+    Option<ObjectLockMode>,
+    Option<Timestamp>,
+    Option<ObjectLockLegalHoldStatus>,
+) {
+    if acl::anonymous(ext).is_some() {
+        return (None, None, None);
+    }
+    crate::lock::answered(a)
 }
 
 pub(crate) async fn get(
@@ -163,7 +191,11 @@ pub(crate) async fn get(
     );
     let content_range = (len != row.size || start != 0)
         .then(|| format!("bytes {start}-{}/{}", end.saturating_sub(1), row.size));
+    let (lock_mode, retain_until, legal_hold) = lock_of(&req.extensions, &row.attrs);
     Ok(S3Response::new(GetObjectOutput {
+        object_lock_mode: lock_mode,
+        object_lock_retain_until_date: retain_until,
+        object_lock_legal_hold_status: legal_hold,
         body: Some(StreamingBlob::wrap(body)),
         content_length: Some(len as i64),
         content_range,
@@ -216,7 +248,11 @@ pub(crate) async fn head(
         if_unmodified_since: input.if_unmodified_since.as_ref(),
     };
     check_read(&conditions, &row.etag, row.last_modified_us)?;
+    let (lock_mode, retain_until, legal_hold) = lock_of(&req.extensions, &row.attrs);
     Ok(S3Response::new(HeadObjectOutput {
+        object_lock_mode: lock_mode,
+        object_lock_retain_until_date: retain_until,
+        object_lock_legal_hold_status: legal_hold,
         content_length: Some(row.size as i64),
         content_type: Some(
             row.content_type
@@ -247,6 +283,7 @@ pub(crate) async fn delete(
             &input.bucket,
             &input.key,
             input.version_id.as_deref(),
+            input.bypass_governance_retention.unwrap_or(false),
         )
         .await?;
     Ok(S3Response::new(DeleteObjectOutput {
@@ -270,12 +307,13 @@ pub(crate) async fn delete_many(
             input.delete.objects.len()
         ));
     }
+    let bypass = input.bypass_governance_retention.unwrap_or(false);
     let mut deleted = Vec::new();
     let mut errors = Vec::new();
     for o in input.delete.objects {
         let version = o.version_id.as_deref();
         match this
-            .remove(&req.extensions, &input.bucket, &o.key, version)
+            .remove(&req.extensions, &input.bucket, &o.key, version, bypass)
             .await
         {
             Ok(r) => {
@@ -367,6 +405,17 @@ pub(crate) async fn copy(
     // A copy is private unless its request says otherwise (S3's rule).
     let public = acl::canned(input.acl.as_ref().map(|a| a.as_str()))?;
     acl::check_may_publish(this, &input.bucket, public).await?;
+    // The copy's lock is its request's or the bucket's default, never the
+    // source's (as S3 does).
+    let (retention, legal_hold) = crate::lock::for_write(
+        this,
+        &input.bucket,
+        input.object_lock_mode.as_ref(),
+        input.object_lock_retain_until_date.as_ref(),
+        input.object_lock_legal_hold_status.as_ref(),
+        true,
+    )
+    .await?;
     let tags = if input.tagging_directive.as_ref().map(|d| d.as_str()) == Some("REPLACE") {
         parse_tagging_header(input.tagging.as_deref())?
     } else {
@@ -421,6 +470,8 @@ pub(crate) async fn copy(
             headers: kept,
             tags,
             public,
+            retention,
+            legal_hold,
         },
     };
     let last_modified = row.last_modified_us;

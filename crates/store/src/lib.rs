@@ -46,6 +46,7 @@ mod durable;
 mod events;
 mod identity;
 mod kv;
+mod lock;
 mod metering;
 mod objects;
 mod records;
@@ -62,6 +63,7 @@ pub use events::{
 };
 pub use identity::{ApiKeyRow, RefreshUse, SigningKeyRow, TokenRevocation, UserRow};
 pub use kv::{ConfigRow, KeyPage, KvError};
+pub use lock::{LockMode, ObjectLock, Period, Retention};
 pub use metering::{StorageRow, StoredBytes, spawn_storage_sampler};
 pub use objects::{
     ListFrom, NULL_VERSION, ObjectAttrs, ObjectRow, PartRow, S3KeyRow, UploadRow, prefix_end,
@@ -103,6 +105,10 @@ pub enum StoreError {
     /// The thing asked for does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// Object Lock forbids the change (a retained or held version, a
+    /// locked bucket's versioning); nothing changed.
+    #[error("{0}")]
+    Locked(String),
     /// Stored data could not be read back.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),

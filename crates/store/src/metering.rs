@@ -532,7 +532,7 @@ mod tests {
         assert_eq!(s.quota_usage("a").await.unwrap().objects, 1000);
         refused(s.put_object(&obj("o3", 1), &[]).await, StorageKind::Objects);
         let gone = s
-            .delete_object("bk", "o1", Some(crate::NULL_VERSION), &[])
+            .delete_object("bk", "o1", Some(crate::NULL_VERSION), &[], false)
             .await
             .unwrap();
         assert_eq!(gone.freed, ["f-o1-500"]);
@@ -545,7 +545,10 @@ mod tests {
         })
         .await
         .unwrap();
-        let marker = s.delete_object("bk", "big", None, &[]).await.unwrap();
+        let marker = s
+            .delete_object("bk", "big", None, &[], false)
+            .await
+            .unwrap();
         assert!(marker.delete_marker);
         assert_eq!(s.quota_usage("a").await.unwrap().objects, 500);
         // Deleting the app forgets its usage.

@@ -57,7 +57,8 @@ pub struct ObjectRow {
 /// What an object carries besides its body, media type and user
 /// metadata, stored as one JSON value: the standard headers S3 keeps and
 /// returns (name → value: `cache-control`, `content-disposition`,
-/// `content-encoding`, `content-language`, `expires`) and its tags.
+/// `content-encoding`, `content-language`, `expires`), its tags, its ACL
+/// and its Object Lock (retention and legal hold).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
 pub struct ObjectAttrs {
@@ -67,6 +68,12 @@ pub struct ObjectAttrs {
     pub tags: Vec<(String, String)>,
     /// Whether anyone may read it without signing (ACL `public-read`).
     pub public: bool,
+    /// Its Object Lock retention, if any (`crate::lock`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retention: Option<crate::Retention>,
+    /// Whether it is under an Object Lock legal hold.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub legal_hold: bool,
 }
 
 pub(crate) fn attrs_json(a: &ObjectAttrs) -> String {
@@ -368,20 +375,25 @@ impl Store {
     ///
     /// When anything changed, the storage events are stored in the same
     /// transaction. What was deleted or created, and the files of the
-    /// bodies that went, to delete once this is committed.
+    /// bodies that went, to delete once this is committed. A version kept
+    /// by its Object Lock is not deleted ([`StoreError::Locked`]; governance
+    /// mode yields to `bypass_governance`).
     pub async fn delete_object(
         &self,
         bucket: &str,
         key: &str,
         version: Option<&str>,
         events: &[NewMessage],
+        bypass_governance: bool,
     ) -> Result<Removed> {
         let mut tx = self.begin_write().await?;
         let versioning = self.lock_bucket(&mut tx, bucket, "FOR SHARE").await?;
         self.lock_name(&mut tx, &format!("object/{bucket}/{key}"))
             .await?;
         let removed = match version {
-            Some(v) => crate::versions::delete_version(&mut tx, bucket, key, v).await?,
+            Some(v) => {
+                crate::versions::delete_version(&mut tx, bucket, key, v, bypass_governance).await?
+            }
             None => match versioning {
                 Versioning::Unversioned => {
                     let file: Option<String> = sqlx::query_scalar(
@@ -821,7 +833,10 @@ mod tests {
         assert_eq!(l[0].metadata, vec![("a".to_string(), "1".to_string())]);
         assert!(!s.delete_bucket("b").await.unwrap(), "not empty");
         assert_eq!(
-            s.delete_object("b", "k", None, &[]).await.unwrap().freed,
+            s.delete_object("b", "k", None, &[], false)
+                .await
+                .unwrap()
+                .freed,
             ["f2"]
         );
         let u = UploadRow {
@@ -840,7 +855,9 @@ mod tests {
             etag: "x".into(),
         };
         assert_eq!(s.put_part("u1", &part(2, "p2")).await.unwrap(), None);
-        s.delete_object("b", "dir/x", None, &[]).await.unwrap();
+        s.delete_object("b", "dir/x", None, &[], false)
+            .await
+            .unwrap();
         assert!(
             !s.delete_bucket("b").await.unwrap(),
             "an upload in progress keeps the bucket"

@@ -19,8 +19,11 @@ impl Store {
         version: Option<&str>,
         tags: &Tags,
     ) -> Result<Option<String>> {
-        self.update_attrs(bucket, key, version, |a| a.tags = tags.clone())
-            .await
+        self.update_attrs(bucket, key, version, |a| {
+            a.tags = tags.clone();
+            Ok(())
+        })
+        .await
     }
 
     /// Makes an object's current version, or the version named, public
@@ -32,16 +35,22 @@ impl Store {
         version: Option<&str>,
         public: bool,
     ) -> Result<Option<String>> {
-        self.update_attrs(bucket, key, version, |a| a.public = public)
-            .await
+        self.update_attrs(bucket, key, version, |a| {
+            a.public = public;
+            Ok(())
+        })
+        .await
     }
 
-    async fn update_attrs(
+    /// Changes the attrs of an object's current version, or of the version
+    /// named, under the object's lock; an error of `change` changes
+    /// nothing.
+    pub(crate) async fn update_attrs(
         &self,
         bucket: &str,
         key: &str,
         version: Option<&str>,
-        change: impl FnOnce(&mut ObjectAttrs),
+        change: impl FnOnce(&mut ObjectAttrs) -> Result<()>,
     ) -> Result<Option<String>> {
         let mut tx = self.begin_write().await?;
         self.lock_name(&mut tx, &format!("object/{bucket}/{key}"))
@@ -80,7 +89,7 @@ impl Store {
         let Some((table, id, mut attrs)) = found else {
             return Ok(None);
         };
-        change(&mut attrs);
+        change(&mut attrs)?;
         sqlx::query(&format!(
             "UPDATE {table} SET attrs = $1 WHERE bucket = $2 AND key = $3 AND version_id = $4"
         ))
@@ -237,6 +246,7 @@ mod tests {
                 headers: vec![("cache-control".into(), "no-cache".into())],
                 tags: t("first"),
                 public: false,
+                ..Default::default()
             },
         };
         let v1 = s.put_object(&o("f1"), &[]).await.unwrap().version_id;

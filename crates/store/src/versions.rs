@@ -15,7 +15,7 @@
 //! deleted before its copy is inserted, so a move never counts twice
 //! against the app's storage quota.
 
-use crate::objects::{OBJECT_COLUMNS, attrs_json, meta_json, object};
+use crate::objects::{OBJECT_COLUMNS, attrs_json, attrs_of, meta_json, object};
 use crate::{ListFrom, ObjectRow, Result, Store, StoreError, now_us, prefix_end};
 use sqlx::Row;
 
@@ -197,13 +197,31 @@ pub(crate) async fn insert_marker(
 }
 
 /// Deletes one version (or delete marker) for good, then makes the
-/// newest remaining version current if it is not a delete marker.
+/// newest remaining version current if it is not a delete marker. A
+/// version its Object Lock keeps ([`ObjectAttrs::delete_refusal`]) is
+/// [`StoreError::Locked`], and nothing changes.
 pub(crate) async fn delete_version(
     conn: &mut sqlx::AnyConnection,
     bucket: &str,
     key: &str,
     version_id: &str,
+    bypass_governance: bool,
 ) -> Result<Removed> {
+    let attrs: Option<String> = sqlx::query_scalar(
+        "SELECT attrs FROM objects WHERE bucket = $1 AND key = $2 AND version_id = $3
+         UNION ALL
+         SELECT attrs FROM object_versions WHERE bucket = $1 AND key = $2 AND version_id = $3",
+    )
+    .bind(bucket)
+    .bind(key)
+    .bind(version_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(a) = attrs
+        && let Some(why) = attrs_of(&a)?.delete_refusal(now_us(), bypass_governance)
+    {
+        return Err(StoreError::Locked(why));
+    }
     let current: Option<String> = sqlx::query_scalar(
         "DELETE FROM objects WHERE bucket = $1 AND key = $2 AND version_id = $3 RETURNING file",
     )
@@ -312,10 +330,31 @@ impl Store {
     }
 
     /// Enables or suspends a bucket's versioning (once enabled, a bucket
-    /// never returns to unversioned, as in S3).
+    /// never returns to unversioned, as in S3). A bucket with Object Lock
+    /// is never suspended: [`StoreError::Locked`].
     pub async fn set_bucket_versioning(&self, bucket: &str, enabled: bool) -> Result<()> {
-        let state = if enabled { "Enabled" } else { "Suspended" };
-        self.update_bucket(bucket, "versioning", Some(state.to_string()))
+        if !enabled {
+            let locked = sqlx::query_scalar::<_, i64>(
+                "UPDATE buckets SET versioning = 'Suspended'
+                 WHERE name = $1 AND object_lock IS NULL RETURNING 1",
+            )
+            .bind(bucket)
+            .fetch_optional(&self.pool)
+            .await?
+            .is_none();
+            if locked && self.bucket_owner(bucket).await?.is_some() {
+                return Err(StoreError::Locked(
+                    "the bucket has Object Lock enabled: its versioning cannot be suspended".into(),
+                ));
+            }
+            if locked {
+                return Err(StoreError::NotFound(format!(
+                    "bucket {bucket:?} does not exist: create it first"
+                )));
+            }
+            return Ok(());
+        }
+        self.update_bucket(bucket, "versioning", Some("Enabled".to_string()))
             .await
     }
 
@@ -521,7 +560,7 @@ mod tests {
         assert_eq!(listed[0].0, v2.version_id);
         assert!(listed[0].3 && !listed[1].3 && !listed[2].3, "{listed:?}");
         // A deletion adds a marker: no current object, every version kept.
-        let d = s.delete_object("b", "k", None, &[]).await.unwrap();
+        let d = s.delete_object("b", "k", None, &[], false).await.unwrap();
         assert!(d.delete_marker && d.changed && d.freed.is_empty());
         assert!(s.object("b", "k").await.unwrap().is_none());
         let marker = d.version_id.unwrap();
@@ -541,21 +580,27 @@ mod tests {
             .unwrap();
         assert_eq!(old.object.file, "f1");
         assert!(!old.is_latest);
-        let d = s.delete_object("b", "k", Some(&marker), &[]).await.unwrap();
+        let d = s
+            .delete_object("b", "k", Some(&marker), &[], false)
+            .await
+            .unwrap();
         assert!(d.delete_marker && d.freed.is_empty());
         assert_eq!(s.object("b", "k").await.unwrap().unwrap().file, "f2");
         // Deleting the current version by id frees its body and makes the
         // next one current; an unknown id changes nothing.
         let d = s
-            .delete_object("b", "k", Some(&v2.version_id), &[])
+            .delete_object("b", "k", Some(&v2.version_id), &[], false)
             .await
             .unwrap();
         assert_eq!(d.freed, ["f2"]);
         assert_eq!(s.object("b", "k").await.unwrap().unwrap().file, "f1");
-        let d = s.delete_object("b", "k", Some("nope"), &[]).await.unwrap();
+        let d = s
+            .delete_object("b", "k", Some("nope"), &[], false)
+            .await
+            .unwrap();
         assert!(!d.changed);
         // Versions keep the bucket from being deleted.
-        s.delete_object("b", "k", None, &[]).await.unwrap();
+        s.delete_object("b", "k", None, &[], false).await.unwrap();
         assert!(!s.delete_bucket("b").await.unwrap());
     }
 
@@ -576,7 +621,7 @@ mod tests {
         assert!(n1.freed.is_empty(), "v1 is kept");
         let n2 = s.put_object(&obj("k", "n2", 3), &[]).await.unwrap();
         assert_eq!(n2.freed, ["n1"], "the null version is replaced");
-        let d = s.delete_object("b", "k", None, &[]).await.unwrap();
+        let d = s.delete_object("b", "k", None, &[], false).await.unwrap();
         assert_eq!(d.freed, ["n2"]);
         assert_eq!(d.version_id.as_deref(), Some(NULL_VERSION));
         let listed = versions(&s, "k").await;

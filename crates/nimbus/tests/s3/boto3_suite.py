@@ -16,6 +16,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 import details
+import object_lock
 import public
 import virtual
 import versioning
@@ -181,4 +182,5 @@ versioning.run(s3, other, refused)
 details.run(s3, other, refused)
 public.run(s3, other, refused, endpoint)
 virtual.run(s3, refused, endpoint, key, secret, okey, osecret)
+object_lock.run(s3, other, refused)
 print("all ok")
