@@ -228,10 +228,28 @@ impl s3s::access::S3Access for Access {
 
     /// A browser-form upload (POST object) carries its signature in the
     /// form, out of [`check`](Self::check)'s sight: a SigV2 one is the one
-    /// without a credential scope, so without a region.
+    /// without a credential scope, so without a region. Its key's
+    /// `${filename}` is the form's file name (`form`), substituted here,
+    /// the last step before `s3s` passes it on as a PutObject, and its
+    /// `acl` field is its canned ACL.
     async fn post_object(&self, req: &mut S3Request<PostObjectInput>) -> S3Result<()> {
         if req.credentials.is_some() && req.region.is_none() {
             return Err(sigv2_refused());
+        }
+        let Some(head) = req.extensions.get::<crate::form::FormHead>().cloned() else {
+            req.input.key = crate::form::substitute(&req.input.key, None)?;
+            return Ok(());
+        };
+        req.input.key = head.resolve_key(&req.input.key).await?;
+        // S3's forms name the canned ACL `acl` (s3s reads `x-amz-acl`).
+        if req.input.acl.is_none()
+            && let Some((_, acl)) = crate::form::parse(&head)
+                .await
+                .fields
+                .into_iter()
+                .find(|(n, _)| n == "acl")
+        {
+            req.input.acl = Some(s3s::dto::ObjectCannedACL::from(acl));
         }
         Ok(())
     }

@@ -1,7 +1,11 @@
-//! The S3 HTTP service: Nimbus's signature checks in front of `s3s`, and
-//! the listener loop with its graceful drain.
+//! The S3 HTTP service: Nimbus's signature checks and form-upload bounds
+//! in front of `s3s`, and the listener loop with its graceful drain.
 
 use crate::auth::{Access, Keys, check_signature, now_secs};
+use crate::form::{
+    self, FormGate, FormHead, MAX_FORM_FIELD_BYTES, MAX_FORM_FIELDS_BYTES, MAX_FORM_FILE_BYTES,
+    Sniffed,
+};
 use crate::{Objects, Unseal};
 use std::time::Duration;
 
@@ -15,13 +19,25 @@ pub fn service(
 ) -> Result<Endpoint, BadDomain> {
     let store = objects.store.clone();
     let meter = objects.meter.clone();
+    let max_form_file = objects.max_object_bytes.min(MAX_FORM_FILE_BYTES);
     let mut b = s3s::service::S3ServiceBuilder::new(objects);
+    let mut config = s3s::config::S3Config::default();
+    config.post_object_max_file_size = max_form_file;
+    config.form_max_fields_size = MAX_FORM_FIELDS_BYTES;
+    config.form_max_field_size = MAX_FORM_FIELD_BYTES;
+    b.set_config(std::sync::Arc::new(s3s::config::StaticConfigProvider::new(
+        std::sync::Arc::new(config),
+    )));
     b.set_auth(Keys::new(store.clone(), unseal));
     b.set_access(Access::new(store, meter));
     if let Some(d) = domain {
         b.set_host(VirtualHosts::new(d)?);
     }
-    Ok(Endpoint { s3: b.build() })
+    Ok(Endpoint {
+        s3: b.build(),
+        forms: FormGate::new(),
+        max_form_file,
+    })
 }
 
 /// A `--s3-domain` that is not a host name.
@@ -85,10 +101,13 @@ impl s3s::host::S3Host for VirtualHosts {
 }
 
 /// The S3 endpoint: [`check_signature`] in front of `s3s`, so a refused
-/// request costs no key lookup, no signature check and no body read.
+/// request costs no key lookup, no signature check and no body read; and
+/// the bounds on form uploads (`form`), checked from their headers.
 #[derive(Clone)]
 pub struct Endpoint {
     s3: s3s::service::S3Service,
+    forms: FormGate,
+    max_form_file: u64,
 }
 
 impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Endpoint {
@@ -100,7 +119,45 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Endpoint 
         if let Err(e) = check_signature(req.headers(), req.uri().query(), now_secs()) {
             return Box::pin(std::future::ready(Ok(error_response(&e))));
         }
+        if form::is_form(&req) {
+            return self.form_upload(req);
+        }
         hyper::service::Service::call(&self.s3, req)
+    }
+}
+
+impl Endpoint {
+    /// A form upload: its length checked from its headers, a place among
+    /// the forms read at once held until it is answered, and its first
+    /// bytes kept for `${filename}` (`form`).
+    fn form_upload(
+        &self,
+        req: http::Request<hyper::body::Incoming>,
+    ) -> futures::future::BoxFuture<'static, Result<s3s::HttpResponse, s3s::HttpError>> {
+        let entered =
+            form::check_length(req.headers(), self.max_form_file).and_then(|()| self.forms.enter());
+        let permit = match entered {
+            Ok(p) => p,
+            Err(e) => return Box::pin(std::future::ready(Ok(error_response(&e)))),
+        };
+        let (mut parts, body) = req.into_parts();
+        let head = FormHead::new(&parts.headers);
+        let body = match &head {
+            Some(head) => {
+                parts.extensions.insert(head.clone());
+                s3s::Body::http_body(Sniffed::new(body, head.clone()))
+            }
+            None => s3s::Body::from(body),
+        };
+        let s3 = self.s3.clone();
+        Box::pin(async move {
+            let answer = s3.call(http::Request::from_parts(parts, body)).await;
+            drop(permit);
+            match (answer, head) {
+                (Ok(a), Some(head)) => Ok(head.rewrite(a).await),
+                (answer, _) => answer,
+            }
+        })
     }
 }
 

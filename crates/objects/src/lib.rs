@@ -40,6 +40,7 @@ mod attrs;
 mod auth;
 mod buckets;
 mod endpoint;
+mod form;
 mod guest;
 mod listing;
 mod lock;
@@ -50,6 +51,7 @@ mod tagging;
 
 pub use auth::{Access, Keys, MAX_PRESIGNED_SECS};
 pub use endpoint::{BadDomain, Endpoint, serve, service};
+pub use form::{FORM_UPLOADS_AT_ONCE, MAX_FORM_FILE_BYTES};
 pub use guest::Blobs;
 
 use auth::app_of;

@@ -17,6 +17,7 @@ from botocore.exceptions import ClientError
 
 import details
 import object_lock
+import post
 import public
 import virtual
 import versioning
@@ -183,4 +184,5 @@ details.run(s3, other, refused)
 public.run(s3, other, refused, endpoint)
 virtual.run(s3, refused, endpoint, key, secret, okey, osecret)
 object_lock.run(s3, other, refused)
+post.run(s3, other, refused, endpoint)
 print("all ok")

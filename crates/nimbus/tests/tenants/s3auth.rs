@@ -380,3 +380,48 @@ async fn s3_keys_are_listed_without_secrets_and_revocable() {
         "vault's key after rival's attempt",
     );
 }
+
+/// Sends `head` and `body` on a raw connection and returns the response's
+/// first bytes, or `None` if nothing came within 10 seconds (the server is
+/// still reading what it was promised).
+async fn answer_before_body(url: &str, head: String, body: &[u8]) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = url.trim_start_matches("http://").trim_end_matches('/');
+    let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+    c.write_all(head.as_bytes()).await.unwrap();
+    let _ = c.write_all(body).await;
+    let mut buf = vec![0u8; 4096];
+    match tokio::time::timeout(std::time::Duration::from_secs(10), c.read(&mut buf)).await {
+        Ok(Ok(n)) if n > 0 => Some(String::from_utf8_lossy(&buf[..n]).into_owned()),
+        _ => None,
+    }
+}
+
+/// A browser-form upload (POST object) is read into memory whole before
+/// `s3s` checks who sent it, so an unsigned form promising gigabytes must
+/// be refused from its headers, before its body is read: otherwise anyone
+/// could fill a node's memory with forms no bucket accepts.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_form_upload_is_refused_from_its_headers_when_too_large() {
+    let (_s, url, _key) = start();
+    let addr = url.trim_start_matches("http://").trim_end_matches('/');
+    let form = "--xyz\r\nContent-Disposition: form-data; name=\"key\"\r\n\r\nbig\r\n\
+        --xyz\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.bin\"\r\n\r\n";
+    let mut body = form.as_bytes().to_vec();
+    body.extend(std::iter::repeat_n(b'x', 1 << 20));
+    let head = |length: &str| {
+        format!(
+            "POST /vault-data HTTP/1.1\r\nHost: {addr}\r\nContent-Type: multipart/form-data; boundary=xyz\r\n{length}\r\n"
+        )
+    };
+    let answer = answer_before_body(&url, head("Content-Length: 6000000000\r\n"), &body)
+        .await
+        .expect("a 6 GB form upload must be answered before its body is read");
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("EntityTooLarge"), "{answer}");
+    // Without a length, it is refused too (411), not read to its end.
+    let answer = answer_before_body(&url, head("Transfer-Encoding: chunked\r\n"), b"100000\r\n")
+        .await
+        .expect("a form upload of no length must be answered at once");
+    assert!(answer.starts_with("HTTP/1.1 411"), "{answer}");
+}
