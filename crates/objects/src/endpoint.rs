@@ -2,6 +2,7 @@
 //! in front of `s3s`, and the listener loop with its graceful drain.
 
 use crate::auth::{Access, Keys, check_signature, now_secs};
+use crate::cors::Cors;
 use crate::form::{
     self, FormGate, FormHead, MAX_FORM_FIELD_BYTES, MAX_FORM_FIELDS_BYTES, MAX_FORM_FILE_BYTES,
     Sniffed,
@@ -18,6 +19,7 @@ pub fn service(
     domain: Option<&str>,
 ) -> Result<Endpoint, BadDomain> {
     let store = objects.store.clone();
+    let store_for_cors = store.clone();
     let meter = objects.meter.clone();
     let max_form_file = objects.max_object_bytes.min(MAX_FORM_FILE_BYTES);
     let mut b = s3s::service::S3ServiceBuilder::new(objects);
@@ -30,10 +32,13 @@ pub fn service(
     )));
     b.set_auth(Keys::new(store.clone(), unseal));
     b.set_access(Access::new(store, meter));
-    if let Some(d) = domain {
-        b.set_host(VirtualHosts::new(d)?);
+    let hosts = domain.map(VirtualHosts::new).transpose()?;
+    if let Some(h) = &hosts {
+        b.set_host(h.clone());
     }
     Ok(Endpoint {
+        cors: Cors::new(store_for_cors),
+        hosts,
         s3: b.build(),
         forms: FormGate::new(),
         max_form_file,
@@ -52,6 +57,7 @@ pub struct BadDomain(String);
 /// IP address, localhost) is path-style. Unlike `s3s`'s `SingleDomain`, a
 /// host outside the domain is never taken for a bucket name, so requests
 /// to `127.0.0.1:9000/bucket/key` keep working.
+#[derive(Clone)]
 struct VirtualHosts {
     domain: String,
 }
@@ -101,11 +107,15 @@ impl s3s::host::S3Host for VirtualHosts {
 }
 
 /// The S3 endpoint: [`check_signature`] in front of `s3s`, so a refused
-/// request costs no key lookup, no signature check and no body read; and
-/// the bounds on form uploads (`form`), checked from their headers.
+/// request costs no key lookup, no signature check and no body read; the
+/// bounds on form uploads (`form`), checked from their headers; and bucket
+/// CORS (`cors`): preflights answered here, and CORS headers added to the
+/// answers to requests with an `Origin`.
 #[derive(Clone)]
 pub struct Endpoint {
     s3: s3s::service::S3Service,
+    cors: Cors,
+    hosts: Option<VirtualHosts>,
     forms: FormGate,
     max_form_file: u64,
 }
@@ -116,6 +126,54 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Endpoint 
     type Future = futures::future::BoxFuture<'static, Result<Self::Response, Self::Error>>;
 
     fn call(&self, req: http::Request<hyper::body::Incoming>) -> Self::Future {
+        let bucket = self.bucket_of(&req);
+        if req.method() == http::Method::OPTIONS {
+            let cors = self.cors.clone();
+            let headers = req.headers().clone();
+            return Box::pin(async move { Ok(cors.preflight(bucket.as_deref(), &headers).await) });
+        }
+        let origin = req
+            .headers()
+            .get(http::header::ORIGIN)
+            .and_then(|o| o.to_str().ok())
+            .map(str::to_string);
+        let method = req.method().clone();
+        let answer = self.answer(req);
+        let (Some(origin), Some(bucket)) = (origin, bucket) else {
+            return answer;
+        };
+        let cors = self.cors.clone();
+        Box::pin(async move {
+            let mut answer = answer.await?;
+            cors.decorate(&bucket, &origin, &method, &mut answer).await;
+            Ok(answer)
+        })
+    }
+}
+
+impl Endpoint {
+    /// The bucket a request names: by its host (`--s3-domain`), else by
+    /// its path's first segment.
+    fn bucket_of(&self, req: &http::Request<hyper::body::Incoming>) -> Option<String> {
+        let host = req
+            .headers()
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| req.uri().host());
+        if let (Some(hosts), Some(host)) = (&self.hosts, host)
+            && let Some(b) = hosts.bucket(host)
+        {
+            return Some(b.to_ascii_lowercase());
+        }
+        let first = req.uri().path().trim_start_matches('/').split('/').next()?;
+        (!first.is_empty()).then(|| first.to_string())
+    }
+
+    /// The answer `s3s` makes, behind Nimbus's checks.
+    fn answer(
+        &self,
+        req: http::Request<hyper::body::Incoming>,
+    ) -> futures::future::BoxFuture<'static, Result<s3s::HttpResponse, s3s::HttpError>> {
         if let Err(e) = check_signature(req.headers(), req.uri().query(), now_secs()) {
             return Box::pin(std::future::ready(Ok(error_response(&e))));
         }
@@ -124,9 +182,7 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Endpoint 
         }
         hyper::service::Service::call(&self.s3, req)
     }
-}
 
-impl Endpoint {
     /// A form upload: its length checked from its headers, a place among
     /// the forms read at once held until it is answered, and its first
     /// bytes kept for `${filename}` (`form`).

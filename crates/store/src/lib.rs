@@ -72,7 +72,7 @@ pub use records::{
     CLIENT_OPS, InvocationRow, LogQuery, OpSpanRow, RecordWriter, RecordWriterConfig, UsageBy,
     UsageRow,
 };
-pub use tags::{BucketAccess, PublicAccessBlock, Tags};
+pub use tags::{BucketAccess, CorsRule, PublicAccessBlock, Tags};
 pub use versions::{Removed, VersionFrom, VersionRow, Versioning, Written};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};

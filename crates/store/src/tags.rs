@@ -1,5 +1,6 @@
 //! What is set on an object version after it is written (its tags and
-//! ACL, in its `attrs`), and on a bucket (tags, ACL, Public Access Block).
+//! ACL, in its `attrs`), and on a bucket (tags, ACL, Public Access Block,
+//! CORS rules).
 //! The caller checks S3's rules; the store keeps what it is given.
 
 use crate::objects::{ObjectAttrs, attrs_json, attrs_of};
@@ -125,6 +126,47 @@ impl Store {
     }
 }
 
+/// One CORS rule of a bucket, as S3 names its parts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct CorsRule {
+    /// Its id, if given.
+    pub id: Option<String>,
+    /// Origins it allows (each with at most one `*`).
+    pub allowed_origins: Vec<String>,
+    /// Methods it allows (GET, PUT, POST, DELETE, HEAD).
+    pub allowed_methods: Vec<String>,
+    /// Request headers it allows (each with at most one `*`).
+    pub allowed_headers: Vec<String>,
+    /// Response headers a browser may show the page.
+    pub expose_headers: Vec<String>,
+    /// How long a browser may keep a preflight's answer.
+    pub max_age_seconds: Option<i32>,
+}
+
+impl Store {
+    /// A bucket's CORS rules; `None` when it has none.
+    pub async fn bucket_cors(&self, bucket: &str) -> Result<Option<Vec<CorsRule>>> {
+        let cors: Option<Option<String>> =
+            sqlx::query_scalar("SELECT cors FROM buckets WHERE name = $1")
+                .bind(bucket)
+                .fetch_optional(&self.pool)
+                .await?;
+        cors.flatten()
+            .map(|c| {
+                serde_json::from_str(&c)
+                    .map_err(|e| StoreError::Corrupt(format!("bucket CORS rules: {e}")))
+            })
+            .transpose()
+    }
+
+    /// Replaces a bucket's CORS rules (`None`: removes them).
+    pub async fn set_bucket_cors(&self, bucket: &str, rules: Option<&[CorsRule]>) -> Result<()> {
+        let json = rules.map(|r| serde_json::to_string(r).expect("strings serialize"));
+        self.update_bucket(bucket, "cors", json).await
+    }
+}
+
 /// A bucket's Public Access Block, as S3 names its four settings.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PublicAccessBlock {
@@ -230,6 +272,17 @@ mod tests {
         s.set_bucket_tags("b", None).await.unwrap();
         assert_eq!(s.bucket_tags("b").await.unwrap(), None);
         assert!(s.set_bucket_tags("nope", None).await.is_err());
+        let rules = vec![CorsRule {
+            allowed_origins: vec!["https://*.example.com".into()],
+            allowed_methods: vec!["GET".into()],
+            max_age_seconds: Some(60),
+            ..Default::default()
+        }];
+        assert_eq!(s.bucket_cors("b").await.unwrap(), None);
+        s.set_bucket_cors("b", Some(&rules)).await.unwrap();
+        assert_eq!(s.bucket_cors("b").await.unwrap(), Some(rules));
+        s.set_bucket_cors("b", None).await.unwrap();
+        assert_eq!(s.bucket_cors("b").await.unwrap(), None);
 
         s.set_bucket_versioning("b", true).await.unwrap();
         let o = |file: &str| ObjectRow {

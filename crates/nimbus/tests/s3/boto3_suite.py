@@ -15,6 +15,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+import cors
 import details
 import object_lock
 import post
@@ -185,4 +186,5 @@ public.run(s3, other, refused, endpoint)
 virtual.run(s3, refused, endpoint, key, secret, okey, osecret)
 object_lock.run(s3, other, refused)
 post.run(s3, other, refused, endpoint)
+cors.run(s3, other, refused, endpoint)
 print("all ok")
