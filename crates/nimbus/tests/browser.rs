@@ -146,3 +146,104 @@ async fn a_tenant_service_worker_sees_nothing_of_the_console() {
     );
     assert!(log.contains("all tenant checks passed"), "{log}");
 }
+
+/// The S3 endpoint of a server started with `--s3-listen`.
+fn s3_url(s: &Server) -> String {
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(s.data_dir.join("server.json")).unwrap())
+            .unwrap();
+    info["s3_url"]
+        .as_str()
+        .expect("the S3 endpoint is on")
+        .to_string()
+}
+
+/// A browser uploads a file straight to object storage with a POST policy
+/// a function signed (examples/uploads): the page's origin is not the S3
+/// endpoint's, so the bucket's CORS rules are what let it read the answers.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_browser_uploads_with_a_policy_signed_by_a_function() {
+    let (e2e, chromium) = browser_setup();
+    common::guests();
+    let s = Server::start(&["--s3-listen", "127.0.0.1:0"]);
+    let s3 = s3_url(&s);
+    assert!(
+        s.deploy(&repo().join("examples/uploads"))
+            .contains("deployed uploads")
+    );
+    let keys = s.cli_ok(&["keys", "create", "--app", "uploads", "--s3"]);
+    let field = |prefix: &str| {
+        keys.lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.split_whitespace().last())
+            .unwrap_or_else(|| panic!("no {prefix:?} in {keys}"))
+            .to_string()
+    };
+    let (key, secret) = (field("access key id"), field("secret access key"));
+    for (kind, name, value) in [
+        ("config", "s3_endpoint", s3.as_str()),
+        ("config", "s3_bucket", "user-files"),
+        ("config", "s3_access_key", key.as_str()),
+        ("secrets", "s3_secret_key", secret.as_str()),
+    ] {
+        let r = s
+            .http
+            .put(format!("{}/v1/apps/uploads/{kind}/{name}", s.control))
+            .bearer_auth(s.token().trim())
+            .body(value.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "setting {name}: {}", r.status());
+    }
+    // The bucket, and a CORS rule for the page's origin, with aws-cli.
+    let aws = |args: &[&str]| {
+        let out = Command::new(repo().join("target/pyenv/bin/aws"))
+            .args(["--endpoint-url", &s3, "--region", "us-east-1"])
+            .args(args)
+            .env("AWS_ACCESS_KEY_ID", &key)
+            .env("AWS_SECRET_ACCESS_KEY", &secret)
+            .output()
+            .expect("aws-cli in target/pyenv: run ./scripts/test (it creates it)");
+        assert!(
+            out.status.success(),
+            "aws {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    aws(&["s3", "mb", "s3://user-files"]);
+    let cors = format!(
+        r#"{{"CORSRules":[{{"AllowedOrigins":["{}"],"AllowedMethods":["GET","HEAD","POST"],"AllowedHeaders":["x-amz-*"],"ExposeHeaders":["Content-Length"]}}]}}"#,
+        s.url.trim_end_matches('/')
+    );
+    aws(&[
+        "s3api",
+        "put-bucket-cors",
+        "--bucket",
+        "user-files",
+        "--cors-configuration",
+        &cors,
+    ]);
+
+    let content = "hello from a browser form";
+    let out = Command::new("node")
+        .arg(e2e.join("upload.mjs"))
+        .env("BASE_URL", &s.url)
+        .env("CHROMIUM", &chromium)
+        .env("CONTENT", content)
+        .output()
+        .expect("running node (install Node.js: Debian's nodejs package)");
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "the browser upload failed:\n{log}");
+    assert!(log.contains("all upload checks passed"), "{log}");
+    // What the browser stored is there, public as its policy said.
+    let r = reqwest::get(format!("{s3}/user-files/uploads/hello.txt"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), content);
+}
