@@ -39,6 +39,7 @@ mod acl;
 mod attrs;
 mod auth;
 mod buckets;
+mod checksum;
 mod cors;
 mod endpoint;
 mod form;

@@ -2,6 +2,7 @@
 //! list parts, complete (the whole held to the object size limit), abort.
 
 use crate::Objects;
+use crate::checksum::{self, Asked};
 use crate::mapping::{body_error, check_key, hex_decode, internal, md5_hex, write_err};
 use nimbus_store::{ObjectRow, PartRow};
 use s3s::dto::*;
@@ -31,10 +32,15 @@ pub(crate) async fn create(
         false,
     )
     .await?;
+    let checksum = crate::checksum::declared(
+        input.checksum_algorithm.as_ref().map(|a| a.as_str()),
+        input.checksum_type.as_ref(),
+    )?;
     let attrs = nimbus_store::ObjectAttrs {
         public,
         retention,
         legal_hold,
+        checksum,
         headers: crate::attrs::headers(
             input.cache_control,
             input.content_disposition,
@@ -63,6 +69,8 @@ pub(crate) async fn create(
         bucket: Some(input.bucket),
         key: Some(input.key),
         upload_id: Some(id),
+        checksum_algorithm: input.checksum_algorithm,
+        checksum_type: input.checksum_type,
         ..Default::default()
     }))
 }
@@ -78,14 +86,29 @@ pub(crate) async fn upload_part(
     if !(1..=10_000).contains(&input.part_number) {
         return Err(s3_error!(InvalidArgument, "part numbers are 1 to 10000"));
     }
+    let asked = Asked::of(
+        &req.headers,
+        input.checksum_algorithm.as_ref().map(|a| a.as_str()),
+    )?
+    .with_default(declared_algorithm(&upload)?)?;
     let Some(body) = input.body else {
         return Err(s3_error!(IncompleteBody));
     };
-    let etag = store_part(this, &upload.id, input.part_number, body).await?;
-    Ok(S3Response::new(UploadPartOutput {
+    let (etag, sum) = store_part(
+        this,
+        &upload.id,
+        input.part_number,
+        body,
+        &asked,
+        req.trailing_headers.as_ref(),
+    )
+    .await?;
+    let mut out = UploadPartOutput {
         e_tag: Some(ETag::Strong(etag)),
         ..Default::default()
-    }))
+    };
+    checksum::fill!(out, part_checksum(&asked, sum).as_ref());
+    Ok(S3Response::new(out))
 }
 
 /// UploadPartCopy: a part copied from an object (or a byte range of it,
@@ -123,17 +146,20 @@ pub(crate) async fn upload_part_copy(
         tokio::io::AsyncReadExt::take(file, len),
         256 * 1024,
     );
-    let etag = store_part(this, &upload.id, input.part_number, body).await?;
+    let asked = Asked::default().with_default(declared_algorithm(&upload)?)?;
+    let (etag, sum) = store_part(this, &upload.id, input.part_number, body, &asked, None).await?;
     let version = match &input.copy_source {
         CopySource::Bucket { version_id, .. } => version_id.clone(),
         _ => None,
     };
+    let mut result = CopyPartResult {
+        e_tag: Some(ETag::Strong(etag)),
+        last_modified: Some(crate::mapping::timestamp(nimbus_store::now_us())),
+        ..Default::default()
+    };
+    checksum::fill!(result, part_checksum(&asked, sum).as_ref());
     Ok(S3Response::new(UploadPartCopyOutput {
-        copy_part_result: Some(CopyPartResult {
-            e_tag: Some(ETag::Strong(etag)),
-            last_modified: Some(crate::mapping::timestamp(nimbus_store::now_us())),
-            ..Default::default()
-        }),
+        copy_part_result: Some(result),
         copy_source_version_id: version.map(|v| v.to_string()),
         ..Default::default()
     }))
@@ -155,29 +181,54 @@ fn copy_range(range: &str, size: u64) -> S3Result<(u64, u64)> {
     }
 }
 
-/// Streams a part's body to a file (held to the object size limit) and
-/// records it, replacing a part with the same number (whose file goes);
-/// its ETag. If recording fails, the new file goes.
+/// The algorithm an upload checks its parts with, if it declared one.
+fn declared_algorithm(upload: &nimbus_store::UploadRow) -> S3Result<Option<checksum::Algorithm>> {
+    upload
+        .attrs
+        .checksum
+        .as_ref()
+        .map(|c| checksum::Algorithm::named(&c.algorithm))
+        .transpose()
+}
+
+/// A part's checksum, as answered.
+fn part_checksum(asked: &Asked, value: Option<String>) -> Option<nimbus_store::ObjectChecksum> {
+    checksum::kept(asked.algorithm, value)
+}
+
+/// Streams a part's body to a file (held to the object size limit),
+/// summing it as `asked` says and checking the sum, and records it,
+/// replacing a part with the same number (whose file goes); its ETag and
+/// checksum. If checking or recording fails, the new file goes.
 async fn store_part<S, E>(
     this: &Objects,
     upload: &str,
     part_number: i32,
     body: S,
-) -> S3Result<String>
+    asked: &Asked,
+    trailers: Option<&s3s::TrailingHeaders>,
+) -> S3Result<(String, Option<String>)>
 where
     S: futures::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
+    let sum = checksum::Summing::new(asked.algorithm);
     let stored = this
         .blobs
-        .put_stream(this.max_object_bytes, body)
+        .put_stream(this.max_object_bytes, sum.wrap(body))
         .await
         .map_err(body_error)?;
+    let computed = sum.value();
+    if let Err(e) = checksum::verify(asked, computed.as_deref(), trailers) {
+        this.blobs.delete(&stored.file).await;
+        return Err(e);
+    }
     let part = nimbus_store::PartRow {
         part_number: i64::from(part_number),
         file: stored.file.clone(),
         size: stored.size,
         etag: stored.md5.clone(),
+        checksum: computed.clone(),
     };
     match this.store.put_part(upload, &part).await {
         Ok(Some(old)) => this.blobs.delete(&old).await,
@@ -187,7 +238,7 @@ where
             return Err(write_err(e));
         }
     }
-    Ok(stored.md5)
+    Ok((stored.md5, computed))
 }
 
 pub(crate) async fn list_parts(
@@ -209,14 +260,19 @@ pub(crate) async fn list_parts(
         .filter(|p| p.part_number > marker)
         .collect();
     let truncated = all.len() > max;
+    let algorithm = declared_algorithm(&upload)?;
     let parts: Vec<Part> = all
         .iter()
         .take(max)
-        .map(|p| Part {
-            part_number: Some(p.part_number as i32),
-            size: Some(p.size as i64),
-            e_tag: Some(ETag::Strong(p.etag.clone())),
-            ..Default::default()
+        .map(|p| {
+            let mut part = Part {
+                part_number: Some(p.part_number as i32),
+                size: Some(p.size as i64),
+                e_tag: Some(ETag::Strong(p.etag.clone())),
+                ..Default::default()
+            };
+            checksum::fill!(part, checksum::kept(algorithm, p.checksum.clone()).as_ref());
+            part
         })
         .collect();
     Ok(S3Response::new(ListPartsOutput {
@@ -250,7 +306,54 @@ pub(crate) async fn complete(
     if attrs.retention.is_none() {
         attrs.retention = crate::lock::default_retention(this, &upload.bucket).await?;
     }
-    let joined = this.blobs.concat(&plan.files).await.map_err(internal)?;
+    let algorithm = declared_algorithm(&upload)?;
+    let full_object = upload
+        .attrs
+        .checksum
+        .as_ref()
+        .is_some_and(|c| c.full_object);
+    // A FULL_OBJECT checksum is summed as the parts are joined.
+    let sum = checksum::Summing::new(algorithm.filter(|_| full_object));
+    let mut files = Vec::with_capacity(plan.files.len());
+    for f in &plan.files {
+        files.push(this.blobs.open_range(f, 0).await.map_err(internal)?);
+    }
+    let parts = futures::StreamExt::flat_map(futures::stream::iter(files), |f| {
+        tokio_util::io::ReaderStream::with_capacity(f, 256 * 1024)
+    });
+    let joined = this
+        .blobs
+        .put_stream(u64::MAX, sum.wrap(Box::pin(parts)))
+        .await
+        .map_err(internal)?;
+    attrs.checksum = match algorithm {
+        None => None,
+        Some(a) if full_object => {
+            let whole = sum.value();
+            let asked = Asked::of(&req.headers, None)?;
+            if let Err(e) = checksum::verify(&asked, whole.as_deref(), None) {
+                this.blobs.delete(&joined.file).await;
+                return Err(e);
+            }
+            checksum::kept(Some(a), whole)
+        }
+        Some(a) => match checksum::composite(a, &plan.checksums) {
+            Some(value) => Some(nimbus_store::ObjectChecksum {
+                algorithm: a.name().to_string(),
+                value,
+                full_object: false,
+            }),
+            None => {
+                this.blobs.delete(&joined.file).await;
+                return Err(s3_error!(
+                    InvalidPart,
+                    "a part has no {} checksum: upload it again",
+                    a.name()
+                ));
+            }
+        },
+    };
+    let kept = attrs.checksum.clone();
     let etag = plan.etag;
     let row = ObjectRow {
         bucket: upload.bucket.clone(),
@@ -267,13 +370,15 @@ pub(crate) async fn complete(
     let version_id = this
         .commit(&req.extensions, row, &joined.file, Some(&upload.id))
         .await?;
-    Ok(S3Response::new(CompleteMultipartUploadOutput {
+    let mut out = CompleteMultipartUploadOutput {
         bucket: Some(upload.bucket),
         key: Some(upload.key),
         e_tag: Some(ETag::Strong(etag)),
         version_id,
         ..Default::default()
-    }))
+    };
+    out.checksum_type = checksum::fill!(out, kept.as_ref());
+    Ok(S3Response::new(out))
 }
 
 pub(crate) async fn abort(
@@ -302,6 +407,8 @@ pub(crate) async fn abort(
 struct Assembly {
     files: Vec<String>,
     etag: String,
+    /// The parts' checksums, in order.
+    checksums: Vec<Option<String>>,
 }
 
 /// `ListMultipartUploads`: the uploads in progress, in (key, upload id)
@@ -432,6 +539,7 @@ fn assemble(asked: &[CompletedPart], stored: &[PartRow], max_bytes: u64) -> S3Re
         return Err(s3_error!(MalformedXML, "name the parts to assemble"));
     }
     let mut files = Vec::with_capacity(asked.len());
+    let mut checksums = Vec::with_capacity(asked.len());
     let mut md5s = Vec::with_capacity(asked.len() * 16);
     let mut last = 0;
     let mut total = 0u64;
@@ -454,7 +562,16 @@ fn assemble(asked: &[CompletedPart], stored: &[PartRow], max_bytes: u64) -> S3Re
                 tag.value()
             ));
         }
+        if let Some(sum) = checksum::of_part(p)
+            && part.checksum.as_deref() != Some(sum.as_str())
+        {
+            return Err(s3_error!(
+                InvalidPart,
+                "part {n}'s checksum is not the {sum} the completion names"
+            ));
+        }
         files.push(part.file.clone());
+        checksums.push(part.checksum.clone());
         md5s.extend(hex_decode(&part.etag));
         total = total.saturating_add(part.size);
     }
@@ -467,6 +584,7 @@ fn assemble(asked: &[CompletedPart], stored: &[PartRow], max_bytes: u64) -> S3Re
     Ok(Assembly {
         etag: format!("{}-{}", md5_hex(&md5s), asked.len()),
         files,
+        checksums,
     })
 }
 
@@ -497,6 +615,7 @@ mod tests {
             file: format!("f{n}"),
             size,
             etag: etag.into(),
+            checksum: None,
         }
     }
 

@@ -18,6 +18,7 @@ use crate::acl;
 use crate::attrs::{expires, header, headers, parse_tagging_header};
 use crate::auth::app_of;
 use crate::buckets::check_owner;
+use crate::checksum;
 use crate::mapping::{
     Conditions, DEFAULT_CONTENT_TYPE, body_error, check_copy_source, check_key, check_read,
     internal, matches, timestamp,
@@ -33,6 +34,10 @@ pub(crate) async fn put(
     let ext = req.extensions;
     let input = req.input;
     check_key(&input.key)?;
+    let asked = checksum::Asked::of(
+        &req.headers,
+        input.checksum_algorithm.as_ref().map(|a| a.as_str()),
+    )?;
     if input.if_match.is_some() || input.if_none_match.is_some() {
         let current = this
             .store
@@ -80,6 +85,7 @@ pub(crate) async fn put(
         public,
         retention,
         legal_hold,
+        checksum: None,
         headers: headers(
             input.cache_control,
             input.content_disposition,
@@ -92,11 +98,20 @@ pub(crate) async fn put(
     let Some(body) = input.body else {
         return Err(s3_error!(IncompleteBody));
     };
+    let sum = checksum::Summing::new(asked.algorithm);
     let stored = this
         .blobs
-        .put_stream(this.max_object_bytes, body)
+        .put_stream(this.max_object_bytes, sum.wrap(body))
         .await
         .map_err(body_error)?;
+    let computed = sum.value();
+    if let Err(e) = checksum::verify(&asked, computed.as_deref(), req.trailing_headers.as_ref()) {
+        this.blobs.delete(&stored.file).await;
+        return Err(e);
+    }
+    let mut attrs = attrs;
+    attrs.checksum = checksum::kept(asked.algorithm, computed);
+    let kept = attrs.checksum.clone();
     let mut metadata: Vec<(String, String)> =
         input.metadata.unwrap_or_default().into_iter().collect();
     metadata.sort();
@@ -113,11 +128,13 @@ pub(crate) async fn put(
         attrs,
     };
     let version_id = this.commit(&ext, row, &stored.file, None).await?;
-    Ok(S3Response::new(PutObjectOutput {
+    let mut out = PutObjectOutput {
         e_tag: Some(ETag::Strong(stored.md5)),
         version_id,
         ..Default::default()
-    }))
+    };
+    out.checksum_type = checksum::fill!(out, kept.as_ref());
+    Ok(S3Response::new(out))
 }
 
 /// A version's Object Lock as a read answers it: to its app only (S3
@@ -192,7 +209,11 @@ pub(crate) async fn get(
     let content_range = (len != row.size || start != 0)
         .then(|| format!("bytes {start}-{}/{}", end.saturating_sub(1), row.size));
     let (lock_mode, retain_until, legal_hold) = lock_of(&req.extensions, &row.attrs);
-    Ok(S3Response::new(GetObjectOutput {
+    // Checksums are of whole objects: a range is answered without one.
+    let sum = (wants_checksum(input.checksum_mode.as_ref()) && content_range.is_none())
+        .then(|| row.attrs.checksum.clone())
+        .flatten();
+    let mut out = GetObjectOutput {
         object_lock_mode: lock_mode,
         object_lock_retain_until_date: retain_until,
         object_lock_legal_hold_status: legal_hold,
@@ -226,7 +247,14 @@ pub(crate) async fn get(
             .or_else(|| header(&row.attrs, "content-language")),
         expires: input.response_expires.or_else(|| expires(&row.attrs)),
         ..Default::default()
-    }))
+    };
+    out.checksum_type = checksum::fill!(out, sum.as_ref());
+    Ok(S3Response::new(out))
+}
+
+/// Whether a read asks for the object's checksum.
+fn wants_checksum(mode: Option<&ChecksumMode>) -> bool {
+    mode.is_some_and(|m| m.as_str() == ChecksumMode::ENABLED)
 }
 
 pub(crate) async fn head(
@@ -249,7 +277,10 @@ pub(crate) async fn head(
     };
     check_read(&conditions, &row.etag, row.last_modified_us)?;
     let (lock_mode, retain_until, legal_hold) = lock_of(&req.extensions, &row.attrs);
-    Ok(S3Response::new(HeadObjectOutput {
+    let sum = wants_checksum(input.checksum_mode.as_ref())
+        .then(|| row.attrs.checksum.clone())
+        .flatten();
+    let mut out = HeadObjectOutput {
         object_lock_mode: lock_mode,
         object_lock_retain_until_date: retain_until,
         object_lock_legal_hold_status: legal_hold,
@@ -269,7 +300,9 @@ pub(crate) async fn head(
         expires: expires(&row.attrs),
         version_id: crate::version_header(row.version_id),
         ..Default::default()
-    }))
+    };
+    out.checksum_type = checksum::fill!(out, sum.as_ref());
+    Ok(S3Response::new(out))
 }
 
 pub(crate) async fn delete(
@@ -383,6 +416,12 @@ pub(crate) async fn copy(
 ) -> S3Result<S3Response<CopyObjectOutput>> {
     let input = req.input;
     check_key(&input.key)?;
+    // A copy asked for a checksum computes it; otherwise it keeps the
+    // source's (the body is the same).
+    let asked = checksum::Asked::of(
+        &req.headers,
+        input.checksum_algorithm.as_ref().map(|a| a.as_str()),
+    )?;
     let conditions = Conditions {
         if_match: input.copy_source_if_match.as_ref(),
         if_none_match: input.copy_source_if_none_match.as_ref(),
@@ -426,14 +465,22 @@ pub(crate) async fn copy(
         .open_range(&src.file, 0)
         .await
         .map_err(internal)?;
+    let sum = checksum::Summing::new(asked.algorithm);
     let stored = this
         .blobs
         .put_stream(
             u64::MAX,
-            tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024),
+            sum.wrap(tokio_util::io::ReaderStream::with_capacity(
+                file,
+                256 * 1024,
+            )),
         )
         .await
         .map_err(internal)?;
+    let kept_sum = match asked.algorithm {
+        Some(a) => checksum::kept(Some(a), sum.value()),
+        None => src.attrs.checksum.clone(),
+    };
     // MetadataDirective REPLACE takes the media type, user metadata and
     // kept headers from the request, COPY (the default) from the source;
     // TaggingDirective does the same for tags.
@@ -472,18 +519,21 @@ pub(crate) async fn copy(
             public,
             retention,
             legal_hold,
+            checksum: kept_sum.clone(),
         },
     };
     let last_modified = row.last_modified_us;
     let version_id = this
         .commit(&req.extensions, row, &stored.file, None)
         .await?;
+    let mut result = CopyObjectResult {
+        e_tag: Some(ETag::Strong(stored.md5)),
+        last_modified: Some(timestamp(last_modified)),
+        ..Default::default()
+    };
+    result.checksum_type = checksum::fill!(result, kept_sum.as_ref());
     Ok(S3Response::new(CopyObjectOutput {
-        copy_object_result: Some(CopyObjectResult {
-            e_tag: Some(ETag::Strong(stored.md5)),
-            last_modified: Some(timestamp(last_modified)),
-            ..Default::default()
-        }),
+        copy_object_result: Some(result),
         version_id,
         copy_source_version_id: src_version
             .is_some()

@@ -529,6 +529,7 @@ mod tests {
                     file: format!("{app}-part"),
                     size: 1,
                     etag: "e".into(),
+                    checksum: None,
                 },
             )
             .await

@@ -66,7 +66,8 @@ pub use kv::{ConfigRow, KeyPage, KvError};
 pub use lock::{LockMode, ObjectLock, Period, Retention};
 pub use metering::{StorageRow, StoredBytes, spawn_storage_sampler};
 pub use objects::{
-    ListFrom, NULL_VERSION, ObjectAttrs, ObjectRow, PartRow, S3KeyRow, UploadRow, prefix_end,
+    ListFrom, NULL_VERSION, ObjectAttrs, ObjectChecksum, ObjectRow, PartRow, S3KeyRow, UploadRow,
+    prefix_end,
 };
 pub use records::{
     CLIENT_OPS, InvocationRow, LogQuery, OpSpanRow, RecordWriter, RecordWriterConfig, UsageBy,

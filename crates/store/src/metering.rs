@@ -515,6 +515,7 @@ mod tests {
             file: format!("p{n}"),
             size,
             etag: "x".into(),
+            checksum: None,
         };
         s.put_part("u", &part(1, 200)).await.unwrap();
         s.put_part("u", &part(2, 200)).await.unwrap();

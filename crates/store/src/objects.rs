@@ -74,6 +74,24 @@ pub struct ObjectAttrs {
     /// Whether it is under an Object Lock legal hold.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub legal_hold: bool,
+    /// Its additional checksum (S3's `x-amz-checksum-*`), if it has one.
+    /// On a multipart upload in progress: the algorithm its parts are
+    /// checked with and the checksum's type, with an empty value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<ObjectChecksum>,
+}
+
+/// An object's additional checksum.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ObjectChecksum {
+    /// The algorithm, as S3 names it (`CRC32`, `CRC32C`, `CRC64NVME`,
+    /// `SHA1`, `SHA256`).
+    pub algorithm: String,
+    /// The checksum, base64 (a composite one ends in `-N`, its parts).
+    pub value: String,
+    /// Whether it is of the whole object (`FULL_OBJECT`) rather than of
+    /// its parts' checksums (`COMPOSITE`).
+    pub full_object: bool,
 }
 
 pub(crate) fn attrs_json(a: &ObjectAttrs) -> String {
@@ -120,6 +138,8 @@ pub struct PartRow {
     pub size: u64,
     /// ETag (MD5 hex).
     pub etag: String,
+    /// Its additional checksum (base64, of its upload's algorithm).
+    pub checksum: Option<String>,
 }
 
 /// A multipart upload in progress.
@@ -623,16 +643,17 @@ impl Store {
         .fetch_optional(&mut *tx)
         .await?;
         sqlx::query(
-            "INSERT INTO upload_parts (upload_id, part_number, file, size, etag)
-             VALUES ($1, $2, $3, $4, $5)
+            "INSERT INTO upload_parts (upload_id, part_number, file, size, etag, checksum)
+             VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT (upload_id, part_number) DO UPDATE SET file = excluded.file,
-                size = excluded.size, etag = excluded.etag",
+                size = excluded.size, etag = excluded.etag, checksum = excluded.checksum",
         )
         .bind(upload)
         .bind(p.part_number)
         .bind(&p.file)
         .bind(p.size as i64)
         .bind(&p.etag)
+        .bind(&p.checksum)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -642,7 +663,7 @@ impl Store {
     /// The parts of an upload, by number.
     pub async fn parts(&self, upload: &str) -> Result<Vec<PartRow>> {
         let rows = sqlx::query(
-            "SELECT part_number, file, size, etag FROM upload_parts WHERE upload_id = $1
+            "SELECT part_number, file, size, etag, checksum FROM upload_parts WHERE upload_id = $1
              ORDER BY part_number",
         )
         .bind(upload)
@@ -655,6 +676,7 @@ impl Store {
                     file: r.try_get("file")?,
                     size: r.try_get::<i64, _>("size")? as u64,
                     etag: r.try_get("etag")?,
+                    checksum: r.try_get("checksum")?,
                 })
             })
             .collect()
@@ -853,6 +875,7 @@ mod tests {
             file: f.into(),
             size: 5,
             etag: "x".into(),
+            checksum: None,
         };
         assert_eq!(s.put_part("u1", &part(2, "p2")).await.unwrap(), None);
         s.delete_object("b", "dir/x", None, &[], false)

@@ -15,6 +15,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+import checksums
 import cors
 import details
 import object_lock
@@ -187,4 +188,5 @@ virtual.run(s3, refused, endpoint, key, secret, okey, osecret)
 object_lock.run(s3, other, refused)
 post.run(s3, other, refused, endpoint)
 cors.run(s3, other, refused, endpoint)
+checksums.run(s3, other, refused)
 print("all ok")
