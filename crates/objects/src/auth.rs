@@ -138,8 +138,10 @@ fn presigned_too_long(what: &str) -> s3s::S3Error {
     )
 }
 
-/// What `s3s` lets through that Nimbus refuses, before `s3s` sees the
-/// request: Signature Version 2 in the `Authorization` header (its date is
+/// What `s3s` lets through that Nimbus refuses, or answers with another
+/// code than S3's, before `s3s` sees the request: the shape of a SigV4
+/// header or presigned URL (`check_authorization`, `check_presigned_v4`);
+/// Signature Version 2 in the `Authorization` header (its date is
 /// never checked, so a captured request replays forever; SigV2 forms are
 /// refused by [`Access`]), and presigned URLs valid for less than a second
 /// or more than [`MAX_PRESIGNED_SECS`] — `s3s` takes any `X-Amz-Expires`
@@ -162,7 +164,11 @@ pub(crate) fn check_signature(
     {
         return Err(sigv2_refused());
     }
+    if let Some(auth) = headers.get(http::header::AUTHORIZATION) {
+        check_authorization(auth.to_str().unwrap_or_default(), headers)?;
+    }
     let (mut sigv2, mut sigv2_expires) = (false, None);
+    let mut v4: Vec<(String, String)> = Vec::new();
     for (name, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
         match &*name {
             "Signature" => sigv2 = true,
@@ -175,7 +181,11 @@ pub(crate) fn check_signature(
             },
             _ => {}
         }
+        if name.starts_with("X-Amz-") {
+            v4.push((name.into_owned(), value.into_owned()));
+        }
     }
+    check_presigned_v4(&v4)?;
     if sigv2 {
         let latest = now_secs + MAX_PRESIGNED_SECS + PRESIGNED_SKEW_SECS;
         match sigv2_expires.flatten() {
@@ -188,6 +198,121 @@ pub(crate) fn check_signature(
             }
             None => return Err(presigned_too_long("Expires is missing or not a time")),
         }
+    }
+    Ok(())
+}
+
+/// A SigV4 `Credential`: `KEY/DATE/REGION/SERVICE/aws4_request`.
+fn credential_ok(c: &str) -> bool {
+    let parts: Vec<&str> = c.split('/').collect();
+    parts.len() == 5 && parts.iter().all(|p| !p.is_empty()) && parts[4] == "aws4_request"
+}
+
+/// A SigV4 signature: 64 hex digits. Anything else cannot match.
+fn signature_ok(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+fn signature_mismatch() -> s3s::S3Error {
+    s3_error!(
+        SignatureDoesNotMatch,
+        "The request signature we calculated does not match the signature you provided. Check your key and signing method."
+    )
+}
+
+/// A header-signed request's shape, with the codes S3 answers: another
+/// scheme is `400 InvalidArgument`; a SigV4 header without its
+/// `Credential`, `SignedHeaders` and `Signature` is `400
+/// AuthorizationHeaderMalformed`; a signature that is not 64 hex digits is
+/// `403 SignatureDoesNotMatch`; no `x-amz-date` (or `Date`) is `403
+/// AccessDenied`. The signature itself is checked by `s3s`.
+fn check_authorization(auth: &str, headers: &http::HeaderMap) -> S3Result<()> {
+    let auth = auth.trim();
+    let Some(params) = auth.strip_prefix("AWS4-HMAC-SHA256") else {
+        if auth.starts_with("AWS4-ECDSA-P256-SHA256") {
+            return Ok(());
+        }
+        return Err(s3_error!(
+            InvalidArgument,
+            "Unsupported Authorization Type: sign requests with AWS4-HMAC-SHA256"
+        ));
+    };
+    let field = |name: &str| {
+        params.split(',').find_map(|p| {
+            p.trim()
+                .strip_prefix(name)
+                .and_then(|v| v.strip_prefix('='))
+                .map(str::trim)
+        })
+    };
+    let (Some(credential), Some(_), Some(signature)) = (
+        field("Credential"),
+        field("SignedHeaders"),
+        field("Signature"),
+    ) else {
+        return Err(s3_error!(
+            AuthorizationHeaderMalformed,
+            "The authorization header is malformed: it needs Credential, SignedHeaders and Signature"
+        ));
+    };
+    if !credential_ok(credential) {
+        return Err(s3_error!(
+            AuthorizationHeaderMalformed,
+            "The authorization header is malformed; the Credential is mal-formed; expecting \"<YOUR-AKID>/YYYYMMDD/REGION/SERVICE/aws4_request\""
+        ));
+    }
+    if !headers.contains_key("x-amz-date") && !headers.contains_key(http::header::DATE) {
+        return Err(s3_error!(
+            AccessDenied,
+            "AWS authentication requires a valid Date or x-amz-date header"
+        ));
+    }
+    if !signature_ok(signature) {
+        return Err(signature_mismatch());
+    }
+    Ok(())
+}
+
+/// A SigV4 presigned URL's shape (its `X-Amz-*` parameters), with the
+/// codes S3 answers: all six parameters, the one algorithm, a credential
+/// of five parts (else `400 AuthorizationQueryParametersError`), a
+/// signature of 64 hex digits (else `403 SignatureDoesNotMatch`).
+fn check_presigned_v4(params: &[(String, String)]) -> S3Result<()> {
+    let get = |n: &str| params.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
+    const ALL: [&str; 6] = [
+        "X-Amz-Algorithm",
+        "X-Amz-Credential",
+        "X-Amz-Signature",
+        "X-Amz-Date",
+        "X-Amz-SignedHeaders",
+        "X-Amz-Expires",
+    ];
+    if ALL[..3].iter().all(|n| get(n).is_none()) {
+        return Ok(());
+    }
+    if ALL.iter().any(|n| get(n).is_none()) {
+        return Err(s3_error!(
+            AuthorizationQueryParametersError,
+            "Query-string authentication version 4 requires the X-Amz-Algorithm, X-Amz-Credential, X-Amz-Signature, X-Amz-Date, X-Amz-SignedHeaders, and X-Amz-Expires parameters."
+        ));
+    }
+    match get("X-Amz-Algorithm") {
+        Some("AWS4-HMAC-SHA256" | "AWS4-ECDSA-P256-SHA256") => {}
+        _ => {
+            return Err(s3_error!(
+                AuthorizationQueryParametersError,
+                "X-Amz-Algorithm only supports \"AWS4-HMAC-SHA256\""
+            ));
+        }
+    }
+    if !get("X-Amz-Credential").is_some_and(credential_ok) {
+        return Err(s3_error!(
+            AuthorizationQueryParametersError,
+            "Error parsing the X-Amz-Credential parameter; expecting \"<YOUR-AKID>/YYYYMMDD/REGION/SERVICE/aws4_request\""
+        ));
+    }
+    if !get("X-Amz-Signature").is_some_and(signature_ok) {
+        return Err(signature_mismatch());
     }
     Ok(())
 }
@@ -265,17 +390,81 @@ mod tests {
         let mut h = http::HeaderMap::new();
         if let Some(a) = auth {
             h.insert(http::header::AUTHORIZATION, a.parse().unwrap());
+            h.insert("x-amz-date", "20250101T000000Z".parse().unwrap());
         }
         check_signature(&h, query, NOW).map_err(|e| format!("{:?}", e.code()))
     }
 
+    const SIG: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    fn presigned(expires: &str) -> String {
+        format!(
+            "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=NK%2F20250101%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date=20250101T000000Z&X-Amz-Expires={expires}&X-Amz-SignedHeaders=host&X-Amz-Signature={SIG}"
+        )
+    }
+
+    #[test]
+    fn malformed_signatures_get_s3s_codes() {
+        let v4 = |rest: &str| format!("AWS4-HMAC-SHA256 {rest}");
+        let good = v4(&format!(
+            "Credential=NK/20250101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature={SIG}"
+        ));
+        assert_eq!(check(Some(&good), None), Ok(()));
+        for (auth, code) in [
+            ("Bearer x".to_string(), "InvalidArgument"),
+            (
+                v4(&format!("SignedHeaders=host, Signature={SIG}")),
+                "AuthorizationHeaderMalformed",
+            ),
+            (
+                v4(&format!(
+                    "Credential=NK/us-east-1/s3, SignedHeaders=host, Signature={SIG}"
+                )),
+                "AuthorizationHeaderMalformed",
+            ),
+            (
+                v4(
+                    "Credential=NK/20250101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=00",
+                ),
+                "SignatureDoesNotMatch",
+            ),
+        ] {
+            assert_eq!(check(Some(&auth), None), Err(code.into()), "{auth}");
+        }
+        // Without x-amz-date: 403 AccessDenied.
+        let mut h = http::HeaderMap::new();
+        h.insert(http::header::AUTHORIZATION, good.parse().unwrap());
+        let e = check_signature(&h, None, NOW).unwrap_err();
+        assert_eq!(e.code(), &s3s::S3ErrorCode::AccessDenied);
+        // Presigned URLs: every parameter, the one algorithm, a credential.
+        assert_eq!(check(None, Some(&presigned("60"))), Ok(()));
+        for (q, code) in [
+            (
+                presigned("60").replace("&X-Amz-Date=20250101T000000Z", ""),
+                "AuthorizationQueryParametersError",
+            ),
+            (
+                presigned("60").replace("HMAC-SHA256", "HMAC-SHA512"),
+                "AuthorizationQueryParametersError",
+            ),
+            (
+                presigned("60").replace("NK%2F", ""),
+                "AuthorizationQueryParametersError",
+            ),
+            (presigned("60").replace(SIG, "00"), "SignatureDoesNotMatch"),
+        ] {
+            assert_eq!(check(None, Some(&q)), Err(code.into()), "{q}");
+        }
+    }
+
     #[test]
     fn only_fresh_signatures_pass() {
-        let v4 = "AWS4-HMAC-SHA256 Credential=NK/20250101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=00";
-        assert_eq!(check(Some(v4), None), Ok(()));
+        let v4 = format!(
+            "AWS4-HMAC-SHA256 Credential=NK/20250101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature={SIG}"
+        );
+        assert_eq!(check(Some(&v4), None), Ok(()));
         assert_eq!(check(None, Some("list-type=2&prefix=a")), Ok(()));
-        let week = "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Expires=604800&X-Amz-Signature=00";
-        assert_eq!(check(None, Some(week)), Ok(()));
+        assert_eq!(check(None, Some(&presigned("604800"))), Ok(()));
         // SigV2 in the header: never.
         assert_eq!(check(Some("AWS NK:c2ln"), None), Err("AccessDenied".into()));
         // SigV2 presigned: for at most a week (and the skew) from now.

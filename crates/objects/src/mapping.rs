@@ -150,6 +150,21 @@ pub(crate) fn md5_hex(bytes: &[u8]) -> String {
 pub(crate) fn body_error(e: nimbus_store::BlobError) -> s3s::S3Error {
     match e {
         nimbus_store::BlobError::TooLarge(_) => s3_error!(EntityTooLarge, "{e}"),
+        // The body's own checks (s3s's streams, whose errors reach here as
+        // text): a payload hash or chunk signature that does not match is
+        // answered with S3's code for it.
+        nimbus_store::BlobError::Body(m) if m.contains("Sha256Mismatch") => {
+            let mut err = s3s::S3Error::with_message(
+                s3s::S3ErrorCode::Custom("XAmzContentSHA256Mismatch".into()),
+                "The provided 'x-amz-content-sha256' header does not match what was computed.",
+            );
+            err.set_status_code(http::StatusCode::BAD_REQUEST);
+            err
+        }
+        nimbus_store::BlobError::Body(m) if m.contains("SignatureMismatch") => s3_error!(
+            SignatureDoesNotMatch,
+            "a chunk's signature does not match the signature calculated"
+        ),
         nimbus_store::BlobError::Body(_) => s3_error!(IncompleteBody, "{e}"),
         other => internal(other),
     }

@@ -15,6 +15,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+import auth_codes
 import checksums
 import cors
 import details
@@ -189,4 +190,5 @@ object_lock.run(s3, other, refused)
 post.run(s3, other, refused, endpoint)
 cors.run(s3, other, refused, endpoint)
 checksums.run(s3, other, refused)
+auth_codes.run(s3, endpoint, key, secret)
 print("all ok")
