@@ -241,9 +241,18 @@ async fn a_browser_uploads_with_a_policy_signed_by_a_function() {
     assert!(out.status.success(), "the browser upload failed:\n{log}");
     assert!(log.contains("all upload checks passed"), "{log}");
     // What the browser stored is there, public as its policy said.
-    let r = reqwest::get(format!("{s3}/user-files/uploads/hello.txt"))
+    let key = log
+        .lines()
+        .find_map(|l| l.strip_prefix("[e2e] stored as: "))
+        .unwrap_or_else(|| panic!("no key in {log}"));
+    let r = reqwest::get(format!("{s3}/user-files/{key}"))
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["content-type"],
+        "text/plain",
+        "the type its policy pinned"
+    );
     assert_eq!(r.text().await.unwrap(), content);
 }

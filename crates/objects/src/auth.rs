@@ -365,14 +365,14 @@ impl s3s::access::S3Access for Access {
             req.input.key = crate::form::substitute(&req.input.key, None)?;
             return Ok(());
         };
-        req.input.key = head.resolve_key(&req.input.key).await?;
-        // S3's forms name the canned ACL `acl` (s3s reads `x-amz-acl`).
+        let parsed = crate::form::parse(&head).await;
+        parsed.check()?;
+        req.input.key = head.resolve_key(&req.input.key, &parsed)?;
+        // S3's forms name the canned ACL `acl` (s3s reads `x-amz-acl`);
+        // s3s checked it against the policy, and `check` made sure this is
+        // the field it checked.
         if req.input.acl.is_none()
-            && let Some((_, acl)) = crate::form::parse(&head)
-                .await
-                .fields
-                .into_iter()
-                .find(|(n, _)| n == "acl")
+            && let Some((_, acl)) = parsed.fields.into_iter().find(|(n, _)| n == "acl")
         {
             req.input.acl = Some(s3s::dto::ObjectCannedACL::from(acl));
         }

@@ -13,6 +13,11 @@ use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 /// At most this many rules per bucket (S3's limit).
 const MAX_RULES: usize = 100;
+/// At most this many bytes of origins, methods and headers in all (S3's
+/// 64 KB limit on a configuration): every preflight reads them.
+const MAX_BYTES: usize = 64 << 10;
+/// At most this many request headers a preflight asks for.
+const MAX_ASKED_HEADERS: usize = 64;
 /// The methods a rule may allow (S3's).
 const METHODS: [&str; 5] = ["GET", "PUT", "POST", "DELETE", "HEAD"];
 
@@ -135,6 +140,13 @@ impl Cors {
             .map(|h| h.trim().to_ascii_lowercase())
             .filter(|h| !h.is_empty())
             .collect();
+        if asked.len() > MAX_ASKED_HEADERS {
+            return answer(
+                http::StatusCode::FORBIDDEN,
+                "AccessForbidden",
+                "CORSResponse: This CORS request is not allowed: it asks for more than 64 headers.",
+            );
+        }
         let rules = match bucket {
             Some(b) => self.rules(b).await,
             None => Vec::new(),
@@ -290,6 +302,24 @@ pub(crate) async fn put(
         .into_iter()
         .map(rule_of)
         .collect::<S3Result<Vec<_>>>()?;
+    let bytes: usize = rules
+        .iter()
+        .flat_map(|r| {
+            r.allowed_origins
+                .iter()
+                .chain(&r.allowed_methods)
+                .chain(&r.allowed_headers)
+                .chain(&r.expose_headers)
+                .chain(&r.id)
+        })
+        .map(String::len)
+        .sum();
+    if bytes > MAX_BYTES {
+        return Err(s3_error!(
+            MalformedXML,
+            "a CORS configuration holds at most {MAX_BYTES} bytes of origins, methods, headers and ids; this one holds {bytes}"
+        ));
+    }
     this.store
         .set_bucket_cors(&input.bucket, Some(&rules))
         .await

@@ -41,6 +41,7 @@ pub fn service(
         hosts,
         s3: b.build(),
         forms: FormGate::new(),
+        peer: None,
         max_form_file,
     })
 }
@@ -117,6 +118,8 @@ pub struct Endpoint {
     cors: Cors,
     hosts: Option<VirtualHosts>,
     forms: FormGate,
+    /// The client's address, on a connection's copy ([`serve`]).
+    peer: Option<std::net::IpAddr>,
     max_form_file: u64,
 }
 
@@ -190,8 +193,8 @@ impl Endpoint {
         &self,
         req: http::Request<hyper::body::Incoming>,
     ) -> futures::future::BoxFuture<'static, Result<s3s::HttpResponse, s3s::HttpError>> {
-        let entered =
-            form::check_length(req.headers(), self.max_form_file).and_then(|()| self.forms.enter());
+        let entered = form::check_length(req.headers(), self.max_form_file)
+            .and_then(|()| self.forms.enter(self.peer));
         let permit = match entered {
             Ok(p) => p,
             Err(e) => return Box::pin(std::future::ready(Ok(error_response(&e)))),
@@ -246,7 +249,7 @@ pub async fn serve(
     tokio::pin!(shutdown);
     let connections = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(s) => s,
                 Err(e) => {
@@ -258,7 +261,8 @@ pub async fn serve(
             _ = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = service.clone();
+        let mut service = service.clone();
+        service.peer = Some(peer.ip());
         let watcher = connections.watcher();
         tokio::spawn(async move {
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());

@@ -7,9 +7,12 @@
 //! before the access check, so [`FormGate`] bounds that in front of it: a
 //! form's length must be declared and at most [`MAX_FORM_FILE_BYTES`] (plus
 //! its fields), checked from the headers before any body is read, and at
-//! most [`FORM_UPLOADS_AT_ONCE`] forms are read at once per node (others
-//! are answered `503 SlowDown`). So whoever sends forms — signed or not —
-//! holds at most that much of a node's memory.
+//! most [`FORM_UPLOADS_AT_ONCE`] forms are read at once per node,
+//! [`FORM_UPLOADS_PER_CLIENT`] from one address (others are answered `503
+//! SlowDown`); a form without a policy is cut short once its file part
+//! starts ([`Sniffed`]). So whoever sends forms holds at most that much of
+//! a node's memory, and an unsigned sender holds a place only while its
+//! fields arrive.
 //!
 //! `s3s` does not substitute `${filename}` in the `key` field (S3 does),
 //! nor keep the file's name, and reads the canned ACL from `x-amz-acl`
@@ -32,6 +35,8 @@ pub(crate) const MAX_FORM_FIELDS_BYTES: usize = 64 << 10;
 pub(crate) const MAX_FORM_FIELD_BYTES: usize = 20 << 10;
 /// Form uploads read at once per node.
 pub const FORM_UPLOADS_AT_ONCE: usize = 8;
+/// Form uploads read at once from one client address.
+pub const FORM_UPLOADS_PER_CLIENT: usize = 2;
 
 /// Whether a request is a form upload: a POST of `multipart/form-data`.
 pub(crate) fn is_form(req: &http::Request<hyper::body::Incoming>) -> bool {
@@ -72,23 +77,70 @@ pub(crate) fn check_length(headers: &http::HeaderMap, max_file: u64) -> S3Result
     Ok(())
 }
 
-/// Semaphore of the form uploads being read.
+/// The form uploads being read: at most [`FORM_UPLOADS_AT_ONCE`] on the
+/// node, and [`FORM_UPLOADS_PER_CLIENT`] from one client address.
 #[derive(Clone)]
-pub(crate) struct FormGate(Arc<tokio::sync::Semaphore>);
+pub(crate) struct FormGate {
+    all: Arc<tokio::sync::Semaphore>,
+    clients: Arc<Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+}
+
+/// A place among the forms being read, given back when dropped.
+pub(crate) struct FormPlace {
+    _all: tokio::sync::OwnedSemaphorePermit,
+    client: Option<(FormGate, std::net::IpAddr)>,
+}
+
+impl Drop for FormPlace {
+    fn drop(&mut self) {
+        if let Some((gate, ip)) = &self.client {
+            let mut clients = gate.clients.lock().expect("form clients lock");
+            if let Some(n) = clients.get_mut(ip) {
+                *n -= 1;
+                if *n == 0 {
+                    clients.remove(ip);
+                }
+            }
+        }
+    }
+}
 
 impl FormGate {
     pub(crate) fn new() -> FormGate {
-        FormGate(Arc::new(tokio::sync::Semaphore::new(FORM_UPLOADS_AT_ONCE)))
+        FormGate {
+            all: Arc::new(tokio::sync::Semaphore::new(FORM_UPLOADS_AT_ONCE)),
+            clients: Arc::new(Mutex::new(std::collections::HashMap::new())),
+        }
     }
 
-    /// A place for one more form upload, held until its answer is made;
-    /// `SlowDown` when all are taken.
-    pub(crate) fn enter(&self) -> S3Result<tokio::sync::OwnedSemaphorePermit> {
-        self.0.clone().try_acquire_owned().map_err(|_| {
+    /// A place for one more form upload from `client`, held until its
+    /// answer is made; `SlowDown` when the node's or the client's are all
+    /// taken.
+    pub(crate) fn enter(&self, client: Option<std::net::IpAddr>) -> S3Result<FormPlace> {
+        let busy = || {
             s3_error!(
                 SlowDown,
-                "too many form uploads at once on this node: retry shortly"
+                "too many form uploads at once on this node or from this client: retry shortly"
             )
+        };
+        if let Some(ip) = client {
+            let clients = self.clients.lock().expect("form clients lock");
+            if clients.get(&ip).copied().unwrap_or(0) >= FORM_UPLOADS_PER_CLIENT {
+                return Err(busy());
+            }
+        }
+        let all = self.all.clone().try_acquire_owned().map_err(|_| busy())?;
+        if let Some(ip) = client {
+            let mut clients = self.clients.lock().expect("form clients lock");
+            let n = clients.entry(ip).or_insert(0);
+            if *n >= FORM_UPLOADS_PER_CLIENT {
+                return Err(busy());
+            }
+            *n += 1;
+        }
+        Ok(FormPlace {
+            _all: all,
+            client: client.map(|ip| (self.clone(), ip)),
         })
     }
 }
@@ -103,6 +155,8 @@ pub(crate) struct FormHead {
     /// substituted: `s3s` answers with the form's, so the answer is
     /// rewritten ([`FormHead::rewrite`]).
     substituted: Arc<Mutex<Option<(String, String)>>>,
+    /// Set when the form was cut short for having no policy.
+    unsigned: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// How much of a form is kept: its fields and the file part's headers.
@@ -116,16 +170,17 @@ impl FormHead {
             boundary: multer::parse_boundary(ct).ok()?,
             bytes: Arc::new(Mutex::new(Vec::new())),
             substituted: Arc::new(Mutex::new(None)),
+            unsigned: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         })
     }
 
     /// Substitutes `${filename}` in a form's key (S3's rule) with the
     /// name of the form's file, and remembers it for the answer.
-    pub(crate) async fn resolve_key(&self, key: &str) -> S3Result<String> {
+    pub(crate) fn resolve_key(&self, key: &str, parsed: &Parsed) -> S3Result<String> {
         if !key.contains("${filename}") {
             return Ok(key.to_string());
         }
-        let resolved = substitute(key, parse(self).await.file_name.as_deref())?;
+        let resolved = substitute(key, parsed.file_name.as_deref())?;
         *self.substituted.lock().expect("form key lock") =
             Some((key.to_string(), resolved.clone()));
         Ok(resolved)
@@ -139,6 +194,9 @@ impl FormHead {
     /// AccessDenied` ("Invalid according to Policy"), where `s3s` answers
     /// `400 InvalidPolicyDocument`.
     pub(crate) async fn rewrite(&self, answer: s3s::HttpResponse) -> s3s::HttpResponse {
+        if self.unsigned.load(std::sync::atomic::Ordering::Relaxed) {
+            return refused_unsigned();
+        }
         let substituted = self.substituted.lock().expect("form key lock").clone();
         if answer.status() == http::StatusCode::BAD_REQUEST {
             return condition_failed(answer).await;
@@ -181,6 +239,19 @@ impl FormHead {
     }
 }
 
+/// The answer to a form without a policy, as S3 answers an unsigned write.
+fn refused_unsigned() -> s3s::HttpResponse {
+    let mut r = http::Response::new(s3s::Body::from(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>AccessDenied</Code><Message>a form upload needs a policy signed with a key from `nimbus keys create --s3`</Message></Error>".to_string(),
+    ));
+    *r.status_mut() = http::StatusCode::FORBIDDEN;
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/xml"),
+    );
+    r
+}
+
 /// `s3s`'s `400 InvalidPolicyDocument` for a condition the form broke, as
 /// S3's `403 AccessDenied`; any other answer as it is.
 async fn condition_failed(answer: s3s::HttpResponse) -> s3s::HttpResponse {
@@ -219,37 +290,78 @@ fn xml_escape(s: &str) -> String {
 }
 
 /// A request body that copies its first [`HEAD_BYTES`] into a [`FormHead`].
+/// Once the file part's headers have come, a form without a `policy`
+/// field ends with [`FormError::Unsigned`].
 pub(crate) struct Sniffed<B> {
     inner: B,
     head: FormHead,
+    /// The head showed a policy: nothing more to keep or look at.
+    signed: bool,
 }
 
 impl<B> Sniffed<B> {
     pub(crate) fn new(inner: B, head: FormHead) -> Sniffed<B> {
-        Sniffed { inner, head }
+        Sniffed {
+            inner,
+            head,
+            signed: false,
+        }
     }
+}
+
+/// Why a form's body stopped being read.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum FormError {
+    /// The connection's body failed.
+    #[error("{0}")]
+    Body(String),
+    /// A form without a policy: refused before its file is read (`s3s`
+    /// would read it whole, then refuse it as unsigned).
+    #[error("a form upload without a signed policy is refused")]
+    Unsigned,
 }
 
 impl<B> http_body::Body for Sniffed<B>
 where
     B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
 {
     type Data = Bytes;
-    type Error = B::Error;
+    type Error = FormError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Bytes>, B::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled
-            && let Some(data) = frame.data_ref()
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, FormError>>> {
+        let polled = match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(Some(Err(e))) => {
+                return Poll::Ready(Some(Err(FormError::Body(e.to_string()))));
+            }
+            Poll::Ready(Some(Ok(frame))) => frame,
+            Poll::Ready(None) => return Poll::Ready(None),
+            Poll::Pending => return Poll::Pending,
+        };
+        if let Some(data) = polled.data_ref()
+            && !self.signed
         {
-            let mut kept = self.head.bytes.lock().expect("form head lock");
-            let room = HEAD_BYTES.saturating_sub(kept.len());
-            kept.extend_from_slice(&data[..data.len().min(room)]);
+            let seen = {
+                let mut kept = self.head.bytes.lock().expect("form head lock");
+                let room = HEAD_BYTES.saturating_sub(kept.len());
+                kept.extend_from_slice(&data[..data.len().min(room)]);
+                signed_head(&kept).or((kept.len() >= HEAD_BYTES).then_some(false))
+            };
+            match seen {
+                Some(true) => self.signed = true,
+                Some(false) => {
+                    self.head
+                        .unsigned
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                    return Poll::Ready(Some(Err(FormError::Unsigned)));
+                }
+                None => {}
+            }
         }
-        polled
+        Poll::Ready(Some(Ok(polled)))
     }
 
     fn is_end_stream(&self) -> bool {
@@ -264,17 +376,86 @@ where
 /// What the kept head of a form says: its fields before the file (names in
 /// lower case) and the name of the file as its part gave it (`filename=`),
 /// without any directory a client put in front.
+///
+/// This is a second parse of what `s3s` parsed and checked against the
+/// policy, so it is trusted only where the two cannot disagree
+/// ([`Parsed::check`]): every boundary line exact (`multer` also takes a
+/// boundary followed by spaces, which `s3s` reads as field text), and no
+/// field named twice (which one did `s3s` check?).
 #[derive(Debug, Default)]
 pub(crate) struct Parsed {
     pub(crate) fields: Vec<(String, String)>,
     pub(crate) file_name: Option<String>,
+    ambiguous: bool,
+}
+
+impl Parsed {
+    /// Refuses a form the two parses could read differently.
+    pub(crate) fn check(&self) -> S3Result<()> {
+        let twice = self
+            .fields
+            .iter()
+            .enumerate()
+            .any(|(i, (n, _))| self.fields[..i].iter().any(|(m, _)| m == n));
+        if self.ambiguous || twice {
+            return Err(s3_error!(
+                MalformedPOSTRequest,
+                "The body of your POST request is not well-formed multipart/form-data: every boundary line exact, and each field once"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Whether every `--BOUNDARY` in `head` (all that was kept: a client's
+/// boundary never occurs in its content) is a whole boundary line: at the
+/// start or after CRLF, and followed by CRLF (or `--`, the last).
+fn exact_boundaries(head: &[u8], boundary: &str) -> bool {
+    let delimiter = format!("--{boundary}");
+    let d = delimiter.as_bytes();
+    let mut at = 0;
+    while let Some(i) = find(&head[at..], d) {
+        let pos = at + i;
+        let before_ok = pos == 0 || head[..pos].ends_with(b"\r\n");
+        let after = &head[pos + d.len()..];
+        let after_ok = after.starts_with(b"\r\n") || after.starts_with(b"--") || after.is_empty();
+        if !before_ok || !after_ok {
+            return false;
+        }
+        at = pos + d.len();
+    }
+    true
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Where the file part's headers end in a form's head (after their blank
+/// line), if they are in it.
+fn file_part_end(head: &[u8]) -> Option<usize> {
+    let lower = head.to_ascii_lowercase();
+    let at = find(&lower, b"name=\"file\"")?;
+    Some(at + find(&head[at..], b"\r\n\r\n")? + 4)
+}
+
+/// Whether a form's head names a `policy` field before its file part
+/// (`None` until the file part's headers have come).
+fn signed_head(head: &[u8]) -> Option<bool> {
+    let end = file_part_end(head)?;
+    Some(find(&head[..end].to_ascii_lowercase(), b"name=\"policy\"").is_some())
 }
 
 pub(crate) async fn parse(head: &FormHead) -> Parsed {
-    let bytes = Bytes::from(head.bytes.lock().expect("form head lock").clone());
+    let kept = head.bytes.lock().expect("form head lock").clone();
+    let ambiguous = !exact_boundaries(&kept, &head.boundary);
+    let bytes = Bytes::from(kept);
     let stream = futures::stream::once(async move { Ok::<Bytes, std::io::Error>(bytes) });
     let mut form = multer::Multipart::new(stream, head.boundary.clone());
-    let mut parsed = Parsed::default();
+    let mut parsed = Parsed {
+        ambiguous,
+        ..Parsed::default()
+    };
     // Parts before the file are fields; past what was kept, parsing stops.
     while let Ok(Some(part)) = form.next_field().await {
         let name = part.name().unwrap_or_default().to_ascii_lowercase();
@@ -336,6 +517,43 @@ mod tests {
         );
         assert_eq!(substitute("u/plain", None).unwrap(), "u/plain");
         assert!(substitute("u/${filename}", None).is_err());
+    }
+
+    #[test]
+    fn only_exact_boundaries_and_signed_heads_pass() {
+        let ok = b"--xyz\r\nContent-Disposition: form-data; name=\"policy\"\r\n\r\np\r\n--xyz\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a\"\r\n\r\ndata";
+        assert!(exact_boundaries(ok, "xyz"));
+        assert_eq!(signed_head(ok), Some(true));
+        let hidden = b"--xyz\r\nContent-Disposition: form-data; name=\"x-ignore-a\"\r\n\r\nv\r\n--xyz \r\nContent-Disposition: form-data; name=\"acl\"\r\n\r\npublic-read\r\n--xyz\r\n";
+        assert!(
+            !exact_boundaries(hidden, "xyz"),
+            "a boundary with a trailing space"
+        );
+        let unsigned = b"--xyz\r\nContent-Disposition: form-data; name=\"key\"\r\n\r\nk\r\n--xyz\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\n";
+        assert_eq!(signed_head(unsigned), Some(false));
+        assert_eq!(signed_head(&unsigned[..40]), None, "not yet decided");
+        let twice = Parsed {
+            fields: vec![
+                ("acl".into(), "public-read".into()),
+                ("acl".into(), "private".into()),
+            ],
+            ..Parsed::default()
+        };
+        assert!(twice.check().is_err());
+    }
+
+    #[test]
+    fn form_places_are_bounded_per_client_and_node() {
+        let gate = FormGate::new();
+        let ip = |n: u8| Some(std::net::IpAddr::from([10, 0, 0, n]));
+        let a1 = gate.enter(ip(1)).unwrap();
+        let _a2 = gate.enter(ip(1)).unwrap();
+        assert!(gate.enter(ip(1)).is_err(), "a third from one client");
+        drop(a1);
+        let _a3 = gate.enter(ip(1)).unwrap();
+        let others: Vec<_> = (2..8).map(|n| gate.enter(ip(n)).unwrap()).collect();
+        assert_eq!(others.len(), 6);
+        assert!(gate.enter(ip(9)).is_err(), "the node's eight are taken");
     }
 
     #[test]

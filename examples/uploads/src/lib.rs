@@ -1,9 +1,14 @@
 //! Uploads: a page, and the signed POST policy it uploads with.
 //!
 //! * `GET /uploads/` — the page (`page.html`)
-//! * `GET /uploads/policy` — `{"url", "fields"}`: the S3 form-upload URL
-//!   and the form fields, a SigV4-signed policy among them, allowing one
-//!   upload under `uploads/` of at most 1 MiB for the next 10 minutes
+//! * `GET /uploads/policy?type=MEDIA/TYPE` — `{"url", "fields"}`: the S3
+//!   form-upload URL and the form fields, a SigV4-signed policy among them,
+//!   allowing one upload of that media type (text, common images, PDF)
+//!   under a fresh `uploads/RANDOM/` prefix, of at most 1 MiB, for the next
+//!   10 minutes
+//!
+//! A demo: anyone who can load the page may upload. A real app puts the
+//! policy route behind its login (`[policies]` with `auth = "jwt"`).
 //!
 //! The policy is signed with the app's S3 key from `wasi:config`
 //! (`s3_endpoint`, `s3_bucket`, `s3_access_key`, and the secret
@@ -74,8 +79,33 @@ fn setting(name: &str) -> Result<String, String> {
         .ok_or_else(|| format!("set the app's {name} (see examples/uploads/README.md)"))
 }
 
-/// The form fields of a POST upload signed with the app's key at `now`.
-fn policy(now: u64) -> Result<serde_json::Value, String> {
+/// The media types a page may upload (pinned in the policy: a public
+/// object's type is what browsers render it as).
+const TYPES: [&str; 6] = [
+    "text/plain",
+    "image/png",
+    "image/jpeg",
+    "image/gif",
+    "image/webp",
+    "application/pdf",
+];
+
+/// A fresh 64-bit hex name (std's randomly seeded hasher, fed the time).
+fn fresh_prefix(now_nanos: u128) -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(now_nanos);
+    format!("{:016x}", h.finish())
+}
+
+/// The form fields of a POST upload of a `media_type` file, signed with
+/// the app's key at `now`, under a prefix of its own (no upload replaces
+/// another's).
+fn policy(now: u64, now_nanos: u128, media_type: &str) -> Result<serde_json::Value, String> {
+    if !TYPES.contains(&media_type) {
+        return Err(format!("uploads are one of {TYPES:?}, not {media_type:?}"));
+    }
+    let prefix = format!("uploads/{}/", fresh_prefix(now_nanos));
     let endpoint = setting("s3_endpoint")?;
     let bucket = setting("s3_bucket")?;
     let key = setting("s3_access_key")?;
@@ -90,10 +120,10 @@ fn policy(now: u64) -> Result<serde_json::Value, String> {
         "expiration": expiration,
         "conditions": [
             {"bucket": bucket},
-            ["starts-with", "$key", "uploads/"],
+            ["starts-with", "$key", prefix],
             {"acl": "public-read"},
             {"success_action_status": "201"},
-            ["starts-with", "$Content-Type", ""],
+            {"Content-Type": media_type},
             ["content-length-range", 1, MAX_BYTES],
             {"x-amz-algorithm": "AWS4-HMAC-SHA256"},
             {"x-amz-credential": credential},
@@ -113,8 +143,9 @@ fn policy(now: u64) -> Result<serde_json::Value, String> {
     Ok(serde_json::json!({
         "url": format!("{}/{bucket}", endpoint.trim_end_matches('/')),
         "fields": {
-            "key": "uploads/${filename}",
+            "key": format!("{prefix}${{filename}}"),
             "acl": "public-read",
+            "Content-Type": media_type,
             "success_action_status": "201",
             "x-amz-algorithm": "AWS4-HMAC-SHA256",
             "x-amz-credential": credential,
@@ -127,16 +158,22 @@ fn policy(now: u64) -> Result<serde_json::Value, String> {
 
 impl ::wasi::exports::http::incoming_handler::Guest for Uploads {
     fn handle(req: IncomingRequest, out: ResponseOutparam) {
-        let path = req.path_with_query().unwrap_or_default();
-        let path = path.split('?').next().unwrap_or_default();
+        let pq = req.path_with_query().unwrap_or_default();
+        let (path, query) = pq.split_once('?').unwrap_or((&pq, ""));
         match path {
             "/uploads/policy" => {
+                let media_type = query
+                    .split('&')
+                    .find_map(|p| p.strip_prefix("type="))
+                    .unwrap_or_default()
+                    .replace("%2F", "/")
+                    .replace("%2f", "/");
                 let now = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs());
-                match policy(now) {
+                    .unwrap_or_default();
+                match policy(now.as_secs(), now.as_nanos(), &media_type) {
                     Ok(p) => respond(out, 200, "application/json", p.to_string().as_bytes()),
-                    Err(e) => respond(out, 500, "text/plain", e.as_bytes()),
+                    Err(e) => respond(out, 400, "text/plain", e.as_bytes()),
                 }
             }
             "/uploads/" => respond(

@@ -35,6 +35,9 @@ def run(s3, other, refused, endpoint):
         refused("InvalidRequest", lambda: s3.put_bucket_cors(Bucket=b, CORSConfiguration={"CORSRules": bad}))
     refused("MalformedXML", lambda: s3.put_bucket_cors(
         Bucket=b, CORSConfiguration={"CORSRules": [{"AllowedOrigins": ["*"], "AllowedMethods": ["GET"]}] * 101}))
+    # Every preflight reads the rules: they are held to S3's 64 KB.
+    huge = [{"AllowedOrigins": ["https://" + "a" * 1000 + str(i) for i in range(70)], "AllowedMethods": ["GET"]}]
+    refused("MalformedXML", lambda: s3.put_bucket_cors(Bucket=b, CORSConfiguration={"CORSRules": huge}))
     print("cors configuration ok")
 
     # A preflight the first rule allows.

@@ -4,6 +4,7 @@ conditions, ${filename}, success_action_status and _redirect, canned ACLs,
 and every refusal (a broken condition, a file too large, an expired or
 tampered policy, no policy, another app's key). Run by boto3_suite.py."""
 import datetime
+import urllib.error
 import urllib.parse
 import urllib.request
 
@@ -81,6 +82,39 @@ def run(s3, other, refused, endpoint):
     assert post(p, data=b"for all").status == 204
     with urllib.request.urlopen(f"{endpoint}/{b}/pub.txt") as got:
         assert got.read() == b"for all"
+
+    # Hostile forms: the policy says private, the form smuggles public-read
+    # past it, as a repeated field or as a part hidden behind a boundary
+    # line with a trailing space. Both are refused and nothing is public.
+    def raw_post(url, parts, filename="f.txt", data=b"smuggled"):
+        bnd = "nimbusform"
+        body = b""
+        for name, value in parts:
+            body += f'--{bnd}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode() + value.encode() + b"\r\n"
+        body += f'--{bnd}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n\r\n'.encode()
+        body += data + f"\r\n--{bnd}--\r\n".encode()
+        return http.request("POST", url, body=body, headers={"Content-Type": f"multipart/form-data; boundary={bnd}"},
+                            redirect=False)
+
+    def anon_status(key):
+        try:
+            with urllib.request.urlopen(f"{endpoint}/{b}/{key}") as got:
+                return got.status
+        except urllib.error.HTTPError as e:
+            return e.code
+
+    p = s3.generate_presigned_post(b, "twice", Fields={"acl": "private"}, Conditions=[{"acl": "private"}],
+                                   ExpiresIn=300)
+    signed = [(k, v) for k, v in p["fields"].items() if k != "acl"]
+    r = raw_post(p["url"], [("acl", "public-read"), ("acl", "private")] + signed)
+    assert r.status == 400 and code(r) == "MalformedPOSTRequest", (r.status, r.data)
+    assert anon_status("twice") == 403
+    p = s3.generate_presigned_post(b, "hidden", ExpiresIn=300)
+    smuggled = 'v\r\n--nimbusform \r\nContent-Disposition: form-data; name="acl"\r\n\r\npublic-read'
+    r = raw_post(p["url"], [("x-ignore-a", smuggled)] + list(p["fields"].items()))
+    assert r.status in (400, 403), (r.status, r.data)
+    assert anon_status("hidden") == 403, "the smuggled acl made it public"
+    print("post object hostile forms ok")
 
     # Another app's key signs no upload into this bucket.
     p = other.generate_presigned_post(b, "intruder", ExpiresIn=300)
