@@ -167,15 +167,6 @@ impl blobs_wit::Host for Cx<'_> {
             Ok(s) => s,
             Err(e) => return Ok(Err(blob_err(e))),
         };
-        // A bucket with Object Lock gives a guest's write its default
-        // retention, as it gives an S3 write.
-        let retention = match db.bucket_object_lock(&bucket).await {
-            Ok(lock) => lock.and_then(|l| l.default_retention(nimbus_store::now_us())),
-            Err(e) => {
-                files.delete(&stored.file).await;
-                return Ok(op.result(Err(blob_err(e))));
-            }
-        };
         let row = nimbus_store::ObjectRow {
             bucket,
             key,
@@ -186,10 +177,9 @@ impl blobs_wit::Host for Cx<'_> {
             metadata: Vec::new(),
             last_modified_us: nimbus_store::now_us(),
             version_id: String::new(),
-            attrs: nimbus_store::ObjectAttrs {
-                retention,
-                ..Default::default()
-            },
+            // A bucket with Object Lock gives it its default retention
+            // (the store does, as for an S3 write).
+            attrs: Default::default(),
         };
         Ok(op.result(match db.put_object(&row, &[]).await {
             Ok(written) => {

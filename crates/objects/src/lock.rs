@@ -77,48 +77,24 @@ fn retention_of(
 }
 
 /// The Object Lock a write (PutObject, CopyObject, CreateMultipartUpload)
-/// gives its version: the retention and legal hold its request names, or
-/// (with `default`) the bucket's default retention from now. Naming either
-/// in a bucket without Object Lock is refused, before any body is read.
+/// names for its version: a retention and a legal hold. Naming either in a
+/// bucket without Object Lock is refused, before any body is read. A
+/// version written without a retention gets its bucket's default one from
+/// the store, when it is recorded (`Store::put_object`).
 pub(crate) async fn for_write(
     this: &Objects,
     bucket: &str,
     mode: Option<&ObjectLockMode>,
     until: Option<&Timestamp>,
     hold: Option<&ObjectLockLegalHoldStatus>,
-    default: bool,
 ) -> S3Result<(Option<Retention>, bool)> {
-    let lock = this
-        .store
-        .bucket_object_lock(bucket)
-        .await
-        .map_err(internal)?;
-    let asked = mode.is_some() || until.is_some() || hold.is_some();
-    let Some(lock) = lock else {
-        return if asked {
-            Err(no_lock())
-        } else {
-            Ok((None, false))
-        };
-    };
-    let now = nimbus_store::now_us();
-    let asked = retention_of(mode.map(|m| m.as_str()), until, now)?;
+    if mode.is_none() && until.is_none() && hold.is_none() {
+        return Ok((None, false));
+    }
+    need_lock(this, bucket).await?;
+    let asked = retention_of(mode.map(|m| m.as_str()), until, nimbus_store::now_us())?;
     let hold = hold.map(|h| hold_of(h.as_str())).transpose()?;
-    Ok((
-        asked.or_else(|| lock.default_retention(now).filter(|_| default)),
-        hold.unwrap_or(false),
-    ))
-}
-
-/// The bucket's default retention for a version written now (a multipart
-/// upload's object, when it is completed, unless its creation named one).
-pub(crate) async fn default_retention(this: &Objects, bucket: &str) -> S3Result<Option<Retention>> {
-    Ok(this
-        .store
-        .bucket_object_lock(bucket)
-        .await
-        .map_err(internal)?
-        .and_then(|l| l.default_retention(nimbus_store::now_us())))
+    Ok((asked, hold.unwrap_or(false)))
 }
 
 /// What a read (GetObject, HeadObject) answers of a version's lock: its

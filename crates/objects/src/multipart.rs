@@ -22,14 +22,14 @@ pub(crate) async fn create(
     ])?;
     let public = crate::acl::canned(input.acl.as_ref().map(|a| a.as_str()))?;
     crate::acl::check_may_publish(this, &input.bucket, public).await?;
-    // The bucket's default retention is applied when the upload completes.
+    // Without a retention, the object gets the bucket's default one when
+    // the upload completes (the store applies it).
     let (retention, legal_hold) = crate::lock::for_write(
         this,
         &input.bucket,
         input.object_lock_mode.as_ref(),
         input.object_lock_retain_until_date.as_ref(),
         input.object_lock_legal_hold_status.as_ref(),
-        false,
     )
     .await?;
     let checksum = crate::checksum::declared(
@@ -303,9 +303,6 @@ pub(crate) async fn complete(
         .unwrap_or_default();
     let plan = assemble(&asked, &stored_parts, this.max_object_bytes)?;
     let mut attrs = upload.attrs.clone();
-    if attrs.retention.is_none() {
-        attrs.retention = crate::lock::default_retention(this, &upload.bucket).await?;
-    }
     let algorithm = declared_algorithm(&upload)?;
     let full_object = upload
         .attrs

@@ -78,7 +78,6 @@ pub(crate) async fn put(
         input.object_lock_mode.as_ref(),
         input.object_lock_retain_until_date.as_ref(),
         input.object_lock_legal_hold_status.as_ref(),
-        true,
     )
     .await?;
     let attrs = ObjectAttrs {
@@ -452,7 +451,6 @@ pub(crate) async fn copy(
         input.object_lock_mode.as_ref(),
         input.object_lock_retain_until_date.as_ref(),
         input.object_lock_legal_hold_status.as_ref(),
-        true,
     )
     .await?;
     let tags = if input.tagging_directive.as_ref().map(|d| d.as_str()) == Some("REPLACE") {

@@ -348,6 +348,40 @@ mod tests {
         };
         assert!(s.set_bucket_object_lock("b", &year).await.unwrap());
         assert_eq!(s.bucket_object_lock("b").await.unwrap(), Some(year));
+        // A version written without a retention gets the default, from
+        // when it is recorded; one with its own keeps it.
+        let plain = ObjectRow {
+            bucket: "b".into(),
+            key: "d".into(),
+            file: "fd".into(),
+            size: 1,
+            etag: "e".into(),
+            content_type: None,
+            metadata: Vec::new(),
+            last_modified_us: 1,
+            version_id: String::new(),
+            attrs: ObjectAttrs::default(),
+        };
+        let before = crate::now_us();
+        let d = s.put_object(&plain, &[]).await.unwrap().version_id;
+        let r = s
+            .object("b", "d")
+            .await
+            .unwrap()
+            .unwrap()
+            .attrs
+            .retention
+            .unwrap();
+        assert_eq!(r.mode, LockMode::Governance);
+        assert!(r.until_us >= before + Period::Years(1).micros(), "{r:?}");
+        s.delete_object("b", "d", Some(&d), &[], true)
+            .await
+            .unwrap();
+        assert!(
+            s.set_bucket_object_lock("b", &ObjectLock::default())
+                .await
+                .unwrap()
+        );
         // A locked bucket's versioning is never suspended.
         assert!(matches!(
             s.set_bucket_versioning("b", false).await,

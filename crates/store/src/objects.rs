@@ -283,9 +283,10 @@ impl Store {
     /// transaction, the storage events it causes. What happens to the
     /// version it replaces follows the bucket's versioning
     /// ([`Versioning`]): kept as a noncurrent version (enabled), or
-    /// replaced (off; suspended, for the null version). The new version's
-    /// id, and the files of the bodies it replaced, to delete once this is
-    /// committed.
+    /// replaced (off; suspended, for the null version). Without a
+    /// retention of its own, it gets its bucket's default one (Object
+    /// Lock), from when it is recorded. The new version's id, and the files
+    /// of the bodies it replaced, to delete once this is committed.
     pub async fn put_object(&self, o: &ObjectRow, events: &[NewMessage]) -> Result<Written> {
         self.record_object(o, events, None).await
     }
@@ -311,7 +312,9 @@ impl Store {
         upload: Option<&str>,
     ) -> Result<Written> {
         let mut tx = self.begin_write().await?;
-        let versioning = self.lock_bucket(&mut tx, &o.bucket, "FOR SHARE").await?;
+        let (versioning, object_lock) = self
+            .lock_bucket_settings(&mut tx, &o.bucket, "FOR SHARE")
+            .await?;
         self.lock_name(&mut tx, &format!("object/{}/{}", o.bucket, o.key))
             .await?;
         let mut freed = match upload {
@@ -325,6 +328,12 @@ impl Store {
             Versioning::Enabled => crate::versions::new_version_id(),
             _ => NULL_VERSION.to_string(),
         };
+        // A version written without a retention gets its bucket's default
+        // one, from the time it is recorded (as S3 applies it).
+        let mut attrs = o.attrs.clone();
+        if attrs.retention.is_none() {
+            attrs.retention = object_lock.and_then(|l| l.default_retention(last_modified));
+        }
         match versioning {
             Versioning::Unversioned => {
                 let old: Option<String> =
@@ -362,7 +371,7 @@ impl Store {
         .bind(meta_json(&o.metadata))
         .bind(last_modified)
         .bind(&version_id)
-        .bind(attrs_json(&o.attrs))
+        .bind(attrs_json(&attrs))
         .execute(&mut *tx)
         .await?;
         let events: Vec<&NewMessage> = events.iter().collect();
@@ -531,23 +540,42 @@ impl Store {
         bucket: &str,
         lock: &str,
     ) -> Result<Versioning> {
+        Ok(self.lock_bucket_settings(conn, bucket, lock).await?.0)
+    }
+
+    /// As [`Store::lock_bucket`], with the bucket's Object Lock too.
+    async fn lock_bucket_settings(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        bucket: &str,
+        lock: &str,
+    ) -> Result<(Versioning, Option<crate::ObjectLock>)> {
         let lock = if self.backend() == crate::Backend::Postgres {
             lock
         } else {
             ""
         };
-        let found: Option<Option<String>> = sqlx::query_scalar(&format!(
-            "SELECT versioning FROM buckets WHERE name = $1 {lock}"
+        let found = sqlx::query(&format!(
+            "SELECT versioning, object_lock FROM buckets WHERE name = $1 {lock}"
         ))
         .bind(bucket)
         .fetch_optional(conn)
         .await?;
-        match found {
-            Some(v) => Versioning::parse(v.as_deref()),
-            None => Err(StoreError::NotFound(format!(
+        let Some(row) = found else {
+            return Err(StoreError::NotFound(format!(
                 "bucket {bucket:?} does not exist (it may have been deleted during the request): create it and retry"
-            ))),
-        }
+            )));
+        };
+        let versioning =
+            Versioning::parse(row.try_get::<Option<String>, _>("versioning")?.as_deref())?;
+        let object_lock = row
+            .try_get::<Option<String>, _>("object_lock")?
+            .map(|l| {
+                serde_json::from_str(&l)
+                    .map_err(|e| StoreError::Corrupt(format!("bucket object lock: {e}")))
+            })
+            .transpose()?;
+        Ok((versioning, object_lock))
     }
 
     /// A multipart upload.
