@@ -15,7 +15,7 @@
 //! past its expiry) are `s3s`'s.
 //!
 //! Served: buckets (list, create, head, delete, location, versioning),
-//! objects (put, get with range and conditions, head, delete,
+//! objects (put, get with range and conditions, head, attributes, delete,
 //! delete-multiple, copy, list v1 and v2; each by version too, and their
 //! versions' listing; kept standard headers and tags: `attrs`,
 //! `tagging`; ACLs `private` and `public-read`, the Public Access Block
@@ -494,6 +494,13 @@ impl S3 for Objects {
         req: S3Request<DeleteBucketCorsInput>,
     ) -> S3Result<S3Response<DeleteBucketCorsOutput>> {
         cors::delete(self, req).await
+    }
+
+    async fn get_object_attributes(
+        &self,
+        req: S3Request<GetObjectAttributesInput>,
+    ) -> S3Result<S3Response<GetObjectAttributesOutput>> {
+        object::attributes(self, req).await
     }
 
     async fn get_object_lock_configuration(

@@ -73,6 +73,19 @@ def run(s3, other, refused):
     h = s3.head_object(Bucket=b, Key="mp", ChecksumMode="ENABLED")
     assert h["ChecksumType"] == "COMPOSITE" and h["ChecksumSHA256"] == done["ChecksumSHA256"], h
 
+    # GetObjectAttributes: what was asked, of the current version or one.
+    every = ["ETag", "Checksum", "ObjectParts", "ObjectSize", "StorageClass"]
+    a = s3.get_object_attributes(Bucket=b, Key="mp", ObjectAttributes=every)
+    assert a["ETag"].strip('"') == h["ETag"].strip('"') and a["ObjectSize"] == len(part) + 4, a
+    assert a["StorageClass"] == "STANDARD" and a["ObjectParts"]["TotalPartsCount"] == 2, a
+    assert a["Checksum"]["ChecksumSHA256"] == done["ChecksumSHA256"], a
+    assert a["Checksum"]["ChecksumType"] == "COMPOSITE", a
+    a = s3.get_object_attributes(Bucket=b, Key="default", ObjectAttributes=["Checksum", "ObjectSize"])
+    assert a["Checksum"]["ChecksumCRC32"] == crc32(data) and "ETag" not in a and "ObjectParts" not in a, a
+    refused("NoSuchKey", lambda: s3.get_object_attributes(Bucket=b, Key="nope", ObjectAttributes=every))
+    refused("AccessDenied", lambda: other.get_object_attributes(Bucket=b, Key="mp", ObjectAttributes=every))
+    print("object attributes ok")
+
     # Multipart, FULL_OBJECT CRC32: the CRC of the whole object.
     up = s3.create_multipart_upload(Bucket=b, Key="full", ChecksumAlgorithm="CRC32", ChecksumType="FULL_OBJECT")
     parts = []
