@@ -286,6 +286,35 @@ refused(lambda: c.copy_object(Bucket="photos", Key="c4", CopySource=src, ACL="pu
         ["AccessDenied", "InvalidTag", "AccessDenied", "AccessDenied"],
         "{refusals}"
     );
+    // A completion refused for its checksum headers leaves no joined
+    // object behind either (the upload stays, so it could be repeated).
+    let upload = run(r#"
+up = c.create_multipart_upload(Bucket="photos", Key="mp", ChecksumAlgorithm="CRC32", ChecksumType="FULL_OBJECT")
+r = c.upload_part(Bucket="photos", Key="mp", UploadId=up["UploadId"], PartNumber=1, Body=b"y" * 1000,
+                  ChecksumAlgorithm="CRC32")
+print(up["UploadId"]); print(r["ETag"]); print(r["ChecksumCRC32"])
+"#);
+    let [id, etag, crc] = upload.lines().collect::<Vec<_>>()[..] else {
+        panic!("{upload}")
+    };
+    let before = files_under(&data.path().join("objects"));
+    let refusal = run(&format!(
+        r#"
+def two(request, **kw):
+    request.headers["x-amz-checksum-crc32"] = "AAAAAA=="
+    request.headers["x-amz-checksum-sha1"] = "AAAAAAAAAAAAAAAAAAAAAAAAAAA="
+c.meta.events.register("before-sign.s3.CompleteMultipartUpload", two)
+for _ in range(3):
+    refused(lambda: c.complete_multipart_upload(Bucket="photos", Key="mp", UploadId="{id}",
+        MultipartUpload={{"Parts": [{{"PartNumber": 1, "ETag": {etag:?}, "ChecksumCRC32": "{crc}"}}]}}))
+"#
+    ));
+    assert_eq!(
+        files_under(&data.path().join("objects")),
+        before,
+        "a refused completion left its joined body on disk ({refusal})"
+    );
+    assert_eq!(refusal.lines().collect::<Vec<_>>(), ["InvalidRequest"; 3]);
 }
 
 /// kill -9 during a large upload: after restart the object is absent or

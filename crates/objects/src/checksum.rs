@@ -287,8 +287,11 @@ pub(crate) fn declared(
     algorithm: Option<&str>,
     kind: Option<&ChecksumType>,
 ) -> S3Result<Option<ObjectChecksum>> {
+    let crc64 = algorithm.is_some_and(|a| a.eq_ignore_ascii_case("CRC64NVME"));
     let full = match kind.map(|k| k.as_str()) {
-        None | Some(ChecksumType::COMPOSITE) => false,
+        // CRC64NVME is only ever of the whole object (S3's default for it).
+        None => crc64,
+        Some(ChecksumType::COMPOSITE) => false,
         Some(ChecksumType::FULL_OBJECT) => true,
         Some(other) => {
             return Err(s3_error!(

@@ -290,12 +290,12 @@ fn xml_escape(s: &str) -> String {
 }
 
 /// A request body that copies its first [`HEAD_BYTES`] into a [`FormHead`].
-/// Once the file part's headers have come, a form without a `policy`
-/// field ends with [`FormError::Unsigned`].
+/// Once the file part's headers have come, a form without a `policy` and
+/// an `x-amz-signature` field ends with [`FormError::Unsigned`].
 pub(crate) struct Sniffed<B> {
     inner: B,
     head: FormHead,
-    /// The head showed a policy: nothing more to keep or look at.
+    /// The head showed a policy and a signature: nothing more to look at.
     signed: bool,
 }
 
@@ -341,14 +341,18 @@ where
             Poll::Ready(None) => return Poll::Ready(None),
             Poll::Pending => return Poll::Pending,
         };
-        if let Some(data) = polled.data_ref()
-            && !self.signed
-        {
+        if let Some(data) = polled.data_ref() {
+            // Everything up to HEAD_BYTES is kept (s3s refuses fields past
+            // 64 KiB, so they and the file part's headers always fit).
             let seen = {
                 let mut kept = self.head.bytes.lock().expect("form head lock");
                 let room = HEAD_BYTES.saturating_sub(kept.len());
                 kept.extend_from_slice(&data[..data.len().min(room)]);
-                signed_head(&kept).or((kept.len() >= HEAD_BYTES).then_some(false))
+                if self.signed {
+                    None
+                } else {
+                    signed_head(&kept).or((kept.len() >= HEAD_BYTES).then_some(false))
+                }
             };
             match seen {
                 Some(true) => self.signed = true,
@@ -387,6 +391,9 @@ pub(crate) struct Parsed {
     pub(crate) fields: Vec<(String, String)>,
     pub(crate) file_name: Option<String>,
     ambiguous: bool,
+    /// Whether the parse reached the file part: only then has it seen
+    /// every field s3s saw.
+    reached_file: bool,
 }
 
 impl Parsed {
@@ -397,7 +404,7 @@ impl Parsed {
             .iter()
             .enumerate()
             .any(|(i, (n, _))| self.fields[..i].iter().any(|(m, _)| m == n));
-        if self.ambiguous || twice {
+        if self.ambiguous || twice || !self.reached_file {
             return Err(s3_error!(
                 MalformedPOSTRequest,
                 "The body of your POST request is not well-formed multipart/form-data: every boundary line exact, and each field once"
@@ -439,11 +446,15 @@ fn file_part_end(head: &[u8]) -> Option<usize> {
     Some(at + find(&head[at..], b"\r\n\r\n")? + 4)
 }
 
-/// Whether a form's head names a `policy` field before its file part
-/// (`None` until the file part's headers have come).
+/// Whether a form's head names a `policy` and an `x-amz-signature` field
+/// before its file part (`None` until the file part's headers have come).
 fn signed_head(head: &[u8]) -> Option<bool> {
     let end = file_part_end(head)?;
-    Some(find(&head[..end].to_ascii_lowercase(), b"name=\"policy\"").is_some())
+    let before = head[..end].to_ascii_lowercase();
+    Some(
+        find(&before, b"name=\"policy\"").is_some()
+            && find(&before, b"name=\"x-amz-signature\"").is_some(),
+    )
 }
 
 pub(crate) async fn parse(head: &FormHead) -> Parsed {
@@ -460,6 +471,7 @@ pub(crate) async fn parse(head: &FormHead) -> Parsed {
     while let Ok(Some(part)) = form.next_field().await {
         let name = part.name().unwrap_or_default().to_ascii_lowercase();
         if name == "file" {
+            parsed.reached_file = true;
             parsed.file_name = part
                 .file_name()
                 .map(|f| f.rsplit(['/', '\\']).next().unwrap_or(f).to_string());
@@ -521,7 +533,7 @@ mod tests {
 
     #[test]
     fn only_exact_boundaries_and_signed_heads_pass() {
-        let ok = b"--xyz\r\nContent-Disposition: form-data; name=\"policy\"\r\n\r\np\r\n--xyz\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a\"\r\n\r\ndata";
+        let ok = b"--xyz\r\nContent-Disposition: form-data; name=\"policy\"\r\n\r\np\r\n--xyz\r\nContent-Disposition: form-data; name=\"x-amz-signature\"\r\n\r\ns\r\n--xyz\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a\"\r\n\r\ndata";
         assert!(exact_boundaries(ok, "xyz"));
         assert_eq!(signed_head(ok), Some(true));
         let hidden = b"--xyz\r\nContent-Disposition: form-data; name=\"x-ignore-a\"\r\n\r\nv\r\n--xyz \r\nContent-Disposition: form-data; name=\"acl\"\r\n\r\npublic-read\r\n--xyz\r\n";

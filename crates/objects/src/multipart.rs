@@ -294,6 +294,9 @@ pub(crate) async fn complete(
     let upload = this
         .upload_of(&input.upload_id, &input.bucket, &input.key)
         .await?;
+    // Every refusal comes before the parts are joined: a refusal after it
+    // would leave a whole object's file that no row points at.
+    let asked_whole = Asked::of(&req.headers, None)?;
     // The bucket may have blocked public ACLs since the upload began.
     crate::acl::check_may_publish(this, &upload.bucket, upload.attrs.public).await?;
     let stored_parts = this.store.parts(&upload.id).await.map_err(internal)?;
@@ -327,8 +330,7 @@ pub(crate) async fn complete(
         None => None,
         Some(a) if full_object => {
             let whole = sum.value();
-            let asked = Asked::of(&req.headers, None)?;
-            if let Err(e) = checksum::verify(&asked, whole.as_deref(), None) {
+            if let Err(e) = checksum::verify(&asked_whole, whole.as_deref(), None) {
                 this.blobs.delete(&joined.file).await;
                 return Err(e);
             }

@@ -99,6 +99,9 @@ def run(s3, other, refused):
     assert done["ChecksumCRC32"] == crc32(part + b"tail") and done["ChecksumType"] == "FULL_OBJECT", done
     refused("InvalidRequest", lambda: s3.create_multipart_upload(
         Bucket=b, Key="x", ChecksumAlgorithm="SHA256", ChecksumType="FULL_OBJECT"))
+    # CRC64NVME is only ever FULL_OBJECT: named alone, that is its type.
+    up = s3.create_multipart_upload(Bucket=b, Key="c64", ChecksumAlgorithm="CRC64NVME")
+    s3.abort_multipart_upload(Bucket=b, Key="c64", UploadId=up["UploadId"])
     # The transfer manager's default (CRC32 parts) completes too.
     s3.upload_fileobj(io.BytesIO(part * 2), b, "managed")
     assert s3.get_object(Bucket=b, Key="managed")["Body"].read() == part * 2

@@ -114,6 +114,31 @@ def run(s3, other, refused, endpoint):
     r = raw_post(p["url"], [("x-ignore-a", smuggled)] + list(p["fields"].items()))
     assert r.status in (400, 403), (r.status, r.data)
     assert anon_status("hidden") == 403, "the smuggled acl made it public"
+    # A decoy part whose headers read like the file's (filename="file"),
+    # the form sent in two pieces: whatever Nimbus kept of the first, the
+    # acl it reads must be the one s3s checked, or the form is refused.
+    import socket
+    import time
+    p = s3.generate_presigned_post(b, "decoy", Fields={"acl": "private"}, Conditions=[{"acl": "private"}],
+                                   ExpiresIn=300)
+    bnd = "nimbusform"
+    signed = [(k, v) for k, v in p["fields"].items() if k != "acl"]
+
+    def part(name, value, extra=""):
+        return (f'--{bnd}\r\nContent-Disposition: form-data; name="{name}"{extra}\r\n\r\n{value}\r\n').encode()
+    first = b"".join(part(k, v) for k, v in signed) + part("acl", "public-read") + part("x-ignore-a", "v", '; filename="file"')
+    rest = part("acl", "private") + f'--{bnd}\r\nContent-Disposition: form-data; name="file"; filename="d.txt"\r\n\r\ndecoy\r\n--{bnd}--\r\n'.encode()
+    host = endpoint.split("//")[1]
+    conn = socket.create_connection(tuple([host.split(":")[0], int(host.split(":")[1])]))
+    conn.sendall((f"POST /{b} HTTP/1.1\r\nHost: {host}\r\nContent-Type: multipart/form-data; boundary={bnd}\r\n"
+                  f"Content-Length: {len(first) + len(rest)}\r\nConnection: close\r\n\r\n").encode() + first)
+    time.sleep(0.3)
+    conn.sendall(rest)
+    answer = b""
+    while chunk := conn.recv(65536):
+        answer += chunk
+    conn.close()
+    assert anon_status("decoy") == 403, f"the decoy made it public: {answer[:200]}"
     print("post object hostile forms ok")
 
     # Another app's key signs no upload into this bucket.
