@@ -291,7 +291,7 @@ fn xml_escape(s: &str) -> String {
 
 /// A request body that copies its first [`HEAD_BYTES`] into a [`FormHead`].
 /// Once the file part's headers have come, a form without a `policy` and
-/// an `x-amz-signature` field ends with [`FormError::Unsigned`].
+/// a signature field ends with [`FormError::Unsigned`].
 pub(crate) struct Sniffed<B> {
     inner: B,
     head: FormHead,
@@ -446,14 +446,17 @@ fn file_part_end(head: &[u8]) -> Option<usize> {
     Some(at + find(&head[at..], b"\r\n\r\n")? + 4)
 }
 
-/// Whether a form's head names a `policy` and an `x-amz-signature` field
-/// before its file part (`None` until the file part's headers have come).
+/// Whether a form's head names a `policy` and a signature field
+/// (`x-amz-signature`; or SigV2's `signature`, which `Access` refuses
+/// saying why) before its file part (`None` until the file part's headers
+/// have come).
 fn signed_head(head: &[u8]) -> Option<bool> {
     let end = file_part_end(head)?;
     let before = head[..end].to_ascii_lowercase();
     Some(
         find(&before, b"name=\"policy\"").is_some()
-            && find(&before, b"name=\"x-amz-signature\"").is_some(),
+            && (find(&before, b"name=\"x-amz-signature\"").is_some()
+                || find(&before, b"name=\"signature\"").is_some()),
     )
 }
 
