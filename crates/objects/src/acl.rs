@@ -319,10 +319,8 @@ pub(crate) async fn put_object(
     {
         Some(_) => Ok(S3Response::new(PutObjectAclOutput::default())),
         None => Err(this
-            .object_row(&i.bucket, &i.key, i.version_id.as_deref())
-            .await
-            .err()
-            .unwrap_or_else(|| s3_error!(NoSuchKey))),
+            .missing_version(&i.bucket, &i.key, i.version_id.as_deref())
+            .await),
     }
 }
 

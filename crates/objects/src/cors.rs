@@ -196,16 +196,12 @@ impl Cors {
 }
 
 fn answer(status: http::StatusCode, code: &str, message: &str) -> s3s::HttpResponse {
-    let body = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code><Message>{message}</Message></Error>"
+    let mut e = s3s::S3Error::with_message(
+        s3s::S3ErrorCode::Custom(code.to_string().into()),
+        message.to_string(),
     );
-    let mut r = http::Response::new(s3s::Body::from(body));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/xml"),
-    );
-    r
+    e.set_status_code(status);
+    crate::endpoint::error_response(&e)
 }
 
 /// A rule as asked, checked against S3's rules.

@@ -221,7 +221,7 @@ impl Endpoint {
 }
 
 /// An S3 error answered before `s3s` saw the request, as S3 writes it.
-fn error_response(e: &s3s::S3Error) -> s3s::HttpResponse {
+pub(crate) fn error_response(e: &s3s::S3Error) -> s3s::HttpResponse {
     let escape = |s: &str| {
         s.replace('&', "&amp;")
             .replace('<', "&lt;")

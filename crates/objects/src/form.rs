@@ -241,15 +241,10 @@ impl FormHead {
 
 /// The answer to a form without a policy, as S3 answers an unsigned write.
 fn refused_unsigned() -> s3s::HttpResponse {
-    let mut r = http::Response::new(s3s::Body::from(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>AccessDenied</Code><Message>a form upload needs a policy signed with a key from `nimbus keys create --s3`</Message></Error>".to_string(),
-    ));
-    *r.status_mut() = http::StatusCode::FORBIDDEN;
-    r.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/xml"),
-    );
-    r
+    crate::endpoint::error_response(&s3_error!(
+        AccessDenied,
+        "a form upload needs a policy signed with a key from `nimbus keys create --s3`"
+    ))
 }
 
 /// `s3s`'s `400 InvalidPolicyDocument` for a condition the form broke, as

@@ -248,6 +248,21 @@ impl Objects {
         }
     }
 
+    /// Why a change of a version's attributes (tags, ACL, lock) found no
+    /// version to change: as a read of it answers (NoSuchKey,
+    /// NoSuchVersion, or a delete marker).
+    async fn missing_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+    ) -> s3s::S3Error {
+        self.object_row(bucket, key, version)
+            .await
+            .err()
+            .unwrap_or_else(|| s3_error!(NoSuchKey))
+    }
+
     /// A multipart upload of this bucket and key.
     async fn upload_of(
         &self,

@@ -349,11 +349,7 @@ async fn found(
 ) -> S3Result<()> {
     match changed {
         Ok(Some(_)) => Ok(()),
-        Ok(None) => Err(this
-            .object_row(bucket, key, version)
-            .await
-            .err()
-            .unwrap_or_else(|| s3_error!(NoSuchKey))),
+        Ok(None) => Err(this.missing_version(bucket, key, version).await),
         Err(e) => Err(write_err(e)),
     }
 }

@@ -74,12 +74,7 @@ async fn set(
         .map_err(internal)?
     {
         Some(v) => Ok(v),
-        // Says why: NoSuchKey, NoSuchVersion, or a delete marker.
-        None => Err(this
-            .object_row(bucket, key, version)
-            .await
-            .err()
-            .unwrap_or_else(|| s3_error!(NoSuchKey))),
+        None => Err(this.missing_version(bucket, key, version).await),
     }
 }
 
