@@ -28,7 +28,10 @@ CFG
 s3c() { s3cmd -c "$work/s3cfg" "$@"; }
 s3c mb s3://tools-s3cmd >/dev/null
 s3c sync "$work/up/" s3://tools-s3cmd/ >/dev/null
-s3c ls -r s3://tools-s3cmd/ | grep -q "sub/a name+plus.txt" || fail "s3cmd ls"
+# Listed first, then searched: under pipefail, `s3c ls | grep -q` fails
+# whenever grep exits before s3cmd has written its last line (SIGPIPE).
+listing=$(s3c ls -r s3://tools-s3cmd/)
+echo "$listing" | grep -q "sub/a name+plus.txt" || fail "s3cmd ls: $listing"
 s3c sync s3://tools-s3cmd/ "$work/down-s3cmd/" >/dev/null
 diff -r "$work/up" "$work/down-s3cmd" || fail "s3cmd round trip differs"
 # A second sync uploads nothing: sizes and ETags match.
