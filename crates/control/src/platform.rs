@@ -495,7 +495,7 @@ impl Platform {
         let total = spec.functions.len();
         let _ = progress.send(DeployEvent::Started { total }).await;
         for (i, (name, f)) in spec.functions.iter().enumerate() {
-            let (_, source) = self
+            let (loaded, source) = self
                 .runtime
                 .load(&f.component)
                 .await
@@ -505,7 +505,7 @@ impl Platform {
                     name: name.clone(),
                     index: i + 1,
                     total,
-                    status: source.describe(),
+                    status: format!("{}, WASI {}", source.describe(), loaded.wasi()),
                     compiled: matches!(source, LoadSource::Compiled(_)),
                 })
                 .await;

@@ -283,7 +283,8 @@ function = "main"
     );
     let err = server.cli_err(&["deploy", bad.path().to_str().unwrap()]);
     assert!(
-        err.contains("does not export wasi:http/incoming-handler"),
+        err.contains("exports no HTTP handler")
+            && err.contains("wasi:http/incoming-handler@0.2 or wasi:http/handler@0.3.0"),
         "{err}"
     );
     check_old().await;

@@ -1,6 +1,7 @@
 //! Compiled code: an on-disk cache of native artifacts keyed by component
 //! hash and engine configuration, and a bounded in-memory LRU of pre-linked
-//! components (`ProxyPre`) ready to instantiate.
+//! components (`ProxyPre` for a WASI 0.2 handler, `ServicePre` for a 0.3
+//! one) ready to instantiate.
 //!
 //! A cache file is `HASH-ENGINEKEY.cwasm`; its last 32 bytes are the
 //! SHA-256 of the rest, so a damaged file is recompiled, never loaded.
@@ -18,13 +19,37 @@ use std::time::{Duration, Instant};
 use wasmtime::Engine;
 use wasmtime::component::{Component, Linker};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p3::bindings::ServicePre;
 
 /// A component compiled and linked, ready for fresh instances.
 pub struct Loaded {
     /// SHA-256 of the component bytes.
     pub hash: String,
-    pub(crate) pre: ProxyPre<Host>,
+    pub(crate) pre: HandlerPre,
 }
+
+impl Loaded {
+    /// The WASI version of the handler it exports: `"0.2"` or `"0.3"`.
+    pub fn wasi(&self) -> &'static str {
+        match self.pre {
+            HandlerPre::P2(_) => "0.2",
+            HandlerPre::P3(_) => "0.3",
+        }
+    }
+}
+
+/// The handler a component exports, pre-linked.
+pub(crate) enum HandlerPre {
+    /// `wasi:http/incoming-handler@0.2`: called once, answers through its
+    /// response outparam.
+    P2(ProxyPre<Host>),
+    /// `wasi:http/handler@0.3.0`: an async function returning the response,
+    /// run inside the store's event loop.
+    P3(ServicePre<Host>),
+}
+
+/// The 0.3 handler's export; 0.x lookups ignore the patch version.
+const P3_HANDLER: &str = "wasi:http/handler@0.3.0";
 
 /// Where a [`Loaded`] came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,7 +139,12 @@ impl CodeCache {
         let pre = linker
             .instantiate_pre(&component)
             .map_err(|e| RuntimeError::Link(format!("{e:#}")))?;
-        let pre = ProxyPre::new(pre).map_err(|e| RuntimeError::NotAHandler(format!("{e:#}")))?;
+        let not_a_handler = |e: wasmtime::Error| RuntimeError::NotAHandler(format!("{e:#}"));
+        let pre = if component.get_export_index(None, P3_HANDLER).is_some() {
+            HandlerPre::P3(ServicePre::new(pre).map_err(not_a_handler)?)
+        } else {
+            HandlerPre::P2(ProxyPre::new(pre).map_err(not_a_handler)?)
+        };
         let loaded = Arc::new(Loaded {
             hash: hash.to_string(),
             pre,

@@ -2,7 +2,7 @@
 //!
 //! # Isolation model
 //! A function is a WebAssembly component exporting
-//! `wasi:http/incoming-handler`. It is compiled once (native code cached on
+//! `wasi:http/incoming-handler@0.2` or `wasi:http/handler@0.3.0`. It is compiled once (native code cached on
 //! disk, keyed by component hash and engine configuration), pre-linked once
 //! into an `InstancePre`, and then **every invocation gets a brand-new
 //! instance in a brand-new `Store`**, dropped when the invocation ends.
@@ -36,7 +36,7 @@
 //!
 //! # Parts
 //! [`Runtime`] owns the engine (its pool sized by `--max-in-flight`), the
-//! linker (all of WASI 0.2, `wasi:http`, and the interfaces of the
+//! linker (all of WASI 0.2 and 0.3.0, `wasi:http`, and the interfaces of the
 //! [`GuestCapability`]s it is given: KV, documents, configuration, blobs,
 //! events), the epoch ticker thread, [`Admission`], [`FairCpu`] and the
 //! code cache. `invoke/` is the hot path; `host.rs` the per-invocation
@@ -100,11 +100,13 @@ pub enum RuntimeError {
     InvalidComponent(String),
     /// The component imports something Nimbus does not provide.
     #[error(
-        "the component cannot be linked: {0} (Nimbus provides the wasi:http/proxy world plus wasi:cli, wasi:filesystem, wasi:sockets, wasi:random and wasi:clocks 0.2, wasi:keyvalue@0.2.0-draft, wasi:config@0.2.0-rc.1, nimbus:events@0.1.0 and nimbus:data@0.1.0)"
+        "the component cannot be linked: {0} (Nimbus provides the wasi:http/proxy world and wasi:cli, wasi:filesystem, wasi:sockets, wasi:random and wasi:clocks 0.2, the wasi:http/service world of WASI 0.3.0, wasi:keyvalue@0.2.0-draft, wasi:config@0.2.0-rc.1, nimbus:events@0.1.0 and nimbus:data@0.1.0)"
     )]
     Link(String),
     /// The component does not export the HTTP handler.
-    #[error("the component does not export wasi:http/incoming-handler@0.2: {0}")]
+    #[error(
+        "the component exports no HTTP handler: {0} (a function exports wasi:http/incoming-handler@0.2 or wasi:http/handler@0.3.0)"
+    )]
     NotAHandler(String),
     /// A limit asked for exceeds what the platform allows.
     #[error("{0}")]
@@ -218,7 +220,9 @@ impl Runtime {
             .total_core_instances(slots.saturating_mul(4))
             .total_memories(slots.saturating_mul(2))
             .total_tables(slots.saturating_mul(4))
-            .total_stacks(slots)
+            // A WASI 0.3 guest's task may run on a fiber of its own while
+            // the call that started it waits on another.
+            .total_stacks(slots.saturating_mul(2))
             .max_memory_size((config.max_memory_mb as usize) << 20)
             // Slots of dropped instances stay warm (their pages resident) for
             // fast reuse; bound how many, or RSS grows with the pool size.
@@ -227,6 +231,8 @@ impl Runtime {
             .table_keep_resident(config.keep_resident_bytes);
         let mut wasm = Config::new();
         wasm.epoch_interruption(true)
+            // WASI 0.3 guests: async component functions, streams, futures.
+            .wasm_component_model_async(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&wasm).map_err(|e| {
             RuntimeError::Io(format!(
@@ -237,6 +243,12 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|e| RuntimeError::Io(format!("{e:#}")))?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .map_err(|e| RuntimeError::Io(format!("{e:#}")))?;
+        // WASI 0.3.0 beside 0.2: its names (`@0.3.0`) never collide with
+        // 0.2's, and a 0.3 guest built with Rust's std imports both.
+        wasmtime_wasi::p3::add_to_linker(&mut linker)
+            .map_err(|e| RuntimeError::Io(format!("{e:#}")))?;
+        wasmtime_wasi_http::p3::add_to_linker(&mut linker)
             .map_err(|e| RuntimeError::Io(format!("{e:#}")))?;
         for c in &capabilities {
             c.link(&mut linker).map_err(|e| {

@@ -56,11 +56,28 @@ mod bodies;
 mod head;
 mod tracker;
 
+use crate::cache::HandlerPre;
 use bodies::{Counted, GuestBody, GuestFuture, TaskEnd, is_bodiless};
 use tracker::Tracker;
 
 /// Body of every response the runtime produces (guest or error).
 pub type ResponseBody = HyperOutgoingBody;
+
+/// The handler call an invocation makes, set up before the instance exists.
+enum Call {
+    /// `incoming-handler.handle(request, response-outparam)`.
+    P2 {
+        req: wasmtime::component::Resource<wasmtime_wasi_http::p2::types::HostIncomingRequest>,
+        out: wasmtime::component::Resource<wasmtime_wasi_http::p2::types::HostResponseOutparam>,
+    },
+    /// `handler.handle(request) -> result<response, error-code>`; `io` ends
+    /// with the request body's transfer, `tx` takes the response head.
+    P3 {
+        req: wasmtime_wasi_http::p3::Request,
+        io: Pin<Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>>,
+        tx: oneshot::Sender<Result<Response<ResponseBody>, String>>,
+    },
+}
 
 /// Header carrying the invocation id on every response.
 pub const INVOCATION_ID_HEADER: &str = "nimbus-invocation-id";
@@ -482,16 +499,54 @@ impl Runtime {
         store.epoch_deadline_async_yield_and_update(1);
         store.set_epoch_deadline(1);
 
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let setup = (|| {
-            let req = store
-                .data_mut()
-                .http()
-                .new_incoming_request(Scheme::Http, req)?;
-            let out = store.data_mut().http().new_response_outparam(tx)?;
-            Ok::<_, wasmtime::Error>((req, out))
-        })();
-        let (wreq, out) = match setup {
+        // The response head, from either kind of handler; a guest's error
+        // code is described in the 502 that answers it.
+        let (tx, rx) = oneshot::channel::<Result<Response<ResponseBody>, String>>();
+        let setup = match &loaded.pre {
+            HandlerPre::P2(_) => (|| {
+                let req = store
+                    .data_mut()
+                    .http()
+                    .new_incoming_request(Scheme::Http, req)?;
+                let out = store
+                    .data_mut()
+                    .http()
+                    .new_response_outparam_from_callback(move |head| {
+                        let _ = tx.send(head.map_err(|code: ErrorCode| format!("{code:?}")));
+                    })?;
+                Ok::<_, wasmtime::Error>(Call::P2 { req, out })
+            })(),
+            HandlerPre::P3(_) => {
+                // The guest sees the scheme and authority a 0.2 guest
+                // does: http, and the request's host.
+                let (mut head, body) = req.into_parts();
+                let authority = head
+                    .headers
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .and_then(|h| h.parse::<http::uri::Authority>().ok());
+                if let Some(authority) = authority {
+                    let mut uri = head.uri.clone().into_parts();
+                    uri.scheme = Some(http::uri::Scheme::HTTP);
+                    uri.authority = Some(authority);
+                    if uri.path_and_query.is_none() {
+                        uri.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+                    }
+                    if let Ok(uri) = http::Uri::from_parts(uri) {
+                        head.uri = uri;
+                    }
+                }
+                let req = Request::from_parts(head, body);
+                let (req, io) =
+                    wasmtime_wasi_http::p3::Request::from_http(store.data_mut().http().hooks, req);
+                Ok(Call::P3 {
+                    req,
+                    io: Box::pin(io),
+                    tx,
+                })
+            }
+        };
+        let call = match setup {
             Ok(x) => x,
             Err(e) => {
                 let msg = format!(
@@ -513,11 +568,33 @@ impl Runtime {
         let guest = async move {
             let _permit = permit;
             let run = async {
-                let proxy = loaded.pre.instantiate_async(&mut store).await?;
-                proxy
-                    .wasi_http_incoming_handler()
-                    .call_handle(&mut store, wreq, out)
-                    .await
+                match (&loaded.pre, call) {
+                    (HandlerPre::P2(pre), Call::P2 { req, out }) => {
+                        let proxy = pre.instantiate_async(&mut store).await?;
+                        proxy
+                            .wasi_http_incoming_handler()
+                            .call_handle(&mut store, req, out)
+                            .await
+                    }
+                    (HandlerPre::P3(pre), Call::P3 { req, io, tx }) => {
+                        let service = pre.instantiate_async(&mut store).await?;
+                        store
+                            .run_concurrent(async move |acc| {
+                                let head = match service.handle(acc, req).await? {
+                                    Ok(res) => Ok(acc.with(|mut s| res.into_http(&mut s, io))?),
+                                    Err(code) => Err(format!("{code:?}")),
+                                };
+                                let _ = tx.send(head);
+                                // The guest's task outlives its answer while it
+                                // writes the body (and whatever it spawned):
+                                // the store's event loop turns until it exits.
+                                std::future::poll_fn(|cx| acc.poll_no_interesting_tasks(cx)).await;
+                                Ok::<_, wasmtime::Error>(())
+                            })
+                            .await?
+                    }
+                    _ => unreachable!("the call is set up for the handler loaded"),
+                }
             };
             let result = tokio::time::timeout_at(deadline.into(), run).await;
             let end = head::task_end(result, store.data().limiter.hit, limits.timeout_ms);
@@ -531,7 +608,7 @@ impl Runtime {
         let mut rx = rx;
 
         enum First {
-            Head(Result<Result<Response<ResponseBody>, ErrorCode>, oneshot::error::RecvError>),
+            Head(Result<Result<Response<ResponseBody>, String>, oneshot::error::RecvError>),
             Ended(TaskEnd),
         }
         let first = tokio::time::timeout(first_byte, async {
@@ -588,9 +665,13 @@ impl Runtime {
             Ok(Err(code)) => {
                 drop(guest);
                 let msg = format!(
-                    "function {qualified} answered with an error instead of a response: {code:?}"
+                    "function {qualified} answered with an error instead of a response: {code}"
                 );
                 tracker.finish(Outcome::Error, Some(msg.clone()));
+                if !tracker.failed() {
+                    // A 0.3 guest's task may have ended (well) with its error.
+                    tracker.set_end(Outcome::Error, Some(msg.clone()));
+                }
                 tracker.status.store(502, Ordering::Relaxed);
                 text_response(StatusCode::BAD_GATEWAY, msg)
             }

@@ -1,0 +1,314 @@
+//! WASI 0.3 functions (`wasi:http/handler@0.3.0`) against a real server:
+//! the `wasi3` guest from `examples/` (built with the `wasip3` crate) beside
+//! 0.2 guests in one app, through the gateway, the invoke API and events,
+//! under the same limits as 0.2 functions.
+
+mod common;
+
+use common::{Server, app_dir};
+use std::time::{Duration, Instant};
+
+const APP: &str = r#"
+[app]
+name = "w3"
+
+[kv.counters]
+
+[variables]
+greeting = "hello from config"
+
+[queues.jobs]
+
+[functions.v3]
+component = "@WASM@/wasi3.wasm"
+memory_mb = 16
+timeout_ms = 1000
+kv = ["counters"]
+
+[functions.consumer]
+component = "@WASM@/wasi3.wasm"
+env = { ACTION = "consume" }
+kv = ["counters"]
+
+[functions.v2]
+component = "@WASM@/hello.wasm"
+
+[functions.echo3]
+component = "@WASM@/wasi3.wasm"
+memory_mb = 8
+timeout_ms = 20000
+
+[[triggers.http]]
+route = "/v3/{action}"
+function = "v3"
+
+[functions.late]
+component = "@WASM@/wasi3.wasm"
+first_byte_timeout_ms = 300
+timeout_ms = 5000
+
+[[triggers.http]]
+route = "/late/{action}"
+function = "late"
+
+[[triggers.http]]
+route = "/v2/hello"
+function = "v2"
+
+[[triggers.http]]
+route = "/stream/{action}"
+function = "echo3"
+
+[[triggers.queue]]
+queue = "jobs"
+function = "consumer"
+"#;
+
+fn start() -> Server {
+    let server = Server::start(&[]);
+    let app = app_dir(APP);
+    let out = server.deploy(app.path());
+    assert!(out.contains("deployed w3 revision 1"), "{out}");
+    assert!(out.contains("WASI 0.3") && out.contains("WASI 0.2"), "{out}");
+    server
+}
+
+/// The invocation records of `function`, newest first, once there are at
+/// least `n` (they are written in the background).
+async fn records(server: &Server, function: &str, n: usize) -> Vec<serde_json::Value> {
+    let mut inv = Vec::new();
+    for _ in 0..50 {
+        inv = server
+            .api(&format!(
+                "/v1/apps/w3/invocations?function={function}&limit=100"
+            ))
+            .await
+            .as_array()
+            .unwrap()
+            .clone();
+        if inv.len() >= n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    inv
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wasi3_and_a_wasi2_function_serve_side_by_side() {
+    let server = start();
+    for _ in 0..3 {
+        let r = server.get("/v3/hello").await;
+        assert_eq!(r.status(), 200);
+        assert!(r.headers().contains_key("nimbus-invocation-id"));
+        assert_eq!(r.headers()["content-type"], "text/plain");
+        assert_eq!(r.text().await.unwrap(), "hello from WASI 0.3\n");
+        assert_eq!(
+            server.get_text("/v2/hello").await,
+            (200, "hello".to_string())
+        );
+    }
+    // The guest sees its request as a 0.2 guest does.
+    let host = server.url.trim_start_matches("http://").to_string();
+    assert_eq!(
+        server.get_text("/v3/url?x=1").await,
+        (200, format!("http://{host}/v3/url?x=1"))
+    );
+    // A fresh instance per request: the guest's global counter starts over.
+    for _ in 0..3 {
+        assert_eq!(server.get_text("/v3/count").await, (200, "1".to_string()));
+    }
+    // The guest's own error code becomes a 502 that names it.
+    let (status, body) = server.get_text("/v3/fail").await;
+    assert_eq!(status, 502, "{body}");
+    assert!(
+        body.contains("answered with an error") && body.contains("failed on purpose"),
+        "{body}"
+    );
+    // Async host waits (the clock) work inside the handler.
+    let start = Instant::now();
+    assert_eq!(
+        server.get_text("/v3/sleep?ms=200").await,
+        (200, "slept".to_string())
+    );
+    assert!(start.elapsed() >= Duration::from_millis(200));
+
+    // Every invocation is recorded, 0.3 or not.
+    let inv = records(&server, "v3", 9).await;
+    assert_eq!(inv.len(), 9, "{inv:?}");
+    assert!(
+        inv.iter().any(|i| i["status"] == 502
+            && i["outcome"] == "error"
+            && i["error"].as_str().unwrap().contains("failed on purpose")),
+        "{inv:?}"
+    );
+    assert!(
+        inv.iter()
+            .any(|i| i["status"] == 200 && i["outcome"] == "ok" && i["bytes_out"] == 20),
+        "{inv:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wasi3_function_streams_both_ways() {
+    let server = start();
+    // 24 MiB through a guest limited to 8 MiB of memory: it must stream.
+    let data: Vec<u8> = (0..24u32 << 20)
+        .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
+        .collect();
+    let r = server
+        .http
+        .post(format!("{}/stream/echo", server.url))
+        .header("content-type", "application/x-test")
+        .body(data.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/x-test");
+    let back = r.bytes().await.unwrap();
+    assert_eq!(back.len(), data.len());
+    assert!(back[..] == data[..], "echoed bytes differ");
+    let inv = records(&server, "echo3", 1).await;
+    assert_eq!(inv[0]["bytes_in"], 24 << 20);
+    assert_eq!(inv[0]["bytes_out"], 24 << 20);
+
+    // Lines arrive one by one while the guest still runs.
+    let mut r = server.get("/stream/drip?n=3&ms=400").await;
+    assert_eq!(r.status(), 200);
+    let first = r.chunk().await.unwrap().unwrap();
+    let t = Instant::now();
+    assert_eq!(&first[..], b"line 0\n", "the first line arrives alone");
+    let mut rest = Vec::new();
+    while let Some(c) = r.chunk().await.unwrap() {
+        rest.extend_from_slice(&c);
+    }
+    assert_eq!(rest, b"line 1\nline 2\n");
+    assert!(
+        t.elapsed() >= Duration::from_millis(600),
+        "later lines came after the first"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wasi3_function_uses_kv_config_and_events() {
+    let server = start();
+    assert_eq!(server.get_text("/v3/incr?key=n").await, (200, "1".into()));
+    assert_eq!(server.get_text("/v3/incr?key=n").await, (200, "2".into()));
+    assert_eq!(
+        server.cli_ok(&["kv", "get", "w3/counters", "n"]).trim(),
+        "2"
+    );
+    assert_eq!(
+        server.get_text("/v3/config?name=greeting").await,
+        (200, "hello from config".into())
+    );
+
+    // Sent from a 0.3 guest, delivered to a 0.3 consumer.
+    let r = server
+        .http
+        .post(format!("{}/v3/send?queue=jobs", server.url))
+        .body("payload from wasi 0.3")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let id = r.text().await.unwrap();
+    let mut kept = String::new();
+    for _ in 0..100 {
+        let out = server.cli(&["kv", "get", "w3/counters", &format!("event:{id}")]);
+        if out.status.success() {
+            kept = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(kept, "payload from wasi 0.3", "event {id} was not consumed");
+    // An unknown queue is the guest's clear error, not a trap.
+    let r = server
+        .http
+        .post(format!("{}/v3/send?queue=nope", server.url))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("UnknownTarget"));
+    let logs = server
+        .wait_for_log("w3", &["consumer"], &format!("event {id}: 21 bytes"))
+        .await;
+    assert!(logs.contains(&id), "{logs}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wasi3_limits_loop_memory_and_trap() {
+    let server = start();
+    let looping = {
+        let http = server.http.clone();
+        let url = format!("{}/v3/loop", server.url);
+        tokio::spawn(async move {
+            let start = Instant::now();
+            let r = http.get(url).send().await.unwrap();
+            (
+                r.status().as_u16(),
+                r.text().await.unwrap(),
+                start.elapsed(),
+            )
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // While one 0.3 guest spins, others are served.
+    for _ in 0..10 {
+        assert_eq!(server.get_text("/v3/count").await, (200, "1".into()));
+        assert_eq!(server.get_text("/v2/hello").await, (200, "hello".into()));
+    }
+    let (status, body, took) = looping.await.unwrap();
+    assert_eq!(status, 504, "{body}");
+    assert!(
+        body.contains("timeout_ms of 1000 ms") && body.contains("stopped"),
+        "{body}"
+    );
+    assert!(
+        took >= Duration::from_millis(1000) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+
+    // The head is late: the first-byte limit stops it before the total one.
+    let start = Instant::now();
+    let (status, body) = server.get_text("/late/sleep?ms=2000").await;
+    assert_eq!(status, 504, "{body}");
+    assert!(body.contains("first_byte_timeout_ms of 300 ms"), "{body}");
+    assert!(start.elapsed() < Duration::from_millis(1500));
+
+    let (status, body) = server.get_text("/v3/alloc").await;
+    assert_eq!(status, 500, "{body}");
+    assert!(
+        body.contains("memory limit exceeded") && body.contains("limit of 16 MiB"),
+        "{body}"
+    );
+    assert_eq!(
+        server.get_text("/v3/alloc?mb=4").await,
+        (200, "allocated 4 MiB".to_string())
+    );
+
+    let r = server.get("/v3/panic").await;
+    assert_eq!(r.status(), 500);
+    let id = common::invocation_id(&r);
+    let body = r.text().await.unwrap();
+    assert!(body.contains(&id) && body.contains("trapped"), "{body}");
+    let logs = server
+        .wait_for_log(
+            "w3",
+            &["v3", "--invocation", &id],
+            "wasi3 panicked on purpose",
+        )
+        .await;
+    assert!(logs.contains("about to panic on purpose"), "{logs}");
+
+    let inv = records(&server, "v3", 14).await;
+    let outcomes: Vec<&str> = inv.iter().map(|i| i["outcome"].as_str().unwrap()).collect();
+    for o in ["timeout", "memory_limit", "trap"] {
+        assert!(outcomes.contains(&o), "{o} not among {outcomes:?}");
+    }
+    assert_eq!(server.get_text("/v3/hello").await.0, 200);
+}

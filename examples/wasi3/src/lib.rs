@@ -1,0 +1,251 @@
+//! A WASI 0.3 HTTP function (`wasi:http/handler@0.3.0`, built with the
+//! `wasip3` crate), for testing Nimbus's 0.3 support. The last path
+//! segment picks the behaviour (`ACTION` in the environment overrides it):
+//!
+//! * `hello`: answers `hello from WASI 0.3`
+//! * `url`: answers the request's scheme, authority and path as it sees them
+//! * `echo`: streams the request body back as it arrives, chunk by chunk,
+//!   with the request's `content-type`
+//! * `drip?n=N&ms=M`: streams N lines, one every M ms
+//! * `incr?key=K`: increments K in the KV store `counters` (`wasi:keyvalue`)
+//!   and answers the new value
+//! * `get?key=K`: the value of K in `counters`, or 404
+//! * `config?name=X`: the configuration variable X (`wasi:config`)
+//! * `send?queue=Q`: sends the request body to queue Q (`nimbus:events`)
+//!   and answers the message id
+//! * `consume`: an event consumer: keeps the delivery's payload under
+//!   `event:ID` (its `ce-id`) and `last-event` in `counters`
+//! * `sleep?ms=N`: waits N ms on the host's clock (an async wait), then answers
+//! * `count`: increments a global counter and answers it (1 on a fresh instance)
+//! * `loop`: spins forever (stopped by the timeout)
+//! * `alloc?mb=N`: allocates and touches N MiB (default: without end)
+//! * `panic`: writes to stderr, then panics (a trap)
+//! * `fail`: answers with an error code instead of a response
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use wasip3::http::types::{ErrorCode, Fields, Request, Response};
+use wasip3::{wit_future, wit_stream};
+
+mod data {
+    wit_bindgen::generate!({
+        path: "../../wit/data",
+        world: "nimbus:data/guest",
+        generate_all,
+    });
+}
+
+mod events {
+    wit_bindgen::generate!({
+        path: "../../wit/events.wit",
+        world: "producer-guest",
+    });
+}
+
+use data::wasi::config::store as config;
+use data::wasi::keyvalue::{atomics, store};
+use events::nimbus::events::producer;
+
+wasip3::http::service::export!(Wasi3);
+
+struct Wasi3;
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+fn query(path: &str, key: &str) -> Option<String> {
+    let q = path.split_once('?')?.1;
+    q.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        (k == key).then(|| v.to_string())
+    })
+}
+
+fn num(path: &str, key: &str, default: u64) -> u64 {
+    query(path, key)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn header(req: &Request, name: &str) -> Option<String> {
+    req.get_headers()
+        .get(name)
+        .into_iter()
+        .next()
+        .and_then(|v| String::from_utf8(v).ok())
+}
+
+/// A response whose body is written by `write` after the head is returned.
+fn streamed<F>(status: u16, headers: &[(&str, &str)], write: F) -> Result<Response, ErrorCode>
+where
+    F: AsyncFnOnce(&mut wit_bindgen::rt::async_support::StreamWriter<u8>) + 'static,
+{
+    let fields = Fields::new();
+    for (k, v) in headers {
+        fields
+            .append(k, v.as_bytes())
+            .map_err(|e| ErrorCode::InternalError(Some(format!("header {k}: {e:?}"))))?;
+    }
+    let (mut tx, rx) = wit_stream::new();
+    let (trailers_tx, trailers_rx) = wit_future::new(|| Ok(None));
+    let (resp, _io) = Response::new(fields, Some(rx), trailers_rx);
+    drop(trailers_tx);
+    resp.set_status_code(status)
+        .map_err(|()| ErrorCode::InternalError(Some("bad status".into())))?;
+    wit_bindgen::spawn_local(async move {
+        write(&mut tx).await;
+    });
+    Ok(resp)
+}
+
+fn text(status: u16, body: impl Into<String>) -> Result<Response, ErrorCode> {
+    let body = body.into().into_bytes();
+    streamed(status, &[("content-type", "text/plain")], async move |tx| {
+        tx.write_all(body).await;
+    })
+}
+
+/// The whole request body.
+async fn read_body(req: Request) -> Vec<u8> {
+    let (_tx, done) = wit_future::new(|| Ok(()));
+    let (body, _trailers) = Request::consume_body(req, done);
+    body.collect().await
+}
+
+fn kv_error(e: store::Error) -> String {
+    match e {
+        store::Error::NoSuchStore => "no-such-store".into(),
+        store::Error::AccessDenied => "access-denied".into(),
+        store::Error::Other(m) => m,
+    }
+}
+
+impl wasip3::exports::http::handler::Guest for Wasi3 {
+    async fn handle(req: Request) -> Result<Response, ErrorCode> {
+        let path = req.get_path_with_query().unwrap_or_default();
+        let action = std::env::var("ACTION").unwrap_or_else(|_| {
+            let p = path.split('?').next().unwrap_or("");
+            p.rsplit('/').next().unwrap_or("").to_string()
+        });
+        match action.as_str() {
+            "hello" => text(200, "hello from WASI 0.3\n"),
+            "url" => {
+                let scheme = match req.get_scheme() {
+                    Some(wasip3::http::types::Scheme::Http) => "http".to_string(),
+                    Some(wasip3::http::types::Scheme::Https) => "https".to_string(),
+                    Some(wasip3::http::types::Scheme::Other(s)) => s,
+                    None => "none".to_string(),
+                };
+                let authority = req.get_authority().unwrap_or_else(|| "none".into());
+                text(200, format!("{scheme}://{authority}{path}"))
+            }
+            "echo" => {
+                let ct = header(&req, "content-type")
+                    .unwrap_or_else(|| "application/octet-stream".into());
+                let (_tx, done) = wit_future::new(|| Ok(()));
+                let (mut body, _trailers) = Request::consume_body(req, done);
+                streamed(200, &[("content-type", &ct)], async move |tx| {
+                    loop {
+                        let (result, chunk) = body.read(Vec::with_capacity(64 * 1024)).await;
+                        if !chunk.is_empty() && !tx.write_all(chunk).await.is_empty() {
+                            return; // the client went away
+                        }
+                        if !matches!(result, wit_bindgen::StreamResult::Complete(_)) {
+                            return;
+                        }
+                    }
+                })
+            }
+            "drip" => {
+                let (n, ms) = (num(&path, "n", 3), num(&path, "ms", 100));
+                streamed(200, &[("content-type", "text/plain")], async move |tx| {
+                    for i in 0..n {
+                        if i > 0 {
+                            wasip3::clocks::monotonic_clock::wait_for(ms * 1_000_000).await;
+                        }
+                        tx.write_all(format!("line {i}\n").into_bytes()).await;
+                    }
+                })
+            }
+            "incr" => {
+                let key = query(&path, "key").unwrap_or_else(|| "n".into());
+                match store::open("counters").and_then(|b| atomics::increment(&b, &key, 1)) {
+                    Ok(n) => text(200, n.to_string()),
+                    Err(e) => text(500, kv_error(e)),
+                }
+            }
+            "get" => {
+                let key = query(&path, "key").unwrap_or_default();
+                match store::open("counters").and_then(|b| b.get(&key)) {
+                    Ok(Some(v)) => text(200, String::from_utf8_lossy(&v).into_owned()),
+                    Ok(None) => text(404, format!("no key {key:?}")),
+                    Err(e) => text(500, kv_error(e)),
+                }
+            }
+            "config" => {
+                let name = query(&path, "name").unwrap_or_default();
+                match config::get(&name) {
+                    Ok(Some(v)) => text(200, v),
+                    Ok(None) => text(404, format!("no variable {name:?}")),
+                    Err(e) => text(500, format!("{e:?}")),
+                }
+            }
+            "send" => {
+                let queue = query(&path, "queue").unwrap_or_default();
+                let body = read_body(req).await;
+                let message = producer::Message {
+                    body,
+                    content_type: Some("text/plain".into()),
+                    type_: Some("dev.nimbus.example.wasi3".into()),
+                    group: None,
+                    idempotency_key: None,
+                };
+                match producer::send(&queue, &message) {
+                    Ok(id) => text(202, id),
+                    Err(e) => text(400, format!("{e:?}")),
+                }
+            }
+            "consume" => {
+                let id = header(&req, "ce-id").unwrap_or_default();
+                let body = read_body(req).await;
+                println!("event {id}: {} bytes", body.len());
+                let kept = store::open("counters").and_then(|b| {
+                    b.set(&format!("event:{id}"), &body)?;
+                    b.set("last-event", &body)
+                });
+                match kept {
+                    Ok(()) => text(200, "ok"),
+                    Err(e) => text(500, kv_error(e)),
+                }
+            }
+            "sleep" => {
+                wasip3::clocks::monotonic_clock::wait_for(num(&path, "ms", 100) * 1_000_000).await;
+                text(200, "slept")
+            }
+            "count" => text(
+                200,
+                (COUNTER.fetch_add(1, Ordering::SeqCst) + 1).to_string(),
+            ),
+            "loop" => {
+                let mut x: u64 = 0;
+                loop {
+                    x = std::hint::black_box(x.wrapping_add(1));
+                }
+            }
+            "alloc" => {
+                let mb = num(&path, "mb", u64::MAX);
+                let mut kept: Vec<Vec<u8>> = Vec::new();
+                let mut i = 0;
+                while i < mb {
+                    kept.push(vec![1u8; 1 << 20]);
+                    i += 1;
+                }
+                text(200, format!("allocated {} MiB", kept.len()))
+            }
+            "panic" => {
+                eprintln!("about to panic on purpose");
+                panic!("wasi3 panicked on purpose");
+            }
+            "fail" => Err(ErrorCode::InternalError(Some("failed on purpose".into()))),
+            other => text(404, format!("no action {other:?}\n")),
+        }
+    }
+}
