@@ -5,6 +5,7 @@ mod client;
 mod data_cli;
 mod events_cli;
 mod identity_cli;
+mod new;
 mod replay_cli;
 mod up;
 
@@ -51,6 +52,20 @@ enum Command {
         /// Data dir of the embedded database
         #[arg(long, env = "NIMBUS_DATA_DIR", default_value = ".nimbus")]
         data_dir: PathBuf,
+    },
+    /// Write a new app (manifest, handler, build command) that `nimbus deploy` runs as it is
+    New {
+        /// The app's name (also its directory, its function and its route)
+        name: String,
+        /// The language of its handler
+        #[arg(long, value_enum)]
+        lang: new::Lang,
+        /// The WASI version of its handler [default: 0.3 for Rust, 0.2 for JavaScript and Python]
+        #[arg(long, value_enum)]
+        wasi: Option<new::Wasi>,
+        /// Where to create the app's directory
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
     },
     /// Build, upload and activate an app (a directory with nimbus.toml, or the file)
     Deploy {
@@ -320,6 +335,12 @@ fn main() {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Up(args) => up::run(*args).await,
+            Command::New {
+                name,
+                lang,
+                wasi,
+                dir,
+            } => new::run(&dir, &name, lang, wasi),
             Command::Migrate { database, data_dir } => {
                 up::migrate(database.as_deref(), &data_dir).await
             }

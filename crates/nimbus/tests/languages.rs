@@ -34,7 +34,13 @@ async fn greets_counts_and_consumes_its_event(lang: &str) {
     assert!(!first_event.is_empty(), "{v}");
 
     // Configuration is read at each request; the counter is the store's.
-    server.cli_ok(&["config", "set", &format!("greet-{lang}"), "greeting", "Bonjour"]);
+    server.cli_ok(&[
+        "config",
+        "set",
+        &format!("greet-{lang}"),
+        "greeting",
+        "Bonjour",
+    ]);
     let r = server.get(&format!("/{prefix}/greet/grace%20hopper")).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-type"], "application/json");

@@ -69,7 +69,10 @@ fn start() -> Server {
     let app = app_dir(APP);
     let out = server.deploy(app.path());
     assert!(out.contains("deployed w3 revision 1"), "{out}");
-    assert!(out.contains("WASI 0.3") && out.contains("WASI 0.2"), "{out}");
+    assert!(
+        out.contains("WASI 0.3") && out.contains("WASI 0.2"),
+        "{out}"
+    );
     server
 }
 

@@ -371,6 +371,19 @@ impl Server {
             .expect("running the nimbus CLI")
     }
 
+    /// Runs the CLI with extra environment variables.
+    pub fn cli_env(&self, env: &[(&str, &std::ffi::OsStr)], args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_nimbus"))
+            .args(args)
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .env_remove("NIMBUS_SERVER")
+            .env_remove("NIMBUS_TOKEN")
+            .envs(env.iter().copied())
+            .output()
+            .expect("running the nimbus CLI")
+    }
+
     /// Runs the CLI; returns whether it succeeded and its stdout + stderr.
     fn cli_text(&self, args: &[&str]) -> (bool, String) {
         let out = self.cli(args);
