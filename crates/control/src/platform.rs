@@ -494,22 +494,40 @@ impl Platform {
         let _guard = self.lock.lock().await;
         let total = spec.functions.len();
         let _ = progress.send(DeployEvent::Started { total }).await;
-        for (i, (name, f)) in spec.functions.iter().enumerate() {
-            let (loaded, source) = self
-                .runtime
-                .load(&f.component)
-                .await
-                .map_err(|e| PlatformError::Invalid(format!("function {name:?}: {e}")))?;
+        // Functions compile in parallel, as many at once as the node has
+        // cores (a heavy JavaScript or Python component takes seconds);
+        // progress is reported as each one is ready. Functions sharing a
+        // component wait for its one compilation (`Runtime::load`).
+        use futures::StreamExt as _;
+        let parallel = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let jobs: Vec<(String, String)> = spec
+            .functions
+            .iter()
+            .map(|(name, f)| (name.clone(), f.component.clone()))
+            .collect();
+        let runtime = self.runtime.clone();
+        let mut loads = futures::stream::iter(jobs)
+            .map(move |(name, component)| {
+                let runtime = runtime.clone();
+                async move { (name, runtime.load(&component).await) }
+            })
+            .buffer_unordered(parallel);
+        let mut ready = 0;
+        while let Some((name, loaded)) = loads.next().await {
+            let (loaded, source) =
+                loaded.map_err(|e| PlatformError::Invalid(format!("function {name:?}: {e}")))?;
+            ready += 1;
             let _ = progress
                 .send(DeployEvent::Function {
-                    name: name.clone(),
-                    index: i + 1,
+                    name,
+                    index: ready,
                     total,
                     status: format!("{}, WASI {}", source.describe(), loaded.wasi()),
                     compiled: matches!(source, LoadSource::Compiled(_)),
                 })
                 .await;
         }
+        drop(loads);
         let current = self.gateway.table();
         // Check collisions with the other apps before writing anything.
         current

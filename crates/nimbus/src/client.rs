@@ -239,8 +239,14 @@ pub async fn deploy(target: &Target, path: &Path, build: bool) -> Result<()> {
         )
         .await?;
     let bar = ProgressBar::new(manifest.functions.len() as u64).with_style(
-        ProgressStyle::with_template("compiling {bar:30} {pos}/{len} {msg}").expect("template"),
+        ProgressStyle::with_template(
+            "{spinner} compiling {bar:30} {pos}/{len} functions ready, {elapsed}",
+        )
+        .expect("template"),
     );
+    // A JavaScript or Python component takes seconds to compile: keep
+    // showing that the deploy is alive (drawn only on a terminal).
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
     let mut stream = resp.bytes_stream();
     let mut buf = Vec::new();
     let mut revision = None;
