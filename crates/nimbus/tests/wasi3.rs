@@ -307,6 +307,16 @@ async fn wasi3_limits_loop_memory_and_trap() {
         )
         .await;
     assert!(logs.contains("about to panic on purpose"), "{logs}");
+    // Replayed on the server, and on this machine in-process, it fails the
+    // same way.
+    let out = server.cli_ok(&["replay", &id]);
+    assert_eq!(out.matches("HTTP 500 trap").count(), 2, "{out}");
+    let local = common::wasm("wasi3");
+    let out = server.cli_ok(&["replay", &id, "--local", local.to_str().unwrap()]);
+    assert!(
+        out.contains("replay   (local") && out.matches("HTTP 500 trap").count() == 2,
+        "{out}"
+    );
 
     let inv = records(&server, "v3", 14).await;
     let outcomes: Vec<&str> = inv.iter().map(|i| i["outcome"].as_str().unwrap()).collect();
