@@ -514,8 +514,16 @@ impl Platform {
             .buffer_unordered(parallel);
         let mut ready = 0;
         while let Some((name, loaded)) = loads.next().await {
-            let (loaded, source) =
-                loaded.map_err(|e| PlatformError::Invalid(format!("function {name:?}: {e}")))?;
+            let (loaded, source) = match loaded {
+                Ok(l) => l,
+                Err(e) => {
+                    // The loads already started finish before the deploy
+                    // lock is released: a failing deploy never leaves
+                    // compilations running behind it.
+                    while loads.next().await.is_some() {}
+                    return Err(PlatformError::Invalid(format!("function {name:?}: {e}")));
+                }
+            };
             ready += 1;
             let _ = progress
                 .send(DeployEvent::Function {

@@ -176,6 +176,24 @@ async fn a_wasi3_function_streams_both_ways() {
     assert_eq!(inv[0]["bytes_in"], 24 << 20);
     assert_eq!(inv[0]["bytes_out"], 24 << 20);
 
+    // A sized body is complete at its last byte, though the guest's task
+    // works on: recorded as a success, its later output in the logs.
+    let r = server.get("/stream/sized").await;
+    assert_eq!(r.headers()["content-length"], "26");
+    let id = common::invocation_id(&r);
+    assert_eq!(r.text().await.unwrap(), "exactly 26 bytes of body\n!");
+    server
+        .wait_for_log(
+            "w3",
+            &["echo3", "--invocation", &id],
+            "sized: done after the body",
+        )
+        .await;
+    let inv = records(&server, "echo3", 2).await;
+    let sized = inv.iter().find(|i| i["id"] == id.as_str()).unwrap();
+    assert_eq!(sized["outcome"], "ok", "{sized}");
+    assert_eq!(sized["error"], serde_json::Value::Null, "{sized}");
+
     // Lines arrive one by one while the guest still runs.
     let mut r = server.get("/stream/drip?n=3&ms=400").await;
     assert_eq!(r.status(), 200);

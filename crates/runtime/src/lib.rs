@@ -199,6 +199,10 @@ pub struct Runtime {
     pub(crate) capabilities: Vec<Arc<dyn GuestCapability>>,
     pub(crate) egress: Arc<Egress>,
     loading: parking_lot::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Loads past the in-memory cache running at once (compiling, or
+    /// reading the disk cache): one per core, node-wide, whoever asks
+    /// (deploys of every app, cold invocations).
+    compiling: tokio::sync::Semaphore,
 }
 
 impl Drop for Runtime {
@@ -299,6 +303,9 @@ impl Runtime {
             ticker_stop,
             capabilities,
             loading: Default::default(),
+            compiling: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(1, |n| n.get()),
+            ),
         }))
     }
 
@@ -367,15 +374,27 @@ impl Runtime {
         if let Some(l) = self.cache.get(hash) {
             return Ok((l, LoadSource::Memory));
         }
-        let result = self.load_uncached(hash).await;
-        self.loading.lock().remove(hash);
-        result
+        // Unmarked however the load ends, even dropped half-way (a client
+        // that went away): the map never keeps a gate for nothing.
+        struct Unmark<'a>(&'a Runtime, &'a str);
+        impl Drop for Unmark<'_> {
+            fn drop(&mut self) {
+                self.0.loading.lock().remove(self.1);
+            }
+        }
+        let _unmark = Unmark(self, hash);
+        self.load_uncached(hash).await
     }
 
     async fn load_uncached(
         self: &Arc<Self>,
         hash: &str,
     ) -> Result<(Arc<Loaded>, LoadSource), RuntimeError> {
+        let _turn = self
+            .compiling
+            .acquire()
+            .await
+            .map_err(|e| RuntimeError::Io(format!("compile queue closed: {e}")))?;
         let this = self.clone();
         let hash = hash.to_string();
         tokio::task::spawn_blocking(move || {

@@ -6,6 +6,8 @@
 //! * `url`: answers the request's scheme, authority and path as it sees them
 //! * `echo`: streams the request body back as it arrives, chunk by chunk,
 //!   with the request's `content-type`
+//! * `sized`: a body with its `content-length`; the task works on 200 ms after
+//!   its last byte
 //! * `drip?n=N&ms=M`: streams N lines, one every M ms
 //! * `incr?key=K`: increments K in the KV store `counters` (`wasi:keyvalue`)
 //!   and answers the new value
@@ -152,6 +154,16 @@ impl wasip3::exports::http::handler::Guest for Wasi3 {
                             return;
                         }
                     }
+                })
+            }
+            "sized" => {
+                // A body with its length, then more work after the last byte.
+                let body = b"exactly 26 bytes of body\n!".to_vec();
+                let len = body.len().to_string();
+                streamed(200, &[("content-length", &len)], async move |tx| {
+                    tx.write_all(body).await;
+                    wasip3::clocks::monotonic_clock::wait_for(200_000_000).await;
+                    println!("sized: done after the body");
                 })
             }
             "drip" => {

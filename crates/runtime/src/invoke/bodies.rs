@@ -84,6 +84,10 @@ pub(super) struct GuestBody {
     /// A response that carries no body (to a HEAD request, or a 1xx, 204 or
     /// 304): the server drops it unread, which is no client going away.
     pub(super) bodiless: bool,
+    /// Its `content-length`: once that many bytes went out, the server
+    /// drops the body without asking for its end, which is no client going
+    /// away either (a WASI 0.3 guest's task often outlives its last write).
+    pub(super) length: Option<u64>,
 }
 
 impl Body for GuestBody {
@@ -130,12 +134,16 @@ impl Drop for GuestBody {
         let Some(guest) = self.guest.take() else {
             return;
         };
-        if self.bodiless
+        let sent_all = self.inner_done
+            || self
+                .length
+                .is_some_and(|n| self.inner.tracker.bytes_out.load(Ordering::Relaxed) >= n);
+        if (self.bodiless || sent_all)
             && let Ok(rt) = tokio::runtime::Handle::try_current()
         {
-            // Nothing reaches the client, but the guest still writes the
-            // body it made and may work on after it (within its timeout):
-            // a task of its own drives both, discarding the bytes, and the
+            // Nothing (more) reaches the client, but the guest still writes
+            // the body it made, or works on after it (within its timeout):
+            // a task of its own drives it, discarding any bytes, and the
             // invocation is recorded as it really ended.
             let empty: ResponseBody = http_body_util::Empty::new()
                 .map_err(|never| match never {})
@@ -149,6 +157,7 @@ impl Drop for GuestBody {
                 },
                 inner_done: self.inner_done,
                 bodiless: false,
+                length: None,
             };
             rt.spawn(async move {
                 let mut rest = std::pin::pin!(rest);

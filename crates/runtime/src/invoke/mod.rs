@@ -301,6 +301,21 @@ fn with_id(mut resp: Response<ResponseBody>, id: &str) -> Response<ResponseBody>
     resp
 }
 
+/// A guest's error code as the 502 and the record say it: the guest
+/// chooses its text, so at most 1 KiB of it.
+fn guest_error(mut text: String) -> String {
+    const MAX: usize = 1024;
+    if text.len() > MAX {
+        let mut cut = MAX;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push_str("... (cut at 1 KiB)");
+    }
+    text
+}
+
 fn describe_error(e: &wasmtime::Error) -> String {
     // The root cause names the trap or the limit; the wasm backtrace that
     // wraps it is for the server log, not the client.
@@ -512,7 +527,8 @@ impl Runtime {
                     .data_mut()
                     .http()
                     .new_response_outparam_from_callback(move |head| {
-                        let _ = tx.send(head.map_err(|code: ErrorCode| format!("{code:?}")));
+                        let _ = tx
+                            .send(head.map_err(|code: ErrorCode| guest_error(format!("{code:?}"))));
                     })?;
                 Ok::<_, wasmtime::Error>(Call::P2 { req, out })
             })(),
@@ -582,7 +598,7 @@ impl Runtime {
                             .run_concurrent(async move |acc| {
                                 let head = match service.handle(acc, req).await? {
                                     Ok(res) => Ok(acc.with(|mut s| res.into_http(&mut s, io))?),
-                                    Err(code) => Err(format!("{code:?}")),
+                                    Err(code) => Err(guest_error(format!("{code:?}"))),
                                 };
                                 let _ = tx.send(head);
                                 // The guest's task outlives its answer while it
@@ -648,6 +664,11 @@ impl Runtime {
                     .store(resp.status().as_u16(), Ordering::Relaxed);
                 let tracker = tracker.clone();
                 let bodiless = is_bodiless(&method, resp.status());
+                let length = resp
+                    .headers()
+                    .get(header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok());
                 resp.map(move |body| {
                     GuestBody {
                         guest,
@@ -658,6 +679,7 @@ impl Runtime {
                         },
                         inner_done: false,
                         bodiless,
+                        length,
                     }
                     .boxed_unsync()
                 })
