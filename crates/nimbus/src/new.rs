@@ -91,15 +91,14 @@ const WIT: Files = wit![
     "deps/nimbus-events.wit",
 ];
 
-/// The files of a new app in `lang` with a `wasi` handler (`None`: the
-/// language's default, 0.3 for Rust, 0.2 for the others).
-fn files(lang: Lang, wasi: Option<Wasi>) -> anyhow::Result<Vec<(&'static str, &'static str)>> {
+/// The files of a new app in `lang` with a `wasi` handler.
+fn files(lang: Lang, wasi: Wasi) -> anyhow::Result<Vec<(&'static str, &'static str)>> {
     Ok(match (lang, wasi) {
-        (Lang::Rust, None | Some(Wasi::P3)) => RUST3.to_vec(),
-        (Lang::Rust, Some(Wasi::P2)) => RUST2.to_vec(),
-        (Lang::Js, None | Some(Wasi::P2)) => [JS, WIT].concat(),
-        (Lang::Python, None | Some(Wasi::P2)) => [PYTHON, WIT].concat(),
-        (Lang::Js | Lang::Python, Some(Wasi::P3)) => bail!(
+        (Lang::Rust, Wasi::P3) => RUST3.to_vec(),
+        (Lang::Rust, Wasi::P2) => RUST2.to_vec(),
+        (Lang::Js, Wasi::P2) => [JS, WIT].concat(),
+        (Lang::Python, Wasi::P2) => [PYTHON, WIT].concat(),
+        (Lang::Js | Lang::Python, Wasi::P3) => bail!(
             "componentize-js 0.23 and componentize-py 0.25 build WASI 0.2 components only: use --wasi 0.2 (the default for {lang:?})"
         ),
     })
@@ -109,6 +108,11 @@ fn files(lang: Lang, wasi: Option<Wasi>) -> anyhow::Result<Vec<(&'static str, &'
 /// empty) and says how to deploy it.
 pub fn run(dir: &Path, name: &str, lang: Lang, wasi: Option<Wasi>) -> anyhow::Result<()> {
     nimbus_core::names::check_name("app", name).map_err(anyhow::Error::msg)?;
+    // Unsaid, the language's default: 0.3 for Rust, 0.2 for the others.
+    let wasi = wasi.unwrap_or(match lang {
+        Lang::Rust => Wasi::P3,
+        Lang::Js | Lang::Python => Wasi::P2,
+    });
     let files = files(lang, wasi)?;
     let root = dir.join(name);
     if root.exists()
@@ -148,20 +152,13 @@ pub fn run(dir: &Path, name: &str, lang: Lang, wasi: Option<Wasi>) -> anyhow::Re
     println!(
         "created {} ({lang:?}, WASI {})\nbuilding it needs {needs}\ndeploy it: nimbus deploy {}\nthen: curl http://127.0.0.1:8080/{name}",
         root.display(),
-        match files_wasi(lang, wasi) {
+        match wasi {
             Wasi::P2 => "0.2",
             Wasi::P3 => "0.3",
         },
         root.display(),
     );
     Ok(())
-}
-
-fn files_wasi(lang: Lang, wasi: Option<Wasi>) -> Wasi {
-    wasi.unwrap_or(match lang {
-        Lang::Rust => Wasi::P3,
-        Lang::Js | Lang::Python => Wasi::P2,
-    })
 }
 
 #[cfg(test)]

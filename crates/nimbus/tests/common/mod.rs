@@ -361,14 +361,7 @@ impl Server {
 
     /// Runs the CLI against this server; returns its output.
     pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_nimbus"))
-            .args(args)
-            .arg("--data-dir")
-            .arg(&self.data_dir)
-            .env_remove("NIMBUS_SERVER")
-            .env_remove("NIMBUS_TOKEN")
-            .output()
-            .expect("running the nimbus CLI")
+        self.cli_env(&[], args)
     }
 
     /// Runs the CLI with extra environment variables.
