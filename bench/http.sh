@@ -121,6 +121,20 @@ kill $pid; wait $pid 2>/dev/null || true
 
 # --- Nimbus: deploy -> first response, compiled then cached; restart
 mkdir -p "$work/$k-app"
+reuse=""
+# A WASI 0.3 hello also runs with instance reuse, as wasmtime serve's
+# reuse does: 16 requests at once per instance, 100000 in its life.
+[ "$h" = rust3 ] && reuse="
+[functions.hello_reuse]
+component = \"$wasm\"
+memory_mb = 64
+max_concurrency = 1000
+instance_requests = 100000
+instance_concurrency = 16
+[[triggers.http]]
+route = \"$path-reuse\"
+methods = [\"GET\"]
+function = \"hello_reuse\""
 cat > "$work/$k-app/nimbus.toml" <<EOT
 [app]
 name = "bench"
@@ -132,6 +146,7 @@ max_concurrency = 1000
 route = "$path"
 methods = ["GET"]
 function = "hello"
+$reuse
 EOT
 first_response_ms() { # data_dir port -> ms from deploy start to first 200 (server already up)
   local t0
@@ -158,11 +173,17 @@ RESTART[$k]=$(ms_since "$t0")
 
 # --- Nimbus: full gateway on the same server
 run_case "$k-nimbus" "http://127.0.0.1:18083$path" $pid
+if [ -n "$reuse" ]; then
+  run_case "$k-nimbus-reuse" "http://127.0.0.1:18083$path-reuse" $pid
+else
+  for c in 1 32; do RPS[$k-nimbus-reuse,$c]="n/a"; P50[$k-nimbus-reuse,$c]="-"; P99[$k-nimbus-reuse,$c]="-"; done
+  RSS[$k-nimbus-reuse]="-"
+fi
 STATUS[$k]=$(curl -fs -H "Authorization: Bearer $(cat "$work/$k-d2/admin-token")" http://127.0.0.1:18084/v1/status)
 kill $pid; wait $pid 2>/dev/null || true
 }
 
-ratio() { case "$1$2" in *fails*) echo "-" ;; *) awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }' ;; esac; }
+ratio() { case "$1$2" in *fails*|*n/a*) echo "-" ;; *) awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }' ;; esac; }
 for layout in $LAYOUTS; do
   if [ "$layout" = pinned ]; then server_cpu="taskset -c 1"; load_cpu="taskset -c 0"; else server_cpu=""; load_cpu=""; fi
   for h in $HELLOS; do measure "$h"; done
@@ -174,13 +195,13 @@ for layout in $LAYOUTS; do
   echo
   echo "### $layout"
   echo
-  echo "| hello | server | conns | req/s | p50 | p99 | Nimbus ÷ this (req/s) |"
-  echo "|---|---|---|---|---|---|---|"
+  echo "| hello | server | conns | req/s | p50 | p99 | Nimbus ÷ this (req/s) | Nimbus reuse ÷ this |"
+  echo "|---|---|---|---|---|---|---|---|"
   for h in $HELLOS; do
-    for name in nimbus wasmtime wasmtime-reuse; do
+    for name in nimbus nimbus-reuse wasmtime wasmtime-reuse; do
       for c in 1 32; do
         k=$layout-$h
-        echo "| $h | $name | $c | ${RPS[$k-$name,$c]} | ${P50[$k-$name,$c]} | ${P99[$k-$name,$c]} | $(ratio "${RPS[$k-nimbus,$c]}" "${RPS[$k-$name,$c]}") |"
+        echo "| $h | $name | $c | ${RPS[$k-$name,$c]} | ${P50[$k-$name,$c]} | ${P99[$k-$name,$c]} | $(ratio "${RPS[$k-nimbus,$c]}" "${RPS[$k-$name,$c]}") | $(ratio "${RPS[$k-nimbus-reuse,$c]}" "${RPS[$k-$name,$c]}") |"
       done
     done
   done
@@ -188,7 +209,7 @@ for layout in $LAYOUTS; do
   echo "| hello | server | RSS after load |"
   echo "|---|---|---|"
   for h in $HELLOS; do
-    for name in nimbus wasmtime wasmtime-reuse; do echo "| $h | $name | ${RSS[$layout-$h-$name]} |"; done
+    for name in nimbus nimbus-reuse wasmtime wasmtime-reuse; do echo "| $h | $name | ${RSS[$layout-$h-$name]} |"; done
   done
   echo
   echo "| hello | deploy -> first response (compiling) | deploy -> first response (compile cache) | restart -> first response |"

@@ -524,6 +524,17 @@ impl Platform {
                     return Err(PlatformError::Invalid(format!("function {name:?}: {e}")));
                 }
             };
+            if let Some(f) = spec.functions.get(&name)
+                && f.limits.reuses_instances()
+                && loaded.wasi() != "0.3"
+            {
+                while loads.next().await.is_some() {}
+                return Err(PlatformError::Invalid(format!(
+                    "function {name:?}: instance_requests = {} reuses instances, which needs a WASI 0.3 component (exporting wasi:http/handler@0.3.0), and this one is WASI {}: build it for WASI 0.3, or remove instance_requests and instance_concurrency for a fresh instance per request",
+                    f.limits.instance_requests,
+                    loaded.wasi()
+                )));
+            }
             ready += 1;
             let _ = progress
                 .send(DeployEvent::Function {

@@ -27,6 +27,18 @@ pub struct Limits {
     /// Where `max_concurrency` holds.
     #[serde(default)]
     pub concurrency_scope: ConcurrencyScope,
+    /// Requests one instance serves at once (WASI 0.3 functions that opt
+    /// in to instance reuse; 1 otherwise).
+    #[serde(default = "one")]
+    pub instance_concurrency: u32,
+    /// Requests one instance serves before a fresh one replaces it: 1 (the
+    /// default) is a fresh instance per request.
+    #[serde(default = "one")]
+    pub instance_requests: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// Where a function's `max_concurrency` holds.
@@ -48,6 +60,13 @@ impl Limits {
     pub const DEFAULT_TIMEOUT_MS: u64 = 30_000;
     /// Default concurrency per function.
     pub const DEFAULT_MAX_CONCURRENCY: u32 = 100;
+    /// Largest `instance_concurrency` a manifest may ask for.
+    pub const MAX_INSTANCE_CONCURRENCY: u32 = 1000;
+
+    /// Whether an instance serves more than one request.
+    pub fn reuses_instances(&self) -> bool {
+        self.instance_requests > 1
+    }
 }
 
 impl Default for Limits {
@@ -58,6 +77,8 @@ impl Default for Limits {
             first_byte_timeout_ms: Self::DEFAULT_TIMEOUT_MS,
             max_concurrency: Self::DEFAULT_MAX_CONCURRENCY,
             concurrency_scope: ConcurrencyScope::Node,
+            instance_concurrency: 1,
+            instance_requests: 1,
         }
     }
 }

@@ -343,3 +343,179 @@ async fn wasi3_limits_loop_memory_and_trap() {
     }
     assert_eq!(server.get_text("/v3/hello").await.0, 200);
 }
+
+const REUSE: &str = r#"
+[app]
+name = "reuse"
+
+[functions.shared]
+component = "@WASM@/wasi3.wasm"
+instance_requests = 5
+instance_concurrency = 4
+
+[functions.blast]
+component = "@WASM@/wasi3.wasm"
+memory_mb = 16
+timeout_ms = 1500
+instance_requests = 100
+instance_concurrency = 4
+
+[[triggers.http]]
+route = "/shared/{action}"
+function = "shared"
+
+[[triggers.http]]
+route = "/blast/{action}"
+function = "blast"
+"#;
+
+/// The records of `app`/`function`, newest first, once there are `n`.
+async fn app_records(
+    server: &Server,
+    app: &str,
+    function: &str,
+    n: usize,
+) -> Vec<serde_json::Value> {
+    let mut inv = Vec::new();
+    for _ in 0..50 {
+        inv = server
+            .api(&format!(
+                "/v1/apps/{app}/invocations?function={function}&limit=100"
+            ))
+            .await
+            .as_array()
+            .unwrap()
+            .clone();
+        if inv.len() >= n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    inv
+}
+
+/// Starts a GET in the background: its status, body and invocation id.
+fn spawn_get(server: &Server, path: &str) -> tokio::task::JoinHandle<(u16, String, String)> {
+    let http = server.http.clone();
+    let url = format!("{}{path}", server.url);
+    tokio::spawn(async move {
+        let r = http.get(url).send().await.unwrap();
+        let id = common::invocation_id(&r);
+        (r.status().as_u16(), r.text().await.unwrap(), id)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wasi3_function_may_reuse_its_instances() {
+    let server = Server::start(&[]);
+    let app = app_dir(REUSE);
+    let out = server.deploy(app.path());
+    assert!(out.contains("deployed reuse revision 1"), "{out}");
+
+    // One instance serves instance_requests = 5 requests (its global
+    // counter goes on), then a fresh one takes over.
+    for n in 1..=5 {
+        assert_eq!(server.get_text("/shared/count").await, (200, n.to_string()));
+    }
+    assert_eq!(server.get_text("/shared/count").await, (200, "1".into()));
+    // ... serving up to instance_concurrency = 4 at once: four requests
+    // waiting together saw each other in one instance.
+    let waits: Vec<_> = (0..4)
+        .map(|_| spawn_get(&server, "/shared/overlap?ms=600"))
+        .collect();
+    for w in waits {
+        let (status, body, _) = w.await.unwrap();
+        assert_eq!((status, body.as_str()), (200, "4"));
+    }
+    // Each request keeps its own record.
+    let inv = app_records(&server, "reuse", "shared", 10).await;
+    assert_eq!(inv.len(), 10, "{inv:?}");
+    assert!(
+        inv.iter()
+            .all(|i| i["status"] == 200 && i["outcome"] == "ok"),
+        "{inv:?}"
+    );
+    let ids: std::collections::HashSet<_> = inv.iter().map(|i| i["id"].clone()).collect();
+    assert_eq!(ids.len(), 10);
+
+    // A trap stops the instance, failing every request it serves: which
+    // of them trapped, the instance cannot tell (wasmtime reports the trap
+    // from its event loop), so each is recorded with the trap, and the
+    // panic's message is in the logs.
+    let waiting = spawn_get(&server, "/blast/sleep?ms=3000");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = server.get("/blast/panic").await;
+    assert_eq!(r.status(), 500);
+    let culprit = common::invocation_id(&r);
+    let body = r.text().await.unwrap();
+    assert!(body.contains("trapped"), "{body}");
+    let (status, body, bystander) = waiting.await.unwrap();
+    assert_eq!(status, 500, "{body}");
+    assert!(
+        body.contains("was stopped with the instance serving it")
+            && body.contains("in one of the 2 requests it was serving at once"),
+        "{body}"
+    );
+    let logs = server
+        .wait_for_log(
+            "reuse",
+            &["blast", "--invocation", &culprit],
+            "wasi3 panicked on purpose",
+        )
+        .await;
+    assert!(logs.contains("about to panic on purpose"), "{logs}");
+    let inv = app_records(&server, "reuse", "blast", 2).await;
+    let outcome = |id: &str| {
+        inv.iter()
+            .find(|i| i["id"] == id)
+            .map(|i| i["outcome"].as_str().unwrap().to_string())
+    };
+    assert_eq!(outcome(&culprit).as_deref(), Some("trap"), "{inv:?}");
+    assert_eq!(outcome(&bystander).as_deref(), Some("trap"), "{inv:?}");
+    // Alone in its instance, a trapping request is the trap.
+    let r = server.get("/blast/panic").await;
+    assert_eq!(r.status(), 500);
+    let body = r.text().await.unwrap();
+    assert!(
+        body.contains("trapped") && !body.contains("stopped with the instance"),
+        "{body}"
+    );
+
+    // A loop past its timeout stops its instance (a busy guest holds it
+    // whole), and the request it blocked there; the next gets a new one.
+    let start = Instant::now();
+    let looping = spawn_get(&server, "/blast/loop");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, body) = server.get_text("/blast/sleep?ms=10").await;
+    let (loop_status, loop_body, looped) = looping.await.unwrap();
+    assert_eq!(loop_status, 504, "{loop_body}");
+    assert!(loop_body.contains("timeout_ms of 1500 ms"), "{loop_body}");
+    assert!(
+        start.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(status, 500, "{body}");
+    assert!(
+        body.contains(&format!("because invocation {looped} in the same instance")),
+        "{body}"
+    );
+    assert_eq!(server.get_text("/blast/count").await, (200, "1".into()));
+
+    // memory_mb is the instance's: a bomb stops it, the next gets a new one.
+    let (status, body) = server.get_text("/blast/alloc").await;
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("memory limit exceeded"), "{body}");
+    assert_eq!(server.get_text("/blast/count").await, (200, "1".into()));
+    assert_eq!(server.get_text("/blast/count").await, (200, "2".into()));
+
+    // Reuse needs a 0.3 component: a 0.2 one is refused at deploy.
+    let app = app_dir(
+        "[app]\nname = \"reuse2\"\n[functions.v2]\ncomponent = \"@WASM@/hello.wasm\"\ninstance_requests = 10\n",
+    );
+    let err = server.cli_err(&["deploy", app.path().to_str().unwrap()]);
+    assert!(
+        err.contains("needs a WASI 0.3 component") && err.contains("this one is WASI 0.2"),
+        "{err}"
+    );
+}

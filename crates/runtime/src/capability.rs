@@ -54,7 +54,8 @@ pub struct GuestCx<'a, T> {
     pub state: &'a mut T,
     /// The instance's resources.
     pub table: &'a mut ResourceTable,
-    pub(crate) ops: &'a Arc<OpLog>,
+    /// The invocation the call counts for.
+    pub(crate) ops: Arc<OpLog>,
 }
 
 /// The `HasData` of a capability whose instance state is a `T`: its
@@ -70,6 +71,6 @@ impl<T> GuestCx<'_, T> {
     /// Starts timing one call to `service` on `target`: counted for
     /// metering and traced when the returned guard drops.
     pub fn op(&self, service: Service, op: &'static str, target: &str) -> Op {
-        Op::start(self.ops, service, op, target)
+        Op::start(&self.ops, service, op, target)
     }
 }

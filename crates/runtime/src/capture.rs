@@ -4,6 +4,10 @@
 //! a guest must not fail because it logged too much: past the limit, bytes
 //! are counted and dropped. Captured text is redacted of the app's secret
 //! values before it is recorded.
+//!
+//! An instance that serves several requests (instance reuse) writes through
+//! a [`Route`] instead: the requests it serves at the time each get the
+//! bytes in their own captures.
 
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -18,7 +22,28 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 /// is counted and dropped so a chatty guest cannot exhaust host memory.
 #[derive(Clone)]
 pub struct Capture {
-    inner: Arc<Mutex<Buf>>,
+    sink: Sink,
+}
+
+#[derive(Clone)]
+enum Sink {
+    /// One invocation's own buffer.
+    Own(Arc<Mutex<Buf>>),
+    /// A shared instance's stream, handed on to the requests it serves.
+    Routed(Arc<dyn Route>, Stream),
+}
+
+/// Which of a guest's output streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// Where a shared instance's output goes: the captures of the requests it
+/// serves at the moment of the write.
+pub(crate) trait Route: Send + Sync {
+    fn write(&self, stream: Stream, data: &[u8]);
 }
 
 struct Buf {
@@ -31,26 +56,41 @@ impl Capture {
     /// A capture keeping at most `limit` bytes.
     pub fn new(limit: usize) -> Capture {
         Capture {
-            inner: Arc::new(Mutex::new(Buf {
+            sink: Sink::Own(Arc::new(Mutex::new(Buf {
                 bytes: Vec::new(),
                 limit,
                 dropped: 0,
-            })),
+            }))),
+        }
+    }
+
+    /// A shared instance's `stream`, written through `route`.
+    pub(crate) fn routed(route: Arc<dyn Route>, stream: Stream) -> Capture {
+        Capture {
+            sink: Sink::Routed(route, stream),
         }
     }
 
     /// Appends bytes, dropping what exceeds the limit.
     pub fn write(&self, data: &[u8]) {
-        let mut b = self.inner.lock();
+        let b = match &self.sink {
+            Sink::Own(b) => b,
+            Sink::Routed(route, stream) => return route.write(*stream, data),
+        };
+        let mut b = b.lock();
         let room = b.limit.saturating_sub(b.bytes.len());
         let take = room.min(data.len());
         b.bytes.extend_from_slice(&data[..take]);
         b.dropped += (data.len() - take) as u64;
     }
 
-    /// The captured text (lossy UTF-8), with a note if output was dropped.
+    /// The captured text (lossy UTF-8), with a note if output was dropped;
+    /// empty for a routed stream, which keeps nothing itself.
     pub fn text(&self) -> String {
-        let b = self.inner.lock();
+        let Sink::Own(b) = &self.sink else {
+            return String::new();
+        };
+        let b = b.lock();
         let mut s = String::from_utf8_lossy(&b.bytes).into_owned();
         if b.dropped > 0 {
             if !s.ends_with('\n') && !s.is_empty() {

@@ -18,8 +18,9 @@ use wasmtime_wasi_http::{
     RequestOptions, WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView,
 };
 
-/// Store data of one invocation. Built fresh for every request and dropped
-/// with the instance.
+/// Store data of one instance: built fresh for every request and dropped
+/// with the instance, or, for a function that reuses instances, for the
+/// requests one instance serves.
 pub struct Host {
     pub(crate) wasi: WasiCtx,
     pub(crate) http: WasiHttpCtx,
@@ -30,6 +31,9 @@ pub struct Host {
     pub(crate) caps: Vec<Box<dyn std::any::Any + Send>>,
     /// Calls to Nimbus's services, for metering and the trace.
     pub(crate) ops: Arc<crate::ops::OpLog>,
+    /// The shared instance this store belongs to (instance reuse): its
+    /// service calls count for the oldest request it serves.
+    pub(crate) shared: Option<Arc<crate::invoke::Shared>>,
 }
 
 impl Host {
@@ -51,10 +55,14 @@ impl Host {
                     std::any::type_name::<T>()
                 )
             });
+        let ops = match &self.shared {
+            Some(shared) => shared.ops().unwrap_or_else(|| self.ops.clone()),
+            None => self.ops.clone(),
+        };
         crate::GuestCx {
             state,
             table: &mut self.table,
-            ops: &self.ops,
+            ops,
         }
     }
 }

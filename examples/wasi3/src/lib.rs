@@ -19,6 +19,9 @@
 //!   `event:ID` (its `ce-id`) and `last-event` in `counters`
 //! * `sleep?ms=N`: waits N ms on the host's clock (an async wait), then answers
 //! * `count`: increments a global counter and answers it (1 on a fresh instance)
+//! * `overlap?ms=N`: waits N ms, then answers how many requests this
+//!   instance was serving at once at most while it waited (1 on a fresh
+//!   instance; more with instance reuse)
 //! * `loop`: spins forever (stopped by the timeout)
 //! * `alloc?mb=N`: allocates and touches N MiB (default: without end)
 //! * `panic`: writes to stderr, then panics (a trap)
@@ -52,6 +55,8 @@ wasip3::http::service::export!(Wasi3);
 struct Wasi3;
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
+static IN_FLIGHT: AtomicU64 = AtomicU64::new(0);
+static MAX_IN_FLIGHT: AtomicU64 = AtomicU64::new(0);
 
 fn query(path: &str, key: &str) -> Option<String> {
     let q = path.split_once('?')?.1;
@@ -231,6 +236,13 @@ impl wasip3::exports::http::handler::Guest for Wasi3 {
             "sleep" => {
                 wasip3::clocks::monotonic_clock::wait_for(num(&path, "ms", 100) * 1_000_000).await;
                 text(200, "slept")
+            }
+            "overlap" => {
+                let now = IN_FLIGHT.fetch_add(1, Ordering::SeqCst) + 1;
+                MAX_IN_FLIGHT.fetch_max(now, Ordering::SeqCst);
+                wasip3::clocks::monotonic_clock::wait_for(num(&path, "ms", 100) * 1_000_000).await;
+                IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
+                text(200, MAX_IN_FLIGHT.load(Ordering::SeqCst).to_string())
             }
             "count" => text(
                 200,

@@ -12,6 +12,8 @@
 //! timeout_ms = 5000
 //! first_byte_timeout_ms = 1000
 //! max_concurrency = 50
+//! # instance_requests = 1000   # WASI 0.3 only: reuse an instance for up to 1000 requests,
+//! # instance_concurrency = 16  # serving up to 16 at once (default: a fresh instance per request)
 //! env = { GREETING = "hi" }
 //! allowed_outbound_hosts = ["api.example.com"]
 //!
@@ -142,6 +144,12 @@ pub struct FunctionManifest {
     /// See [`Limits::concurrency_scope`]: `"node"` (default) or `"cluster"`.
     #[serde(default)]
     pub concurrency_scope: Option<crate::spec::ConcurrencyScope>,
+    /// See [`Limits::instance_requests`].
+    #[serde(default)]
+    pub instance_requests: Option<u32>,
+    /// See [`Limits::instance_concurrency`].
+    #[serde(default)]
+    pub instance_concurrency: Option<u32>,
     /// Environment variables.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
@@ -213,6 +221,8 @@ impl FunctionManifest {
             first_byte_timeout_ms: self.first_byte_timeout_ms.unwrap_or(timeout_ms),
             max_concurrency: self.max_concurrency.unwrap_or(d.max_concurrency),
             concurrency_scope: self.concurrency_scope.unwrap_or_default(),
+            instance_concurrency: self.instance_concurrency.unwrap_or(1),
+            instance_requests: self.instance_requests.unwrap_or(1),
         }
     }
 }
@@ -289,6 +299,27 @@ impl Manifest {
             }
             if l.max_concurrency == 0 {
                 return Err(err("max_concurrency must be at least 1".into()));
+            }
+            if l.instance_requests == 0 {
+                return Err(err(
+                    "instance_requests must be at least 1 (1 is a fresh instance per request)"
+                        .into(),
+                ));
+            }
+            if l.instance_concurrency == 0
+                || l.instance_concurrency > Limits::MAX_INSTANCE_CONCURRENCY
+            {
+                return Err(err(format!(
+                    "instance_concurrency = {} is out of range: use 1..={}",
+                    l.instance_concurrency,
+                    Limits::MAX_INSTANCE_CONCURRENCY
+                )));
+            }
+            if l.instance_concurrency > l.instance_requests {
+                return Err(err(format!(
+                    "instance_concurrency = {} needs instance_requests of at least as many (it is {}): an instance serving {} requests at once serves at least that many in its life",
+                    l.instance_concurrency, l.instance_requests, l.instance_concurrency
+                )));
             }
             for key in f.env.keys() {
                 if key.is_empty() || key.contains(['=', '\0']) {
@@ -583,6 +614,31 @@ function = "echo"
                 .message
                 .contains("max_concurrency")
         );
+        assert!(
+            err(&format!("{base}instance_requests = 0\n"))
+                .message
+                .contains("instance_requests must be at least 1")
+        );
+        assert!(
+            err(&format!(
+                "{base}instance_concurrency = 1001\ninstance_requests = 5000\n"
+            ))
+            .message
+            .contains("instance_concurrency = 1001 is out of range")
+        );
+        assert!(
+            err(&format!("{base}instance_concurrency = 8\n"))
+                .message
+                .contains("needs instance_requests of at least as many")
+        );
+        let m = Manifest::parse(&format!(
+            "{base}instance_concurrency = 8\ninstance_requests = 100\n"
+        ))
+        .unwrap();
+        let l = m.functions["f"].get_ref().limits();
+        assert_eq!((l.instance_concurrency, l.instance_requests), (8, 100));
+        assert!(l.reuses_instances());
+        assert!(!Limits::default().reuses_instances());
         assert!(
             err(&format!("{base}allowed_outbound_hosts = [\"a b\"]\n"))
                 .message

@@ -88,6 +88,10 @@ pub(super) struct GuestBody {
     /// drops the body without asking for its end, which is no client going
     /// away either (a WASI 0.3 guest's task often outlives its last write).
     pub(super) length: Option<u64>,
+    /// A request served by a shared instance: `guest` is then its deadline
+    /// and its instance's end, and the response ends the request when it is
+    /// complete (the instance lives on).
+    pub(super) slot: Option<super::shared::Slot>,
 }
 
 impl Body for GuestBody {
@@ -103,12 +107,33 @@ impl Body for GuestBody {
             && guest.as_mut().poll(cx).is_ready()
         {
             this.guest = None;
+            if this.slot.take().is_some() {
+                // Past its deadline, or its instance ended: cut short.
+                let failure = this.inner.tracker.failure().unwrap_or_else(|| {
+                    wasmtime_wasi_http::Error::InternalError(Some("the instance ended".into()))
+                });
+                return Poll::Ready(Some(Err(failure)));
+            }
         }
         if !this.inner_done {
             match Pin::new(&mut this.inner).poll_frame(cx) {
                 Poll::Ready(None) => this.inner_done = true,
+                Poll::Ready(Some(Err(e))) if this.slot.is_some() => {
+                    this.inner.tracker.finish(
+                        Outcome::Error,
+                        Some(format!("its response body failed: {e}")),
+                    );
+                    return Poll::Ready(Some(Err(e)));
+                }
                 other => return other,
             }
+        }
+        if let Some(slot) = this.slot.take() {
+            // The shared instance's response is complete: so is the request.
+            this.guest = None;
+            this.inner.tracker.finish(Outcome::Ok, None);
+            slot.complete();
+            return Poll::Ready(this.inner.tracker.failure().map(Err));
         }
         if this.guest.is_some() {
             // The body is complete but the guest still runs; it wakes us.
@@ -131,13 +156,27 @@ impl Body for GuestBody {
 
 impl Drop for GuestBody {
     fn drop(&mut self) {
-        let Some(guest) = self.guest.take() else {
-            return;
-        };
         let sent_all = self.inner_done
             || self
                 .length
                 .is_some_and(|n| self.inner.tracker.bytes_out.load(Ordering::Relaxed) >= n);
+        if let Some(slot) = self.slot.take() {
+            // A shared instance's request: complete if nothing more was
+            // due; otherwise its client left (its instance takes no more).
+            if self.bodiless || sent_all {
+                self.inner.tracker.finish(Outcome::Ok, None);
+                slot.complete();
+            } else {
+                self.inner.tracker.finish(
+                    Outcome::Error,
+                    Some("the client went away before the response was complete".into()),
+                );
+            }
+            return;
+        }
+        let Some(guest) = self.guest.take() else {
+            return;
+        };
         if (self.bodiless || sent_all)
             && let Ok(rt) = tokio::runtime::Handle::try_current()
         {
@@ -158,6 +197,7 @@ impl Drop for GuestBody {
                 inner_done: self.inner_done,
                 bodiless: false,
                 length: None,
+                slot: None,
             };
             rt.spawn(async move {
                 let mut rest = std::pin::pin!(rest);

@@ -54,7 +54,10 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
 
 mod bodies;
 mod head;
+mod shared;
 mod tracker;
+
+pub(crate) use shared::Shared;
 
 use crate::cache::HandlerPre;
 use bodies::{Counted, GuestBody, GuestFuture, TaskEnd, is_bodiless};
@@ -107,6 +110,8 @@ pub struct Function {
     config: arc_swap::ArcSwap<ConfigSnapshot>,
     /// Its app's share of the node (set at its first invocation).
     app_share: std::sync::OnceLock<Arc<crate::admission::AppShare>>,
+    /// Its shared instances taking requests (instance reuse).
+    instances: shared::Instances,
 }
 
 impl Function {
@@ -135,6 +140,7 @@ impl Function {
             spec: Arc::new(spec.clone()),
             config: arc_swap::ArcSwap::from_pointee(ConfigSnapshot::default()),
             app_share: std::sync::OnceLock::new(),
+            instances: shared::Instances::default(),
         }
     }
 
@@ -322,7 +328,59 @@ fn describe_error(e: &wasmtime::Error) -> String {
     e.root_cause().to_string()
 }
 
+/// What a new store is built from, besides its function.
+struct StoreParts<'a> {
+    stdout: Capture,
+    stderr: Capture,
+    config: &'a Arc<ConfigSnapshot>,
+    traceparent: Option<&'a HeaderValue>,
+    peak: Arc<AtomicU64>,
+    ops: Arc<crate::ops::OpLog>,
+    shared: Option<Arc<Shared>>,
+}
+
 impl Runtime {
+    /// A store for one instance of `f`: its WASI context (stdout and
+    /// stderr captured, its environment), outbound policy, memory limiter,
+    /// each capability's state, and epoch yields every tick.
+    fn new_store(&self, f: &Function, p: StoreParts<'_>) -> Store<Host> {
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.stdout(p.stdout).stderr(p.stderr.clone()).envs(&f.env);
+        let mut store = Store::new(
+            &self.engine,
+            Host {
+                wasi: wasi.build(),
+                http: WasiHttpCtx::new(),
+                table: wasmtime::component::ResourceTable::new(),
+                outbound: OutboundPolicy {
+                    allowed: f.allowed.clone(),
+                    egress: self.egress.clone(),
+                    stderr: p.stderr,
+                    traceparent: p.traceparent.cloned(),
+                },
+                limiter: Limiter {
+                    max_bytes: (f.limits.memory_mb as usize) << 20,
+                    hit: false,
+                    peak: p.peak,
+                },
+                caps: {
+                    let cx = InstanceCx {
+                        function: f,
+                        config: p.config,
+                        traceparent: p.traceparent,
+                    };
+                    self.capabilities.iter().map(|c| c.instance(&cx)).collect()
+                },
+                ops: p.ops,
+                shared: p.shared,
+            },
+        );
+        store.limiter(|h| &mut h.limiter);
+        store.epoch_deadline_async_yield_and_update(1);
+        store.set_epoch_deadline(1);
+        store
+    }
+
     /// Runs `req` on a fresh instance of `f` and returns the response to send.
     ///
     /// Never fails: throttling, load errors, traps and timeouts become
@@ -480,39 +538,36 @@ impl Runtime {
         let timeout = Duration::from_millis(f.limits.timeout_ms);
         let first_byte = Duration::from_millis(f.limits.first_byte_timeout_ms);
         let deadline = Instant::now() + timeout;
-        let mut wasi = WasiCtxBuilder::new();
-        wasi.stdout(stdout).stderr(stderr.clone()).envs(&f.env);
-        let mut store = Store::new(
-            &self.engine,
-            Host {
-                wasi: wasi.build(),
-                http: WasiHttpCtx::new(),
-                table: wasmtime::component::ResourceTable::new(),
-                outbound: OutboundPolicy {
-                    allowed: f.allowed.clone(),
-                    egress: self.egress.clone(),
-                    stderr,
-                    traceparent: traceparent.clone(),
-                },
-                limiter: Limiter {
-                    max_bytes: (f.limits.memory_mb as usize) << 20,
-                    hit: false,
-                    peak: tracker.peak_memory.clone(),
-                },
-                caps: {
-                    let cx = InstanceCx {
-                        function: f,
-                        config: &config,
-                        traceparent: traceparent.as_ref(),
-                    };
-                    self.capabilities.iter().map(|c| c.instance(&cx)).collect()
-                },
+        // A function that reuses instances (WASI 0.3 only; a request with a
+        // secret of its own always gets a fresh one).
+        if let HandlerPre::P3(pre) = &loaded.pre
+            && f.limits.reuses_instances()
+            && meta.secret.is_none()
+        {
+            let call = shared::SharedCall {
+                f,
+                pre,
+                req: req.map(|b| b.boxed_unsync()),
+                tracker,
+                permit,
+                id: &id,
+                method,
+                deadline,
+            };
+            return with_id(self.invoke_shared(call).await, &id);
+        }
+        let mut store = self.new_store(
+            f,
+            StoreParts {
+                stdout,
+                stderr,
+                config: &config,
+                traceparent: traceparent.as_ref(),
+                peak: tracker.peak_memory.clone(),
                 ops: tracker.ops.clone(),
+                shared: None,
             },
         );
-        store.limiter(|h| &mut h.limiter);
-        store.epoch_deadline_async_yield_and_update(1);
-        store.set_epoch_deadline(1);
 
         // The response head, from either kind of handler; a guest's error
         // code is described in the 502 that answers it.
@@ -680,6 +735,7 @@ impl Runtime {
                         inner_done: false,
                         bodiless,
                         length,
+                        slot: None,
                     }
                     .boxed_unsync()
                 })

@@ -70,6 +70,15 @@ impl Tracker {
         }
     }
 
+    /// How it ended, as far as set: the outcome and its error text (an
+    /// error, if nothing set its end).
+    pub(super) fn end_now(&self) -> (Outcome, String) {
+        match self.end.lock().as_ref() {
+            Some(e) => (e.outcome, e.error.clone().unwrap_or_default()),
+            None => (Outcome::Error, "ended without a response".into()),
+        }
+    }
+
     pub(super) fn failed(&self) -> bool {
         self.end
             .lock()
