@@ -348,6 +348,9 @@ const REUSE: &str = r#"
 [app]
 name = "reuse"
 
+[variables]
+greeting = "hello"
+
 [functions.shared]
 component = "@WASM@/wasi3.wasm"
 instance_requests = 5
@@ -427,16 +430,45 @@ async fn a_wasi3_function_may_reuse_its_instances() {
         let (status, body, _) = w.await.unwrap();
         assert_eq!((status, body.as_str()), (200, "4"));
     }
+    // A reused instance's guest sees its request as a fresh one's does.
+    let host = server.url.trim_start_matches("http://").to_string();
+    assert_eq!(
+        server.get_text("/shared/url?x=1").await,
+        (200, format!("http://{host}/shared/url?x=1"))
+    );
     // Each request keeps its own record.
-    let inv = app_records(&server, "reuse", "shared", 10).await;
-    assert_eq!(inv.len(), 10, "{inv:?}");
+    let inv = app_records(&server, "reuse", "shared", 11).await;
+    assert_eq!(inv.len(), 11, "{inv:?}");
     assert!(
         inv.iter()
             .all(|i| i["status"] == 200 && i["outcome"] == "ok"),
         "{inv:?}"
     );
     let ids: std::collections::HashSet<_> = inv.iter().map(|i| i["id"].clone()).collect();
-    assert_eq!(ids.len(), 10);
+    assert_eq!(ids.len(), 11);
+    // What the last request's task does after its response (here: a line
+    // logged 200 ms after the body) still counts for it.
+    let r = server.get("/shared/sized").await;
+    assert_eq!(r.status(), 200);
+    let sized = common::invocation_id(&r);
+    r.bytes().await.unwrap();
+    let logs = server
+        .wait_for_log(
+            "reuse",
+            &["shared", "--invocation", &sized],
+            "sized: done after the body",
+        )
+        .await;
+    assert!(logs.contains("sized: done after the body"), "{logs}");
+    // A configuration change retires the instances running with the old
+    // one: the next request gets a fresh instance seeing the new value.
+    assert_eq!(server.get_text("/shared/count").await, (200, "1".into()));
+    server.cli_ok(&["config", "set", "reuse", "greeting", "changed"]);
+    assert_eq!(
+        server.get_text("/shared/config?name=greeting").await,
+        (200, "changed".into())
+    );
+    assert_eq!(server.get_text("/shared/count").await, (200, "1".into()));
 
     // A trap stops the instance, failing every request it serves: which
     // of them trapped, the instance cannot tell (wasmtime reports the trap
@@ -472,34 +504,40 @@ async fn a_wasi3_function_may_reuse_its_instances() {
     };
     assert_eq!(outcome(&culprit).as_deref(), Some("trap"), "{inv:?}");
     assert_eq!(outcome(&bystander).as_deref(), Some("trap"), "{inv:?}");
-    // Alone in its instance, a trapping request is the trap.
+    // Alone in its instance, a trapping request is the trap too.
     let r = server.get("/blast/panic").await;
     assert_eq!(r.status(), 500);
+    let alone = common::invocation_id(&r);
     let body = r.text().await.unwrap();
+    assert!(body.contains("which trapped"), "{body}");
+    let inv = app_records(&server, "reuse", "blast", 3).await;
     assert!(
-        body.contains("trapped") && !body.contains("stopped with the instance"),
-        "{body}"
+        inv.iter()
+            .any(|i| i["id"] == alone.as_str() && i["outcome"] == "trap"),
+        "{inv:?}"
     );
 
-    // A loop past its timeout stops its instance (a busy guest holds it
-    // whole), and the request it blocked there; the next gets a new one.
+    // A loop past its timeout ends with a 504, and its instance takes no
+    // more requests; a busy loop holds the whole instance, so the request
+    // it blocked there runs into its own timeout; the next gets a new one.
     let start = Instant::now();
     let looping = spawn_get(&server, "/blast/loop");
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (status, body) = server.get_text("/blast/sleep?ms=10").await;
-    let (loop_status, loop_body, looped) = looping.await.unwrap();
+    let (loop_status, loop_body, _) = looping.await.unwrap();
     assert_eq!(loop_status, 504, "{loop_body}");
-    assert!(loop_body.contains("timeout_ms of 1500 ms"), "{loop_body}");
+    assert!(
+        loop_body.contains("first_byte_timeout_ms of 1500 ms")
+            && loop_body.contains("takes no more requests"),
+        "{loop_body}"
+    );
     assert!(
         start.elapsed() < Duration::from_secs(4),
         "{:?}",
         start.elapsed()
     );
-    assert_eq!(status, 500, "{body}");
-    assert!(
-        body.contains(&format!("because invocation {looped} in the same instance")),
-        "{body}"
-    );
+    assert_eq!(status, 504, "{body}");
+    assert!(body.contains("first_byte_timeout_ms of 1500 ms"), "{body}");
     assert_eq!(server.get_text("/blast/count").await, (200, "1".into()));
 
     // memory_mb is the instance's: a bomb stops it, the next gets a new one.

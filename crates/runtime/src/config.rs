@@ -7,7 +7,7 @@
 
 /// Configuration as a guest sees it: variables (secrets included, in
 /// clear) and the secret values, which are redacted from captured logs.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ConfigSnapshot {
     /// Name → value, sorted by name.
     pub vars: Vec<(String, String)>,

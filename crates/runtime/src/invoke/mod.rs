@@ -322,6 +322,29 @@ fn guest_error(mut text: String) -> String {
     text
 }
 
+/// A WASI 0.3 guest's request as a 0.2 guest sees it: scheme http, and
+/// the request's host as its authority.
+fn with_origin<B>(req: Request<B>) -> Request<B> {
+    let (mut head, body) = req.into_parts();
+    let authority = head
+        .headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.parse::<http::uri::Authority>().ok());
+    if let Some(authority) = authority {
+        let mut uri = head.uri.clone().into_parts();
+        uri.scheme = Some(http::uri::Scheme::HTTP);
+        uri.authority = Some(authority);
+        if uri.path_and_query.is_none() {
+            uri.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+        }
+        if let Ok(uri) = http::Uri::from_parts(uri) {
+            head.uri = uri;
+        }
+    }
+    Request::from_parts(head, body)
+}
+
 fn describe_error(e: &wasmtime::Error) -> String {
     // The root cause names the trap or the limit; the wasm backtrace that
     // wraps it is for the server log, not the client.
@@ -547,8 +570,9 @@ impl Runtime {
             let call = shared::SharedCall {
                 f,
                 pre,
-                req: req.map(|b| b.boxed_unsync()),
+                req: with_origin(req).map(|b| b.boxed_unsync()),
                 tracker,
+                config,
                 permit,
                 id: &id,
                 method,
@@ -588,26 +612,7 @@ impl Runtime {
                 Ok::<_, wasmtime::Error>(Call::P2 { req, out })
             })(),
             HandlerPre::P3(_) => {
-                // The guest sees the scheme and authority a 0.2 guest
-                // does: http, and the request's host.
-                let (mut head, body) = req.into_parts();
-                let authority = head
-                    .headers
-                    .get(header::HOST)
-                    .and_then(|h| h.to_str().ok())
-                    .and_then(|h| h.parse::<http::uri::Authority>().ok());
-                if let Some(authority) = authority {
-                    let mut uri = head.uri.clone().into_parts();
-                    uri.scheme = Some(http::uri::Scheme::HTTP);
-                    uri.authority = Some(authority);
-                    if uri.path_and_query.is_none() {
-                        uri.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
-                    }
-                    if let Ok(uri) = http::Uri::from_parts(uri) {
-                        head.uri = uri;
-                    }
-                }
-                let req = Request::from_parts(head, body);
+                let req = with_origin(req);
                 let (req, io) =
                     wasmtime_wasi_http::p3::Request::from_http(store.data_mut().http().hooks, req);
                 Ok(Call::P3 {

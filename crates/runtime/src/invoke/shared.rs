@@ -4,30 +4,39 @@
 //!
 //! An instance is a worker task owning its `Store`: it instantiates the
 //! component, then runs the store's event loop (`Store::run_concurrent`),
-//! taking requests from its channel and calling `handler.handle` for each
-//! as a concurrent guest task, all inside [`crate::FairCpu::gate`] like a
-//! fresh instance. A request takes a [`Slot`] in an instance with room (or
-//! starts one) under its function's [`Instances`] lock, holds it until its
-//! response is complete, and keeps its own record, status, bytes and
-//! timeouts.
+//! taking a request from its channel whenever the instance is ready for a
+//! call and calling `handler.handle` for it as a concurrent guest task, all
+//! inside [`crate::FairCpu::gate`] like a fresh instance. A request takes a
+//! [`Slot`] in an instance with room (or starts one) under its function's
+//! [`Instances`] lock, holds it until its response is complete, and keeps
+//! its own record, status, bytes and timeouts.
 //!
 //! What the requests of one instance share, and what it means:
 //! - memory (`memory_mb` is the instance's) and globals;
-//! - a trap: it stops the instance; the request whose call trapped is
-//!   recorded as the trap, the others it was serving as stopped by it;
-//! - a timeout: a request past its `first_byte_timeout_ms` or `timeout_ms`
-//!   stops the instance the same way (its task cannot be stopped alone,
-//!   and a guest in a busy loop holds the whole instance);
+//! - a trap: it stops the instance and fails every request it serves
+//!   (wasmtime reports a trap from the event loop, not from the call that
+//!   trapped, so with several in flight each is recorded with the trap);
+//! - a timeout: the request past it ends (504, or its body cut), and its
+//!   instance takes no more requests and ends once the others it serves
+//!   have (a guest task cannot be stopped alone; a busy loop holds the
+//!   whole instance, so they may run into their own timeouts);
 //! - output: what the instance writes goes to the logs of every request it
-//!   serves at that moment (exact with one at a time);
+//!   serves at that moment (exact with one at a time), or, between
+//!   requests, to the last one it served;
 //! - service calls (KV, documents, events...) count for the oldest request
-//!   it serves; calls it makes carry no `traceparent` of a request;
-//! - configuration: an instance sees the configuration of its start.
+//!   it serves, or the last one; calls it makes carry no `traceparent`;
+//! - configuration: an instance serves only requests that see the
+//!   configuration of its start (a change retires it), so a rotated secret
+//!   is redacted from its output as from a fresh instance's.
 //!
-//! An instance stops taking requests once it has taken `instance_requests`,
-//! once a request it served ended other than by completing its response (a
-//! client that went away: its guest task may still run), or after
-//! [`IDLE`] without requests; it ends when it serves none.
+//! The last request an instance served keeps its record open (its work
+//! after the response counts for it) until the guest has no task left, the
+//! instance takes another request, or it ends. An instance stops taking requests once it has taken
+//! `instance_requests`, once a request ended other than by completing its
+//! response, when the configuration changes, or after [`IDLE`] without
+//! requests; then, once it serves none, it lets its tasks finish what they
+//! do after their responses (within `timeout_ms`, unless a request was
+//! abandoned) and ends.
 
 use super::tracker::Tracker;
 use super::*;
@@ -50,8 +59,14 @@ pub(crate) struct Instances {
 pub(crate) struct Shared {
     jobs: mpsc::UnboundedSender<Job>,
     inner: Mutex<Inner>,
+    /// The configuration it was started with (and its requests see).
+    config: Arc<ConfigSnapshot>,
     /// Wakes the worker to check whether it must end.
     check: Notify,
+    /// Tells the event loop to take no more requests and wind down.
+    drain: Notify,
+    /// Tells the event loop it serves nothing now (see `Inner::last`).
+    settle: Notify,
     /// Set once the instance is gone and every request it served has its end.
     dead: watch::Sender<bool>,
     peak: Arc<AtomicU64>,
@@ -62,20 +77,17 @@ struct Inner {
     given: u32,
     /// Takes no more requests.
     retired: bool,
-    /// Why it must end now, if it must.
-    stop: Option<Stop>,
+    /// A request ended other than by completing its response: its task
+    /// may still run, so the instance does not wait for its tasks to end.
+    abandoned: bool,
     /// The requests it serves, oldest first.
     live: Vec<(u64, Arc<Tracker>)>,
+    /// The last request it served, while it serves none and its tasks
+    /// still run (work after the response counts for it; its record is
+    /// written once they end).
+    last: Option<Arc<Tracker>>,
     /// When it last served nothing.
     idle_since: Instant,
-}
-
-struct Stop {
-    culprit: u64,
-    /// The culprit's invocation id (its slot may be gone by the end).
-    culprit_id: Option<String>,
-    outcome: Outcome,
-    error: String,
 }
 
 /// A request for the worker.
@@ -105,63 +117,69 @@ impl Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut inner = self.shared.inner.lock();
-        if let Some(i) = inner.live.iter().position(|(k, _)| *k == self.key) {
-            let (_, tracker) = inner.live.remove(i);
-            tracker
-                .peak_memory
-                .fetch_max(self.shared.peak.load(Ordering::Relaxed), Ordering::Relaxed);
-        }
-        if !self.completed {
+        let shared = &self.shared;
+        let mut inner = shared.inner.lock();
+        let Some(i) = inner.live.iter().position(|(k, _)| *k == self.key) else {
+            return; // the instance ended and set its end
+        };
+        let (_, tracker) = inner.live.remove(i);
+        tracker
+            .peak_memory
+            .fetch_max(shared.peak.load(Ordering::Relaxed), Ordering::Relaxed);
+        let mut done = None;
+        if self.completed {
+            if inner.live.is_empty() {
+                done = inner.last.replace(tracker);
+                shared.settle.notify_one();
+            }
+        } else {
+            // Ended early (a timeout, a client gone): its task runs on.
+            tracker.finish(
+                Outcome::Error,
+                Some("the client went away before the response started; its task ran on in its shared instance, which takes no more requests".into()),
+            );
             inner.retired = true;
+            inner.abandoned = true;
         }
+        let end = inner.live.is_empty() && inner.retired;
         if inner.live.is_empty() {
             inner.idle_since = Instant::now();
-            if inner.retired {
-                drop(inner);
-                self.shared.check.notify_one();
-            }
+        }
+        drop(inner);
+        drop(done);
+        if end {
+            shared.check.notify_one();
         }
     }
 }
 
 impl Route for Shared {
     fn write(&self, stream: Stream, data: &[u8]) {
-        for (_, t) in &self.inner.lock().live {
-            match stream {
-                Stream::Stdout => t.stdout.write(data),
-                Stream::Stderr => t.stderr.write(data),
-            }
+        let inner = self.inner.lock();
+        let write = |t: &Tracker| match stream {
+            Stream::Stdout => t.stdout.write(data),
+            Stream::Stderr => t.stderr.write(data),
+        };
+        inner.live.iter().for_each(|(_, t)| write(t));
+        if inner.live.is_empty()
+            && let Some(t) = &inner.last
+        {
+            write(t);
         }
     }
 }
 
 impl Shared {
-    /// The operations log of the oldest request it serves.
+    /// The operations log of the oldest request it serves, or of the last
+    /// one it served.
     pub(crate) fn ops(&self) -> Option<Arc<OpLog>> {
-        self.inner.lock().live.first().map(|(_, t)| t.ops.clone())
-    }
-
-    /// Ends the instance because the request `key` ran past a limit: it
-    /// ends with `outcome`, the others it serves as stopped by it.
-    pub(super) fn expire(&self, key: u64, outcome: Outcome, error: String) {
-        let mut inner = self.inner.lock();
-        inner.retired = true;
-        if inner.stop.is_none() {
-            let culprit_id = inner
-                .live
-                .iter()
-                .find(|(k, _)| *k == key)
-                .map(|(_, t)| t.id.clone());
-            inner.stop = Some(Stop {
-                culprit: key,
-                culprit_id,
-                outcome,
-                error,
-            });
-        }
-        drop(inner);
-        self.check.notify_one();
+        let inner = self.inner.lock();
+        inner
+            .live
+            .first()
+            .map(|(_, t)| t)
+            .or(inner.last.as_ref())
+            .map(|t| t.ops.clone())
     }
 
     /// Waits until the instance is gone and its requests' ends are set.
@@ -170,11 +188,17 @@ impl Shared {
         let _ = rx.wait_for(|dead| *dead).await;
     }
 
-    /// Whether the worker must end now: stopped, or retired with nothing
-    /// left to serve.
+    /// Whether the worker must wind down: retired with nothing to serve.
     fn must_end(&self) -> bool {
         let inner = self.inner.lock();
-        inner.stop.is_some() || (inner.retired && inner.live.is_empty())
+        inner.retired && inner.live.is_empty()
+    }
+
+    /// Returns once the worker must wind down.
+    async fn ending(&self) {
+        while !self.must_end() {
+            self.check.notified().await;
+        }
     }
 
     /// Retires the instance if it served nothing for [`IDLE`].
@@ -186,25 +210,19 @@ impl Shared {
         inner.retired && inner.live.is_empty()
     }
 
-    /// Sets the end of every request it still serves: `culprit` (if any)
-    /// ends with `outcome`, the others as stopped because of it.
-    fn fail_all(
-        &self,
-        culprit: Option<u64>,
-        culprit_id: Option<String>,
-        outcome: Outcome,
-        error: &str,
-    ) {
+    /// Sets the end of every request it still serves (`culprit`, if known,
+    /// with `outcome`, the others as stopped because of it; all of them
+    /// with `outcome` when which one is not known), or, serving none, of
+    /// the last one it served (the failure came after its response).
+    fn fail_all(&self, culprit: Option<u64>, outcome: Outcome, error: &str) {
         let mut inner = self.inner.lock();
         inner.retired = true;
-        // Alone, it is the culprit.
-        let culprit = culprit.or_else(|| (inner.live.len() == 1).then(|| inner.live[0].0));
-        let culprit_id = culprit_id.or_else(|| {
-            culprit
-                .and_then(|c| inner.live.iter().find(|(k, _)| *k == c))
-                .map(|(_, t)| t.id.clone())
-        });
+        let peak = self.peak.load(Ordering::Relaxed);
+        let culprit_id = culprit
+            .and_then(|c| inner.live.iter().find(|(k, _)| *k == c))
+            .map(|(_, t)| t.id.clone());
         for (key, t) in &inner.live {
+            t.peak_memory.fetch_max(peak, Ordering::Relaxed);
             match &culprit_id {
                 _ if Some(*key) == culprit => t.finish(outcome, Some(error.to_string())),
                 Some(id) => t.finish(
@@ -213,8 +231,6 @@ impl Shared {
                         "was stopped with the instance serving it, because invocation {id} in the same instance {error}"
                     )),
                 ),
-                // Which request it was is not known (a trap in the
-                // instance's event loop): each ends as the instance did.
                 None => t.finish(
                     outcome,
                     Some(format!(
@@ -224,38 +240,65 @@ impl Shared {
             }
         }
         inner.live.clear();
+        if let Some(t) = &inner.last
+            && outcome != Outcome::Ok
+        {
+            t.peak_memory.fetch_max(peak, Ordering::Relaxed);
+            t.set_end(
+                outcome,
+                Some(format!("{error}, after its response was complete")),
+            );
+        }
     }
 }
 
 impl Instances {
-    /// A slot for `tracker` in an instance with room, or in a new one
-    /// (whose worker is started with `start`).
+    /// A slot for `tracker` in an instance with room that runs with
+    /// `config`, or in a new one (whose worker is started with `start`).
     pub(super) fn acquire(
         &self,
         limits: &Limits,
+        config: &Arc<ConfigSnapshot>,
         tracker: &Arc<Tracker>,
         permit: crate::Permit,
         start: impl FnOnce(Arc<Shared>, mpsc::UnboundedReceiver<Job>),
     ) -> Slot {
         let key = self.next_key.fetch_add(1, Ordering::Relaxed);
         let mut live = self.live.lock();
-        live.retain(|s| !s.inner.lock().retired);
-        for shared in live.iter() {
-            let mut inner = shared.inner.lock();
-            if inner.stop.is_none()
-                && !inner.retired
-                && inner.live.len() < limits.instance_concurrency as usize
-            {
-                inner.given += 1;
-                inner.retired = inner.given >= limits.instance_requests;
-                inner.live.push((key, tracker.clone()));
-                return Slot {
-                    shared: shared.clone(),
-                    key,
-                    completed: false,
-                    _permit: permit,
-                };
+        let mut done = Vec::new();
+        live.retain(|s| {
+            let mut inner = s.inner.lock();
+            // (Snapshots are replaced whole, sometimes with equal content.)
+            if !inner.retired && !Arc::ptr_eq(&s.config, config) && *s.config != **config {
+                // The configuration changed: new requests see the new one.
+                inner.retired = true;
+                if inner.live.is_empty() {
+                    s.check.notify_one();
+                }
             }
+            !inner.retired
+        });
+        let room = live.iter().find(|shared| {
+            let mut inner = shared.inner.lock();
+            if inner.live.len() >= limits.instance_concurrency as usize {
+                return false;
+            }
+            inner.given += 1;
+            inner.retired = inner.given >= limits.instance_requests;
+            inner.live.push((key, tracker.clone()));
+            // The request before it is done for good: its record goes.
+            done.extend(inner.last.take());
+            true
+        });
+        if let Some(shared) = room.cloned() {
+            drop(live);
+            drop(done);
+            return Slot {
+                shared,
+                key,
+                completed: false,
+                _permit: permit,
+            };
         }
         let (jobs, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
@@ -263,11 +306,15 @@ impl Instances {
             inner: Mutex::new(Inner {
                 given: 1,
                 retired: limits.instance_requests <= 1,
-                stop: None,
+                abandoned: false,
                 live: vec![(key, tracker.clone())],
+                last: None,
                 idle_since: Instant::now(),
             }),
+            config: config.clone(),
             check: Notify::new(),
+            drain: Notify::new(),
+            settle: Notify::new(),
             dead: watch::Sender::new(false),
             peak: Arc::default(),
         });
@@ -298,131 +345,166 @@ pub(super) fn send(
     rx
 }
 
+/// How a worker failed.
+enum Failed {
+    /// Instantiation.
+    Start(wasmtime::Error),
+    /// The call serving one request.
+    Call(u64, wasmtime::Error),
+    /// The event loop, in no known request's call.
+    Loop(wasmtime::Error),
+}
+
 /// The worker of one shared instance: instantiates it in `store`, serves
-/// the jobs it is sent until it must end, then sets the end of the
-/// requests it still serves (a trap, a stop) and drops the store.
+/// the jobs it is sent until it must wind down, lets its tasks finish
+/// (within `timeout_ms`), then sets the end of the requests it still
+/// serves (a trap) and drops the store.
 pub(super) async fn run(
     shared: Arc<Shared>,
     mut store: Store<Host>,
     pre: wasmtime_wasi_http::p3::bindings::ServicePre<Host>,
     mut rx: mpsc::UnboundedReceiver<Job>,
+    timeout: Duration,
 ) {
-    enum Failed {
-        /// Instantiation.
-        Start(wasmtime::Error),
-        /// The call serving one request.
-        Call(u64, wasmtime::Error),
-        /// The event loop, in no request's call.
-        Loop(wasmtime::Error),
-    }
     let result: Result<(), Failed> = async {
-        let service = pre
-            .instantiate_async(&mut store)
-            .await
-            .map_err(Failed::Start)?;
-        let serve = store.run_concurrent(
-            async move |acc| -> Result<std::convert::Infallible, (u64, wasmtime::Error)> {
-                let mut running = futures::stream::FuturesUnordered::new();
-                let handle = *service.wasi_http_handler().func_handle().func();
-                loop {
-                    // A job is taken once the instance can start a call (no
-                    // backpressure, no sync call in progress): a call queued
-                    // in the instance instead is not started again.
-                    let next = async {
-                        std::future::poll_fn(|cx| acc.poll_ready_for_concurrent_call(handle, cx))
-                            .await;
-                        rx.recv().await
-                    };
-                    tokio::select! {
-                        job = next => match job {
-                            Some(job) => running.push(serve(acc, &service, job)),
-                            // Never: the instance holds its sender.
-                            None => std::future::pending::<()>().await,
-                        },
-                        // Every completion is taken here (a refuted pattern
-                        // would leave the other calls unpolled until a job came).
-                        done = running.next(), if !running.is_empty() => {
-                            if let Some(Err(failed)) = done {
-                                return Err(failed);
-                            }
+        // A start function that never returns is stopped once the requests
+        // waiting for it have given up (their first-byte timeouts).
+        let service = tokio::select! {
+            service = pre.instantiate_async(&mut store) => service.map_err(Failed::Start)?,
+            () = shared.ending() => return Ok(()),
+        };
+        let sh = &*shared;
+        let serve = store.run_concurrent(async move |acc| -> Result<(), (u64, wasmtime::Error)> {
+            let mut running = futures::stream::FuturesUnordered::new();
+            let handle = *service.wasi_http_handler().func_handle().func();
+            loop {
+                // A job is taken once the instance can start a call (no
+                // backpressure, no sync call in progress): a call queued
+                // in the instance instead is not started again.
+                let next = async {
+                    std::future::poll_fn(|cx| acc.poll_ready_for_concurrent_call(handle, cx)).await;
+                    rx.recv().await
+                };
+                tokio::select! {
+                    job = next => match job {
+                        Some(job) => running.push(serve(acc, &service, job)),
+                        // Never: the instance holds its sender.
+                        None => std::future::pending::<()>().await,
+                    },
+                    // Every completion is taken here (a refuted pattern
+                    // would leave the other calls unpolled until a job came).
+                    done = running.next(), if !running.is_empty() => {
+                        if let Some(Err(failed)) = done {
+                            return Err(failed);
                         }
                     }
+                    () = sh.drain.notified() => break,
+                    () = sh.settle.notified() => {}
+                    // Serving nothing, its tasks ended: so is the last
+                    // request's work, whose record can go.
+                    () = quiet(acc, sh) => {
+                        let last = {
+                            let mut inner = sh.inner.lock();
+                            if inner.live.is_empty() { inner.last.take() } else { None }
+                        };
+                        drop(last);
+                    }
                 }
-            },
-        );
+            }
+            // What the guest's tasks do after their responses.
+            std::future::poll_fn(|cx| acc.poll_no_interesting_tasks(cx)).await;
+            Ok(())
+        });
         let mut serve = std::pin::pin!(serve);
+        let ended = |r: wasmtime::Result<Result<(), (u64, wasmtime::Error)>>| match r {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err((key, e))) => Err(Failed::Call(key, e)),
+            Err(e) => Err(Failed::Loop(e)),
+        };
         loop {
             if shared.must_end() {
-                return Ok(());
+                break;
             }
             tokio::select! {
-                ended = &mut serve => {
-                    return Err(match ended {
-                        Ok(Err((key, e))) => Failed::Call(key, e),
-                        Ok(Ok(never)) => match never {},
-                        Err(e) => Failed::Loop(e),
-                    });
-                }
+                r = &mut serve => return ended(r),
                 () = shared.check.notified() => {}
                 () = tokio::time::sleep(IDLE / 4) => {
                     if shared.idle_out() {
-                        return Ok(());
+                        break;
                     }
                 }
             }
         }
-    }
-    .await;
-    let stop = shared.inner.lock().stop.take();
-    match (result, stop) {
-        (_, Some(stop)) => shared.fail_all(
-            Some(stop.culprit),
-            stop.culprit_id,
-            stop.outcome,
-            &stop.error,
-        ),
-        (Ok(()), None) => shared.fail_all(
-            None,
-            None,
-            Outcome::Error,
-            "ended while serving it (this is a bug in Nimbus)",
-        ),
-        (Err(failed), None) => {
-            let (culprit, e) = match failed {
-                Failed::Start(e) => {
-                    let error = format!("could not be started: {}", describe_error(&e));
-                    shared.fail_all(None, None, Outcome::Error, &error);
-                    drop(store);
-                    shared.dead.send_replace(true);
-                    return;
-                }
-                Failed::Call(key, e) => (Some(key), e),
-                Failed::Loop(e) => (None, e),
-            };
-            let error = describe_error(&e);
-            let serving = shared.inner.lock().live.len();
-            let (outcome, error) = if store.data().limiter.hit {
-                (Outcome::MemoryLimit, format!("was stopped: {error}"))
-            } else if culprit.is_none() && serving > 1 {
-                (
-                    Outcome::Trap,
-                    format!(
-                        "trapped ({error}) in one of the {serving} requests it was serving at once (which one, the logs may tell: a Rust panic's message is there)"
-                    ),
-                )
-            } else {
-                (
-                    Outcome::Trap,
-                    format!(
-                        "trapped ({error}); a Rust panic ends this way, its message is in the logs"
-                    ),
-                )
-            };
-            shared.fail_all(culprit, None, outcome, &error);
+        if shared.inner.lock().abandoned {
+            return Ok(());
+        }
+        shared.drain.notify_one();
+        match tokio::time::timeout(timeout, &mut serve).await {
+            Ok(r) => ended(r),
+            // Work after the responses cut at timeout_ms.
+            Err(_) => Ok(()),
         }
     }
+    .await;
+    match result {
+        Ok(()) => {
+            if !shared.inner.lock().live.is_empty() {
+                shared.fail_all(
+                    None,
+                    Outcome::Error,
+                    "ended while serving it (this is a bug in Nimbus)",
+                );
+            }
+        }
+        Err(Failed::Start(e)) => shared.fail_all(
+            None,
+            Outcome::Error,
+            &format!("could not be started: {}", describe_error(&e)),
+        ),
+        Err(Failed::Call(key, e)) => {
+            let (outcome, error) = trap(&store, &e, 1);
+            shared.fail_all(Some(key), outcome, &error);
+        }
+        Err(Failed::Loop(e)) => {
+            let serving = shared.inner.lock().live.len();
+            let (outcome, error) = trap(&store, &e, serving);
+            shared.fail_all(None, outcome, &error);
+        }
+    }
+    let last = shared.inner.lock().last.take();
     drop(store);
+    drop(last);
     shared.dead.send_replace(true);
+}
+
+/// Resolves once the instance keeps a last request's record open and its
+/// guest has no task left.
+async fn quiet(acc: &wasmtime::component::Accessor<Host>, shared: &Shared) {
+    if shared.inner.lock().last.is_none() {
+        return std::future::pending().await;
+    }
+    std::future::poll_fn(|cx| acc.poll_no_interesting_tasks(cx)).await
+}
+
+/// The outcome and message of a trap that stopped an instance serving
+/// `serving` requests.
+fn trap(store: &Store<Host>, e: &wasmtime::Error, serving: usize) -> (Outcome, String) {
+    let error = describe_error(e);
+    if store.data().limiter.hit {
+        (Outcome::MemoryLimit, format!("was stopped: {error}"))
+    } else if serving > 1 {
+        (
+            Outcome::Trap,
+            format!(
+                "trapped ({error}) in one of the {serving} requests it was serving at once (which one, the logs may tell: a Rust panic's message is there)"
+            ),
+        )
+    } else {
+        (
+            Outcome::Trap,
+            format!("trapped ({error}); a Rust panic ends this way, its message is in the logs"),
+        )
+    }
 }
 
 /// One request in the instance's event loop: the guest's `handle`, whose
@@ -456,6 +538,7 @@ pub(super) struct SharedCall<'a> {
     pub(super) pre: &'a wasmtime_wasi_http::p3::bindings::ServicePre<Host>,
     pub(super) req: Request<ReplayBody>,
     pub(super) tracker: Arc<Tracker>,
+    pub(super) config: Arc<ConfigSnapshot>,
     pub(super) permit: crate::Permit,
     pub(super) id: &'a str,
     pub(super) method: http::Method,
@@ -466,7 +549,8 @@ impl Runtime {
     /// Serves a request on a shared instance of its function (instance
     /// reuse): a slot in an instance with room, or a new instance; the
     /// response head within `first_byte_timeout_ms`; the body, complete
-    /// within `timeout_ms`. A request past either stops its instance.
+    /// within `timeout_ms`. A request past either ends, and its instance
+    /// takes no more requests.
     pub(super) async fn invoke_shared(
         self: &Arc<Self>,
         c: SharedCall<'_>,
@@ -476,21 +560,23 @@ impl Runtime {
             pre,
             req,
             tracker,
+            config,
             permit,
             id,
             method,
             deadline,
         } = c;
+        let timeout = Duration::from_millis(f.limits.timeout_ms);
         let slot = f
             .instances
-            .acquire(&f.limits, &tracker, permit, |shared, rx| {
+            .acquire(&f.limits, &config, &tracker, permit, |shared, rx| {
                 let route: Arc<dyn Route> = shared.clone();
                 let store = self.new_store(
                     f,
                     StoreParts {
                         stdout: Capture::routed(route.clone(), Stream::Stdout),
                         stderr: Capture::routed(route, Stream::Stderr),
-                        config: &f.config(),
+                        config: &config,
                         // A request's span is its own: calls the instance
                         // makes belong to none of them.
                         traceparent: None,
@@ -499,21 +585,22 @@ impl Runtime {
                         shared: Some(shared.clone()),
                     },
                 );
-                tokio::spawn(
-                    self.fair
-                        .gate(f.app_name.clone(), run(shared, store, pre.clone(), rx)),
-                );
+                tokio::spawn(self.fair.gate(
+                    f.app_name.clone(),
+                    run(shared, store, pre.clone(), rx, timeout),
+                ));
             });
         let rx = send(&slot, req);
         let first_byte = Duration::from_millis(f.limits.first_byte_timeout_ms);
         let head = match tokio::time::timeout(first_byte, rx).await {
             Err(_) => {
+                // Its task runs on in the instance, which takes no more
+                // requests (the slot dropped here says so).
                 let msg = format!(
-                    "did not start its response within its first_byte_timeout_ms of {} ms, so it was stopped, with the instance serving it",
+                    "did not start its response within its first_byte_timeout_ms of {} ms (its shared instance takes no more requests)",
                     f.limits.first_byte_timeout_ms
                 );
                 tracker.finish(Outcome::Timeout, Some(msg.clone()));
-                slot.shared.expire(slot.key, Outcome::Timeout, msg.clone());
                 tracker.status.store(504, Ordering::Relaxed);
                 return text_response(
                     StatusCode::GATEWAY_TIMEOUT,
@@ -551,18 +638,20 @@ impl Runtime {
                     .get(header::CONTENT_LENGTH)
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.parse::<u64>().ok());
-                // Ends the request at its deadline (stopping the instance),
-                // or with the instance.
+                // Ends the request at its deadline (its body cut, the slot
+                // dropped: the instance takes no more requests), or with
+                // the instance.
                 let shared = slot.shared.clone();
-                let (key, t, timeout_ms) = (slot.key, tracker.clone(), f.limits.timeout_ms);
+                let (t, timeout_ms) = (tracker.clone(), f.limits.timeout_ms);
                 let ends: GuestFuture = Box::pin(async move {
                     tokio::select! {
                         () = tokio::time::sleep_until(deadline.into()) => {
-                            let msg = format!(
-                                "timed out: still running after its timeout_ms of {timeout_ms} ms, so it was stopped, with the instance serving it"
+                            t.finish(
+                                Outcome::Timeout,
+                                Some(format!(
+                                    "timed out: still running after its timeout_ms of {timeout_ms} ms, so its response was cut (its shared instance takes no more requests)"
+                                )),
                             );
-                            t.finish(Outcome::Timeout, Some(msg.clone()));
-                            shared.expire(key, Outcome::Timeout, msg.clone());
                         }
                         () = shared.gone() => {}
                     }
