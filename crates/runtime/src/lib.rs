@@ -203,6 +203,8 @@ pub struct Runtime {
     /// reading the disk cache): one per core, node-wide, whoever asks
     /// (deploys of every app, cold invocations).
     compiling: tokio::sync::Semaphore,
+    /// The shared instances running (instance reuse), for shutdown.
+    shared: parking_lot::Mutex<Vec<std::sync::Weak<invoke::Shared>>>,
 }
 
 impl Drop for Runtime {
@@ -303,6 +305,7 @@ impl Runtime {
             ticker_stop,
             capabilities,
             loading: Default::default(),
+            shared: Default::default(),
             compiling: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(1, |n| n.get()),
             ),

@@ -463,6 +463,9 @@ impl Node {
         while self.runtime.admission().in_flight() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        // Instances serving several requests end too, writing the records
+        // they keep for work after a response.
+        self.runtime.wind_down_shared(deadline).await;
         self.events.flush().await;
         self.records.flush().await;
         for t in &self.tasks {

@@ -201,6 +201,16 @@ impl Shared {
         }
     }
 
+    /// Takes no more requests; ends once it serves none.
+    fn retire(&self) {
+        let mut inner = self.inner.lock();
+        inner.retired = true;
+        if inner.live.is_empty() {
+            drop(inner);
+            self.check.notify_one();
+        }
+    }
+
     /// Retires the instance if it served nothing for [`IDLE`].
     fn idle_out(&self) -> bool {
         let mut inner = self.inner.lock();
@@ -280,11 +290,14 @@ impl Instances {
         });
         let room = live.iter().find(|shared| {
             let mut inner = shared.inner.lock();
-            if inner.live.len() >= limits.instance_concurrency as usize {
+            // Retired since `retain` (a timeout, idle, a trap): no more.
+            if inner.retired || inner.live.len() >= limits.instance_concurrency as usize {
                 return false;
             }
             inner.given += 1;
-            inner.retired = inner.given >= limits.instance_requests;
+            if inner.given >= limits.instance_requests {
+                inner.retired = true;
+            }
             inner.live.push((key, tracker.clone()));
             // The request before it is done for good: its record goes.
             done.extend(inner.last.take());
@@ -366,6 +379,23 @@ pub(super) async fn run(
     mut rx: mpsc::UnboundedReceiver<Job>,
     timeout: Duration,
 ) {
+    /// Whatever way the worker ends (a panic included), the requests it
+    /// served get their end and their answer.
+    struct Ended(Arc<Shared>);
+    impl Drop for Ended {
+        fn drop(&mut self) {
+            if !*self.0.dead.borrow() {
+                self.0.fail_all(
+                    None,
+                    Outcome::Error,
+                    "ended unexpectedly (a panic in Nimbus: see the server log)",
+                );
+                self.0.inner.lock().last.take();
+                self.0.dead.send_replace(true);
+            }
+        }
+    }
+    let _ended = Ended(shared.clone());
     let result: Result<(), Failed> = async {
         // A start function that never returns is stopped once the requests
         // waiting for it have given up (their first-byte timeouts).
@@ -546,6 +576,24 @@ pub(super) struct SharedCall<'a> {
 }
 
 impl Runtime {
+    /// Winds down every shared instance (on shutdown): they take no more
+    /// requests and end once they serve none, their last records written;
+    /// waits for them until `deadline`.
+    pub async fn wind_down_shared(&self, deadline: tokio::time::Instant) {
+        let all: Vec<Arc<Shared>> = self
+            .shared
+            .lock()
+            .drain(..)
+            .filter_map(|s| s.upgrade())
+            .collect();
+        for s in &all {
+            s.retire();
+        }
+        for s in &all {
+            let _ = tokio::time::timeout_at(deadline, s.gone()).await;
+        }
+    }
+
     /// Serves a request on a shared instance of its function (instance
     /// reuse): a slot in an instance with room, or a new instance; the
     /// response head within `first_byte_timeout_ms`; the body, complete
@@ -570,6 +618,11 @@ impl Runtime {
         let slot = f
             .instances
             .acquire(&f.limits, &config, &tracker, permit, |shared, rx| {
+                {
+                    let mut all = self.shared.lock();
+                    all.retain(|s| s.strong_count() > 0);
+                    all.push(Arc::downgrade(&shared));
+                }
                 let route: Arc<dyn Route> = shared.clone();
                 let store = self.new_store(
                     f,
@@ -608,8 +661,13 @@ impl Runtime {
                 );
             }
             Ok(Err(_)) => {
-                // The instance ended before the head: its worker sets why.
+                // The instance ended before the head: its worker sets why
+                // (or it ended before taking this request).
                 slot.shared.gone().await;
+                tracker.finish(
+                    Outcome::Error,
+                    Some("its shared instance ended before serving it".into()),
+                );
                 let (outcome, msg) = tracker.end_now();
                 let status = if outcome == Outcome::Timeout {
                     StatusCode::GATEWAY_TIMEOUT
