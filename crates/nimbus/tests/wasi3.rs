@@ -211,6 +211,19 @@ async fn a_wasi3_function_streams_both_ways() {
     );
 }
 
+/// Waits until the usage of `w3/v3` counts `n` KV operations (it panics
+/// with the last answer if it does not).
+async fn wait_for_kv_ops(server: &Server, n: u64) {
+    server
+        .api_wait("/v1/apps/w3/usage?since=1h", 20, |v| {
+            v["rows"].as_array().is_some_and(|rows| {
+                rows.iter()
+                    .any(|r| r["key"] == "w3/v3" && r["operations"]["kv"] == n)
+            })
+        })
+        .await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_wasi3_function_uses_kv_config_and_events() {
     let server = start();
@@ -219,6 +232,23 @@ async fn a_wasi3_function_uses_kv_config_and_events() {
     assert_eq!(
         server.cli_ok(&["kv", "get", "w3/counters", "n"]).trim(),
         "2"
+    );
+    // The same store through nimbus:kv, whose calls are async for 0.3
+    // guests: increment, set, get-many, delete, exists.
+    assert_eq!(
+        server.get_text("/v3/kv3?key=n").await,
+        (200, "3 3 false".into())
+    );
+    assert_eq!(server.get_text("/v3/get?key=n").await, (200, "3".into()));
+    assert_eq!(server.get_text("/v3/get?key=n:copy").await.0, 404);
+    // Each call is metered, as from a 0.2 binding: two increments, the
+    // kv3 round (increment, set, a get-many of 2 keys, delete, exists: 6)
+    // and two gets.
+    wait_for_kv_ops(&server, 10).await;
+    // A store the function is not granted is refused, not trapped.
+    assert_eq!(
+        server.get_text("/late/kv3?key=n").await,
+        (500, "Error::AccessDenied".into())
     );
     assert_eq!(
         server.get_text("/v3/config?name=greeting").await,

@@ -12,6 +12,9 @@
 //! * `incr?key=K`: increments K in the KV store `counters` (`wasi:keyvalue`)
 //!   and answers the new value
 //! * `get?key=K`: the value of K in `counters`, or 404
+//! * `kv3?key=K`: the same store through `nimbus:kv` (async host calls):
+//!   increments K, copies the result to `K:copy`, reads both back in one
+//!   batch, deletes the copy, and answers `N COPY EXISTS`
 //! * `config?name=X`: the configuration variable X (`wasi:config`)
 //! * `send?queue=Q`: sends the request body to queue Q (`nimbus:events`)
 //!   and answers the message id
@@ -36,6 +39,14 @@ mod data {
         path: "../../wit/data",
         world: "nimbus:data/guest",
         generate_all,
+    });
+}
+
+/// `nimbus:kv`: the key-value operations as `async func`s, for 0.3 guests.
+mod kv3 {
+    wit_bindgen::generate!({
+        path: "../../wit/kv3",
+        world: "nimbus:kv/guest",
     });
 }
 
@@ -117,6 +128,25 @@ async fn read_body(req: Request) -> Vec<u8> {
     body.collect().await
 }
 
+/// The `kv3` action: every kind of `nimbus:kv` call, awaited.
+async fn kv3_round(key: String) -> Result<String, kv3::nimbus::kv::store::Error> {
+    use kv3::nimbus::kv::{atomics as atomics3, batch as batch3, store as store3};
+    let b = store3::open("counters")?;
+    let n = atomics3::increment(&b, key.clone(), 1).await?;
+    let copy = format!("{key}:copy");
+    b.set(copy.clone(), n.to_string().into_bytes()).await?;
+    let both = batch3::get_many(&b, vec![key, copy.clone()]).await?;
+    let copied = both
+        .get(1)
+        .cloned()
+        .flatten()
+        .map(|(_, v)| String::from_utf8_lossy(&v).into_owned())
+        .unwrap_or_default();
+    b.delete(copy.clone()).await?;
+    let exists = b.exists(copy).await?;
+    Ok(format!("{n} {copied} {exists}"))
+}
+
 fn kv_error(e: store::Error) -> String {
     match e {
         store::Error::NoSuchStore => "no-such-store".into(),
@@ -187,6 +217,13 @@ impl wasip3::exports::http::handler::Guest for Wasi3 {
                 match store::open("counters").and_then(|b| atomics::increment(&b, &key, 1)) {
                     Ok(n) => text(200, n.to_string()),
                     Err(e) => text(500, kv_error(e)),
+                }
+            }
+            "kv3" => {
+                let key = query(&path, "key").unwrap_or_else(|| "n".into());
+                match kv3_round(key).await {
+                    Ok(answer) => text(200, answer),
+                    Err(e) => text(500, format!("{e:?}")),
                 }
             }
             "get" => {

@@ -20,6 +20,7 @@ wasmtime::component::bindgen!({
     },
 });
 
+pub(super) use kv::Error as KvWitError;
 use nimbus::data::kv_extras;
 use wasi::keyvalue::{atomics, batch, store as kv};
 
@@ -27,7 +28,7 @@ use wasi::keyvalue::{atomics, batch, store as kv};
 pub struct Kv(Arc<Node>);
 
 /// What every instance shares.
-struct Node {
+pub(super) struct Node {
     store: Store,
     max_value_bytes: u64,
 }
@@ -48,7 +49,7 @@ pub struct KvState {
     function: Arc<FunctionSpec>,
 }
 
-type Cx<'a> = GuestCx<'a, KvState>;
+pub(super) type Cx<'a> = GuestCx<'a, KvState>;
 
 impl GuestCapability for Kv {
     fn name(&self) -> &'static str {
@@ -61,7 +62,8 @@ impl GuestCapability for Kv {
         kv::add_to_linker::<Host, D>(linker, cx)?;
         atomics::add_to_linker::<Host, D>(linker, cx)?;
         batch::add_to_linker::<Host, D>(linker, cx)?;
-        kv_extras::add_to_linker::<Host, D>(linker, cx)
+        kv_extras::add_to_linker::<Host, D>(linker, cx)?;
+        super::guest3::link(linker)
     }
 
     fn instance(&self, cx: &InstanceCx<'_>) -> Box<dyn Any + Send> {
@@ -74,6 +76,7 @@ impl GuestCapability for Kv {
 }
 
 /// An open KV store (the `bucket` resource).
+#[derive(Clone)]
 pub struct Bucket {
     name: String,
     store: KvStore,
@@ -88,7 +91,7 @@ impl KvState {
         &self.app.name
     }
 
-    fn open(&self, name: &str) -> Result<Bucket, kv::Error> {
+    pub(super) fn open(&self, name: &str) -> Result<Bucket, kv::Error> {
         let store = KvStore::open(
             &self.app,
             name,
@@ -144,87 +147,72 @@ impl kv::Host for Cx<'_> {
     }
 }
 
-impl kv::HostBucket for Cx<'_> {
-    async fn get(
-        &mut self,
-        b: Resource<Bucket>,
-        key: String,
-    ) -> wasmtime::Result<Result<Option<Vec<u8>>, kv::Error>> {
-        let name = bucket(self, &b)?.name.clone();
-        let op = self.op(Service::Kv, "get", &name);
-        let d = &*self.state;
-        Ok(op.result({
-            let db = d.db();
-            db.kv_get(d.app(), &name, &key).await.map_err(store_err)
-        }))
+/// One call on an open store, with what it needs cloned out of the
+/// instance: the WASI 0.2 binding awaits it in place, the WASI 0.3 one
+/// (`guest3`) after leaving the store.
+pub(super) struct Call {
+    node: Arc<Node>,
+    app: Arc<AppSpec>,
+    bucket: Bucket,
+    op: nimbus_runtime::Op,
+}
+
+/// The call `op` on the open store `b`.
+pub(super) fn call(cx: &Cx<'_>, b: &Resource<Bucket>, op: &'static str) -> wasmtime::Result<Call> {
+    let bucket = bucket(cx, b)?.clone();
+    Ok(Call {
+        op: cx.op(Service::Kv, op, &bucket.name),
+        node: cx.state.node.clone(),
+        app: cx.state.app.clone(),
+        bucket,
+    })
+}
+
+impl Call {
+    fn db(&self) -> &Store {
+        &self.node.store
     }
 
-    async fn set(
-        &mut self,
-        b: Resource<Bucket>,
-        key: String,
-        value: Vec<u8>,
-    ) -> wasmtime::Result<Result<(), kv::Error>> {
-        let bk = bucket(self, &b)?;
-        let op = self.op(Service::Kv, "set", &bk.name);
-        if let Err(e) = bk.store.check_write(&key, value.len()).map_err(refused) {
-            return Ok(Err(e));
+    fn app(&self) -> &str {
+        &self.app.name
+    }
+
+    pub(super) async fn get(self, key: String) -> Result<Option<Vec<u8>>, kv::Error> {
+        let r = self.db().kv_get(self.app(), &self.bucket.name, &key).await;
+        self.op.result(r.map_err(store_err))
+    }
+
+    pub(super) async fn set(self, key: String, value: Vec<u8>) -> Result<(), kv::Error> {
+        if let Err(e) = self.bucket.store.check_write(&key, value.len()) {
+            return Err(refused(e));
         }
-        let name = bk.name.clone();
-        let d = &*self.state;
-        Ok(op.result({
-            let db = d.db();
-            db.kv_set(d.app(), &name, &key, &value, None)
-                .await
-                .map_err(store_err)
-        }))
+        let r = self
+            .db()
+            .kv_set(self.app(), &self.bucket.name, &key, &value, None)
+            .await;
+        self.op.result(r.map_err(store_err))
     }
 
-    async fn delete(
-        &mut self,
-        b: Resource<Bucket>,
-        key: String,
-    ) -> wasmtime::Result<Result<(), kv::Error>> {
-        let name = bucket(self, &b)?.name.clone();
-        let op = self.op(Service::Kv, "delete", &name);
-        let d = &*self.state;
-        Ok(op.result({
-            let db = d.db();
-            db.kv_delete(d.app(), &name, &key)
-                .await
-                .map(|_| ())
-                .map_err(store_err)
-        }))
+    pub(super) async fn delete(self, key: String) -> Result<(), kv::Error> {
+        let r = self
+            .db()
+            .kv_delete(self.app(), &self.bucket.name, &key)
+            .await;
+        self.op.result(r.map(|_| ()).map_err(store_err))
     }
 
-    async fn exists(
-        &mut self,
-        b: Resource<Bucket>,
-        key: String,
-    ) -> wasmtime::Result<Result<bool, kv::Error>> {
-        let name = bucket(self, &b)?.name.clone();
-        let op = self.op(Service::Kv, "exists", &name);
-        let d = &*self.state;
-        Ok(op.result({
-            let db = d.db();
-            db.kv_get(d.app(), &name, &key)
-                .await
-                .map(|v| v.is_some())
-                .map_err(store_err)
-        }))
+    pub(super) async fn exists(self, key: String) -> Result<bool, kv::Error> {
+        let r = self.db().kv_get(self.app(), &self.bucket.name, &key).await;
+        self.op.result(r.map(|v| v.is_some()).map_err(store_err))
     }
 
-    async fn list_keys(
-        &mut self,
-        b: Resource<Bucket>,
+    pub(super) async fn list_keys(
+        self,
         cursor: Option<u64>,
-    ) -> wasmtime::Result<Result<kv::KeyResponse, kv::Error>> {
+    ) -> Result<(Vec<String>, Option<u64>), kv::Error> {
         // The standard cursor is a number: the count of keys already seen.
         const PAGE: u32 = 1000;
-        let name = bucket(self, &b)?.name.clone();
-        let op = self.op(Service::Kv, "list_keys", &name);
-        let d = &*self.state;
-        let db = d.db();
+        let (db, app, name) = (self.db(), self.app(), &self.bucket.name);
         let skip = cursor.unwrap_or(0);
         let mut after: Option<String> = None;
         let mut skipped = 0u64;
@@ -235,29 +223,141 @@ impl kv::HostBucket for Cx<'_> {
             } else {
                 PAGE
             };
-            let page = match db.kv_list(d.app(), &name, "", after.as_deref(), want).await {
+            let page = match db.kv_list(app, name, "", after.as_deref(), want).await {
                 Ok(p) => p,
-                Err(e) => return Ok(Err(store_err(e))),
+                Err(e) => return Err(store_err(e)),
             };
             if skipped < skip {
                 skipped += page.keys.len() as u64;
                 after = page.keys.last().cloned();
                 if page.cursor.is_none() {
-                    op.succeeded();
-                    return Ok(Ok(kv::KeyResponse {
-                        keys: Vec::new(),
-                        cursor: None,
-                    }));
+                    self.op.succeeded();
+                    return Ok((Vec::new(), None));
                 }
                 continue;
             }
             let n = page.keys.len() as u64;
-            op.succeeded();
-            return Ok(Ok(kv::KeyResponse {
-                keys: page.keys,
-                cursor: page.cursor.map(|_| skip + n),
-            }));
+            self.op.succeeded();
+            return Ok((page.keys, page.cursor.map(|_| skip + n)));
         }
+    }
+
+    pub(super) async fn increment(self, key: String, delta: u64) -> Result<u64, kv::Error> {
+        if let Err(e) = self.bucket.store.check_write(&key, 0) {
+            return Err(refused(e));
+        }
+        let delta = i64::try_from(delta).unwrap_or(i64::MAX);
+        let r = self
+            .db()
+            .kv_increment(self.app(), &self.bucket.name, &key, delta)
+            .await;
+        self.op.result(match r {
+            Ok(v) => Ok(v.max(0) as u64),
+            Err(e @ (KvError::NotANumber(_) | KvError::Overflow(_))) => Err(kv_err(e.to_string())),
+            Err(e) => Err(store_err(e)),
+        })
+    }
+
+    pub(super) async fn get_many(
+        self,
+        keys: Vec<String>,
+    ) -> Result<Vec<Option<(String, Vec<u8>)>>, kv::Error> {
+        batch_size(keys.len())?;
+        let op = self.op.items(keys.len());
+        let (db, app, name) = (&self.node.store, &self.app.name, &self.bucket.name);
+        let mut out = Vec::with_capacity(keys.len());
+        let mut bytes = 0usize;
+        for k in keys {
+            match db.kv_get(app, name, &k).await {
+                Ok(v) => {
+                    bytes += k.len() + v.as_ref().map_or(0, Vec::len);
+                    if bytes > MAX_CALL_BYTES {
+                        return Err(kv_err(format!(
+                            "get-many would return more than {} MiB: ask for fewer keys at a time",
+                            MAX_CALL_BYTES >> 20
+                        )));
+                    }
+                    out.push(v.map(|v| (k, v)));
+                }
+                Err(e) => return Err(store_err(e)),
+            }
+        }
+        op.succeeded();
+        Ok(out)
+    }
+
+    pub(super) async fn set_many(
+        self,
+        key_values: Vec<(String, Vec<u8>)>,
+    ) -> Result<(), kv::Error> {
+        batch_size(key_values.len())?;
+        let op = self.op.items(key_values.len());
+        for (k, v) in &key_values {
+            self.bucket.store.check_write(k, v.len()).map_err(refused)?;
+        }
+        let (db, app, name) = (&self.node.store, &self.app.name, &self.bucket.name);
+        for (k, v) in key_values {
+            db.kv_set(app, name, &k, &v, None)
+                .await
+                .map_err(store_err)?;
+        }
+        op.succeeded();
+        Ok(())
+    }
+
+    pub(super) async fn delete_many(self, keys: Vec<String>) -> Result<(), kv::Error> {
+        batch_size(keys.len())?;
+        let op = self.op.items(keys.len());
+        let (db, app, name) = (&self.node.store, &self.app.name, &self.bucket.name);
+        for k in keys {
+            db.kv_delete(app, name, &k).await.map_err(store_err)?;
+        }
+        op.succeeded();
+        Ok(())
+    }
+}
+
+impl kv::HostBucket for Cx<'_> {
+    async fn get(
+        &mut self,
+        b: Resource<Bucket>,
+        key: String,
+    ) -> wasmtime::Result<Result<Option<Vec<u8>>, kv::Error>> {
+        Ok(call(self, &b, "get")?.get(key).await)
+    }
+
+    async fn set(
+        &mut self,
+        b: Resource<Bucket>,
+        key: String,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), kv::Error>> {
+        Ok(call(self, &b, "set")?.set(key, value).await)
+    }
+
+    async fn delete(
+        &mut self,
+        b: Resource<Bucket>,
+        key: String,
+    ) -> wasmtime::Result<Result<(), kv::Error>> {
+        Ok(call(self, &b, "delete")?.delete(key).await)
+    }
+
+    async fn exists(
+        &mut self,
+        b: Resource<Bucket>,
+        key: String,
+    ) -> wasmtime::Result<Result<bool, kv::Error>> {
+        Ok(call(self, &b, "exists")?.exists(key).await)
+    }
+
+    async fn list_keys(
+        &mut self,
+        b: Resource<Bucket>,
+        cursor: Option<u64>,
+    ) -> wasmtime::Result<Result<kv::KeyResponse, kv::Error>> {
+        let r = call(self, &b, "list_keys")?.list_keys(cursor).await;
+        Ok(r.map(|(keys, cursor)| kv::KeyResponse { keys, cursor }))
     }
 
     async fn drop(&mut self, b: Resource<Bucket>) -> wasmtime::Result<()> {
@@ -273,23 +373,7 @@ impl atomics::Host for Cx<'_> {
         key: String,
         delta: u64,
     ) -> wasmtime::Result<Result<u64, kv::Error>> {
-        let name = bucket(self, &b)?.name.clone();
-        let op = self.op(Service::Kv, "increment", &name);
-        if let Err(e) = bucket(self, &b)?.store.check_write(&key, 0) {
-            return Ok(Err(refused(e)));
-        }
-        let d = &*self.state;
-        let db = d.db();
-        let delta = i64::try_from(delta).unwrap_or(i64::MAX);
-        Ok(
-            op.result(match db.kv_increment(d.app(), &name, &key, delta).await {
-                Ok(v) => Ok(v.max(0) as u64),
-                Err(e @ (KvError::NotANumber(_) | KvError::Overflow(_))) => {
-                    Err(kv_err(e.to_string()))
-                }
-                Err(e) => Err(store_err(e)),
-            }),
-        )
+        Ok(call(self, &b, "increment")?.increment(key, delta).await)
     }
 }
 
@@ -299,32 +383,7 @@ impl batch::Host for Cx<'_> {
         b: Resource<Bucket>,
         keys: Vec<String>,
     ) -> wasmtime::Result<Result<Vec<Option<(String, Vec<u8>)>>, kv::Error>> {
-        let name = bucket(self, &b)?.name.clone();
-        let op = self.op(Service::Kv, "get_many", &name).items(keys.len());
-        let d = &*self.state;
-        let db = d.db();
-        if let Err(e) = batch_size(keys.len()) {
-            return Ok(Err(e));
-        }
-        let mut out = Vec::with_capacity(keys.len());
-        let mut bytes = 0usize;
-        for k in keys {
-            match db.kv_get(d.app(), &name, &k).await {
-                Ok(v) => {
-                    bytes += k.len() + v.as_ref().map_or(0, Vec::len);
-                    if bytes > MAX_CALL_BYTES {
-                        return Ok(Err(kv_err(format!(
-                            "get-many would return more than {} MiB: ask for fewer keys at a time",
-                            MAX_CALL_BYTES >> 20
-                        ))));
-                    }
-                    out.push(v.map(|v| (k, v)));
-                }
-                Err(e) => return Ok(Err(store_err(e))),
-            }
-        }
-        op.succeeded();
-        Ok(Ok(out))
+        Ok(call(self, &b, "get_many")?.get_many(keys).await)
     }
 
     async fn set_many(
@@ -332,28 +391,7 @@ impl batch::Host for Cx<'_> {
         b: Resource<Bucket>,
         key_values: Vec<(String, Vec<u8>)>,
     ) -> wasmtime::Result<Result<(), kv::Error>> {
-        let bk = bucket(self, &b)?;
-        let op = self
-            .op(Service::Kv, "set_many", &bk.name)
-            .items(key_values.len());
-        if let Err(e) = batch_size(key_values.len()) {
-            return Ok(Err(e));
-        }
-        for (k, v) in &key_values {
-            if let Err(e) = bk.store.check_write(k, v.len()).map_err(refused) {
-                return Ok(Err(e));
-            }
-        }
-        let name = bk.name.clone();
-        let d = &*self.state;
-        let db = d.db();
-        for (k, v) in key_values {
-            if let Err(e) = db.kv_set(d.app(), &name, &k, &v, None).await {
-                return Ok(Err(store_err(e)));
-            }
-        }
-        op.succeeded();
-        Ok(Ok(()))
+        Ok(call(self, &b, "set_many")?.set_many(key_values).await)
     }
 
     async fn delete_many(
@@ -361,20 +399,7 @@ impl batch::Host for Cx<'_> {
         b: Resource<Bucket>,
         keys: Vec<String>,
     ) -> wasmtime::Result<Result<(), kv::Error>> {
-        let name = bucket(self, &b)?.name.clone();
-        let op = self.op(Service::Kv, "delete_many", &name).items(keys.len());
-        if let Err(e) = batch_size(keys.len()) {
-            return Ok(Err(e));
-        }
-        let d = &*self.state;
-        let db = d.db();
-        for k in keys {
-            if let Err(e) = db.kv_delete(d.app(), &name, &k).await {
-                return Ok(Err(store_err(e)));
-            }
-        }
-        op.succeeded();
-        Ok(Ok(()))
+        Ok(call(self, &b, "delete_many")?.delete_many(keys).await)
     }
 }
 

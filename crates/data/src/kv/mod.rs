@@ -12,6 +12,7 @@
 //! the SQL is `nimbus_store`'s `kv.rs`.
 
 pub mod guest;
+pub mod guest3;
 pub mod rest;
 
 use crate::{Caller, Refusal};

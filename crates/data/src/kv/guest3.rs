@@ -1,0 +1,166 @@
+//! `nimbus:kv` for WASI 0.3 guests: the `wasi:keyvalue` operations as
+//! `async func`s, bound as concurrent host functions (`&Accessor`), so a
+//! guest task waiting on the store does not hold its instance: the
+//! instance's other tasks run meanwhile. What a call needs is cloned out of
+//! the store (`Accessor::with`) before the database is awaited; the
+//! operations are the WASI 0.2 binding's (`guest::Call`).
+
+use super::guest::{Bucket, Call, Cx, KvState, KvWitError, call};
+use nimbus_runtime::{HasCx, Host};
+use wasmtime::component::{Accessor, Linker, Resource};
+
+wasmtime::component::bindgen!({
+    path: "../../wit/kv3",
+    world: "nimbus:kv/host",
+    imports: { default: trappable },
+    with: {
+        "nimbus:kv/store.bucket": crate::kv::guest::Bucket,
+    },
+});
+
+use nimbus::kv::{atomics, batch, store as kv3};
+
+type D = HasCx<KvState>;
+
+/// Adds `nimbus:kv` to the linker.
+pub(super) fn link(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
+    let cx = Host::capability::<KvState>;
+    kv3::add_to_linker::<Host, D>(linker, cx)?;
+    atomics::add_to_linker::<Host, D>(linker, cx)?;
+    batch::add_to_linker::<Host, D>(linker, cx)
+}
+
+fn err(e: KvWitError) -> kv3::Error {
+    match e {
+        KvWitError::NoSuchStore => kv3::Error::NoSuchStore,
+        KvWitError::AccessDenied => kv3::Error::AccessDenied,
+        KvWitError::Other(m) => kv3::Error::Other(m),
+    }
+}
+
+/// The call `op` on `b`, taken out of the store.
+fn start(
+    acc: &Accessor<Host, D>,
+    b: &Resource<Bucket>,
+    op: &'static str,
+) -> wasmtime::Result<Call> {
+    acc.with(|mut a| call(&a.get(), b, op))
+}
+
+impl kv3::Host for Cx<'_> {
+    fn open(
+        &mut self,
+        identifier: String,
+    ) -> wasmtime::Result<Result<Resource<Bucket>, kv3::Error>> {
+        match self.state.open(&identifier) {
+            Ok(b) => Ok(Ok(self.table.push(b)?)),
+            Err(e) => Ok(Err(err(e))),
+        }
+    }
+}
+
+impl kv3::HostBucket for Cx<'_> {
+    fn drop(&mut self, b: Resource<Bucket>) -> wasmtime::Result<()> {
+        self.table.delete(b)?;
+        Ok(())
+    }
+}
+
+impl kv3::HostBucketWithStore<Host> for D {
+    async fn get(
+        acc: &Accessor<Host, Self>,
+        b: Resource<Bucket>,
+        key: String,
+    ) -> wasmtime::Result<Result<Option<Vec<u8>>, kv3::Error>> {
+        Ok(start(acc, &b, "get")?.get(key).await.map_err(err))
+    }
+
+    async fn set(
+        acc: &Accessor<Host, Self>,
+        b: Resource<Bucket>,
+        key: String,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), kv3::Error>> {
+        Ok(start(acc, &b, "set")?.set(key, value).await.map_err(err))
+    }
+
+    async fn delete(
+        acc: &Accessor<Host, Self>,
+        b: Resource<Bucket>,
+        key: String,
+    ) -> wasmtime::Result<Result<(), kv3::Error>> {
+        Ok(start(acc, &b, "delete")?.delete(key).await.map_err(err))
+    }
+
+    async fn exists(
+        acc: &Accessor<Host, Self>,
+        b: Resource<Bucket>,
+        key: String,
+    ) -> wasmtime::Result<Result<bool, kv3::Error>> {
+        Ok(start(acc, &b, "exists")?.exists(key).await.map_err(err))
+    }
+
+    async fn list_keys(
+        acc: &Accessor<Host, Self>,
+        b: Resource<Bucket>,
+        cursor: Option<u64>,
+    ) -> wasmtime::Result<Result<kv3::KeyResponse, kv3::Error>> {
+        let r = start(acc, &b, "list_keys")?.list_keys(cursor).await;
+        Ok(r.map(|(keys, cursor)| kv3::KeyResponse { keys, cursor })
+            .map_err(err))
+    }
+}
+
+impl atomics::HostWithStore<Host> for D {
+    async fn increment(
+        acc: &Accessor<Host, Self>,
+        b: Resource<Bucket>,
+        key: String,
+        delta: u64,
+    ) -> wasmtime::Result<Result<u64, kv3::Error>> {
+        Ok(start(acc, &b, "increment")?
+            .increment(key, delta)
+            .await
+            .map_err(err))
+    }
+}
+
+impl batch::HostWithStore<Host> for D {
+    async fn get_many(
+        acc: &Accessor<Host, Self>,
+        b: Resource<Bucket>,
+        keys: Vec<String>,
+    ) -> wasmtime::Result<Result<Vec<Option<(String, Vec<u8>)>>, kv3::Error>> {
+        Ok(start(acc, &b, "get_many")?
+            .get_many(keys)
+            .await
+            .map_err(err))
+    }
+
+    async fn set_many(
+        acc: &Accessor<Host, Self>,
+        b: Resource<Bucket>,
+        key_values: Vec<(String, Vec<u8>)>,
+    ) -> wasmtime::Result<Result<(), kv3::Error>> {
+        Ok(start(acc, &b, "set_many")?
+            .set_many(key_values)
+            .await
+            .map_err(err))
+    }
+
+    async fn delete_many(
+        acc: &Accessor<Host, Self>,
+        b: Resource<Bucket>,
+        keys: Vec<String>,
+    ) -> wasmtime::Result<Result<(), kv3::Error>> {
+        Ok(start(acc, &b, "delete_many")?
+            .delete_many(keys)
+            .await
+            .map_err(err))
+    }
+}
+
+// Every function of these two interfaces is an `async func`: their
+// synchronous halves are empty.
+impl atomics::Host for Cx<'_> {}
+impl batch::Host for Cx<'_> {}
