@@ -12,6 +12,7 @@
 //! * `incr?key=K`: increments K in the KV store `counters` (`wasi:keyvalue`)
 //!   and answers the new value
 //! * `get?key=K`: the value of K in `counters`, or 404
+//! * `incr3?key=K`: as `incr`, through `nimbus:kv` (an async host call)
 //! * `kv3?key=K`: the same store through `nimbus:kv` (async host calls):
 //!   increments K, copies the result to `K:copy`, reads both back in one
 //!   batch, deletes the copy, and answers `N COPY EXISTS`
@@ -217,6 +218,18 @@ impl wasip3::exports::http::handler::Guest for Wasi3 {
                 match store::open("counters").and_then(|b| atomics::increment(&b, &key, 1)) {
                     Ok(n) => text(200, n.to_string()),
                     Err(e) => text(500, kv_error(e)),
+                }
+            }
+            "incr3" => {
+                use kv3::nimbus::kv::{atomics as atomics3, store as store3};
+                let key = query(&path, "key").unwrap_or_else(|| "n".into());
+                let n = match store3::open("counters") {
+                    Ok(b) => atomics3::increment(&b, key, 1).await,
+                    Err(e) => Err(e),
+                };
+                match n {
+                    Ok(n) => text(200, n.to_string()),
+                    Err(e) => text(500, format!("{e:?}")),
                 }
             }
             "kv3" => {
