@@ -114,6 +114,9 @@ pub struct CreatedKey {
 pub struct ApiKeys {
     store: Store,
     active: Arc<ArcSwap<HashMap<String, Arc<KeyInfo>>>>,
+    /// One reload at a time: a slow one that read the store before a new
+    /// key was written must not install its older map after a later one.
+    reloading: Arc<tokio::sync::Mutex<()>>,
 }
 
 fn info_of(row: &ApiKeyRow) -> KeyInfo {
@@ -135,6 +138,7 @@ impl ApiKeys {
         let keys = ApiKeys {
             store,
             active: Arc::default(),
+            reloading: Arc::default(),
         };
         keys.reload().await?;
         Ok(keys)
@@ -142,6 +146,7 @@ impl ApiKeys {
 
     /// Reloads the active keys from the store.
     pub async fn reload(&self) -> Result<()> {
+        let _one = self.reloading.lock().await;
         let map = self
             .store
             .api_keys()

@@ -213,6 +213,9 @@ pub struct Tokens {
     /// Ended sessions: app → user → tokens issued before this (µs) are
     /// refused.
     revoked: Arc<ArcSwap<HashMap<String, HashMap<String, i64>>>>,
+    /// One reload at a time (keys, revocations): a slow one must not
+    /// install what it read after a later one installed newer rows.
+    reloading: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Tokens {
@@ -225,6 +228,7 @@ impl Tokens {
             write: Arc::default(),
             verified: Arc::default(),
             revoked: Arc::default(),
+            reloading: Arc::default(),
         };
         t.reload().await?;
         Ok(t)
@@ -232,6 +236,7 @@ impl Tokens {
 
     /// Reloads every app's keys from the store.
     pub async fn reload(&self) -> Result<()> {
+        let _one = self.reloading.lock().await;
         let cutoff = nimbus_store::now_us() - (MAX_ACCESS_TTL_SECS as i64 + 60) * 1_000_000;
         let rows = self.store.signing_keys(cutoff).await?;
         let mut by_app: HashMap<String, Vec<SigningKeyRow>> = HashMap::new();
@@ -276,12 +281,17 @@ impl Tokens {
         }
         self.apps.store(Arc::new(apps));
         self.verified.clear();
-        self.reload_revocations().await
+        self.load_revocations().await
     }
 
     /// Reloads the ended sessions from the store (after this node ended
     /// one; other nodes reload with the cluster's generation).
     pub async fn reload_revocations(&self) -> Result<()> {
+        let _one = self.reloading.lock().await;
+        self.load_revocations().await
+    }
+
+    async fn load_revocations(&self) -> Result<()> {
         let mut revoked: HashMap<String, HashMap<String, i64>> = HashMap::new();
         for r in self.store.token_revocations().await? {
             revoked
