@@ -76,25 +76,10 @@ fn start() -> Server {
     server
 }
 
-/// The invocation records of `function`, newest first, once there are at
-/// least `n` (they are written in the background).
+/// The invocation records of `function` of the app `w3`, newest first,
+/// once there are at least `n` (they are written in the background).
 async fn records(server: &Server, function: &str, n: usize) -> Vec<serde_json::Value> {
-    let mut inv = Vec::new();
-    for _ in 0..50 {
-        inv = server
-            .api(&format!(
-                "/v1/apps/w3/invocations?function={function}&limit=100"
-            ))
-            .await
-            .as_array()
-            .unwrap()
-            .clone();
-        if inv.len() >= n {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    inv
+    app_records(server, "w3", function, n).await
 }
 
 #[tokio::test(flavor = "multi_thread")]

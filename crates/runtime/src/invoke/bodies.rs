@@ -212,6 +212,43 @@ impl Drop for GuestBody {
     }
 }
 
+/// The guest's response to `method`, its status recorded, its body a
+/// [`GuestBody`] that drives `guest` (and holds `slot`, for a shared
+/// instance) until both end.
+pub(super) fn guest_response(
+    method: &http::Method,
+    resp: Response<ResponseBody>,
+    tracker: &Arc<Tracker>,
+    guest: Option<GuestFuture>,
+    slot: Option<super::shared::Slot>,
+) -> Response<ResponseBody> {
+    tracker
+        .status
+        .store(resp.status().as_u16(), Ordering::Relaxed);
+    let bodiless = is_bodiless(method, resp.status());
+    let length = resp
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let tracker = tracker.clone();
+    resp.map(move |body| {
+        GuestBody {
+            guest,
+            inner: Counted {
+                inner: body,
+                tracker,
+                outbound: true,
+            },
+            inner_done: false,
+            bodiless,
+            length,
+            slot,
+        }
+        .boxed_unsync()
+    })
+}
+
 /// Whether a response to `method` with `status` has no body on the wire,
 /// so the server never polls it.
 pub(super) fn is_bodiless(method: &http::Method, status: StatusCode) -> bool {

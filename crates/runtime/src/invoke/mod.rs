@@ -60,7 +60,7 @@ mod tracker;
 pub(crate) use shared::Shared;
 
 use crate::cache::HandlerPre;
-use bodies::{Counted, GuestBody, GuestFuture, TaskEnd, is_bodiless};
+use bodies::{Counted, GuestFuture, TaskEnd};
 use tracker::Tracker;
 
 /// Body of every response the runtime produces (guest or error).
@@ -718,33 +718,7 @@ impl Runtime {
             }
         };
         let resp = match head {
-            Ok(Ok(resp)) => {
-                tracker
-                    .status
-                    .store(resp.status().as_u16(), Ordering::Relaxed);
-                let tracker = tracker.clone();
-                let bodiless = is_bodiless(&method, resp.status());
-                let length = resp
-                    .headers()
-                    .get(header::CONTENT_LENGTH)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse::<u64>().ok());
-                resp.map(move |body| {
-                    GuestBody {
-                        guest,
-                        inner: Counted {
-                            inner: body,
-                            tracker,
-                            outbound: true,
-                        },
-                        inner_done: false,
-                        bodiless,
-                        length,
-                        slot: None,
-                    }
-                    .boxed_unsync()
-                })
-            }
+            Ok(Ok(resp)) => bodies::guest_response(&method, resp, &tracker, guest, None),
             Ok(Err(code)) => {
                 drop(guest);
                 let msg = format!(

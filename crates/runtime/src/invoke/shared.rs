@@ -687,15 +687,6 @@ impl Runtime {
         };
         match head {
             Ok(resp) => {
-                tracker
-                    .status
-                    .store(resp.status().as_u16(), Ordering::Relaxed);
-                let bodiless = is_bodiless(&method, resp.status());
-                let length = resp
-                    .headers()
-                    .get(header::CONTENT_LENGTH)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse::<u64>().ok());
                 // Ends the request at its deadline (its body cut, the slot
                 // dropped: the instance takes no more requests), or with
                 // the instance.
@@ -719,22 +710,7 @@ impl Runtime {
                         error: Some(error),
                     }
                 });
-                let tracker = tracker.clone();
-                resp.map(move |body| {
-                    GuestBody {
-                        guest: Some(ends),
-                        inner: Counted {
-                            inner: body,
-                            tracker,
-                            outbound: true,
-                        },
-                        inner_done: false,
-                        bodiless,
-                        length,
-                        slot: Some(slot),
-                    }
-                    .boxed_unsync()
-                })
+                bodies::guest_response(&method, resp, &tracker, Some(ends), Some(slot))
             }
             Err(code) => {
                 let msg =
