@@ -13,7 +13,7 @@
 use super::{EventError, Outgoing, Shared};
 use http::HeaderValue;
 use nimbus_core::Service;
-use nimbus_runtime::{GuestCapability, GuestCx, HasCx, Host, InstanceCx};
+use nimbus_runtime::{GuestCapability, GuestCx, HasCx, Host, InstanceCx, Op};
 use std::any::Any;
 use std::sync::{Arc, OnceLock, Weak};
 use wasmtime::component::Linker;
@@ -50,7 +50,7 @@ pub struct ProducerState {
     traceparent: Option<HeaderValue>,
 }
 
-type Cx<'a> = GuestCx<'a, ProducerState>;
+pub(crate) type Cx<'a> = GuestCx<'a, ProducerState>;
 
 impl GuestCapability for Producer {
     fn name(&self) -> &'static str {
@@ -61,7 +61,8 @@ impl GuestCapability for Producer {
         producer::add_to_linker::<Host, HasCx<ProducerState>>(
             linker,
             Host::capability::<ProducerState>,
-        )
+        )?;
+        crate::guest3::link(linker)
     }
 
     fn instance(&self, cx: &InstanceCx<'_>) -> Box<dyn Any + Send> {
@@ -74,6 +75,21 @@ impl GuestCapability for Producer {
 }
 
 impl ProducerState {
+    /// The call `op` (a send or a publish) to `target`, with what it needs
+    /// cloned out of the instance: the WASI 0.2 binding awaits it in place,
+    /// the WASI 0.3 one (`guest3`) after leaving the store. Its span id
+    /// is chosen now, so the message's `traceparent` names it.
+    pub(crate) fn call(cx: &Cx<'_>, op: &'static str, target: &str) -> SendCall {
+        let mut op = cx.op(Service::Events, op, target);
+        let s = &*cx.state;
+        SendCall {
+            traceparent: s.trace(op.span_id()),
+            engine: s.engine(),
+            app: s.app.clone(),
+            op,
+        }
+    }
+
     fn engine(&self) -> Result<Arc<Shared>, ProduceError> {
         match self.engine.get() {
             None => Err(ProduceError::Unavailable(
@@ -95,6 +111,42 @@ impl ProducerState {
             t.span_id = id.to_string();
         }
         Some(t.header())
+    }
+}
+
+/// One send or publish (see [`ProducerState::call`]).
+pub(crate) struct SendCall {
+    op: Op,
+    engine: Result<Arc<Shared>, ProduceError>,
+    app: Arc<str>,
+    traceparent: Option<String>,
+}
+
+/// What a call answers: the WASI 0.2 binding's types.
+pub(crate) use producer::{Error as WitError, Message as WitMessage};
+
+impl SendCall {
+    pub(crate) async fn send(self, queue: &str, m: GuestMessage) -> Result<String, ProduceError> {
+        let engine = self.engine?;
+        let r = engine
+            .send(&self.app, queue, outgoing(m, self.traceparent))
+            .await;
+        self.op.result(r.map(|r| r.id).map_err(produce_error))
+    }
+
+    pub(crate) async fn publish(
+        self,
+        topic: &str,
+        m: GuestMessage,
+    ) -> Result<Vec<String>, ProduceError> {
+        let engine = self.engine?;
+        let r = engine
+            .publish(&self.app, topic, outgoing(m, self.traceparent))
+            .await;
+        self.op.result(
+            r.map(|r| r.into_iter().map(|r| r.id).collect())
+                .map_err(produce_error),
+        )
     }
 }
 
@@ -121,18 +173,8 @@ fn produce_error(e: EventError) -> ProduceError {
 
 impl producer::Host for Cx<'_> {
     async fn send(&mut self, queue: String, message: GuestMessage) -> Result<String, ProduceError> {
-        let mut op = self.op(Service::Events, "send", &queue);
-        let s = &*self.state;
-        let trace = s.trace(op.span_id());
-        let sent = match s.engine() {
-            Ok(engine) => engine
-                .send(&s.app, &queue, outgoing(message, trace))
-                .await
-                .map(|r| r.id)
-                .map_err(produce_error),
-            Err(e) => Err(e),
-        };
-        op.result(sent)
+        let c = ProducerState::call(self, "send", &queue);
+        c.send(&queue, message).await
     }
 
     async fn publish(
@@ -140,17 +182,7 @@ impl producer::Host for Cx<'_> {
         topic: String,
         message: GuestMessage,
     ) -> Result<Vec<String>, ProduceError> {
-        let mut op = self.op(Service::Events, "publish", &topic);
-        let s = &*self.state;
-        let trace = s.trace(op.span_id());
-        let published = match s.engine() {
-            Ok(engine) => engine
-                .publish(&s.app, &topic, outgoing(message, trace))
-                .await
-                .map(|r| r.into_iter().map(|r| r.id).collect())
-                .map_err(produce_error),
-            Err(e) => Err(e),
-        };
-        op.result(published)
+        let c = ProducerState::call(self, "publish", &topic);
+        c.publish(&topic, message).await
     }
 }

@@ -39,6 +39,7 @@
 
 mod deliver;
 mod guest;
+mod guest3;
 mod schedule;
 mod writer;
 

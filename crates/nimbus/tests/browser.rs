@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Server, repo};
+use common::{Server, repo, s3_url};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -145,17 +145,6 @@ async fn a_tenant_service_worker_sees_nothing_of_the_console() {
         "the tenant browser probe failed:\n{log}"
     );
     assert!(log.contains("all tenant checks passed"), "{log}");
-}
-
-/// The S3 endpoint of a server started with `--s3-listen`.
-fn s3_url(s: &Server) -> String {
-    let info: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(s.data_dir.join("server.json")).unwrap())
-            .unwrap();
-    info["s3_url"]
-        .as_str()
-        .expect("the S3 endpoint is on")
-        .to_string()
 }
 
 /// A browser uploads a file straight to object storage with a POST policy

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{Relay, Server, app_dir, repo};
+use common::{Relay, Server, app_dir, repo, s3_key, s3_url};
 use futures::StreamExt;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -523,30 +523,6 @@ fn a_database_that_cannot_be_used_is_refused_clearly() {
         "{}",
         String::from_utf8_lossy(&err.stderr)
     );
-}
-
-/// The S3 endpoint of a node started with `--s3-listen`.
-fn s3_url(s: &Server) -> String {
-    let info: Value =
-        serde_json::from_str(&std::fs::read_to_string(s.data_dir.join("server.json")).unwrap())
-            .unwrap();
-    info["s3_url"]
-        .as_str()
-        .expect("the S3 endpoint is on")
-        .to_string()
-}
-
-/// A new S3 key of `app`: (access key id, secret).
-fn s3_key(s: &Server, app: &str) -> (String, String) {
-    let out = s.cli_ok(&["keys", "create", "--app", app, "--s3"]);
-    let field = |prefix: &str| {
-        out.lines()
-            .find(|l| l.starts_with(prefix))
-            .and_then(|l| l.split_whitespace().last())
-            .unwrap_or_else(|| panic!("no {prefix:?} in {out}"))
-            .to_string()
-    };
-    (field("access key id"), field("secret access key"))
 }
 
 /// One boto3 request (`tests/s3/probe.py`): the status and S3 error code.

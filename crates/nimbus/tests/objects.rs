@@ -4,41 +4,9 @@
 
 mod common;
 
-use common::{Server, app_dir};
+use common::{Server, app_dir, boto3, pyenv, s3_key, s3_url};
 use std::path::PathBuf;
 use std::process::Command;
-
-fn pyenv() -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/pyenv/bin");
-    assert!(
-        p.join("python").exists(),
-        "boto3/aws-cli venv missing at {}: run ./scripts/test (it creates it)",
-        p.display()
-    );
-    p
-}
-
-fn s3_url(s: &Server) -> String {
-    let info: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(s.data_dir.join("server.json")).unwrap())
-            .unwrap();
-    info["s3_url"]
-        .as_str()
-        .expect("the S3 endpoint is on")
-        .to_string()
-}
-
-fn key(s: &Server, app: &str) -> (String, String) {
-    let out = s.cli_ok(&["keys", "create", "--app", app, "--s3"]);
-    let field = |prefix: &str| {
-        out.lines()
-            .find(|l| l.starts_with(prefix))
-            .and_then(|l| l.split_whitespace().last())
-            .unwrap()
-            .to_string()
-    };
-    (field("access key id"), field("secret access key"))
-}
 
 fn app(name: &str) -> tempfile::TempDir {
     app_dir(&format!(
@@ -56,8 +24,8 @@ async fn boto3_and_aws_cli_against_the_s3_endpoint() {
     ]);
     s.deploy(app("photos").path());
     s.deploy(app("other").path());
-    let (k1, s1) = key(&s, "photos");
-    let (k2, s2) = key(&s, "other");
+    let (k1, s1) = s3_key(&s, "photos");
+    let (k2, s2) = s3_key(&s, "other");
     let url = s3_url(&s);
     let work = tempfile::tempdir().unwrap();
     let bin = pyenv();
@@ -231,7 +199,7 @@ async fn refused_copies_leave_no_file_behind() {
     let data = tempfile::tempdir().unwrap();
     let s = Server::start_in(data.path(), &["--s3-listen", "127.0.0.1:0"]);
     s.deploy(app("photos").path());
-    let (k, secret) = key(&s, "photos");
+    let (k, secret) = s3_key(&s, "photos");
     let url = s3_url(&s);
     let run = |code: &str| {
         let out = Command::new(pyenv().join("python"))
@@ -324,7 +292,7 @@ async fn a_crash_during_an_upload_never_leaves_a_partial_object() {
     let data = tempfile::tempdir().unwrap();
     let mut s = Server::start_in(data.path(), &["--s3-listen", "127.0.0.1:0"]);
     s.deploy(app("photos").path());
-    let (k, secret) = key(&s, "photos");
+    let (k, secret) = s3_key(&s, "photos");
     let url = s3_url(&s);
     let work = tempfile::tempdir().unwrap();
     let script = work.path().join("upload.py");
@@ -439,7 +407,7 @@ function = "thumb"
         relay.url
     );
     s.deploy(app_dir(&manifest).path());
-    let (k, secret) = key(&s, "pics");
+    let (k, secret) = s3_key(&s, "pics");
     let url = s3_url(&s);
     let out = Command::new(pyenv().join("python"))
         .arg("-c")
@@ -527,25 +495,9 @@ component = "@WASM@/data.wasm"
 "#;
     s.deploy(app_dir(manifest).path());
     s.deploy(app("stranger").path());
-    let (k, secret) = key(&s, "files");
-    let (k2, secret2) = key(&s, "stranger");
-    let url = s3_url(&s);
-    let py = |code: &str, k: &str, sec: &str| {
-        let out = Command::new(pyenv().join("python"))
-            .arg("-c")
-            .arg(format!(
-                "import sys, boto3\nfrom botocore.config import Config\nc = boto3.client('s3', endpoint_url=sys.argv[1], aws_access_key_id=sys.argv[2], aws_secret_access_key=sys.argv[3], region_name='us-east-1', config=Config(signature_version='s3v4', s3={{'addressing_style': 'path'}}))\n{code}"
-            ))
-            .args([&url, k, sec])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    };
+    let (k, secret) = s3_key(&s, "files");
+    let (k2, secret2) = s3_key(&s, "stranger");
+    let py = |code: &str, k: &str, sec: &str| boto3(&s, (k, sec), code);
     py(
         "c.create_bucket(Bucket='files-main'); c.put_object(Bucket='files-main', Key='from-s3.txt', Body=b'hi from s3')",
         &k,

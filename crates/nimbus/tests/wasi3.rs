@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Server, app_dir};
+use common::{Server, app_dir, boto3, s3_key};
 use std::time::{Duration, Instant};
 
 const APP: &str = r#"
@@ -571,4 +571,171 @@ async fn a_wasi3_function_may_reuse_its_instances() {
         err.contains("needs a WASI 0.3 component") && err.contains("this one is WASI 0.2"),
         "{err}"
     );
+}
+
+const DATA3: &str = r#"
+[app]
+name = "d3"
+
+[kv.counters]
+
+[collections.notes]
+
+[queues.jobs]
+
+[functions.api]
+component = "@WASM@/wasi3.wasm"
+kv = ["counters"]
+collections = ["notes"]
+buckets = ["files"]
+timeout_ms = 20000
+instance_requests = 100
+instance_concurrency = 4
+
+[functions.plain]
+component = "@WASM@/wasi3.wasm"
+
+[functions.consumer]
+component = "@WASM@/wasi3.wasm"
+env = { ACTION = "consume" }
+kv = ["counters"]
+
+[[triggers.http]]
+route = "/api/{action}"
+function = "api"
+
+[[triggers.http]]
+route = "/plain/{action}"
+function = "plain"
+
+[[triggers.queue]]
+queue = "jobs"
+function = "consumer"
+"#;
+
+/// `nimbus:kv/extras`, `nimbus:data@0.2.0` (documents, objects) and
+/// `nimbus:events@0.2.0` from a 0.3 guest: async host calls, granted and
+/// metered as the 0.2 bindings are, that leave the instance serving its
+/// other requests while one waits on the host.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wasi3_function_uses_documents_objects_and_events_asynchronously() {
+    let server = Server::start(&["--s3-listen", "127.0.0.1:0"]);
+    let out = server.deploy(app_dir(DATA3).path());
+    assert!(out.contains("deployed d3 revision 1"), "{out}");
+
+    // KV extras: compare-and-swap, a TTL, a prefix listing.
+    assert_eq!(
+        server.get_text("/api/extras3?key=x").await,
+        (200, "true false x,x:ttl".into())
+    );
+    // A document's life: put (version 1), merge (2), read, query, delete.
+    let (status, body) = server.get_text("/api/docs3?id=d1").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.starts_with("1 2 {"), "{body}");
+    assert!(
+        body.contains(r#""m":2"#) && body.contains(r#""n":1"#),
+        "{body}"
+    );
+    assert!(body.ends_with("} true true"), "{body}");
+    // A collection the function is not granted is its error, not a trap.
+    let (status, body) = server.get_text("/plain/docs3?id=d1").await;
+    assert_eq!(status, 500);
+    assert!(body.contains("NoSuchCollection"), "{body}");
+
+    // A watch waits on the host without holding the instance: a write
+    // served by the same instance (it has room for 4 requests) meanwhile
+    // wakes it at once. Were the call blocking, the write would wait in
+    // the instance until the watch gave up (15 s), which answers `none`.
+    let started = Instant::now();
+    let watch = spawn_get(&server, "/api/watch3?id=w&after=0&ms=15000");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let r = server
+        .http
+        .post(format!("{}/api/put3?id=w", server.url))
+        .body(r#"{"a":1}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "1");
+    let (status, body, _) = watch.await.unwrap();
+    assert_eq!((status, body.as_str()), (200, "1"));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the watch answered after {:?}",
+        started.elapsed()
+    );
+
+    // Objects, in a bucket the app created through S3.
+    let (id, secret) = s3_key(&server, "d3");
+    boto3(&server, (&id, &secret), "c.create_bucket(Bucket='files')");
+    let r = server
+        .http
+        .post(format!("{}/api/blobs3?key=k1", server.url))
+        .body("hello blobs")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "11 hello blobs 1 true");
+    assert_eq!(
+        boto3(
+            &server,
+            (&id, &secret),
+            "print(c.list_objects_v2(Bucket='files').get('KeyCount'))"
+        ),
+        "0"
+    );
+    let (status, body) = server.get_text("/plain/blobs3?key=k1").await;
+    assert_eq!(status, 500);
+    assert!(body.contains("not granted"), "{body}");
+
+    // Sent through nimbus:events@0.2.0, delivered to the consumer.
+    let r = server
+        .http
+        .post(format!("{}/api/send3?queue=jobs", server.url))
+        .body("sent asynchronously")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let id = r.text().await.unwrap();
+    let key = format!("event:{id}");
+    let mut kept = String::new();
+    for _ in 0..100 {
+        let out = server.cli(&["kv", "get", "d3/counters", &key]);
+        if out.status.success() {
+            kept = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(kept, "sent asynchronously", "event {id} was not consumed");
+    let r = server
+        .http
+        .post(format!("{}/api/send3?queue=nope", server.url))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("UnknownTarget"));
+
+    // Every call is metered: 4 KV (two swaps, a TTL write, a listing); 7
+    // documents (put, patch, get, query, delete, watch, put); 4 objects
+    // (put, get, list, delete); 2 sends (the refused one too).
+    server
+        .api_wait("/v1/apps/d3/usage?since=1h", 20, |v| {
+            v["rows"].as_array().is_some_and(|rows| {
+                rows.iter().any(|r| {
+                    let o = &r["operations"];
+                    r["key"] == "d3/api"
+                        && o["kv"] == 4
+                        && o["docs"] == 7
+                        && o["objects"] == 4
+                        && o["events"] == 2
+                })
+            })
+        })
+        .await;
 }

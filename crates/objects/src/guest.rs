@@ -5,7 +5,7 @@
 //! larger objects go through S3.
 
 use nimbus_core::{AppSpec, FunctionSpec, Service};
-use nimbus_runtime::{GuestCapability, GuestCx, HasCx, Host, InstanceCx};
+use nimbus_runtime::{GuestCapability, GuestCx, HasCx, Host, InstanceCx, Op};
 use nimbus_store::{BlobFiles, Store};
 use std::any::Any;
 use std::sync::Arc;
@@ -47,7 +47,7 @@ pub struct BlobsState {
     function: Arc<FunctionSpec>,
 }
 
-type Cx<'a> = GuestCx<'a, BlobsState>;
+pub(crate) type Cx<'a> = GuestCx<'a, BlobsState>;
 
 impl GuestCapability for Blobs {
     fn name(&self) -> &'static str {
@@ -55,7 +55,11 @@ impl GuestCapability for Blobs {
     }
 
     fn link(&self, linker: &mut Linker<Host>) -> wasmtime::Result<()> {
-        blobs_wit::add_to_linker::<Host, HasCx<BlobsState>>(linker, Host::capability::<BlobsState>)
+        blobs_wit::add_to_linker::<Host, HasCx<BlobsState>>(
+            linker,
+            Host::capability::<BlobsState>,
+        )?;
+        crate::guest3::link(linker)
     }
 
     fn instance(&self, cx: &InstanceCx<'_>) -> Box<dyn Any + Send> {
@@ -68,24 +72,32 @@ impl GuestCapability for Blobs {
 }
 
 impl BlobsState {
-    /// The store, the body files and the call limit, once `bucket` is
-    /// granted to the function and belongs to its app.
-    async fn bucket(&self, bucket: &str) -> Result<(&Store, &BlobFiles, u64), blobs_wit::Error> {
-        if !self.function.buckets.iter().any(|b| b == bucket) {
-            return Err(blobs_wit::Error::NoSuchBucket(format!(
-                "bucket {bucket:?} is not granted to this function: add it to its `buckets` in nimbus.toml"
-            )));
-        }
-        let n = &self.node;
-        match n.store.bucket_owner(bucket).await {
-            Ok(Some(owner)) if owner == self.app.name => Ok((&n.store, &n.files, n.limit)),
-            Ok(_) => Err(blobs_wit::Error::NoSuchBucket(format!(
-                "the app has no bucket {bucket:?}: create it through the S3 API"
-            ))),
-            Err(e) => Err(blobs_wit::Error::Other(e.to_string())),
+    /// The call `op` on `bucket`, with what it needs cloned out of the
+    /// instance: the WASI 0.2 binding awaits it in place, the WASI 0.3 one
+    /// (`guest3`) after leaving the store.
+    pub(crate) fn call(cx: &Cx<'_>, op: &'static str, bucket: String) -> BlobCall {
+        BlobCall {
+            op: cx.op(Service::Objects, op, &bucket),
+            node: cx.state.node.clone(),
+            app: cx.state.app.clone(),
+            function: cx.state.function.clone(),
+            bucket,
         }
     }
 }
+
+/// One call on a bucket (see [`BlobsState::call`]).
+pub(crate) struct BlobCall {
+    op: Op,
+    node: Arc<Node>,
+    app: Arc<AppSpec>,
+    function: Arc<FunctionSpec>,
+    bucket: String,
+}
+
+/// What a call answers: the WASI 0.2 binding's types.
+pub(crate) type BlobResult<T> = Result<T, blobs_wit::Error>;
+pub(crate) use blobs_wit::{Error as WitError, ObjectInfo as WitInfo};
 
 fn info(o: &nimbus_store::ObjectRow) -> blobs_wit::ObjectInfo {
     blobs_wit::ObjectInfo {
@@ -101,74 +113,66 @@ fn blob_err(e: impl std::fmt::Display) -> blobs_wit::Error {
     blobs_wit::Error::Other(e.to_string())
 }
 
-impl blobs_wit::Host for Cx<'_> {
-    async fn get(
-        &mut self,
-        bucket: String,
-        key: String,
-    ) -> wasmtime::Result<Result<Option<Vec<u8>>, blobs_wit::Error>> {
-        let op = self.op(Service::Objects, "get", &bucket);
-        let (db, files, limit) = match self.state.bucket(&bucket).await {
-            Ok(x) => x,
-            Err(e) => return Ok(Err(e)),
-        };
-        let row = match db.object(&bucket, &key).await {
-            Ok(Some(r)) => r,
-            Ok(None) => {
-                op.succeeded();
-                return Ok(Ok(None));
-            }
-            Err(e) => return Ok(Err(blob_err(e))),
-        };
-        if row.size > limit {
-            return Ok(Err(blobs_wit::Error::TooLarge(format!(
-                "object {key:?} is {} bytes, over the {limit} bytes this interface carries; read it through the S3 API",
-                row.size
-            ))));
+impl BlobCall {
+    /// The store, the body files and the call limit, once the bucket is
+    /// granted to the function and belongs to its app.
+    async fn open(&self) -> BlobResult<(&Store, &BlobFiles, u64)> {
+        let bucket = &self.bucket;
+        if !self.function.buckets.iter().any(|b| b == bucket) {
+            return Err(blobs_wit::Error::NoSuchBucket(format!(
+                "bucket {bucket:?} is not granted to this function: add it to its `buckets` in nimbus.toml"
+            )));
         }
-        let mut f = match files.open_range(&row.file, 0).await {
-            Ok(f) => f,
-            Err(e) => return Ok(Err(blob_err(e))),
-        };
-        let mut buf = Vec::with_capacity(row.size as usize);
-        Ok(op.result(
-            match tokio::io::AsyncReadExt::read_to_end(&mut f, &mut buf).await {
-                Ok(_) => Ok(Some(buf)),
-                Err(e) => Err(blob_err(e)),
-            },
-        ))
+        let n = &self.node;
+        match n.store.bucket_owner(bucket).await {
+            Ok(Some(owner)) if owner == self.app.name => Ok((&n.store, &n.files, n.limit)),
+            Ok(_) => Err(blobs_wit::Error::NoSuchBucket(format!(
+                "the app has no bucket {bucket:?}: create it through the S3 API"
+            ))),
+            Err(e) => Err(blobs_wit::Error::Other(e.to_string())),
+        }
     }
 
-    async fn put(
-        &mut self,
-        bucket: String,
+    pub(crate) async fn get(self, key: String) -> BlobResult<Option<Vec<u8>>> {
+        let (db, files, limit) = self.open().await?;
+        let row = match db.object(&self.bucket, &key).await.map_err(blob_err)? {
+            Some(r) => r,
+            None => return self.op.result(Ok(None)),
+        };
+        if row.size > limit {
+            return Err(blobs_wit::Error::TooLarge(format!(
+                "object {key:?} is {} bytes, over the {limit} bytes this interface carries; read it through the S3 API",
+                row.size
+            )));
+        }
+        let mut f = files.open_range(&row.file, 0).await.map_err(blob_err)?;
+        let mut buf = Vec::with_capacity(row.size as usize);
+        let r = tokio::io::AsyncReadExt::read_to_end(&mut f, &mut buf).await;
+        self.op.result(r.map(|_| Some(buf)).map_err(blob_err))
+    }
+
+    pub(crate) async fn put(
+        self,
         key: String,
         data: Vec<u8>,
         content_type: Option<String>,
-    ) -> wasmtime::Result<Result<blobs_wit::ObjectInfo, blobs_wit::Error>> {
-        let op = self.op(Service::Objects, "put", &bucket);
-        let (db, files, limit) = match self.state.bucket(&bucket).await {
-            Ok(x) => x,
-            Err(e) => return Ok(Err(e)),
-        };
+    ) -> BlobResult<blobs_wit::ObjectInfo> {
+        let (db, files, limit) = self.open().await?;
         if key.is_empty() || key.len() > 1024 || key.contains('\0') {
-            return Ok(Err(blobs_wit::Error::Other(
+            return Err(blobs_wit::Error::Other(
                 "object keys are 1-1024 bytes without NUL".into(),
-            )));
+            ));
         }
         if data.len() as u64 > limit {
-            return Ok(Err(blobs_wit::Error::TooLarge(format!(
+            return Err(blobs_wit::Error::TooLarge(format!(
                 "the object is {} bytes, over the {limit} bytes this interface carries; write it through the S3 API",
                 data.len()
-            ))));
+            )));
         }
         let chunk = futures::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(data))]);
-        let stored = match files.put_stream(limit, chunk).await {
-            Ok(s) => s,
-            Err(e) => return Ok(Err(blob_err(e))),
-        };
+        let stored = files.put_stream(limit, chunk).await.map_err(blob_err)?;
         let row = nimbus_store::ObjectRow {
-            bucket,
+            bucket: self.bucket.clone(),
             key,
             file: stored.file.clone(),
             size: stored.size,
@@ -181,7 +185,7 @@ impl blobs_wit::Host for Cx<'_> {
             // (the store does, as for an S3 write).
             attrs: Default::default(),
         };
-        Ok(op.result(match db.put_object(&row, &[]).await {
+        let r = match db.put_object(&row, &[]).await {
             Ok(written) => {
                 for f in &written.freed {
                     files.delete(f).await;
@@ -192,32 +196,66 @@ impl blobs_wit::Host for Cx<'_> {
                 files.delete(&stored.file).await;
                 Err(blob_err(e))
             }
-        }))
+        };
+        self.op.result(r)
     }
 
-    async fn delete(
+    pub(crate) async fn delete(self, key: String) -> BlobResult<bool> {
+        let (db, files, _) = self.open().await?;
+        // In a versioned bucket, a deletion adds a delete marker (S3's
+        // rule): `true` then too, as the key is gone from reads.
+        let r = match db.delete_object(&self.bucket, &key, None, &[], false).await {
+            Ok(removed) => {
+                for f in &removed.freed {
+                    files.delete(f).await;
+                }
+                Ok(removed.changed)
+            }
+            Err(e) => Err(blob_err(e)),
+        };
+        self.op.result(r)
+    }
+
+    pub(crate) async fn list(
+        self,
+        prefix: String,
+        after: Option<String>,
+        limit: u32,
+    ) -> BlobResult<Vec<blobs_wit::ObjectInfo>> {
+        let (db, _, _) = self.open().await?;
+        let from = nimbus_store::ListFrom::After(after.unwrap_or_default());
+        let r = db
+            .list_objects(&self.bucket, &prefix, &from, limit.clamp(1, 1000))
+            .await;
+        self.op.result(
+            r.map(|rows| rows.iter().map(info).collect())
+                .map_err(blob_err),
+        )
+    }
+}
+
+impl blobs_wit::Host for Cx<'_> {
+    async fn get(
         &mut self,
         bucket: String,
         key: String,
-    ) -> wasmtime::Result<Result<bool, blobs_wit::Error>> {
-        let op = self.op(Service::Objects, "delete", &bucket);
-        let (db, files, _) = match self.state.bucket(&bucket).await {
-            Ok(x) => x,
-            Err(e) => return Ok(Err(e)),
-        };
-        // In a versioned bucket, a deletion adds a delete marker (S3's
-        // rule): `true` then too, as the key is gone from reads.
-        Ok(op.result(
-            match db.delete_object(&bucket, &key, None, &[], false).await {
-                Ok(removed) => {
-                    for f in &removed.freed {
-                        files.delete(f).await;
-                    }
-                    Ok(removed.changed)
-                }
-                Err(e) => Err(blob_err(e)),
-            },
-        ))
+    ) -> wasmtime::Result<BlobResult<Option<Vec<u8>>>> {
+        Ok(BlobsState::call(self, "get", bucket).get(key).await)
+    }
+
+    async fn put(
+        &mut self,
+        bucket: String,
+        key: String,
+        data: Vec<u8>,
+        content_type: Option<String>,
+    ) -> wasmtime::Result<BlobResult<blobs_wit::ObjectInfo>> {
+        let c = BlobsState::call(self, "put", bucket);
+        Ok(c.put(key, data, content_type).await)
+    }
+
+    async fn delete(&mut self, bucket: String, key: String) -> wasmtime::Result<BlobResult<bool>> {
+        Ok(BlobsState::call(self, "delete", bucket).delete(key).await)
     }
 
     async fn list_objects(
@@ -226,22 +264,8 @@ impl blobs_wit::Host for Cx<'_> {
         prefix: String,
         after: Option<String>,
         limit: u32,
-    ) -> wasmtime::Result<Result<Vec<blobs_wit::ObjectInfo>, blobs_wit::Error>> {
-        let op = self.op(Service::Objects, "list", &bucket);
-        let (db, _, _) = match self.state.bucket(&bucket).await {
-            Ok(x) => x,
-            Err(e) => return Ok(Err(e)),
-        };
-        Ok(op.result(
-            db.list_objects(
-                &bucket,
-                &prefix,
-                &nimbus_store::ListFrom::After(after.unwrap_or_default()),
-                limit.clamp(1, 1000),
-            )
-            .await
-            .map(|rows| rows.iter().map(info).collect())
-            .map_err(blob_err),
-        ))
+    ) -> wasmtime::Result<BlobResult<Vec<blobs_wit::ObjectInfo>>> {
+        let c = BlobsState::call(self, "list", bucket);
+        Ok(c.list(prefix, after, limit).await)
     }
 }

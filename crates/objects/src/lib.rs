@@ -44,6 +44,7 @@ mod cors;
 mod endpoint;
 mod form;
 mod guest;
+mod guest3;
 mod listing;
 mod lock;
 mod mapping;

@@ -103,7 +103,7 @@ pub enum RuntimeError {
     InvalidComponent(String),
     /// The component imports something Nimbus does not provide.
     #[error(
-        "the component cannot be linked: {0} (Nimbus provides the wasi:http/proxy world and wasi:cli, wasi:filesystem, wasi:sockets, wasi:random and wasi:clocks 0.2, the wasi:http/service world of WASI 0.3.0, wasi:keyvalue@0.2.0-draft, wasi:config@0.2.0-rc.1, nimbus:events@0.1.0 and nimbus:data@0.1.0)"
+        "the component cannot be linked: {0} (Nimbus provides the wasi:http/proxy world and wasi:cli, wasi:filesystem, wasi:sockets, wasi:random and wasi:clocks 0.2, the wasi:http/service world of WASI 0.3.0, wasi:keyvalue@0.2.0-draft, wasi:config@0.2.0-rc.1, nimbus:events@0.1.0 and nimbus:data@0.1.0, and for WASI 0.3 guests nimbus:kv@0.1.0, nimbus:data@0.2.0 and nimbus:events@0.2.0)"
     )]
     Link(String),
     /// The component does not export the HTTP handler.

@@ -16,9 +16,24 @@
 //! * `kv3?key=K`: the same store through `nimbus:kv` (async host calls):
 //!   increments K, copies the result to `K:copy`, reads both back in one
 //!   batch, deletes the copy, and answers `N COPY EXISTS`
+//! * `extras3?key=K`: `nimbus:kv/extras` in the store `counters` (async):
+//!   compare-and-swap K from absent to `a` and again (refused), a value of
+//!   `K:ttl` that expires, and the keys with the prefix K; answers
+//!   `SWAPPED SWAPPED-AGAIN KEY,KEY,...`
 //! * `config?name=X`: the configuration variable X (`wasi:config`)
 //! * `send?queue=Q`: sends the request body to queue Q (`nimbus:events`)
 //!   and answers the message id
+//! * `send3?queue=Q`: the same through `nimbus:events@0.2.0` (async)
+//! * `docs3?id=ID`: in the collection `notes` (`nimbus:data@0.2.0`, async):
+//!   puts `{"n":1}`, merges `{"m":2}`, reads it back, queries `n == 1`,
+//!   deletes it; answers `V1 V2 JSON FOUND DELETED`
+//! * `put3?id=ID`: puts the request body as document ID of `notes`;
+//!   answers its version
+//! * `watch3?id=ID&after=V&ms=N`: waits up to N ms for document ID of
+//!   `notes` to leave version V; answers its version (or `none`)
+//! * `blobs3?key=K`: in the bucket `files` (`nimbus:data@0.2.0`, async):
+//!   puts the request body under K, reads it, lists, deletes; answers
+//!   `SIZE BODY LISTED DELETED`
 //! * `consume`: an event consumer: keeps the delivery's payload under
 //!   `event:ID` (its `ce-id`) and `last-event` in `counters`
 //! * `sleep?ms=N`: waits N ms on the host's clock (an async wait), then answers
@@ -55,6 +70,22 @@ mod events {
     wit_bindgen::generate!({
         path: "../../wit/events.wit",
         world: "producer-guest",
+    });
+}
+
+/// `nimbus:data@0.2.0`: documents and objects as `async func`s.
+mod data3 {
+    wit_bindgen::generate!({
+        path: "../../wit/data3",
+        world: "nimbus:data/guest",
+    });
+}
+
+/// `nimbus:events@0.2.0`: sends as `async func`s.
+mod events3 {
+    wit_bindgen::generate!({
+        path: "../../wit/events3",
+        world: "nimbus:events/producer-guest",
     });
 }
 
@@ -148,6 +179,55 @@ async fn kv3_round(key: String) -> Result<String, kv3::nimbus::kv::store::Error>
     Ok(format!("{n} {copied} {exists}"))
 }
 
+/// `extras3`: compare-and-swap, a TTL and a prefix listing.
+async fn extras_round(key: String) -> Result<String, kv3::nimbus::kv::store::Error> {
+    use kv3::nimbus::kv::{extras, store as store3};
+    let b = store3::open("counters")?;
+    let swapped = extras::compare_and_swap(&b, key.clone(), None, b"a".to_vec()).await?;
+    let again = extras::compare_and_swap(&b, key.clone(), None, b"b".to_vec()).await?;
+    extras::set_with_ttl(&b, format!("{key}:ttl"), b"soon gone".to_vec(), 60_000).await?;
+    let (keys, _) = extras::list_prefix(&b, key, None, 10).await?;
+    Ok(format!("{swapped} {again} {}", keys.join(",")))
+}
+
+/// `docs3`: a document's life through `nimbus:data@0.2.0`.
+async fn docs_round(id: String) -> Result<String, data3::nimbus::data::documents::Error> {
+    use data3::nimbus::data::documents as docs;
+    let notes = || "notes".to_string();
+    let put = docs::put(notes(), id.clone(), r#"{"n":1}"#.into(), Some(0)).await?;
+    let patched = docs::patch(notes(), id.clone(), r#"{"m":2}"#.into(), Some(put.version)).await?;
+    let json = docs::get(notes(), id.clone())
+        .await?
+        .map(|d| d.json)
+        .unwrap_or_default();
+    let page = docs::query(notes(), r#"{"where": [["n", "==", 1]]}"#.into()).await?;
+    let found = page.contains(&format!("\"id\":\"{id}\""));
+    let deleted = docs::delete(notes(), id).await?;
+    Ok(format!(
+        "{} {} {json} {found} {deleted}",
+        put.version, patched.version
+    ))
+}
+
+/// `blobs3`: an object's life through `nimbus:data@0.2.0`.
+async fn blobs_round(
+    key: String,
+    body: Vec<u8>,
+) -> Result<String, data3::nimbus::data::blobs::Error> {
+    use data3::nimbus::data::blobs;
+    let files = || "files".to_string();
+    let put = blobs::put(files(), key.clone(), body, Some("text/plain".into())).await?;
+    let read = blobs::get(files(), key.clone()).await?.unwrap_or_default();
+    let listed = blobs::list_objects(files(), key.clone(), None, 10).await?;
+    let deleted = blobs::delete(files(), key).await?;
+    Ok(format!(
+        "{} {} {} {deleted}",
+        put.size,
+        String::from_utf8_lossy(&read),
+        listed.len()
+    ))
+}
+
 fn kv_error(e: store::Error) -> String {
     match e {
         store::Error::NoSuchStore => "no-such-store".into(),
@@ -239,6 +319,47 @@ impl wasip3::exports::http::handler::Guest for Wasi3 {
                     Err(e) => text(500, format!("{e:?}")),
                 }
             }
+            "extras3" => {
+                let key = query(&path, "key").unwrap_or_else(|| "x".into());
+                match extras_round(key).await {
+                    Ok(answer) => text(200, answer),
+                    Err(e) => text(500, format!("{e:?}")),
+                }
+            }
+            "docs3" => {
+                let id = query(&path, "id").unwrap_or_else(|| "d".into());
+                match docs_round(id).await {
+                    Ok(answer) => text(200, answer),
+                    Err(e) => text(500, format!("{e:?}")),
+                }
+            }
+            "put3" => {
+                use data3::nimbus::data::documents as docs;
+                let id = query(&path, "id").unwrap_or_else(|| "d".into());
+                let json = String::from_utf8_lossy(&read_body(req).await).into_owned();
+                match docs::put("notes".into(), id, json, None).await {
+                    Ok(d) => text(200, d.version.to_string()),
+                    Err(e) => text(500, format!("{e:?}")),
+                }
+            }
+            "watch3" => {
+                use data3::nimbus::data::documents as docs;
+                let id = query(&path, "id").unwrap_or_else(|| "d".into());
+                let (after, ms) = (num(&path, "after", 0), num(&path, "ms", 1000));
+                match docs::watch("notes".into(), id, after, ms as u32).await {
+                    Ok(Some(d)) => text(200, d.version.to_string()),
+                    Ok(None) => text(200, "none"),
+                    Err(e) => text(500, format!("{e:?}")),
+                }
+            }
+            "blobs3" => {
+                let key = query(&path, "key").unwrap_or_else(|| "k".into());
+                let body = read_body(req).await;
+                match blobs_round(key, body).await {
+                    Ok(answer) => text(200, answer),
+                    Err(e) => text(500, format!("{e:?}")),
+                }
+            }
             "get" => {
                 let key = query(&path, "key").unwrap_or_default();
                 match store::open("counters").and_then(|b| b.get(&key)) {
@@ -266,6 +387,21 @@ impl wasip3::exports::http::handler::Guest for Wasi3 {
                     idempotency_key: None,
                 };
                 match producer::send(&queue, &message) {
+                    Ok(id) => text(202, id),
+                    Err(e) => text(400, format!("{e:?}")),
+                }
+            }
+            "send3" => {
+                use events3::nimbus::events::producer as producer3;
+                let queue = query(&path, "queue").unwrap_or_default();
+                let message = producer3::Message {
+                    body: read_body(req).await,
+                    content_type: Some("text/plain".into()),
+                    type_: Some("dev.nimbus.example.wasi3".into()),
+                    group: None,
+                    idempotency_key: None,
+                };
+                match producer3::send(queue, message).await {
                     Ok(id) => text(202, id),
                     Err(e) => text(400, format!("{e:?}")),
                 }

@@ -5,10 +5,11 @@
 use super::Collection;
 use crate::{Caller, Refusal};
 use nimbus_core::{AppSpec, FunctionSpec, Service};
-use nimbus_runtime::{GuestCapability, GuestCx, HasCx, Host, InstanceCx};
+use nimbus_runtime::{GuestCapability, GuestCx, HasCx, Host, InstanceCx, Op};
 use nimbus_store::{DocError, DocQuery, Document, Store};
 use std::any::Any;
 use std::sync::Arc;
+use std::time::Duration;
 use wasmtime::component::Linker;
 
 wasmtime::component::bindgen!({
@@ -44,7 +45,7 @@ pub struct DocsState {
     function: Arc<FunctionSpec>,
 }
 
-type Cx<'a> = GuestCx<'a, DocsState>;
+pub(super) type Cx<'a> = GuestCx<'a, DocsState>;
 
 impl GuestCapability for Docs {
     fn name(&self) -> &'static str {
@@ -52,7 +53,8 @@ impl GuestCapability for Docs {
     }
 
     fn link(&self, linker: &mut Linker<Host>) -> wasmtime::Result<()> {
-        docs_wit::add_to_linker::<Host, HasCx<DocsState>>(linker, Host::capability::<DocsState>)
+        docs_wit::add_to_linker::<Host, HasCx<DocsState>>(linker, Host::capability::<DocsState>)?;
+        super::guest3::link(linker)
     }
 
     fn instance(&self, cx: &InstanceCx<'_>) -> Box<dyn Any + Send> {
@@ -65,32 +67,27 @@ impl GuestCapability for Docs {
 }
 
 impl DocsState {
-    fn app(&self) -> &str {
-        &self.app.name
+    /// The call `op` on `collection`, with what it needs cloned out of
+    /// the instance: the WASI 0.2 binding awaits it in place, the WASI 0.3
+    /// one (`guest3`) after leaving the store.
+    pub(super) fn call(cx: &Cx<'_>, op: &'static str, collection: String) -> DocCall {
+        DocCall {
+            op: cx.op(Service::Docs, op, &collection),
+            node: cx.state.node.clone(),
+            app: cx.state.app.clone(),
+            function: cx.state.function.clone(),
+            collection,
+        }
     }
+}
 
-    /// The store, once `coll` opened for the function and a document `id`
-    /// (if named) of `json_len` bytes passed the collection's rule.
-    fn docs(
-        &self,
-        coll: &str,
-        id: Option<&str>,
-        json_len: usize,
-    ) -> Result<&Store, docs_wit::Error> {
-        let c = Collection::open(
-            &self.app,
-            coll,
-            Caller::Function(&self.function),
-            self.node.max_value_bytes,
-        )
-        .map_err(|e| match e {
-            Refusal::NotFound(m) | Refusal::NotGranted(m) => docs_wit::Error::NoSuchCollection(m),
-            e => docs_wit::Error::Invalid(e.to_string()),
-        })?;
-        c.check_write(id, json_len)
-            .map_err(|e| docs_wit::Error::Invalid(e.to_string()))?;
-        Ok(&self.node.store)
-    }
+/// One call on a collection (see [`DocsState::call`]).
+pub(super) struct DocCall {
+    op: Op,
+    node: Arc<Node>,
+    app: Arc<AppSpec>,
+    function: Arc<FunctionSpec>,
+    collection: String,
 }
 
 /// The longest a guest's `documents.watch` waits.
@@ -114,22 +111,113 @@ fn doc_err(e: DocError) -> docs_wit::Error {
     }
 }
 
+/// What a call answers: the WASI 0.2 binding's types.
+pub(super) type DocResult<T> = Result<T, docs_wit::Error>;
+pub(super) use docs_wit::{Document as WitDocument, Error as WitError};
+
+impl DocCall {
+    /// The store, once the collection opened for the function and a
+    /// document `id` (if named) of `json_len` bytes passed its rule.
+    fn docs(&self, id: Option<&str>, json_len: usize) -> DocResult<&Store> {
+        let c = Collection::open(
+            &self.app,
+            &self.collection,
+            Caller::Function(&self.function),
+            self.node.max_value_bytes,
+        )
+        .map_err(|e| match e {
+            Refusal::NotFound(m) | Refusal::NotGranted(m) => docs_wit::Error::NoSuchCollection(m),
+            e => docs_wit::Error::Invalid(e.to_string()),
+        })?;
+        c.check_write(id, json_len)
+            .map_err(|e| docs_wit::Error::Invalid(e.to_string()))?;
+        Ok(&self.node.store)
+    }
+
+    fn app(&self) -> &str {
+        &self.app.name
+    }
+
+    pub(super) async fn get(self, id: String) -> DocResult<Option<docs_wit::Document>> {
+        let db = self.docs(Some(&id), 0)?;
+        let r = db.doc_get(self.app(), &self.collection, &id).await;
+        self.op.result(r.map(|o| o.map(doc_out)).map_err(doc_err))
+    }
+
+    pub(super) async fn watch(
+        self,
+        id: String,
+        after_version: u64,
+        timeout_ms: u32,
+    ) -> DocResult<Option<docs_wit::Document>> {
+        let db = self.docs(Some(&id), 0)?;
+        let timeout = Duration::from_millis(u64::from(timeout_ms).min(MAX_WATCH_MS));
+        let after = i64::try_from(after_version).unwrap_or(i64::MAX);
+        let r = db
+            .doc_watch(self.app(), &self.collection, &id, after, timeout)
+            .await;
+        self.op.result(r.map(|o| o.map(doc_out)).map_err(doc_err))
+    }
+
+    pub(super) async fn put(
+        self,
+        id: String,
+        json: String,
+        expected_version: Option<u64>,
+    ) -> DocResult<docs_wit::Document> {
+        let db = self.docs(Some(&id), json.len())?;
+        let expected = expected_version.map(|v| v as i64);
+        let r = db
+            .doc_put(self.app(), &self.collection, &id, &json, expected)
+            .await;
+        self.op.result(r.map(doc_out).map_err(doc_err))
+    }
+
+    pub(super) async fn patch(
+        self,
+        id: String,
+        json: String,
+        expected_version: Option<u64>,
+    ) -> DocResult<docs_wit::Document> {
+        let db = self.docs(Some(&id), json.len())?;
+        let expected = expected_version.map(|v| v as i64);
+        let r = db
+            .doc_patch(
+                self.app(),
+                &self.collection,
+                &id,
+                &json,
+                expected,
+                self.node.max_value_bytes,
+            )
+            .await;
+        self.op.result(r.map(doc_out).map_err(doc_err))
+    }
+
+    pub(super) async fn delete(self, id: String) -> DocResult<bool> {
+        let db = self.docs(Some(&id), 0)?;
+        let r = db.doc_delete(self.app(), &self.collection, &id).await;
+        self.op.result(r.map_err(doc_err))
+    }
+
+    pub(super) async fn query(self, query: String) -> DocResult<String> {
+        let db = self.docs(None, 0)?;
+        let q = DocQuery::parse(&query).map_err(doc_err)?;
+        let r = db.doc_query(self.app(), &self.collection, &q).await;
+        self.op.result(
+            r.map(|page| serde_json::to_string(&page).expect("documents serialize"))
+                .map_err(doc_err),
+        )
+    }
+}
+
 impl docs_wit::Host for Cx<'_> {
     async fn get(
         &mut self,
         collection: String,
         id: String,
-    ) -> wasmtime::Result<Result<Option<docs_wit::Document>, docs_wit::Error>> {
-        let op = self.op(Service::Docs, "get", &collection);
-        let d = &*self.state;
-        Ok(op.result(match d.docs(&collection, Some(&id), 0) {
-            Ok(db) => db
-                .doc_get(d.app(), &collection, &id)
-                .await
-                .map(|o| o.map(doc_out))
-                .map_err(doc_err),
-            Err(e) => Err(e),
-        }))
+    ) -> wasmtime::Result<DocResult<Option<docs_wit::Document>>> {
+        Ok(DocsState::call(self, "get", collection).get(id).await)
     }
 
     async fn watch(
@@ -138,24 +226,9 @@ impl docs_wit::Host for Cx<'_> {
         id: String,
         after_version: u64,
         timeout_ms: u32,
-    ) -> wasmtime::Result<Result<Option<docs_wit::Document>, docs_wit::Error>> {
-        let op = self.op(Service::Docs, "watch", &collection);
-        let d = &*self.state;
-        let timeout = std::time::Duration::from_millis(u64::from(timeout_ms).min(MAX_WATCH_MS));
-        Ok(op.result(match d.docs(&collection, Some(&id), 0) {
-            Ok(db) => db
-                .doc_watch(
-                    d.app(),
-                    &collection,
-                    &id,
-                    i64::try_from(after_version).unwrap_or(i64::MAX),
-                    timeout,
-                )
-                .await
-                .map(|o| o.map(doc_out))
-                .map_err(doc_err),
-            Err(e) => Err(e),
-        }))
+    ) -> wasmtime::Result<DocResult<Option<docs_wit::Document>>> {
+        let c = DocsState::call(self, "watch", collection);
+        Ok(c.watch(id, after_version, timeout_ms).await)
     }
 
     async fn put(
@@ -164,23 +237,9 @@ impl docs_wit::Host for Cx<'_> {
         id: String,
         json: String,
         expected_version: Option<u64>,
-    ) -> wasmtime::Result<Result<docs_wit::Document, docs_wit::Error>> {
-        let op = self.op(Service::Docs, "put", &collection);
-        let d = &*self.state;
-        Ok(op.result(match d.docs(&collection, Some(&id), json.len()) {
-            Ok(db) => db
-                .doc_put(
-                    d.app(),
-                    &collection,
-                    &id,
-                    &json,
-                    expected_version.map(|v| v as i64),
-                )
-                .await
-                .map(doc_out)
-                .map_err(doc_err),
-            Err(e) => Err(e),
-        }))
+    ) -> wasmtime::Result<DocResult<docs_wit::Document>> {
+        let c = DocsState::call(self, "put", collection);
+        Ok(c.put(id, json, expected_version).await)
     }
 
     async fn patch(
@@ -189,62 +248,26 @@ impl docs_wit::Host for Cx<'_> {
         id: String,
         json: String,
         expected_version: Option<u64>,
-    ) -> wasmtime::Result<Result<docs_wit::Document, docs_wit::Error>> {
-        let op = self.op(Service::Docs, "patch", &collection);
-        let d = &*self.state;
-        Ok(op.result(match d.docs(&collection, Some(&id), json.len()) {
-            Ok(db) => db
-                .doc_patch(
-                    d.app(),
-                    &collection,
-                    &id,
-                    &json,
-                    expected_version.map(|v| v as i64),
-                    d.node.max_value_bytes,
-                )
-                .await
-                .map(doc_out)
-                .map_err(doc_err),
-            Err(e) => Err(e),
-        }))
+    ) -> wasmtime::Result<DocResult<docs_wit::Document>> {
+        let c = DocsState::call(self, "patch", collection);
+        Ok(c.patch(id, json, expected_version).await)
     }
 
     async fn delete(
         &mut self,
         collection: String,
         id: String,
-    ) -> wasmtime::Result<Result<bool, docs_wit::Error>> {
-        let op = self.op(Service::Docs, "delete", &collection);
-        let d = &*self.state;
-        Ok(op.result(match d.docs(&collection, Some(&id), 0) {
-            Ok(db) => db
-                .doc_delete(d.app(), &collection, &id)
-                .await
-                .map_err(doc_err),
-            Err(e) => Err(e),
-        }))
+    ) -> wasmtime::Result<DocResult<bool>> {
+        Ok(DocsState::call(self, "delete", collection).delete(id).await)
     }
 
     async fn query(
         &mut self,
         collection: String,
         query: String,
-    ) -> wasmtime::Result<Result<String, docs_wit::Error>> {
-        let op = self.op(Service::Docs, "query", &collection);
-        let d = &*self.state;
-        let db = match d.docs(&collection, None, 0) {
-            Ok(db) => db,
-            Err(e) => return Ok(Err(e)),
-        };
-        let q = match DocQuery::parse(&query) {
-            Ok(q) => q,
-            Err(e) => return Ok(Err(doc_err(e))),
-        };
-        Ok(op.result(
-            db.doc_query(d.app(), &collection, &q)
-                .await
-                .map(|page| serde_json::to_string(&page).expect("documents serialize"))
-                .map_err(doc_err),
-        ))
+    ) -> wasmtime::Result<DocResult<String>> {
+        Ok(DocsState::call(self, "query", collection)
+            .query(query)
+            .await)
     }
 }

@@ -15,6 +15,7 @@
 //! `nimbus_store`'s `docs/`.
 
 pub mod guest;
+mod guest3;
 pub mod rest;
 
 use crate::{Caller, Refusal};

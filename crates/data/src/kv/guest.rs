@@ -83,14 +83,6 @@ pub struct Bucket {
 }
 
 impl KvState {
-    fn db(&self) -> &Store {
-        &self.node.store
-    }
-
-    fn app(&self) -> &str {
-        &self.app.name
-    }
-
     pub(super) fn open(&self, name: &str) -> Result<Bucket, kv::Error> {
         let store = KvStore::open(
             &self.app,
@@ -159,13 +151,30 @@ pub(super) struct Call {
 
 /// The call `op` on the open store `b`.
 pub(super) fn call(cx: &Cx<'_>, b: &Resource<Bucket>, op: &'static str) -> wasmtime::Result<Call> {
-    let bucket = bucket(cx, b)?.clone();
-    Ok(Call {
+    Ok(call_on(cx, bucket(cx, b)?.clone(), op))
+}
+
+/// The call `op` on `bucket`.
+fn call_on(cx: &Cx<'_>, bucket: Bucket, op: &'static str) -> Call {
+    Call {
         op: cx.op(Service::Kv, op, &bucket.name),
         node: cx.state.node.clone(),
         app: cx.state.app.clone(),
         bucket,
-    })
+    }
+}
+
+/// The call `op` on the store named `store` (`nimbus:data/kv-extras`
+/// names its store in every call), opened with the function's grants; a
+/// refused open is counted as a failed call.
+fn named(cx: &Cx<'_>, store: &str, op: &'static str) -> Result<Call, kv::Error> {
+    match cx.state.open(store) {
+        Ok(b) => Ok(call_on(cx, b, op)),
+        Err(e) => {
+            drop(cx.op(Service::Kv, op, store));
+            Err(e)
+        }
+    }
 }
 
 impl Call {
@@ -315,6 +324,72 @@ impl Call {
         op.succeeded();
         Ok(())
     }
+
+    pub(super) async fn set_with_ttl(
+        self,
+        key: String,
+        value: Vec<u8>,
+        ttl_ms: u64,
+    ) -> Result<(), kv::Error> {
+        self.bucket
+            .store
+            .check_write(&key, value.len())
+            .map_err(refused)?;
+        let r = self
+            .db()
+            .kv_set(
+                self.app(),
+                &self.bucket.name,
+                &key,
+                &value,
+                Some(ttl_ms.max(1)),
+            )
+            .await;
+        self.op.result(r.map_err(store_err))
+    }
+
+    pub(super) async fn list_prefix(
+        self,
+        prefix: String,
+        cursor: Option<String>,
+        limit: u32,
+    ) -> Result<(Vec<String>, Option<String>), kv::Error> {
+        let r = self
+            .db()
+            .kv_list(
+                self.app(),
+                &self.bucket.name,
+                &prefix,
+                cursor.as_deref(),
+                limit.clamp(1, 1000),
+            )
+            .await;
+        self.op
+            .result(r.map(|p| (p.keys, p.cursor)).map_err(store_err))
+    }
+
+    pub(super) async fn compare_and_swap(
+        self,
+        key: String,
+        expected: Option<Vec<u8>>,
+        new: Vec<u8>,
+    ) -> Result<bool, kv::Error> {
+        self.bucket
+            .store
+            .check_write(&key, new.len())
+            .map_err(refused)?;
+        let r = self
+            .db()
+            .kv_compare_and_swap(
+                self.app(),
+                &self.bucket.name,
+                &key,
+                expected.as_deref(),
+                &new,
+            )
+            .await;
+        self.op.result(r.map_err(store_err))
+    }
 }
 
 impl kv::HostBucket for Cx<'_> {
@@ -411,21 +486,10 @@ impl kv_extras::Host for Cx<'_> {
         value: Vec<u8>,
         ttl_ms: u64,
     ) -> wasmtime::Result<Result<(), kv::Error>> {
-        let op = self.op(Service::Kv, "set_with_ttl", &store);
-        let d = &*self.state;
-        let bk = match d.open(&store) {
-            Ok(b) => b,
-            Err(e) => return Ok(Err(e)),
-        };
-        if let Err(e) = bk.store.check_write(&key, value.len()).map_err(refused) {
-            return Ok(Err(e));
-        }
-        Ok(op.result({
-            let db = d.db();
-            db.kv_set(d.app(), &store, &key, &value, Some(ttl_ms.max(1)))
-                .await
-                .map_err(store_err)
-        }))
+        Ok(match named(self, &store, "set_with_ttl") {
+            Ok(c) => c.set_with_ttl(key, value, ttl_ms).await,
+            Err(e) => Err(e),
+        })
     }
 
     async fn list_prefix(
@@ -435,24 +499,10 @@ impl kv_extras::Host for Cx<'_> {
         cursor: Option<String>,
         limit: u32,
     ) -> wasmtime::Result<Result<(Vec<String>, Option<String>), kv::Error>> {
-        let op = self.op(Service::Kv, "list_prefix", &store);
-        let d = &*self.state;
-        if let Err(e) = d.open(&store) {
-            return Ok(Err(e));
-        }
-        Ok(op.result({
-            let db = d.db();
-            db.kv_list(
-                d.app(),
-                &store,
-                &prefix,
-                cursor.as_deref(),
-                limit.clamp(1, 1000),
-            )
-            .await
-            .map(|p| (p.keys, p.cursor))
-            .map_err(store_err)
-        }))
+        Ok(match named(self, &store, "list_prefix") {
+            Ok(c) => c.list_prefix(prefix, cursor, limit).await,
+            Err(e) => Err(e),
+        })
     }
 
     async fn compare_and_swap(
@@ -462,20 +512,9 @@ impl kv_extras::Host for Cx<'_> {
         expected: Option<Vec<u8>>,
         new: Vec<u8>,
     ) -> wasmtime::Result<Result<bool, kv::Error>> {
-        let op = self.op(Service::Kv, "compare_and_swap", &store);
-        let d = &*self.state;
-        let bk = match d.open(&store) {
-            Ok(b) => b,
-            Err(e) => return Ok(Err(e)),
-        };
-        if let Err(e) = bk.store.check_write(&key, new.len()).map_err(refused) {
-            return Ok(Err(e));
-        }
-        Ok(op.result({
-            let db = d.db();
-            db.kv_compare_and_swap(d.app(), &store, &key, expected.as_deref(), &new)
-                .await
-                .map_err(store_err)
-        }))
+        Ok(match named(self, &store, "compare_and_swap") {
+            Ok(c) => c.compare_and_swap(key, expected, new).await,
+            Err(e) => Err(e),
+        })
     }
 }

@@ -18,7 +18,7 @@ wasmtime::component::bindgen!({
     },
 });
 
-use nimbus::kv::{atomics, batch, store as kv3};
+use nimbus::kv::{atomics, batch, extras, store as kv3};
 
 type D = HasCx<KvState>;
 
@@ -27,7 +27,8 @@ pub(super) fn link(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
     let cx = Host::capability::<KvState>;
     kv3::add_to_linker::<Host, D>(linker, cx)?;
     atomics::add_to_linker::<Host, D>(linker, cx)?;
-    batch::add_to_linker::<Host, D>(linker, cx)
+    batch::add_to_linker::<Host, D>(linker, cx)?;
+    extras::add_to_linker::<Host, D>(linker, cx)
 }
 
 fn err(e: KvWitError) -> kv3::Error {
@@ -160,7 +161,49 @@ impl batch::HostWithStore<Host> for D {
     }
 }
 
-// Every function of these two interfaces is an `async func`: their
+impl extras::HostWithStore<Host> for D {
+    async fn set_with_ttl(
+        acc: &Accessor<Host, Self>,
+        b: Resource<Bucket>,
+        key: String,
+        value: Vec<u8>,
+        ttl_ms: u64,
+    ) -> wasmtime::Result<Result<(), kv3::Error>> {
+        Ok(start(acc, &b, "set_with_ttl")?
+            .set_with_ttl(key, value, ttl_ms)
+            .await
+            .map_err(err))
+    }
+
+    async fn list_prefix(
+        acc: &Accessor<Host, Self>,
+        b: Resource<Bucket>,
+        prefix: String,
+        cursor: Option<String>,
+        limit: u32,
+    ) -> wasmtime::Result<Result<(Vec<String>, Option<String>), kv3::Error>> {
+        Ok(start(acc, &b, "list_prefix")?
+            .list_prefix(prefix, cursor, limit)
+            .await
+            .map_err(err))
+    }
+
+    async fn compare_and_swap(
+        acc: &Accessor<Host, Self>,
+        b: Resource<Bucket>,
+        key: String,
+        expected: Option<Vec<u8>>,
+        new: Vec<u8>,
+    ) -> wasmtime::Result<Result<bool, kv3::Error>> {
+        Ok(start(acc, &b, "compare_and_swap")?
+            .compare_and_swap(key, expected, new)
+            .await
+            .map_err(err))
+    }
+}
+
+// Every function of these three interfaces is an `async func`: their
 // synchronous halves are empty.
 impl atomics::Host for Cx<'_> {}
 impl batch::Host for Cx<'_> {}
+impl extras::Host for Cx<'_> {}

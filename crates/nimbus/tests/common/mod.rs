@@ -583,3 +583,58 @@ impl Server {
         }
     }
 }
+
+/// The Python venv with boto3 and aws-cli (scripts/test creates it).
+pub fn pyenv() -> PathBuf {
+    let p = repo().join("target/pyenv/bin");
+    assert!(
+        p.join("python").exists(),
+        "boto3/aws-cli venv missing at {}: run ./scripts/test (it creates it)",
+        p.display()
+    );
+    p
+}
+
+/// The S3 endpoint of a server started with `--s3-listen`.
+pub fn s3_url(s: &Server) -> String {
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(s.data_dir.join("server.json")).unwrap())
+            .unwrap();
+    info["s3_url"]
+        .as_str()
+        .expect("the S3 endpoint is on")
+        .to_string()
+}
+
+/// A new S3 key of `app`: (access key id, secret).
+pub fn s3_key(s: &Server, app: &str) -> (String, String) {
+    let out = s.cli_ok(&["keys", "create", "--app", app, "--s3"]);
+    let field = |prefix: &str| {
+        out.lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.split_whitespace().last())
+            .unwrap_or_else(|| panic!("no {prefix:?} in {out}"))
+            .to_string()
+    };
+    (field("access key id"), field("secret access key"))
+}
+
+/// Runs the Python `code` with `c`, a boto3 S3 client of the server's S3
+/// endpoint signing with `key` (path-style addressing); its printed
+/// output, trimmed. Panics with Python's error if it fails.
+pub fn boto3(s: &Server, key: (&str, &str), code: &str) -> String {
+    let out = Command::new(pyenv().join("python"))
+        .arg("-c")
+        .arg(format!(
+            "import sys, boto3\nfrom botocore.config import Config\nc = boto3.client('s3', endpoint_url=sys.argv[1], aws_access_key_id=sys.argv[2], aws_secret_access_key=sys.argv[3], region_name='us-east-1', config=Config(signature_version='s3v4', s3={{'addressing_style': 'path'}}))\n{code}"
+        ))
+        .args([&s3_url(s), key.0, key.1])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}

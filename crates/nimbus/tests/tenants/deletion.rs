@@ -3,8 +3,8 @@
 //! (another tenant, perhaps) starts empty and reaches nothing of the old
 //! one's.
 
-use crate::common::{Server, app_dir};
-use crate::s3auth::{ok, probe, refused, s3_key, s3_url};
+use crate::common::{Server, app_dir, s3_key, s3_url};
+use crate::s3auth::{ok, probe, refused};
 use serde_json::{Value, json};
 use std::path::Path;
 use std::time::Duration;

@@ -11,8 +11,8 @@
 //!   body — that started after the request was read and ended before the
 //!   acknowledgement was written to the socket.
 
-use crate::common::{Launch, Server, app_dir};
-use crate::s3auth::{ok, probe, s3_key, s3_url};
+use crate::common::{Launch, Server, app_dir, s3_key, s3_url};
+use crate::s3auth::{ok, probe};
 use std::path::Path;
 
 /// One system call of the trace.

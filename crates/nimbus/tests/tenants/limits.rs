@@ -4,8 +4,8 @@
 //! capped, deploys cannot ask for unbounded time, storage stops at the
 //! app's quotas.
 
-use crate::common::{Server, app_dir};
-use crate::s3auth::{ok, probe, refused, s3_key, s3_url};
+use crate::common::{Server, app_dir, s3_key, s3_url};
+use crate::s3auth::{ok, probe, refused};
 use serde_json::Value;
 
 fn app(name: &str) -> tempfile::TempDir {

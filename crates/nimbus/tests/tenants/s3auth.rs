@@ -7,45 +7,10 @@
 //! Requests are made by the real botocore (`tests/s3/probe.py`, in the
 //! venv at target/pyenv that scripts/test creates).
 
-use crate::common::{Server, app_dir};
+use crate::common::{Server, app_dir, pyenv, s3_key, s3_url};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::Command;
-
-/// The venv holding boto3.
-pub(crate) fn pyenv() -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/pyenv/bin");
-    assert!(
-        p.join("python").exists(),
-        "boto3 venv missing at {}: run ./scripts/test (it creates it)",
-        p.display()
-    );
-    p
-}
-
-/// The S3 endpoint of a server started with `--s3-listen`.
-pub(crate) fn s3_url(s: &Server) -> String {
-    let info: Value =
-        serde_json::from_str(&std::fs::read_to_string(s.data_dir.join("server.json")).unwrap())
-            .unwrap();
-    info["s3_url"]
-        .as_str()
-        .expect("the S3 endpoint is on")
-        .to_string()
-}
-
-/// A new S3 key of `app`: (access key id, secret).
-pub(crate) fn s3_key(s: &Server, app: &str) -> (String, String) {
-    let out = s.cli_ok(&["keys", "create", "--app", app, "--s3"]);
-    let field = |prefix: &str| {
-        out.lines()
-            .find(|l| l.starts_with(prefix))
-            .and_then(|l| l.split_whitespace().last())
-            .unwrap_or_else(|| panic!("no {prefix:?} in {out}"))
-            .to_string()
-    };
-    (field("access key id"), field("secret access key"))
-}
 
 /// One probe (`tests/s3/probe.py CHECK ARGS`) with `key`: what the
 /// endpoint answered (`status`, `code`, `message`, and the check's fields).
