@@ -13,7 +13,7 @@
 use super::{EventError, Outgoing, Shared};
 use http::HeaderValue;
 use nimbus_core::Service;
-use nimbus_runtime::{GuestCapability, GuestCx, HasCx, Host, InstanceCx, Op};
+use nimbus_runtime::{GuestCapability, GuestCx, HasCx, Host, HostCall, InstanceCx, Op};
 use std::any::Any;
 use std::sync::{Arc, OnceLock, Weak};
 use wasmtime::component::Linker;
@@ -126,6 +126,13 @@ pub(crate) struct SendCall {
 pub(crate) use producer::{Error as WitError, Message as WitMessage};
 
 impl SendCall {
+    /// Holds `room` (an async call's place among its instance's) until
+    /// the call ends.
+    pub(crate) fn holding(mut self, room: HostCall) -> Self {
+        self.op.hold(room);
+        self
+    }
+
     pub(crate) async fn send(self, queue: &str, m: GuestMessage) -> Result<String, ProduceError> {
         let engine = self.engine?;
         let r = engine

@@ -24,9 +24,16 @@ pub(crate) fn link(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
     producer3::add_to_linker::<Host, D>(linker, Host::capability::<ProducerState>)
 }
 
-/// The call `op` to `target`, taken out of the store.
-fn start(acc: &Accessor<Host, D>, op: &'static str, target: &str) -> SendCall {
-    acc.with(|mut a| ProducerState::call(&a.get(), op, target))
+/// The call `op` to `target`, taken out of the store with room among the
+/// instance's calls in flight (else the guest's error).
+fn start(acc: &Accessor<Host, D>, op: &'static str, target: &str) -> Result<SendCall, WitError> {
+    acc.with(|mut a| {
+        let cx = a.get();
+        let room = cx
+            .host_call()
+            .map_err(|e| WitError::Unavailable(e.to_string()))?;
+        Ok(ProducerState::call(&cx, op, target).holding(room))
+    })
 }
 
 fn err(e: WitError) -> producer3::Error {
@@ -56,7 +63,7 @@ impl producer3::HostWithStore<Host> for D {
         queue: String,
         m: producer3::Message,
     ) -> Answer<String> {
-        let r = start(acc, "send", &queue).send(&queue, message(m)).await;
+        let r = async { start(acc, "send", &queue)?.send(&queue, message(m)).await }.await;
         Ok(r.map_err(err))
     }
 
@@ -65,9 +72,12 @@ impl producer3::HostWithStore<Host> for D {
         topic: String,
         m: producer3::Message,
     ) -> Answer<Vec<String>> {
-        let r = start(acc, "publish", &topic)
-            .publish(&topic, message(m))
-            .await;
+        let r = async {
+            start(acc, "publish", &topic)?
+                .publish(&topic, message(m))
+                .await
+        }
+        .await;
         Ok(r.map_err(err))
     }
 }

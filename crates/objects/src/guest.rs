@@ -5,7 +5,7 @@
 //! larger objects go through S3.
 
 use nimbus_core::{AppSpec, FunctionSpec, Service};
-use nimbus_runtime::{GuestCapability, GuestCx, HasCx, Host, InstanceCx, Op};
+use nimbus_runtime::{GuestCapability, GuestCx, HasCx, Host, HostCall, InstanceCx, Op};
 use nimbus_store::{BlobFiles, Store};
 use std::any::Any;
 use std::sync::Arc;
@@ -113,7 +113,24 @@ fn blob_err(e: impl std::fmt::Display) -> blobs_wit::Error {
     blobs_wit::Error::Other(e.to_string())
 }
 
+/// Runs `write` on a task of its own, which goes on if the caller's
+/// future is dropped.
+async fn detached<T: Send + 'static>(
+    write: impl Future<Output = BlobResult<T>> + Send + 'static,
+) -> BlobResult<T> {
+    tokio::spawn(write)
+        .await
+        .unwrap_or_else(|e| Err(blob_err(format!("the write failed: {e}"))))
+}
+
 impl BlobCall {
+    /// Holds `room` (an async call's place among its instance's) until
+    /// the call ends.
+    pub(crate) fn holding(mut self, room: HostCall) -> Self {
+        self.op.hold(room);
+        self
+    }
+
     /// The store, the body files and the call limit, once the bucket is
     /// granted to the function and belongs to its app.
     async fn open(&self) -> BlobResult<(&Store, &BlobFiles, u64)> {
@@ -151,7 +168,20 @@ impl BlobCall {
         self.op.result(r.map(|_| Some(buf)).map_err(blob_err))
     }
 
+    /// Writes an object. The write runs to its end (its row committed or
+    /// its body file removed, replaced bodies freed) even if the caller
+    /// stops waiting: a WASI 0.3 guest may cancel its call, and a timeout
+    /// drops it, neither of which may leave a body file no row names.
     pub(crate) async fn put(
+        self,
+        key: String,
+        data: Vec<u8>,
+        content_type: Option<String>,
+    ) -> BlobResult<blobs_wit::ObjectInfo> {
+        detached(self.put_now(key, data, content_type)).await
+    }
+
+    async fn put_now(
         self,
         key: String,
         data: Vec<u8>,
@@ -200,7 +230,13 @@ impl BlobCall {
         self.op.result(r)
     }
 
+    /// Deletes an object; runs to its end as [`BlobCall::put`] does, so
+    /// the bodies it frees are removed.
     pub(crate) async fn delete(self, key: String) -> BlobResult<bool> {
+        detached(self.delete_now(key)).await
+    }
+
+    async fn delete_now(self, key: String) -> BlobResult<bool> {
         let (db, files, _) = self.open().await?;
         // In a versioned bucket, a deletion adds a delete marker (S3's
         // rule): `true` then too, as the key is gone from reads.

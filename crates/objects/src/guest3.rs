@@ -23,9 +23,14 @@ pub(crate) fn link(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
     blobs3::add_to_linker::<Host, D>(linker, Host::capability::<BlobsState>)
 }
 
-/// The call `op` on `bucket`, taken out of the store.
-fn start(acc: &Accessor<Host, D>, op: &'static str, bucket: String) -> BlobCall {
-    acc.with(|mut a| BlobsState::call(&a.get(), op, bucket))
+/// The call `op` on `bucket`, taken out of the store with room among the
+/// instance's calls in flight (else the guest's error).
+fn start(acc: &Accessor<Host, D>, op: &'static str, bucket: String) -> Result<BlobCall, WitError> {
+    acc.with(|mut a| {
+        let cx = a.get();
+        let room = cx.host_call().map_err(|e| WitError::Other(e.to_string()))?;
+        Ok(BlobsState::call(&cx, op, bucket).holding(room))
+    })
 }
 
 fn err(e: WitError) -> blobs3::Error {
@@ -54,7 +59,9 @@ impl blobs3::HostWithStore<Host> for D {
         bucket: String,
         key: String,
     ) -> Answer<Option<Vec<u8>>> {
-        Ok(start(acc, "get", bucket).get(key).await.map_err(err))
+        Ok(async { start(acc, "get", bucket)?.get(key).await }
+            .await
+            .map_err(err))
     }
 
     async fn put(
@@ -64,12 +71,19 @@ impl blobs3::HostWithStore<Host> for D {
         data: Vec<u8>,
         content_type: Option<String>,
     ) -> Answer<blobs3::ObjectInfo> {
-        let r = start(acc, "put", bucket).put(key, data, content_type).await;
+        let r = async {
+            start(acc, "put", bucket)?
+                .put(key, data, content_type)
+                .await
+        }
+        .await;
         Ok(r.map(info).map_err(err))
     }
 
     async fn delete(acc: &Accessor<Host, Self>, bucket: String, key: String) -> Answer<bool> {
-        Ok(start(acc, "delete", bucket).delete(key).await.map_err(err))
+        Ok(async { start(acc, "delete", bucket)?.delete(key).await }
+            .await
+            .map_err(err))
     }
 
     async fn list_objects(
@@ -79,7 +93,7 @@ impl blobs3::HostWithStore<Host> for D {
         after: Option<String>,
         limit: u32,
     ) -> Answer<Vec<blobs3::ObjectInfo>> {
-        let r = start(acc, "list", bucket).list(prefix, after, limit).await;
+        let r = async { start(acc, "list", bucket)?.list(prefix, after, limit).await }.await;
         Ok(r.map(|v| v.into_iter().map(info).collect()).map_err(err))
     }
 }

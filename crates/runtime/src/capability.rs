@@ -16,7 +16,7 @@
 
 use crate::ConfigSnapshot;
 use crate::invoke::Function;
-use crate::ops::{Op, OpLog};
+use crate::ops::{HostCall, HostCalls, Op, OpSink, TooManyCalls};
 use nimbus_core::Service;
 use std::any::Any;
 use std::sync::Arc;
@@ -55,7 +55,9 @@ pub struct GuestCx<'a, T> {
     /// The instance's resources.
     pub table: &'a mut ResourceTable,
     /// The invocation the call counts for.
-    pub(crate) ops: Arc<OpLog>,
+    pub(crate) ops: OpSink,
+    /// The instance's room for async host calls.
+    pub(crate) calls: &'a HostCalls,
 }
 
 /// The `HasData` of a capability whose instance state is a `T`: its
@@ -72,5 +74,14 @@ impl<T> GuestCx<'_, T> {
     /// metering and traced when the returned guard drops.
     pub fn op(&self, service: Service, op: &'static str, target: &str) -> Op {
         Op::start(&self.ops, service, op, target)
+    }
+
+    /// Room for one more async host call (a WASI 0.3 guest's `async
+    /// func`), which its [`Op`] holds ([`Op::hold`]) until the call ends:
+    /// an instance may have only so many in flight, as each holds host
+    /// memory and perhaps a database connection. Refused, the call should
+    /// answer the guest an error carrying this one's message.
+    pub fn host_call(&self) -> Result<HostCall, TooManyCalls> {
+        self.calls.take()
     }
 }

@@ -11,6 +11,7 @@
 
 use crate::capture::Capture;
 use crate::egress::Egress;
+use crate::ops::OpSink;
 use std::sync::Arc;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -34,6 +35,8 @@ pub struct Host {
     /// The shared instance this store belongs to (instance reuse): its
     /// service calls count for the oldest request it serves.
     pub(crate) shared: Option<Arc<crate::invoke::Shared>>,
+    /// Room for the instance's async host calls in flight.
+    pub(crate) calls: crate::ops::HostCalls,
 }
 
 impl Host {
@@ -56,13 +59,14 @@ impl Host {
                 )
             });
         let ops = match &self.shared {
-            Some(shared) => shared.ops().unwrap_or_else(|| self.ops.clone()),
-            None => self.ops.clone(),
+            Some(shared) => OpSink::Shared(shared.clone(), self.ops.clone()),
+            None => OpSink::Own(self.ops.clone()),
         };
         crate::GuestCx {
             state,
             table: &mut self.table,
             ops,
+            calls: &self.calls,
         }
     }
 }

@@ -83,7 +83,7 @@ pub use invoke::{
     Caller, EventMeta, Function, INVOCATION_ID_HEADER, InvokeRequest, ReplayBody, ResponseBody,
     replay_request, text_response,
 };
-pub use ops::Op;
+pub use ops::{HOST_CALLS_PER_REQUEST, HostCall, Op, TooManyCalls};
 
 use cache::CodeCache;
 use nimbus_core::InvocationRecord;

@@ -30,7 +30,10 @@
 //! * `put3?id=ID`: puts the request body as document ID of `notes`;
 //!   answers its version
 //! * `watch3?id=ID&after=V&ms=N`: waits up to N ms for document ID of
-//!   `notes` to leave version V; answers its version (or `none`)
+//!   `notes` to leave version V; answers its version (or `none`) and the
+//!   most `put3` and `watch3` requests this instance served at once
+//! * `flood3?n=N`: starts N reads of `counters` at once (`nimbus:kv`);
+//!   answers how many were served and the first refusal
 //! * `blobs3?key=K`: in the bucket `files` (`nimbus:data@0.2.0`, async):
 //!   puts the request body under K, reads it, lists, deletes; answers
 //!   `SIZE BODY LISTED DELETED`
@@ -100,6 +103,23 @@ struct Wasi3;
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 static IN_FLIGHT: AtomicU64 = AtomicU64::new(0);
 static MAX_IN_FLIGHT: AtomicU64 = AtomicU64::new(0);
+
+/// A request counted in `IN_FLIGHT` (and `MAX_IN_FLIGHT`) while it lives.
+struct Serving;
+
+impl Serving {
+    fn start() -> Serving {
+        let now = IN_FLIGHT.fetch_add(1, Ordering::SeqCst) + 1;
+        MAX_IN_FLIGHT.fetch_max(now, Ordering::SeqCst);
+        Serving
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
+    }
+}
 
 fn query(path: &str, key: &str) -> Option<String> {
     let q = path.split_once('?')?.1;
@@ -337,6 +357,7 @@ impl wasip3::exports::http::handler::Guest for Wasi3 {
                 use data3::nimbus::data::documents as docs;
                 let id = query(&path, "id").unwrap_or_else(|| "d".into());
                 let json = String::from_utf8_lossy(&read_body(req).await).into_owned();
+                let _serving = Serving::start();
                 match docs::put("notes".into(), id, json, None).await {
                     Ok(d) => text(200, d.version.to_string()),
                     Err(e) => text(500, format!("{e:?}")),
@@ -346,11 +367,28 @@ impl wasip3::exports::http::handler::Guest for Wasi3 {
                 use data3::nimbus::data::documents as docs;
                 let id = query(&path, "id").unwrap_or_else(|| "d".into());
                 let (after, ms) = (num(&path, "after", 0), num(&path, "ms", 1000));
-                match docs::watch("notes".into(), id, after, ms as u32).await {
-                    Ok(Some(d)) => text(200, d.version.to_string()),
-                    Ok(None) => text(200, "none"),
+                let serving = Serving::start();
+                let r = docs::watch("notes".into(), id, after, ms as u32).await;
+                drop(serving);
+                let most = MAX_IN_FLIGHT.load(Ordering::SeqCst);
+                match r {
+                    Ok(Some(d)) => text(200, format!("{} {most}", d.version)),
+                    Ok(None) => text(200, format!("none {most}")),
                     Err(e) => text(500, format!("{e:?}")),
                 }
+            }
+            "flood3" => {
+                use kv3::nimbus::kv::store as store3;
+                let n = num(&path, "n", 100);
+                let b = match store3::open("counters") {
+                    Ok(b) => b,
+                    Err(e) => return text(500, format!("{e:?}")),
+                };
+                let reads = (0..n).map(|i| b.get(format!("flood-{i}")));
+                let results = futures::future::join_all(reads).await;
+                let served = results.iter().filter(|r| r.is_ok()).count();
+                let refusal = results.into_iter().find_map(Result::err);
+                text(200, format!("{served} served; {refusal:?}"))
             }
             "blobs3" => {
                 let key = query(&path, "key").unwrap_or_else(|| "k".into());
@@ -424,10 +462,9 @@ impl wasip3::exports::http::handler::Guest for Wasi3 {
                 text(200, "slept")
             }
             "overlap" => {
-                let now = IN_FLIGHT.fetch_add(1, Ordering::SeqCst) + 1;
-                MAX_IN_FLIGHT.fetch_max(now, Ordering::SeqCst);
+                let serving = Serving::start();
                 wasip3::clocks::monotonic_clock::wait_for(num(&path, "ms", 100) * 1_000_000).await;
-                IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
+                drop(serving);
                 text(200, MAX_IN_FLIGHT.load(Ordering::SeqCst).to_string())
             }
             "count" => text(

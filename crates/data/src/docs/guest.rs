@@ -5,7 +5,7 @@
 use super::Collection;
 use crate::{Caller, Refusal};
 use nimbus_core::{AppSpec, FunctionSpec, Service};
-use nimbus_runtime::{GuestCapability, GuestCx, HasCx, Host, InstanceCx, Op};
+use nimbus_runtime::{GuestCapability, GuestCx, HasCx, Host, HostCall, InstanceCx, Op};
 use nimbus_store::{DocError, DocQuery, Document, Store};
 use std::any::Any;
 use std::sync::Arc;
@@ -116,6 +116,13 @@ pub(super) type DocResult<T> = Result<T, docs_wit::Error>;
 pub(super) use docs_wit::{Document as WitDocument, Error as WitError};
 
 impl DocCall {
+    /// Holds `room` (an async call's place among its instance's) until
+    /// the call ends.
+    pub(super) fn holding(mut self, room: HostCall) -> Self {
+        self.op.hold(room);
+        self
+    }
+
     /// The store, once the collection opened for the function and a
     /// document `id` (if named) of `json_len` bytes passed its rule.
     fn docs(&self, id: Option<&str>, json_len: usize) -> DocResult<&Store> {

@@ -24,9 +24,18 @@ pub(super) fn link(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
     docs3::add_to_linker::<Host, D>(linker, Host::capability::<DocsState>)
 }
 
-/// The call `op` on `collection`, taken out of the store.
-fn start(acc: &Accessor<Host, D>, op: &'static str, collection: String) -> DocCall {
-    acc.with(|mut a| DocsState::call(&a.get(), op, collection))
+/// The call `op` on `collection`, taken out of the store with room among
+/// the instance's calls in flight (else the guest's error).
+fn start(
+    acc: &Accessor<Host, D>,
+    op: &'static str,
+    collection: String,
+) -> Result<DocCall, WitError> {
+    acc.with(|mut a| {
+        let cx = a.get();
+        let room = cx.host_call().map_err(|e| WitError::Other(e.to_string()))?;
+        Ok(DocsState::call(&cx, op, collection).holding(room))
+    })
 }
 
 fn err(e: WitError) -> docs3::Error {
@@ -56,7 +65,7 @@ impl docs3::HostWithStore<Host> for D {
         collection: String,
         id: String,
     ) -> Answer<Option<docs3::Document>> {
-        let r = start(acc, "get", collection).get(id).await;
+        let r = async { start(acc, "get", collection)?.get(id).await }.await;
         Ok(r.map(|o| o.map(doc)).map_err(err))
     }
 
@@ -67,9 +76,12 @@ impl docs3::HostWithStore<Host> for D {
         json: String,
         expected_version: Option<u64>,
     ) -> Answer<docs3::Document> {
-        let r = start(acc, "put", collection)
-            .put(id, json, expected_version)
-            .await;
+        let r = async {
+            start(acc, "put", collection)?
+                .put(id, json, expected_version)
+                .await
+        }
+        .await;
         Ok(r.map(doc).map_err(err))
     }
 
@@ -80,15 +92,17 @@ impl docs3::HostWithStore<Host> for D {
         json: String,
         expected_version: Option<u64>,
     ) -> Answer<docs3::Document> {
-        let r = start(acc, "patch", collection)
-            .patch(id, json, expected_version)
-            .await;
+        let r = async {
+            start(acc, "patch", collection)?
+                .patch(id, json, expected_version)
+                .await
+        }
+        .await;
         Ok(r.map(doc).map_err(err))
     }
 
     async fn delete(acc: &Accessor<Host, Self>, collection: String, id: String) -> Answer<bool> {
-        Ok(start(acc, "delete", collection)
-            .delete(id)
+        Ok(async { start(acc, "delete", collection)?.delete(id).await }
             .await
             .map_err(err))
     }
@@ -100,9 +114,12 @@ impl docs3::HostWithStore<Host> for D {
         after_version: u64,
         timeout_ms: u32,
     ) -> Answer<Option<docs3::Document>> {
-        let r = start(acc, "watch", collection)
-            .watch(id, after_version, timeout_ms)
-            .await;
+        let r = async {
+            start(acc, "watch", collection)?
+                .watch(id, after_version, timeout_ms)
+                .await
+        }
+        .await;
         Ok(r.map(|o| o.map(doc)).map_err(err))
     }
 
@@ -111,10 +128,11 @@ impl docs3::HostWithStore<Host> for D {
         collection: String,
         query: String,
     ) -> Answer<String> {
-        Ok(start(acc, "query", collection)
-            .query(query)
-            .await
-            .map_err(err))
+        Ok(
+            async { start(acc, "query", collection)?.query(query).await }
+                .await
+                .map_err(err),
+        )
     }
 }
 

@@ -5,7 +5,7 @@
 use super::KvStore;
 use crate::{Caller, MAX_BATCH_KEYS, MAX_CALL_BYTES, Refusal};
 use nimbus_core::{AppSpec, FunctionSpec, Service};
-use nimbus_runtime::{GuestCapability, GuestCx, HasCx, Host, InstanceCx};
+use nimbus_runtime::{GuestCapability, GuestCx, HasCx, Host, HostCall, InstanceCx};
 use nimbus_store::{KvError, Store};
 use std::any::Any;
 use std::sync::Arc;
@@ -178,6 +178,13 @@ fn named(cx: &Cx<'_>, store: &str, op: &'static str) -> Result<Call, kv::Error> 
 }
 
 impl Call {
+    /// Holds `room` (an async call's place among its instance's) until
+    /// the call ends.
+    pub(super) fn holding(mut self, room: HostCall) -> Self {
+        self.op.hold(room);
+        self
+    }
+
     fn db(&self) -> &Store {
         &self.node.store
     }

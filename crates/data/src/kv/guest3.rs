@@ -39,13 +39,21 @@ fn err(e: KvWitError) -> kv3::Error {
     }
 }
 
-/// The call `op` on `b`, taken out of the store.
+/// The call `op` on `b`, taken out of the store with room among the
+/// instance's calls in flight (else the guest's error).
 fn start(
     acc: &Accessor<Host, D>,
     b: &Resource<Bucket>,
     op: &'static str,
-) -> wasmtime::Result<Call> {
-    acc.with(|mut a| call(&a.get(), b, op))
+) -> wasmtime::Result<Result<Call, KvWitError>> {
+    acc.with(|mut a| {
+        let cx = a.get();
+        let room = match cx.host_call() {
+            Ok(room) => room,
+            Err(e) => return Ok(Err(KvWitError::Other(e.to_string()))),
+        };
+        Ok(Ok(call(&cx, b, op)?.holding(room)))
+    })
 }
 
 impl kv3::Host for Cx<'_> {
@@ -73,7 +81,8 @@ impl kv3::HostBucketWithStore<Host> for D {
         b: Resource<Bucket>,
         key: String,
     ) -> wasmtime::Result<Result<Option<Vec<u8>>, kv3::Error>> {
-        Ok(start(acc, &b, "get")?.get(key).await.map_err(err))
+        let c = start(acc, &b, "get")?;
+        Ok(async { c?.get(key).await }.await.map_err(err))
     }
 
     async fn set(
@@ -82,7 +91,8 @@ impl kv3::HostBucketWithStore<Host> for D {
         key: String,
         value: Vec<u8>,
     ) -> wasmtime::Result<Result<(), kv3::Error>> {
-        Ok(start(acc, &b, "set")?.set(key, value).await.map_err(err))
+        let c = start(acc, &b, "set")?;
+        Ok(async { c?.set(key, value).await }.await.map_err(err))
     }
 
     async fn delete(
@@ -90,7 +100,8 @@ impl kv3::HostBucketWithStore<Host> for D {
         b: Resource<Bucket>,
         key: String,
     ) -> wasmtime::Result<Result<(), kv3::Error>> {
-        Ok(start(acc, &b, "delete")?.delete(key).await.map_err(err))
+        let c = start(acc, &b, "delete")?;
+        Ok(async { c?.delete(key).await }.await.map_err(err))
     }
 
     async fn exists(
@@ -98,7 +109,8 @@ impl kv3::HostBucketWithStore<Host> for D {
         b: Resource<Bucket>,
         key: String,
     ) -> wasmtime::Result<Result<bool, kv3::Error>> {
-        Ok(start(acc, &b, "exists")?.exists(key).await.map_err(err))
+        let c = start(acc, &b, "exists")?;
+        Ok(async { c?.exists(key).await }.await.map_err(err))
     }
 
     async fn list_keys(
@@ -106,7 +118,8 @@ impl kv3::HostBucketWithStore<Host> for D {
         b: Resource<Bucket>,
         cursor: Option<u64>,
     ) -> wasmtime::Result<Result<kv3::KeyResponse, kv3::Error>> {
-        let r = start(acc, &b, "list_keys")?.list_keys(cursor).await;
+        let c = start(acc, &b, "list_keys")?;
+        let r = async { c?.list_keys(cursor).await }.await;
         Ok(r.map(|(keys, cursor)| kv3::KeyResponse { keys, cursor })
             .map_err(err))
     }
@@ -119,10 +132,8 @@ impl atomics::HostWithStore<Host> for D {
         key: String,
         delta: u64,
     ) -> wasmtime::Result<Result<u64, kv3::Error>> {
-        Ok(start(acc, &b, "increment")?
-            .increment(key, delta)
-            .await
-            .map_err(err))
+        let c = start(acc, &b, "increment")?;
+        Ok(async { c?.increment(key, delta).await }.await.map_err(err))
     }
 }
 
@@ -132,10 +143,8 @@ impl batch::HostWithStore<Host> for D {
         b: Resource<Bucket>,
         keys: Vec<String>,
     ) -> wasmtime::Result<Result<Vec<Option<(String, Vec<u8>)>>, kv3::Error>> {
-        Ok(start(acc, &b, "get_many")?
-            .get_many(keys)
-            .await
-            .map_err(err))
+        let c = start(acc, &b, "get_many")?;
+        Ok(async { c?.get_many(keys).await }.await.map_err(err))
     }
 
     async fn set_many(
@@ -143,10 +152,8 @@ impl batch::HostWithStore<Host> for D {
         b: Resource<Bucket>,
         key_values: Vec<(String, Vec<u8>)>,
     ) -> wasmtime::Result<Result<(), kv3::Error>> {
-        Ok(start(acc, &b, "set_many")?
-            .set_many(key_values)
-            .await
-            .map_err(err))
+        let c = start(acc, &b, "set_many")?;
+        Ok(async { c?.set_many(key_values).await }.await.map_err(err))
     }
 
     async fn delete_many(
@@ -154,10 +161,8 @@ impl batch::HostWithStore<Host> for D {
         b: Resource<Bucket>,
         keys: Vec<String>,
     ) -> wasmtime::Result<Result<(), kv3::Error>> {
-        Ok(start(acc, &b, "delete_many")?
-            .delete_many(keys)
-            .await
-            .map_err(err))
+        let c = start(acc, &b, "delete_many")?;
+        Ok(async { c?.delete_many(keys).await }.await.map_err(err))
     }
 }
 
@@ -169,8 +174,8 @@ impl extras::HostWithStore<Host> for D {
         value: Vec<u8>,
         ttl_ms: u64,
     ) -> wasmtime::Result<Result<(), kv3::Error>> {
-        Ok(start(acc, &b, "set_with_ttl")?
-            .set_with_ttl(key, value, ttl_ms)
+        let c = start(acc, &b, "set_with_ttl")?;
+        Ok(async { c?.set_with_ttl(key, value, ttl_ms).await }
             .await
             .map_err(err))
     }
@@ -182,8 +187,8 @@ impl extras::HostWithStore<Host> for D {
         cursor: Option<String>,
         limit: u32,
     ) -> wasmtime::Result<Result<(Vec<String>, Option<String>), kv3::Error>> {
-        Ok(start(acc, &b, "list_prefix")?
-            .list_prefix(prefix, cursor, limit)
+        let c = start(acc, &b, "list_prefix")?;
+        Ok(async { c?.list_prefix(prefix, cursor, limit).await }
             .await
             .map_err(err))
     }
@@ -195,8 +200,8 @@ impl extras::HostWithStore<Host> for D {
         expected: Option<Vec<u8>>,
         new: Vec<u8>,
     ) -> wasmtime::Result<Result<bool, kv3::Error>> {
-        Ok(start(acc, &b, "compare_and_swap")?
-            .compare_and_swap(key, expected, new)
+        let c = start(acc, &b, "compare_and_swap")?;
+        Ok(async { c?.compare_and_swap(key, expected, new).await }
             .await
             .map_err(err))
     }

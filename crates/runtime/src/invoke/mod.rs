@@ -396,6 +396,7 @@ impl Runtime {
                 },
                 ops: p.ops,
                 shared: p.shared,
+                calls: crate::ops::HostCalls::new(f.limits.instance_concurrency),
             },
         );
         store.limiter(|h| &mut h.limiter);

@@ -24,7 +24,9 @@
 //!   serves at that moment (exact with one at a time), or, between
 //!   requests, to the last one it served;
 //! - service calls (KV, documents, events...) count for the oldest request
-//!   it serves, or the last one; calls it makes carry no `traceparent`;
+//!   it serves when the call ends (an async call may outlive the request
+//!   it began under), or the last one; calls it makes carry no
+//!   `traceparent`;
 //! - configuration: an instance serves only requests that see the
 //!   configuration of its start (a change retires it), so a rotated secret
 //!   is redacted from its output as from a fresh instance's.
