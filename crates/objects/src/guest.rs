@@ -8,7 +8,9 @@ use nimbus_core::{AppSpec, FunctionSpec, Service};
 use nimbus_runtime::{GuestCapability, GuestCx, HasCx, Host, HostCall, InstanceCx, Op};
 use nimbus_store::{BlobFiles, Store};
 use std::any::Any;
+use std::collections::HashMap;
 use std::sync::Arc;
+use tokio::sync::Semaphore;
 use wasmtime::component::Linker;
 
 wasmtime::component::bindgen!({
@@ -28,7 +30,15 @@ struct Node {
     files: BlobFiles,
     /// Most bytes one call carries.
     limit: u64,
+    /// Each app's turns among the writes running on tasks of their own
+    /// (see [`detached`]).
+    writes: std::sync::Mutex<HashMap<String, Arc<Semaphore>>>,
 }
+
+/// Writes (puts, deletes) of one app's guests running at once on this
+/// node: a write goes on when its caller stops waiting, so no instance's
+/// limits bound these.
+const APP_WRITES: usize = 64;
 
 impl Blobs {
     pub fn new(store: Store, files: BlobFiles, limit: u64) -> Blobs {
@@ -36,7 +46,18 @@ impl Blobs {
             store,
             files,
             limit,
+            writes: Default::default(),
         }))
+    }
+}
+
+impl Node {
+    fn writes(&self, app: &str) -> Arc<Semaphore> {
+        let mut writes = self.writes.lock().unwrap_or_else(|e| e.into_inner());
+        writes
+            .entry(app.to_string())
+            .or_insert_with(|| Arc::new(Semaphore::new(APP_WRITES)))
+            .clone()
     }
 }
 
@@ -78,10 +99,12 @@ impl BlobsState {
     pub(crate) fn call(cx: &Cx<'_>, op: &'static str, bucket: String) -> BlobCall {
         BlobCall {
             op: cx.op(Service::Objects, op, &bucket),
-            node: cx.state.node.clone(),
-            app: cx.state.app.clone(),
-            function: cx.state.function.clone(),
-            bucket,
+            on: Target {
+                node: cx.state.node.clone(),
+                app: cx.state.app.clone(),
+                function: cx.state.function.clone(),
+                bucket,
+            },
         }
     }
 }
@@ -89,6 +112,11 @@ impl BlobsState {
 /// One call on a bucket (see [`BlobsState::call`]).
 pub(crate) struct BlobCall {
     op: Op,
+    on: Target,
+}
+
+/// A bucket of a function's app, and what reaches it.
+struct Target {
     node: Arc<Node>,
     app: Arc<AppSpec>,
     function: Arc<FunctionSpec>,
@@ -114,13 +142,23 @@ fn blob_err(e: impl std::fmt::Display) -> blobs_wit::Error {
 }
 
 /// Runs `write` on a task of its own, which goes on if the caller's
-/// future is dropped.
+/// future is dropped (a WASI 0.3 guest may cancel its call, and a timeout
+/// drops it), so a write ends with its row committed or its body file
+/// removed, and the bodies it replaced freed: never a body file no row
+/// names. It waits for a turn among its app's [`APP_WRITES`] first (the
+/// wait is the caller's, and stops with it).
 async fn detached<T: Send + 'static>(
+    writes: Arc<Semaphore>,
     write: impl Future<Output = BlobResult<T>> + Send + 'static,
 ) -> BlobResult<T> {
-    tokio::spawn(write)
-        .await
-        .unwrap_or_else(|e| Err(blob_err(format!("the write failed: {e}"))))
+    let turn = writes.acquire_owned().await;
+    let turn = turn.map_err(|_| blob_err("the node is shutting down"))?;
+    tokio::spawn(async move {
+        let _turn = turn;
+        write.await
+    })
+    .await
+    .unwrap_or_else(|e| Err(blob_err(format!("the write failed: {e}"))))
 }
 
 impl BlobCall {
@@ -131,6 +169,65 @@ impl BlobCall {
         self
     }
 
+    pub(crate) async fn get(self, key: String) -> BlobResult<Option<Vec<u8>>> {
+        let (db, files, limit) = self.on.open().await?;
+        let row = match db.object(&self.on.bucket, &key).await.map_err(blob_err)? {
+            Some(r) => r,
+            None => return self.op.result(Ok(None)),
+        };
+        if row.size > limit {
+            return Err(blobs_wit::Error::TooLarge(format!(
+                "object {key:?} is {} bytes, over the {limit} bytes this interface carries; read it through the S3 API",
+                row.size
+            )));
+        }
+        let mut f = files.open_range(&row.file, 0).await.map_err(blob_err)?;
+        let mut buf = Vec::with_capacity(row.size as usize);
+        let r = tokio::io::AsyncReadExt::read_to_end(&mut f, &mut buf).await;
+        self.op.result(r.map(|_| Some(buf)).map_err(blob_err))
+    }
+
+    /// Writes an object, to its end even if the caller stops waiting
+    /// ([`detached`]); the call is metered (and its room held) while the
+    /// caller waits.
+    pub(crate) async fn put(
+        self,
+        key: String,
+        data: Vec<u8>,
+        content_type: Option<String>,
+    ) -> BlobResult<blobs_wit::ObjectInfo> {
+        let BlobCall { op, on } = self;
+        let writes = on.node.writes(&on.app.name);
+        op.result(detached(writes, on.put(key, data, content_type)).await)
+    }
+
+    /// Deletes an object, to its end as [`BlobCall::put`] does, so the
+    /// bodies it frees are removed.
+    pub(crate) async fn delete(self, key: String) -> BlobResult<bool> {
+        let BlobCall { op, on } = self;
+        let writes = on.node.writes(&on.app.name);
+        op.result(detached(writes, on.delete(key)).await)
+    }
+
+    pub(crate) async fn list(
+        self,
+        prefix: String,
+        after: Option<String>,
+        limit: u32,
+    ) -> BlobResult<Vec<blobs_wit::ObjectInfo>> {
+        let (db, _, _) = self.on.open().await?;
+        let from = nimbus_store::ListFrom::After(after.unwrap_or_default());
+        let r = db
+            .list_objects(&self.on.bucket, &prefix, &from, limit.clamp(1, 1000))
+            .await;
+        self.op.result(
+            r.map(|rows| rows.iter().map(info).collect())
+                .map_err(blob_err),
+        )
+    }
+}
+
+impl Target {
     /// The store, the body files and the call limit, once the bucket is
     /// granted to the function and belongs to its app.
     async fn open(&self) -> BlobResult<(&Store, &BlobFiles, u64)> {
@@ -150,38 +247,7 @@ impl BlobCall {
         }
     }
 
-    pub(crate) async fn get(self, key: String) -> BlobResult<Option<Vec<u8>>> {
-        let (db, files, limit) = self.open().await?;
-        let row = match db.object(&self.bucket, &key).await.map_err(blob_err)? {
-            Some(r) => r,
-            None => return self.op.result(Ok(None)),
-        };
-        if row.size > limit {
-            return Err(blobs_wit::Error::TooLarge(format!(
-                "object {key:?} is {} bytes, over the {limit} bytes this interface carries; read it through the S3 API",
-                row.size
-            )));
-        }
-        let mut f = files.open_range(&row.file, 0).await.map_err(blob_err)?;
-        let mut buf = Vec::with_capacity(row.size as usize);
-        let r = tokio::io::AsyncReadExt::read_to_end(&mut f, &mut buf).await;
-        self.op.result(r.map(|_| Some(buf)).map_err(blob_err))
-    }
-
-    /// Writes an object. The write runs to its end (its row committed or
-    /// its body file removed, replaced bodies freed) even if the caller
-    /// stops waiting: a WASI 0.3 guest may cancel its call, and a timeout
-    /// drops it, neither of which may leave a body file no row names.
-    pub(crate) async fn put(
-        self,
-        key: String,
-        data: Vec<u8>,
-        content_type: Option<String>,
-    ) -> BlobResult<blobs_wit::ObjectInfo> {
-        detached(self.put_now(key, data, content_type)).await
-    }
-
-    async fn put_now(
+    async fn put(
         self,
         key: String,
         data: Vec<u8>,
@@ -215,7 +281,7 @@ impl BlobCall {
             // (the store does, as for an S3 write).
             attrs: Default::default(),
         };
-        let r = match db.put_object(&row, &[]).await {
+        match db.put_object(&row, &[]).await {
             Ok(written) => {
                 for f in &written.freed {
                     files.delete(f).await;
@@ -226,21 +292,14 @@ impl BlobCall {
                 files.delete(&stored.file).await;
                 Err(blob_err(e))
             }
-        };
-        self.op.result(r)
+        }
     }
 
-    /// Deletes an object; runs to its end as [`BlobCall::put`] does, so
-    /// the bodies it frees are removed.
-    pub(crate) async fn delete(self, key: String) -> BlobResult<bool> {
-        detached(self.delete_now(key)).await
-    }
-
-    async fn delete_now(self, key: String) -> BlobResult<bool> {
+    async fn delete(self, key: String) -> BlobResult<bool> {
         let (db, files, _) = self.open().await?;
         // In a versioned bucket, a deletion adds a delete marker (S3's
         // rule): `true` then too, as the key is gone from reads.
-        let r = match db.delete_object(&self.bucket, &key, None, &[], false).await {
+        match db.delete_object(&self.bucket, &key, None, &[], false).await {
             Ok(removed) => {
                 for f in &removed.freed {
                     files.delete(f).await;
@@ -248,25 +307,7 @@ impl BlobCall {
                 Ok(removed.changed)
             }
             Err(e) => Err(blob_err(e)),
-        };
-        self.op.result(r)
-    }
-
-    pub(crate) async fn list(
-        self,
-        prefix: String,
-        after: Option<String>,
-        limit: u32,
-    ) -> BlobResult<Vec<blobs_wit::ObjectInfo>> {
-        let (db, _, _) = self.open().await?;
-        let from = nimbus_store::ListFrom::After(after.unwrap_or_default());
-        let r = db
-            .list_objects(&self.bucket, &prefix, &from, limit.clamp(1, 1000))
-            .await;
-        self.op.result(
-            r.map(|rows| rows.iter().map(info).collect())
-                .map_err(blob_err),
-        )
+        }
     }
 }
 

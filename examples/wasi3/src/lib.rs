@@ -32,6 +32,8 @@
 //! * `watch3?id=ID&after=V&ms=N`: waits up to N ms for document ID of
 //!   `notes` to leave version V; answers its version (or `none`) and the
 //!   most `put3` and `watch3` requests this instance served at once
+//! * `inflight`: how many `put3`, `watch3` and `overlap` requests this
+//!   instance is serving now
 //! * `flood3?n=N`: starts N reads of `counters` at once (`nimbus:kv`);
 //!   answers how many were served and the first refusal
 //! * `blobs3?key=K`: in the bucket `files` (`nimbus:data@0.2.0`, async):
@@ -377,6 +379,7 @@ impl wasip3::exports::http::handler::Guest for Wasi3 {
                     Err(e) => text(500, format!("{e:?}")),
                 }
             }
+            "inflight" => text(200, IN_FLIGHT.load(Ordering::SeqCst).to_string()),
             "flood3" => {
                 use kv3::nimbus::kv::store as store3;
                 let n = num(&path, "n", 100);
