@@ -34,8 +34,9 @@
 //!   most `put3` and `watch3` requests this instance served at once
 //! * `inflight`: how many `put3`, `watch3` and `overlap` requests this
 //!   instance is serving now
-//! * `flood3?n=N`: starts N reads of `counters` at once (`nimbus:kv`);
-//!   answers how many were served and the first refusal
+//! * `flood3?n=N`: starts N watches of absent documents of `notes` at
+//!   once, each waiting 300 ms (`nimbus:data@0.2.0`); answers how many
+//!   were served and the first refusal
 //! * `blobs3?key=K`: in the bucket `files` (`nimbus:data@0.2.0`, async):
 //!   puts the request body under K, reads it, lists, deletes; answers
 //!   `SIZE BODY LISTED DELETED`
@@ -381,14 +382,11 @@ impl wasip3::exports::http::handler::Guest for Wasi3 {
             }
             "inflight" => text(200, IN_FLIGHT.load(Ordering::SeqCst).to_string()),
             "flood3" => {
-                use kv3::nimbus::kv::store as store3;
+                use data3::nimbus::data::documents as docs;
                 let n = num(&path, "n", 100);
-                let b = match store3::open("counters") {
-                    Ok(b) => b,
-                    Err(e) => return text(500, format!("{e:?}")),
-                };
-                let reads = (0..n).map(|i| b.get(format!("flood-{i}")));
-                let results = futures::future::join_all(reads).await;
+                let watches =
+                    (0..n).map(|i| docs::watch("notes".into(), format!("flood-{i}"), 0, 300));
+                let results = futures::future::join_all(watches).await;
                 let served = results.iter().filter(|r| r.is_ok()).count();
                 let refusal = results.into_iter().find_map(Result::err);
                 text(200, format!("{served} served; {refusal:?}"))
