@@ -14,6 +14,9 @@
 //! * `env?name=X`: the value of environment variable X
 //! * `dump`: prints its whole request body to stdout, then answers 500 (a
 //!   careless handler that logs its input)
+//! * `hoard?n=N`: creates N header sets (`wasi:http` `fields`, host
+//!   resources held outside the guest's memory), keeps them all, answers
+//!   `held N`
 //!
 //! `ACTION` in the environment picks the behaviour instead of the path.
 
@@ -137,6 +140,16 @@ impl wasi::exports::http::incoming_handler::Guest for Chaos {
             "count" => {
                 let n = COUNTER.fetch_add(1, Ordering::SeqCst) + 1;
                 respond(out, 200, &n.to_string());
+            }
+            "hoard" => {
+                let n = num(&path, "n", 1000);
+                let mut held = Vec::new();
+                for i in 0..n {
+                    let f = Fields::new();
+                    let _ = f.append("x-hoard", format!("{i:0>64}").as_bytes());
+                    held.push(f);
+                }
+                respond(out, 200, &format!("held {}", held.len()));
             }
             "env" => {
                 let name = query(&path, "name").unwrap_or("GREETING");

@@ -243,6 +243,48 @@ async fn guests_and_clients_cannot_make_the_host_hold_unbounded_memory() {
     );
 }
 
+/// A guest makes the host hold resources (here `wasi:http` header sets,
+/// each with a 64-byte header) that live outside its `memory_mb`: four
+/// requests at once asking for 500,000 each used to make the host hold
+/// them all (wasmtime's tables allow a million entries per instance). An
+/// instance now holds at most 10,000 resources: past that, its request is
+/// stopped with a clear error, and the server's memory barely moves.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_guest_cannot_make_the_host_hold_unbounded_resources() {
+    let s = Server::start(&[]);
+    s.deploy(
+        app_dir(
+            "[app]\nname = \"hoarder\"\n[functions.api]\ncomponent = \"@WASM@/chaos.wasm\"\nmemory_mb = 16\ntimeout_ms = 30000\n",
+        )
+        .path(),
+    );
+    let api = ("hoarder", "api");
+    assert_eq!(
+        invoke(&s, "GET", api, "/hoard?n=1000", vec![]).await,
+        (200, "held 1000".into())
+    );
+    let before = s.rss_bytes();
+    s.reset_peak_rss();
+    let hoards = (0..4).map(|_| invoke(&s, "GET", api, "/hoard?n=500000", vec![]));
+    let mut answers = Vec::new();
+    for (st, body) in futures::future::join_all(hoards).await {
+        assert_eq!(st, 500, "{body}");
+        assert!(body.contains("holds 10000 host resources"), "{body}");
+        answers.push(body);
+    }
+    let grown = s.peak_rss_bytes().saturating_sub(before);
+    assert!(
+        grown < 64 << 20,
+        "the server's peak RSS grew by {} MiB; the answers: {answers:?}",
+        grown >> 20
+    );
+    // The function still serves.
+    assert_eq!(
+        invoke(&s, "GET", api, "/hoard?n=10", vec![]).await,
+        (200, "held 10".into())
+    );
+}
+
 /// A deploy asking for a timeout beyond the server's cap is refused with
 /// a clear error (one of 18446744073709551615 ms used to be served).
 #[tokio::test(flavor = "multi_thread")]

@@ -348,8 +348,23 @@ fn with_origin<B>(req: Request<B>) -> Request<B> {
 fn describe_error(e: &wasmtime::Error) -> String {
     // The root cause names the trap or the limit; the wasm backtrace that
     // wraps it is for the server log, not the client.
-    e.root_cause().to_string()
+    let cause = e.root_cause();
+    if let Some(wasmtime::component::ResourceTableError::Full) =
+        cause.downcast_ref::<wasmtime::component::ResourceTableError>()
+    {
+        return format!(
+            "the instance holds {MAX_RESOURCES} host resources (header sets, bodies, streams, pollables...), the most one may: drop those it no longer needs"
+        );
+    }
+    cause.to_string()
 }
+
+/// Host resources one instance may hold at once, in each of its tables
+/// (the `wasi` resources, and a WASI 0.3 guest's tasks, streams and
+/// futures). They live in host memory, outside the instance's
+/// `memory_mb`: wasmtime's own bound (a million) let four requests at
+/// once make the host hold over 250 MiB.
+pub const MAX_RESOURCES: usize = 10_000;
 
 /// What a new store is built from, besides its function.
 struct StoreParts<'a> {
@@ -374,7 +389,11 @@ impl Runtime {
             Host {
                 wasi: wasi.build(),
                 http: WasiHttpCtx::new(),
-                table: wasmtime::component::ResourceTable::new(),
+                table: {
+                    let mut t = wasmtime::component::ResourceTable::new();
+                    t.set_max_capacity(MAX_RESOURCES);
+                    t
+                },
                 outbound: OutboundPolicy {
                     allowed: f.allowed.clone(),
                     egress: self.egress.clone(),
@@ -399,6 +418,9 @@ impl Runtime {
                 calls: crate::ops::HostCalls::new(f.limits.instance_concurrency),
             },
         );
+        if let Some(t) = store.concurrent_resource_table() {
+            t.set_max_capacity(MAX_RESOURCES);
+        }
         store.limiter(|h| &mut h.limiter);
         store.epoch_deadline_async_yield_and_update(1);
         store.set_epoch_deadline(1);
