@@ -209,6 +209,43 @@ async fn wait_for_kv_ops(server: &Server, n: u64) {
         .await;
 }
 
+/// POSTs `body` to the send action at `path` with `?queue=jobs` and waits
+/// until the consumer kept it under `event:ID` in `store` (`APP/STORE`);
+/// then checks that `?queue=nope` is the guest's clear error, not a trap.
+/// The message id.
+async fn sent_and_consumed(server: &Server, path: &str, store: &str, body: &str) -> String {
+    let r = server
+        .http
+        .post(format!("{}{path}?queue=jobs", server.url))
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let id = r.text().await.unwrap();
+    let key = format!("event:{id}");
+    let mut kept = String::new();
+    for _ in 0..100 {
+        let out = server.cli(&["kv", "get", store, &key]);
+        if out.status.success() {
+            kept = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(kept, body, "event {id} was not consumed");
+    let r = server
+        .http
+        .post(format!("{}{path}?queue=nope", server.url))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("UnknownTarget"));
+    id
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_wasi3_function_uses_kv_config_and_events() {
     let server = start();
@@ -241,35 +278,7 @@ async fn a_wasi3_function_uses_kv_config_and_events() {
     );
 
     // Sent from a 0.3 guest, delivered to a 0.3 consumer.
-    let r = server
-        .http
-        .post(format!("{}/v3/send?queue=jobs", server.url))
-        .body("payload from wasi 0.3")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202);
-    let id = r.text().await.unwrap();
-    let mut kept = String::new();
-    for _ in 0..100 {
-        let out = server.cli(&["kv", "get", "w3/counters", &format!("event:{id}")]);
-        if out.status.success() {
-            kept = String::from_utf8_lossy(&out.stdout).trim().to_string();
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(kept, "payload from wasi 0.3", "event {id} was not consumed");
-    // An unknown queue is the guest's clear error, not a trap.
-    let r = server
-        .http
-        .post(format!("{}/v3/send?queue=nope", server.url))
-        .body("x")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 400);
-    assert!(r.text().await.unwrap().contains("UnknownTarget"));
+    let id = sent_and_consumed(&server, "/v3/send", "w3/counters", "payload from wasi 0.3").await;
     let logs = server
         .wait_for_log("w3", &["consumer"], &format!("event {id}: 21 bytes"))
         .await;
@@ -719,35 +728,7 @@ async fn a_wasi3_function_uses_documents_objects_and_events_asynchronously() {
     assert!(body.contains("not granted"), "{body}");
 
     // Sent through nimbus:events@0.2.0, delivered to the consumer.
-    let r = server
-        .http
-        .post(format!("{}/api/send3?queue=jobs", server.url))
-        .body("sent asynchronously")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202);
-    let id = r.text().await.unwrap();
-    let key = format!("event:{id}");
-    let mut kept = String::new();
-    for _ in 0..100 {
-        let out = server.cli(&["kv", "get", "d3/counters", &key]);
-        if out.status.success() {
-            kept = String::from_utf8_lossy(&out.stdout).trim().to_string();
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(kept, "sent asynchronously", "event {id} was not consumed");
-    let r = server
-        .http
-        .post(format!("{}/api/send3?queue=nope", server.url))
-        .body("x")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 400);
-    assert!(r.text().await.unwrap().contains("UnknownTarget"));
+    sent_and_consumed(&server, "/api/send3", "d3/counters", "sent asynchronously").await;
 
     // Every call is metered: 4 KV (two swaps, a TTL write, a listing); 7
     // documents (put, patch, get, query, delete, watch, put) and the
