@@ -69,6 +69,7 @@ mod fair;
 mod host;
 mod invoke;
 mod ops;
+mod pool;
 
 pub use admission::{Admission, Permit, Throttled};
 pub use app::{ActiveApp, manifest_config};
@@ -92,8 +93,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+use wasmtime::Engine;
 use wasmtime::component::Linker;
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 /// Errors preparing a function to run.
 #[derive(Debug, thiserror::Error)]
@@ -224,28 +225,7 @@ impl Runtime {
         capabilities: Vec<Arc<dyn GuestCapability>>,
     ) -> Result<Arc<Runtime>, RuntimeError> {
         let slots = config.max_in_flight.max(1);
-        let mut pool = PoolingAllocationConfig::new();
-        pool.total_component_instances(slots)
-            .total_core_instances(slots.saturating_mul(4))
-            .total_memories(slots.saturating_mul(2))
-            .total_tables(slots.saturating_mul(4))
-            // A WASI 0.3 guest's task may run on a fiber of its own while
-            // the call that started it waits on another.
-            .total_stacks(slots.saturating_mul(2))
-            .max_memory_size((config.max_memory_mb as usize) << 20)
-            // Slots of dropped instances stay warm (their pages resident) for
-            // fast reuse; bound how many, or RSS grows with the pool size.
-            .max_unused_warm_slots(config.warm_slots)
-            // Reset only the pages an instance dirtied (Linux 6.7+'s
-            // PAGEMAP_SCAN; elsewhere the whole kept-resident prefix).
-            .pagemap_scan(wasmtime::Enabled::Auto)
-            .linear_memory_keep_resident(config.keep_resident_bytes)
-            .table_keep_resident(config.keep_resident_bytes);
-        let mut wasm = Config::new();
-        wasm.epoch_interruption(true)
-            // WASI 0.3 guests: async component functions, streams, futures.
-            .wasm_component_model_async(true)
-            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let wasm = pool::engine_config(&config);
         let engine = Engine::new(&wasm).map_err(|e| {
             RuntimeError::Io(format!(
                 "cannot create the wasm engine ({e:#}); if virtual memory is limited (ulimit -v), lower --max-in-flight or --max-memory-mb"

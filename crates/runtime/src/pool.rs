@@ -1,0 +1,222 @@
+//! The wasmtime engine guests run on: the pooling allocator's sizes and
+//! how a slot is reset between instances.
+//!
+//! A slot's reset is wasmtime's, from the vendored copy in
+//! `vendor/wasmtime` (see `vendor/README.md`): with `PAGEMAP_SCAN` it
+//! resets in place every page the instance dirtied, however scattered, up
+//! to the kept-resident budget, including pages the kernel swapped out.
+//! The tests below hold it to that: whatever an instance wrote, the next
+//! instance in the same slot sees the module's initial memory.
+
+use crate::RuntimeConfig;
+use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// The engine configuration for `config`: epoch interruption, WASI 0.3's
+/// async component model, and a pool sized by `--max-in-flight`.
+pub(crate) fn engine_config(config: &RuntimeConfig) -> Config {
+    let slots = config.max_in_flight.max(1);
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(slots)
+        .total_core_instances(slots.saturating_mul(4))
+        .total_memories(slots.saturating_mul(2))
+        .total_tables(slots.saturating_mul(4))
+        // A WASI 0.3 guest's task may run on a fiber of its own while
+        // the call that started it waits on another.
+        .total_stacks(slots.saturating_mul(2))
+        .max_memory_size((config.max_memory_mb as usize) << 20)
+        // Slots of dropped instances stay warm (their pages resident) for
+        // fast reuse; bound how many, or RSS grows with the pool size.
+        .max_unused_warm_slots(config.warm_slots)
+        // Reset only the pages an instance dirtied (Linux 6.7+'s
+        // PAGEMAP_SCAN; elsewhere the whole kept-resident prefix).
+        .pagemap_scan(wasmtime::Enabled::Auto)
+        .linear_memory_keep_resident(config.keep_resident_bytes)
+        .table_keep_resident(config.keep_resident_bytes);
+    let mut wasm = Config::new();
+    wasm.epoch_interruption(true)
+        // WASI 0.3 guests: async component functions, streams, futures.
+        .wasm_component_model_async(true)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    wasm
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::CString;
+    use std::io::{Read, Seek, SeekFrom};
+    use std::path::PathBuf;
+    use wasmtime::{Engine, Instance, Module, Store};
+
+    const PAGE: usize = 4096;
+    const IMAGE: &[u8] = b"nimbus initial image";
+
+    /// A module with a 4 MiB memory (inside the 4 MiB kept resident) and a
+    /// data segment, on an engine configured as the node's.
+    fn engine_and_module() -> (Engine, Module) {
+        let config = RuntimeConfig {
+            max_in_flight: 2,
+            max_memory_mb: 16,
+            ..RuntimeConfig::default()
+        };
+        let engine = Engine::new(&engine_config(&config)).unwrap();
+        let wat = format!(
+            r#"(module (memory (export "memory") 64) (data (i32.const 0) "{}"))"#,
+            std::str::from_utf8(IMAGE).unwrap()
+        );
+        let module = Module::new(&engine, wat).unwrap();
+        (engine, module)
+    }
+
+    /// An instance of `module` in a store of its own; its memory's base.
+    async fn instance(engine: &Engine, module: &Module) -> (Store<()>, wasmtime::Memory, usize) {
+        let mut store = Store::new(engine, ());
+        let instance = Instance::new_async(&mut store, module, &[]).await.unwrap();
+        let memory = instance.get_memory(&mut store, "memory").unwrap();
+        let base = memory.data_ptr(&store) as usize;
+        (store, memory, base)
+    }
+
+    /// The pages of `[base, base + len)` the kernel has in memory.
+    fn resident_pages(base: usize, len: usize) -> Vec<bool> {
+        let mut vec = vec![0u8; len / PAGE];
+        // SAFETY: the range is the pool's mapping (reserved for the
+        // engine's life); mincore only reads the page tables.
+        let rc = unsafe { libc::mincore(base as *mut _, len, vec.as_mut_ptr()) };
+        assert_eq!(rc, 0, "mincore: {}", std::io::Error::last_os_error());
+        vec.iter().map(|b| b & 1 == 1).collect()
+    }
+
+    /// Whether the page at `addr` is swapped out (/proc/self/pagemap bit 62).
+    fn swapped(addr: usize) -> bool {
+        let mut pagemap = std::fs::File::open("/proc/self/pagemap").unwrap();
+        pagemap
+            .seek(SeekFrom::Start((addr / PAGE * 8) as u64))
+            .unwrap();
+        let mut entry = [0u8; 8];
+        pagemap.read_exact(&mut entry).unwrap();
+        u64::from_le_bytes(entry) & (1 << 62) != 0
+    }
+
+    /// Asserts that a fresh instance's memory is the module's initial one.
+    fn assert_initial(memory: &[u8]) {
+        assert_eq!(&memory[..IMAGE.len()], IMAGE);
+        if let Some(at) = memory[IMAGE.len()..].iter().position(|b| *b != 0) {
+            panic!(
+                "the next instance in the slot sees the previous one's data at byte {} (page {})",
+                IMAGE.len() + at,
+                (IMAGE.len() + at) / PAGE
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_slot_is_reset_in_place_however_scattered_the_dirty_pages() {
+        let (engine, module) = engine_and_module();
+        let (mut store, memory, base) = instance(&engine, &module).await;
+        // 200 dirty runs, far more than the 32 one PAGEMAP_SCAN reports.
+        let runs: Vec<usize> = (0..200).map(|i| 16 + 2 * i).collect();
+        for page in &runs {
+            memory.data_mut(&mut store)[page * PAGE..(page + 1) * PAGE].fill(0xa5);
+        }
+        memory.data_mut(&mut store)[..IMAGE.len()].fill(b'x');
+        drop(store);
+
+        let len = 64 * 65536;
+        let resident = resident_pages(base, len);
+        let (store, memory, next) = instance(&engine, &module).await;
+        assert_eq!(
+            next, base,
+            "the same module's next instance takes its warm slot"
+        );
+        // Reset in place (memset), not decommitted: the next instance
+        // does not fault them back in.
+        let dropped: Vec<_> = runs.iter().filter(|p| !resident[**p]).collect();
+        assert!(
+            dropped.is_empty(),
+            "{} of the 200 dirty pages were decommitted instead of reset in place, from page {:?}",
+            dropped.len(),
+            dropped.first()
+        );
+        assert_initial(memory.data(&store));
+    }
+
+    #[tokio::test]
+    async fn a_dirty_page_swapped_out_is_reset_for_the_next_instance() {
+        let _swap = Swap::ensure();
+        let (engine, module) = engine_and_module();
+        let (mut store, memory, base) = instance(&engine, &module).await;
+        let pages: Vec<usize> = (0..8).map(|i| 100 + 3 * i).collect();
+        for page in &pages {
+            memory.data_mut(&mut store)[page * PAGE..(page + 1) * PAGE]
+                .copy_from_slice(&[0x5e; PAGE]);
+        }
+        for page in &pages {
+            let addr = base + page * PAGE;
+            // SAFETY: a range of the live instance's memory; MADV_PAGEOUT
+            // only asks the kernel to reclaim it, contents unchanged.
+            let rc = unsafe { libc::madvise(addr as *mut _, PAGE, libc::MADV_PAGEOUT) };
+            assert_eq!(rc, 0, "madvise: {}", std::io::Error::last_os_error());
+        }
+        let out = pages.iter().filter(|p| swapped(base + **p * PAGE)).count();
+        assert!(
+            out > 0,
+            "the kernel swapped none of the 8 pages out, so this probe checks nothing"
+        );
+        drop(store);
+
+        let (store, memory, next) = instance(&engine, &module).await;
+        assert_eq!(
+            next, base,
+            "the same module's next instance takes its warm slot"
+        );
+        assert_initial(memory.data(&store));
+    }
+
+    /// Swap space for the swap probe: the machine's if it has some, else a
+    /// 64 MiB swap file turned on for the test and off after it (needs
+    /// root, as the test suite's set-up does).
+    struct Swap(Option<(PathBuf, CString)>);
+
+    impl Swap {
+        fn ensure() -> Swap {
+            let swaps = std::fs::read_to_string("/proc/swaps").unwrap_or_default();
+            if swaps.lines().count() > 1 {
+                return Swap(None);
+            }
+            let path =
+                std::env::temp_dir().join(format!("nimbus-swap-probe-{}", std::process::id()));
+            std::fs::write(&path, vec![0u8; 64 << 20]).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+            let mkswap = std::process::Command::new("mkswap").arg(&path).output();
+            assert!(
+                matches!(&mkswap, Ok(out) if out.status.success()),
+                "mkswap {} failed ({mkswap:?}): the swap probe needs util-linux's mkswap",
+                path.display()
+            );
+            let c = CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+            // SAFETY: a NUL-terminated path to a file mkswap prepared.
+            let rc = unsafe { libc::swapon(c.as_ptr(), 0) };
+            if rc != 0 {
+                let err = std::io::Error::last_os_error();
+                let _ = std::fs::remove_file(&path);
+                panic!(
+                    "swapon {}: {err}; the swap probe needs root and a file system that holds swap files (or swap already on)",
+                    path.display()
+                );
+            }
+            Swap(Some((path, c)))
+        }
+    }
+
+    impl Drop for Swap {
+        fn drop(&mut self) {
+            if let Some((path, c)) = self.0.take() {
+                // SAFETY: the path swapon took.
+                unsafe { libc::swapoff(c.as_ptr()) };
+                let _ = std::fs::remove_file(path);
+            }
+        }
+    }
+}
