@@ -428,6 +428,13 @@ impl<'a> ModuleWithCode<'a> {
         self.module
     }
 
+    /// The text section of this module's code in the store (Nimbus
+    /// patch: funcrefs point into it at `CompiledModule::funcref_offsets`).
+    #[inline]
+    pub fn text(&self) -> &'a [u8] {
+        self.store_code.text()
+    }
+
     /// Returns the slice in the text section of the function that
     /// `key` points to.
     #[inline]

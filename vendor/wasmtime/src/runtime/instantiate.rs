@@ -25,6 +25,12 @@ pub struct CompiledModule {
     index: Arc<CompiledFunctionsTable>,
     /// Sorted list, by function index, of names we have for this module.
     func_names: Vec<FunctionName>,
+    /// Nimbus patch (vendor/README.md): per defined function, the text
+    /// offsets of its array-to-wasm trampoline and of its body
+    /// (`u32::MAX` where it has none), computed on the first funcref
+    /// initialised instead of two searches of `index` per funcref in every
+    /// instance.
+    funcref_offsets: crate::sync::OnceLock<Box<[[u32; 2]]>>,
 }
 
 impl CompiledModule {
@@ -58,6 +64,7 @@ impl CompiledModule {
             meta: info.meta,
             index,
             func_names: info.func_names,
+            funcref_offsets: crate::sync::OnceLock::new(),
         };
         ret.register_profiling(profiler)?;
 
@@ -107,6 +114,37 @@ impl CompiledModule {
         // probably best to double-check this though.
         let data = self.engine_code.func_name_data();
         Some(str::from_utf8(&data[name.offset as usize..][..name.len as usize]).unwrap())
+    }
+
+    /// The text offsets of defined function `i`'s array-to-wasm trampoline
+    /// and of its body, as `function_range(..).start` of
+    /// `FuncKey::ArrayToWasmTrampoline` and `FuncKey::DefinedWasmFunction`
+    /// would return them (Nimbus patch, see `funcref_offsets`).
+    ///
+    /// # Panics
+    ///
+    /// Panics, as `function_range` does, if either is missing.
+    #[inline]
+    pub fn funcref_offsets(&self, i: DefinedFuncIndex) -> (usize, usize) {
+        let offsets = self.funcref_offsets.get_or_init(|| {
+            let module = self.module_index();
+            let start = |key| self.index.func_loc(key).map_or(u32::MAX, |loc| loc.start);
+            self.module
+                .defined_func_indices()
+                .map(|i| {
+                    [
+                        start(FuncKey::ArrayToWasmTrampoline(module, i)),
+                        start(FuncKey::DefinedWasmFunction(module, i)),
+                    ]
+                })
+                .collect()
+        });
+        let [array, wasm] = offsets[i.as_u32() as usize];
+        assert!(
+            array != u32::MAX && wasm != u32::MAX,
+            "defined function should be present"
+        );
+        (array as usize, wasm as usize)
     }
 
     /// Returns an iterator over all functions defined within this module with

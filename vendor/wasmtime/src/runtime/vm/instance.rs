@@ -875,24 +875,49 @@ impl Instance {
         registry: &ModuleRegistry,
         def_index: DefinedFuncIndex,
     ) -> Option<NonNull<VMFuncRef>> {
+        // Nimbus patch (vendor/README.md): the same funcref as
+        // `initialize_and_return_funcref` writes for the function's
+        // `ArrayToWasmTrampoline` and `DefinedWasmFunction` keys, with their
+        // text offsets from the module's once-computed table instead of two
+        // searches of the compiled-functions index per funcref.
         let module = self.env_module();
         let index = module.func_index(def_index);
         let func = &module.functions[index];
         let type_index = func.signature.unwrap_engine_type_index();
         let vmctx_offset = self.offsets().vmctx_func_ref(func.func_ref);
-        let array_to_wasm_key = FuncKey::ArrayToWasmTrampoline(module.module_index, def_index);
-        let wasm_key = FuncKey::DefinedWasmFunction(module.module_index, def_index);
-        // SAFETY: the type/offset/keys here are all valid for the defined
-        // function at `def_index`.
+        let runtime_module = self
+            .runtime_module()
+            .expect("funcref impossible in fake module");
+        let (array_offset, wasm_offset) = runtime_module
+            .compiled_module()
+            .funcref_offsets(def_index);
+        let text = ModuleWithCode::in_store(registry, runtime_module)
+            .expect("module not in store")
+            .text();
+        // The pointers keep the provenance of the rest of the text section,
+        // as upstream's did of the function's slice.
+        let array_call = VmPtr::from(NonNull::from(&text[array_offset..]).cast());
+        let wasm_call = Some(VmPtr::from(
+            NonNull::from(&text[wasm_offset..]).cast::<VMWasmCallFunction>(),
+        ));
+        let vmctx = VMOpaqueContext::from_vmcontext(self.vmctx()).into();
+
+        // SAFETY: the offset calculated here should be correct with
+        // `self.offsets`
+        let func_ref_ptr = unsafe { self.vmctx_plus_offset_raw::<VMFuncRef>(vmctx_offset) };
+
+        // SAFETY: the `func_ref_ptr` should be valid as it's within our
+        // `VMContext` area.
         unsafe {
-            self.initialize_and_return_funcref(
-                registry,
+            func_ref_ptr.write(VMFuncRef {
+                array_call,
+                wasm_call,
+                vmctx,
                 type_index,
-                vmctx_offset,
-                array_to_wasm_key,
-                wasm_key,
-            )
+            });
         }
+
+        Some(func_ref_ptr)
     }
 
     fn get_start_func_ref(

@@ -136,7 +136,7 @@ impl PageMap {
 /// this function will perform a scan of `ptr` for `len` bytes which will search
 /// for pages that:
 ///
-/// * Are present.
+/// * Are present, or swapped out (Nimbus patch).
 /// * Have been written.
 /// * Are NOT backed by the "zero" page.
 /// * Are NOT backed by a "file" page.
@@ -170,9 +170,15 @@ impl PageMap {
 /// Putting this all together this helps explain the search criteria for
 /// `PAGEMAP_SCAN`, notably:
 ///
-/// * `Categories::PRESENT` - we're only interested in present pages, anything
-///   unmapped wasn't touched by the guest so no need for the host to touch it
-///   either.
+/// * `Categories::PRESENT | Categories::SWAPPED` - we're only interested in
+///   pages with a page table entry, anything unmapped wasn't touched by the
+///   guest so no need for the host to touch it either. A page the guest
+///   dirtied and the kernel then swapped out (or one under migration, or
+///   poisoned) has a non-present entry and must be reset too (Nimbus patch:
+///   upstream asked for `PRESENT` only, so such pages were neither reset nor
+///   decommitted and the slot's next instance read them back). The scan
+///   reports `PRESENT` for each region; regions without it are decommitted
+///   rather than copied over, which would swap them in first.
 ///
 /// * `Categories::WRITTEN` - if a page was only read by the guest no need to
 ///   take a look at it as the contents aren't changed from the initial image.
@@ -187,7 +193,7 @@ impl PageMap {
 ///
 /// The `PAGEMAP_SCAN` will report back a set of contiguous regions of memory
 /// which match our scan flags that we're looking for. Each of these regions is
-/// then passed to `reset_manually` as-is. The ioctl will additionally then
+/// then passed to `reset_manually` as-is (present ones; see above). The ioctl will additionally then
 /// report a "walk_end" address which is the last address it considered before
 /// the scan was halted. A scan can stop for 3 reasons:
 ///
@@ -211,10 +217,11 @@ impl PageMap {
 ///   a region of memory to store a list of `page_region` structures. Below this
 ///   is always `MAX_REGIONS`. If there are more than this number of disjoint
 ///   regions of memory that need to be reported then the ioctl will also return
-///   early without reaching the end of memory. Note that this means that all
-///   further memory will be `decommit`'d with reported regions still going to
-///   `reset_manually`. This is arguably something we should detect and improve
-///   in Wasmtime, but for now `MAX_REGIONS` is hardcoded.
+///   early without reaching the end of memory. (Nimbus patch: the scan then
+///   resumes at `walk_end` with the budget left; upstream decommitted all
+///   further memory, so a guest dirtying more than 32 runs of pages, as
+///   JavaScript and Python heaps do, faulted them back in on every
+///   instantiation.)
 ///
 /// In the end this ends up being a "more clever" version of this function than
 /// the one in the `pagemap_disabled` module. By using `PAGEMAP_SCAN` we can
@@ -283,11 +290,14 @@ pub unsafe fn reset_with_pagemap(
     // 32nd run decommitted (and re-faulted by the next instance). Only a
     // spent budget ends the scan early, which is what `walk_end` is for.
     //
-    // Dirty pages that the kernel swapped out are reset too: they are
+    // Dirty pages that the kernel swapped out are decommitted: they are
     // `WRITTEN | SWAPPED`, not `PRESENT`, so upstream's mask skipped them,
     // and as they sit before `walk_end` they were not decommitted either;
     // the next instance in the slot read the previous one's data back.
-    const MAX_REGIONS: usize = 32;
+    //
+    // Regions per call: at most 512, past which the kernel walks in several
+    // passes per call.
+    const MAX_REGIONS: usize = 256;
     let mut storage = [MaybeUninit::uninit(); MAX_REGIONS];
     let end = ptr.wrapping_add(len.byte_count());
     let mut start = ptr;
@@ -308,11 +318,9 @@ pub unsafe fn reset_with_pagemap(
                 .category_mask(Categories::WRITTEN | Categories::PFNZERO | Categories::FILE)
                 // ... whether resident or swapped out.
                 .category_anyof_mask(Categories::PRESENT | Categories::SWAPPED)
-                // Don't return any categories back. This helps group regions
-                // together since the reported set of categories is always
-                // empty and we otherwise aren't looking for anything in
-                // particular.
-                .return_mask(Categories::empty())
+                // Report whether a region is present: only present regions
+                // are copied over, the others decommitted.
+                .return_mask(Categories::PRESENT)
                 .build(&mut storage);
 
         // SAFETY: this should be a safe ioctl as we control the fd we're
@@ -348,13 +356,19 @@ pub unsafe fn reset_with_pagemap(
         first = false;
 
         for region in result.regions() {
+            budget = budget.saturating_sub(region.len() / host_page_size);
+            if !region.categories().contains(Categories::PRESENT) {
+                // Swapped out (or migrating, or poisoned): drop it rather
+                // than swap it in to overwrite it.
+                decommit(region.start().cast_mut(), region.len());
+                continue;
+            }
             // SAFETY: we're relying on Linux to pass in valid region ranges
             // within the `ptr/len` we specified to the original syscall.
             unsafe {
                 reset_manually(&mut *region.region().cast_mut());
             }
             bytes_resident += region.len();
-            budget = budget.saturating_sub(region.len() / host_page_size);
         }
 
         let walk_end = result.walk_end().cast_mut();
@@ -609,10 +623,6 @@ mod ioctl {
         /// Note that this will only contain categories specified in
         /// [`PageMapScanBuilder::return_mask`].
         #[inline]
-        #[cfg_attr(
-            not(test),
-            expect(dead_code, reason = "bindings for the future if we need them")
-        )]
         pub fn categories(&self) -> Categories {
             self.0.categories
         }
