@@ -14,8 +14,9 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 which=${1:-py}; secs=${2:-4}
 case "$which" in py|js) wasm=$root/bench/guests/dist/hello-$which.wasm ;; *) wasm=$(realpath "$which") ;; esac
-command -v perf >/dev/null || apt-get install -y linux-perf >/dev/null
-command -v wrk >/dev/null || apt-get install -y wrk >/dev/null
+. bench/lib.sh
+need perf linux-perf
+need wrk wrk
 [ -n "${NIMBUS_BIN:-}" ] || cargo build --release -p nimbus >&2
 case "$which" in py|js) [ -f "$wasm" ] || bench/guests/build.sh >&2 ;; esac
 nimbus=${NIMBUS_BIN:-$root/target/release/nimbus}

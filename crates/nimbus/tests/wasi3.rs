@@ -214,15 +214,8 @@ async fn wait_for_kv_ops(server: &Server, n: u64) {
 /// then checks that `?queue=nope` is the guest's clear error, not a trap.
 /// The message id.
 async fn sent_and_consumed(server: &Server, path: &str, store: &str, body: &str) -> String {
-    let r = server
-        .http
-        .post(format!("{}{path}?queue=jobs", server.url))
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202);
-    let id = r.text().await.unwrap();
+    let (status, id) = server.post_text(&format!("{path}?queue=jobs"), body).await;
+    assert_eq!(status, 202, "{id}");
     let key = format!("event:{id}");
     let mut kept = String::new();
     for _ in 0..100 {
@@ -234,15 +227,9 @@ async fn sent_and_consumed(server: &Server, path: &str, store: &str, body: &str)
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(kept, body, "event {id} was not consumed");
-    let r = server
-        .http
-        .post(format!("{}{path}?queue=nope", server.url))
-        .body("x")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 400);
-    assert!(r.text().await.unwrap().contains("UnknownTarget"));
+    let (status, text) = server.post_text(&format!("{path}?queue=nope"), "x").await;
+    assert_eq!(status, 400);
+    assert!(text.contains("UnknownTarget"), "{text}");
     id
 }
 
@@ -668,15 +655,8 @@ async fn a_wasi3_function_uses_documents_objects_and_events_asynchronously() {
     }
     assert_eq!(waiting, "1", "the watch never started");
     let started = Instant::now();
-    let r = server
-        .http
-        .post(format!("{}/api/put3?id=w", server.url))
-        .body(r#"{"a":1}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    assert_eq!(r.text().await.unwrap(), "1");
+    let put = server.post_text("/api/put3?id=w", r#"{"a":1}"#).await;
+    assert_eq!(put, (200, "1".to_string()));
     let (status, body, _) = watch.await.unwrap();
     assert_eq!((status, body.as_str()), (200, "1 2"));
     let waited = started.elapsed();
@@ -706,15 +686,8 @@ async fn a_wasi3_function_uses_documents_objects_and_events_asynchronously() {
     // Objects, in a bucket the app created through S3.
     let (id, secret) = s3_key(&server, "d3");
     boto3(&server, (&id, &secret), "c.create_bucket(Bucket='files')");
-    let r = server
-        .http
-        .post(format!("{}/api/blobs3?key=k1", server.url))
-        .body("hello blobs")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    assert_eq!(r.text().await.unwrap(), "11 hello blobs 1 true");
+    let put = server.post_text("/api/blobs3?key=k1", "hello blobs").await;
+    assert_eq!(put, (200, "11 hello blobs 1 true".to_string()));
     assert_eq!(
         boto3(
             &server,

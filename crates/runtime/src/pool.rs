@@ -114,13 +114,15 @@ mod tests {
     }
 
     /// Dirties `runs` (page numbers) and the image of a fresh instance,
-    /// drops it, and returns which pages of its slot stay resident and the
-    /// next instance in the slot, with its memory.
+    /// calls `before_drop` with its memory's base, drops it, and returns
+    /// which pages of its slot stay resident and the next instance in the
+    /// slot, with its memory.
     async fn dirty_and_reinstantiate(
         engine: &Engine,
         module: &Module,
         runs: &[usize],
         image_too: bool,
+        before_drop: impl FnOnce(usize),
     ) -> (Vec<bool>, Store<()>, wasmtime::Memory) {
         let (mut store, memory, base) = instance(engine, module).await;
         let len = memory.data_size(&store);
@@ -130,6 +132,7 @@ mod tests {
         if image_too {
             memory.data_mut(&mut store)[..IMAGE.len()].fill(b'x');
         }
+        before_drop(base);
         drop(store);
         let resident = resident_pages(base, len);
         let (store, memory, next) = instance(engine, module).await;
@@ -147,7 +150,7 @@ mod tests {
         // upstream wasmtime stopped at 32), fewer pages than kept resident.
         let runs: Vec<usize> = (0..600).map(|i| 16 + 2 * i).collect();
         let (resident, store, memory) =
-            dirty_and_reinstantiate(&engine, &module, &runs, true).await;
+            dirty_and_reinstantiate(&engine, &module, &runs, true, |_| {}).await;
         // Reset in place (memset), not decommitted: the next instance
         // does not fault them back in.
         let dropped: Vec<_> = runs.iter().filter(|p| !resident[**p]).collect();
@@ -168,7 +171,7 @@ mod tests {
         let (engine, module) = engine_and_module(4, 300 * PAGE);
         let runs: Vec<usize> = (0..400).map(|i| 16 + 2 * i).collect();
         let (resident, store, memory) =
-            dirty_and_reinstantiate(&engine, &module, &runs, false).await;
+            dirty_and_reinstantiate(&engine, &module, &runs, false, |_| {}).await;
         let kept: Vec<usize> = runs.iter().copied().filter(|p| resident[*p]).collect();
         assert_eq!(
             kept,
@@ -182,31 +185,23 @@ mod tests {
     async fn a_dirty_page_swapped_out_is_reset_for_the_next_instance() {
         let _swap = Swap::ensure();
         let (engine, module) = engine_and_module(4, 4 << 20);
-        let (mut store, memory, base) = instance(&engine, &module).await;
         let pages: Vec<usize> = (0..8).map(|i| 100 + 3 * i).collect();
-        for page in &pages {
-            memory.data_mut(&mut store)[page * PAGE..(page + 1) * PAGE]
-                .copy_from_slice(&[0x5e; PAGE]);
-        }
-        for page in &pages {
-            let addr = base + page * PAGE;
-            // SAFETY: a range of the live instance's memory; MADV_PAGEOUT
-            // only asks the kernel to reclaim it, contents unchanged.
-            let rc = unsafe { libc::madvise(addr as *mut _, PAGE, libc::MADV_PAGEOUT) };
-            assert_eq!(rc, 0, "madvise: {}", std::io::Error::last_os_error());
-        }
-        let out = pages.iter().filter(|p| swapped(base + **p * PAGE)).count();
-        assert!(
-            out > 0,
-            "the kernel swapped none of the 8 pages out, so this probe checks nothing"
-        );
-        drop(store);
-
-        let (store, memory, next) = instance(&engine, &module).await;
-        assert_eq!(
-            next, base,
-            "the same module's next instance takes its warm slot"
-        );
+        let page_out = |base: usize| {
+            for page in &pages {
+                let addr = base + page * PAGE;
+                // SAFETY: a range of the live instance's memory; MADV_PAGEOUT
+                // only asks the kernel to reclaim it, contents unchanged.
+                let rc = unsafe { libc::madvise(addr as *mut _, PAGE, libc::MADV_PAGEOUT) };
+                assert_eq!(rc, 0, "madvise: {}", std::io::Error::last_os_error());
+            }
+            let out = pages.iter().filter(|p| swapped(base + **p * PAGE)).count();
+            assert!(
+                out > 0,
+                "the kernel swapped none of the 8 pages out, so this probe checks nothing"
+            );
+        };
+        let (_, store, memory) =
+            dirty_and_reinstantiate(&engine, &module, &pages, false, page_out).await;
         assert_initial(memory.data(&store));
     }
 

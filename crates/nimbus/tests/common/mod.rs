@@ -425,6 +425,18 @@ impl Server {
         (r.status().as_u16(), r.text().await.unwrap())
     }
 
+    /// POSTs `body` to `path` on the app listener: status and body text.
+    pub async fn post_text(&self, path: &str, body: &str) -> (u16, String) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+
     /// GET on the control API with the admin token, as JSON.
     pub async fn api(&self, path: &str) -> serde_json::Value {
         let r = self

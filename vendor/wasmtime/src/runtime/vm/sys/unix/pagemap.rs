@@ -303,7 +303,6 @@ pub unsafe fn reset_with_pagemap(
     let mut start = ptr;
     let mut budget = keep_resident.byte_count() / host_page_size;
     let mut bytes_resident = 0;
-    let mut first = true;
 
     while budget > 0 && start < end {
         let scan_arg =
@@ -329,13 +328,14 @@ pub unsafe fn reset_with_pagemap(
         let result = match unsafe { ioctl(&pagemap.0, scan_arg) } {
             Ok(result) => result,
 
-            // If the very first ioctl fails for whatever reason, we at least
+            // If the very first ioctl fails for whatever reason (nothing
+            // scanned yet: every scan moves `start` forward), we at least
             // tried, so fall back to the default behavior.
             //
             // SAFETY: the safety requirement of
             // `pagemap_disabled::reset_with_pagemap` is the same as this
             // function.
-            Err(err) if first => unsafe {
+            Err(err) if start == ptr => unsafe {
                 log::warn!("failed pagemap scan {err}");
                 return crate::runtime::vm::pagemap_disabled::reset_with_pagemap(
                     None,
@@ -353,7 +353,6 @@ pub unsafe fn reset_with_pagemap(
                 break;
             }
         };
-        first = false;
 
         for region in result.regions() {
             budget = budget.saturating_sub(region.len() / host_page_size);
