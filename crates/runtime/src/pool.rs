@@ -9,8 +9,31 @@
 //! The tests below hold it to that: whatever an instance wrote, the next
 //! instance in the same slot sees the module's initial memory.
 
-use crate::RuntimeConfig;
-use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig};
+use crate::{RuntimeConfig, RuntimeError};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// The wasmtime engine of a [`crate::Runtime`], with the configuration it
+/// was built for. Building it reserves and guards the pool (milliseconds
+/// of `mmap` and `mprotect` for the stacks alone), so it can be built on a
+/// thread of its own and handed to [`crate::Runtime::with_engine`].
+pub struct GuestEngine {
+    pub(crate) engine: Engine,
+    pub(crate) config: RuntimeConfig,
+}
+
+impl GuestEngine {
+    /// The engine for `config` ([`engine_config`]).
+    pub fn build(config: RuntimeConfig) -> Result<GuestEngine, RuntimeError> {
+        let started = std::time::Instant::now();
+        let engine = Engine::new(&engine_config(&config)).map_err(|e| {
+            RuntimeError::Io(format!(
+                "cannot create the wasm engine ({e:#}); if virtual memory is limited (ulimit -v), lower --max-in-flight or --max-memory-mb"
+            ))
+        })?;
+        tracing::debug!(elapsed = ?started.elapsed(), "built the wasm engine");
+        Ok(GuestEngine { engine, config })
+    }
+}
 
 /// The engine configuration for `config`: epoch interruption, WASI 0.3's
 /// async component model, and a pool sized by `--max-in-flight`.
@@ -141,6 +164,89 @@ mod tests {
             "the same module's next instance takes its warm slot"
         );
         (resident, store, memory)
+    }
+
+    /// The `/proc/self/maps` line of the mapping holding `addr`, and the
+    /// one just below it: (start, end, permissions) each.
+    type Vma = (usize, usize, String);
+    fn vma_and_below(addr: usize) -> (Vma, Option<Vma>) {
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        let vmas: Vec<Vma> = maps
+            .lines()
+            .map(|l| {
+                let mut f = l.split_whitespace();
+                let (range, perms) = (f.next().unwrap(), f.next().unwrap());
+                let (a, b) = range.split_once('-').unwrap();
+                let hex = |x| usize::from_str_radix(x, 16).unwrap();
+                (hex(a), hex(b), perms.to_string())
+            })
+            .collect();
+        let at = vmas
+            .iter()
+            .find(|(a, b, _)| (*a..*b).contains(&addr))
+            .expect("a mapping holds the stack")
+            .clone();
+        let below = vmas.iter().find(|(_, b, _)| *b == at.0).cloned();
+        (at, below)
+    }
+
+    #[tokio::test]
+    async fn every_stack_a_guest_runs_on_is_guarded() {
+        // The pool's stacks get their guard page at their first use
+        // (vendor/wasmtime), not at the engine's creation: a host function
+        // a guest calls runs on the guest's stack, and the page below that
+        // stack must be inaccessible, for each stack of the pool.
+        let config = RuntimeConfig {
+            max_in_flight: 2,
+            max_memory_mb: 16,
+            ..RuntimeConfig::default()
+        };
+        let engine = Engine::new(&engine_config(&config)).unwrap();
+        let module = Module::new(
+            &engine,
+            r#"(module (import "host" "probe" (func $probe)) (func (export "run") call $probe))"#,
+        )
+        .unwrap();
+        let mut linker = wasmtime::Linker::new(&engine);
+        linker
+            .func_wrap(
+                "host",
+                "probe",
+                |mut caller: wasmtime::Caller<'_, usize>| {
+                    let local = 0u8;
+                    *caller.data_mut() = std::hint::black_box(&local) as *const u8 as usize;
+                },
+            )
+            .unwrap();
+        // Every stack of the pool at once (2 per invocation in flight).
+        let mut stores = Vec::new();
+        for _ in 0..4 {
+            let mut store = Store::new(&engine, 0usize);
+            store.set_epoch_deadline(u64::MAX / 2);
+            let instance = linker.instantiate_async(&mut store, &module).await.unwrap();
+            stores.push((store, instance));
+        }
+        let mut seen = std::collections::HashSet::new();
+        let stack_size = 2 << 20; // wasmtime's default async stack size
+        for (store, instance) in &mut stores {
+            let run = instance
+                .get_typed_func::<(), ()>(&mut *store, "run")
+                .unwrap();
+            let (sp, (at, below)) = {
+                run.call_async(&mut *store, ()).await.unwrap();
+                let sp = *store.data();
+                (sp, vma_and_below(sp))
+            };
+            assert!(seen.insert(at.0), "a stack of its own");
+            assert!(at.2.starts_with("rw"), "{at:?}");
+            let below = below.unwrap_or_else(|| panic!("nothing mapped below the stack {at:?}"));
+            assert_eq!(
+                (below.2.as_str(), below.1 - below.0),
+                ("---p", PAGE),
+                "the page below the stack at {sp:#x} (in {at:?}) is its guard"
+            );
+            assert!(sp - at.0 <= stack_size, "the guard is this stack's own");
+        }
     }
 
     #[tokio::test]

@@ -97,6 +97,35 @@ impl Node {
             // The CLI on this node finds the token in the data dir, as usual.
             files::write_private(&data_dir.join("admin-token"), token.as_bytes())?;
         }
+        let telemetry = !args.no_telemetry;
+        let metering = !args.no_metrics && telemetry;
+        // Building the recorder calibrates quanta's clock (10-20 ms of
+        // spinning): on a thread of its own, while the store opens.
+        let metrics_install =
+            metering.then(|| std::thread::spawn(nimbus_control::metrics::install));
+        // So does the engine, reserving and guarding its pool.
+        let engine = {
+            let config = RuntimeConfig {
+                cache_dir: args
+                    .cache_dir
+                    .clone()
+                    .unwrap_or_else(|| data_dir.join("cache")),
+                max_memory_mb: args.max_memory_mb,
+                max_in_flight: args.max_in_flight,
+                max_app_in_flight: args.max_app_in_flight,
+                max_timeout_ms: args.max_timeout_ms,
+                admission_queue: args.admission_queue,
+                admission_timeout: Duration::from_millis(args.admission_timeout_ms),
+                loaded_capacity: args.loaded_capacity,
+                log_limit_bytes: args.log_limit_kb * 1024,
+                keep_resident_bytes: args.keep_resident_kb * 1024,
+                warm_slots: args.warm_slots,
+                replay_body_bytes: args.replay_body_kb * 1024,
+                tracing: telemetry,
+                allow_egress: args.allow_egress.clone(),
+            };
+            std::thread::spawn(move || nimbus_runtime::GuestEngine::build(config))
+        };
         let store = match &args.database {
             Some(url) => Store::open_postgres(url, true, args.db_connections)
                 .await
@@ -129,14 +158,16 @@ impl Node {
             },
         );
         let sink_writer = records.clone();
-        let telemetry = !args.no_telemetry;
-        let metering = !args.no_metrics && telemetry;
-        let metrics_handle = if metering {
-            let handle = nimbus_control::metrics::install().map_err(|e| anyhow::anyhow!(e))?;
-            tasks.push(nimbus_control::metrics::spawn_upkeep(handle.clone()));
-            Some(handle)
-        } else {
-            None
+        let metrics_handle = match metrics_install {
+            Some(installing) => {
+                let handle = installing
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("installing the metrics recorder panicked"))?
+                    .map_err(|e| anyhow::anyhow!(e))?;
+                tasks.push(nimbus_control::metrics::spawn_upkeep(handle.clone()));
+                Some(handle)
+            }
+            None => None,
         };
         let max_value_bytes = args.max_value_kb * 1024;
         let blob_files = nimbus_store::BlobFiles::open(&shared_dir)?;
@@ -156,26 +187,11 @@ impl Node {
             ),
             _ => None,
         };
-        let runtime = Runtime::new(
-            RuntimeConfig {
-                cache_dir: args
-                    .cache_dir
-                    .clone()
-                    .unwrap_or_else(|| data_dir.join("cache")),
-                max_memory_mb: args.max_memory_mb,
-                max_in_flight: args.max_in_flight,
-                max_app_in_flight: args.max_app_in_flight,
-                max_timeout_ms: args.max_timeout_ms,
-                admission_queue: args.admission_queue,
-                admission_timeout: Duration::from_millis(args.admission_timeout_ms),
-                loaded_capacity: args.loaded_capacity,
-                log_limit_bytes: args.log_limit_kb * 1024,
-                keep_resident_bytes: args.keep_resident_kb * 1024,
-                warm_slots: args.warm_slots,
-                replay_body_bytes: args.replay_body_kb * 1024,
-                tracing: telemetry,
-                allow_egress: args.allow_egress.clone(),
-            },
+        let engine = engine
+            .join()
+            .map_err(|_| anyhow::anyhow!("building the wasm engine panicked"))??;
+        let runtime = Runtime::with_engine(
+            engine,
             components.clone(),
             Arc::new(move |r| {
                 if metering {

@@ -269,7 +269,11 @@ pub(crate) fn hour(at_us: i64) -> String {
 pub fn spawn_storage_sampler(store: Store, every: Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let every = every.max(Duration::from_millis(100));
-        let mut tick = tokio::time::interval(every);
+        // The first sample a moment after the node starts, not during its
+        // start (a node's cold start is on a request's path); the held
+        // time since the last sample is measured, so none is lost.
+        let first = tokio::time::Instant::now() + every.min(Duration::from_secs(1));
+        let mut tick = tokio::time::interval_at(first, every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
