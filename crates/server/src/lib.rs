@@ -100,9 +100,9 @@ impl Node {
         let telemetry = !args.no_telemetry;
         let metering = !args.no_metrics && telemetry;
         // Building the recorder calibrates quanta's clock (10-20 ms of
-        // spinning): on a thread of its own, while the store opens.
+        // spinning): on a blocking thread, while the store opens.
         let metrics_install =
-            metering.then(|| std::thread::spawn(nimbus_control::metrics::install));
+            metering.then(|| tokio::task::spawn_blocking(nimbus_control::metrics::install));
         // So does the engine, reserving and guarding its pool.
         let engine = {
             let config = RuntimeConfig {
@@ -124,7 +124,7 @@ impl Node {
                 tracing: telemetry,
                 allow_egress: args.allow_egress.clone(),
             };
-            std::thread::spawn(move || nimbus_runtime::GuestEngine::build(config))
+            tokio::task::spawn_blocking(move || nimbus_runtime::GuestEngine::build(config))
         };
         let store = match &args.database {
             Some(url) => Store::open_postgres(url, true, args.db_connections)
@@ -161,8 +161,8 @@ impl Node {
         let metrics_handle = match metrics_install {
             Some(installing) => {
                 let handle = installing
-                    .join()
-                    .map_err(|_| anyhow::anyhow!("installing the metrics recorder panicked"))?
+                    .await
+                    .map_err(|e| anyhow::anyhow!("installing the metrics recorder failed: {e}"))?
                     .map_err(|e| anyhow::anyhow!(e))?;
                 tasks.push(nimbus_control::metrics::spawn_upkeep(handle.clone()));
                 Some(handle)
@@ -188,8 +188,8 @@ impl Node {
             _ => None,
         };
         let engine = engine
-            .join()
-            .map_err(|_| anyhow::anyhow!("building the wasm engine panicked"))??;
+            .await
+            .map_err(|e| anyhow::anyhow!("building the wasm engine failed: {e}"))??;
         let runtime = Runtime::with_engine(
             engine,
             components.clone(),

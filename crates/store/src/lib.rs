@@ -628,7 +628,10 @@ mod tests {
         tamper("UPDATE _sqlx_migrations SET checksum = X'00' WHERE version = 1").await;
         assert!(!s.migrations_as_recorded().await);
         let e = s.migrate().await.unwrap_err().to_string();
-        assert!(e.contains("1"), "{e}");
+        assert!(
+            e.contains("migration 1 was previously applied but has been modified"),
+            "{e}"
+        );
         // One that failed half-way.
         let original = SQLITE_MIGRATIONS.iter().next().unwrap().checksum.to_vec();
         sqlx::query("UPDATE _sqlx_migrations SET checksum = $1 WHERE version = 1")
