@@ -380,30 +380,74 @@ impl Platform {
         Ok(())
     }
 
-    /// Brings every app back at its active revision (at start-up). An app
-    /// that cannot load is logged and skipped; the others serve.
+    /// Brings every app back at its active revision (at start-up), without
+    /// loading its code: a node with thousands of functions listens at
+    /// once, each function loads at its first request (or at
+    /// [`Platform::warm_up`]'s turn). An app whose component files are
+    /// gone is logged and skipped; the others serve.
     pub async fn restore(&self) -> Result<usize, PlatformError> {
         let _guard = self.lock.lock().await;
         let mut apps = Vec::new();
         for rev in self.store.active_revisions().await? {
-            let loaded = self.load_functions(&rev.spec).await;
-            if let Err((function, e)) = &loaded {
-                tracing::error!(app = %rev.app, %function, error = %e, "cannot load function; app not restored");
+            let missing = rev
+                .spec
+                .functions
+                .iter()
+                .find(|(_, f)| !self.components.contains(&f.component));
+            if let Some((function, f)) = missing {
+                tracing::error!(app = %rev.app, %function, component = %f.component, "the function's component is not stored; app not restored: deploy it again");
+                continue;
             }
-            if loaded.is_ok() {
-                let app = Arc::new(ActiveApp::new(rev.spec, rev.number));
-                if let Err(e) = self.prepare(&app).await {
-                    tracing::error!(app = %rev.app, error = %e, "cannot prepare app data; app not restored");
-                    continue;
-                }
-                apps.push(app);
+            let app = Arc::new(ActiveApp::new(rev.spec, rev.number));
+            if let Err(e) = self.prepare(&app).await {
+                tracing::error!(app = %rev.app, error = %e, "cannot prepare app data; app not restored");
+                continue;
             }
+            apps.push(app);
         }
         let n = apps.len();
         let table = RouteTable::build(apps)
             .map_err(|e| PlatformError::Internal(format!("stored routes collide: {e}")))?;
         self.activate(table);
         Ok(n)
+    }
+
+    /// After a start: loads the active functions' code in the background,
+    /// one component at a time, as many as the runtime keeps in memory
+    /// (`--loaded-capacity`); for the others it only makes sure the
+    /// compile cache holds their native code (after an upgrade that
+    /// changed the engine, it compiles them now rather than at their first
+    /// request). A function that cannot load is logged; its requests get
+    /// the reason.
+    pub async fn warm_up(&self) {
+        let table = self.gateway.table();
+        let capacity = self.runtime.config().loaded_capacity;
+        let mut seen = std::collections::HashSet::new();
+        let mut loaded = 0;
+        let started = std::time::Instant::now();
+        for app in table.apps() {
+            for (name, f) in &app.spec.functions {
+                if !seen.insert(f.component.clone()) {
+                    continue;
+                }
+                let done = if seen.len() <= capacity {
+                    self.runtime.load(&f.component).await.map(|(_, s)| s)
+                } else {
+                    self.runtime.precompile(&f.component).await
+                };
+                match done {
+                    Ok(_) => loaded += 1,
+                    Err(e) => {
+                        tracing::error!(app = %app.spec.name, function = %name, error = %e, "cannot load function; its requests will fail until it is deployed again")
+                    }
+                }
+            }
+        }
+        tracing::info!(
+            components = loaded,
+            elapsed = ?started.elapsed(),
+            "warmed up the active functions"
+        );
     }
 
     /// Catches up with changes made through another node of the cluster:

@@ -747,6 +747,114 @@ async fn apps_can_be_bound_to_a_host_and_deleted() {
     );
 }
 
+/// The hello component with a custom section naming `tag`: a component of
+/// its own (its hash, its compile cache entry), with the hello's behaviour.
+fn tagged_hello(tag: &str) -> (Vec<u8>, String) {
+    use sha2::Digest as _;
+    let mut bytes = std::fs::read(common::guests().join("hello.wasm")).unwrap();
+    let (name, payload) = (b"nimbus-test".as_slice(), tag.as_bytes());
+    let body = [&[name.len() as u8][..], name, payload].concat();
+    assert!(body.len() < 128, "one-byte LEB128 sizes");
+    bytes.extend([0, body.len() as u8]);
+    bytes.extend(body);
+    let hash = hex::encode(sha2::Sha256::digest(&bytes));
+    (bytes, hash)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restart_serves_before_loading_and_a_broken_function_spares_its_app() {
+    let tag = format!(
+        "{}-{:?}",
+        std::process::id(),
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)
+    );
+    let (fresh, fresh_hash) = tagged_hello(&format!("fresh {tag}"));
+    let (broken, broken_hash) = tagged_hello(&format!("broken {tag}"));
+    let app = app_dir(
+        r#"
+[app]
+name = "lazy"
+
+[functions.hello]
+component = "@WASM@/hello.wasm"
+
+[functions.fresh]
+component = "fresh.wasm"
+
+[functions.broken]
+component = "broken.wasm"
+
+[[triggers.http]]
+route = "/hello"
+function = "hello"
+
+[[triggers.http]]
+route = "/fresh"
+function = "fresh"
+
+[[triggers.http]]
+route = "/broken"
+function = "broken"
+"#,
+    );
+    std::fs::write(app.path().join("fresh.wasm"), fresh).unwrap();
+    std::fs::write(app.path().join("broken.wasm"), broken).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let mut server = Server::start_in(data.path(), &[]);
+    server.deploy(app.path());
+    assert_eq!(server.get_text("/broken").await, (200, "hello".to_string()));
+    server.stop();
+
+    // The two tagged components leave the compile cache (as after an
+    // upgrade that changed the engine), and the broken one's stored bytes
+    // rot on disk.
+    let cached = |hash: &str| -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(common::shared_cache())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                let name = p.file_name().unwrap().to_string_lossy().to_string();
+                name.starts_with(hash) && name.ends_with(".cwasm")
+            })
+            .collect()
+    };
+    for hash in [&fresh_hash, &broken_hash] {
+        let files = cached(hash);
+        assert_eq!(files.len(), 1, "{hash}: {files:?}");
+        std::fs::remove_file(&files[0]).unwrap();
+    }
+    let stored = data
+        .path()
+        .join("components")
+        .join(&broken_hash[..2])
+        .join(format!("{broken_hash}.wasm"));
+    std::fs::write(&stored, b"\0asm\x0d\0\x01\0 rotten").unwrap();
+
+    let server = Server::start_in(data.path(), &[]);
+    // With no request, the node compiles the fresh one again in the
+    // background (its first request will not compile)...
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while cached(&fresh_hash).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the warm-up did not compile the component"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // ... the app is back (the broken function did not take it down) ...
+    assert_eq!(server.get_text("/hello").await, (200, "hello".to_string()));
+    assert_eq!(server.get_text("/fresh").await, (200, "hello".to_string()));
+    // ... and the broken function says why it cannot run.
+    let (status, body) = server.get_text("/broken").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("function lazy/broken cannot be loaded"),
+        "{body}"
+    );
+    let status = server.api("/v1/status").await;
+    assert_eq!(status["loaded_components"], 2, "{status}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn evicted_functions_reload_from_the_compile_cache() {
     // Room for one pre-linked component: the two functions evict each other.

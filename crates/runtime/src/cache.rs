@@ -153,6 +153,40 @@ impl CodeCache {
         Ok((loaded, source))
     }
 
+    /// Makes sure the disk cache holds native code for `hash`, compiling
+    /// `bytes()` if it does not, without taking room in memory: for
+    /// functions past the in-memory capacity, so that their first request
+    /// reads code back instead of compiling. Blocking: call from a
+    /// blocking thread. (A file that is present is checked when it is
+    /// loaded, as always.)
+    pub(crate) fn precompile_blocking(
+        &self,
+        engine: &Engine,
+        hash: &str,
+        bytes: impl FnOnce() -> Result<Vec<u8>, RuntimeError>,
+    ) -> Result<LoadSource, RuntimeError> {
+        if self.get(hash).is_some() {
+            return Ok(LoadSource::Memory);
+        }
+        let path = self.artifact_path(hash);
+        if path.is_file() {
+            return Ok(LoadSource::DiskCache);
+        }
+        let bytes = bytes()?;
+        let start = Instant::now();
+        let art = compile(engine, &bytes)?
+            .serialize()
+            .map_err(|e| RuntimeError::Io(format!("serializing native code: {e:#}")))?;
+        let took = start.elapsed();
+        write_artifact(&self.dir, hash, &path, &art).map_err(|e| {
+            RuntimeError::Io(format!(
+                "writing compile cache entry {}: {e}",
+                path.display()
+            ))
+        })?;
+        Ok(LoadSource::Compiled(took))
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.lru.lock().len()
     }

@@ -215,6 +215,21 @@ impl Drop for Runtime {
     }
 }
 
+/// A component's load turn ([`Runtime::gate`]). Unmarked however the load
+/// ends, even dropped half-way (a client that went away): the map never
+/// keeps a gate for nothing.
+struct LoadGate<'a> {
+    _turn: tokio::sync::OwnedMutexGuard<()>,
+    runtime: &'a Runtime,
+    hash: String,
+}
+
+impl Drop for LoadGate<'_> {
+    fn drop(&mut self) {
+        self.runtime.loading.lock().remove(&self.hash);
+    }
+}
+
 impl Runtime {
     /// Builds the engine (pooling allocator, epoch interruption), the linker
     /// with every WASI 0.2 interface and the interfaces of `capabilities`,
@@ -352,34 +367,61 @@ impl Runtime {
         if let Some(l) = self.cache.get(hash) {
             return Ok((l, LoadSource::Memory));
         }
-        // One load per component at a time: concurrent first requests for a
-        // cold function wait for it instead of compiling it again each.
+        let _gate = self.gate(hash).await;
+        if let Some(l) = self.cache.get(hash) {
+            return Ok((l, LoadSource::Memory));
+        }
+        self.past_memory(hash, |this, hash, bytes| {
+            this.cache
+                .load_blocking(&this.engine, &this.linker, hash, bytes)
+        })
+        .await
+    }
+
+    /// Makes sure the compile cache on disk holds native code for the
+    /// component with this hash (compiling it if not), without loading it
+    /// into memory: a node warming up more functions than
+    /// [`RuntimeConfig::loaded_capacity`] keeps memory for the ones it
+    /// loads, and the others' first requests still compile nothing.
+    pub async fn precompile(self: &Arc<Self>, hash: &str) -> Result<LoadSource, RuntimeError> {
+        let _gate = self.gate(hash).await;
+        self.past_memory(hash, |this, hash, bytes| {
+            this.cache.precompile_blocking(&this.engine, hash, bytes)
+        })
+        .await
+    }
+
+    /// Waits for this component's turn: one load per component at a time,
+    /// so concurrent first requests for a cold function wait for one load
+    /// instead of compiling it again each.
+    async fn gate(&self, hash: &str) -> LoadGate<'_> {
         let gate = self
             .loading
             .lock()
             .entry(hash.to_string())
             .or_default()
             .clone();
-        let _loading = gate.lock().await;
-        if let Some(l) = self.cache.get(hash) {
-            return Ok((l, LoadSource::Memory));
+        LoadGate {
+            _turn: gate.lock_owned().await,
+            runtime: self,
+            hash: hash.to_string(),
         }
-        // Unmarked however the load ends, even dropped half-way (a client
-        // that went away): the map never keeps a gate for nothing.
-        struct Unmark<'a>(&'a Runtime, &'a str);
-        impl Drop for Unmark<'_> {
-            fn drop(&mut self) {
-                self.0.loading.lock().remove(self.1);
-            }
-        }
-        let _unmark = Unmark(self, hash);
-        self.load_uncached(hash).await
     }
 
-    async fn load_uncached(
+    /// Runs `work` (on the disk cache, maybe compiling; given a reader of
+    /// the component's bytes) on a blocking thread, in one of the node's
+    /// compile turns.
+    async fn past_memory<T: Send + 'static>(
         self: &Arc<Self>,
         hash: &str,
-    ) -> Result<(Arc<Loaded>, LoadSource), RuntimeError> {
+        work: impl FnOnce(
+            &Runtime,
+            &str,
+            Box<dyn FnOnce() -> Result<Vec<u8>, RuntimeError>>,
+        ) -> Result<T, RuntimeError>
+        + Send
+        + 'static,
+    ) -> Result<T, RuntimeError> {
         let _turn = self
             .compiling
             .acquire()
@@ -389,15 +431,15 @@ impl Runtime {
         let hash = hash.to_string();
         tokio::task::spawn_blocking(move || {
             let path = this.components.path(&hash);
-            this.cache
-                .load_blocking(&this.engine, &this.linker, &hash, || {
-                    std::fs::read(&path).map_err(|e| {
-                        RuntimeError::Io(format!(
-                            "reading component {}: {e}; deploy the app again to re-upload it",
-                            path.display()
-                        ))
-                    })
+            let bytes = Box::new(move || {
+                std::fs::read(&path).map_err(|e| {
+                    RuntimeError::Io(format!(
+                        "reading component {}: {e}; deploy the app again to re-upload it",
+                        path.display()
+                    ))
                 })
+            });
+            work(&this, &hash, bytes)
         })
         .await
         .map_err(|e| RuntimeError::Io(format!("compile task failed: {e}")))?

@@ -425,6 +425,12 @@ impl Node {
                 .await
             })
         };
+        {
+            // The functions' code, after the node answers: a request for
+            // one not loaded yet loads it (or waits for this load of it).
+            let platform = platform.clone();
+            tasks.push(tokio::spawn(async move { platform.warm_up().await }));
+        }
         Ok(Node {
             url,
             control_url,
