@@ -413,38 +413,59 @@ impl Platform {
     }
 
     /// After a start: loads the active functions' code in the background,
-    /// one component at a time, as many as the runtime keeps in memory
-    /// (`--loaded-capacity`); for the others it only makes sure the
-    /// compile cache holds their native code (after an upgrade that
-    /// changed the engine, it compiles them now rather than at their first
-    /// request). A function that cannot load is logged; its requests get
-    /// the reason.
+    /// one component at a time, taking the apps in turn (one function of
+    /// each, then the next of each), so no tenant's functions wait behind
+    /// all of another's. Components go into memory while the runtime has
+    /// room (`--loaded-capacity`, counting what requests loaded
+    /// meanwhile); past that it only makes sure the compile cache holds
+    /// their native code (after an upgrade that changed the engine, it
+    /// compiles them now rather than at their first request). A function
+    /// that cannot load is logged; its requests answer 503 with the reason.
     pub async fn warm_up(&self) {
         let table = self.gateway.table();
         let capacity = self.runtime.config().loaded_capacity;
+        let mut queues: Vec<(String, std::collections::VecDeque<(String, String)>)> = table
+            .apps()
+            .map(|app| {
+                let functions = app
+                    .spec
+                    .functions
+                    .iter()
+                    .map(|(name, f)| (name.clone(), f.component.clone()))
+                    .collect();
+                (app.spec.name.clone(), functions)
+            })
+            .collect();
         let mut seen = std::collections::HashSet::new();
-        let mut loaded = 0;
+        let (mut loaded, mut compiled, mut failed) = (0, 0, 0);
         let started = std::time::Instant::now();
-        for app in table.apps() {
-            for (name, f) in &app.spec.functions {
-                if !seen.insert(f.component.clone()) {
+        while !queues.is_empty() {
+            for (app, functions) in &mut queues {
+                let Some((name, component)) = functions.pop_front() else {
+                    continue;
+                };
+                if !seen.insert(component.clone()) {
                     continue;
                 }
-                let done = if seen.len() <= capacity {
-                    self.runtime.load(&f.component).await.map(|(_, s)| s)
+                let done = if self.runtime.loaded_count() < capacity {
+                    self.runtime.load(&component).await.map(|_| loaded += 1)
                 } else {
-                    self.runtime.precompile(&f.component).await
+                    self.runtime
+                        .precompile(&component)
+                        .await
+                        .map(|_| compiled += 1)
                 };
-                match done {
-                    Ok(_) => loaded += 1,
-                    Err(e) => {
-                        tracing::error!(app = %app.spec.name, function = %name, error = %e, "cannot load function; its requests will fail until it is deployed again")
-                    }
+                if let Err(e) = done {
+                    failed += 1;
+                    tracing::error!(%app, function = %name, error = %e, "cannot load function; its requests answer 503 with this error");
                 }
             }
+            queues.retain(|(_, functions)| !functions.is_empty());
         }
         tracing::info!(
-            components = loaded,
+            loaded,
+            precompiled = compiled,
+            failed,
             elapsed = ?started.elapsed(),
             "warmed up the active functions"
         );

@@ -178,12 +178,11 @@ impl CodeCache {
             .serialize()
             .map_err(|e| RuntimeError::Io(format!("serializing native code: {e:#}")))?;
         let took = start.elapsed();
-        write_artifact(&self.dir, hash, &path, &art).map_err(|e| {
-            RuntimeError::Io(format!(
-                "writing compile cache entry {}: {e}",
-                path.display()
-            ))
-        })?;
+        // As for a load: a cache that cannot be written costs a compile at
+        // the first request, it breaks nothing.
+        if let Err(e) = write_artifact(&self.dir, hash, &path, &art) {
+            tracing::warn!(path = %path.display(), error = %e, "could not write compile cache entry");
+        }
         Ok(LoadSource::Compiled(took))
     }
 

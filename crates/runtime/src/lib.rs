@@ -93,7 +93,7 @@ use nimbus_store::ComponentStore;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use wasmtime::Engine;
 use wasmtime::component::Linker;
 
@@ -201,6 +201,10 @@ pub struct Runtime {
     pub(crate) capabilities: Vec<Arc<dyn GuestCapability>>,
     pub(crate) egress: Arc<Egress>,
     loading: parking_lot::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Components whose last load failed, when and why: their requests get
+    /// that error for [`LOAD_RETRY`] instead of each reading (and maybe
+    /// compiling) the component again.
+    failed: parking_lot::Mutex<std::collections::HashMap<String, (Instant, Arc<str>)>>,
     /// Loads past the in-memory cache running at once (compiling, or
     /// reading the disk cache): one per core, node-wide, whoever asks
     /// (deploys of every app, cold invocations).
@@ -219,16 +223,31 @@ impl Drop for Runtime {
 /// ends, even dropped half-way (a client that went away): the map never
 /// keeps a gate for nothing.
 struct LoadGate<'a> {
-    _turn: tokio::sync::OwnedMutexGuard<()>,
+    turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+    gate: Arc<tokio::sync::Mutex<()>>,
     runtime: &'a Runtime,
     hash: String,
 }
 
 impl Drop for LoadGate<'_> {
     fn drop(&mut self) {
-        self.runtime.loading.lock().remove(&self.hash);
+        let mut loading = self.runtime.loading.lock();
+        drop(self.turn.take());
+        // Only this gate's entry, and only once nobody else waits on it
+        // (the map's reference and this one): a waiter still queued keeps
+        // it, so a newcomer queues behind the same turn.
+        if let Some(g) = loading.get(&self.hash)
+            && Arc::ptr_eq(g, &self.gate)
+            && Arc::strong_count(&self.gate) == 2
+        {
+            loading.remove(&self.hash);
+        }
     }
 }
+
+/// How long a component's failed load answers for it before the next
+/// request tries again.
+pub const LOAD_RETRY: Duration = Duration::from_secs(10);
 
 impl Runtime {
     /// Builds the engine (pooling allocator, epoch interruption), the linker
@@ -307,6 +326,7 @@ impl Runtime {
             ticker_stop,
             capabilities,
             loading: Default::default(),
+            failed: Default::default(),
             shared: Default::default(),
             compiling: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -371,11 +391,43 @@ impl Runtime {
         if let Some(l) = self.cache.get(hash) {
             return Ok((l, LoadSource::Memory));
         }
-        self.past_memory(hash, |this, hash, bytes| {
-            this.cache
-                .load_blocking(&this.engine, &this.linker, hash, bytes)
-        })
-        .await
+        self.remembered_failure(hash)?;
+        let loaded = self
+            .past_memory(hash, |this, hash, bytes| {
+                this.cache
+                    .load_blocking(&this.engine, &this.linker, hash, bytes)
+            })
+            .await;
+        self.remember(hash, loaded.as_ref().err());
+        loaded
+    }
+
+    /// The error of this component's last load, if it failed less than
+    /// [`LOAD_RETRY`] ago: a broken function's requests cost no reads or
+    /// compilations, and leave the compile turns to everyone else.
+    fn remembered_failure(&self, hash: &str) -> Result<(), RuntimeError> {
+        let failed = self.failed.lock();
+        match failed.get(hash) {
+            Some((at, why)) if at.elapsed() < LOAD_RETRY => Err(RuntimeError::Io(format!(
+                "{why} (this load failed {} ms ago; the next request after {} s tries again)",
+                at.elapsed().as_millis(),
+                LOAD_RETRY.as_secs()
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    fn remember(&self, hash: &str, error: Option<&RuntimeError>) {
+        let mut failed = self.failed.lock();
+        match error {
+            Some(e) => {
+                failed.retain(|_, (at, _)| at.elapsed() < LOAD_RETRY);
+                failed.insert(hash.to_string(), (Instant::now(), e.to_string().into()));
+            }
+            None => {
+                failed.remove(hash);
+            }
+        }
     }
 
     /// Makes sure the compile cache on disk holds native code for the
@@ -385,10 +437,14 @@ impl Runtime {
     /// loads, and the others' first requests still compile nothing.
     pub async fn precompile(self: &Arc<Self>, hash: &str) -> Result<LoadSource, RuntimeError> {
         let _gate = self.gate(hash).await;
-        self.past_memory(hash, |this, hash, bytes| {
-            this.cache.precompile_blocking(&this.engine, hash, bytes)
-        })
-        .await
+        self.remembered_failure(hash)?;
+        let compiled = self
+            .past_memory(hash, |this, hash, bytes| {
+                this.cache.precompile_blocking(&this.engine, hash, bytes)
+            })
+            .await;
+        self.remember(hash, compiled.as_ref().err());
+        compiled
     }
 
     /// Waits for this component's turn: one load per component at a time,
@@ -402,7 +458,8 @@ impl Runtime {
             .or_default()
             .clone();
         LoadGate {
-            _turn: gate.lock_owned().await,
+            turn: Some(gate.clone().lock_owned().await),
+            gate,
             runtime: self,
             hash: hash.to_string(),
         }

@@ -428,8 +428,14 @@ impl Node {
         {
             // The functions' code, after the node answers: a request for
             // one not loaded yet loads it (or waits for this load of it).
-            let platform = platform.clone();
-            tasks.push(tokio::spawn(async move { platform.warm_up().await }));
+            // It stops with the node's first step of stopping.
+            let (platform, stop) = (platform.clone(), stop.clone());
+            tasks.push(tokio::spawn(async move {
+                tokio::select! {
+                    _ = platform.warm_up() => {}
+                    _ = stop.cancelled() => {}
+                }
+            }));
         }
         Ok(Node {
             url,
