@@ -124,15 +124,8 @@ impl CodeCache {
         let component = match read_artifact(engine, &path) {
             Some(c) => c,
             None => {
-                let bytes = bytes()?;
-                let start = Instant::now();
-                let component = compile(engine, &bytes)?;
-                source = LoadSource::Compiled(start.elapsed());
-                if let Ok(art) = component.serialize()
-                    && let Err(e) = write_artifact(&self.dir, hash, &path, &art)
-                {
-                    tracing::warn!(path = %path.display(), error = %e, "could not write compile cache entry");
-                }
+                let (component, took) = self.compile_to_disk(engine, hash, &path, bytes)?;
+                source = LoadSource::Compiled(took);
                 component
             }
         };
@@ -172,18 +165,33 @@ impl CodeCache {
         if path.is_file() {
             return Ok(LoadSource::DiskCache);
         }
+        let (_, took) = self.compile_to_disk(engine, hash, &path, bytes)?;
+        Ok(LoadSource::Compiled(took))
+    }
+
+    /// Compiles `bytes()` and writes the native code to `path`; returns
+    /// the component and how long the compilation took. A cache that
+    /// cannot be written is only a warning: it costs a compile at the next
+    /// load, it breaks nothing.
+    fn compile_to_disk(
+        &self,
+        engine: &Engine,
+        hash: &str,
+        path: &Path,
+        bytes: impl FnOnce() -> Result<Vec<u8>, RuntimeError>,
+    ) -> Result<(Component, Duration), RuntimeError> {
         let bytes = bytes()?;
         let start = Instant::now();
-        let art = compile(engine, &bytes)?
-            .serialize()
-            .map_err(|e| RuntimeError::Io(format!("serializing native code: {e:#}")))?;
+        let component = compile(engine, &bytes)?;
         let took = start.elapsed();
-        // As for a load: a cache that cannot be written costs a compile at
-        // the first request, it breaks nothing.
-        if let Err(e) = write_artifact(&self.dir, hash, &path, &art) {
+        let written = component
+            .serialize()
+            .map_err(|e| std::io::Error::other(format!("serializing native code: {e:#}")))
+            .and_then(|art| write_artifact(&self.dir, hash, path, &art));
+        if let Err(e) = written {
             tracing::warn!(path = %path.display(), error = %e, "could not write compile cache entry");
         }
-        Ok(LoadSource::Compiled(took))
+        Ok((component, took))
     }
 
     pub(crate) fn len(&self) -> usize {

@@ -391,15 +391,11 @@ impl Runtime {
         if let Some(l) = self.cache.get(hash) {
             return Ok((l, LoadSource::Memory));
         }
-        self.remembered_failure(hash)?;
-        let loaded = self
-            .past_memory(hash, |this, hash, bytes| {
-                this.cache
-                    .load_blocking(&this.engine, &this.linker, hash, bytes)
-            })
-            .await;
-        self.remember(hash, loaded.as_ref().err());
-        loaded
+        self.past_memory(hash, |this, hash, bytes| {
+            this.cache
+                .load_blocking(&this.engine, &this.linker, hash, bytes)
+        })
+        .await
     }
 
     /// The error of this component's last load, if it failed less than
@@ -437,14 +433,10 @@ impl Runtime {
     /// loads, and the others' first requests still compile nothing.
     pub async fn precompile(self: &Arc<Self>, hash: &str) -> Result<LoadSource, RuntimeError> {
         let _gate = self.gate(hash).await;
-        self.remembered_failure(hash)?;
-        let compiled = self
-            .past_memory(hash, |this, hash, bytes| {
-                this.cache.precompile_blocking(&this.engine, hash, bytes)
-            })
-            .await;
-        self.remember(hash, compiled.as_ref().err());
-        compiled
+        self.past_memory(hash, |this, hash, bytes| {
+            this.cache.precompile_blocking(&this.engine, hash, bytes)
+        })
+        .await
     }
 
     /// Waits for this component's turn: one load per component at a time,
@@ -467,7 +459,8 @@ impl Runtime {
 
     /// Runs `work` (on the disk cache, maybe compiling; given a reader of
     /// the component's bytes) on a blocking thread, in one of the node's
-    /// compile turns.
+    /// compile turns; the caller holds the component's gate. A failure is
+    /// remembered, and answers instead of `work` for [`LOAD_RETRY`].
     async fn past_memory<T: Send + 'static>(
         self: &Arc<Self>,
         hash: &str,
@@ -479,26 +472,32 @@ impl Runtime {
         + Send
         + 'static,
     ) -> Result<T, RuntimeError> {
-        let _turn = self
-            .compiling
-            .acquire()
+        self.remembered_failure(hash)?;
+        let done = async {
+            let _turn = self
+                .compiling
+                .acquire()
+                .await
+                .map_err(|e| RuntimeError::Io(format!("compile queue closed: {e}")))?;
+            let this = self.clone();
+            let owned = hash.to_string();
+            tokio::task::spawn_blocking(move || {
+                let (hash, path) = (&owned, this.components.path(&owned));
+                let bytes = Box::new(move || {
+                    std::fs::read(&path).map_err(|e| {
+                        RuntimeError::Io(format!(
+                            "reading component {}: {e}; deploy the app again to re-upload it",
+                            path.display()
+                        ))
+                    })
+                });
+                work(&this, hash, bytes)
+            })
             .await
-            .map_err(|e| RuntimeError::Io(format!("compile queue closed: {e}")))?;
-        let this = self.clone();
-        let hash = hash.to_string();
-        tokio::task::spawn_blocking(move || {
-            let path = this.components.path(&hash);
-            let bytes = Box::new(move || {
-                std::fs::read(&path).map_err(|e| {
-                    RuntimeError::Io(format!(
-                        "reading component {}: {e}; deploy the app again to re-upload it",
-                        path.display()
-                    ))
-                })
-            });
-            work(&this, &hash, bytes)
-        })
-        .await
-        .map_err(|e| RuntimeError::Io(format!("compile task failed: {e}")))?
+            .map_err(|e| RuntimeError::Io(format!("compile task failed: {e}")))?
+        }
+        .await;
+        self.remember(hash, done.as_ref().err());
+        done
     }
 }
