@@ -20,6 +20,7 @@ mod events_api;
 pub mod metrics;
 pub mod otlp;
 mod platform;
+mod realtime_api;
 mod replay_api;
 pub mod routes;
 mod usage_api;

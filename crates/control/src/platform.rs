@@ -319,6 +319,13 @@ impl Platform {
     /// Makes `table` the serving one: routes, and the event consumers and
     /// schedules of every active app.
     fn activate(&self, table: RouteTable) {
+        // An app no longer served (deleted, here or on another node) keeps
+        // no WebSocket connection open.
+        for old in self.gateway.table().apps() {
+            if table.app(&old.spec.name).is_none() {
+                self.gateway.realtime().close_app(&old.spec.name);
+            }
+        }
         self.apply_shares(&table);
         self.events.sync(table.apps().cloned());
         self.gateway.swap(table);

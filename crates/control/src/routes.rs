@@ -18,7 +18,7 @@
 use crate::auth;
 use crate::ctx::{ApiError, Ctx};
 use crate::platform::Platform;
-use crate::{api, console, data_api, events_api, replay_api, usage_api, users_api};
+use crate::{api, console, data_api, events_api, realtime_api, replay_api, usage_api, users_api};
 use axum::extract::{FromRequestParts, RawPathParams, Request, State};
 use axum::handler::Handler;
 use axum::http::StatusCode;
@@ -304,6 +304,20 @@ fn table() -> Vec<Route> {
             app!("/invocations/{id}/replay"),
             App(Invoke),
             replay_api::replay,
+        ),
+        // WebSocket connections.
+        route(Get, app!("/connections"), App(ReadLogs), realtime_api::list),
+        route(
+            Post,
+            app!("/connections/{id}/messages"),
+            App(Invoke),
+            realtime_api::send,
+        ),
+        route(
+            Delete,
+            app!("/connections/{id}"),
+            App(Invoke),
+            realtime_api::close,
         ),
         // Events.
         route(Get, app!("/queues"), App(ReadLogs), events_api::depths),

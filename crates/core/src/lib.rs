@@ -11,6 +11,7 @@ pub mod events;
 pub mod manifest;
 pub mod names;
 pub mod policy;
+pub mod realtime;
 pub mod record;
 pub mod route;
 pub mod spec;

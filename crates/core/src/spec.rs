@@ -142,6 +142,9 @@ pub struct AppSpec {
     /// HTTP routes.
     #[serde(default)]
     pub routes: Vec<RouteSpec>,
+    /// WebSocket routes.
+    #[serde(default)]
+    pub sockets: Vec<crate::realtime::SocketSpec>,
     /// Queues by name.
     #[serde(default)]
     pub queues: BTreeMap<String, QueueSpec>,
@@ -183,7 +186,13 @@ pub struct AppSpec {
 impl AppSpec {
     /// The resolved policy of a route (validated at deploy).
     pub fn route_policy(&self, route: &RouteSpec) -> Result<ResolvedPolicy, String> {
-        let named = match &route.policy {
+        self.named_policy(route.policy.as_deref())
+    }
+
+    /// The resolved policy named `name` (over `[gateway]`), or `[gateway]`
+    /// alone (validated at deploy).
+    pub fn named_policy(&self, name: Option<&str>) -> Result<ResolvedPolicy, String> {
+        let named = match name {
             Some(n) => self
                 .policies
                 .get(n)

@@ -316,6 +316,7 @@ async fn attempt(ctx: &Ctx, msg: &Leased) -> Result<(), String> {
             .find(|(k, _)| k.eq_ignore_ascii_case("traceparent"))
             .and_then(|(_, v)| nimbus_core::trace::TraceContext::parse(v)),
         secret: None,
+        trusted: Vec::new(),
     };
     let resp = ctx.runtime.invoke(&ctx.function, request(msg), meta).await;
     let status = resp.status();

@@ -50,6 +50,8 @@ pub struct Gateway {
     runtime: Arc<Runtime>,
     events: Arc<Events>,
     verifiers: Verifiers,
+    /// The WebSocket connections it holds.
+    realtime: Arc<nimbus_realtime::Realtime>,
     /// Peers whose `X-Forwarded-For` is believed (`--trusted-proxy`).
     trusted_proxies: std::sync::OnceLock<Vec<ipnet::IpNet>>,
 }
@@ -59,10 +61,17 @@ pub struct Gateway {
 pub struct ClientIp(pub IpAddr);
 
 impl Gateway {
-    /// A gateway with no routes.
-    pub fn new(runtime: Arc<Runtime>, events: Arc<Events>, verifiers: Verifiers) -> Arc<Gateway> {
+    /// A gateway with no routes, holding WebSocket connections within
+    /// `realtime`'s limits.
+    pub fn new(
+        runtime: Arc<Runtime>,
+        events: Arc<Events>,
+        verifiers: Verifiers,
+        realtime: nimbus_realtime::RealtimeConfig,
+    ) -> Arc<Gateway> {
         let gateway = Arc::new(Gateway {
             table: ArcSwap::from_pointee(RouteTable::default()),
+            realtime: nimbus_realtime::Realtime::new(runtime.clone(), realtime),
             runtime,
             events,
             verifiers,
@@ -119,6 +128,11 @@ impl Gateway {
         self.table.store(Arc::new(table));
     }
 
+    /// The WebSocket connections this node holds.
+    pub fn realtime(&self) -> &Arc<nimbus_realtime::Realtime> {
+        &self.realtime
+    }
+
     /// The runtime requests are dispatched to.
     pub fn runtime(&self) -> &Arc<Runtime> {
         &self.runtime
@@ -134,14 +148,25 @@ impl Gateway {
         ip: Option<IpAddr>,
     ) -> Response<ResponseBody> {
         let mut caller = None;
+        if target.socket.is_some() {
+            socket_credential(&mut req);
+        }
         if let Some(p) = &target.policy {
             if let Err(r) = p.check_ip(ip) {
                 return r.into_response();
+            }
+            if target.socket.is_some()
+                && let Some(refused) = socket_origin_refused(p, req.headers())
+            {
+                return refused;
             }
             match p.admit(&self.verifiers, req.headers_mut(), ip).await {
                 Ok(c) => caller = c,
                 Err(r) => return r.into_response(),
             }
+        }
+        if let Some(socket) = &target.socket {
+            return self.realtime.upgrade(socket, req, params, caller).await;
         }
         let max_body = target.policy.as_ref().and_then(|p| p.spec.max_body_bytes);
         if asynchronous::wants_async(req.headers()) {
@@ -295,6 +320,50 @@ impl Gateway {
     }
 }
 
+/// A browser cannot set headers on a WebSocket upgrade, so a route's token
+/// may come as the `access_token` query parameter; it is moved into the
+/// `Authorization` header the policy reads (a header given wins).
+fn socket_credential<B>(req: &mut Request<B>) {
+    if req.headers().contains_key(header::AUTHORIZATION) {
+        return;
+    }
+    let token = req.uri().query().and_then(|q| {
+        q.split('&').find_map(|kv| {
+            let (k, v) = kv.split_once('=')?;
+            (k == "access_token" && !v.is_empty()).then_some(v)
+        })
+    });
+    if let Some(v) = token.and_then(|t| HeaderValue::from_str(&format!("Bearer {t}")).ok()) {
+        req.headers_mut().insert(header::AUTHORIZATION, v);
+    }
+}
+
+/// A WebSocket upgrade from a page of an origin the route's CORS origins
+/// do not list is refused (browsers send `Origin` and apply no CORS to
+/// WebSockets, so the server must). Without CORS in the policy, any
+/// origin may connect, as with any other route.
+fn socket_origin_refused(
+    p: &policy::Policy,
+    headers: &http::HeaderMap,
+) -> Option<Response<ResponseBody>> {
+    let cors = p.spec.cors.as_ref()?;
+    if cors.origins.iter().any(|o| o == "*") {
+        return None;
+    }
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    if origin.is_some_and(|o| cors.origins.iter().any(|a| a.eq_ignore_ascii_case(o))) {
+        return None;
+    }
+    Some(nimbus_runtime::text_response(
+        StatusCode::FORBIDDEN,
+        format!(
+            "a WebSocket connection from origin {} is refused: this route's policy allows only {}",
+            origin.unwrap_or("(none)"),
+            cors.origins.join(", ")
+        ),
+    ))
+}
+
 const SERVICE_WORKER: header::HeaderName = header::HeaderName::from_static("service-worker");
 const SERVICE_WORKER_ALLOWED: header::HeaderName =
     header::HeaderName::from_static("service-worker-allowed");
@@ -437,7 +506,7 @@ pub async fn serve(
                 .http1()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_READ_TIMEOUT);
-            let connection = builder.serve_connection(TokioIo::new(stream), service);
+            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
             if let Err(e) = watcher.watch(connection).await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }

@@ -28,8 +28,12 @@ pub struct Target {
     pub function: Arc<Function>,
     /// Its policy, unless it lets everyone in unchecked.
     pub policy: Option<Arc<Policy>>,
-    /// CORS, if its policy has it.
+    /// CORS, if its policy has it (not on a WebSocket route, whose
+    /// policy's CORS origins are checked at the upgrade instead).
     pub cors: Option<tower_http::cors::CorsLayer>,
+    /// The WebSocket route it is, if it is one (`function` is then the
+    /// route's message function).
+    pub socket: Option<Arc<nimbus_realtime::SocketRoute>>,
 }
 
 /// Result of a lookup.
@@ -104,18 +108,21 @@ impl RouteTable {
             table.apps.insert(app.spec.name.clone(), app);
         }
         for app in table.apps.values() {
-            for route in &app.spec.routes {
-                let key = (
-                    app.spec.name.clone(),
-                    route.policy.clone().unwrap_or_default(),
-                );
+            let named = app
+                .spec
+                .routes
+                .iter()
+                .map(|r| (&r.path, &r.policy))
+                .chain(app.spec.sockets.iter().map(|s| (&s.path, &s.policy)));
+            for (path, name) in named {
+                let key = (app.spec.name.clone(), name.clone().unwrap_or_default());
                 if table.policies.contains_key(&key) {
                     continue;
                 }
                 let spec = app
                     .spec
-                    .route_policy(route)
-                    .map_err(|e| RouteConflict(format!("route {:?}: policy: {e}", route.path)))?;
+                    .named_policy(name.as_deref())
+                    .map_err(|e| RouteConflict(format!("route {path:?}: policy: {e}")))?;
                 let policy = match previous.and_then(|p| p.policies.get(&key)) {
                     Some(old) if old.spec == spec => old.clone(),
                     _ => Arc::new(Policy::new(&app.spec.name, spec)),
@@ -137,8 +144,8 @@ impl RouteTable {
                 }
                 None => &mut table.default,
             };
+            let mut targets = Vec::new();
             for route in &app.spec.routes {
-                let pattern = parse_pattern(&route.path).map_err(RouteConflict)?;
                 let function = app.functions.get(&route.function).cloned().ok_or_else(|| {
                     RouteConflict(format!(
                         "route {:?} points at unknown function {:?}",
@@ -152,19 +159,40 @@ impl RouteTable {
                     .clone();
                 let methods = methods_of(&route.methods);
                 let cors = policy.spec.cors.as_ref().map(|c| cors_layer(c, &methods));
-                let target = Target {
+                targets.push(Target {
                     methods,
                     pattern: route.path.as_str().into(),
                     function,
                     policy: (!policy.spec.is_open()).then_some(policy),
                     cors,
-                };
+                    socket: None,
+                });
+            }
+            for socket in &app.spec.sockets {
+                let route =
+                    nimbus_realtime::SocketRoute::new(app, socket).map_err(RouteConflict)?;
+                let policy = table.policies[&(
+                    app.spec.name.clone(),
+                    socket.policy.clone().unwrap_or_default(),
+                )]
+                    .clone();
+                targets.push(Target {
+                    methods: vec![Method::GET],
+                    pattern: route.pattern.clone(),
+                    function: route.message.clone(),
+                    policy: (!policy.spec.is_open()).then_some(policy),
+                    cors: None,
+                    socket: Some(Arc::new(route)),
+                });
+            }
+            for target in targets {
+                let pattern = parse_pattern(&target.pattern).map_err(RouteConflict)?;
                 if let Some(&i) = hr.by_pattern.get(&pattern.normalized) {
                     let group = &mut hr.groups[i];
                     if let Some(other) = group.iter().find(|t| {
                         t.function.app != app.spec.name || overlap(&t.methods, &target.methods)
                     }) {
-                        return Err(conflict(app, &route.path, other));
+                        return Err(conflict(app, &target.pattern, other));
                     }
                     group.push(target);
                     continue;
@@ -181,7 +209,7 @@ impl RouteTable {
                     };
                     return Err(RouteConflict(format!(
                         "route {:?} of app {:?} cannot be added: {} ({e}); make the paths distinct",
-                        route.path,
+                        target.pattern,
                         app.spec.name,
                         other
                             .map(|o| format!("it is ambiguous with {o}"))

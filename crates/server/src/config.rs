@@ -47,6 +47,13 @@ pub struct Config {
     /// --max-in-flight; as many of its requests may wait for capacity
     #[arg(long, default_value_t = 250)]
     pub max_app_in_flight: u32,
+    /// WebSocket connections this node holds at once, all apps together
+    /// (beyond: the upgrade is refused with 503)
+    #[arg(long, default_value_t = 20_000)]
+    pub max_connections: usize,
+    /// WebSocket connections one app may hold on this node at once
+    #[arg(long, default_value_t = 10_000)]
+    pub max_app_connections: usize,
     /// Longest timeout_ms (and first_byte_timeout_ms) a function may ask
     /// for, in ms; deploys asking for more are refused
     #[arg(long, default_value_t = 900_000)]

@@ -295,6 +295,11 @@ impl Node {
                 tokens,
                 external: Default::default(),
             },
+            nimbus_realtime::RealtimeConfig {
+                max_connections: args.max_connections,
+                max_app_connections: args.max_app_connections,
+                ..Default::default()
+            },
         );
         gateway.trust_proxies(args.trusted_proxy.clone());
         let platform = Platform::new(
@@ -486,6 +491,9 @@ impl Node {
         for l in self.listeners {
             let _ = l.await;
         }
+        // WebSocket connections close with 1001; their disconnect
+        // functions run before the runtime drains.
+        self.platform.gateway.realtime().shutdown(DRAIN).await;
         self.events.stop_consumers();
         let deadline = tokio::time::Instant::now() + DRAIN;
         while self.runtime.admission().in_flight() > 0 && tokio::time::Instant::now() < deadline {

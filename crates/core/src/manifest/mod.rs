@@ -23,9 +23,10 @@
 //! function = "hello"
 //! ```
 //!
-//! Triggers are grouped by kind under `[triggers]`: `http`, and the event
-//! kinds `queue`, `topic`, `schedule` and `storage` (see [`crate::events`]
-//! for queues, topics and their triggers).
+//! Triggers are grouped by kind under `[triggers]`: `http`, `websocket`
+//! (see [`crate::realtime`]), and the event kinds `queue`, `topic`,
+//! `schedule` and `storage` (see [`crate::events`] for queues, topics and
+//! their triggers).
 //!
 //! Every parse and validation error carries the 1-based line it is about,
 //! where it has one ([`ManifestError::line`], from the TOML spans). The CLI
@@ -42,12 +43,14 @@
 mod data;
 mod events;
 mod policy;
+mod realtime;
 
 pub use data::{CollectionManifest, KvManifest, check_config_key};
 pub use events::{
     MAX_SCHEDULE_PERIOD_MS, MIN_SCHEDULE_PERIOD_MS, QueueManifest, QueueTrigger, RetryManifest,
     ScheduleTrigger, StorageTrigger, TopicManifest, TopicTrigger,
 };
+pub use realtime::SocketTrigger;
 
 use crate::names::check_name;
 use crate::policy::{AuthManifest, PolicyManifest};
@@ -192,6 +195,9 @@ pub struct Triggers {
     /// `[[triggers.storage]]` entries.
     #[serde(default)]
     pub storage: Vec<Spanned<StorageTrigger>>,
+    /// `[[triggers.websocket]]` entries.
+    #[serde(default)]
+    pub websocket: Vec<Spanned<SocketTrigger>>,
 }
 
 /// One `[[triggers.http]]` entry.
@@ -379,6 +385,7 @@ impl Manifest {
         self.event_parts(src)?;
         self.data_parts(src)?;
         self.policy_parts(src)?;
+        self.socket_parts(src)?;
         Ok(())
     }
 
@@ -430,6 +437,7 @@ impl Manifest {
         let events = self.event_parts("")?;
         let (kv, collections) = self.data_parts("")?;
         let policy = self.policy_parts("")?;
+        let sockets = self.socket_parts("")?;
         let routes = self
             .triggers
             .http
@@ -461,6 +469,7 @@ impl Manifest {
                 .map(|h| h.get_ref().to_ascii_lowercase()),
             functions,
             routes,
+            sockets,
             queues: events.queues,
             topics: events.topics,
             queue_triggers: events.queue_triggers,

@@ -112,6 +112,9 @@ pub(super) fn trusted_head(parts: &mut http::request::Parts, t: &Trusted<'_>) {
     for (k, v) in &meta.params {
         add(format!("nimbus-param-{}", k.to_ascii_lowercase()), v);
     }
+    for (k, v) in &meta.trusted {
+        add((*k).into(), v);
+    }
     if let Some(c) = &meta.caller {
         add("nimbus-auth-kind".into(), c.kind);
         add("nimbus-auth-subject".into(), &c.subject);

@@ -235,6 +235,10 @@ pub struct InvokeRequest {
     pub patient: bool,
     /// The caller, as the gateway's policy verified it.
     pub caller: Option<Caller>,
+    /// More `nimbus-*` headers the platform vouches for (a WebSocket
+    /// event's connection id, message type, close code); a client's
+    /// headers of these names are dropped like every `nimbus-*` one.
+    pub trusted: Vec<(&'static str, String)>,
     /// The trace position of whatever caused this invocation (a client's
     /// `traceparent`, an event's producer); `None` starts a new trace.
     pub trace: Option<nimbus_core::trace::TraceContext>,

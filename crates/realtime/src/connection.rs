@@ -1,0 +1,432 @@
+//! One connection's life: the upgrade with its connect function, the loop
+//! that reads messages (invoking the message function for each) and
+//! writes what is sent to it, and the disconnect function at the end.
+
+use crate::handshake;
+use crate::{Conn, Outgoing, Realtime, SocketRoute};
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::rt::TokioIo;
+use nimbus_runtime::{Caller, InvokeRequest, ResponseBody, Runtime, text_response};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_util::sync::CancellationToken;
+
+pub use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+/// The trusted header carrying the connection's id to its functions.
+pub const CONNECTION_ID_HEADER: &str = "nimbus-connection-id";
+
+/// How long a close handshake may take before the socket is dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// Headers of the upgrade request that every later invocation of the
+/// connection sees again (never credentials: the verified caller travels
+/// as `nimbus-auth-*`).
+const KEPT_HEADERS: [HeaderName; 4] = [
+    header::HOST,
+    header::ORIGIN,
+    header::USER_AGENT,
+    header::ACCEPT_LANGUAGE,
+];
+
+/// The body of a request to a connection's function.
+type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, wasmtime_wasi_http::Error>;
+
+/// What the connection's later invocations carry of its upgrade request.
+struct Origin {
+    route: Arc<str>,
+    uri: http::Uri,
+    headers: http::HeaderMap,
+    params: Vec<(String, String)>,
+    caller: Option<Caller>,
+}
+
+impl Origin {
+    /// A request to one of the connection's functions.
+    fn request(
+        &self,
+        method: Method,
+        id: &str,
+        extra: &[(&'static str, String)],
+        body: Bytes,
+    ) -> (Request<Body>, InvokeRequest) {
+        let mut req = Request::new(
+            Full::new(body)
+                .map_err(|never| -> wasmtime_wasi_http::Error { match never {} })
+                .boxed_unsync(),
+        );
+        *req.method_mut() = method;
+        *req.uri_mut() = self.uri.clone();
+        let headers = req.headers_mut();
+        for (k, v) in &self.headers {
+            headers.append(k, v.clone());
+        }
+        let mut trusted = vec![(CONNECTION_ID_HEADER, id.to_string())];
+        for (k, v) in extra {
+            if k.starts_with("nimbus-") {
+                trusted.push((k, v.clone()));
+            } else if let Ok(v) = HeaderValue::from_str(v) {
+                headers.insert(HeaderName::from_static(k), v);
+            }
+        }
+        (
+            req,
+            InvokeRequest {
+                trigger: "websocket",
+                route: Some(self.route.to_string()),
+                params: self.params.clone(),
+                caller: self.caller.clone(),
+                trusted,
+                ..Default::default()
+            },
+        )
+    }
+}
+
+pub(crate) async fn upgrade<B>(
+    realtime: &Arc<Realtime>,
+    route: &Arc<SocketRoute>,
+    mut req: Request<B>,
+    params: Vec<(String, String)>,
+    caller: Option<Caller>,
+) -> Response<ResponseBody>
+where
+    B: http_body::Body<Data = Bytes> + Unpin + Send + 'static,
+    B::Error: Into<wasmtime_wasi_http::Error>,
+{
+    let accept = match handshake::accept_key(&req) {
+        Ok(k) => k,
+        Err(why) => return handshake::not_an_upgrade(&route.pattern, why),
+    };
+    let app = route.app().clone();
+    if let Err(why) = realtime.reserve(&app) {
+        return text_response(StatusCode::SERVICE_UNAVAILABLE, why);
+    }
+    // Whatever happens next, the place is given back unless a connection
+    // takes it over.
+    let mut place = Place {
+        realtime: realtime.clone(),
+        app: app.clone(),
+        taken: false,
+    };
+    let id: Arc<str> = uuid::Uuid::now_v7().simple().to_string().into();
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let origin = Origin {
+        route: route.pattern.clone(),
+        uri: req.uri().clone(),
+        headers: KEPT_HEADERS
+            .iter()
+            .flat_map(|k| {
+                req.headers()
+                    .get_all(k)
+                    .iter()
+                    .map(move |v| (k.clone(), v.clone()))
+            })
+            .collect(),
+        params,
+        caller,
+    };
+    let mut protocol = None;
+    if let Some(connect) = &route.connect {
+        let meta = InvokeRequest {
+            trigger: "websocket",
+            route: Some(route.pattern.to_string()),
+            params: origin.params.clone(),
+            caller: origin.caller.clone(),
+            trusted: vec![(CONNECTION_ID_HEADER, id.to_string())],
+            ..Default::default()
+        };
+        let resp = realtime.runtime.invoke(connect, req, meta).await;
+        if !resp.status().is_success() {
+            return resp;
+        }
+        protocol = resp.headers().get(header::SEC_WEBSOCKET_PROTOCOL).cloned();
+        // The answer's body is not sent anywhere; it is read to its end so
+        // that the invocation completes.
+        let _ = Limited::new(resp.into_body(), 64 << 10).collect().await;
+    }
+    let (tx, rx) = mpsc::unbounded_channel();
+    let conn = Arc::new(Conn {
+        id: id.clone(),
+        app: app.clone(),
+        route: route.pattern.clone(),
+        path: origin.uri.path().to_string(),
+        opened_at_ms: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
+        tx,
+        queued: AtomicUsize::new(0),
+        closing: realtime.stop.child_token(),
+        close_with: Default::default(),
+        messages_in: AtomicU64::new(0),
+        messages_out: AtomicU64::new(0),
+    });
+    place.taken = true;
+    realtime.list_conn(conn.clone());
+    let route = route.clone();
+    let rt = realtime.clone();
+    realtime.tasks.spawn(async move {
+        let upgraded = match on_upgrade.await {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::debug!(error = %e, "the WebSocket upgrade did not complete");
+                rt.release(&conn.app, Some(&conn.id));
+                return;
+            }
+        };
+        let config = WebSocketConfig::default()
+            .read_buffer_size(4096)
+            .write_buffer_size(0)
+            .max_message_size(Some(route.max_message_bytes))
+            .max_frame_size(Some(route.max_message_bytes));
+        let ws =
+            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
+                .await;
+        let (code, reason) = run(&rt, &route, &conn, &origin, ws, rx).await;
+        rt.release(&conn.app, Some(&conn.id));
+        if let Some(f) = &route.disconnect {
+            let (req, meta) = origin.request(
+                Method::DELETE,
+                &conn.id,
+                &[
+                    ("nimbus-close-code", u16::from(code).to_string()),
+                    ("nimbus-close-reason", reason),
+                ],
+                Bytes::new(),
+            );
+            let resp = rt.runtime.invoke(f, req, meta).await;
+            let _ = Limited::new(resp.into_body(), 64 << 10).collect().await;
+        }
+    });
+    handshake::switching(&accept, protocol)
+}
+
+/// A reserved place under the connection caps, given back on drop unless
+/// a connection took it.
+struct Place {
+    realtime: Arc<Realtime>,
+    app: Arc<str>,
+    taken: bool,
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        if !self.taken {
+            self.realtime.release(&self.app, None);
+        }
+    }
+}
+
+type Ws = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+type Invocation = std::pin::Pin<Box<dyn Future<Output = Option<Outgoing>> + Send>>;
+
+/// The connection's loop, until either side closes it; returns the close
+/// code and reason the disconnect function is told.
+async fn run(
+    rt: &Arc<Realtime>,
+    route: &Arc<SocketRoute>,
+    conn: &Arc<Conn>,
+    origin: &Origin,
+    mut ws: Ws,
+    mut rx: mpsc::UnboundedReceiver<Outgoing>,
+) -> (CloseCode, String) {
+    let app = conn.app.to_string();
+    let ping_every = rt.config.ping_interval;
+    let mut ping = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
+    let mut last_message = Instant::now();
+    let mut last_heard = Instant::now();
+    // The message being handled; the next is not read until it is done.
+    let mut handling: Option<Invocation> = None;
+    let closing: CancellationToken = conn.closing.clone();
+    let (code, reason, send_close) = loop {
+        let idle_at = last_message + route.idle_timeout;
+        tokio::select! {
+            _ = closing.cancelled() => {
+                let (code, reason) = asked_close(conn);
+                break (code, reason, true);
+            }
+            reply = async { handling.as_mut().unwrap().await }, if handling.is_some() => {
+                handling = None;
+                if let Some(reply) = reply {
+                    // A reply past the send buffer cuts the connection off
+                    // (the cancellation above ends the loop).
+                    let _ = conn.send(reply, rt.config.send_buffer_bytes);
+                }
+            }
+            frame = ws.next(), if handling.is_none() => {
+                last_heard = Instant::now();
+                match frame {
+                    Some(Ok(Message::Text(t))) => {
+                        last_message = Instant::now();
+                        handling = Some(invoke(rt, route, conn, origin, "text", Bytes::from(t)));
+                    }
+                    Some(Ok(Message::Binary(b))) => {
+                        last_message = Instant::now();
+                        handling = Some(invoke(rt, route, conn, origin, "binary", b));
+                    }
+                    Some(Ok(Message::Close(frame))) => {
+                        // tungstenite answers the close itself.
+                        let _ = ws.flush().await;
+                        let (code, reason) = frame
+                            .map(|f| (f.code, f.reason.to_string()))
+                            .unwrap_or((CloseCode::Status, String::new()));
+                        break (code, reason, false);
+                    }
+                    Some(Ok(_)) => {} // pings are answered by tungstenite; pongs count as heard
+                    Some(Err(tokio_tungstenite::tungstenite::Error::Capacity(e))) => {
+                        break (
+                            CloseCode::Size,
+                            format!("{e}: this route takes messages of at most {} bytes", route.max_message_bytes),
+                            true,
+                        );
+                    }
+                    Some(Err(e)) => break (CloseCode::Abnormal, format!("the connection failed: {e}"), false),
+                    None => break (CloseCode::Abnormal, "the client went away without closing".into(), false),
+                }
+            }
+            Some(out) = rx.recv() => {
+                let len = out.len();
+                let msg = match out {
+                    Outgoing::Text(t) => Message::text(t),
+                    Outgoing::Binary(b) => Message::binary(b),
+                };
+                // A client that does not read blocks this write; a close
+                // asked meanwhile (its buffer filled up) still ends it.
+                let sent = tokio::select! {
+                    sent = ws.send(msg) => sent,
+                    _ = closing.cancelled() => {
+                        let (code, reason) = asked_close(conn);
+                        break (code, reason, true);
+                    }
+                };
+                conn.queued.fetch_sub(len, Ordering::SeqCst);
+                if let Err(e) = sent {
+                    break (CloseCode::Abnormal, format!("sending failed: {e}"), false);
+                }
+                last_message = Instant::now();
+                conn.messages_out.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("nimbus_websocket_messages_total", "app" => app.clone(), "direction" => "out").increment(1);
+            }
+            _ = ping.tick() => {
+                if last_heard.elapsed() > ping_every * 2 {
+                    break (CloseCode::Away, format!("no answer to pings for {:?}", ping_every * 2), false);
+                }
+                let sent = tokio::select! {
+                    sent = ws.send(Message::Ping(Bytes::new())) => sent,
+                    _ = closing.cancelled() => {
+                        let (code, reason) = asked_close(conn);
+                        break (code, reason, true);
+                    }
+                };
+                if sent.is_err() {
+                    break (CloseCode::Abnormal, "the client went away".into(), false);
+                }
+            }
+            _ = tokio::time::sleep_until(idle_at) => {
+                break (
+                    CloseCode::Away,
+                    format!("idle for {} s: no message either way", route.idle_timeout.as_secs()),
+                    true,
+                );
+            }
+        }
+    };
+    if send_close {
+        let frame = CloseFrame {
+            code,
+            reason: truncate(&reason, 123).into(),
+        };
+        let _ = tokio::time::timeout(CLOSE_GRACE, ws.close(Some(frame))).await;
+    }
+    (code, reason)
+}
+
+/// The code and reason a close was asked with (none: the node stops).
+fn asked_close(conn: &Conn) -> (CloseCode, String) {
+    conn.close_with
+        .lock()
+        .clone()
+        .unwrap_or((CloseCode::Away, "the server is shutting down".into()))
+}
+
+/// Invokes the message function with one message; the reply to send, if
+/// its answer was a 2xx with a body.
+fn invoke(
+    rt: &Arc<Realtime>,
+    route: &Arc<SocketRoute>,
+    conn: &Arc<Conn>,
+    origin: &Origin,
+    kind: &'static str,
+    body: Bytes,
+) -> Invocation {
+    conn.messages_in.fetch_add(1, Ordering::Relaxed);
+    metrics::counter!("nimbus_websocket_messages_total", "app" => conn.app.to_string(), "direction" => "in").increment(1);
+    let content_type = if kind == "text" {
+        "text/plain; charset=utf-8"
+    } else {
+        "application/octet-stream"
+    };
+    let (req, meta) = origin.request(
+        Method::POST,
+        &conn.id,
+        &[
+            ("nimbus-message-type", kind.to_string()),
+            ("content-type", content_type.to_string()),
+        ],
+        body,
+    );
+    let runtime: Arc<Runtime> = rt.runtime.clone();
+    let f = route.message.clone();
+    let limit = rt.config.send_buffer_bytes;
+    let conn = conn.clone();
+    Box::pin(async move {
+        let resp = runtime.invoke(&f, req, meta).await;
+        let ok = resp.status().is_success();
+        let text = resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_none_or(|t| t.starts_with("text/") || t.starts_with("application/json"));
+        let status = resp.status();
+        let body = Limited::new(resp.into_body(), limit).collect().await;
+        if !ok {
+            tracing::debug!(app = %conn.app, connection = %conn.id, %status, "the message function refused a message");
+            return None;
+        }
+        let body = body.ok()?.to_bytes();
+        if body.is_empty() {
+            return None;
+        }
+        Some(if text {
+            match String::from_utf8(body.to_vec()) {
+                Ok(t) => Outgoing::Text(t),
+                Err(_) => Outgoing::Binary(body),
+            }
+        } else {
+            Outgoing::Binary(body)
+        })
+    })
+}
+
+/// At most `max` bytes of `s`, cut at a character boundary (a close
+/// frame's reason is at most 123 bytes).
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut cut = max;
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    &s[..cut]
+}
