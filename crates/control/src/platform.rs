@@ -319,16 +319,16 @@ impl Platform {
     /// Makes `table` the serving one: routes, and the event consumers and
     /// schedules of every active app.
     fn activate(&self, table: RouteTable) {
-        // An app no longer served (deleted, here or on another node) keeps
-        // no WebSocket connection open.
-        for old in self.gateway.table().apps() {
-            if table.app(&old.spec.name).is_none() {
-                self.gateway.realtime().close_app(&old.spec.name);
-            }
-        }
         self.apply_shares(&table);
         self.events.sync(table.apps().cloned());
         self.gateway.swap(table);
+        // A WebSocket connection belongs to the revision it connected to:
+        // one whose app is now served by another (deployed, rolled back,
+        // deleted, or a new app of the same name) closes with 1012.
+        let table = self.gateway.table();
+        self.gateway
+            .realtime()
+            .close_stale(|app| table.app(app).cloned());
     }
 
     /// Sends this node's heartbeat (it serves at `url`, up since

@@ -166,7 +166,15 @@ impl Gateway {
             }
         }
         if let Some(socket) = &target.socket {
-            return self.realtime.upgrade(socket, req, params, caller).await;
+            let (resp, id) = self.realtime.upgrade(socket, req, params, caller).await;
+            // The app may have been redeployed or deleted while the
+            // connect function ran; the connection is then closed.
+            if let Some(id) = id {
+                let table = self.table.load();
+                self.realtime
+                    .close_if_stale(socket, &id, table.app(socket.app()));
+            }
+            return resp;
         }
         let max_body = target.policy.as_ref().and_then(|p| p.spec.max_body_bytes);
         if asynchronous::wants_async(req.headers()) {
@@ -321,27 +329,56 @@ impl Gateway {
 }
 
 /// A browser cannot set headers on a WebSocket upgrade, so a route's token
-/// may come as the `access_token` query parameter; it is moved into the
-/// `Authorization` header the policy reads (a header given wins).
+/// may come as the `access_token` query parameter. It is taken out of the
+/// URI (no function, log or record sees it) and, unless the request has
+/// an `Authorization` header of its own, put into that header, which the
+/// policy reads and the guest never gets.
 fn socket_credential<B>(req: &mut Request<B>) {
-    if req.headers().contains_key(header::AUTHORIZATION) {
+    let Some(query) = req.uri().query() else {
+        return;
+    };
+    let mut token = None;
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|kv| match kv.split_once('=') {
+            Some(("access_token", v)) => {
+                token.get_or_insert(v.to_string());
+                false
+            }
+            _ => *kv != "access_token",
+        })
+        .collect();
+    if token.is_none() && kept.len() == query.split('&').count() {
         return;
     }
-    let token = req.uri().query().and_then(|q| {
-        q.split('&').find_map(|kv| {
-            let (k, v) = kv.split_once('=')?;
-            (k == "access_token" && !v.is_empty()).then_some(v)
-        })
-    });
-    if let Some(v) = token.and_then(|t| HeaderValue::from_str(&format!("Bearer {t}")).ok()) {
+    let path = req.uri().path();
+    let rebuilt = if kept.is_empty() {
+        path.to_string()
+    } else {
+        format!("{path}?{}", kept.join("&"))
+    };
+    let mut parts = req.uri().clone().into_parts();
+    match rebuilt.parse() {
+        Ok(pq) => parts.path_and_query = Some(pq),
+        Err(_) => return,
+    }
+    if let Ok(uri) = http::Uri::from_parts(parts) {
+        *req.uri_mut() = uri;
+    }
+    if !req.headers().contains_key(header::AUTHORIZATION)
+        && let Some(v) = token
+            .filter(|t| !t.is_empty())
+            .and_then(|t| HeaderValue::from_str(&format!("Bearer {t}")).ok())
+    {
         req.headers_mut().insert(header::AUTHORIZATION, v);
     }
 }
 
 /// A WebSocket upgrade from a page of an origin the route's CORS origins
 /// do not list is refused (browsers send `Origin` and apply no CORS to
-/// WebSockets, so the server must). Without CORS in the policy, any
-/// origin may connect, as with any other route.
+/// WebSockets, so the server must). A client that is no browser sends no
+/// `Origin` and is not refused for it. Without CORS in the policy, pages
+/// of any origin may connect, as they may call any other route.
 fn socket_origin_refused(
     p: &policy::Policy,
     headers: &http::HeaderMap,
@@ -350,7 +387,8 @@ fn socket_origin_refused(
     if cors.origins.iter().any(|o| o == "*") {
         return None;
     }
-    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    let origin = headers.get(header::ORIGIN)?;
+    let origin = origin.to_str().ok();
     if origin.is_some_and(|o| cors.origins.iter().any(|a| a.eq_ignore_ascii_case(o))) {
         return None;
     }
@@ -358,7 +396,7 @@ fn socket_origin_refused(
         StatusCode::FORBIDDEN,
         format!(
             "a WebSocket connection from origin {} is refused: this route's policy allows only {}",
-            origin.unwrap_or("(none)"),
+            origin.unwrap_or("(not text)"),
             cors.origins.join(", ")
         ),
     ))

@@ -99,25 +99,21 @@ pub(crate) async fn upgrade<B>(
     mut req: Request<B>,
     params: Vec<(String, String)>,
     caller: Option<Caller>,
-) -> Response<ResponseBody>
+) -> (Response<ResponseBody>, Option<Arc<str>>)
 where
     B: http_body::Body<Data = Bytes> + Unpin + Send + 'static,
     B::Error: Into<wasmtime_wasi_http::Error>,
 {
     let accept = match handshake::accept_key(&req) {
         Ok(k) => k,
-        Err(why) => return handshake::not_an_upgrade(&route.pattern, why),
+        Err(why) => return (handshake::not_an_upgrade(&route.pattern, why), None),
     };
+    let offered = handshake::offered_protocols(&req);
     let app = route.app().clone();
-    if let Err(why) = realtime.reserve(&app) {
-        return text_response(StatusCode::SERVICE_UNAVAILABLE, why);
-    }
-    // Whatever happens next, the place is given back unless a connection
-    // takes it over.
-    let mut place = Place {
-        realtime: realtime.clone(),
-        app: app.clone(),
-        taken: false,
+    // Whatever happens next, the place is given back when `place` drops.
+    let mut place = match realtime.reserve(&app) {
+        Ok(p) => p,
+        Err(why) => return (text_response(StatusCode::SERVICE_UNAVAILABLE, why), None),
     };
     let id: Arc<str> = uuid::Uuid::now_v7().simple().to_string().into();
     let on_upgrade = hyper::upgrade::on(&mut req);
@@ -148,9 +144,28 @@ where
         };
         let resp = realtime.runtime.invoke(connect, req, meta).await;
         if !resp.status().is_success() {
-            return resp;
+            return (resp, None);
         }
         protocol = resp.headers().get(header::SEC_WEBSOCKET_PROTOCOL).cloned();
+        if let Some(p) = &protocol
+            && !offered.iter().any(|o| o.as_bytes() == p.as_bytes())
+        {
+            let offered = if offered.is_empty() {
+                "none".to_string()
+            } else {
+                offered.join(", ")
+            };
+            return (
+                text_response(
+                    StatusCode::BAD_GATEWAY,
+                    format!(
+                        "the connect function chose the subprotocol {:?}, which the client did not offer (it offered: {offered})",
+                        String::from_utf8_lossy(p.as_bytes()),
+                    ),
+                ),
+                None,
+            );
+        }
         // The answer's body is not sent anywhere; it is read to its end so
         // that the invocation completes.
         let _ = Limited::new(resp.into_body(), 64 << 10).collect().await;
@@ -158,8 +173,8 @@ where
     let (tx, rx) = mpsc::unbounded_channel();
     let conn = Arc::new(Conn {
         id: id.clone(),
+        route: route.clone(),
         app: app.clone(),
-        route: route.pattern.clone(),
         path: origin.uri.path().to_string(),
         opened_at_ms: SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -171,29 +186,32 @@ where
         messages_in: AtomicU64::new(0),
         messages_out: AtomicU64::new(0),
     });
-    place.taken = true;
-    realtime.list_conn(conn.clone());
+    realtime.list_conn(&mut place, conn.clone());
     let route = route.clone();
     let rt = realtime.clone();
     realtime.tasks.spawn(async move {
-        let upgraded = match on_upgrade.await {
-            Ok(u) => u,
-            Err(e) => {
-                tracing::debug!(error = %e, "the WebSocket upgrade did not complete");
-                rt.release(&conn.app, Some(&conn.id));
-                return;
-            }
-        };
-        let config = WebSocketConfig::default()
-            .read_buffer_size(4096)
-            .write_buffer_size(0)
-            .max_message_size(Some(route.max_message_bytes))
-            .max_frame_size(Some(route.max_message_bytes));
-        let ws =
-            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
+        let (code, reason) = match on_upgrade.await {
+            Ok(upgraded) => {
+                let config = WebSocketConfig::default()
+                    .read_buffer_size(4096)
+                    .write_buffer_size(0)
+                    .max_message_size(Some(route.max_message_bytes))
+                    .max_frame_size(Some(route.max_message_bytes));
+                let ws = WebSocketStream::from_raw_socket(
+                    TokioIo::new(upgraded),
+                    Role::Server,
+                    Some(config),
+                )
                 .await;
-        let (code, reason) = run(&rt, &route, &conn, &origin, ws, rx).await;
-        rt.release(&conn.app, Some(&conn.id));
+                run(&rt, &route, &conn, &origin, ws, rx).await
+            }
+            Err(e) => (
+                CloseCode::Abnormal,
+                format!("the upgrade did not complete: {e}"),
+            ),
+        };
+        // The place is free before the disconnect function runs.
+        drop(place);
         if let Some(f) = &route.disconnect {
             let (req, meta) = origin.request(
                 Method::DELETE,
@@ -208,27 +226,45 @@ where
             let _ = Limited::new(resp.into_body(), 64 << 10).collect().await;
         }
     });
-    handshake::switching(&accept, protocol)
-}
-
-/// A reserved place under the connection caps, given back on drop unless
-/// a connection took it.
-struct Place {
-    realtime: Arc<Realtime>,
-    app: Arc<str>,
-    taken: bool,
-}
-
-impl Drop for Place {
-    fn drop(&mut self) {
-        if !self.taken {
-            self.realtime.release(&self.app, None);
-        }
-    }
+    (handshake::switching(&accept, protocol), Some(id))
 }
 
 type Ws = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
-type Invocation = std::pin::Pin<Box<dyn Future<Output = Option<Outgoing>> + Send>>;
+
+/// What the message function's answer puts on the connection.
+enum Reply {
+    /// Nothing (no body, or not a 2xx).
+    None,
+    /// This message.
+    Send(Outgoing),
+    /// A body over the send buffer: the connection closes with 1011.
+    TooLarge(String),
+}
+
+type Invocation = std::pin::Pin<Box<dyn Future<Output = Reply> + Send>>;
+
+/// How a write to the client ended.
+enum Wrote {
+    Done,
+    Failed(String),
+    /// A close was asked while it waited.
+    Closing,
+    /// The client took nothing for a whole ping interval.
+    Stalled,
+}
+
+/// Writes `msg`, waiting for the client at most `stall`, and no longer
+/// once a close is asked.
+async fn write(ws: &mut Ws, msg: Message, closing: &CancellationToken, stall: Duration) -> Wrote {
+    tokio::select! {
+        sent = tokio::time::timeout(stall, ws.send(msg)) => match sent {
+            Ok(Ok(())) => Wrote::Done,
+            Ok(Err(e)) => Wrote::Failed(e.to_string()),
+            Err(_) => Wrote::Stalled,
+        },
+        _ = closing.cancelled() => Wrote::Closing,
+    }
+}
 
 /// The connection's loop, until either side closes it; returns the close
 /// code and reason the disconnect function is told.
@@ -240,14 +276,32 @@ async fn run(
     mut ws: Ws,
     mut rx: mpsc::UnboundedReceiver<Outgoing>,
 ) -> (CloseCode, String) {
+    use tokio_tungstenite::tungstenite::Error as WsError;
     let app = conn.app.to_string();
     let ping_every = rt.config.ping_interval;
     let mut ping = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
     let mut last_message = Instant::now();
     let mut last_heard = Instant::now();
-    // The message being handled; the next is not read until it is done.
+    // The message being handled; the next is not read until it is done,
+    // and neither silence nor idleness counts against the client meanwhile.
     let mut handling: Option<Invocation> = None;
     let closing: CancellationToken = conn.closing.clone();
+    let ended = |wrote: Wrote| match wrote {
+        Wrote::Done => None,
+        Wrote::Failed(e) => Some((CloseCode::Abnormal, format!("sending failed: {e}"), false)),
+        Wrote::Closing => {
+            let (code, reason) = asked_close(conn);
+            Some((code, reason, true))
+        }
+        Wrote::Stalled => Some((
+            CloseCode::Policy,
+            format!(
+                "the client took nothing sent to it for {} s",
+                ping_every.as_secs()
+            ),
+            false,
+        )),
+    };
     let (code, reason, send_close) = loop {
         let idle_at = last_message + route.idle_timeout;
         tokio::select! {
@@ -257,10 +311,16 @@ async fn run(
             }
             reply = async { handling.as_mut().unwrap().await }, if handling.is_some() => {
                 handling = None;
-                if let Some(reply) = reply {
-                    // A reply past the send buffer cuts the connection off
-                    // (the cancellation above ends the loop).
-                    let _ = conn.send(reply, rt.config.send_buffer_bytes);
+                last_heard = Instant::now();
+                last_message = Instant::now();
+                match reply {
+                    Reply::None => {}
+                    // Past the send buffer, the send cuts the connection
+                    // off (the cancellation above ends the loop).
+                    Reply::Send(out) => {
+                        let _ = conn.send(out, rt.config.send_buffer_bytes);
+                    }
+                    Reply::TooLarge(why) => break (CloseCode::Error, why, true),
                 }
             }
             frame = ws.next(), if handling.is_none() => {
@@ -275,20 +335,25 @@ async fn run(
                         handling = Some(invoke(rt, route, conn, origin, "binary", b));
                     }
                     Some(Ok(Message::Close(frame))) => {
-                        // tungstenite answers the close itself.
-                        let _ = ws.flush().await;
+                        // tungstenite queues the answering close; flush it.
+                        let _ = tokio::time::timeout(CLOSE_GRACE, ws.flush()).await;
                         let (code, reason) = frame
                             .map(|f| (f.code, f.reason.to_string()))
                             .unwrap_or((CloseCode::Status, String::new()));
                         break (code, reason, false);
                     }
-                    Some(Ok(_)) => {} // pings are answered by tungstenite; pongs count as heard
-                    Some(Err(tokio_tungstenite::tungstenite::Error::Capacity(e))) => {
-                        break (
-                            CloseCode::Size,
-                            format!("{e}: this route takes messages of at most {} bytes", route.max_message_bytes),
-                            true,
-                        );
+                    // Pings are answered by tungstenite; pongs count as heard.
+                    Some(Ok(_)) => {}
+                    Some(Err(WsError::Capacity(e))) => break (
+                        CloseCode::Size,
+                        format!("{e}: this route takes messages of at most {} bytes", route.max_message_bytes),
+                        true,
+                    ),
+                    Some(Err(WsError::Utf8(e))) => {
+                        break (CloseCode::Invalid, format!("a text message is not UTF-8: {e}"), true)
+                    }
+                    Some(Err(WsError::Protocol(e))) => {
+                        break (CloseCode::Protocol, format!("protocol error: {e}"), true)
                     }
                     Some(Err(e)) => break (CloseCode::Abnormal, format!("the connection failed: {e}"), false),
                     None => break (CloseCode::Abnormal, "the client went away without closing".into(), false),
@@ -300,39 +365,29 @@ async fn run(
                     Outgoing::Text(t) => Message::text(t),
                     Outgoing::Binary(b) => Message::binary(b),
                 };
-                // A client that does not read blocks this write; a close
-                // asked meanwhile (its buffer filled up) still ends it.
-                let sent = tokio::select! {
-                    sent = ws.send(msg) => sent,
-                    _ = closing.cancelled() => {
-                        let (code, reason) = asked_close(conn);
-                        break (code, reason, true);
-                    }
-                };
+                let wrote = write(&mut ws, msg, &closing, ping_every).await;
                 conn.queued.fetch_sub(len, Ordering::SeqCst);
-                if let Err(e) = sent {
-                    break (CloseCode::Abnormal, format!("sending failed: {e}"), false);
+                if let Some(end) = ended(wrote) {
+                    break end;
                 }
                 last_message = Instant::now();
                 conn.messages_out.fetch_add(1, Ordering::Relaxed);
                 metrics::counter!("nimbus_websocket_messages_total", "app" => app.clone(), "direction" => "out").increment(1);
             }
             _ = ping.tick() => {
-                if last_heard.elapsed() > ping_every * 2 {
-                    break (CloseCode::Away, format!("no answer to pings for {:?}", ping_every * 2), false);
+                if handling.is_none() && last_heard.elapsed() > ping_every * 2 {
+                    break (
+                        CloseCode::Away,
+                        format!("no answer to pings for {} s", (ping_every * 2).as_secs()),
+                        false,
+                    );
                 }
-                let sent = tokio::select! {
-                    sent = ws.send(Message::Ping(Bytes::new())) => sent,
-                    _ = closing.cancelled() => {
-                        let (code, reason) = asked_close(conn);
-                        break (code, reason, true);
-                    }
-                };
-                if sent.is_err() {
-                    break (CloseCode::Abnormal, "the client went away".into(), false);
+                let wrote = write(&mut ws, Message::Ping(Bytes::new()), &closing, ping_every).await;
+                if let Some(end) = ended(wrote) {
+                    break end;
                 }
             }
-            _ = tokio::time::sleep_until(idle_at) => {
+            _ = tokio::time::sleep_until(idle_at), if handling.is_none() => {
                 break (
                     CloseCode::Away,
                     format!("idle for {} s: no message either way", route.idle_timeout.as_secs()),
@@ -391,23 +446,31 @@ fn invoke(
     let conn = conn.clone();
     Box::pin(async move {
         let resp = runtime.invoke(&f, req, meta).await;
-        let ok = resp.status().is_success();
+        let status = resp.status();
         let text = resp
             .headers()
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_none_or(|t| t.starts_with("text/") || t.starts_with("application/json"));
-        let status = resp.status();
         let body = Limited::new(resp.into_body(), limit).collect().await;
-        if !ok {
-            tracing::debug!(app = %conn.app, connection = %conn.id, %status, "the message function refused a message");
-            return None;
+        if !status.is_success() {
+            // The message is not retried and nothing is sent for it; the
+            // invocation's record says why.
+            tracing::debug!(app = %conn.app, connection = %conn.id, %status, "the message function did not take a message");
+            return Reply::None;
         }
-        let body = body.ok()?.to_bytes();
+        let body = match body {
+            Ok(b) => b.to_bytes(),
+            Err(_) => {
+                return Reply::TooLarge(format!(
+                    "the message function's reply is over the {limit}-byte send buffer"
+                ));
+            }
+        };
         if body.is_empty() {
-            return None;
+            return Reply::None;
         }
-        Some(if text {
+        Reply::Send(if text {
             match String::from_utf8(body.to_vec()) {
                 Ok(t) => Outgoing::Text(t),
                 Err(_) => Outgoing::Binary(body),

@@ -33,9 +33,30 @@ pub(crate) fn accept_key<B>(req: &Request<B>) -> Result<String, &'static str> {
         return Err("Sec-WebSocket-Version must be 13");
     }
     match req.headers().get(header::SEC_WEBSOCKET_KEY) {
-        Some(k) if k.len() == 24 => Ok(derive_accept_key(k.as_bytes())),
+        Some(k) if is_nonce(k.as_bytes()) => Ok(derive_accept_key(k.as_bytes())),
         _ => Err("Sec-WebSocket-Key is missing or not 16 bytes in base64"),
     }
+}
+
+/// Whether `key` is 16 bytes in base64: 22 base64 digits and `==`.
+fn is_nonce(key: &[u8]) -> bool {
+    key.len() == 24
+        && key.ends_with(b"==")
+        && key[..22]
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/')
+}
+
+/// The subprotocols the client offers (`Sec-WebSocket-Protocol`), in order.
+pub(crate) fn offered_protocols<B>(req: &Request<B>) -> Vec<String> {
+    req.headers()
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|p| p.trim().to_string())
+        .filter(|p| !p.is_empty())
+        .collect()
 }
 
 /// 426 for a request to a WebSocket route that is not a valid upgrade.
@@ -117,5 +138,21 @@ mod tests {
             ("sec-websocket-version", "13"),
         ]);
         assert!(accept_key(&r).unwrap_err().contains("Sec-WebSocket-Key"));
+        let r = req(&[
+            ("connection", "upgrade"),
+            ("upgrade", "websocket"),
+            ("sec-websocket-version", "13"),
+            ("sec-websocket-key", "not base64 at all, no!=="),
+        ]);
+        assert!(accept_key(&r).unwrap_err().contains("Sec-WebSocket-Key"));
+    }
+
+    #[test]
+    fn offered_subprotocols_are_listed_in_order() {
+        let r = req(&[
+            ("sec-websocket-protocol", "chat.v2, chat.v1"),
+            ("sec-websocket-protocol", "json"),
+        ]);
+        assert_eq!(offered_protocols(&r), ["chat.v2", "chat.v1", "json"]);
     }
 }

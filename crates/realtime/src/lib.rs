@@ -28,6 +28,11 @@
 //!   reads too slowly for that is cut off with 1008, and the sender is told.
 //! - The node holds at most `max_connections`, an app at most
 //!   `max_app_connections`; an upgrade past either is refused with 503.
+//!   A place is given back when its connection's task ends, however.
+//! - A connection belongs to the revision it connected to: when the app is
+//!   served by another (a deploy, a rollback, a deletion, a new app of the
+//!   same name), it closes with 1012 and the client connects again.
+//! - No write waits on a client for longer than the ping interval.
 
 mod connection;
 mod handshake;
@@ -37,8 +42,8 @@ use nimbus_core::realtime::SocketSpec;
 use nimbus_runtime::{ActiveApp, Function, ResponseBody, Runtime};
 use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -56,7 +61,8 @@ pub struct RealtimeConfig {
     /// Bytes that may wait to be written to one connection.
     pub send_buffer_bytes: usize,
     /// How often an idle connection is pinged; a connection that has sent
-    /// nothing (not even a pong) for two of these is dropped.
+    /// nothing (not even a pong) for two of these is dropped, and so is
+    /// one whose client has not taken a write for one of these.
     pub ping_interval: Duration,
 }
 
@@ -64,8 +70,8 @@ impl Default for RealtimeConfig {
     fn default() -> Self {
         RealtimeConfig {
             max_connections: 20_000,
-            max_app_connections: 10_000,
-            send_buffer_bytes: 1 << 20,
+            max_app_connections: 5_000,
+            send_buffer_bytes: 256 << 10,
             ping_interval: Duration::from_secs(30),
         }
     }
@@ -73,6 +79,10 @@ impl Default for RealtimeConfig {
 
 /// One WebSocket route of an active revision, with its functions.
 pub struct SocketRoute {
+    /// The revision it belongs to: its connections close when the app is
+    /// served by another (a deploy, a rollback, a deletion, a new app of
+    /// the same name).
+    owner: Weak<ActiveApp>,
     /// The pattern as the user wrote it.
     pub pattern: Arc<str>,
     /// Invoked at the upgrade.
@@ -89,7 +99,7 @@ pub struct SocketRoute {
 
 impl SocketRoute {
     /// The route `spec` of `app`, its functions looked up in the revision.
-    pub fn new(app: &ActiveApp, spec: &SocketSpec) -> Result<SocketRoute, String> {
+    pub fn new(app: &Arc<ActiveApp>, spec: &SocketSpec) -> Result<SocketRoute, String> {
         let function = |name: &str| {
             app.functions.get(name).cloned().ok_or_else(|| {
                 format!(
@@ -99,6 +109,7 @@ impl SocketRoute {
             })
         };
         Ok(SocketRoute {
+            owner: Arc::downgrade(app),
             pattern: spec.path.as_str().into(),
             connect: spec.connect.as_deref().map(function).transpose()?,
             message: function(&spec.message)?,
@@ -111,6 +122,12 @@ impl SocketRoute {
     /// The app it belongs to.
     pub fn app(&self) -> &Arc<str> {
         self.message.app_name()
+    }
+
+    /// Whether `current` (the app's entry in the route table now) is the
+    /// revision this route belongs to.
+    pub fn is_current(&self, current: Option<&Arc<ActiveApp>>) -> bool {
+        current.is_some_and(|c| std::ptr::eq(Arc::as_ptr(c), self.owner.as_ptr()))
     }
 }
 
@@ -177,8 +194,9 @@ pub struct ConnectionInfo {
 /// The registry's side of one open connection.
 struct Conn {
     id: Arc<str>,
+    /// Its route, which knows the revision it belongs to.
+    route: Arc<SocketRoute>,
     app: Arc<str>,
-    route: Arc<str>,
     path: String,
     opened_at_ms: u64,
     tx: mpsc::UnboundedSender<Outgoing>,
@@ -231,12 +249,26 @@ impl Conn {
     fn info(&self) -> ConnectionInfo {
         ConnectionInfo {
             id: self.id.to_string(),
-            route: self.route.to_string(),
+            route: self.route.pattern.to_string(),
             path: self.path.clone(),
             opened_at_ms: self.opened_at_ms,
             messages_in: self.messages_in.load(Ordering::Relaxed),
             messages_out: self.messages_out.load(Ordering::Relaxed),
         }
+    }
+}
+
+/// A place under the connection caps, given back when dropped (with the
+/// connection's listing, once it has one), however its task ends.
+struct Place {
+    realtime: Arc<Realtime>,
+    app: Arc<str>,
+    id: Option<Arc<str>>,
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        self.realtime.release(&self.app, self.id.as_ref());
     }
 }
 
@@ -273,8 +305,8 @@ impl Realtime {
     }
 
     /// Answers an upgrade request for `route` (after the route's policy
-    /// admitted it): 101 and the connection, or the refusal (the connect
-    /// function's non-2xx answer, 426 for a request that is not a
+    /// admitted it): 101 and the new connection's id, or the refusal (the
+    /// connect function's non-2xx answer, 426 for a request that is not a
     /// WebSocket upgrade, 503 past a connection cap).
     pub async fn upgrade<B>(
         self: &Arc<Self>,
@@ -282,7 +314,7 @@ impl Realtime {
         req: http::Request<B>,
         params: Vec<(String, String)>,
         caller: Option<nimbus_runtime::Caller>,
-    ) -> http::Response<ResponseBody>
+    ) -> (http::Response<ResponseBody>, Option<Arc<str>>)
     where
         B: http_body::Body<Data = Bytes> + Unpin + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
@@ -292,7 +324,7 @@ impl Realtime {
 
     /// Reserves a place for a new connection of `app`, or says which cap
     /// refuses it.
-    fn reserve(&self, app: &Arc<str>) -> Result<(), String> {
+    fn reserve(self: &Arc<Self>, app: &Arc<str>) -> Result<Place, String> {
         let mut open = self.open.lock();
         let total: usize = open.per_app.values().sum();
         if total >= self.config.max_connections {
@@ -310,7 +342,11 @@ impl Realtime {
         }
         *n += 1;
         metrics::gauge!("nimbus_websocket_connections", "app" => app.to_string()).increment(1.0);
-        Ok(())
+        Ok(Place {
+            realtime: self.clone(),
+            app: app.clone(),
+            id: None,
+        })
     }
 
     /// Gives back a place reserved for `app` (its connection ended or
@@ -329,7 +365,9 @@ impl Realtime {
         metrics::gauge!("nimbus_websocket_connections", "app" => app.to_string()).decrement(1.0);
     }
 
-    fn list_conn(&self, conn: Arc<Conn>) {
+    /// Lists `conn` under its place, which now also unlists it.
+    fn list_conn(&self, place: &mut Place, conn: Arc<Conn>) {
+        place.id = Some(conn.id.clone());
         self.open.lock().by_id.insert(conn.id.clone(), conn);
     }
 
@@ -378,12 +416,31 @@ impl Realtime {
         self.open.lock().per_app.values().sum()
     }
 
-    /// Closes every connection of `app` (it was deleted): 1001.
-    pub fn close_app(&self, app: &str) {
+    /// Closes (1012) every connection whose app is no longer served by
+    /// the revision it connected to: `current` gives each app's entry in
+    /// the route table now. Called after every table swap.
+    pub fn close_stale(&self, current: impl Fn(&str) -> Option<Arc<ActiveApp>>) {
         for c in self.open.lock().by_id.values() {
-            if &*c.app == app {
-                c.close(CloseCode::Away, "the app was deleted".into());
+            if !c.route.is_current(current(&c.app).as_ref()) {
+                c.close(
+                    CloseCode::Restart,
+                    "the app was redeployed or deleted: connect again".into(),
+                );
             }
+        }
+    }
+
+    /// Closes (1012) the connection `id` of `route` unless `current` is
+    /// still its revision (it may have been swapped out while the
+    /// connection was being set up).
+    pub fn close_if_stale(&self, route: &SocketRoute, id: &str, current: Option<&Arc<ActiveApp>>) {
+        if !route.is_current(current)
+            && let Ok(c) = self.find(route.app(), id)
+        {
+            c.close(
+                CloseCode::Restart,
+                "the app was redeployed or deleted: connect again".into(),
+            );
         }
     }
 

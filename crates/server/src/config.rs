@@ -52,8 +52,16 @@ pub struct Config {
     #[arg(long, default_value_t = 20_000)]
     pub max_connections: usize,
     /// WebSocket connections one app may hold on this node at once
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 5_000)]
     pub max_app_connections: usize,
+    /// KiB that may wait to be written to one WebSocket connection; a
+    /// client reading too slowly for that is cut off (1008)
+    #[arg(long, default_value_t = 256)]
+    pub ws_send_buffer_kb: usize,
+    /// Seconds between pings of a WebSocket connection; one silent for two
+    /// of these, or taking no write for one, is dropped
+    #[arg(long, default_value_t = 30)]
+    pub ws_ping_interval_s: u64,
     /// Longest timeout_ms (and first_byte_timeout_ms) a function may ask
     /// for, in ms; deploys asking for more are refused
     #[arg(long, default_value_t = 900_000)]

@@ -298,7 +298,8 @@ impl Node {
             nimbus_realtime::RealtimeConfig {
                 max_connections: args.max_connections,
                 max_app_connections: args.max_app_connections,
-                ..Default::default()
+                send_buffer_bytes: args.ws_send_buffer_kb.max(1) << 10,
+                ping_interval: Duration::from_secs(args.ws_ping_interval_s.max(1)),
             },
         );
         gateway.trust_proxies(args.trusted_proxy.clone());

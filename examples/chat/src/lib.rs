@@ -6,7 +6,8 @@
 //! - `POST`, message: answers `ROOM NAME: TEXT`, which Nimbus sends back on
 //!   the connection. Two words are commands: `whoami` answers the
 //!   connection's id, `count` the number of requests this instance has
-//!   served (always 1: every message gets a fresh instance).
+//!   served (always 1: every message gets a fresh instance), `path` the
+//!   path and query it was called with.
 //! - `DELETE`, disconnect: logs the close code and reason.
 
 use std::io::Write as _;
@@ -80,6 +81,7 @@ impl wasi::exports::http::incoming_handler::Guest for Chat {
                 match text.as_str() {
                     "whoami" => respond(out, 200, &format!("id:{id}")),
                     "count" => respond(out, 200, &format!("served:{served}")),
+                    "path" => respond(out, 200, &path),
                     _ => respond(out, 200, &format!("{room} {name} ({kind}): {text}")),
                 }
             }
