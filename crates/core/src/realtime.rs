@@ -37,16 +37,3 @@ pub struct SocketSpec {
     /// (pings do not count).
     pub idle_timeout_ms: u64,
 }
-
-impl SocketSpec {
-    /// The functions it invokes, each once.
-    pub fn functions(&self) -> impl Iterator<Item = &str> {
-        let mut names = vec![self.message.as_str()];
-        for f in [&self.connect, &self.disconnect].into_iter().flatten() {
-            if !names.contains(&f.as_str()) {
-                names.push(f);
-            }
-        }
-        names.into_iter()
-    }
-}

@@ -337,20 +337,16 @@ fn socket_credential<B>(req: &mut Request<B>) {
     let Some(query) = req.uri().query() else {
         return;
     };
-    let mut token = None;
-    let kept: Vec<&str> = query
-        .split('&')
-        .filter(|kv| match kv.split_once('=') {
-            Some(("access_token", v)) => {
-                token.get_or_insert(v.to_string());
-                false
-            }
-            _ => *kv != "access_token",
-        })
-        .collect();
-    if token.is_none() && kept.len() == query.split('&').count() {
+    let is_token = |kv: &&str| kv.split_once('=').map_or(*kv, |(k, _)| k) == "access_token";
+    if !query.split('&').any(|kv| is_token(&kv)) {
         return;
     }
+    let token = query
+        .split('&')
+        .filter(is_token)
+        .find_map(|kv| kv.split_once('='))
+        .map(|(_, v)| v.to_string());
+    let kept: Vec<&str> = query.split('&').filter(|kv| !is_token(kv)).collect();
     let path = req.uri().path();
     let rebuilt = if kept.is_empty() {
         path.to_string()
