@@ -9,7 +9,8 @@
 //! sends, publishes, queue depths, events and dead letters (`events`);
 //! key-value answers and operations, document writes, configuration and S3
 //! keys (`data`); API keys, users and the password-reset hook's body
-//! (`identity`); usage and cost estimates (`usage`). What is not typed is
+//! (`identity`); WebSocket connections (`realtime`); usage and cost
+//! estimates (`usage`). What is not typed is
 //! the app's own data: KV values (bytes) and documents (JSON), which the
 //! API carries as the app wrote them. See docs/API.md for the endpoints.
 //!
@@ -20,6 +21,7 @@ mod data;
 mod events;
 mod identity;
 mod invocations;
+mod realtime;
 mod usage;
 
 pub use data::{
@@ -38,7 +40,8 @@ pub use invocations::{
     InvocationRow, KeptInput, KeptInvocation, LogLine, OpSpanRow, ReplayRequest, Replayed, Run,
     Trace,
 };
-pub use usage::{Operations, Prices, StorageLine, Stored, Usage, UsageLine};
+pub use realtime::ConnectionInfo;
+pub use usage::{Operations, Prices, StorageLine, Stored, Usage, UsageLine, WebSocketUsage};
 
 use nimbus_core::Limits;
 use serde::{Deserialize, Serialize};

@@ -11,10 +11,17 @@ pub struct Prices {
     /// One GB-second (memory limit × duration).
     pub per_gb_second: f64,
     pub per_million_requests: f64,
-    /// One million operations on KV, documents, objects or events.
+    /// One million operations on KV, documents, objects, events or
+    /// realtime.
     pub per_million_operations: f64,
     /// One GB stored for a month (730 hours).
     pub per_gb_month: f64,
+    /// One million WebSocket messages, either way.
+    #[serde(default)]
+    pub per_million_messages: f64,
+    /// One million minutes of WebSocket connection.
+    #[serde(default)]
+    pub per_million_connection_minutes: f64,
 }
 
 /// Operations of guests and clients on each service.
@@ -24,6 +31,22 @@ pub struct Operations {
     pub docs: i64,
     pub objects: i64,
     pub events: i64,
+    /// Sends, closes, subscriptions and publishes on WebSocket
+    /// connections and channels.
+    #[serde(default)]
+    pub realtime: i64,
+}
+
+/// WebSocket connections' own use (their functions' invocations are
+/// counted as those functions').
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WebSocketUsage {
+    /// Minutes connections were open.
+    pub connection_minutes: f64,
+    /// Messages clients sent.
+    pub messages_in: i64,
+    /// Messages sent to clients.
+    pub messages_out: i64,
 }
 
 /// One line of usage: a function, an hour, a day or an app (`key`), or
@@ -39,6 +62,8 @@ pub struct UsageLine {
     pub bytes_out: i64,
     pub cold_starts: i64,
     pub operations: Operations,
+    #[serde(default)]
+    pub websockets: WebSocketUsage,
     /// The estimate at [`Prices`] (the total's includes storage).
     pub cost: f64,
     /// Storage GB-hours (the total only).

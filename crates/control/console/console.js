@@ -103,10 +103,11 @@ async function showApps() {
 }
 
 async function showApp(app) {
-  const [revisions, fns, queues] = await Promise.all([
+  const [revisions, fns, queues, connections] = await Promise.all([
     api("GET", `/v1/apps/${enc(app)}/revisions`),
     api("GET", `/v1/apps/${enc(app)}/functions`),
     api("GET", `/v1/apps/${enc(app)}/queues`),
+    api("GET", `/v1/apps/${enc(app)}/connections?limit=200`),
   ]);
   const active = revisions.find((r) => r.active);
   const rollback = async (number) => {
@@ -140,7 +141,25 @@ async function showApp(app) {
     h("h2", {}, "Queues, topics and schedules"),
     table(["Channel", "Function", "Queued", "Running", "Failed", "Dead"], queues.channels
       .filter((c) => !c.channel.startsWith("async:") || c.queued + c.running + c.failed + c.dead > 0)
-      .map((c) => ({ cells: [c.channel, c.function || "", c.queued, c.running, c.failed, c.dead] }))));
+      .map((c) => ({ cells: [c.channel, c.function || "", c.queued, c.running, c.failed, c.dead] }))),
+    h("h2", {}, `Live WebSocket connections (${connections.length}) `,
+      h("button", { class: "secondary", id: "refresh-connections", onclick: () => showApp(app) }, "Refresh")),
+    h("div", { id: "connections" }, connections.length ? table(["Connection", "Node", "Route", "Path", "Opened", "In", "Out", "Channels", ""],
+      connections.map((c) => ({
+        id: c.id,
+        cells: [h("span", { class: "mono" }, c.id), c.node, c.route, h("span", { class: "mono" }, c.path),
+          when(c.opened_at_ms * 1000), c.messages_in ?? "—", c.messages_out ?? "—", (c.channels || []).join(", "),
+          h("button", { class: "secondary", onclick: () => closeConnection(app, c.id) }, "Close")],
+      }))) : h("p", {}, "No open connections.")));
+}
+
+async function closeConnection(app, id) {
+  if (!confirm(`Close connection ${id} of ${app}?`)) return;
+  try {
+    await api("DELETE", `/v1/apps/${enc(app)}/connections/${enc(id)}?code=1000&reason=${enc("closed from the console")}`);
+    say(`Connection ${id} is closing.`, "info");
+    showApp(app);
+  } catch (e) { say(`Closing failed: ${e.message}`); }
 }
 
 async function showInvocations(app) {

@@ -240,7 +240,7 @@ pub fn spans(r: &InvocationRecord) -> Vec<Span> {
             continue;
         };
         let kind = match op.service {
-            Service::Events => span::SpanKind::Producer,
+            Service::Events | Service::Realtime => span::SpanKind::Producer,
             _ => span::SpanKind::Client,
         };
         out.push(Span {

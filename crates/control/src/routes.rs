@@ -162,6 +162,14 @@ where
     }
 }
 
+impl Route {
+    /// Each success counts as one operation of the app on `service`.
+    fn metered(mut self, service: Service) -> Route {
+        self.endpoint.meters = Some(service);
+        self
+    }
+}
+
 /// The data capabilities' endpoints (`nimbus_data::routes`): each under
 /// its store's access rule, open to app pages, metered as its service.
 fn data_routes() -> Vec<Route> {
@@ -312,13 +320,22 @@ fn table() -> Vec<Route> {
             app!("/connections/{id}/messages"),
             App(Invoke),
             realtime_api::send,
-        ),
+        )
+        .metered(Service::Realtime),
         route(
             Delete,
             app!("/connections/{id}"),
             App(Invoke),
             realtime_api::close,
-        ),
+        )
+        .metered(Service::Realtime),
+        route(
+            Post,
+            app!("/channels/{channel}/messages"),
+            App(Invoke),
+            realtime_api::publish,
+        )
+        .metered(Service::Realtime),
         // Events.
         route(Get, app!("/queues"), App(ReadLogs), events_api::depths),
         route(
@@ -694,8 +711,11 @@ mod tests {
                     e.need
                 );
             }
-            // Only the data endpoints apply access rules, and they all meter.
-            assert_eq!(e.need == Need::DataRule, e.meters.is_some(), "{e:?}");
+            // Every endpoint under an access rule meters (so do some that
+            // need a key: realtime sends and publishes).
+            if e.need == Need::DataRule {
+                assert!(e.meters.is_some(), "{e:?}");
+            }
         }
     }
 

@@ -6,7 +6,7 @@ use crate::ctx::{ApiError, ApiResult, Ctx};
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use nimbus_api::{Operations, Prices, StorageLine, Stored, Usage, UsageLine};
+use nimbus_api::{Operations, Prices, StorageLine, Stored, Usage, UsageLine, WebSocketUsage};
 use nimbus_store::{StorageRow, UsageBy, UsageRow};
 use serde::{Deserialize, Serialize};
 
@@ -26,12 +26,19 @@ pub struct PriceSheet {
     /// Price of one million invocations.
     #[serde(default = "PriceSheet::default_million_requests")]
     pub per_million_requests: f64,
-    /// Price of one million operations on KV, documents, objects or events.
+    /// Price of one million operations on KV, documents, objects, events
+    /// or realtime.
     #[serde(default = "PriceSheet::default_million_operations")]
     pub per_million_operations: f64,
     /// Price of storing one GB for a month (730 hours).
     #[serde(default = "PriceSheet::default_gb_month")]
     pub per_gb_month: f64,
+    /// Price of one million WebSocket messages, either way.
+    #[serde(default = "PriceSheet::default_million_messages")]
+    pub per_million_messages: f64,
+    /// Price of one million minutes of WebSocket connection.
+    #[serde(default = "PriceSheet::default_million_connection_minutes")]
+    pub per_million_connection_minutes: f64,
 }
 
 impl PriceSheet {
@@ -50,11 +57,17 @@ impl PriceSheet {
     fn default_gb_month() -> f64 {
         0.023
     }
+    fn default_million_messages() -> f64 {
+        1.00
+    }
+    fn default_million_connection_minutes() -> f64 {
+        0.25
+    }
 
     /// Parses a price sheet (TOML).
     pub fn parse(text: &str) -> Result<PriceSheet, String> {
         toml::from_str(text).map_err(|e| {
-            format!("the price sheet is invalid: {e} (keys: currency, per_gb_second, per_million_requests, per_million_operations, per_gb_month)")
+            format!("the price sheet is invalid: {e} (keys: currency, per_gb_second, per_million_requests, per_million_operations, per_gb_month, per_million_messages, per_million_connection_minutes)")
         })
     }
 }
@@ -67,6 +80,8 @@ impl Default for PriceSheet {
             per_million_requests: Self::default_million_requests(),
             per_million_operations: Self::default_million_operations(),
             per_gb_month: Self::default_gb_month(),
+            per_million_messages: Self::default_million_messages(),
+            per_million_connection_minutes: Self::default_million_connection_minutes(),
         }
     }
 }
@@ -89,16 +104,22 @@ impl From<&PriceSheet> for Prices {
             per_million_requests: p.per_million_requests,
             per_million_operations: p.per_million_operations,
             per_gb_month: p.per_gb_month,
+            per_million_messages: p.per_million_messages,
+            per_million_connection_minutes: p.per_million_connection_minutes,
         }
     }
 }
 
 fn usage_line(r: &UsageRow, prices: &PriceSheet) -> UsageLine {
     let gb_seconds = r.mb_us as f64 / 1024.0 / 1e6;
-    let operations = r.kv_ops + r.doc_ops + r.object_ops + r.event_ops;
+    let operations = r.kv_ops + r.doc_ops + r.object_ops + r.event_ops + r.realtime_ops;
+    let connection_minutes = r.ws_connection_ms as f64 / 60_000.0;
+    let messages = r.ws_messages_in + r.ws_messages_out;
     let cost = gb_seconds * prices.per_gb_second
         + r.invocations as f64 / 1e6 * prices.per_million_requests
-        + operations as f64 / 1e6 * prices.per_million_operations;
+        + operations as f64 / 1e6 * prices.per_million_operations
+        + messages as f64 / 1e6 * prices.per_million_messages
+        + connection_minutes / 1e6 * prices.per_million_connection_minutes;
     UsageLine {
         key: r.key.clone(),
         invocations: r.invocations,
@@ -113,6 +134,12 @@ fn usage_line(r: &UsageRow, prices: &PriceSheet) -> UsageLine {
             docs: r.doc_ops,
             objects: r.object_ops,
             events: r.event_ops,
+            realtime: r.realtime_ops,
+        },
+        websockets: WebSocketUsage {
+            connection_minutes,
+            messages_in: r.ws_messages_in,
+            messages_out: r.ws_messages_out,
         },
         cost,
         gb_hours: None,

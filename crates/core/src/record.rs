@@ -144,15 +144,19 @@ pub enum Service {
     Objects,
     /// Queue sends and topic publishes.
     Events,
+    /// Sends, closes, subscriptions and publishes on WebSocket
+    /// connections and channels.
+    Realtime,
 }
 
 impl Service {
     /// Every service, in a fixed order.
-    pub const ALL: [Service; 4] = [
+    pub const ALL: [Service; 5] = [
         Service::Kv,
         Service::Docs,
         Service::Objects,
         Service::Events,
+        Service::Realtime,
     ];
 
     /// Stable lowercase name, as in metrics labels.
@@ -162,6 +166,7 @@ impl Service {
             Service::Docs => "docs",
             Service::Objects => "objects",
             Service::Events => "events",
+            Service::Realtime => "realtime",
         }
     }
 }
@@ -177,6 +182,9 @@ pub struct OpCounts {
     pub objects: u64,
     /// Messages sent or published.
     pub events: u64,
+    /// Operations on WebSocket connections and channels.
+    #[serde(default)]
+    pub realtime: u64,
 }
 
 impl OpCounts {
@@ -187,6 +195,7 @@ impl OpCounts {
             Service::Docs => self.docs += n,
             Service::Objects => self.objects += n,
             Service::Events => self.events += n,
+            Service::Realtime => self.realtime += n,
         }
     }
 
@@ -197,6 +206,7 @@ impl OpCounts {
             Service::Docs => self.docs,
             Service::Objects => self.objects,
             Service::Events => self.events,
+            Service::Realtime => self.realtime,
         }
     }
 

@@ -677,9 +677,29 @@ pub async fn usage(
             r.bytes_in,
             r.bytes_out,
             r.cold_starts,
-            o.kv + o.docs + o.objects + o.events,
+            o.kv + o.docs + o.objects + o.events + o.realtime,
             r.cost,
         );
+    }
+    let sockets: Vec<&nimbus_api::UsageLine> = v
+        .rows
+        .iter()
+        .chain(std::iter::once(&v.total))
+        .filter(|r| r.websockets != nimbus_api::WebSocketUsage::default())
+        .collect();
+    if !sockets.is_empty() {
+        println!();
+        println!(
+            "{:<28} {:>18} {:>12} {:>12}",
+            "WEBSOCKETS", "CONNECTION-MINUTES", "MESSAGES IN", "MESSAGES OUT"
+        );
+        for r in sockets {
+            let w = &r.websockets;
+            println!(
+                "{:<28} {:>18.3} {:>12} {:>12}",
+                r.key, w.connection_minutes, w.messages_in, w.messages_out
+            );
+        }
     }
     if !v.storage.is_empty() {
         println!();

@@ -6,6 +6,7 @@ mod data_cli;
 mod events_cli;
 mod identity_cli;
 mod new;
+mod realtime_cli;
 mod replay_cli;
 mod up;
 
@@ -108,6 +109,13 @@ enum Command {
     Queue {
         #[command(subcommand)]
         command: events_cli::QueueCommand,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// List, message and close an app's WebSocket connections; publish to its channels
+    Connections {
+        #[command(subcommand)]
+        command: realtime_cli::ConnectionsCommand,
         #[command(flatten)]
         target: Target,
     },
@@ -366,6 +374,9 @@ fn main() {
             }
             Command::Queue { command, target } => events_cli::queue(&target, command).await,
             Command::Topic { command, target } => events_cli::topic(&target, command).await,
+            Command::Connections { command, target } => {
+                realtime_cli::connections(&target, command).await
+            }
             Command::Dlq { command, target } => events_cli::dlq(&target, command).await,
             Command::Kv { command, target } => data_cli::kv(&target, command).await,
             Command::Docs { command, target } => data_cli::docs(&target, command).await,

@@ -88,6 +88,7 @@ const WIT: Files = wit![
     "deps/config/store.wit",
     "deps/config/world.wit",
     "deps/nimbus-data.wit",
+    "deps/nimbus-realtime.wit",
     "deps/nimbus-events.wit",
 ];
 

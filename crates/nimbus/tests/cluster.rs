@@ -730,3 +730,118 @@ component = "@WASM@/hello.wasm"
         "B accepted the ended session's token for {took:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn websocket_connections_are_reached_from_every_node() {
+    use common::ws::{ask, closed_with, connect, next_binary, next_text};
+    use futures::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let mut c = Cluster::new();
+    let a = c.node(&[]);
+    let b = c.node(&[]);
+    let dir = app_dir(
+        r#"
+[app]
+name = "chat"
+
+[functions.chat]
+component = "@WASM@/chat.wasm"
+
+[[triggers.websocket]]
+route = "/rooms/{room}"
+connect = "chat"
+message = "chat"
+disconnect = "chat"
+"#,
+    );
+    a.deploy(dir.path());
+    until_served(&b, "/rooms/lobby?name=x", |st, _| st == 426).await;
+
+    // ann is held by A, bob by B, both in the lobby's channel.
+    let mut ann = connect(&a, "/rooms/lobby?name=ann").await;
+    let mut bob = connect(&b, "/rooms/lobby?name=bob").await;
+    let ann_id = ask(&mut ann, "whoami").await.replace("id:", "");
+    let bob_id = ask(&mut bob, "whoami").await.replace("id:", "");
+
+    // Published on A, received on B (and on A).
+    ann.send(Message::text("say across")).await.unwrap();
+    assert_eq!(next_text(&mut ann).await, "lobby ann: across");
+    assert_eq!(next_text(&mut bob).await, "lobby ann: across");
+    bob.send(Message::text("say back")).await.unwrap();
+    assert_eq!(next_text(&mut bob).await, "lobby bob: back");
+    assert_eq!(next_text(&mut ann).await, "lobby bob: back");
+
+    // A lists both, and says which node holds each.
+    let listed = a.api("/v1/apps/chat/connections").await;
+    let rows = listed.as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{listed}");
+    let bob_row = rows.iter().find(|r| r["id"] == bob_id.as_str()).unwrap();
+    let ann_row = rows.iter().find(|r| r["id"] == ann_id.as_str()).unwrap();
+    assert_ne!(bob_row["node"], ann_row["node"], "{listed}");
+    assert_eq!(bob_row["messages_in"], Value::Null, "only B counts them");
+    assert_eq!(ann_row["messages_in"], 2);
+
+    // A's control API and A's functions reach bob on B: a send, a large
+    // publish (past a notification's 8,000 bytes), a binary one, a close.
+    let r = a
+        .api_post(
+            &format!("/v1/apps/chat/connections/{bob_id}/messages"),
+            &[("content-type", "text/plain")],
+            "via A",
+        )
+        .await;
+    assert_eq!(r.status(), 202);
+    assert_eq!(next_text(&mut bob).await, "via A");
+    assert_eq!(ask(&mut ann, &format!("tell {bob_id} psst")).await, "ok");
+    assert_eq!(next_text(&mut bob).await, "psst");
+    let big = "b".repeat(20_000);
+    let r = a
+        .api_post(
+            "/v1/apps/chat/channels/room:lobby/messages",
+            &[("content-type", "text/plain")],
+            big.clone(),
+        )
+        .await;
+    assert_eq!(r.status(), 202);
+    assert_eq!(next_text(&mut bob).await, big);
+    assert_eq!(next_text(&mut ann).await, big);
+    let r = a
+        .api_post(
+            "/v1/apps/chat/channels/room:lobby/messages",
+            &[("content-type", "application/octet-stream")],
+            vec![0u8, 159, 146, 150],
+        )
+        .await;
+    assert_eq!(r.status(), 202);
+    assert_eq!(next_binary(&mut bob).await, [0u8, 159, 146, 150]);
+    assert_eq!(next_binary(&mut ann).await, [0u8, 159, 146, 150]);
+    assert_eq!(ask(&mut ann, &format!("kick {bob_id}")).await, "ok");
+    assert_eq!(
+        closed_with(&mut bob).await,
+        (4001.into(), "kicked".to_string())
+    );
+    b.wait_for_log(
+        "chat",
+        &["chat"],
+        &format!("disconnect {bob_id} 4001 kicked"),
+    )
+    .await;
+
+    // Once B forgot it, a send through A fails clearly.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = a
+            .api_post(
+                &format!("/v1/apps/chat/connections/{bob_id}/messages"),
+                &[("content-type", "text/plain")],
+                "late",
+            )
+            .await;
+        if r.status() == 404 {
+            assert!(r.text().await.unwrap().contains("is not open"));
+            break;
+        }
+        assert!(Instant::now() < deadline, "still {}", r.status());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

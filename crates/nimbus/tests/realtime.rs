@@ -4,8 +4,9 @@
 
 mod common;
 
+use common::ws::{ask, closed_with, connect, connect_from, next_text, refused, refused_from};
 use common::{Server, app_dir};
-use futures::{SinkExt, StreamExt};
+use futures::SinkExt;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -13,6 +14,8 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 const CHAT: &str = r#"
 [app]
 name = "chat"
+
+[auth]
 
 [functions.join]
 component = "@WASM@/chat.wasm"
@@ -26,6 +29,9 @@ auth = "api_key"
 
 [policies.site]
 cors = { origins = ["https://game.example"] }
+
+[policies.players]
+auth = "jwt"
 
 [[triggers.websocket]]
 route = "/rooms/{room}"
@@ -48,93 +54,13 @@ policy = "site"
 route = "/quiet"
 message = "talk"
 idle_timeout_s = 1
+
+[[triggers.websocket]]
+route = "/players/{room}"
+connect = "join"
+message = "talk"
+policy = "players"
 "#;
-
-type Client =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-fn ws_url(s: &Server, path: &str) -> String {
-    format!("{}{path}", s.url.replacen("http://", "ws://", 1))
-}
-
-async fn connect(s: &Server, path: &str) -> Client {
-    connect_from(s, path, None).await
-}
-
-/// Connects as a page of `origin` would.
-async fn connect_from(s: &Server, path: &str, origin: Option<&str>) -> Client {
-    let (ws, resp) = tokio_tungstenite::connect_async(upgrade(s, path, origin))
-        .await
-        .unwrap_or_else(|e| panic!("connecting to {path}: {e}"));
-    assert_eq!(resp.status(), 101);
-    ws
-}
-
-fn upgrade(
-    s: &Server,
-    path: &str,
-    origin: Option<&str>,
-) -> tokio_tungstenite::tungstenite::handshake::client::Request {
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    let mut req = ws_url(s, path).into_client_request().unwrap();
-    if let Some(o) = origin {
-        req.headers_mut().insert("origin", o.parse().unwrap());
-    }
-    req
-}
-
-/// The HTTP answer that refused an upgrade: status and body.
-async fn refused(s: &Server, path: &str) -> (u16, String) {
-    refused_from(s, path, None).await
-}
-
-async fn refused_from(s: &Server, path: &str, origin: Option<&str>) -> (u16, String) {
-    match tokio_tungstenite::connect_async(upgrade(s, path, origin)).await {
-        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => (
-            resp.status().as_u16(),
-            String::from_utf8_lossy(resp.body().as_deref().unwrap_or_default()).into_owned(),
-        ),
-        Err(e) => panic!("connecting to {path} failed otherwise: {e}"),
-        Ok(_) => panic!("connecting to {path} was accepted"),
-    }
-}
-
-/// The next data message, as text.
-async fn next_text(ws: &mut Client) -> String {
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("no message within 10 s")
-            .expect("the connection ended")
-            .expect("reading failed");
-        match msg {
-            Message::Text(t) => return t.to_string(),
-            Message::Binary(b) => return String::from_utf8_lossy(&b).into_owned(),
-            Message::Close(f) => panic!("closed instead: {f:?}"),
-            _ => {}
-        }
-    }
-}
-
-async fn ask(ws: &mut Client, text: &str) -> String {
-    ws.send(Message::text(text)).await.unwrap();
-    next_text(ws).await
-}
-
-/// The close frame the server ends the connection with.
-async fn closed_with(ws: &mut Client) -> (CloseCode, String) {
-    loop {
-        match tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("no close within 10 s")
-        {
-            Some(Ok(Message::Close(Some(f)))) => return (f.code, f.reason.to_string()),
-            Some(Ok(Message::Close(None))) => return (CloseCode::Status, String::new()),
-            Some(Ok(_)) => {}
-            other => panic!("the connection ended without a close frame: {other:?}"),
-        }
-    }
-}
 
 async fn control(s: &Server, method: reqwest::Method, path: &str, body: &str) -> (u16, String) {
     let r = s
@@ -365,4 +291,245 @@ async fn a_slow_consumer_is_cut_off_and_caps_refuse_the_next_connection() {
     assert_eq!(ask(&mut third, "hi").await, "a third (text): hi");
     let listed = s.api("/v1/apps/chat/connections").await;
     assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
+}
+
+/// The app's usage report, by function.
+async fn usage(s: &Server, app: &str) -> serde_json::Value {
+    s.api(&format!("/v1/apps/{app}/usage?by=function")).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn functions_send_close_and_publish_to_channels_of_their_own_app() {
+    let s = Server::start(&[]);
+    let app = app_dir(CHAT);
+    s.deploy(app.path());
+    let rival = app_dir(
+        r#"
+[app]
+name = "rival"
+
+[auth]
+
+[functions.talk]
+component = "@WASM@/chat.wasm"
+
+[[triggers.websocket]]
+route = "/rival/{room}"
+message = "talk"
+"#,
+    );
+    s.deploy(rival.path());
+
+    // The connect function subscribed each client to its room's channel;
+    // a publish reaches the room (the sender too), and no other room.
+    let mut ann = connect(&s, "/rooms/lobby?name=ann").await;
+    let mut bob = connect(&s, "/rooms/lobby?name=bob").await;
+    let mut cy = connect(&s, "/rooms/den?name=cy").await;
+    let ann_id = ask(&mut ann, "whoami").await.replace("id:", "");
+    let bob_id = ask(&mut bob, "whoami").await.replace("id:", "");
+    let cy_id = ask(&mut cy, "whoami").await.replace("id:", "");
+    ann.send(Message::text("say hi all")).await.unwrap();
+    assert_eq!(next_text(&mut ann).await, "lobby ann: hi all");
+    assert_eq!(next_text(&mut bob).await, "lobby ann: hi all");
+    // What cy's queue holds comes in order: had the publish reached it,
+    // it would come before this.
+    let to_cy = format!("/v1/apps/chat/connections/{cy_id}/messages");
+    assert_eq!(
+        control(&s, reqwest::Method::POST, &to_cy, "sentinel")
+            .await
+            .0,
+        202
+    );
+    assert_eq!(next_text(&mut cy).await, "sentinel");
+
+    // The control API publishes too.
+    let (status, body) = control(
+        &s,
+        reqwest::Method::POST,
+        "/v1/apps/chat/channels/room:den/messages",
+        "den news",
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(next_text(&mut cy).await, "den news");
+
+    // Subscribing from a message function; the listing shows it.
+    assert_eq!(ask(&mut cy, "join news").await, "ok");
+    let listed = s.api("/v1/apps/chat/connections").await;
+    let cy_row = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == cy_id.as_str())
+        .unwrap_or_else(|| panic!("{listed}"));
+    assert_eq!(cy_row["channels"], serde_json::json!(["room:den", "news"]));
+    assert_eq!(ask(&mut ann, "shout news extra").await, "ok");
+    assert_eq!(next_text(&mut cy).await, "extra");
+    assert_eq!(ask(&mut cy, "leave news").await, "ok");
+    assert_eq!(ask(&mut ann, "shout news again").await, "ok");
+    control(&s, reqwest::Method::POST, &to_cy, "sentinel 2").await;
+    assert_eq!(next_text(&mut cy).await, "sentinel 2");
+
+    // Sending to and closing one connection from a function.
+    assert_eq!(ask(&mut ann, &format!("tell {bob_id} psst")).await, "ok");
+    assert_eq!(next_text(&mut bob).await, "psst");
+    assert_eq!(ask(&mut ann, &format!("kick {cy_id}")).await, "ok");
+    assert_eq!(
+        closed_with(&mut cy).await,
+        (CloseCode::from(4001), "kicked".into())
+    );
+    s.wait_for_log(
+        "chat",
+        &["leave"],
+        &format!("disconnect {cy_id} 4001 kicked"),
+    )
+    .await;
+    let gone = ask(&mut ann, &format!("tell {cy_id} late")).await;
+    assert!(gone.contains("NotOpen("), "{gone}");
+
+    // What the host refuses, it says why.
+    let bad = ask(&mut ann, "join no spaces").await;
+    assert!(
+        bad.contains("Invalid(") && bad.contains("not a channel name"),
+        "{bad}"
+    );
+    let bad = ask(&mut ann, "kick nobody").await;
+    assert!(bad.contains("NotOpen("), "{bad}");
+
+    // Another app's function reaches none of this app's connections or
+    // channels, even knowing their ids and names; nor does its key.
+    let mut rex = connect(&s, "/rival/lobby").await;
+    for attempt in [format!("tell {ann_id} gotcha"), format!("kick {ann_id}")] {
+        let answer = ask(&mut rex, &attempt).await;
+        assert!(answer.contains("NotOpen("), "{attempt}: {answer}");
+    }
+    assert_eq!(ask(&mut rex, "shout room:lobby from rival").await, "ok");
+    let (status, _) = control(
+        &s,
+        reqwest::Method::POST,
+        "/v1/apps/rival/channels/room:lobby/messages",
+        "from rival's control",
+    )
+    .await;
+    assert_eq!(status, 202);
+    let to_ann = format!("/v1/apps/chat/connections/{ann_id}/messages");
+    control(&s, reqwest::Method::POST, &to_ann, "sentinel 3").await;
+    assert_eq!(next_text(&mut ann).await, "sentinel 3");
+
+    // A JWT of the app's user pool, at the upgrade (as a browser gives
+    // it): the verified subject reaches the functions; no token, or one
+    // of another app's pool, is refused.
+    let signup = |app: &'static str| {
+        let s = &s;
+        async move {
+            let r = s
+                .http
+                .post(format!("{}/v1/apps/{app}/auth/signup", s.control))
+                .json(&serde_json::json!({"email": "pat@example.com", "password": "correct horse"}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 201);
+            r.json::<serde_json::Value>().await.unwrap()
+        }
+    };
+    let pat = signup("chat").await;
+    let token = pat["access_token"].as_str().unwrap().to_string();
+    let mut p = connect(&s, &format!("/players/arena?name=pat&access_token={token}")).await;
+    assert_eq!(
+        ask(&mut p, "whois").await,
+        format!("sub:{}", pat["user"]["id"].as_str().unwrap())
+    );
+    assert_eq!(refused(&s, "/players/arena?name=pat").await.0, 401);
+    let foreign = signup("rival").await;
+    let foreign = foreign["access_token"].as_str().unwrap();
+    let (status, body) = refused(
+        &s,
+        &format!("/players/arena?name=pat&access_token={foreign}"),
+    )
+    .await;
+    assert_eq!(status, 401, "{body}");
+
+    // The CLI lists, sends, publishes (to a channel whose name has a
+    // slash) and closes.
+    let ls = s.cli_ok(&["connections", "ls", "chat"]);
+    assert!(ls.contains(&ann_id) && ls.contains(&bob_id), "{ls}");
+    assert!(ls.contains("channels: room:lobby"), "{ls}");
+    s.cli_ok(&["connections", "send", "chat", &bob_id, "cli hello"]);
+    assert_eq!(next_text(&mut bob).await, "cli hello");
+    assert_eq!(ask(&mut ann, "join team/blue").await, "ok");
+    s.cli_ok(&["connections", "publish", "chat", "team/blue", "cli all"]);
+    assert_eq!(next_text(&mut ann).await, "cli all");
+    let refused_code = s.cli_err(&["connections", "close", "chat", &bob_id, "--code", "1001"]);
+    assert!(
+        refused_code.contains("not one an app may send"),
+        "{refused_code}"
+    );
+    s.cli_ok(&[
+        "connections",
+        "close",
+        "chat",
+        &bob_id,
+        "--code",
+        "4002",
+        "--reason",
+        "cli",
+    ]);
+    assert_eq!(
+        closed_with(&mut bob).await,
+        (CloseCode::from(4002), "cli".into())
+    );
+    let gone = s.cli_err(&["connections", "send", "chat", &bob_id, "late"]);
+    assert!(
+        gone.contains("is not open") && gone.contains("404"),
+        "{gone}"
+    );
+
+    // Metering: the functions' realtime calls, and the connections' own
+    // time and messages, once they closed.
+    for ws in [&mut ann, &mut p, &mut rex] {
+        ws.close(None).await.unwrap();
+    }
+    let mut report = serde_json::Value::Null;
+    for _ in 0..100 {
+        report = usage(&s, "chat").await;
+        let sockets = report["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["key"] == "chat/(websockets)")
+            .cloned();
+        if let Some(row) = sockets
+            && row["websockets"]["messages_in"].as_i64().unwrap_or(0) >= 15
+        {
+            // ann 10, bob 1, cy 3, pat 1.
+            let w = &row["websockets"];
+            assert_eq!(w["messages_in"], 15, "{row}");
+            assert!(w["messages_out"].as_i64().unwrap() >= 20, "{row}");
+            assert!(w["connection_minutes"].as_f64().unwrap() > 0.0, "{row}");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let rows = report["rows"].as_array().unwrap();
+    let sockets = rows.iter().find(|r| r["key"] == "chat/(websockets)");
+    assert!(
+        sockets.is_some_and(|r| r["websockets"]["messages_in"] == 15),
+        "{report}"
+    );
+    let talk = rows.iter().find(|r| r["key"] == "chat/talk").unwrap();
+    assert!(
+        talk["operations"]["realtime"].as_i64().unwrap() >= 7,
+        "{talk}"
+    );
+    let join = rows.iter().find(|r| r["key"] == "chat/join").unwrap();
+    assert!(
+        join["operations"]["realtime"].as_i64().unwrap() >= 3,
+        "{join}"
+    );
+    let api = rows.iter().find(|r| r["key"] == "chat/(api)").unwrap();
+    assert!(
+        api["operations"]["realtime"].as_i64().unwrap() >= 4,
+        "{api}"
+    );
 }

@@ -132,6 +132,27 @@ where
         params,
         caller,
     };
+    // Listed before its connect function runs, which may subscribe it to
+    // channels or send it a first message (written once it is open).
+    let (tx, rx) = mpsc::unbounded_channel();
+    let conn = Arc::new(Conn {
+        id: id.clone(),
+        route: route.clone(),
+        app: app.clone(),
+        path: origin.uri.path().to_string(),
+        opened_at_ms: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
+        tx,
+        queued: AtomicUsize::new(0),
+        closing: realtime.stop.child_token(),
+        close_with: Default::default(),
+        messages_in: AtomicU64::new(0),
+        messages_out: AtomicU64::new(0),
+        channels: Default::default(),
+        metered: Default::default(),
+    });
+    realtime.list_conn(&mut place, conn.clone());
     let mut protocol = None;
     if let Some(connect) = &route.connect {
         let meta = InvokeRequest {
@@ -170,23 +191,12 @@ where
         // that the invocation completes.
         let _ = Limited::new(resp.into_body(), 64 << 10).collect().await;
     }
-    let (tx, rx) = mpsc::unbounded_channel();
-    let conn = Arc::new(Conn {
-        id: id.clone(),
-        route: route.clone(),
-        app: app.clone(),
-        path: origin.uri.path().to_string(),
-        opened_at_ms: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64),
-        tx,
-        queued: AtomicUsize::new(0),
-        closing: realtime.stop.child_token(),
-        close_with: Default::default(),
-        messages_in: AtomicU64::new(0),
-        messages_out: AtomicU64::new(0),
-    });
-    realtime.list_conn(&mut place, conn.clone());
+    // Accepted: from now on it is a connection, metered and reachable
+    // from other nodes.
+    *conn.metered.lock() = Some((std::time::Instant::now(), 0, 0));
+    if let Some(relay) = realtime.relay.get() {
+        place.recorded = relay.record(&conn).await;
+    }
     let route = route.clone();
     let rt = realtime.clone();
     realtime.tasks.spawn(async move {
@@ -362,7 +372,7 @@ async fn run(
             Some(out) = rx.recv() => {
                 let len = out.len();
                 let msg = match out {
-                    Outgoing::Text(t) => Message::text(t),
+                    Outgoing::Text(t) => Message::Text(t),
                     Outgoing::Binary(b) => Message::binary(b),
                 };
                 let wrote = write(&mut ws, msg, &closing, ping_every).await;
@@ -472,7 +482,7 @@ fn invoke(
         }
         Reply::Send(if text {
             match String::from_utf8(body.to_vec()) {
-                Ok(t) => Outgoing::Text(t),
+                Ok(t) => Outgoing::text(t),
                 Err(_) => Outgoing::Binary(body),
             }
         } else {

@@ -15,8 +15,17 @@
 //!   it (`DELETE`, `nimbus-close-code` and `nimbus-close-reason`).
 //!
 //! [`Realtime`] is a node's registry of open connections: it sends to one
-//! ([`Realtime::send`]), closes one, lists an app's, and closes them all at
-//! the node's stop ([`Realtime::shutdown`]).
+//! ([`Realtime::send`]), closes one, lists an app's, subscribes one to a
+//! **channel** and publishes to a channel (every subscribed connection of
+//! the app gets the message), and closes them all at the node's stop
+//! ([`Realtime::shutdown`]). Functions reach the same operations through
+//! the `nimbus:realtime` host interface ([`Sockets`]), the control API
+//! through `nimbus-control`.
+//!
+//! On PostgreSQL, several nodes share the apps, each holding its own
+//! connections: [`Realtime::join_cluster`] records which node holds each
+//! one, relays an operation on a connection held elsewhere to its node,
+//! and every publish to every node (`relay.rs`).
 //!
 //! Invariants:
 //! - A connection belongs to one app; every operation names the app and
@@ -33,23 +42,42 @@
 //!   served by another (a deploy, a rollback, a deletion, a new app of the
 //!   same name), it closes with 1012 and the client connects again.
 //! - No write waits on a client for longer than the ping interval.
+//! - A message sent or published is at most `send_buffer_bytes`; a
+//!   connection is in at most [`MAX_CHANNELS_PER_CONNECTION`] channels, and
+//!   a channel reaches the connections of its own app only.
 
 mod connection;
+mod guest;
 mod handshake;
+mod relay;
+
+pub use guest::Sockets;
 
 use bytes::Bytes;
 use nimbus_core::realtime::SocketSpec;
 use nimbus_runtime::{ActiveApp, Function, ResponseBody, Runtime};
+use nimbus_store::{RecordWriter, SocketUsage};
 use parking_lot::Mutex;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use connection::CloseCode;
+pub use nimbus_api::ConnectionInfo;
+pub use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+/// How often open connections' time and messages are metered.
+pub const METER_EVERY: Duration = Duration::from_secs(60);
+
+/// The channels one connection may be subscribed to at once.
+pub const MAX_CHANNELS_PER_CONNECTION: usize = 64;
+
+/// The longest channel name, in bytes.
+pub const MAX_CHANNEL_NAME: usize = 128;
 
 /// A node's limits on WebSocket connections.
 #[derive(Debug, Clone)]
@@ -131,21 +159,33 @@ impl SocketRoute {
     }
 }
 
-/// A message to send on a connection.
-#[derive(Debug, Clone)]
+/// A message to send on a connection (cheap to clone: a publish hands
+/// one to every subscriber).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outgoing {
     /// A text message.
-    Text(String),
+    Text(Utf8Bytes),
     /// A binary message.
     Binary(Bytes),
 }
 
 impl Outgoing {
-    fn len(&self) -> usize {
+    /// A text message.
+    pub fn text(t: impl Into<String>) -> Outgoing {
+        Outgoing::Text(t.into().into())
+    }
+
+    /// Its length in bytes.
+    pub fn len(&self) -> usize {
         match self {
             Outgoing::Text(t) => t.len(),
             Outgoing::Binary(b) => b.len(),
         }
+    }
+
+    /// Whether it is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -172,23 +212,23 @@ pub enum SendError {
         /// The node's send buffer per connection, in bytes.
         limit: usize,
     },
-}
-
-/// An open connection, as listed.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
-pub struct ConnectionInfo {
-    /// Its id (`nimbus-connection-id`).
-    pub id: String,
-    /// The route pattern it came through.
-    pub route: String,
-    /// The path it asked for.
-    pub path: String,
-    /// When it opened, in milliseconds since the Unix epoch.
-    pub opened_at_ms: u64,
-    /// Messages received from the client.
-    pub messages_in: u64,
-    /// Messages sent to the client.
-    pub messages_out: u64,
+    /// The message is larger than a connection may have waiting.
+    #[error(
+        "the message is {len} bytes, over the {limit} bytes a connection may have waiting: send smaller messages"
+    )]
+    TooLarge {
+        /// The message's size.
+        len: usize,
+        /// The node's send buffer per connection, in bytes.
+        limit: usize,
+    },
+    /// A close code, reason or channel name that is not allowed, or one
+    /// channel too many.
+    #[error("{0}")]
+    Invalid(String),
+    /// The node holding the connection could not be reached.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// The registry's side of one open connection.
@@ -207,6 +247,12 @@ struct Conn {
     close_with: Mutex<Option<(CloseCode, String)>>,
     messages_in: AtomicU64,
     messages_out: AtomicU64,
+    /// The channels it is subscribed to (under `Realtime::open`'s lock).
+    channels: Mutex<Vec<Arc<str>>>,
+    /// What was last metered: when, and its message counts then (`None`
+    /// until its connect function accepted it: a refused upgrade is not a
+    /// connection).
+    metered: Mutex<Option<(std::time::Instant, u64, u64)>>,
 }
 
 impl Conn {
@@ -246,14 +292,35 @@ impl Conn {
         self.tx.send(msg).map_err(|_| not_open())
     }
 
-    fn info(&self) -> ConnectionInfo {
+    /// Its time and messages since they were last metered.
+    fn unmetered(&self) -> SocketUsage {
+        let (now, m_in, m_out) = (
+            std::time::Instant::now(),
+            self.messages_in.load(Ordering::Relaxed),
+            self.messages_out.load(Ordering::Relaxed),
+        );
+        let mut last = self.metered.lock();
+        let Some((at, was_in, was_out)) = *last else {
+            return SocketUsage::default();
+        };
+        *last = Some((now, m_in, m_out));
+        SocketUsage {
+            connection_ms: now.duration_since(at).as_millis() as u64,
+            messages_in: m_in - was_in,
+            messages_out: m_out - was_out,
+        }
+    }
+
+    fn info(&self, node: &str) -> ConnectionInfo {
         ConnectionInfo {
             id: self.id.to_string(),
+            node: node.to_string(),
             route: self.route.pattern.to_string(),
             path: self.path.clone(),
             opened_at_ms: self.opened_at_ms,
-            messages_in: self.messages_in.load(Ordering::Relaxed),
-            messages_out: self.messages_out.load(Ordering::Relaxed),
+            messages_in: Some(self.messages_in.load(Ordering::Relaxed)),
+            messages_out: Some(self.messages_out.load(Ordering::Relaxed)),
+            channels: Some(self.channels.lock().iter().map(|c| c.to_string()).collect()),
         }
     }
 }
@@ -264,11 +331,18 @@ struct Place {
     realtime: Arc<Realtime>,
     app: Arc<str>,
     id: Option<Arc<str>>,
+    /// Whether the cluster was told this node holds it.
+    recorded: bool,
 }
 
 impl Drop for Place {
     fn drop(&mut self) {
         self.realtime.release(&self.app, self.id.as_ref());
+        if self.recorded
+            && let (Some(id), Some(relay)) = (&self.id, self.realtime.relay.get())
+        {
+            relay.forget(id.clone());
+        }
     }
 }
 
@@ -279,13 +353,22 @@ pub struct Realtime {
     open: Mutex<Open>,
     stop: CancellationToken,
     tasks: TaskTracker,
+    /// The other nodes, once joined (PostgreSQL).
+    relay: OnceLock<relay::Relay>,
+    /// Where connections' time and messages are metered.
+    meter: OnceLock<RecordWriter>,
 }
 
 #[derive(Default)]
 struct Open {
     by_id: HashMap<Arc<str>, Arc<Conn>>,
     per_app: HashMap<Arc<str>, usize>,
+    /// The subscribed connections of each channel, by (app, channel).
+    channels: HashMap<ChannelKey, HashSet<Arc<str>>>,
 }
+
+/// A channel: its app and its name.
+type ChannelKey = (Arc<str>, Arc<str>);
 
 impl Realtime {
     /// An empty registry whose connections invoke functions on `runtime`.
@@ -296,7 +379,57 @@ impl Realtime {
             open: Mutex::default(),
             stop: CancellationToken::new(),
             tasks: TaskTracker::new(),
+            relay: OnceLock::new(),
+            meter: OnceLock::new(),
         })
+    }
+
+    /// Meters connections' time and messages into `records` from now on:
+    /// a connection's when it ends, and every open one's each
+    /// [`METER_EVERY`] (so a long connection counts in the hours it
+    /// spans).
+    pub fn meter_into(self: &Arc<Self>, records: RecordWriter) {
+        if self.meter.set(records).is_err() {
+            return;
+        }
+        let weak = Arc::downgrade(self);
+        let stop = self.stop.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(METER_EVERY) => {}
+                }
+                let Some(rt) = weak.upgrade() else { return };
+                let conns: Vec<Arc<Conn>> = rt.open.lock().by_id.values().cloned().collect();
+                let mut per_app: HashMap<Arc<str>, SocketUsage> = HashMap::new();
+                for c in conns {
+                    per_app.entry(c.app.clone()).or_default().add(c.unmetered());
+                }
+                if let Some(records) = rt.meter.get() {
+                    for (app, u) in per_app {
+                        records.meter_sockets(&app, u);
+                    }
+                }
+            }
+        });
+    }
+
+    /// Joins the nodes sharing `store` (PostgreSQL; on the embedded
+    /// database this node holds every connection and nothing is done):
+    /// forgets the connections it was recorded to hold before (it may have
+    /// stopped without forgetting them), then records each it holds and
+    /// listens for operations relayed to it.
+    pub async fn join_cluster(self: &Arc<Self>, store: nimbus_store::Store) -> anyhow::Result<()> {
+        if store.backend() != nimbus_store::Backend::Postgres {
+            return Ok(());
+        }
+        relay::Relay::join(self, store).await
+    }
+
+    /// This node's id, as connection lists name it.
+    fn node(&self) -> &str {
+        self.relay.get().map_or("local", |r| r.node())
     }
 
     /// Its limits.
@@ -346,6 +479,7 @@ impl Realtime {
             realtime: self.clone(),
             app: app.clone(),
             id: None,
+            recorded: false,
         })
     }
 
@@ -353,8 +487,22 @@ impl Realtime {
     /// never opened), and forgets the connection `id` if it was listed.
     fn release(&self, app: &Arc<str>, id: Option<&Arc<str>>) {
         let mut open = self.open.lock();
-        if let Some(id) = id {
-            open.by_id.remove(id);
+        if let Some(conn) = id.and_then(|id| open.by_id.remove(id)) {
+            let u = conn.unmetered();
+            if let Some(records) = self.meter.get()
+                && u != SocketUsage::default()
+            {
+                records.meter_sockets(app, u);
+            }
+            for channel in conn.channels.lock().drain(..) {
+                let key = (app.clone(), channel);
+                if let Some(subs) = open.channels.get_mut(&key) {
+                    subs.remove(&conn.id);
+                    if subs.is_empty() {
+                        open.channels.remove(&key);
+                    }
+                }
+            }
         }
         if let Some(n) = open.per_app.get_mut(app) {
             *n -= 1;
@@ -378,37 +526,234 @@ impl Realtime {
             .get(id)
             .filter(|c| &*c.app == app)
             .cloned()
-            .ok_or_else(|| SendError::NotOpen {
-                app: app.to_string(),
-                id: id.to_string(),
-            })
+            .ok_or_else(|| not_open(app, id))
     }
 
-    /// Queues `msg` for the connection `id` of `app`.
-    pub fn send(&self, app: &str, id: &str, msg: Outgoing) -> Result<(), SendError> {
-        self.find(app, id)?.send(msg, self.config.send_buffer_bytes)
-    }
-
-    /// Closes the connection `id` of `app` with `code` and `reason` (its
-    /// disconnect function runs once it has closed).
-    pub fn close(&self, app: &str, id: &str, code: u16, reason: &str) -> Result<(), SendError> {
-        self.find(app, id)?
-            .close(CloseCode::from(code), reason.to_string());
+    /// Refuses a message no connection could take.
+    fn check_size(&self, msg: &Outgoing) -> Result<(), SendError> {
+        let limit = self.config.send_buffer_bytes;
+        if msg.len() > limit {
+            return Err(SendError::TooLarge {
+                len: msg.len(),
+                limit,
+            });
+        }
         Ok(())
     }
 
-    /// The open connections of `app` on this node, oldest first.
-    pub fn list(&self, app: &str) -> Vec<ConnectionInfo> {
-        let mut out: Vec<ConnectionInfo> = self
-            .open
+    /// Queues `msg` for the connection `id` of `app`, on whichever node
+    /// holds it.
+    pub async fn send(&self, app: &str, id: &str, msg: Outgoing) -> Result<(), SendError> {
+        self.check_size(&msg)?;
+        match self.find(app, id) {
+            Ok(c) => c.send(msg, self.config.send_buffer_bytes),
+            Err(not_open) => {
+                self.forward(app, id, not_open, relay::Op::send(id, &msg))
+                    .await
+            }
+        }
+    }
+
+    /// Closes the connection `id` of `app` with `code` (1000 or 3000–4999)
+    /// and `reason` (at most 123 bytes); its disconnect function runs
+    /// once it has closed.
+    pub async fn close(
+        &self,
+        app: &str,
+        id: &str,
+        code: u16,
+        reason: &str,
+    ) -> Result<(), SendError> {
+        if code != 1000 && !(3000..=4999).contains(&code) {
+            return Err(SendError::Invalid(format!(
+                "close code {code} is not one an app may send: use 1000, or 3000-4999"
+            )));
+        }
+        if reason.len() > 123 {
+            return Err(SendError::Invalid(format!(
+                "the close reason is {} bytes; a close frame carries at most 123",
+                reason.len()
+            )));
+        }
+        match self.find(app, id) {
+            Ok(c) => {
+                c.close(CloseCode::from(code), reason.to_string());
+                Ok(())
+            }
+            Err(not_open) => {
+                let op = relay::Op::Close {
+                    id: id.to_string(),
+                    code,
+                    reason: reason.to_string(),
+                };
+                self.forward(app, id, not_open, op).await
+            }
+        }
+    }
+
+    /// Subscribes the connection `id` of `app` to `channel` (of `app`):
+    /// it gets every message published there until it closes or
+    /// unsubscribes. Subscribing twice is once.
+    pub async fn subscribe(&self, app: &str, id: &str, channel: &str) -> Result<(), SendError> {
+        check_channel(channel)?;
+        match self.subscribe_local(app, id, channel) {
+            Err(not_open @ SendError::NotOpen { .. }) => {
+                let op = relay::Op::Subscribe {
+                    id: id.to_string(),
+                    channel: channel.to_string(),
+                };
+                self.forward(app, id, not_open, op).await
+            }
+            r => r,
+        }
+    }
+
+    /// Unsubscribes the connection `id` of `app` from `channel` (not
+    /// subscribed: nothing to do).
+    pub async fn unsubscribe(&self, app: &str, id: &str, channel: &str) -> Result<(), SendError> {
+        check_channel(channel)?;
+        match self.unsubscribe_local(app, id, channel) {
+            Err(not_open) => {
+                let op = relay::Op::Unsubscribe {
+                    id: id.to_string(),
+                    channel: channel.to_string(),
+                };
+                self.forward(app, id, not_open, op).await
+            }
+            Ok(()) => Ok(()),
+        }
+    }
+
+    /// Queues `msg` for every connection of `app` subscribed to `channel`,
+    /// on every node. A subscriber too slow to take it is cut off (1008);
+    /// the others get it.
+    pub async fn publish(&self, app: &str, channel: &str, msg: Outgoing) -> Result<(), SendError> {
+        check_channel(channel)?;
+        self.check_size(&msg)?;
+        if let Some(relay) = self.relay.get() {
+            relay
+                .send(None, app, relay::Op::publish(channel, &msg))
+                .await
+                .map_err(SendError::Unavailable)?;
+        }
+        self.publish_local(app, channel, msg);
+        Ok(())
+    }
+
+    /// Relays `op` on the connection `id` of `app`, which this node does
+    /// not hold, to the node that does (`not_open` if none does).
+    async fn forward(
+        &self,
+        app: &str,
+        id: &str,
+        not_open: SendError,
+        op: relay::Op,
+    ) -> Result<(), SendError> {
+        let Some(relay) = self.relay.get() else {
+            return Err(not_open);
+        };
+        match relay.holder(app, id).await {
+            Ok(Some(node)) if node != relay.node() => relay
+                .send(Some(node), app, op)
+                .await
+                .map_err(SendError::Unavailable),
+            Ok(_) => Err(not_open),
+            Err(e) => Err(SendError::Unavailable(e)),
+        }
+    }
+
+    fn subscribe_local(&self, app: &str, id: &str, channel: &str) -> Result<(), SendError> {
+        let mut open = self.open.lock();
+        let conn = open
+            .by_id
+            .get(id)
+            .filter(|c| &*c.app == app)
+            .cloned()
+            .ok_or_else(|| not_open(app, id))?;
+        let mut channels = conn.channels.lock();
+        if channels.iter().any(|c| &**c == channel) {
+            return Ok(());
+        }
+        if channels.len() >= MAX_CHANNELS_PER_CONNECTION {
+            return Err(SendError::Invalid(format!(
+                "connection {id:?} is already subscribed to {MAX_CHANNELS_PER_CONNECTION} channels, the most one may be: unsubscribe it from one first"
+            )));
+        }
+        let channel: Arc<str> = channel.into();
+        channels.push(channel.clone());
+        open.channels
+            .entry((conn.app.clone(), channel))
+            .or_default()
+            .insert(conn.id.clone());
+        Ok(())
+    }
+
+    fn unsubscribe_local(&self, app: &str, id: &str, channel: &str) -> Result<(), SendError> {
+        let mut open = self.open.lock();
+        let conn = open
+            .by_id
+            .get(id)
+            .filter(|c| &*c.app == app)
+            .cloned()
+            .ok_or_else(|| not_open(app, id))?;
+        conn.channels.lock().retain(|c| &**c != channel);
+        let key: ChannelKey = (conn.app.clone(), channel.into());
+        if let Some(subs) = open.channels.get_mut(&key) {
+            subs.remove(&conn.id);
+            if subs.is_empty() {
+                open.channels.remove(&key);
+            }
+        }
+        Ok(())
+    }
+
+    /// Queues `msg` for this node's subscribers to `channel` of `app`;
+    /// returns how many took it.
+    fn publish_local(&self, app: &str, channel: &str, msg: Outgoing) -> usize {
+        let subscribers: Vec<Arc<Conn>> = {
+            let open = self.open.lock();
+            match open.channels.get(&(Arc::from(app), Arc::from(channel))) {
+                None => return 0,
+                Some(ids) => ids
+                    .iter()
+                    .filter_map(|id| open.by_id.get(id).cloned())
+                    .collect(),
+            }
+        };
+        let limit = self.config.send_buffer_bytes;
+        subscribers
+            .iter()
+            .filter(|c| c.send(msg.clone(), limit).is_ok())
+            .count()
+    }
+
+    /// The open connections of `app`, oldest first: this node's, and on
+    /// PostgreSQL the other live nodes' (at most `limit` of those).
+    pub async fn list(&self, app: &str, limit: usize) -> Result<Vec<ConnectionInfo>, SendError> {
+        let mut out = self.list_local(app);
+        if let Some(relay) = self.relay.get() {
+            out.extend(
+                relay
+                    .listed(app, limit)
+                    .await
+                    .map_err(SendError::Unavailable)?,
+            );
+        }
+        out.sort_by(|a, b| (a.opened_at_ms, &a.id).cmp(&(b.opened_at_ms, &b.id)));
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    /// The open connections of `app` on this node.
+    fn list_local(&self, app: &str) -> Vec<ConnectionInfo> {
+        let node = self.node();
+        self.open
             .lock()
             .by_id
             .values()
             .filter(|c| &*c.app == app)
-            .map(|c| c.info())
-            .collect();
-        out.sort_by(|a, b| (a.opened_at_ms, &a.id).cmp(&(b.opened_at_ms, &b.id)));
-        out
+            .map(|c| c.info(node))
+            .collect()
     }
 
     /// Open connections on this node, all apps together.
@@ -458,5 +803,29 @@ impl Realtime {
                 "WebSocket connections still closing after {drain:?}: left"
             );
         }
+    }
+}
+
+fn not_open(app: &str, id: &str) -> SendError {
+    SendError::NotOpen {
+        app: app.to_string(),
+        id: id.to_string(),
+    }
+}
+
+/// Refuses a channel name that is empty, too long, or not made of
+/// letters, digits and `-_.:/@`.
+fn check_channel(channel: &str) -> Result<(), SendError> {
+    let ok = !channel.is_empty()
+        && channel.len() <= MAX_CHANNEL_NAME
+        && channel
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:/@".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(SendError::Invalid(format!(
+            "{channel:?} is not a channel name: use 1 to {MAX_CHANNEL_NAME} letters, digits and -_.:/@"
+        )))
     }
 }

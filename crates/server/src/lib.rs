@@ -181,6 +181,9 @@ impl Node {
             max_value_bytes,
         )));
         capabilities.push(Arc::new(producer.clone()));
+        // Connected to the gateway's registry of WebSocket connections below.
+        let sockets = nimbus_realtime::Sockets::new();
+        capabilities.push(Arc::new(sockets.clone()));
         let otlp = match (&args.otlp_endpoint, telemetry) {
             (Some(url), true) => Some(
                 nimbus_control::otlp::OtlpExporter::spawn(url).map_err(|e| anyhow::anyhow!(e))?,
@@ -303,6 +306,11 @@ impl Node {
             },
         );
         gateway.trust_proxies(args.trusted_proxy.clone());
+        sockets.connect(gateway.realtime());
+        if telemetry {
+            gateway.realtime().meter_into(records.clone());
+        }
+        gateway.realtime().join_cluster(store.clone()).await?;
         let platform = Platform::new(
             store,
             components,

@@ -50,6 +50,7 @@ mod lock;
 mod metering;
 mod objects;
 mod records;
+mod sockets;
 mod tags;
 mod versions;
 
@@ -70,9 +71,10 @@ pub use objects::{
     prefix_end,
 };
 pub use records::{
-    CLIENT_OPS, InvocationRow, LogQuery, OpSpanRow, RecordWriter, RecordWriterConfig, UsageBy,
-    UsageRow,
+    CLIENT_OPS, InvocationRow, LogQuery, OpSpanRow, RecordWriter, RecordWriterConfig, SocketUsage,
+    UsageBy, UsageRow, WEBSOCKETS,
 };
+pub use sockets::{MAX_INLINE_PAYLOAD, RELAY_CHANNEL, RELAY_KEEP, SocketRow};
 pub use tags::{BucketAccess, CorsRule, PublicAccessBlock, Tags};
 pub use versions::{Removed, VersionFrom, VersionRow, Versioning, Written};
 

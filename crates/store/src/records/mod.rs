@@ -23,7 +23,7 @@ mod sampler;
 mod usage;
 mod writer;
 
-pub use writer::{CLIENT_OPS, RecordWriter, RecordWriterConfig};
+pub use writer::{CLIENT_OPS, RecordWriter, RecordWriterConfig, SocketUsage, WEBSOCKETS};
 
 /// A stored invocation, without its logs (the type is the API's).
 pub use nimbus_api::InvocationRow;
@@ -57,6 +57,15 @@ pub struct UsageRow {
     /// Messages sent or published (by functions; clients' sends are
     /// invocations of the consumers).
     pub event_ops: i64,
+    /// Operations on WebSocket connections and channels (by functions and
+    /// through the control API).
+    pub realtime_ops: i64,
+    /// Time WebSocket connections were open, in milliseconds.
+    pub ws_connection_ms: i64,
+    /// Messages WebSocket clients sent.
+    pub ws_messages_in: i64,
+    /// Messages sent to WebSocket clients.
+    pub ws_messages_out: i64,
 }
 
 impl UsageRow {
@@ -73,6 +82,10 @@ impl UsageRow {
         self.doc_ops += other.doc_ops;
         self.object_ops += other.object_ops;
         self.event_ops += other.event_ops;
+        self.realtime_ops += other.realtime_ops;
+        self.ws_connection_ms += other.ws_connection_ms;
+        self.ws_messages_in += other.ws_messages_in;
+        self.ws_messages_out += other.ws_messages_out;
     }
 }
 

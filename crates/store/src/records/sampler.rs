@@ -91,6 +91,7 @@ pub(super) fn add_record(u: &mut UsageRow, r: &InvocationRecord) {
     u.doc_ops += r.ops.docs as i64;
     u.object_ops += r.ops.objects as i64;
     u.event_ops += r.ops.events as i64;
+    u.realtime_ops += r.ops.realtime as i64;
 }
 
 /// Usage sums of records that were not stored, keyed by app, function, hour.

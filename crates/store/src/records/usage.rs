@@ -1,6 +1,6 @@
 //! Usage: hourly sums per function, and the reports read from them.
 
-use super::{CLIENT_OPS, UsageBy, UsageRow, batches, hour_start};
+use super::{CLIENT_OPS, SocketUsage, UsageBy, UsageRow, WEBSOCKETS, batches, hour_start};
 use crate::builder::QueryBuilder;
 use crate::{Result, Store};
 use nimbus_core::OpCounts;
@@ -15,7 +15,8 @@ pub(super) async fn add_usage(
         let mut q = QueryBuilder::new(
             crate::Backend::of(tx),
             "INSERT INTO usage_hourly (app, function, hour, invocations, errors, duration_us,
-                mb_us, bytes_in, bytes_out, cold_starts, kv_ops, doc_ops, object_ops, event_ops) ",
+                mb_us, bytes_in, bytes_out, cold_starts, kv_ops, doc_ops, object_ops, event_ops,
+                realtime_ops, ws_connection_ms, ws_messages_in, ws_messages_out) ",
         );
         q.push_values(chunk, |mut b, ((app, function, hour), u)| {
             b.push_bind(*app)
@@ -31,7 +32,11 @@ pub(super) async fn add_usage(
                 .push_bind(u.kv_ops)
                 .push_bind(u.doc_ops)
                 .push_bind(u.object_ops)
-                .push_bind(u.event_ops);
+                .push_bind(u.event_ops)
+                .push_bind(u.realtime_ops)
+                .push_bind(u.ws_connection_ms)
+                .push_bind(u.ws_messages_in)
+                .push_bind(u.ws_messages_out);
         });
         q.push(
             " ON CONFLICT (app, function, hour) DO UPDATE SET
@@ -45,7 +50,11 @@ pub(super) async fn add_usage(
                 kv_ops = usage_hourly.kv_ops + excluded.kv_ops,
                 doc_ops = usage_hourly.doc_ops + excluded.doc_ops,
                 object_ops = usage_hourly.object_ops + excluded.object_ops,
-                event_ops = usage_hourly.event_ops + excluded.event_ops",
+                event_ops = usage_hourly.event_ops + excluded.event_ops,
+                realtime_ops = usage_hourly.realtime_ops + excluded.realtime_ops,
+                ws_connection_ms = usage_hourly.ws_connection_ms + excluded.ws_connection_ms,
+                ws_messages_in = usage_hourly.ws_messages_in + excluded.ws_messages_in,
+                ws_messages_out = usage_hourly.ws_messages_out + excluded.ws_messages_out",
         );
         q.build().execute(&mut *tx).await?;
     }
@@ -82,7 +91,11 @@ impl Store {
                 CAST(SUM(kv_ops) AS BIGINT) AS kv_ops,
                 CAST(SUM(doc_ops) AS BIGINT) AS doc_ops,
                 CAST(SUM(object_ops) AS BIGINT) AS object_ops,
-                CAST(SUM(event_ops) AS BIGINT) AS event_ops
+                CAST(SUM(event_ops) AS BIGINT) AS event_ops,
+                CAST(SUM(realtime_ops) AS BIGINT) AS realtime_ops,
+                CAST(SUM(ws_connection_ms) AS BIGINT) AS ws_connection_ms,
+                CAST(SUM(ws_messages_in) AS BIGINT) AS ws_messages_in,
+                CAST(SUM(ws_messages_out) AS BIGINT) AS ws_messages_out
              FROM usage_hourly WHERE hour >= "
             ),
         );
@@ -116,6 +129,10 @@ impl Store {
                     doc_ops: r.try_get("doc_ops")?,
                     object_ops: r.try_get("object_ops")?,
                     event_ops: r.try_get("event_ops")?,
+                    realtime_ops: r.try_get("realtime_ops")?,
+                    ws_connection_ms: r.try_get("ws_connection_ms")?,
+                    ws_messages_in: r.try_get("ws_messages_in")?,
+                    ws_messages_out: r.try_get("ws_messages_out")?,
                 })
             })
             .collect()
@@ -135,9 +152,35 @@ impl Store {
                     doc_ops: ops.docs as i64,
                     object_ops: ops.objects as i64,
                     event_ops: ops.events as i64,
+                    realtime_ops: ops.realtime as i64,
                     ..Default::default()
                 };
                 ((&**app, CLIENT_OPS, hour), u)
+            })
+            .collect();
+        let mut tx = self.pool.begin().await?;
+        add_usage(&mut tx, &rows).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Adds WebSocket connections' time and messages to this hour's usage
+    /// of each app.
+    pub(super) async fn add_socket_usage(
+        &self,
+        usage: &std::collections::BTreeMap<Box<str>, SocketUsage>,
+    ) -> Result<()> {
+        let hour = hour_start(crate::now_us());
+        let rows: Vec<((&str, &str, i64), UsageRow)> = usage
+            .iter()
+            .map(|(app, u)| {
+                let u = UsageRow {
+                    ws_connection_ms: u.connection_ms as i64,
+                    ws_messages_in: u.messages_in as i64,
+                    ws_messages_out: u.messages_out as i64,
+                    ..Default::default()
+                };
+                ((&**app, WEBSOCKETS, hour), u)
             })
             .collect();
         let mut tx = self.pool.begin().await?;

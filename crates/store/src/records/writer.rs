@@ -47,6 +47,8 @@ enum Msg {
     Record(Box<InvocationRecord>),
     /// Operations of clients (REST, S3) on an app's services.
     Ops(Box<str>, Service, u64),
+    /// An app's WebSocket connections' time and messages.
+    Sockets(Box<str>, SocketUsage),
     Flush(oneshot::Sender<()>),
 }
 
@@ -54,6 +56,30 @@ enum Msg {
 /// REST data API, the S3 endpoint) rather than by functions; parentheses
 /// keep it apart from every function name.
 pub const CLIENT_OPS: &str = "(api)";
+
+/// The `usage_hourly` function name of WebSocket connections' own time and
+/// messages (their functions' invocations are metered as theirs).
+pub const WEBSOCKETS: &str = "(websockets)";
+
+/// WebSocket connections' time and messages, over some period.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SocketUsage {
+    /// Time connections were open, in milliseconds.
+    pub connection_ms: u64,
+    /// Messages their clients sent.
+    pub messages_in: u64,
+    /// Messages sent to their clients.
+    pub messages_out: u64,
+}
+
+impl SocketUsage {
+    /// Adds `other` to these.
+    pub fn add(&mut self, other: SocketUsage) {
+        self.connection_ms += other.connection_ms;
+        self.messages_in += other.messages_in;
+        self.messages_out += other.messages_out;
+    }
+}
 
 /// Sends records to the background writer. Cheap to clone; never blocks.
 #[derive(Clone)]
@@ -111,6 +137,14 @@ impl RecordWriter {
         }
     }
 
+    /// Meters `app`'s WebSocket connections' time and messages. Never
+    /// blocks: dropped and counted if the writer is behind.
+    pub fn meter_sockets(&self, app: &str, usage: SocketUsage) {
+        if self.tx.try_send(Msg::Sockets(app.into(), usage)).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// Records dropped because the writer was behind.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
@@ -154,10 +188,12 @@ async fn run(
         let mut records = Vec::with_capacity(buf.len());
         let mut flushes = Vec::new();
         let mut client_ops: std::collections::BTreeMap<Box<str>, OpCounts> = Default::default();
+        let mut sockets: std::collections::BTreeMap<Box<str>, SocketUsage> = Default::default();
         for msg in buf.drain(..) {
             match msg {
                 Msg::Record(r) => records.push(r),
                 Msg::Ops(app, service, n) => client_ops.entry(app).or_default().add(service, n),
+                Msg::Sockets(app, u) => sockets.entry(app).or_default().add(u),
                 Msg::Flush(tx) => flushes.push(tx),
             }
         }
@@ -165,6 +201,11 @@ async fn run(
             && let Err(e) = store.add_client_ops(&client_ops).await
         {
             tracing::error!(error = %e, "metering client operations failed");
+        }
+        if !sockets.is_empty()
+            && let Err(e) = store.add_socket_usage(&sockets).await
+        {
+            tracing::error!(error = %e, "metering WebSocket connections failed");
         }
         let (pending, sampled_out) = {
             let mut s = sampler.lock();
