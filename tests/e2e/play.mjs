@@ -10,10 +10,13 @@
 //   CHROMIUM   the browser (default /usr/bin/chromium)
 //
 // Two browser contexts (two phones) sign up as two users and play a game of
-// Connect Four to a win: each sees the other's moves without reloading, a
-// reload mid-game restores the board, an illegal move is refused with a
-// clear message, and the winner tops the leaderboard. Then, in the same
-// browser, the console: log in, the game's invocations, a trace, rollback.
+// Connect Four to a win: each sees the other's moves without reloading,
+// pushed over a WebSocket (neither phone long-polls), a reload mid-game
+// restores the board, an illegal move is refused with a clear message, and
+// the winner tops the leaderboard. A third phone, whose browser has no
+// WebSocket, follows the game by the long-poll fallback. Mid-game the
+// console lists the players' live connections; after it, the game's
+// invocations, a trace, rollback.
 import { chromium } from "playwright-core";
 import { mkdirSync } from "node:fs";
 import assert from "node:assert/strict";
@@ -36,9 +39,15 @@ const shot = async (page, name) => {
   step(`screenshot ${ARTIFACTS}/${name}.png`);
 };
 
-async function phone(email) {
+// Long polls (`/next`) each phone made.
+const polls = new Map();
+
+async function phone(email, { websockets = true } = {}) {
   const context = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 });
+  if (!websockets) await context.addInitScript(() => { delete window.WebSocket; });
   const page = await context.newPage();
+  polls.set(email, 0);
+  page.on("request", (r) => { if (r.url().includes("/next?")) polls.set(email, polls.get(email) + 1); });
   page.setDefaultTimeout(15000);
   page.on("dialog", (d) => d.accept());
   page.on("pageerror", (e) => { throw new Error(`page error on ${email}'s phone: ${e.message}`); });
@@ -52,6 +61,7 @@ async function phone(email) {
 }
 
 const status = (page) => page.locator("#status");
+const transport = (page) => page.evaluate(() => document.body.dataset.transport);
 const discs = (page) => page.locator("#board .cell.R, #board .cell.Y").count();
 
 async function move(page, other, column, movesAfter) {
@@ -80,6 +90,13 @@ try {
   await status(bob).filter({ hasText: "Waiting for alice" }).waitFor();
   await status(alice).filter({ hasText: "Your turn" }).waitFor();
 
+  step("both follow the game over a WebSocket; carol, with none, by long poll");
+  await alice.waitForFunction(() => document.body.dataset.transport === "websocket");
+  await bob.waitForFunction(() => document.body.dataset.transport === "websocket");
+  const carol = await phone("carol@example.com", { websockets: false });
+  await carol.goto(gameUrl);
+  await carol.waitForFunction(() => document.body.dataset.transport === "poll");
+
   step("they fill column 0 (R Y R Y R Y)");
   let n = 0;
   for (let i = 0; i < 3; i++) {
@@ -105,7 +122,38 @@ try {
   await status(bob).filter({ hasText: "Your turn" }).waitFor();
   assert.equal(await bob.locator("#board .cell.R").count(), 4);
   assert.equal(await bob.locator("#board .cell.Y").count(), 3);
+  await bob.waitForFunction(() => document.body.dataset.transport === "websocket");
   await shot(bob, "game-after-reload");
+
+  // ---- the console, in the same browser, mid-game ----
+  step("console: log in with the admin key");
+  const ops = await (await browser.newContext({ viewport: { width: 1280, height: 900 } })).newPage();
+  ops.setDefaultTimeout(15000);
+  ops.on("dialog", (d) => d.accept());
+  ops.on("pageerror", (e) => { throw new Error(`console page error: ${e.message}`); });
+  await ops.goto(`${CONTROL}/console`);
+  await ops.fill("#key", "not-a-key");
+  await ops.click("#login");
+  await ops.locator("#message").filter({ hasText: "refused" }).waitFor();
+  await ops.fill("#key", ADMIN_KEY);
+  await ops.click("#login");
+  await ops.locator("#view table tr[data-id=game]").waitFor();
+  step("console: the node serving it, live");
+  await ops.locator("#nodes tbody tr").filter({ hasText: "(this one)" }).filter({ hasText: "live" }).waitFor();
+  await shot(ops, "console-apps");
+
+  step("console: the players' live connections (bob's from before his reload is gone)");
+  const gameId = gameUrl.split("/").pop();
+  await ops.evaluate((h) => { location.hash = h; }, `#/apps/game`);
+  for (let i = 0; ; i++) {
+    const rows = await ops.locator("#connections tbody tr", { hasText: `/api/games/${gameId}/live` }).count();
+    if (rows === 2) break;
+    assert.ok(i < 40, `the console lists ${rows} live connections of the game, not 2`);
+    await ops.waitForTimeout(250);
+    await ops.click("#refresh-connections");
+  }
+  assert.match(await ops.locator("#connections").innerText(), new RegExp(`game:${gameId}`), "subscribed to the game's channel");
+  await shot(ops, "console-connections");
 
   step("alice stacks four in column 1 while bob plays column 2");
   await move(bob, alice, 2, ++n);
@@ -116,6 +164,10 @@ try {
   await move(alice, bob, 1, ++n);
   await status(alice).filter({ hasText: "You won!" }).waitFor();
   await status(bob).filter({ hasText: "You lost" }).waitFor();
+  await carol.waitForFunction((k) => document.querySelectorAll("#board .cell.R, #board .cell.Y").length === k, n);
+  assert.equal(polls.get("alice@example.com"), 0, "alice's moves came over the WebSocket, never a long poll");
+  assert.equal(polls.get("bob@example.com"), 0, "bob's moves came over the WebSocket, never a long poll");
+  assert.ok(polls.get("carol@example.com") > 0, "carol, without WebSockets, followed by long poll");
   assert.equal(await alice.locator("#board .cell.line").count(), 4, "the winning line is marked");
   await shot(alice, "game-won");
   await shot(bob, "game-lost");
@@ -135,23 +187,7 @@ try {
   await bob.locator("#results li").filter({ hasText: "Lost vs alice" }).waitFor();
   await shot(alice, "game-leaderboard");
 
-  // ---- the console, in the same browser ----
-  step("console: log in with the admin key");
-  const ops = await (await browser.newContext({ viewport: { width: 1280, height: 900 } })).newPage();
-  ops.setDefaultTimeout(15000);
-  ops.on("dialog", (d) => d.accept());
-  ops.on("pageerror", (e) => { throw new Error(`console page error: ${e.message}`); });
-  await ops.goto(`${CONTROL}/console`);
-  await ops.fill("#key", "not-a-key");
-  await ops.click("#login");
-  await ops.locator("#message").filter({ hasText: "refused" }).waitFor();
-  await ops.fill("#key", ADMIN_KEY);
-  await ops.click("#login");
-  await ops.locator("#view table tr[data-id=game]").waitFor();
-  step("console: the node serving it, live");
-  await ops.locator("#nodes tbody tr").filter({ hasText: "(this one)" }).filter({ hasText: "live" }).waitFor();
-  await shot(ops, "console-apps");
-
+  // ---- the console, after the game ----
   step("console: the game's invocations, one move's logs and trace");
   await ops.evaluate((h) => { location.hash = h; }, `#/invocations/game`);
   const moveRow = ops.locator("#view tbody tr", { hasText: "/moves" }).first();

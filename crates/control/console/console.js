@@ -107,7 +107,8 @@ async function showApp(app) {
     api("GET", `/v1/apps/${enc(app)}/revisions`),
     api("GET", `/v1/apps/${enc(app)}/functions`),
     api("GET", `/v1/apps/${enc(app)}/queues`),
-    api("GET", `/v1/apps/${enc(app)}/connections?limit=200`),
+    // A key that may not list connections still sees the rest.
+    api("GET", `/v1/apps/${enc(app)}/connections?limit=200`).catch((e) => ({ error: e.message })),
   ]);
   const active = revisions.find((r) => r.active);
   const rollback = async (number) => {
@@ -142,9 +143,10 @@ async function showApp(app) {
     table(["Channel", "Function", "Queued", "Running", "Failed", "Dead"], queues.channels
       .filter((c) => !c.channel.startsWith("async:") || c.queued + c.running + c.failed + c.dead > 0)
       .map((c) => ({ cells: [c.channel, c.function || "", c.queued, c.running, c.failed, c.dead] }))),
-    h("h2", {}, `Live WebSocket connections (${connections.length}) `,
+    h("h2", {}, `Live WebSocket connections (${connections.error ? "?" : connections.length}) `,
       h("button", { class: "secondary", id: "refresh-connections", onclick: () => showApp(app) }, "Refresh")),
-    h("div", { id: "connections" }, connections.length ? table(["Connection", "Node", "Route", "Path", "Opened", "In", "Out", "Channels", ""],
+    h("div", { id: "connections" }, connections.error ? h("p", { class: "muted" }, `Not shown: ${connections.error}`) :
+      connections.length ? table(["Connection", "Node", "Route", "Path", "Opened", "In", "Out", "Channels", ""],
       connections.map((c) => ({
         id: c.id,
         cells: [h("span", { class: "mono" }, c.id), c.node, c.route, h("span", { class: "mono" }, c.path),

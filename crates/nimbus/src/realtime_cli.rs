@@ -90,12 +90,29 @@ pub enum ConnectionsCommand {
     },
 }
 
+/// `s` as one path segment: every byte but the unreserved ones and `:@`
+/// percent-encoded.
+fn segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~:@".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
 pub async fn connections(target: &Target, cmd: ConnectionsCommand) -> Result<()> {
     let api = Api::new(target)?;
     match cmd {
         ConnectionsCommand::Ls { app, limit, json } => {
             let list: Vec<ConnectionInfo> = api
-                .get(&format!("/v1/apps/{app}/connections?limit={limit}"))
+                .get(&format!(
+                    "/v1/apps/{}/connections?limit={limit}",
+                    segment(&app)
+                ))
                 .await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
@@ -126,7 +143,12 @@ pub async fn connections(target: &Target, cmd: ConnectionsCommand) -> Result<()>
             }
         }
         ConnectionsCommand::Send { app, id, payload } => {
-            let rb = payload.request(&api, &format!("/v1/apps/{app}/connections/{id}/messages"))?;
+            let path = format!(
+                "/v1/apps/{}/connections/{}/messages",
+                segment(&app),
+                segment(&id)
+            );
+            let rb = payload.request(&api, &path)?;
             api.send(rb).await?;
             println!("queued for {id}");
         }
@@ -139,7 +161,7 @@ pub async fn connections(target: &Target, cmd: ConnectionsCommand) -> Result<()>
             let rb = api
                 .req(
                     reqwest::Method::DELETE,
-                    &format!("/v1/apps/{app}/connections/{id}"),
+                    &format!("/v1/apps/{}/connections/{}", segment(&app), segment(&id)),
                 )
                 .query(&[("code", code.to_string()), ("reason", reason)]);
             api.send(rb).await?;
@@ -150,11 +172,12 @@ pub async fn connections(target: &Target, cmd: ConnectionsCommand) -> Result<()>
             channel,
             payload,
         } => {
-            // A channel name's one character a path segment cannot hold
-            // as it is.
-            let segment = channel.replace('/', "%2F");
-            let rb =
-                payload.request(&api, &format!("/v1/apps/{app}/channels/{segment}/messages"))?;
+            let path = format!(
+                "/v1/apps/{}/channels/{}/messages",
+                segment(&app),
+                segment(&channel)
+            );
+            let rb = payload.request(&api, &path)?;
             api.send(rb).await?;
             println!("published to {channel}");
         }

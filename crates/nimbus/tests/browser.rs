@@ -75,6 +75,7 @@ async fn two_browsers_play_a_game_and_the_console_shows_it() {
         "game-after-reload",
         "game-won",
         "game-leaderboard",
+        "console-connections",
         "console-invocations",
         "console-trace",
         "console-usage",

@@ -755,7 +755,23 @@ disconnect = "chat"
 "#,
     );
     a.deploy(dir.path());
+    let rival = app_dir(
+        r#"
+[app]
+name = "rival"
+
+[functions.chat]
+component = "@WASM@/chat.wasm"
+
+[[triggers.websocket]]
+route = "/rival/{room}"
+connect = "chat"
+message = "chat"
+"#,
+    );
+    a.deploy(rival.path());
     until_served(&b, "/rooms/lobby?name=x", |st, _| st == 426).await;
+    until_served(&b, "/rival/lobby?name=x", |st, _| st == 426).await;
 
     // ann is held by A, bob by B, both in the lobby's channel.
     let mut ann = connect(&a, "/rooms/lobby?name=ann").await;
@@ -794,6 +810,62 @@ disconnect = "chat"
     assert_eq!(next_text(&mut bob).await, "via A");
     assert_eq!(ask(&mut ann, &format!("tell {bob_id} psst")).await, "ok");
     assert_eq!(next_text(&mut bob).await, "psst");
+    assert_eq!(ask(&mut bob, &format!("tell {ann_id} back")).await, "ok");
+    assert_eq!(next_text(&mut ann).await, "back");
+
+    // A subscribes bob, on B, to a channel, and publishes there: he gets
+    // it (B applies what A relays in the order A committed it); after A
+    // unsubscribes him, he no longer does.
+    assert_eq!(ask(&mut ann, &format!("add {bob_id} extra")).await, "ok");
+    assert_eq!(ask(&mut ann, "shout extra one").await, "ok");
+    assert_eq!(next_text(&mut bob).await, "one");
+    assert_eq!(ask(&mut ann, &format!("drop {bob_id} extra")).await, "ok");
+    assert_eq!(ask(&mut ann, "shout extra two").await, "ok");
+    let r = a
+        .api_post(
+            &format!("/v1/apps/chat/connections/{bob_id}/messages"),
+            &[("content-type", "text/plain")],
+            "after two",
+        )
+        .await;
+    assert_eq!(r.status(), 202);
+    assert_eq!(next_text(&mut bob).await, "after two");
+
+    // Another app, through either node, reaches none of it: not bob on B
+    // from A, not ann on A from B, not the lobby's channel.
+    let mut rex = connect(&a, "/rival/lobby?name=rex").await;
+    let mut ria = connect(&b, "/rival/lobby?name=ria").await;
+    for (ws, target) in [(&mut rex, &bob_id), (&mut ria, &ann_id)] {
+        for attempt in [
+            format!("tell {target} gotcha"),
+            format!("add {target} stolen"),
+            format!("kick {target}"),
+        ] {
+            let answer = ask(ws, &attempt).await;
+            assert!(answer.contains("NotOpen("), "{attempt}: {answer}");
+        }
+    }
+    // (rex is in the rival's lobby: he hears it first, then the answer.)
+    assert_eq!(
+        ask(&mut rex, "shout room:lobby from rival").await,
+        "from rival"
+    );
+    assert_eq!(next_text(&mut rex).await, "ok");
+    let r = a
+        .api_post(
+            &format!("/v1/apps/chat/connections/{bob_id}/messages"),
+            &[("content-type", "text/plain")],
+            "sentinel",
+        )
+        .await;
+    assert_eq!(r.status(), 202);
+    assert_eq!(
+        next_text(&mut bob).await,
+        "sentinel",
+        "nothing from the rival app first"
+    );
+    let rival_list = a.api("/v1/apps/rival/connections").await;
+    assert_eq!(rival_list.as_array().unwrap().len(), 2, "{rival_list}");
     let big = "b".repeat(20_000);
     let r = a
         .api_post(
@@ -815,6 +887,18 @@ disconnect = "chat"
     assert_eq!(r.status(), 202);
     assert_eq!(next_binary(&mut bob).await, [0u8, 159, 146, 150]);
     assert_eq!(next_binary(&mut ann).await, [0u8, 159, 146, 150]);
+    // A large binary one, through the table, from B this time.
+    let bytes: Vec<u8> = (0..30_000u32).map(|i| (i * 7 % 256) as u8).collect();
+    let r = b
+        .api_post(
+            "/v1/apps/chat/channels/room:lobby/messages",
+            &[("content-type", "application/octet-stream")],
+            bytes.clone(),
+        )
+        .await;
+    assert_eq!(r.status(), 202);
+    assert_eq!(next_binary(&mut ann).await, bytes);
+    assert_eq!(next_binary(&mut bob).await, bytes);
     assert_eq!(ask(&mut ann, &format!("kick {bob_id}")).await, "ok");
     assert_eq!(
         closed_with(&mut bob).await,

@@ -403,6 +403,8 @@ message = "talk"
         let answer = ask(&mut rex, &attempt).await;
         assert!(answer.contains("NotOpen("), "{attempt}: {answer}");
     }
+    let answer = ask(&mut rex, &format!("add {ann_id} stolen")).await;
+    assert!(answer.contains("NotOpen("), "{answer}");
     assert_eq!(ask(&mut rex, "shout room:lobby from rival").await, "ok");
     let (status, _) = control(
         &s,
@@ -412,6 +414,56 @@ message = "talk"
     )
     .await;
     assert_eq!(status, 202);
+    // A key of the rival app (invoke and read-logs) is refused on chat's.
+    let key = s.cli_ok(&[
+        "keys",
+        "create",
+        "rival-ops",
+        "--app",
+        "rival",
+        "--scope",
+        "invoke",
+        "--scope",
+        "read-logs",
+    ]);
+    let key = key.lines().next().unwrap().trim().to_string();
+    for (method, path) in [
+        (
+            reqwest::Method::GET,
+            "/v1/apps/chat/connections".to_string(),
+        ),
+        (
+            reqwest::Method::POST,
+            format!("/v1/apps/chat/connections/{ann_id}/messages"),
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1/apps/chat/channels/room:lobby/messages".to_string(),
+        ),
+        (
+            reqwest::Method::DELETE,
+            format!("/v1/apps/chat/connections/{ann_id}"),
+        ),
+    ] {
+        let r = s
+            .http
+            .request(method.clone(), format!("{}{path}", s.control))
+            .bearer_auth(&key)
+            .header("content-type", "text/plain")
+            .body("gotcha")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "{method} {path}");
+    }
+    // Ids that are no connection id are refused before any lookup.
+    let long = "x".repeat(900);
+    let answer = ask(&mut ann, &format!("tell {long} hi")).await;
+    assert!(
+        answer.contains("NotOpen(") && answer.len() < 400,
+        "{}",
+        &answer[..200.min(answer.len())]
+    );
     let to_ann = format!("/v1/apps/chat/connections/{ann_id}/messages");
     control(&s, reqwest::Method::POST, &to_ann, "sentinel 3").await;
     assert_eq!(next_text(&mut ann).await, "sentinel 3");
@@ -500,11 +552,11 @@ message = "talk"
             .find(|r| r["key"] == "chat/(websockets)")
             .cloned();
         if let Some(row) = sockets
-            && row["websockets"]["messages_in"].as_i64().unwrap_or(0) >= 15
+            && row["websockets"]["messages_in"].as_i64().unwrap_or(0) >= 16
         {
-            // ann 10, bob 1, cy 3, pat 1.
+            // ann 11, bob 1, cy 3, pat 1.
             let w = &row["websockets"];
-            assert_eq!(w["messages_in"], 15, "{row}");
+            assert_eq!(w["messages_in"], 16, "{row}");
             assert!(w["messages_out"].as_i64().unwrap() >= 20, "{row}");
             assert!(w["connection_minutes"].as_f64().unwrap() > 0.0, "{row}");
             break;
@@ -514,7 +566,7 @@ message = "talk"
     let rows = report["rows"].as_array().unwrap();
     let sockets = rows.iter().find(|r| r["key"] == "chat/(websockets)");
     assert!(
-        sockets.is_some_and(|r| r["websockets"]["messages_in"] == 15),
+        sockets.is_some_and(|r| r["websockets"]["messages_in"] == 16),
         "{report}"
     );
     let talk = rows.iter().find(|r| r["key"] == "chat/talk").unwrap();

@@ -195,7 +195,10 @@ where
     // from other nodes.
     *conn.metered.lock() = Some((std::time::Instant::now(), 0, 0));
     if let Some(relay) = realtime.relay.get() {
-        place.recorded = relay.record(&conn).await;
+        // Marked first: should this future be dropped mid-insert, the
+        // place still removes whatever row was written.
+        place.recorded = true;
+        relay.record(&conn).await;
     }
     let route = route.clone();
     let rt = realtime.clone();
@@ -493,7 +496,7 @@ fn invoke(
 
 /// At most `max` bytes of `s`, cut at a character boundary (a close
 /// frame's reason is at most 123 bytes).
-fn truncate(s: &str, max: usize) -> &str {
+pub(crate) fn truncate(s: &str, max: usize) -> &str {
     if s.len() <= max {
         return s;
     }

@@ -9,7 +9,7 @@
 //! connected by [`Sockets::connect`]; until then, and once the registry is
 //! gone, a call fails with `unavailable`.
 
-use crate::{Outgoing, Realtime, SendError};
+use crate::{Outgoing, Realtime, SendError, short};
 use bytes::Bytes;
 use nimbus_core::Service;
 use nimbus_runtime::{GuestCapability, GuestCx, HasCx, Host, InstanceCx};
@@ -95,7 +95,7 @@ fn outgoing(m: WitMessage) -> Outgoing {
 
 impl wit::Host for Cx<'_> {
     async fn send(&mut self, connection: String, message: WitMessage) -> Result<(), WitError> {
-        let op = self.op(Service::Realtime, "send", &connection);
+        let op = self.op(Service::Realtime, "send", short(&connection));
         let (rt, app) = (self.state.realtime()?, self.state.app.clone());
         let r = rt.send(&app, &connection, outgoing(message)).await;
         op.result(r.map_err(wit_error))
@@ -107,28 +107,28 @@ impl wit::Host for Cx<'_> {
         code: u16,
         reason: String,
     ) -> Result<(), WitError> {
-        let op = self.op(Service::Realtime, "close", &connection);
+        let op = self.op(Service::Realtime, "close", short(&connection));
         let (rt, app) = (self.state.realtime()?, self.state.app.clone());
         let r = rt.close(&app, &connection, code, &reason).await;
         op.result(r.map_err(wit_error))
     }
 
     async fn subscribe(&mut self, connection: String, channel: String) -> Result<(), WitError> {
-        let op = self.op(Service::Realtime, "subscribe", &channel);
+        let op = self.op(Service::Realtime, "subscribe", short(&channel));
         let (rt, app) = (self.state.realtime()?, self.state.app.clone());
         let r = rt.subscribe(&app, &connection, &channel).await;
         op.result(r.map_err(wit_error))
     }
 
     async fn unsubscribe(&mut self, connection: String, channel: String) -> Result<(), WitError> {
-        let op = self.op(Service::Realtime, "unsubscribe", &channel);
+        let op = self.op(Service::Realtime, "unsubscribe", short(&channel));
         let (rt, app) = (self.state.realtime()?, self.state.app.clone());
         let r = rt.unsubscribe(&app, &connection, &channel).await;
         op.result(r.map_err(wit_error))
     }
 
     async fn publish(&mut self, channel: String, message: WitMessage) -> Result<(), WitError> {
-        let op = self.op(Service::Realtime, "publish", &channel);
+        let op = self.op(Service::Realtime, "publish", short(&channel));
         let (rt, app) = (self.state.realtime()?, self.state.app.clone());
         let r = rt.publish(&app, &channel, outgoing(message)).await;
         op.result(r.map_err(wit_error))

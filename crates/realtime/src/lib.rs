@@ -294,20 +294,21 @@ impl Conn {
 
     /// Its time and messages since they were last metered.
     fn unmetered(&self) -> SocketUsage {
-        let (now, m_in, m_out) = (
-            std::time::Instant::now(),
-            self.messages_in.load(Ordering::Relaxed),
-            self.messages_out.load(Ordering::Relaxed),
-        );
         let mut last = self.metered.lock();
         let Some((at, was_in, was_out)) = *last else {
             return SocketUsage::default();
         };
-        *last = Some((now, m_in, m_out));
+        // Read under the lock: two callers cannot meter the same messages.
+        let (now, m_in, m_out) = (
+            std::time::Instant::now(),
+            self.messages_in.load(Ordering::SeqCst),
+            self.messages_out.load(Ordering::SeqCst),
+        );
+        *last = Some((now, m_in.max(was_in), m_out.max(was_out)));
         SocketUsage {
             connection_ms: now.duration_since(at).as_millis() as u64,
-            messages_in: m_in - was_in,
-            messages_out: m_out - was_out,
+            messages_in: m_in.saturating_sub(was_in),
+            messages_out: m_out.saturating_sub(was_out),
         }
     }
 
@@ -520,6 +521,7 @@ impl Realtime {
     }
 
     fn find(&self, app: &str, id: &str) -> Result<Arc<Conn>, SendError> {
+        check_id(app, id)?;
         self.open
             .lock()
             .by_id
@@ -630,13 +632,13 @@ impl Realtime {
     pub async fn publish(&self, app: &str, channel: &str, msg: Outgoing) -> Result<(), SendError> {
         check_channel(channel)?;
         self.check_size(&msg)?;
-        if let Some(relay) = self.relay.get() {
-            relay
-                .send(None, app, relay::Op::publish(channel, &msg))
-                .await
-                .map_err(SendError::Unavailable)?;
-        }
+        let op = self.relay.get().map(|_| relay::Op::publish(channel, &msg));
         self.publish_local(app, channel, msg);
+        if let (Some(relay), Some(op)) = (self.relay.get(), op) {
+            relay.send(None, app, op).await.map_err(|e| {
+                SendError::Unavailable(format!("{e} (this node's subscribers got it)"))
+            })?;
+        }
         Ok(())
     }
 
@@ -652,6 +654,7 @@ impl Realtime {
         let Some(relay) = self.relay.get() else {
             return Err(not_open);
         };
+        check_id(app, id)?;
         match relay.holder(app, id).await {
             Ok(Some(node)) if node != relay.node() => relay
                 .send(Some(node), app, op)
@@ -663,6 +666,7 @@ impl Realtime {
     }
 
     fn subscribe_local(&self, app: &str, id: &str, channel: &str) -> Result<(), SendError> {
+        check_id(app, id)?;
         let mut open = self.open.lock();
         let conn = open
             .by_id
@@ -689,6 +693,7 @@ impl Realtime {
     }
 
     fn unsubscribe_local(&self, app: &str, id: &str, channel: &str) -> Result<(), SendError> {
+        check_id(app, id)?;
         let mut open = self.open.lock();
         let conn = open
             .by_id
@@ -746,14 +751,17 @@ impl Realtime {
 
     /// The open connections of `app` on this node.
     fn list_local(&self, app: &str) -> Vec<ConnectionInfo> {
-        let node = self.node();
-        self.open
+        // The node-wide lock is held only to take the app's connections.
+        let conns: Vec<Arc<Conn>> = self
+            .open
             .lock()
             .by_id
             .values()
             .filter(|c| &*c.app == app)
-            .map(|c| c.info(node))
-            .collect()
+            .cloned()
+            .collect();
+        let node = self.node();
+        conns.iter().map(|c| c.info(node)).collect()
     }
 
     /// Open connections on this node, all apps together.
@@ -809,8 +817,24 @@ impl Realtime {
 fn not_open(app: &str, id: &str) -> SendError {
     SendError::NotOpen {
         app: app.to_string(),
-        id: id.to_string(),
+        id: short(id).to_string(),
     }
+}
+
+/// Refuses, as not open, what is not a connection id (32 lowercase hex
+/// digits), before any lookup.
+fn check_id(app: &str, id: &str) -> Result<(), SendError> {
+    let ok = id.len() == 32
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    if ok { Ok(()) } else { Err(not_open(app, id)) }
+}
+
+/// At most 64 bytes of what a caller named, cut at a character boundary
+/// (for errors and op spans).
+pub(crate) fn short(s: &str) -> &str {
+    connection::truncate(s, 64)
 }
 
 /// Refuses a channel name that is empty, too long, or not made of
@@ -825,7 +849,8 @@ fn check_channel(channel: &str) -> Result<(), SendError> {
         Ok(())
     } else {
         Err(SendError::Invalid(format!(
-            "{channel:?} is not a channel name: use 1 to {MAX_CHANNEL_NAME} letters, digits and -_.:/@"
+            "{:?} is not a channel name: use 1 to {MAX_CHANNEL_NAME} letters, digits and -_.:/@",
+            short(channel)
         )))
     }
 }

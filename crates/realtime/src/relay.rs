@@ -9,19 +9,39 @@
 //! connection took it is known only on its node (a slow consumer there is
 //! cut off as it would be locally). A node applies what it receives in the
 //! order it was committed.
+//!
+//! What one node costs the others is bounded: a notification's header
+//! names its sender and addressee, so a node drops what is not for it
+//! before reading or parsing anything; each app may relay at most
+//! [`RELAY_KIB_PER_SEC`] from a node (past it, the operation is refused as
+//! unavailable); and at most [`RELAY_BACKLOG`] notifications wait to be
+//! applied (past that they are dropped, counted and logged).
 
 use crate::{Conn, ConnectionInfo, Outgoing, Realtime};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use nimbus_store::{SocketRow, Store};
 use serde::{Deserialize, Serialize};
+use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// How often each node removes the relayed operations nobody needs now.
 const PURGE_EVERY: Duration = Duration::from_secs(30);
+
+/// A node not seen for this long is gone: its connections' rows are
+/// removed.
+const NODE_GONE_AFTER: Duration = Duration::from_secs(600);
+
+/// What one app may relay from one node, in KiB per second (and at once).
+pub const RELAY_KIB_PER_SEC: u32 = 8 << 10;
+
+/// Notifications received and not applied yet, at most.
+pub const RELAY_BACKLOG: usize = 10_000;
 
 /// An operation relayed to other nodes.
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -107,6 +127,20 @@ struct Envelope {
 pub(crate) struct Relay {
     store: Store,
     node: Arc<str>,
+    /// Each app's budget of relayed KiB.
+    budget: DefaultKeyedRateLimiter<Arc<str>>,
+}
+
+/// The header of a notification from `from` to `to` (`*`: every node).
+fn header(from: &str, to: Option<&str>) -> String {
+    format!("{from}>{}", to.unwrap_or("*"))
+}
+
+/// A notification's body, if it is for `node` and not from it.
+fn for_node<'a>(notification: &'a str, node: &str) -> Option<&'a str> {
+    let (header, body) = notification.split_once('|')?;
+    let (from, to) = header.split_once('>')?;
+    (from != node && (to == "*" || to == node)).then_some(body)
 }
 
 impl Relay {
@@ -120,17 +154,36 @@ impl Relay {
                 "forgot WebSocket connections this node held before it stopped"
             );
         }
+        let node: Arc<str> = store.node_id().into();
+        let kib = NonZeroU32::new(RELAY_KIB_PER_SEC).expect("nonzero");
         let relay = Relay {
-            node: store.node_id().into(),
+            node: node.clone(),
             store: store.clone(),
+            budget: RateLimiter::keyed(Quota::per_second(kib).allow_burst(kib)),
         };
         if rt.relay.set(relay).is_err() {
             anyhow::bail!("this node has already joined the cluster's WebSocket relay");
         }
-        let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+        let (tx, mut rx) = mpsc::channel::<String>(RELAY_BACKLOG);
+        let (dropped, mut started) = (AtomicU64::new(0), false);
         store.listen_relay(move |n| {
-            if let Some(n) = n {
-                let _ = tx.send(n.to_string());
+            match n {
+                Some(n) => {
+                    let Some(body) = for_node(n, &node) else {
+                        return !tx.is_closed();
+                    };
+                    if tx.try_send(body.to_string()).is_err() && !tx.is_closed() {
+                        let d = dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                        metrics::counter!("nimbus_websocket_relay_dropped_total").increment(1);
+                        if d.is_power_of_two() {
+                            tracing::warn!(dropped = d, "WebSocket operations relayed from other nodes come faster than this node applies them: dropped");
+                        }
+                    }
+                }
+                None if started => tracing::warn!(
+                    "listening for WebSocket operations relayed from other nodes restarted: those relayed meanwhile are lost"
+                ),
+                None => started = true,
             }
             !tx.is_closed()
         });
@@ -151,14 +204,20 @@ impl Relay {
             }
         });
         let stop = rt.stop.clone();
+        let weak_rt = Arc::downgrade(rt);
         tokio::spawn(async move {
             loop {
                 tokio::select! {
                     _ = stop.cancelled() => return,
                     _ = tokio::time::sleep(PURGE_EVERY) => {}
                 }
-                if let Err(e) = store.purge_relayed().await {
+                if let Err(e) = store.purge_relayed(NODE_GONE_AFTER).await {
                     tracing::warn!(error = %e, "removing old relayed WebSocket operations failed");
+                }
+                if let Some(rt) = weak_rt.upgrade()
+                    && let Some(relay) = rt.relay.get()
+                {
+                    relay.budget.retain_recent();
                 }
             }
         });
@@ -169,8 +228,9 @@ impl Relay {
         &self.node
     }
 
-    /// Tells the other nodes this one holds `conn`.
-    pub(crate) async fn record(&self, conn: &Conn) -> bool {
+    /// Tells the other nodes this one holds `conn` (a failure is logged:
+    /// the connection works, but only through this node).
+    pub(crate) async fn record(&self, conn: &Conn) {
         let row = SocketRow {
             id: conn.id.to_string(),
             app: conn.app.to_string(),
@@ -179,12 +239,8 @@ impl Relay {
             path: conn.path.clone(),
             opened_at_us: conn.opened_at_ms as i64 * 1000,
         };
-        match self.store.socket_opened(&row).await {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::warn!(error = %e, connection = %conn.id, "recording a WebSocket connection failed: other nodes cannot reach it");
-                false
-            }
+        if let Err(e) = self.store.socket_opened(&row).await {
+            tracing::warn!(error = %e, connection = %conn.id, "recording a WebSocket connection failed: other nodes cannot reach it");
         }
     }
 
@@ -236,8 +292,10 @@ impl Relay {
             .collect())
     }
 
-    /// Relays `op` of `app` to the node `to`, or to every other.
+    /// Relays `op` of `app` to the node `to`, or to every other, within
+    /// the app's budget.
     pub(crate) async fn send(&self, to: Option<String>, app: &str, op: Op) -> Result<(), String> {
+        let header = header(&self.node, to.as_deref());
         let envelope = Envelope {
             from: self.node.to_string(),
             to,
@@ -245,16 +303,29 @@ impl Relay {
             op,
         };
         let payload = serde_json::to_string(&envelope).map_err(|e| e.to_string())?;
-        self.store.relay(app, &payload).await.map_err(|e| {
-            format!("relaying to the node that holds the connection failed: {e}; retry")
-        })
+        let kib = NonZeroU32::new((payload.len() / 1024) as u32 + 1).expect("nonzero");
+        if !matches!(self.budget.check_key_n(&Arc::from(app), kib), Ok(Ok(()))) {
+            return Err(format!(
+                "app {app:?} relays more than {} MiB/s of WebSocket messages to other nodes from this one: send less, or smaller messages",
+                RELAY_KIB_PER_SEC >> 10
+            ));
+        }
+        self.store
+            .relay(app, &header, &payload)
+            .await
+            .map_err(|e| format!("relaying to the other nodes failed: {e}; retry"))
     }
 
-    /// Applies a notification another node sent.
-    async fn apply(&self, rt: &Realtime, notification: &str) {
-        let payload = match self.store.relayed(notification).await {
+    /// Applies a notification's body (for this node, from another).
+    async fn apply(&self, rt: &Realtime, body: &str) {
+        let payload = match self.store.relayed(body).await {
             Ok(Some(p)) => p,
-            Ok(None) => return,
+            Ok(None) => {
+                tracing::warn!(
+                    "a relayed WebSocket operation was removed before this node read it: it is lost"
+                );
+                return;
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "reading a relayed WebSocket operation failed: it is lost");
                 return;
@@ -267,16 +338,31 @@ impl Relay {
                 return;
             }
         };
+        // The header said so; the envelope must agree.
         if *e.from == *self.node || e.to.as_deref().is_some_and(|to| to != &*self.node) {
             return;
         }
         let limit = rt.config.send_buffer_bytes;
         let app = e.app.as_str();
+        let too_large = |m: &Outgoing| {
+            // Another node may keep larger send buffers: what would cut
+            // off a client here is refused instead.
+            let over = m.len() > limit;
+            if over {
+                tracing::debug!(
+                    app,
+                    len = m.len(),
+                    "a relayed message is over this node's send buffer: not sent"
+                );
+            }
+            over
+        };
         // Whatever fails here was the connection's fate on its node: a
         // closed connection, a slow consumer (cut off as a local send
         // would), a subscription past the limit.
         let r = match e.op {
             Op::Send { id, msg } => match (rt.find(app, &id), msg.outgoing()) {
+                (Ok(_), Some(m)) if too_large(&m) => Ok(()),
                 (Ok(c), Some(m)) => c.send(m, limit).map(|_| ()),
                 (Err(e), _) => Err(e),
                 (_, None) => Ok(()),
@@ -287,7 +373,7 @@ impl Relay {
             Op::Subscribe { id, channel } => rt.subscribe_local(app, &id, &channel),
             Op::Unsubscribe { id, channel } => rt.unsubscribe_local(app, &id, &channel),
             Op::Publish { channel, msg } => {
-                if let Some(m) = msg.outgoing() {
+                if let Some(m) = msg.outgoing().filter(|m| !too_large(m)) {
                     rt.publish_local(app, &channel, m);
                 }
                 Ok(())
@@ -332,6 +418,13 @@ mod tests {
             let back: Envelope = serde_json::from_str(&text).unwrap();
             assert_eq!(back.op, e.op, "{text}");
         }
+        let n = format!("{}|{{}}", header("n1", Some("n2")));
+        assert_eq!(for_node(&n, "n2"), Some("{}"));
+        assert_eq!(for_node(&n, "n3"), None, "addressed to another node");
+        assert_eq!(for_node(&n, "n1"), None, "its own");
+        let all = format!("{}|#7", header("n1", None));
+        assert_eq!(for_node(&all, "n3"), Some("#7"));
+        assert_eq!(for_node("garbage", "n3"), None);
         let bin = Wire::from(&Outgoing::Binary(Bytes::from_static(&[0, 255])));
         assert_eq!(
             bin.outgoing(),

@@ -3,10 +3,11 @@
 //! and one notification channel ([`RELAY_CHANNEL`]) on which a node
 //! relays a send, close, subscription or channel publish to the others.
 //!
-//! A relayed operation travels in the notification's payload when it fits
-//! ([`MAX_INLINE_PAYLOAD`]); a larger one is written to `ws_relay` and the
-//! notification carries `#` and its row id, which the listeners read back.
-//! Those rows are removed after [`RELAY_KEEP`].
+//! A notification is `HEADER|BODY`: the header (the sender's and the
+//! addressee's node, which a listener checks before anything else) and
+//! the operation itself when it fits ([`MAX_INLINE_PAYLOAD`]); a larger one
+//! is written to `ws_relay`, and the body is `#` and its row id, which the
+//! addressees read back. Those rows are removed after [`RELAY_KEEP`].
 //!
 //! The embedded database has one node, which holds every connection: the
 //! realtime crate calls none of this there.
@@ -123,12 +124,14 @@ impl Store {
             .collect()
     }
 
-    /// Sends `payload` (an operation of `app`) to every node listening on
-    /// [`RELAY_CHANNEL`], inline or, past [`MAX_INLINE_PAYLOAD`], through
-    /// `ws_relay`.
-    pub async fn relay(&self, app: &str, payload: &str) -> Result<()> {
-        if payload.len() <= MAX_INLINE_PAYLOAD && !payload.starts_with('#') {
-            return crate::cluster::notify(&self.pool, RELAY_CHANNEL, payload).await;
+    /// Sends `payload` (an operation of `app`) with `header` (which must
+    /// not contain `|`) to every node listening on [`RELAY_CHANNEL`], as
+    /// `HEADER|PAYLOAD` or, past [`MAX_INLINE_PAYLOAD`], as `HEADER|#ID`
+    /// with the payload in `ws_relay`.
+    pub async fn relay(&self, app: &str, header: &str, payload: &str) -> Result<()> {
+        if header.len() + 1 + payload.len() <= MAX_INLINE_PAYLOAD && !payload.starts_with('#') {
+            let n = format!("{header}|{payload}");
+            return crate::cluster::notify(&self.pool, RELAY_CHANNEL, &n).await;
         }
         let mut tx = self.pool.begin().await?;
         let id: i64 = sqlx::query_scalar(
@@ -139,16 +142,16 @@ impl Store {
         .bind(crate::now_us())
         .fetch_one(&mut *tx)
         .await?;
-        crate::cluster::notify(&mut *tx, RELAY_CHANNEL, &format!("#{id}")).await?;
+        crate::cluster::notify(&mut *tx, RELAY_CHANNEL, &format!("{header}|#{id}")).await?;
         tx.commit().await?;
         Ok(())
     }
 
-    /// The payload a notification on [`RELAY_CHANNEL`] stands for: itself,
-    /// or the row it names (`None`: already removed).
-    pub async fn relayed(&self, notification: &str) -> Result<Option<String>> {
-        let Some(id) = notification.strip_prefix('#') else {
-            return Ok(Some(notification.to_string()));
+    /// The payload a notification's body (after its header) stands for:
+    /// itself, or the row it names (`None`: already removed).
+    pub async fn relayed(&self, body: &str) -> Result<Option<String>> {
+        let Some(id) = body.strip_prefix('#') else {
+            return Ok(Some(body.to_string()));
         };
         let Ok(id) = id.parse::<i64>() else {
             return Ok(None);
@@ -161,13 +164,23 @@ impl Store {
         )
     }
 
-    /// Removes relayed operations older than [`RELAY_KEEP`].
-    pub async fn purge_relayed(&self) -> Result<u64> {
-        Ok(sqlx::query("DELETE FROM ws_relay WHERE created_at < $1")
+    /// Removes relayed operations older than [`RELAY_KEEP`], and the
+    /// connections of nodes not seen for `gone_for` (a node that never
+    /// came back cannot forget its own).
+    pub async fn purge_relayed(&self, gone_for: Duration) -> Result<u64> {
+        let relayed = sqlx::query("DELETE FROM ws_relay WHERE created_at < $1")
             .bind(crate::now_us() - RELAY_KEEP.as_micros() as i64)
             .execute(&self.pool)
             .await?
-            .rows_affected())
+            .rows_affected();
+        let orphans = sqlx::query(
+            "DELETE FROM ws_connections WHERE node NOT IN (SELECT id FROM nodes WHERE seen_at > $1)",
+        )
+        .bind(crate::now_us() - gone_for.as_micros() as i64)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(relayed + orphans)
     }
 
     /// Calls `on` with every notification on [`RELAY_CHANNEL`] (`None`

@@ -16,7 +16,8 @@
 //!   - `join CHANNEL` / `leave CHANNEL`: (un)subscribes this connection;
 //!   - `shout CHANNEL TEXT`: publishes TEXT to any channel;
 //!   - `tell ID TEXT`: sends TEXT to the connection ID; `kick ID`: closes
-//!     it with 4001.
+//!     it with 4001; `add ID CHANNEL` / `drop ID CHANNEL`: (un)subscribes
+//!     it.
 //!   Realtime calls answer `ok`, or the host's error.
 //! - `DELETE`, disconnect: logs the close code and reason.
 
@@ -134,6 +135,15 @@ impl wasi::exports::http::incoming_handler::Guest for Chat {
                         respond(out, 200, &done(realtime::send(to, &said(t))))
                     }
                     "kick" => respond(out, 200, &done(realtime::close(rest, 4001, "kicked"))),
+                    "add" | "drop" => {
+                        let (to, channel) = rest.split_once(' ').unwrap_or((rest, ""));
+                        let r = if command == "add" {
+                            realtime::subscribe(to, channel)
+                        } else {
+                            realtime::unsubscribe(to, channel)
+                        };
+                        respond(out, 200, &done(r))
+                    }
                     _ => respond(out, 200, &format!("{room} {name} ({kind}): {text}")),
                 }
             }

@@ -9,6 +9,11 @@
 //!   game's version differs from VERSION, then answers it: how an opponent's
 //!   move reaches a player without reloading (the host's `documents.watch`
 //!   wakes it when the game is written)
+//! * `GET /api/games/{id}/live` (a WebSocket route) — the connect function
+//!   subscribes the connection to the game's channel (`game:ID`) and sends
+//!   it the game; every write of the game is published there, so moves
+//!   reach both players (and anyone watching) as they are stored. The long
+//!   poll above is the fallback for clients without WebSockets.
 //! * `POST /api/games/{id}/join` — take the yellow side of an open game
 //! * `POST /api/games/{id}/moves` — `{"column": 0-6, "version": V}`
 //! * `POST /api/games/{id}/resign` — give up (or cancel an open game)
@@ -34,15 +39,17 @@ mod bindings {
                 import nimbus:data/documents@0.1.0;
                 import wasi:config/store@0.2.0-rc.1;
                 import nimbus:events/producer@0.1.0;
+                import nimbus:realtime/connections@0.1.0;
             }
         ",
-        path: ["../../../wit/data", "../../../wit/events.wit"],
+        path: ["../../../wit/data", "../../../wit/events.wit", "../../../wit/realtime.wit"],
         generate_all,
     });
 }
 
 use bindings::nimbus::data::documents;
 use bindings::nimbus::events::producer;
+use bindings::nimbus::realtime::connections as realtime;
 use bindings::wasi::config::store as config;
 use game_shared::{Reply, header, now_ms, query_param, read_body};
 use rules::{Board, RED, YELLOW};
@@ -118,13 +125,38 @@ impl Game {
         }
     }
 
-    /// Stores `doc` if the game is still at the version it was read at.
+    /// Stores `doc` if the game is still at the version it was read at,
+    /// and pushes it to the game's channel.
     fn save(&mut self, doc: Value) -> Result<(), Reply> {
         let stored = documents::put(GAMES, &self.id, &doc.to_string(), Some(self.version))
             .map_err(doc_error)?;
         self.version = stored.version;
         self.doc = doc;
+        self.push();
         Ok(())
+    }
+
+    /// The game's channel: its players' (and watchers') connections.
+    fn channel(id: &str) -> String {
+        format!("game:{id}")
+    }
+
+    /// Publishes the game as it is now to its channel. A failure only
+    /// delays the players, whose clients catch up by polling.
+    fn push(&self) {
+        let message = realtime::Message::Text(self.view_for_all().to_string());
+        if let Err(e) = realtime::publish(&Game::channel(&self.id), &message) {
+            eprintln!("game {}: pushing it to its players failed: {e:?}", self.id);
+        }
+    }
+
+    /// The game as every client sees it (without `you`, which each client
+    /// knows of itself).
+    fn view_for_all(&self) -> Value {
+        let mut v = self.doc.clone();
+        v["id"] = json!(self.id);
+        v["version"] = json!(self.version);
+        v
     }
 
     fn status(&self) -> &str {
@@ -374,6 +406,19 @@ fn next(who: &Caller, id: &str, after: u64) -> Result<Reply, Reply> {
     Ok(Reply::json(200, &game.view(&who.id)))
 }
 
+/// The connect function of `/api/games/{id}/live`: subscribes the
+/// connection to the game's channel, then sends it the game (queued until
+/// the connection opens), so a move stored in between is not missed.
+fn live(connection: &str, id: &str) -> Result<Reply, Reply> {
+    let game = Game::load(id)?;
+    realtime::subscribe(connection, &Game::channel(id))
+        .map_err(|e| Reply::error(503, format!("following the game failed: {e:?}; retry")))?;
+    let now = realtime::Message::Text(game.view_for_all().to_string());
+    realtime::send(connection, &now)
+        .map_err(|e| Reply::error(503, format!("sending the game failed: {e:?}; retry")))?;
+    Ok(Reply::json(200, &json!({ "following": id })))
+}
+
 /// The scheduled sweep: abandons idle games, re-publishes unreported ends.
 fn janitor() -> Result<Reply, Reply> {
     let idle_secs = config::get("idle_timeout_secs")
@@ -427,6 +472,16 @@ fn route(req: &IncomingRequest) -> Result<Reply, Reply> {
     let (path, query) = pq.split_once('?').unwrap_or((&pq, ""));
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     let method = req.method();
+    // Set by Nimbus only on a WebSocket route's invocations.
+    if let Some(connection) = header(req, "nimbus-connection-id") {
+        return match (&method, parts.as_slice()) {
+            (Method::Get, ["api", "games", id, "live"]) => live(&connection, id),
+            // Clients send nothing the game needs (moves are POSTs, whose
+            // answers say what went wrong); a message is answered with none.
+            (Method::Post, ["api", "games", _, "live"]) => Ok(Reply::empty(204)),
+            _ => Err(Reply::error(404, format!("no game WebSocket at {path}"))),
+        };
+    }
     match (&method, parts.as_slice()) {
         (Method::Post, ["api", "games"]) => create(&who),
         (Method::Get, ["api", "games"]) => list(&who),

@@ -23,6 +23,16 @@ impl Reply {
         }
     }
 
+    /// An answer with no body.
+    pub fn empty(status: u16) -> Reply {
+        Reply {
+            status,
+            content_type: "text/plain",
+            body: Vec::new(),
+            headers: Vec::new(),
+        }
+    }
+
     /// An error as `{"error": message}`; every message says what to do.
     pub fn error(status: u16, message: impl Into<String>) -> Reply {
         Reply::json(status, &serde_json::json!({ "error": message.into() }))

@@ -12,7 +12,8 @@ const APP = "game";
 const $ = (sel) => document.querySelector(sel);
 let session = JSON.parse(sessionStorage.getItem("session") || "null");
 let current = null;      // the game on screen
-let watching = 0;        // generation of the long poll that may run
+let watching = 0;        // generation of the live updates that may run
+let socket = null;       // the game's WebSocket, while it is open
 let lobbyTimer = null;
 let refreshing = null;   // the refresh in flight: one per tab, shared
 
@@ -102,7 +103,8 @@ function show() {
   $("#lobby-view").hidden = !signedIn || !!gameId;
   $("#game-view").hidden = !signedIn || !gameId;
   clearInterval(lobbyTimer);
-  watching++; // ends any long poll of the view we are leaving
+  watching++; // ends any live updates of the view we are leaving
+  if (socket) socket.close(1000, "left the game");
   if (!signedIn) {
     current = null;
   } else if (gameId) {
@@ -209,9 +211,36 @@ async function openGame(id) {
   }
 }
 
+// Live updates: a WebSocket on the game's channel, where every write of
+// the game is pushed; the long poll is the fallback (no WebSocket in this
+// browser, or the socket refused or closed). One generation runs at a time:
+// opening a view starts a new one.
+function watch(id, generation) {
+  if (!current || current.status === "finished") return;
+  if (!("WebSocket" in window) || !session) return poll(id, generation);
+  const url = new URL(`/api/games/${id}/live`, location.href);
+  url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
+  url.searchParams.set("access_token", session.access_token);
+  const ws = new WebSocket(url);
+  socket = ws;
+  ws.onopen = () => { document.body.dataset.transport = "websocket"; };
+  ws.onmessage = (ev) => {
+    if (generation !== watching) return ws.close(1000, "left the game");
+    const g = JSON.parse(ev.data);
+    if (current && g.id === current.id && g.version > current.version) render({ ...g, you: current.you });
+    if (current && current.status === "finished") ws.close(1000, "game over");
+  };
+  ws.onclose = () => {
+    if (socket === ws) socket = null;
+    if (generation !== watching || !current || current.status === "finished") return;
+    // Refused, cut off, or the app was redeployed: carry on by polling.
+    poll(id, generation);
+  };
+}
+
 // Long poll: the server answers as soon as the game's version changes.
-// One runs at a time: opening a view starts a new generation.
-async function watch(id, generation) {
+async function poll(id, generation) {
+  document.body.dataset.transport = "poll";
   while (generation === watching && current && current.id === id && current.status !== "finished") {
     try {
       const g = await call("GET", `/api/games/${id}/next?after=${current.version}`);
