@@ -25,8 +25,11 @@ bench_init realtime
 cargo build --release -p nimbus-wsload >&2
 wsload=$root/target/release/wsload
 wsceiling=$root/target/release/wsceiling
-# Both ends of every connection live on this machine.
-ulimit -n $((CONNECTIONS * 2 + 1024))
+# The client and the server each hold one end of every connection.
+want=$((CONNECTIONS + 1024))
+if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt "$want" ]; then
+  ulimit -n "$want" || { echo "needs $want open files per process; the hard limit is $(ulimit -Hn)" >&2; exit 1; }
+fi
 
 echo "== ceiling: tokio-tungstenite broadcast server =="
 "$wsceiling" > "$work/ceiling.log" 2>&1 &

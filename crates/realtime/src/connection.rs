@@ -13,7 +13,6 @@ use nimbus_runtime::{Caller, InvokeRequest, ResponseBody, Runtime, text_response
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -134,7 +133,6 @@ where
     };
     // Listed before its connect function runs, which may subscribe it to
     // channels or send it a first message (written once it is open).
-    let (tx, rx) = mpsc::unbounded_channel();
     let conn = Arc::new(Conn {
         id: id.clone(),
         route: route.clone(),
@@ -143,7 +141,8 @@ where
         opened_at_ms: SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64),
-        tx,
+        outbox: Default::default(),
+        ready: Default::default(),
         queued: AtomicUsize::new(0),
         closing: realtime.stop.child_token(),
         close_with: Default::default(),
@@ -202,7 +201,7 @@ where
     }
     let route = route.clone();
     let rt = realtime.clone();
-    realtime.tasks.spawn(async move {
+    let task = async move {
         let (code, reason) = match on_upgrade.await {
             Ok(upgraded) => {
                 let config = WebSocketConfig::default()
@@ -216,7 +215,7 @@ where
                     Some(config),
                 )
                 .await;
-                run(&rt, &route, &conn, &origin, ws, rx).await
+                run(&rt, &route, &conn, &origin, ws).await
             }
             Err(e) => (
                 CloseCode::Abnormal,
@@ -235,10 +234,13 @@ where
                 ],
                 Bytes::new(),
             );
-            let resp = rt.runtime.invoke(f, req, meta).await;
+            // Boxed: the invocation's state is allocated when it runs, not
+            // carried by every idle connection's task.
+            let resp = Box::pin(rt.runtime.invoke(f, req, meta)).await;
             let _ = Limited::new(resp.into_body(), 64 << 10).collect().await;
         }
-    });
+    };
+    realtime.tasks.spawn(task);
     (handshake::switching(&accept, protocol), Some(id))
 }
 
@@ -287,7 +289,6 @@ async fn run(
     conn: &Arc<Conn>,
     origin: &Origin,
     mut ws: Ws,
-    mut rx: mpsc::UnboundedReceiver<Outgoing>,
 ) -> (CloseCode, String) {
     use tokio_tungstenite::tungstenite::Error as WsError;
     let app = conn.app.to_string();
@@ -315,7 +316,7 @@ async fn run(
             false,
         )),
     };
-    let (code, reason, send_close) = loop {
+    let (code, reason, send_close) = 'conn: loop {
         let idle_at = last_message + route.idle_timeout;
         tokio::select! {
             _ = closing.cancelled() => {
@@ -372,7 +373,10 @@ async fn run(
                     None => break (CloseCode::Abnormal, "the client went away without closing".into(), false),
                 }
             }
-            Some(out) = rx.recv() => {
+            _ = conn.ready.notified() => loop {
+                // The lock is not held across the write.
+                let next = conn.outbox.lock().pop_front();
+                let Some(out) = next else { break };
                 let len = out.len();
                 let msg = match out {
                     Outgoing::Text(t) => Message::Text(t),
@@ -381,12 +385,12 @@ async fn run(
                 let wrote = write(&mut ws, msg, &closing, ping_every).await;
                 conn.queued.fetch_sub(len, Ordering::SeqCst);
                 if let Some(end) = ended(wrote) {
-                    break end;
+                    break 'conn end;
                 }
                 last_message = Instant::now();
                 conn.messages_out.fetch_add(1, Ordering::Relaxed);
                 metrics::counter!("nimbus_websocket_messages_total", "app" => app.clone(), "direction" => "out").increment(1);
-            }
+            },
             _ = ping.tick() => {
                 if handling.is_none() && last_heard.elapsed() > ping_every * 2 {
                     break (
@@ -409,6 +413,9 @@ async fn run(
             }
         }
     };
+    // Nothing more is taken for it.
+    conn.closing.cancel();
+    conn.outbox.lock().clear();
     if send_close {
         let frame = CloseFrame {
             code,

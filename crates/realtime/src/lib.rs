@@ -62,7 +62,6 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -239,8 +238,11 @@ struct Conn {
     app: Arc<str>,
     path: String,
     opened_at_ms: u64,
-    tx: mpsc::UnboundedSender<Outgoing>,
-    /// Bytes sent to `tx` and not written to the socket yet.
+    /// Messages waiting to be written (a plain queue: no channel's
+    /// preallocated block per idle connection), and its wake-up.
+    outbox: Mutex<std::collections::VecDeque<Outgoing>>,
+    ready: tokio::sync::Notify,
+    /// Bytes in `outbox` and being written.
     queued: AtomicUsize,
     /// Cancelled when the connection must close, with `close_with` set.
     closing: CancellationToken,
@@ -289,7 +291,9 @@ impl Conn {
                 limit,
             });
         }
-        self.tx.send(msg).map_err(|_| not_open())
+        self.outbox.lock().push_back(msg);
+        self.ready.notify_one();
+        Ok(())
     }
 
     /// Its time and messages since they were last metered.

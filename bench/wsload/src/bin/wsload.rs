@@ -47,6 +47,33 @@ struct Args {
     /// A name for the output lines
     #[arg(long, default_value = "server")]
     label: String,
+    /// Connections opened (at --open-concurrency) and closed again before
+    /// the RSS baseline is read, so that what opening them warms (a
+    /// server's pools of instances and buffers) is in the baseline, not
+    /// counted per connection
+    #[arg(long, default_value_t = 1000)]
+    warmup: usize,
+}
+
+/// Opens `n` connections to `url`, `concurrency` at a time, and closes
+/// them.
+async fn warm_up(url: &str, n: usize, concurrency: usize) -> anyhow::Result<()> {
+    let gate = Arc::new(Semaphore::new(concurrency.max(1)));
+    let mut tasks = Vec::with_capacity(n);
+    for _ in 0..n {
+        let (gate, url) = (gate.clone(), url.to_string());
+        tasks.push(tokio::spawn(async move {
+            let _permit = gate.acquire_owned().await.unwrap();
+            let (mut ws, _) = tokio_tungstenite::connect_async(&url).await?;
+            ws.close(None).await?;
+            while let Some(Ok(_)) = ws.next().await {}
+            anyhow::Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(())
 }
 
 /// The server's resident memory, in KiB.
@@ -106,6 +133,7 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("connecting to {}", args.url))?;
     let (mut say, mut heard) = trigger.split();
     tokio::spawn(async move { while let Some(Ok(_)) = heard.next().await {} });
+    warm_up(&args.url, args.warmup, args.open_concurrency).await?;
     tokio::time::sleep(Duration::from_millis(args.settle_ms)).await;
     let before = args.pid.map(rss_kib).transpose()?;
 
@@ -155,8 +183,9 @@ async fn main() -> anyhow::Result<()> {
     if let (Some(pid), Some(before)) = (args.pid, before) {
         let after = rss_kib(pid)?;
         println!(
-            "{}: RSS {before} KiB with one connection, {after} KiB with {} idle: {:.1} KiB per connection",
+            "{}: RSS {before} KiB with one connection (after {} opened and closed), {after} KiB with {} idle: {:.1} KiB per connection",
             args.label,
+            args.warmup,
             n + 1,
             (after.saturating_sub(before)) as f64 / n as f64
         );
