@@ -159,6 +159,8 @@ async fn run_local(
     // No events engine runs here: a replayed send fails as `unavailable`
     // (the interface links, so the function instantiates as on the node).
     capabilities.push(Arc::new(nimbus_events::Producer::new()));
+    // Nor any WebSocket connection: a replayed send fails as `unavailable`.
+    capabilities.push(Arc::new(nimbus_realtime::Sockets::new()));
     let runtime = nimbus_runtime::Runtime::new(
         nimbus_runtime::RuntimeConfig {
             cache_dir: dir.path().join("cache"),

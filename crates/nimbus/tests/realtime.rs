@@ -585,3 +585,86 @@ message = "talk"
         "{api}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_fans_out_to_every_subscriber() {
+    let s = Server::start(&[]);
+    let app = app_dir(CHAT);
+    s.deploy(app.path());
+    let mut crowd = Vec::new();
+    for i in 0..200 {
+        crowd.push(connect(&s, &format!("/rooms/crowd?name=p{i}")).await);
+    }
+    let mut outsider = connect(&s, "/rooms/elsewhere?name=out").await;
+
+    // From a function (one member says it), then from the control API:
+    // each of the 200 gets both, in that order; the outsider neither.
+    crowd[0]
+        .send(Message::text("say hello crowd"))
+        .await
+        .unwrap();
+    for ws in crowd.iter_mut() {
+        assert_eq!(next_text(ws).await, "crowd p0: hello crowd");
+    }
+    let (status, body) = control(
+        &s,
+        reqwest::Method::POST,
+        "/v1/apps/chat/channels/room:crowd/messages",
+        "from outside",
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    for ws in crowd.iter_mut() {
+        assert_eq!(next_text(ws).await, "from outside");
+    }
+    assert_eq!(
+        ask(&mut outsider, "whoami").await.len(),
+        35,
+        "its own answer, nothing else first"
+    );
+    let listed = s.api("/v1/apps/chat/connections?limit=1000").await;
+    assert_eq!(
+        listed.as_array().unwrap().len(),
+        201,
+        "every connection is listed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wasi3_function_sends_and_publishes_asynchronously() {
+    let s = Server::start(&[]);
+    let manifest = format!(
+        "{CHAT}\n[functions.w3]\ncomponent = \"@WASM@/wasi3.wasm\"\n\n[[triggers.http]]\nroute = \"/w3/{{action}}\"\nfunction = \"w3\"\n"
+    );
+    let app = app_dir(&manifest);
+    s.deploy(app.path());
+    let mut ann = connect(&s, "/rooms/lobby?name=ann").await;
+    let ann_id = ask(&mut ann, "whoami").await.replace("id:", "");
+    let post = |path: String, body: &'static str| {
+        let s = &s;
+        async move {
+            let r = s
+                .http
+                .post(format!("{}{path}", s.url))
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    // nimbus:realtime@0.2.0 from a WASI 0.3 guest: a send, a publish to
+    // the room the connect function subscribed ann to, a clear refusal.
+    let (status, body) = post(format!("/w3/tell3?to={ann_id}"), "from 0.3").await;
+    assert_eq!((status, body.as_str()), (200, "ok"));
+    assert_eq!(next_text(&mut ann).await, "from 0.3");
+    let (status, body) = post("/w3/publish3?channel=room:lobby".into(), "to the room").await;
+    assert_eq!((status, body.as_str()), (200, "ok"));
+    assert_eq!(next_text(&mut ann).await, "to the room");
+    let (status, body) = post(format!("/w3/tell3?to={}", "0".repeat(32)), "nobody").await;
+    assert_eq!(status, 404);
+    assert!(
+        body.contains("NotOpen(") && body.contains("is not open"),
+        "{body}"
+    );
+}

@@ -7,12 +7,14 @@
 //! The runtime is built before the registry (whose connections invoke
 //! functions through it), so the [`Sockets`] handed to `Runtime::new` is
 //! connected by [`Sockets::connect`]; until then, and once the registry is
-//! gone, a call fails with `unavailable`.
+//! gone, a call fails with `unavailable`. WASI 0.3 guests get the same
+//! operations as `async func`s (`nimbus:realtime@0.2.0`, `guest3.rs`),
+//! both bindings running a [`Call`].
 
 use crate::{Outgoing, Realtime, SendError, short};
 use bytes::Bytes;
 use nimbus_core::Service;
-use nimbus_runtime::{GuestCapability, GuestCx, HasCx, Host, InstanceCx};
+use nimbus_runtime::{GuestCapability, GuestCx, HasCx, Host, HostCall, InstanceCx, Op};
 use std::any::Any;
 use std::sync::{Arc, OnceLock, Weak};
 use wasmtime::component::Linker;
@@ -23,7 +25,8 @@ wasmtime::component::bindgen!({
     imports: { default: async },
 });
 
-use nimbus::realtime::connections::{self as wit, Error as WitError, Message as WitMessage};
+use nimbus::realtime::connections as wit;
+pub(crate) use wit::{Error as WitError, Message as WitMessage};
 
 /// The realtime capability's guest side, connected to the node's registry
 /// once it exists.
@@ -48,7 +51,7 @@ pub struct SocketsState {
     app: Arc<str>,
 }
 
-type Cx<'a> = GuestCx<'a, SocketsState>;
+pub(crate) type Cx<'a> = GuestCx<'a, SocketsState>;
 
 impl GuestCapability for Sockets {
     fn name(&self) -> &'static str {
@@ -56,7 +59,8 @@ impl GuestCapability for Sockets {
     }
 
     fn link(&self, linker: &mut Linker<Host>) -> wasmtime::Result<()> {
-        wit::add_to_linker::<Host, HasCx<SocketsState>>(linker, Host::capability::<SocketsState>)
+        wit::add_to_linker::<Host, HasCx<SocketsState>>(linker, Host::capability::<SocketsState>)?;
+        crate::guest3::link(linker)
     }
 
     fn instance(&self, cx: &InstanceCx<'_>) -> Box<dyn Any + Send> {
@@ -73,6 +77,69 @@ impl SocketsState {
             WitError::Unavailable("this node serves no WebSocket connections now".into())
         })
     }
+
+    /// The call `op` on `target` (a connection or a channel), with what
+    /// it needs cloned out of the instance: the WASI 0.2 binding awaits it
+    /// in place, the WASI 0.3 one after leaving the store.
+    pub(crate) fn call(cx: &Cx<'_>, op: &'static str, target: &str) -> Call {
+        Call {
+            op: cx.op(Service::Realtime, op, short(target)),
+            realtime: cx.state.realtime(),
+            app: cx.state.app.clone(),
+        }
+    }
+}
+
+/// One operation of a guest (see [`SocketsState::call`]), metered as its
+/// `op` when it ends.
+pub(crate) struct Call {
+    op: Op,
+    realtime: Result<Arc<Realtime>, WitError>,
+    app: Arc<str>,
+}
+
+impl Call {
+    /// Holds `room` (an async call's place among its instance's) until
+    /// the call ends.
+    pub(crate) fn holding(mut self, room: HostCall) -> Self {
+        self.op.hold(room);
+        self
+    }
+
+    pub(crate) async fn send(self, connection: &str, m: Outgoing) -> Result<(), WitError> {
+        let rt = self.realtime?;
+        let r = rt.send(&self.app, connection, m).await;
+        self.op.result(r.map_err(wit_error))
+    }
+
+    pub(crate) async fn close(
+        self,
+        connection: &str,
+        code: u16,
+        reason: &str,
+    ) -> Result<(), WitError> {
+        let rt = self.realtime?;
+        let r = rt.close(&self.app, connection, code, reason).await;
+        self.op.result(r.map_err(wit_error))
+    }
+
+    pub(crate) async fn subscribe(self, connection: &str, channel: &str) -> Result<(), WitError> {
+        let rt = self.realtime?;
+        let r = rt.subscribe(&self.app, connection, channel).await;
+        self.op.result(r.map_err(wit_error))
+    }
+
+    pub(crate) async fn unsubscribe(self, connection: &str, channel: &str) -> Result<(), WitError> {
+        let rt = self.realtime?;
+        let r = rt.unsubscribe(&self.app, connection, channel).await;
+        self.op.result(r.map_err(wit_error))
+    }
+
+    pub(crate) async fn publish(self, channel: &str, m: Outgoing) -> Result<(), WitError> {
+        let rt = self.realtime?;
+        let r = rt.publish(&self.app, channel, m).await;
+        self.op.result(r.map_err(wit_error))
+    }
 }
 
 fn wit_error(e: SendError) -> WitError {
@@ -86,7 +153,7 @@ fn wit_error(e: SendError) -> WitError {
     }
 }
 
-fn outgoing(m: WitMessage) -> Outgoing {
+pub(crate) fn outgoing(m: WitMessage) -> Outgoing {
     match m {
         WitMessage::Text(t) => Outgoing::text(t),
         WitMessage::Binary(b) => Outgoing::Binary(Bytes::from(b)),
@@ -95,10 +162,8 @@ fn outgoing(m: WitMessage) -> Outgoing {
 
 impl wit::Host for Cx<'_> {
     async fn send(&mut self, connection: String, message: WitMessage) -> Result<(), WitError> {
-        let op = self.op(Service::Realtime, "send", short(&connection));
-        let (rt, app) = (self.state.realtime()?, self.state.app.clone());
-        let r = rt.send(&app, &connection, outgoing(message)).await;
-        op.result(r.map_err(wit_error))
+        let c = SocketsState::call(self, "send", &connection);
+        c.send(&connection, outgoing(message)).await
     }
 
     async fn close(
@@ -107,30 +172,22 @@ impl wit::Host for Cx<'_> {
         code: u16,
         reason: String,
     ) -> Result<(), WitError> {
-        let op = self.op(Service::Realtime, "close", short(&connection));
-        let (rt, app) = (self.state.realtime()?, self.state.app.clone());
-        let r = rt.close(&app, &connection, code, &reason).await;
-        op.result(r.map_err(wit_error))
+        let c = SocketsState::call(self, "close", &connection);
+        c.close(&connection, code, &reason).await
     }
 
     async fn subscribe(&mut self, connection: String, channel: String) -> Result<(), WitError> {
-        let op = self.op(Service::Realtime, "subscribe", short(&channel));
-        let (rt, app) = (self.state.realtime()?, self.state.app.clone());
-        let r = rt.subscribe(&app, &connection, &channel).await;
-        op.result(r.map_err(wit_error))
+        let c = SocketsState::call(self, "subscribe", &channel);
+        c.subscribe(&connection, &channel).await
     }
 
     async fn unsubscribe(&mut self, connection: String, channel: String) -> Result<(), WitError> {
-        let op = self.op(Service::Realtime, "unsubscribe", short(&channel));
-        let (rt, app) = (self.state.realtime()?, self.state.app.clone());
-        let r = rt.unsubscribe(&app, &connection, &channel).await;
-        op.result(r.map_err(wit_error))
+        let c = SocketsState::call(self, "unsubscribe", &channel);
+        c.unsubscribe(&connection, &channel).await
     }
 
     async fn publish(&mut self, channel: String, message: WitMessage) -> Result<(), WitError> {
-        let op = self.op(Service::Realtime, "publish", short(&channel));
-        let (rt, app) = (self.state.realtime()?, self.state.app.clone());
-        let r = rt.publish(&app, &channel, outgoing(message)).await;
-        op.result(r.map_err(wit_error))
+        let c = SocketsState::call(self, "publish", &channel);
+        c.publish(&channel, outgoing(message)).await
     }
 }

@@ -48,6 +48,7 @@
 
 mod connection;
 mod guest;
+mod guest3;
 mod handshake;
 mod relay;
 
@@ -375,6 +376,17 @@ struct Open {
 /// A channel: its app and its name.
 type ChannelKey = (Arc<str>, Arc<str>);
 
+impl Open {
+    /// The open connection `id`, if it is `app`'s.
+    fn conn(&self, app: &str, id: &str) -> Result<Arc<Conn>, SendError> {
+        self.by_id
+            .get(id)
+            .filter(|c| &*c.app == app)
+            .cloned()
+            .ok_or_else(|| not_open(app, id))
+    }
+}
+
 impl Realtime {
     /// An empty registry whose connections invoke functions on `runtime`.
     pub fn new(runtime: Arc<Runtime>, config: RealtimeConfig) -> Arc<Realtime> {
@@ -526,13 +538,7 @@ impl Realtime {
 
     fn find(&self, app: &str, id: &str) -> Result<Arc<Conn>, SendError> {
         check_id(app, id)?;
-        self.open
-            .lock()
-            .by_id
-            .get(id)
-            .filter(|c| &*c.app == app)
-            .cloned()
-            .ok_or_else(|| not_open(app, id))
+        self.open.lock().conn(app, id)
     }
 
     /// Refuses a message no connection could take.
@@ -672,12 +678,7 @@ impl Realtime {
     fn subscribe_local(&self, app: &str, id: &str, channel: &str) -> Result<(), SendError> {
         check_id(app, id)?;
         let mut open = self.open.lock();
-        let conn = open
-            .by_id
-            .get(id)
-            .filter(|c| &*c.app == app)
-            .cloned()
-            .ok_or_else(|| not_open(app, id))?;
+        let conn = open.conn(app, id)?;
         let mut channels = conn.channels.lock();
         if channels.iter().any(|c| &**c == channel) {
             return Ok(());
@@ -699,12 +700,7 @@ impl Realtime {
     fn unsubscribe_local(&self, app: &str, id: &str, channel: &str) -> Result<(), SendError> {
         check_id(app, id)?;
         let mut open = self.open.lock();
-        let conn = open
-            .by_id
-            .get(id)
-            .filter(|c| &*c.app == app)
-            .cloned()
-            .ok_or_else(|| not_open(app, id))?;
+        let conn = open.conn(app, id)?;
         conn.channels.lock().retain(|c| &**c != channel);
         let key: ChannelKey = (conn.app.clone(), channel.into());
         if let Some(subs) = open.channels.get_mut(&key) {

@@ -24,6 +24,11 @@
 //! * `send?queue=Q`: sends the request body to queue Q (`nimbus:events`)
 //!   and answers the message id
 //! * `send3?queue=Q`: the same through `nimbus:events@0.2.0` (async)
+//! * `tell3?to=ID`: sends the request body as a text message to the
+//!   app's WebSocket connection ID (`nimbus:realtime@0.2.0`, async);
+//!   answers `ok`, or 404 and the host's error
+//! * `publish3?channel=C`: publishes the request body to the app's
+//!   channel C the same way
 //! * `docs3?id=ID`: in the collection `notes` (`nimbus:data@0.2.0`, async):
 //!   puts `{"n":1}`, merges `{"m":2}`, reads it back, queries `n == 1`,
 //!   deletes it; answers `V1 V2 JSON FOUND DELETED`
@@ -92,6 +97,14 @@ mod events3 {
     wit_bindgen::generate!({
         path: "../../wit/events3",
         world: "nimbus:events/producer-guest",
+    });
+}
+
+/// `nimbus:realtime@0.2.0`: sends and publishes as `async func`s.
+mod realtime3 {
+    wit_bindgen::generate!({
+        path: "../../wit/realtime3",
+        world: "nimbus:realtime/realtime-guest",
     });
 }
 
@@ -443,6 +456,20 @@ impl wasip3::exports::http::handler::Guest for Wasi3 {
                 match producer3::send(queue, message).await {
                     Ok(id) => text(202, id),
                     Err(e) => text(400, format!("{e:?}")),
+                }
+            }
+            "tell3" | "publish3" => {
+                use realtime3::nimbus::realtime::connections as rt3;
+                let body = String::from_utf8_lossy(&read_body(req).await).into_owned();
+                let done = if action == "tell3" {
+                    rt3::send(query(&path, "to").unwrap_or_default(), rt3::Message::Text(body)).await
+                } else {
+                    let channel = query(&path, "channel").unwrap_or_default();
+                    rt3::publish(channel, rt3::Message::Text(body)).await
+                };
+                match done {
+                    Ok(()) => text(200, "ok"),
+                    Err(e) => text(404, format!("{e:?}")),
                 }
             }
             "consume" => {

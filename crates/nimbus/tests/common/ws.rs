@@ -56,8 +56,8 @@ pub async fn refused_from(s: &Server, path: &str, origin: Option<&str>) -> (u16,
     }
 }
 
-/// The next data message, as text.
-pub async fn next_text(ws: &mut Client) -> String {
+/// The next data message (pings and pongs skipped; a close fails).
+pub async fn next_message(ws: &mut Client) -> Message {
     loop {
         let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
             .await
@@ -65,11 +65,19 @@ pub async fn next_text(ws: &mut Client) -> String {
             .expect("the connection ended")
             .expect("reading failed");
         match msg {
-            Message::Text(t) => return t.to_string(),
-            Message::Binary(b) => return String::from_utf8_lossy(&b).into_owned(),
+            Message::Text(_) | Message::Binary(_) => return msg,
             Message::Close(f) => panic!("closed instead: {f:?}"),
             _ => {}
         }
+    }
+}
+
+/// The next data message, as text.
+pub async fn next_text(ws: &mut Client) -> String {
+    match next_message(ws).await {
+        Message::Text(t) => t.to_string(),
+        Message::Binary(b) => String::from_utf8_lossy(&b).into_owned(),
+        _ => unreachable!("next_message answers data messages"),
     }
 }
 
@@ -95,17 +103,8 @@ pub async fn closed_with(ws: &mut Client) -> (CloseCode, String) {
 
 /// The next data message, which must be binary.
 pub async fn next_binary(ws: &mut Client) -> Vec<u8> {
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("no message within 10 s")
-            .expect("the connection ended")
-            .expect("reading failed");
-        match msg {
-            Message::Binary(b) => return b.to_vec(),
-            Message::Text(t) => panic!("text instead: {t}"),
-            Message::Close(f) => panic!("closed instead: {f:?}"),
-            _ => {}
-        }
+    match next_message(ws).await {
+        Message::Binary(b) => b.to_vec(),
+        other => panic!("text instead: {other:?}"),
     }
 }
